@@ -1,0 +1,175 @@
+//! The wire shape of a final assistant message (BRIDGE_PROTOCOL.md
+//! `browser.final_message`), parsed and validated in one place because the
+//! WebSocket frame and `POST /v1/messages` carry the same fields and must be
+//! held to the same rules. The result is a store `NewMessage`.
+
+use serde_json::{Map, Value};
+
+use crate::store::{NewMessage, RouteInfo};
+
+/// A field that failed validation, named so the caller can fix it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+fn err(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError { field: field.into(), message: message.into() }
+}
+
+/// `[a-z0-9_-]{1,32}`.
+pub fn valid_platform(s: &str) -> bool {
+    (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+/// `[A-Za-z0-9._:-]{1,128}`: client ids, request ids.
+pub fn valid_token_id(s: &str) -> bool {
+    (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
+fn string(obj: &Map<String, Value>, key: &str, max: usize, required: bool) -> Result<Option<String>, FieldError> {
+    match obj.get(key) {
+        None | Some(Value::Null) if required => Err(err(key, format!("Field \"{key}\" is required."))),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if required && s.is_empty() => Err(err(key, format!("Field \"{key}\" must not be empty."))),
+        Some(Value::String(s)) if s.len() > max => Err(err(key, format!("Field \"{key}\" must be at most {max} bytes."))),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(err(key, format!("Field \"{key}\" must be a string."))),
+    }
+}
+
+fn integer(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, FieldError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v.as_i64().map(Some).ok_or_else(|| err(key, format!("Field \"{key}\" must be an integer."))),
+    }
+}
+
+fn route(obj: &Map<String, Value>) -> Result<Option<RouteInfo>, FieldError> {
+    let route = match obj.get("route") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(r)) => r,
+        Some(_) => return Err(err("route", "Field \"route\" must be an object.")),
+    };
+    let params = match route.get("params") {
+        None | Some(Value::Null) => None,
+        Some(p @ Value::Object(_)) => Some(p.to_string()),
+        Some(_) => return Err(err("route.params", "Field \"route.params\" must be an object.")),
+    };
+    let path = string(route, "path", 2048, false).map_err(|e| err("route.path", e.message))?;
+    let pattern = string(route, "pattern", 2048, false).map_err(|e| err("route.pattern", e.message))?;
+    Ok(Some(RouteInfo { path, pattern, params }))
+}
+
+/// Parses the message fields of a frame or request body. `client_id` is
+/// read from the body only when `allow_client_id` (the HTTP route); the bridge
+/// passes the connection's own client id instead.
+pub fn parse_final_message(
+    obj: &Map<String, Value>,
+    allow_client_id: bool,
+    now: i64,
+) -> Result<NewMessage, FieldError> {
+    let platform = string(obj, "platform", 32, true)?.unwrap_or_default();
+    if !valid_platform(&platform) {
+        return Err(err("platform", "Field \"platform\" must match [a-z0-9_-]{1,32}."));
+    }
+    let conversation_id = string(obj, "conversation_id", 512, true)?.unwrap_or_default();
+    let message_id = string(obj, "message_id", 512, true)?.unwrap_or_default();
+    let role = string(obj, "role", 32, false)?.unwrap_or_else(|| "assistant".into());
+    if role.is_empty() || !role.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return Err(err("role", "Field \"role\" must match [a-z_]{1,32}, e.g. \"assistant\" or \"user\"."));
+    }
+    let text = match obj.get("text") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => return Err(err("text", "Field \"text\" is required.")),
+        Some(_) => return Err(err("text", "Field \"text\" must be a string.")),
+    };
+    if text.trim().is_empty() && role == "assistant" {
+        return Err(err("text", "Field \"text\" must not be empty for an assistant message."));
+    }
+    let observed_at = integer(obj, "observed_at")?.unwrap_or(now);
+    if observed_at < 0 {
+        return Err(err("observed_at", "Field \"observed_at\" must be milliseconds since the epoch (>= 0)."));
+    }
+    let tab_id = integer(obj, "tab_id")?;
+    if matches!(tab_id, Some(t) if t <= 0) {
+        return Err(err("tab_id", "Field \"tab_id\" must be a positive integer."));
+    }
+    let shell_page = match obj.get("shell_page") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(err("shell_page", "Field \"shell_page\" must be a boolean.")),
+    };
+    let client_id = if allow_client_id { string(obj, "client_id", 128, false)? } else { None };
+    if matches!(&client_id, Some(c) if !valid_token_id(c)) {
+        return Err(err("client_id", "Field \"client_id\" must match [A-Za-z0-9._:-]{1,128}."));
+    }
+    Ok(NewMessage {
+        platform,
+        conversation_id,
+        message_id,
+        role,
+        text,
+        observed_at,
+        page_url: string(obj, "page_url", 8192, false)?,
+        page_title: string(obj, "page_title", 2048, false)?,
+        tab_id,
+        route: route(obj)?,
+        organization_id: string(obj, "organization_id", 512, false)?,
+        shell_page,
+        client_id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn parse(v: Value) -> Result<NewMessage, FieldError> {
+        parse_final_message(v.as_object().unwrap(), true, 42)
+    }
+
+    #[test]
+    fn minimal_message_gets_defaults() {
+        let m = parse(json!({"platform":"chatgpt","conversation_id":"c","message_id":"m","text":"hi"})).unwrap();
+        assert_eq!(m.role, "assistant");
+        assert_eq!(m.observed_at, 42);
+        assert!(!m.shell_page);
+    }
+
+    #[test]
+    fn each_bad_field_is_named() {
+        let base = json!({"platform":"chatgpt","conversation_id":"c","message_id":"m","text":"hi"});
+        let cases = [
+            ("platform", json!("Bad Platform")),
+            ("platform", json!(7)),
+            ("conversation_id", json!("")),
+            ("message_id", Value::Null),
+            ("text", json!(1)),
+            ("text", json!("  ")),
+            ("observed_at", json!("now")),
+            ("tab_id", json!(0)),
+            ("shell_page", json!("yes")),
+            ("client_id", json!("has space")),
+            ("route", json!("x")),
+            ("role", json!("Assistant")),
+        ];
+        for (field, value) in cases {
+            let mut obj = base.clone();
+            obj[field] = value.clone();
+            let e = parse(obj).unwrap_err();
+            assert_eq!(e.field, field, "value {value}");
+        }
+        let mut obj = base.clone();
+        obj["route"] = json!({"params": []});
+        assert_eq!(parse(obj).unwrap_err().field, "route.params");
+    }
+
+    #[test]
+    fn empty_text_allowed_for_user_role() {
+        let m = parse(json!({"platform":"claude","conversation_id":"c","message_id":"m","text":"","role":"user"}));
+        assert!(m.is_ok());
+    }
+}

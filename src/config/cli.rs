@@ -1,0 +1,292 @@
+//! The command line and the environment, and the assembly of the effective
+//! configuration from them: flag > environment > config file > default.
+//! The environment is read through an injected lookup so that tests never
+//! touch (or race on) the real process environment.
+
+use super::{file, validate, Command, Config, ConfigError};
+use std::path::{Path, PathBuf};
+
+/// An environment lookup, e.g. `&|k| std::env::var(k).ok()`.
+type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+const HELP: &str = "\
+baa-conductor - local daemon between an AI-chat browser plugin and your scripts
+
+Usage:
+  baa-conductor [serve] [FLAGS]          run the daemon (the default command)
+  baa-conductor check-config [FLAGS]     validate the configuration, print it as JSON
+  baa-conductor --version | -V           print the version
+  baa-conductor --help | -h              print this help
+
+Flags (also accepted as --flag=value):
+  --config FILE           JSON config file (default: STATE_DIR/config.json if it exists)
+  --state-dir DIR         state directory (default: $XDG_STATE_HOME/baa-conductor,
+                          else ~/.local/state/baa-conductor;
+                          macOS: ~/Library/Application Support/baa-conductor)
+  --listen HOST:PORT      HTTP API address (default 127.0.0.1:4317; port 0 = any free port)
+  --ws-listen HOST:PORT   plugin WebSocket address (default 127.0.0.1:4318)
+  --token TOKEN           shared secret for the API and the WebSocket; required
+                          when either address is not a loopback address
+
+Environment (an empty variable counts as unset):
+  BAA_CONFIG, BAA_STATE_DIR, BAA_LISTEN, BAA_WS_LISTEN, BAA_TOKEN
+                          same as the flags above
+  RUST_LOG                log filter (default info)
+
+Precedence: flag > environment > config file > default.
+
+Exit codes:
+  0  clean stop
+  1  any other fatal error
+  2  bad configuration or command line (one line on stderr naming the key)
+";
+
+/// Usage text: commands, flags, environment variables, exit codes.
+pub fn help_text() -> &'static str {
+    HELP
+}
+
+/// The values the flags (or their environment variables) may set.
+#[derive(Default)]
+struct Flags {
+    config: Option<String>,
+    state_dir: Option<String>,
+    listen: Option<String>,
+    ws_listen: Option<String>,
+    token: Option<String>,
+}
+
+impl Flags {
+    fn slot(&mut self, flag: &str) -> Option<&mut Option<String>> {
+        match flag {
+            "--config" => Some(&mut self.config),
+            "--state-dir" => Some(&mut self.state_dir),
+            "--listen" => Some(&mut self.listen),
+            "--ws-listen" => Some(&mut self.ws_listen),
+            "--token" => Some(&mut self.token),
+            _ => None,
+        }
+    }
+}
+
+enum Parsed {
+    Help,
+    Version,
+    Flags(Flags),
+}
+
+/// Parses the arguments (without argv[0]), reads the config file, applies
+/// the environment and validates the result.
+pub fn parse_command(args: &[String], env: Env) -> Result<Command, ConfigError> {
+    let (check, rest) = match args.first().map(String::as_str) {
+        Some("serve") => (false, &args[1..]),
+        Some("check-config") => (true, &args[1..]),
+        Some(word) if !word.starts_with('-') => {
+            return Err(ConfigError::new(
+                word,
+                "is not a known command (expected serve or check-config; see --help)",
+            ))
+        }
+        _ => (false, args),
+    };
+    let flags = match parse_flags(rest)? {
+        Parsed::Help => return Ok(Command::Help),
+        Parsed::Version => return Ok(Command::Version),
+        Parsed::Flags(flags) => flags,
+    };
+    let config = build(&flags, env)?;
+    validate(&config)?;
+    Ok(if check {
+        Command::CheckConfig(config)
+    } else {
+        Command::Serve(config)
+    })
+}
+
+/// Left to right, so `--help` after a bad flag reports the bad flag.
+/// A following argument that starts with `--` is taken as a missing value
+/// rather than swallowed (`--listen --token x`); such a value can still be
+/// given as `--flag=--value`.
+fn parse_flags(args: &[String]) -> Result<Parsed, ConfigError> {
+    let mut flags = Flags::default();
+    let mut i = 0;
+    while i < args.len() {
+        let arg = args[i].as_str();
+        match arg {
+            "--help" | "-h" => return Ok(Parsed::Help),
+            "--version" | "-V" => return Ok(Parsed::Version),
+            _ if !arg.starts_with('-') => {
+                return Err(ConfigError::new(
+                    arg,
+                    "is an unexpected argument (see --help)",
+                ))
+            }
+            _ => {}
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_string())),
+            None => (arg, None),
+        };
+        if inline.is_some() && matches!(name, "--help" | "-h" | "--version" | "-V") {
+            return Err(ConfigError::new(name, "does not take a value"));
+        }
+        let slot = flags
+            .slot(name)
+            .ok_or_else(|| ConfigError::new(name, "is not a known flag (see --help)"))?;
+        let value = match inline {
+            Some(value) => value,
+            None => {
+                i += 1;
+                args.get(i)
+                    .filter(|v| !v.starts_with("--"))
+                    .cloned()
+                    .unwrap_or_default()
+            }
+        };
+        if value.is_empty() {
+            return Err(ConfigError::new(name, "needs a value"));
+        }
+        if slot.is_some() {
+            return Err(ConfigError::new(name, "is given more than once"));
+        }
+        *slot = Some(value);
+        i += 1;
+    }
+    Ok(Parsed::Flags(flags))
+}
+
+/// The environment with empty variables treated as unset, which is what
+/// `BAA_TOKEN= baa-conductor` is meant to say.
+fn lookup(env: Env, key: &str) -> Option<String> {
+    env(key).filter(|v| !v.is_empty())
+}
+
+/// The flag if given, else the environment variable, with the name of the
+/// one that won (for error messages).
+fn pick(
+    flag: &Option<String>,
+    flag_name: &'static str,
+    env: Env,
+    var: &'static str,
+) -> Option<(String, &'static str)> {
+    match flag {
+        Some(v) => Some((v.clone(), flag_name)),
+        None => lookup(env, var).map(|v| (v, var)),
+    }
+}
+
+fn build(flags: &Flags, env: Env) -> Result<Config, ConfigError> {
+    let state_dir = match pick(&flags.state_dir, "--state-dir", env, "BAA_STATE_DIR") {
+        Some((dir, source)) => absolute(Path::new(&dir), source)?,
+        None => default_state_dir(env)?,
+    };
+    let mut config = Config::with_state_dir(state_dir);
+    if let Some((path, source)) = config_file(flags, env, &config.state_dir)? {
+        file::apply(&mut config, &file::read(&path, source)?)?;
+        config.config_path = Some(path);
+    }
+    if let Some((v, _)) = pick(&flags.listen, "--listen", env, "BAA_LISTEN") {
+        config.listen = v;
+    }
+    if let Some((v, _)) = pick(&flags.ws_listen, "--ws-listen", env, "BAA_WS_LISTEN") {
+        config.ws_listen = v;
+    }
+    if let Some((v, _)) = pick(&flags.token, "--token", env, "BAA_TOKEN") {
+        config.token = Some(v);
+    }
+    normalize(&mut config, env)?;
+    Ok(config)
+}
+
+/// The config file to read, if any, and the setting that named it. An
+/// explicitly named file must exist; the default one is optional.
+fn config_file(
+    flags: &Flags,
+    env: Env,
+    state_dir: &Path,
+) -> Result<Option<(PathBuf, &'static str)>, ConfigError> {
+    if let Some((path, source)) = pick(&flags.config, "--config", env, "BAA_CONFIG") {
+        return Ok(Some((absolute(Path::new(&path), source)?, source)));
+    }
+    let default = state_dir.join("config.json");
+    Ok(default.exists().then_some((default, "config_file")))
+}
+
+/// Relative paths are made absolute once, here, so that check-config,
+/// `conductor.json` and `/v1/system` all show where state really lives.
+fn absolute(path: &Path, source: &str) -> Result<PathBuf, ConfigError> {
+    std::path::absolute(path).map_err(|e| {
+        ConfigError::new(
+            source,
+            format!("cannot be made absolute ({}): {e}", path.display()),
+        )
+    })
+}
+
+/// `$XDG_STATE_HOME/baa-conductor` when XDG_STATE_HOME is set to an
+/// absolute path (the XDG spec says to ignore relative ones), else the
+/// platform's per-user state location under HOME.
+pub fn default_state_dir(env: Env) -> Result<PathBuf, ConfigError> {
+    if let Some(xdg) = lookup(env, "XDG_STATE_HOME").filter(|x| Path::new(x).is_absolute()) {
+        return Ok(PathBuf::from(xdg).join("baa-conductor"));
+    }
+    let home = lookup(env, "HOME").ok_or_else(|| {
+        ConfigError::new(
+            "state_dir",
+            "cannot be determined: neither HOME nor XDG_STATE_HOME is set (use --state-dir or BAA_STATE_DIR)",
+        )
+    })?;
+    let base = PathBuf::from(home);
+    Ok(if cfg!(target_os = "macos") {
+        base.join("Library/Application Support/baa-conductor")
+    } else {
+        base.join(".local/state/baa-conductor")
+    })
+}
+
+/// Canonical forms, so that consumers compare and concatenate without
+/// second-guessing: one trailing `/` is dropped from the public base URL
+/// and from origins, origins are lower-cased (browsers send them so), and
+/// a leading `~` in a BAA root is expanded with HOME.
+fn normalize(config: &mut Config, env: Env) -> Result<(), ConfigError> {
+    if let Some(url) = config.public_base_url.as_mut() {
+        strip_one_slash(url);
+    }
+    for origin in config.allowed_origins.iter_mut() {
+        *origin = origin.to_ascii_lowercase();
+        strip_one_slash(origin);
+    }
+    for (i, root) in config.baa.allowed_roots.iter_mut().enumerate() {
+        if let Some(expanded) = expand_home(root, env, i)? {
+            *root = expanded;
+        }
+    }
+    Ok(())
+}
+
+/// Drops one trailing `/` unless that would eat into `scheme://`.
+fn strip_one_slash(url: &mut String) {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    if url.ends_with('/') && url.len() > after_scheme + 1 {
+        url.pop();
+    }
+}
+
+fn expand_home(root: &str, env: Env, index: usize) -> Result<Option<String>, ConfigError> {
+    let rest = match root.strip_prefix('~') {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+        _ => return Ok(None),
+    };
+    let home = lookup(env, "HOME").ok_or_else(|| {
+        ConfigError::new(
+            format!("baa.allowed_roots[{index}]"),
+            format!("uses ~ but HOME is not set (got {root:?})"),
+        )
+    })?;
+    let expanded = format!("{}{rest}", home.trim_end_matches('/'));
+    Ok(Some(if expanded.is_empty() {
+        "/".to_string()
+    } else {
+        expanded
+    }))
+}

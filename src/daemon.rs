@@ -1,0 +1,137 @@
+//! Starting and stopping the whole daemon: state directory, single-instance
+//! lock, store, listeners, the ready file and ready line, then waiting for
+//! SIGINT/SIGTERM and shutting down in order (stop accepting, finish
+//! in-flight requests, flush the writer last). `main.rs` only maps the
+//! outcome to an exit code.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::config::Config;
+use crate::http;
+use crate::store::{self, StoreOptions};
+
+/// How long in-flight requests get to finish at shutdown.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A fatal start-up or runtime error: exit code 1 with one clear line.
+#[derive(Debug)]
+pub struct Fatal(pub String);
+
+impl fmt::Display for Fatal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Fatal {}
+
+fn fatal(what: impl fmt::Display) -> Fatal {
+    Fatal(what.to_string())
+}
+
+/// Runs the daemon until SIGINT or SIGTERM; `Ok` is a clean stop.
+pub fn run(config: Config) -> Result<(), Fatal> {
+    let config = Arc::new(config);
+    let state_dir = config.state_dir.clone();
+    prepare_state_dir(&state_dir)?;
+    // Held for the life of the process; the OS drops it when we die, so a
+    // restart after kill -9 just works.
+    let _lock = lock_state_dir(&state_dir)?;
+    // Signals are registered before the ready line so a stop sent right
+    // after it is never lost.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| fatal(format!("cannot install signal handlers: {e}")))?;
+
+    let (store_handle, store) = store::open(
+        &state_dir,
+        StoreOptions { readers: config.limits.http_threads, max_page_count: None },
+    )
+    .map_err(|e| fatal(format!("cannot open {}: {e}", store::db_path(&state_dir).display())))?;
+
+    let http_listener = bind(&config.listen, "listen")?;
+    let ws_listener = bind(&config.ws_listen, "ws_listen")?;
+    let http_addr = local_addr(&http_listener)?;
+    let ws_addr = local_addr(&ws_listener)?;
+    let http_base = format!("http://{}", http_addr);
+    let ws_url = format!("ws://{}/ws/browser", ws_addr);
+
+    let ctx = Arc::new(http::Ctx::new(config.clone(), store.clone(), http_base.clone(), ws_url.clone()));
+    let server = http::start(http_listener, ctx.clone()).map_err(|e| fatal(format!("cannot start HTTP server: {e}")))?;
+    // The bridge (its own issue) will take this listener; until then it is
+    // held so the advertised port stays ours.
+    let _ws_listener = ws_listener;
+
+    write_ready_file(&state_dir, ctx.started_at, &http_base, &ws_url)?;
+    println!("baa-conductor listening on {http_base}");
+    let _ = std::io::stdout().flush();
+    log::info!("ready: http {http_base}, ws {ws_url}, state dir {}", state_dir.display());
+
+    if let Some(signal) = signals.forever().next() {
+        log::info!("received signal {signal}; shutting down");
+    }
+    server.shutdown(SHUTDOWN_GRACE);
+    drop(server);
+    drop(ctx);
+    drop(store);
+    // The writer goes last: everything the other threads queued is committed.
+    store_handle.shutdown();
+    let _ = fs::remove_file(state_dir.join("conductor.json"));
+    log::info!("stopped cleanly");
+    Ok(())
+}
+
+fn prepare_state_dir(dir: &Path) -> Result<(), Fatal> {
+    for sub in [dir.to_path_buf(), dir.join("artifacts"), dir.join("logs").join("timed-jobs")] {
+        fs::create_dir_all(&sub).map_err(|e| fatal(format!("cannot create {}: {e}", sub.display())))?;
+    }
+    Ok(())
+}
+
+fn lock_state_dir(dir: &Path) -> Result<File, Fatal> {
+    let path = dir.join("conductor.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| fatal(format!("cannot open lock file {}: {e}", path.display())))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(fatal(format!(
+            "another baa-conductor is already running on this state dir (lock file {} is held)",
+            path.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => Err(fatal(format!("cannot lock {}: {e}", path.display()))),
+    }
+}
+
+fn bind(addr: &str, key: &str) -> Result<TcpListener, Fatal> {
+    TcpListener::bind(addr).map_err(|e| fatal(format!("cannot bind {key} {addr}: {e}")))
+}
+
+fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Fatal> {
+    listener.local_addr().map_err(|e| fatal(format!("cannot read bound address: {e}")))
+}
+
+/// Writes `conductor.json` atomically (temp file + rename) so a reader never
+/// sees half a file.
+fn write_ready_file(dir: &Path, started_at: i64, http_base: &str, ws_url: &str) -> Result<(), Fatal> {
+    let doc = json!({
+        "pid": std::process::id(), "http_base": http_base, "ws_url": ws_url,
+        "started_at": started_at, "version": env!("CARGO_PKG_VERSION"),
+    });
+    let path: PathBuf = dir.join("conductor.json");
+    let tmp = dir.join("conductor.json.tmp");
+    fs::write(&tmp, doc.to_string())
+        .and_then(|()| fs::rename(&tmp, &path))
+        .map_err(|e| fatal(format!("cannot write {}: {e}", path.display())))?;
+    Ok(())
+}

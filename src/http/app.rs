@@ -1,0 +1,208 @@
+//! The glue between the transport and the handlers: request ids, the
+//! web-origin refusal, token auth, body limits and media type, route
+//! dispatch, and turning a handler panic into a 500 while the worker lives
+//! on. Everything here is the same for every route, so no handler repeats it.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use super::api::{failure, render, ApiError, ApiRequest};
+use super::ctx::SharedCtx;
+use super::query::split_target;
+use super::routes::{resolve, Kind, Resolution};
+use super::server::{BodyError, Handler, Request, Response, TransportError};
+use crate::util::random_u64;
+
+pub struct App {
+    ctx: SharedCtx,
+    /// Web origins allowed to call: configured ones plus the daemon's own.
+    allowed_origins: Vec<String>,
+}
+
+impl App {
+    pub fn new(ctx: SharedCtx) -> App {
+        let mut allowed_origins: Vec<String> =
+            ctx.config.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
+        allowed_origins.push(ctx.http_base.to_ascii_lowercase());
+        if let Some(origin) = origin_of(&ctx.public_base) {
+            allowed_origins.push(origin);
+        }
+        App { ctx, allowed_origins }
+    }
+
+    fn dispatch(&self, req: Request, request_id: &str) -> Result<super::api::Reply, ApiError> {
+        let (path, query) = split_target(&req.target);
+        self.check_origin(&req)?;
+        let is_health = req.method == "GET" && path == "/healthz";
+        if !is_health {
+            self.check_token(&req)?;
+        }
+        let body = match req.body {
+            Ok(body) => body,
+            Err(BodyError::TooLarge) => return Err(ApiError::payload_too_large(self.ctx.config.limits.max_body_bytes)),
+        };
+        let (route, params) = match resolve(&req.method, &path) {
+            Resolution::Found(route, params) => (route, params),
+            Resolution::MethodNotAllowed(allow) => return Err(ApiError::method_not_allowed(&req.method, &allow)),
+            Resolution::NotFound => return Err(ApiError::route_not_found(&path)),
+        };
+        if route.kind == Kind::Write && !body.iter().all(u8::is_ascii_whitespace) {
+            let content_type = header(&req.headers, "content-type");
+            if !is_json(content_type) {
+                return Err(ApiError::unsupported_media_type(content_type));
+            }
+        }
+        let api_req = ApiRequest {
+            method: req.method,
+            path,
+            query,
+            params,
+            headers: req.headers,
+            body,
+            request_id: request_id.to_string(),
+        };
+        (route.handler)(&self.ctx, &api_req)
+    }
+
+    /// Browser pages must not drive the daemon (CSRF, cross-site requests):
+    /// web origins are refused unless allowed. Extension origins and requests
+    /// without an Origin (curl, scripts) pass. `Origin: null` comes from
+    /// sandboxed frames and local files, i.e. web content, so it is refused.
+    fn check_origin(&self, req: &Request) -> Result<(), ApiError> {
+        let Some(origin) = header(&req.headers, "origin") else { return Ok(()) };
+        let lower = origin.trim().to_ascii_lowercase();
+        let is_web = lower.starts_with("http://") || lower.starts_with("https://") || lower == "null";
+        if is_web && !self.allowed_origins.iter().any(|o| *o == lower) {
+            log::warn!("http: refused request from web origin {origin:?}");
+            return Err(ApiError::forbidden_origin(origin));
+        }
+        Ok(())
+    }
+
+    fn check_token(&self, req: &Request) -> Result<(), ApiError> {
+        let Some(token) = &self.ctx.config.token else { return Ok(()) };
+        let presented = header(&req.headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
+        if constant_time_eq(presented.trim().as_bytes(), token.as_bytes()) {
+            Ok(())
+        } else {
+            Err(ApiError::unauthorized())
+        }
+    }
+}
+
+impl Handler for App {
+    fn handle(&self, req: Request) -> Response {
+        let request_id = request_id(&req);
+        let method = req.method.clone();
+        let target = req.target.clone();
+        let body_too_large = req.body.is_err();
+        let result = catch_unwind(AssertUnwindSafe(|| self.dispatch(req, &request_id)));
+        let result = result.unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_default();
+            log::error!("http: handler panicked on {method} {target} ({request_id}): {what}");
+            Err(ApiError::internal())
+        });
+        if let Err(err) = &result {
+            log::debug!("http: {method} {target} -> {} {} ({request_id})", err.status, err.code);
+        }
+        let mut response = render(&request_id, result);
+        // The unread body is still on the socket; only closing recovers.
+        response.close |= body_too_large;
+        response
+    }
+
+    fn transport_error(&self, err: TransportError) -> Response {
+        let request_id = generated_request_id();
+        let api_err = match err {
+            TransportError::BadRequest(why) => ApiError::malformed_json(format!("Malformed HTTP request: {why}.")),
+            TransportError::HeadersTooLarge => ApiError::new(
+                431,
+                "invalid_request",
+                "Request headers are too large.",
+                serde_json::json!({ "field": null }),
+            ),
+            TransportError::Internal => ApiError::internal(),
+        };
+        let mut response = failure(&request_id, api_err);
+        response.close = true;
+        response
+    }
+
+    fn overloaded(&self) -> Response {
+        let err = ApiError::new(503, "overloaded", "Too many open connections; try again.", serde_json::json!({}));
+        let mut response = failure(&generated_request_id(), err);
+        response.close = true;
+        response
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+}
+
+fn is_json(content_type: Option<&str>) -> bool {
+    content_type
+        .and_then(|ct| ct.split(';').next())
+        .is_some_and(|mime| mime.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The caller's `X-Request-Id` when well-formed, else a fresh one.
+fn request_id(req: &Request) -> String {
+    match header(&req.headers, "x-request-id") {
+        Some(id) if crate::bridge::final_message::valid_token_id(id) => id.to_string(),
+        _ => generated_request_id(),
+    }
+}
+
+fn generated_request_id() -> String {
+    format!("req_{:016x}", random_u64())
+}
+
+/// `scheme://host[:port]` of a URL, lowercased.
+fn origin_of(url: &str) -> Option<String> {
+    let (scheme, rest) = url.split_once("://")?;
+    let host = rest.split('/').next()?;
+    Some(format!("{scheme}://{host}").to_ascii_lowercase())
+}
+
+/// Compares secrets without an early exit, so timing does not reveal how
+/// much of a guessed token was right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    // A length mismatch fails, but the loop still runs over the longer input
+    // so the time taken does not depend on where the first difference is.
+    let mut diff = u8::from(a.len() != b.len());
+    for i in 0..a.len().max(b.len()) {
+        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
+    }
+    diff == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constant_time_eq_works() {
+        assert!(constant_time_eq(b"secret", b"secret"));
+        assert!(!constant_time_eq(b"secret", b"secreT"));
+        assert!(!constant_time_eq(b"secret", b"secret1"));
+        assert!(!constant_time_eq(b"", b"x"));
+        assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn json_media_type() {
+        assert!(is_json(Some("application/json")));
+        assert!(is_json(Some("Application/JSON; charset=utf-8")));
+        assert!(!is_json(Some("text/plain")));
+        assert!(!is_json(None));
+    }
+
+    #[test]
+    fn origins() {
+        assert_eq!(origin_of("https://x.example:8443/path").as_deref(), Some("https://x.example:8443"));
+    }
+}

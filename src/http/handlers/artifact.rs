@@ -1,0 +1,82 @@
+//! Artifact routes: a message's raw text, and files under
+//! `STATE_DIR/artifacts`. The file route is a path-escape hazard, so a
+//! request is resolved only if every segment is a plain name and the
+//! canonical result (symlinks followed) is still inside the artifacts
+//! directory; anything else is a 404 that says nothing about what exists.
+
+use std::path::{Path, PathBuf};
+
+use crate::http::api::{ApiError, ApiRequest, Reply};
+use crate::http::ctx::Ctx;
+
+pub fn handle_message(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    let id = req.param("message_id");
+    match ctx.store.message(id)? {
+        Some(m) => Ok(Reply::text("text/plain; charset=utf-8", m.raw_text.unwrap_or_default().into_bytes())),
+        None => Err(ApiError::resource_not_found("message", id)),
+    }
+}
+
+pub fn handle_file(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    let rel = req.param("path");
+    let not_found = || ApiError::resource_not_found("artifact", rel);
+    let path = confined(&ctx.artifacts_dir, rel).ok_or_else(not_found)?;
+    let bytes = std::fs::read(&path).map_err(|_| not_found())?;
+    let mut reply = Reply::text(content_type(&path), bytes);
+    if let Reply::Raw { headers, .. } = &mut reply {
+        // Artifacts are data, never active content on the daemon's origin.
+        headers.push(("X-Content-Type-Options".into(), "nosniff".into()));
+        headers.push(("Content-Security-Policy".into(), "default-src 'none'; sandbox".into()));
+    }
+    Ok(reply)
+}
+
+/// Resolves `rel` inside `root`, or `None` if it is not a plain relative
+/// path to a regular file that stays inside `root` after following links.
+pub fn confined(root: &Path, rel: &str) -> Option<PathBuf> {
+    let plain = rel
+        .split('/')
+        .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\') && !seg.contains('\0'));
+    if !plain || rel.starts_with('/') {
+        return None;
+    }
+    let root = root.canonicalize().ok()?;
+    let full = root.join(rel).canonicalize().ok()?;
+    (full.starts_with(&root) && full.is_file()).then_some(full)
+}
+
+fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
+        Some("txt" | "md" | "log" | "csv") => "text/plain; charset=utf-8",
+        Some("json" | "jsonl") => "application/json",
+        Some("png") => "image/png",
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("gif") => "image/gif",
+        Some("webp") => "image/webp",
+        Some("pdf") => "application/pdf",
+        // HTML and scripts are served as bytes on purpose: see the CSP above.
+        _ => "application/octet-stream",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_escapes() {
+        let root = std::env::temp_dir().join(format!("baa-artifact-test-{}", crate::util::random_u64()));
+        std::fs::create_dir_all(root.join("sub")).unwrap();
+        std::fs::write(root.join("sub/ok.txt"), "ok").unwrap();
+        assert!(confined(&root, "sub/ok.txt").is_some());
+        for bad in ["../etc/passwd", "sub/../../x", "/etc/passwd", "sub//ok.txt", "./sub/ok.txt", "sub", "missing.txt"] {
+            assert!(confined(&root, bad).is_none(), "{bad}");
+        }
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc/hostname", root.join("link.txt")).unwrap();
+            assert!(confined(&root, "link.txt").is_none());
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+}

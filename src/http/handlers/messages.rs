@@ -1,0 +1,51 @@
+//! Message routes: list, read, and ingest. Ingest parses the same wire shape
+//! as the bridge's `browser.final_message` and calls the same store function,
+//! so both paths have identical effects.
+
+use serde_json::json;
+
+use crate::bridge::final_message::parse_final_message;
+use crate::http::api::{ApiError, ApiRequest, Reply};
+use crate::http::ctx::Ctx;
+use crate::http::views;
+use crate::store::MessageFilter;
+use crate::util::now_ms;
+
+pub fn handle_list(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    let page = req.page()?;
+    let filter = MessageFilter {
+        platform: req.text_filter("platform")?,
+        conversation_id: req.text_filter("conversation_id")?,
+        role: req.text_filter("role")?,
+    };
+    let (items, next) = ctx.store.messages(&filter, page)?;
+    let filters = json!({
+        "platform": filter.platform, "conversation_id": filter.conversation_id, "role": filter.role,
+        "limit": page.limit, "offset": page.offset,
+    });
+    let items = items.iter().map(|m| views::message(m, &ctx.public_base)).collect();
+    Ok(Reply::Json(views::list("messages", items, filters, next)))
+}
+
+pub fn handle_read(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    let id = req.param("message_id");
+    match ctx.store.message(id)? {
+        Some(m) => Ok(Reply::Json(views::message(&m, &ctx.public_base))),
+        None => Err(ApiError::resource_not_found("message", id)),
+    }
+}
+
+pub fn handle_ingest(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    let body = req.json_object()?;
+    let input = parse_final_message(&body, true, now_ms()).map_err(|e| ApiError::invalid(&e.field, e.message))?;
+    let outcome = ctx.store.ingest(input, ctx.ingest_settings())?;
+    if outcome.automation_changed {
+        (ctx.hooks.automation_changed)();
+    }
+    Ok(Reply::Json(json!({
+        "message": views::message(&outcome.message, &ctx.public_base),
+        "local_conversation_id": outcome.local_conversation_id,
+        "link_id": outcome.link_id,
+        "duplicate": outcome.duplicate,
+    })))
+}

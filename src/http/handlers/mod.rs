@@ -1,0 +1,9 @@
+//! Route handlers, one file per route group. Each is a plain
+//! `handle_<route>(ctx, req) -> Result<Reply, ApiError>`; the route table in
+//! `routes.rs` names them and `app.rs` does everything common.
+
+pub mod artifact;
+pub mod messages;
+pub mod probe;
+pub mod renewal;
+pub mod system;

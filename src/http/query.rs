@@ -1,0 +1,177 @@
+//! Request-target parsing and the validation shared by every list route:
+//! percent-decoding, query parameters, `limit`/`offset` pagination and
+//! enumerated filters, each failing with a 400 that names the parameter.
+
+use super::api::{ApiError, ApiRequest};
+use crate::store::Page;
+
+pub const DEFAULT_LIMIT: u32 = 50;
+pub const MAX_LIMIT: u32 = 500;
+
+/// Decodes `%XX` escapes (and `+` as space when `plus_space`); `None` on a
+/// broken escape or a result that is not UTF-8.
+pub fn percent_decode(s: &str, plus_space: bool) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = bytes.get(i + 1..i + 3)?;
+                let hex = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' if plus_space => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Encodes a path segment so ids with any characters round-trip.
+pub fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Splits a raw request-target into its path and decoded query pairs.
+/// Undecodable query pairs are kept raw: unknown parameters are ignored
+/// anyway, and a known one then fails its own validation with its name.
+pub fn split_target(target: &str) -> (String, Vec<(String, String)>) {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    let pairs = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = percent_decode(k, true).unwrap_or_else(|| k.to_string());
+            let value = percent_decode(v, true).unwrap_or_else(|| v.to_string());
+            (key, value)
+        })
+        .collect();
+    (path.to_string(), pairs)
+}
+
+impl ApiRequest {
+    pub fn query_param(&self, name: &str) -> Option<&str> {
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    /// `limit` (default 50, 1..=500) and `offset` (default 0, >= 0).
+    pub fn page(&self) -> Result<Page, ApiError> {
+        let limit = match self.query_param("limit") {
+            None => DEFAULT_LIMIT,
+            Some(raw) => match raw.parse::<u32>() {
+                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                _ => {
+                    return Err(ApiError::invalid(
+                        "limit",
+                        format!("Query parameter \"limit\" must be an integer from 1 to {MAX_LIMIT} (got \"{raw}\")."),
+                    ))
+                }
+            },
+        };
+        let offset = match self.query_param("offset") {
+            None => 0,
+            Some(raw) => raw.parse::<u64>().ok().filter(|n| *n <= i64::MAX as u64).ok_or_else(|| {
+                ApiError::invalid(
+                    "offset",
+                    format!("Query parameter \"offset\" must be a non-negative integer (got \"{raw}\")."),
+                )
+            })?,
+        };
+        Ok(Page { limit, offset })
+    }
+
+    /// An optional free-text filter; present but empty is an error, since it
+    /// can only be a mistake in the caller's script.
+    pub fn text_filter(&self, name: &str) -> Result<Option<String>, ApiError> {
+        match self.query_param(name) {
+            None => Ok(None),
+            Some("") => Err(ApiError::invalid(name, format!("Query parameter \"{name}\" must not be empty."))),
+            Some(v) if v.len() > 256 => {
+                Err(ApiError::invalid(name, format!("Query parameter \"{name}\" is longer than 256 bytes.")))
+            }
+            Some(v) => Ok(Some(v.to_string())),
+        }
+    }
+
+    /// An optional filter restricted to `allowed` values.
+    pub fn enum_filter<T>(&self, name: &str, allowed: &[&str], parse: fn(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
+        match self.query_param(name) {
+            None => Ok(None),
+            Some(v) => parse(v).map(Some).ok_or_else(|| {
+                ApiError::invalid(
+                    name,
+                    format!("Query parameter \"{name}\" must be one of {}.", allowed.join(", ")),
+                )
+            }),
+        }
+    }
+
+    pub fn bool_filter(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        self.enum_filter(name, &["true", "false"], |v| match v {
+            "true" => Some(true),
+            "false" => Some(false),
+            _ => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(target: &str) -> ApiRequest {
+        let (path, query) = split_target(target);
+        let mut r = ApiRequest::new("GET", &path);
+        r.query = query;
+        r
+    }
+
+    #[test]
+    fn decodes_percent_and_plus() {
+        assert_eq!(percent_decode("a%20b+c", true).as_deref(), Some("a b c"));
+        assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
+        assert_eq!(percent_decode("%zz", true), None);
+        assert_eq!(percent_decode("%4", true), None);
+        assert_eq!(percent_decode(&percent_encode("x/y ü?"), false).as_deref(), Some("x/y ü?"));
+    }
+
+    #[test]
+    fn page_defaults_and_bounds() {
+        assert_eq!(req("/x").page().unwrap(), Page { limit: 50, offset: 0 });
+        assert_eq!(req("/x?limit=500&offset=7").page().unwrap(), Page { limit: 500, offset: 7 });
+        for bad in ["limit=0", "limit=501", "limit=abc", "limit=-1", "limit=1.5"] {
+            let err = req(&format!("/x?{bad}")).page().unwrap_err();
+            assert_eq!(err.details["field"], "limit", "{bad}");
+        }
+        for bad in ["offset=-1", "offset=x", "offset=99999999999999999999"] {
+            let err = req(&format!("/x?{bad}")).page().unwrap_err();
+            assert_eq!(err.details["field"], "offset", "{bad}");
+        }
+    }
+
+    #[test]
+    fn enum_filter_names_allowed_values() {
+        let r = req("/x?status=weird");
+        let err = r.enum_filter("status", &["a", "b"], |v| (v == "a").then_some(1)).unwrap_err();
+        assert!(err.message.contains("one of a, b"));
+        assert_eq!(req("/x?active=true").bool_filter("active").unwrap(), Some(true));
+        assert!(req("/x?active=yes").bool_filter("active").is_err());
+    }
+}

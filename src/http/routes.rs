@@ -1,0 +1,177 @@
+//! The route table: one row per route (id, kind, method, path pattern,
+//! summary, handler). It drives both dispatch and `GET /v1/describe`, so the
+//! API can never describe a route it does not serve. Patterns use `:name` for
+//! one segment (optionally with a literal suffix, `:id.txt`) and `*name` for
+//! the rest of the path.
+
+use super::api::{ApiError, ApiRequest, Reply};
+use super::ctx::Ctx;
+use super::handlers::{artifact, messages, probe, renewal, system};
+use super::query::percent_decode;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Probe,
+    Read,
+    Write,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Probe => "probe",
+            Kind::Read => "read",
+            Kind::Write => "write",
+        }
+    }
+}
+
+pub type HandlerFn = fn(&Ctx, &ApiRequest) -> Result<Reply, ApiError>;
+
+pub struct Route {
+    pub id: &'static str,
+    pub kind: Kind,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub handler: HandlerFn,
+}
+
+macro_rules! route {
+    ($id:literal, $kind:ident, $method:literal, $path:literal, $summary:literal, $handler:path) => {
+        Route { id: $id, kind: Kind::$kind, method: $method, path: $path, summary: $summary, handler: $handler }
+    };
+}
+
+/// Every route, in matching order (more specific patterns first).
+pub static ROUTES: &[Route] = &[
+    route!("probe.health", Probe, "GET", "/healthz", "Liveness probe; needs no token.", probe::handle_health),
+    route!("probe.describe", Probe, "GET", "/v1/describe", "This list of routes.", probe::handle_describe),
+    route!("system.read", Read, "GET", "/v1/system", "Daemon, automation state, counts and clients.", system::handle_read),
+    route!("system.pause", Write, "POST", "/v1/system/pause", "Pause all automation (optional reason).", system::handle_pause),
+    route!("system.resume", Write, "POST", "/v1/system/resume", "Resume automation.", system::handle_resume),
+    route!("system.drain", Write, "POST", "/v1/system/drain", "Stop projecting; finish pending jobs.", system::handle_drain),
+    route!("messages.list", Read, "GET", "/v1/messages", "Messages, newest first; filters platform, conversation_id, role.", messages::handle_list),
+    route!("messages.read", Read, "GET", "/v1/messages/:message_id", "One message with its raw text.", messages::handle_read),
+    route!("messages.ingest", Write, "POST", "/v1/messages", "Store a final message (same effects as the bridge frame).", messages::handle_ingest),
+    route!("renewal.conversations.list", Read, "GET", "/v1/renewal/conversations", "Local conversations; filters platform, status.", renewal::handle_conversations_list),
+    route!("renewal.conversations.read", Read, "GET", "/v1/renewal/conversations/:local_conversation_id", "One local conversation with its active link.", renewal::handle_conversations_read),
+    route!("renewal.conversations.manual", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/manual", "Switch a conversation to manual.", renewal::handle_conversations_manual),
+    route!("renewal.conversations.auto", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/auto", "Switch a conversation to auto renewal.", renewal::handle_conversations_auto),
+    route!("renewal.conversations.paused", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/paused", "Pause a conversation (optional reason).", renewal::handle_conversations_paused),
+    route!("renewal.links.list", Read, "GET", "/v1/renewal/links", "Conversation links; filters platform, remote_conversation_id, local_conversation_id, client_id, active.", renewal::handle_links_list),
+    route!("renewal.jobs.list", Read, "GET", "/v1/renewal/jobs", "Renewal jobs, newest first; filters status, local_conversation_id, message_id.", renewal::handle_jobs_list),
+    route!("renewal.jobs.read", Read, "GET", "/v1/renewal/jobs/:job_id", "One renewal job.", renewal::handle_jobs_read),
+    route!("renewal.jobs.retry", Write, "POST", "/v1/renewal/jobs/:job_id/retry", "Retry a failed job now.", renewal::handle_jobs_retry),
+    route!("renewal.jobs.cancel", Write, "POST", "/v1/renewal/jobs/:job_id/cancel", "Cancel a pending job.", renewal::handle_jobs_cancel),
+    route!("artifact.message", Read, "GET", "/artifact/msg/:message_id.txt", "A message's raw text as text/plain.", artifact::handle_message),
+    route!("artifact.file", Read, "GET", "/artifact/*path", "A file under STATE_DIR/artifacts.", artifact::handle_file),
+];
+
+/// What the table says about a method and path.
+pub enum Resolution {
+    Found(&'static Route, Vec<(&'static str, String)>),
+    MethodNotAllowed(Vec<&'static str>),
+    NotFound,
+}
+
+pub fn resolve(method: &str, path: &str) -> Resolution {
+    let mut allowed = Vec::new();
+    for route in ROUTES {
+        if let Some(params) = match_path(route.path, path) {
+            if route.method == method {
+                return Resolution::Found(route, params);
+            }
+            if !allowed.contains(&route.method) {
+                allowed.push(route.method);
+            }
+        }
+    }
+    if allowed.is_empty() {
+        Resolution::NotFound
+    } else {
+        Resolution::MethodNotAllowed(allowed)
+    }
+}
+
+/// Matches a path against a pattern, returning decoded parameters.
+pub fn match_path(pattern: &'static str, path: &str) -> Option<Vec<(&'static str, String)>> {
+    let mut params = Vec::new();
+    let mut actual_segs = path.strip_prefix('/')?.split('/');
+    for seg in pattern.trim_start_matches('/').split('/') {
+        if let Some(name) = seg.strip_prefix('*') {
+            let rest = actual_segs.collect::<Vec<_>>().join("/");
+            if rest.is_empty() {
+                return None;
+            }
+            params.push((name, percent_decode(&rest, false)?));
+            return Some(params);
+        }
+        let actual = actual_segs.next()?;
+        if let Some(spec) = seg.strip_prefix(':') {
+            let (name, suffix) = match spec.find('.') {
+                Some(dot) => (&spec[..dot], &spec[dot..]),
+                None => (spec, ""),
+            };
+            let value = actual.strip_suffix(suffix)?;
+            if value.is_empty() {
+                return None;
+            }
+            params.push((name, percent_decode(value, false)?));
+        } else if seg != actual {
+            return None;
+        }
+    }
+    // Anything left over (including a trailing slash) is a different path.
+    actual_segs.next().is_none().then_some(params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn params(pattern: &'static str, path: &str) -> Option<Vec<(&'static str, String)>> {
+        match_path(pattern, path)
+    }
+
+    #[test]
+    fn literal_and_param_segments() {
+        assert_eq!(params("/v1/messages", "/v1/messages"), Some(vec![]));
+        assert_eq!(params("/v1/messages", "/v1/messages/"), None);
+        assert_eq!(params("/v1/messages/:message_id", "/v1/messages/m%201"), Some(vec![("message_id", "m 1".into())]));
+        assert_eq!(params("/v1/messages/:message_id", "/v1/messages"), None);
+        assert_eq!(params("/v1/messages/:message_id", "/v1/messages/a/b"), None);
+        assert_eq!(
+            params("/v1/renewal/jobs/:job_id/retry", "/v1/renewal/jobs/j1/retry"),
+            Some(vec![("job_id", "j1".into())])
+        );
+        assert_eq!(params("/v1/renewal/jobs/:job_id/retry", "/v1/renewal/jobs/j1"), None);
+    }
+
+    #[test]
+    fn suffix_and_rest_segments() {
+        assert_eq!(params("/artifact/msg/:message_id.txt", "/artifact/msg/m1.txt"), Some(vec![("message_id", "m1".into())]));
+        assert_eq!(params("/artifact/msg/:message_id.txt", "/artifact/msg/.txt"), None);
+        assert_eq!(params("/artifact/msg/:message_id.txt", "/artifact/msg/m1.json"), None);
+        assert_eq!(params("/artifact/*path", "/artifact/a/b.txt"), Some(vec![("path", "a/b.txt".into())]));
+        assert_eq!(params("/artifact/*path", "/artifact/"), None);
+    }
+
+    #[test]
+    fn resolution_distinguishes_404_and_405() {
+        assert!(matches!(resolve("GET", "/v1/nope"), Resolution::NotFound));
+        match resolve("DELETE", "/v1/messages") {
+            Resolution::MethodNotAllowed(allow) => assert_eq!(allow, vec!["GET", "POST"]),
+            _ => panic!("expected 405"),
+        }
+        assert!(matches!(resolve("POST", "/v1/messages"), Resolution::Found(r, _) if r.id == "messages.ingest"));
+    }
+
+    #[test]
+    fn ids_are_unique() {
+        let mut ids: Vec<_> = ROUTES.iter().map(|r| r.id).collect();
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), ROUTES.len());
+    }
+}

@@ -1,0 +1,170 @@
+//! The accept loop: hands each connection to its own thread, refuses
+//! connections past the cap with a prompt response, and survives every
+//! accept error (tiny_http's loop ended for good on the first EMFILE).
+
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::{conn, write, Refusal, Shared};
+
+/// Stack size of connection threads. Thousands of connections are cheap this
+/// way; handlers must not need deep recursion.
+const CONN_STACK_BYTES: usize = 256 * 1024;
+
+/// Pause after an accept error caused by resource exhaustion. Retrying at
+/// once would spin; a long pause would keep clients waiting after fds return.
+const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
+
+/// Pause after an unexpected accept error, so an unknown persistent error
+/// cannot turn the loop into a busy loop.
+const OTHER_BACKOFF: Duration = Duration::from_millis(20);
+
+/// Most bytes discarded from a refused connection before closing it; reading
+/// what already arrived avoids a reset that could destroy the 503.
+const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
+
+/// Runs until the server stops. Never returns early on an error.
+pub(super) fn run(listener: TcpListener, shared: Arc<Shared>) {
+    let mut limiter = LogLimiter::default();
+    loop {
+        let accepted = listener.accept();
+        if shared.is_stopping() {
+            break;
+        }
+        match accepted {
+            Ok((stream, peer)) => dispatch(&shared, stream, peer, &mut limiter),
+            Err(err) => back_off(&err, &mut limiter),
+        }
+    }
+    log::debug!("http: accept loop stopped");
+}
+
+/// Registers the connection and spawns its thread, or refuses it.
+fn dispatch(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, limiter: &mut LogLimiter) {
+    // Responses are written in one piece; Nagle would only add latency.
+    if let Err(err) = stream.set_nodelay(true) {
+        log::debug!("http: TCP_NODELAY failed for {peer}: {err}");
+    }
+    let id = match shared.register(&stream) {
+        Ok(id) => id,
+        Err(Refusal::Stopping) => return,
+        Err(Refusal::Full) => {
+            limiter.warn(format_args!(
+                "http: connection cap of {} reached; refusing {peer}",
+                shared.config.max_connections
+            ));
+            refuse(shared, stream);
+            return;
+        }
+        Err(Refusal::Clone(err)) => {
+            limiter.warn(format_args!("http: cannot track connection from {peer}: {err}"));
+            refuse(shared, stream);
+            return;
+        }
+    };
+    let conn_shared = Arc::clone(shared);
+    let spawned = std::thread::Builder::new()
+        .name("http-conn".to_string())
+        .stack_size(CONN_STACK_BYTES)
+        .spawn(move || conn::run(conn_shared, id, stream, peer));
+    if let Err(err) = spawned {
+        limiter.warn(format_args!("http: cannot spawn a thread for {peer}: {err}"));
+        // The closure (and the stream in it) is gone; answer on the clone.
+        if let Some(clone) = shared.unregister(id) {
+            refuse(shared, clone);
+        }
+    }
+}
+
+/// Writes the overloaded response without ever blocking the accept loop,
+/// then closes the connection.
+fn refuse(shared: &Shared, mut stream: TcpStream) {
+    let handler = Arc::clone(&shared.handler);
+    let response = conn::guarded(
+        || handler.overloaded(),
+        || write::fallback(503),
+        "overloaded",
+    );
+    let bytes = write::encode_refusal(response);
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
+    // A fresh socket's send buffer takes a small response whole; if it does
+    // not, the client gets a truncated answer rather than a stalled server.
+    let _ = stream.write(&bytes);
+    let _ = stream.shutdown(Shutdown::Write);
+    let mut sink = [0u8; 4096];
+    let mut drained = 0;
+    while drained < REFUSE_DRAIN_BYTES {
+        match stream.read(&mut sink) {
+            Ok(n) if n > 0 => drained += n,
+            _ => break,
+        }
+    }
+}
+
+/// Logs an accept error and pauses if retrying at once would spin.
+fn back_off(err: &io::Error, limiter: &mut LogLimiter) {
+    match err.kind() {
+        // The peer gave up before we accepted; nothing is wrong with us.
+        io::ErrorKind::Interrupted
+        | io::ErrorKind::ConnectionAborted
+        | io::ErrorKind::ConnectionReset
+        | io::ErrorKind::WouldBlock => return,
+        _ => {}
+    }
+    limiter.warn(format_args!("http: accept failed: {err}; retrying"));
+    let pause = if is_exhaustion(err) {
+        EXHAUSTED_BACKOFF
+    } else {
+        OTHER_BACKOFF
+    };
+    std::thread::sleep(pause);
+}
+
+/// EMFILE, ENFILE, ENOBUFS or ENOMEM: the process or system ran out of
+/// descriptors or buffers, which heals by itself once connections close.
+fn is_exhaustion(err: &io::Error) -> bool {
+    if err.kind() == io::ErrorKind::OutOfMemory {
+        return true;
+    }
+    const EMFILE: i32 = 24;
+    const ENFILE: i32 = 23;
+    const ENOMEM: i32 = 12;
+    #[cfg(target_os = "linux")]
+    const ENOBUFS: i32 = 105;
+    #[cfg(not(target_os = "linux"))]
+    const ENOBUFS: i32 = 55;
+    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOMEM | ENOBUFS))
+}
+
+/// Lets through at most one warning per second and reports how many were
+/// swallowed, so an error storm cannot flood the log.
+#[derive(Default)]
+struct LogLimiter {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimiter {
+    fn warn(&mut self, message: std::fmt::Arguments<'_>) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
+        {
+            self.suppressed += 1;
+            return;
+        }
+        if self.suppressed > 0 {
+            log::warn!("{message} ({} similar message(s) suppressed)", self.suppressed);
+        } else {
+            log::warn!("{message}");
+        }
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+

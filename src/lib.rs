@@ -1,0 +1,10 @@
+//! baa-conductor: a local daemon between an AI-chat browser plugin and the
+//! person's scripts. `main.rs` parses the command line and calls [`daemon`];
+//! everything else is one module per thread role (see docs/ARCHITECTURE.md).
+
+pub mod store;
+pub mod util;
+pub mod bridge;
+pub mod config;
+pub mod daemon;
+pub mod http;

@@ -1,0 +1,42 @@
+//! The `baa-conductor` binary: parse the command line, then either print
+//! (help, version, check-config) or run the daemon. Exit codes: 0 clean stop,
+//! 2 bad configuration or command line, 1 any other fatal error.
+
+use std::process::ExitCode;
+
+use baa_conductor::config::{self, Command};
+use baa_conductor::daemon;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    let env = |key: &str| std::env::var(key).ok();
+    match config::parse_command(&args, &env) {
+        Ok(Command::Help) => {
+            print!("{}", config::help_text());
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Version) => {
+            println!("baa-conductor {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Ok(Command::CheckConfig(config)) => {
+            println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(Command::Serve(config)) => {
+            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+            match daemon::run(config) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    log::error!("{err}");
+                    eprintln!("baa-conductor: {err}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        Err(err) => {
+            eprintln!("{err}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The effects of one final message (BRIDGE_PROTOCOL.md `browser.final_message`),
+//! kept in exactly one place because the bridge and `POST /v1/messages` must
+//! behave identically. Runs inside the writer's transaction: the message, its
+//! local conversation, the repeated-message counter and the active link are
+//! committed together or not at all.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::json;
+
+use super::model::*;
+use super::read::{message_by_id, MESSAGE_COLUMNS};
+use super::StoreError;
+use crate::util::{collapse_whitespace, cut_chars, fingerprint, new_id};
+
+pub(super) fn ingest(
+    conn: &Connection,
+    input: &NewMessage,
+    settings: IngestSettings,
+    now: i64,
+) -> Result<IngestOutcome, StoreError> {
+    if let Some(message) = message_by_id(conn, &input.message_id, true)? {
+        // A known message id is a no-op; the answer still names where it lives.
+        let local = find_local_conversation(conn, &message.platform, &message.conversation_id)?;
+        let link_id = match &local {
+            Some(lc) => active_link_id(conn, lc)?,
+            None => None,
+        };
+        return Ok(IngestOutcome {
+            message,
+            local_conversation_id: local,
+            link_id,
+            duplicate: true,
+            automation_changed: false,
+        });
+    }
+    let summary = cut_chars(&collapse_whitespace(&input.text), settings.summary_limit);
+    insert_message(conn, input, &summary, now)?;
+    let (local_id, automation_changed) = upsert_conversation(conn, input, &summary, settings, now)?;
+    let link_id = upsert_active_link(conn, &local_id, input, now)?;
+    let message = message_by_id(conn, &input.message_id, true)?
+        .ok_or_else(|| StoreError::Sqlite("inserted message vanished".into()))?;
+    Ok(IngestOutcome {
+        message,
+        local_conversation_id: Some(local_id),
+        link_id: Some(link_id),
+        duplicate: false,
+        automation_changed,
+    })
+}
+
+fn insert_message(conn: &Connection, m: &NewMessage, summary: &str, now: i64) -> Result<(), StoreError> {
+    let sql = format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)");
+    conn.prepare_cached(&sql)?.execute(params![
+        m.message_id,
+        m.platform,
+        m.conversation_id,
+        m.role,
+        m.text,
+        summary,
+        m.page_url,
+        m.page_title,
+        m.tab_id,
+        m.client_id,
+        m.organization_id,
+        m.observed_at,
+        now,
+    ])?;
+    Ok(())
+}
+
+/// The local conversation a platform conversation is linked to, if any.
+pub(super) fn find_local_conversation(
+    conn: &Connection,
+    platform: &str,
+    remote_id: &str,
+) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached(
+            "SELECT local_conversation_id FROM conversation_links
+             WHERE platform = ?1 AND remote_conversation_id = ?2
+             ORDER BY is_active DESC, updated_at DESC LIMIT 1",
+        )?
+        .query_row(params![platform, remote_id], |row| row.get(0))
+        .optional()?)
+}
+
+fn active_link_id(conn: &Connection, local_id: &str) -> Result<Option<String>, StoreError> {
+    Ok(conn
+        .prepare_cached("SELECT link_id FROM conversation_links WHERE local_conversation_id = ?1 AND is_active = 1")?
+        .query_row(params![local_id], |row| row.get(0))
+        .optional()?)
+}
+
+/// Finds or creates the local conversation and applies the message to it.
+/// Returns its id and whether its automation status changed (a pause).
+fn upsert_conversation(
+    conn: &Connection,
+    m: &NewMessage,
+    summary: &str,
+    settings: IngestSettings,
+    now: i64,
+) -> Result<(String, bool), StoreError> {
+    let local_id = match find_local_conversation(conn, &m.platform, &m.conversation_id)? {
+        Some(id) => id,
+        None => {
+            let id = new_id("lc_");
+            conn.prepare_cached(
+                "INSERT INTO local_conversations (local_conversation_id, platform, created_at, updated_at)
+                 VALUES (?1, ?2, ?3, ?3)",
+            )?
+            .execute(params![id, m.platform, now])?;
+            id
+        }
+    };
+    // The newest message by observation time is the conversation's last one,
+    // so a late-arriving older message never supersedes a newer one.
+    conn.prepare_cached(
+        "UPDATE local_conversations SET
+            last_message_id = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?3 ELSE last_message_id END,
+            summary = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?4 ELSE summary END,
+            last_message_at = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?2 ELSE last_message_at END,
+            title = COALESCE(?5, title),
+            updated_at = MAX(updated_at, ?6)
+         WHERE local_conversation_id = ?1",
+    )?
+    .execute(params![local_id, m.observed_at, m.message_id, summary, m.page_title, now])?;
+    let changed = if m.role == "assistant" { count_repeat(conn, &local_id, &m.text, settings, now)? } else { false };
+    Ok((local_id, changed))
+}
+
+/// Repeated-message loop protection (RENEWAL.md): only assistant messages
+/// count, because the loop being guarded against is the assistant answering
+/// the same thing to each renewal; a person's own messages in between must not
+/// reset or trip it.
+fn count_repeat(
+    conn: &Connection,
+    local_id: &str,
+    text: &str,
+    settings: IngestSettings,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let fp = fingerprint(text);
+    let (count, status): (i64, String) = conn
+        .prepare_cached(
+            "UPDATE local_conversations SET
+                repeated_message_count = CASE WHEN last_message_fingerprint = ?2 THEN repeated_message_count + 1 ELSE 1 END,
+                last_message_fingerprint = ?2
+             WHERE local_conversation_id = ?1
+             RETURNING repeated_message_count, automation_status",
+        )?
+        .query_row(params![local_id, fp], |row| Ok((row.get(0)?, row.get(1)?)))?;
+    if status == "auto" && count >= settings.repeat_pause_threshold as i64 {
+        conn.prepare_cached(
+            "UPDATE local_conversations SET automation_status = 'paused', pause_reason = 'repeated_message',
+                paused_at = ?2, updated_at = MAX(updated_at, ?2)
+             WHERE local_conversation_id = ?1",
+        )?
+        .execute(params![local_id, now])?;
+        log::info!("store: conversation {local_id} paused: repeated_message ({count} in a row)");
+        return Ok(true);
+    }
+    Ok(false)
+}
+
+/// Makes the link `(conversation, client, tab)` the conversation's single
+/// active link, creating it when new. Returns its id.
+fn upsert_active_link(conn: &Connection, local_id: &str, m: &NewMessage, now: i64) -> Result<String, StoreError> {
+    let target_id = m.tab_id.map(|tab| format!("tab:{tab}"));
+    let target_kind = m.tab_id.map(|_| "browser.proxy_delivery");
+    let target_payload = m.tab_id.map(|tab| {
+        json!({
+            "clientId": m.client_id, "conversationId": m.conversation_id, "pageUrl": m.page_url,
+            "tabId": tab, "organizationId": m.organization_id, "shellPage": m.shell_page,
+        })
+        .to_string()
+    });
+    let route = m.route.clone().unwrap_or_default();
+    let existing: Option<String> = conn
+        .prepare_cached(
+            "SELECT link_id FROM conversation_links WHERE local_conversation_id = ?1
+             AND IFNULL(client_id, '') = IFNULL(?2, '') AND IFNULL(target_id, '') = IFNULL(?3, '')",
+        )?
+        .query_row(params![local_id, m.client_id, target_id], |row| row.get(0))
+        .optional()?;
+    // Deactivate the others first: the partial unique index allows one active.
+    conn.prepare_cached(
+        "UPDATE conversation_links SET is_active = 0, updated_at = ?3
+         WHERE local_conversation_id = ?1 AND is_active = 1 AND link_id IS NOT ?2",
+    )?
+    .execute(params![local_id, existing, now])?;
+    let link_id = existing.unwrap_or_else(|| new_id("link_"));
+    conn.prepare_cached(
+        "INSERT INTO conversation_links (link_id, local_conversation_id, platform, client_id, remote_conversation_id,
+            page_url, page_title, route_path, route_pattern, route_params, target_kind, target_id, target_payload,
+            is_active, observed_at, created_at, updated_at)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,1,?14,?15,?15)
+         ON CONFLICT (link_id) DO UPDATE SET
+            page_url = excluded.page_url, page_title = excluded.page_title, route_path = excluded.route_path,
+            route_pattern = excluded.route_pattern, route_params = excluded.route_params,
+            target_kind = excluded.target_kind, target_payload = excluded.target_payload, is_active = 1,
+            observed_at = MAX(observed_at, excluded.observed_at), updated_at = excluded.updated_at",
+    )?
+    .execute(params![
+        link_id,
+        local_id,
+        m.platform,
+        m.client_id,
+        m.conversation_id,
+        m.page_url,
+        m.page_title,
+        route.path,
+        route.pattern,
+        route.params,
+        target_kind,
+        target_id,
+        target_payload,
+        m.observed_at,
+        now,
+    ])?;
+    Ok(link_id)
+}

@@ -1,0 +1,186 @@
+//! The store: SQLite is the daemon's only durable state, and this module is
+//! the only one that touches rusqlite. Writes go to one named thread, the
+//! store writer, which owns the single write connection and commits whatever
+//! is queued in one transaction (group commit); reads go through a small pool
+//! of read-only connections that callers borrow, never the writer's. Callers
+//! see plain Rust types (`model`), never SQL.
+
+mod ingest;
+pub mod model;
+mod ops;
+mod read;
+mod schema;
+mod writer;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, unbounded, Sender};
+
+pub use model::*;
+pub use read::ReadPool;
+pub use writer::StoreMsg;
+
+/// Why a store operation failed. Cloneable because one failed commit answers
+/// every caller whose write was in that batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreError {
+    /// The disk (or the database's page limit) is full: SQLITE_FULL.
+    Full,
+    /// The database file or its directory cannot be written.
+    ReadOnly,
+    /// Another process holds a lock for longer than the busy timeout.
+    Busy,
+    /// The writer has stopped; the daemon is shutting down.
+    Closed,
+    /// The schema could not be created or is newer than this build.
+    Schema(String),
+    /// Any other SQLite or I/O failure, with SQLite's message.
+    Sqlite(String),
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::Full => f.write_str("database or disk is full"),
+            StoreError::ReadOnly => f.write_str("database is read-only"),
+            StoreError::Busy => f.write_str("database is locked by another process"),
+            StoreError::Closed => f.write_str("store writer has stopped"),
+            StoreError::Schema(msg) => write!(f, "schema: {msg}"),
+            StoreError::Sqlite(msg) => write!(f, "sqlite: {msg}"),
+        }
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode;
+        match err.sqlite_error_code() {
+            Some(ErrorCode::DiskFull) => StoreError::Full,
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) if is_readonly(&err) => StoreError::ReadOnly,
+            Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Busy,
+            _ => StoreError::Sqlite(err.to_string()),
+        }
+    }
+}
+
+fn is_readonly(err: &rusqlite::Error) -> bool {
+    err.sqlite_error_code() == Some(rusqlite::ErrorCode::ReadOnly)
+}
+
+/// Options for opening the store; tests shrink them.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Read-only connections in the pool (the HTTP layer passes `http_threads`).
+    pub readers: usize,
+    /// Caps the database size in pages, to simulate a full disk in tests.
+    pub max_page_count: Option<u64>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions { readers: 4, max_page_count: None }
+    }
+}
+
+/// The writer thread: its inbox and its join handle.
+pub struct Handle {
+    tx: Sender<StoreMsg>,
+    join: Option<JoinHandle<()>>,
+}
+
+impl Handle {
+    /// Stops the writer after everything queued before this call is
+    /// committed, joins it, and re-raises a panic of the writer thread.
+    pub fn shutdown(mut self) {
+        let _ = self.tx.send(StoreMsg::Shutdown);
+        if let Some(join) = self.join.take() {
+            if let Err(panic) = join.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+}
+
+/// What every thread role holds to use the store: the writer's inbox and
+/// the shared read pool. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    tx: Sender<StoreMsg>,
+    reads: Arc<ReadPool>,
+    path: PathBuf,
+}
+
+/// Path of the database inside the state directory.
+pub fn db_path(state_dir: &Path) -> PathBuf {
+    state_dir.join("conductor.db")
+}
+
+/// Creates or opens `STATE_DIR/conductor.db`, migrates it, starts the writer
+/// thread and opens the read pool. Nothing here scans a table, so start-up
+/// time does not grow with the data.
+pub fn open(state_dir: &Path, options: StoreOptions) -> Result<(Handle, Store), StoreError> {
+    let path = db_path(state_dir);
+    let mut conn = schema::open_writer(&path, options.max_page_count)?;
+    schema::migrate(&mut conn)?;
+    let reads = Arc::new(ReadPool::open(&path, options.readers.max(1))?);
+    let (tx, rx) = unbounded();
+    let join = writer::spawn(conn, rx)
+        .map_err(|e| StoreError::Sqlite(format!("cannot spawn store writer: {e}")))?;
+    Ok((Handle { tx: tx.clone(), join: Some(join) }, Store { tx, reads, path }))
+}
+
+impl Store {
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn reads(&self) -> &ReadPool {
+        &self.reads
+    }
+
+    /// Sends one message to the writer and waits for its answer.
+    fn call<T>(&self, make: impl FnOnce(Sender<Result<T, StoreError>>) -> StoreMsg) -> Result<T, StoreError> {
+        let (reply, answer) = bounded(1);
+        self.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        answer.recv().unwrap_or(Err(StoreError::Closed))
+    }
+
+    /// The effects of `browser.final_message`, in one transaction.
+    pub fn ingest(&self, input: NewMessage, settings: IngestSettings) -> Result<IngestOutcome, StoreError> {
+        self.call(|reply| StoreMsg::Ingest { input, settings, now: crate::util::now_ms(), reply })
+    }
+
+    pub fn set_system_state(&self, state: AutomationState, reason: Option<String>) -> Result<SystemState, StoreError> {
+        self.call(|reply| StoreMsg::SetSystemState { state, reason, now: crate::util::now_ms(), reply })
+    }
+
+    pub fn set_conversation_status(
+        &self,
+        id: &str,
+        status: ConversationStatus,
+        reason: Option<String>,
+    ) -> Result<Transition<()>, StoreError> {
+        let id = id.to_string();
+        self.call(|reply| StoreMsg::SetConversationStatus { id, status, reason, now: crate::util::now_ms(), reply })
+    }
+
+    pub fn retry_job(&self, job_id: &str) -> Result<Transition<()>, StoreError> {
+        let job_id = job_id.to_string();
+        self.call(|reply| StoreMsg::RetryJob { job_id, now: crate::util::now_ms(), reply })
+    }
+
+    pub fn cancel_job(&self, job_id: &str) -> Result<Transition<()>, StoreError> {
+        let job_id = job_id.to_string();
+        self.call(|reply| StoreMsg::CancelJob { job_id, now: crate::util::now_ms(), reply })
+    }
+
+    /// Returns once everything queued before it is committed.
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.call(|reply| StoreMsg::Flush { reply })
+    }
+}

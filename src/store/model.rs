@@ -1,0 +1,307 @@
+//! Plain row types and enumerations of the store. They carry data between the
+//! store and the thread roles that use it; none of them knows a wire shape
+//! (the HTTP and bridge layers render them), which keeps the schema free to
+//! change without touching the API.
+
+use std::fmt;
+
+/// System-wide automation switch (RENEWAL.md "System automation state").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AutomationState {
+    Running,
+    Paused,
+    Draining,
+}
+
+impl AutomationState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AutomationState::Running => "running",
+            AutomationState::Paused => "paused",
+            AutomationState::Draining => "draining",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "running" => Some(AutomationState::Running),
+            "paused" => Some(AutomationState::Paused),
+            "draining" => Some(AutomationState::Draining),
+            _ => None,
+        }
+    }
+}
+
+/// The persisted system state with the reason given when it was set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemState {
+    pub automation_state: AutomationState,
+    pub automation_reason: Option<String>,
+    pub updated_at: Option<i64>,
+}
+
+impl Default for SystemState {
+    fn default() -> Self {
+        SystemState { automation_state: AutomationState::Running, automation_reason: None, updated_at: None }
+    }
+}
+
+/// Per-conversation automation switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConversationStatus {
+    Manual,
+    Auto,
+    Paused,
+}
+
+impl ConversationStatus {
+    pub const ALL: [&'static str; 3] = ["manual", "auto", "paused"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Manual => "manual",
+            ConversationStatus::Auto => "auto",
+            ConversationStatus::Paused => "paused",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "manual" => Some(ConversationStatus::Manual),
+            "auto" => Some(ConversationStatus::Auto),
+            "paused" => Some(ConversationStatus::Paused),
+            _ => None,
+        }
+    }
+}
+
+/// Renewal job lifecycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobStatus {
+    Pending,
+    Running,
+    Done,
+    Failed,
+}
+
+impl JobStatus {
+    pub const ALL: [&'static str; 4] = ["pending", "running", "done", "failed"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Running => "running",
+            JobStatus::Done => "done",
+            JobStatus::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "pending" => Some(JobStatus::Pending),
+            "running" => Some(JobStatus::Running),
+            "done" => Some(JobStatus::Done),
+            "failed" => Some(JobStatus::Failed),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub message_id: String,
+    pub platform: String,
+    pub conversation_id: String,
+    pub role: String,
+    /// Present on single reads and ingest answers; lists leave it out.
+    pub raw_text: Option<String>,
+    pub summary: Option<String>,
+    pub page_url: Option<String>,
+    pub page_title: Option<String>,
+    pub tab_id: Option<i64>,
+    pub client_id: Option<String>,
+    pub organization_id: Option<String>,
+    pub observed_at: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Link {
+    pub link_id: String,
+    pub local_conversation_id: String,
+    pub platform: String,
+    pub client_id: Option<String>,
+    pub remote_conversation_id: String,
+    pub page_url: Option<String>,
+    pub page_title: Option<String>,
+    pub route_path: Option<String>,
+    pub route_pattern: Option<String>,
+    /// JSON text of an object, as stored.
+    pub route_params: Option<String>,
+    pub target_kind: Option<String>,
+    pub target_id: Option<String>,
+    /// JSON text of an object, as stored.
+    pub target_payload: Option<String>,
+    pub is_active: bool,
+    pub observed_at: i64,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Conversation {
+    pub local_conversation_id: String,
+    pub platform: String,
+    pub automation_status: String,
+    pub last_non_paused_automation_status: String,
+    pub pause_reason: Option<String>,
+    pub last_error: Option<String>,
+    pub execution_state: String,
+    pub consecutive_failure_count: i64,
+    pub repeated_message_count: i64,
+    pub repeated_renewal_count: i64,
+    pub last_message_fingerprint: Option<String>,
+    pub last_renewal_fingerprint: Option<String>,
+    pub title: Option<String>,
+    pub summary: Option<String>,
+    pub last_message_id: Option<String>,
+    pub last_message_at: Option<i64>,
+    pub cooldown_until: Option<i64>,
+    pub paused_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub active_link: Option<Link>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Job {
+    pub job_id: String,
+    pub local_conversation_id: String,
+    pub message_id: String,
+    pub status: String,
+    pub payload_kind: String,
+    pub payload: String,
+    pub target_snapshot: Option<String>,
+    pub attempt_count: i64,
+    pub max_attempts: i64,
+    pub next_attempt_at: Option<i64>,
+    pub last_attempt_at: Option<i64>,
+    pub last_error: Option<String>,
+    pub log_path: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// Route of the page a message was seen on (BRIDGE_PROTOCOL.md `route`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RouteInfo {
+    pub path: Option<String>,
+    pub pattern: Option<String>,
+    /// JSON text of an object.
+    pub params: Option<String>,
+}
+
+/// Everything `browser.final_message` and `POST /v1/messages` carry, already
+/// validated by the layer that parsed the wire shape.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewMessage {
+    pub platform: String,
+    pub conversation_id: String,
+    pub message_id: String,
+    pub role: String,
+    pub text: String,
+    pub observed_at: i64,
+    pub page_url: Option<String>,
+    pub page_title: Option<String>,
+    pub tab_id: Option<i64>,
+    pub route: Option<RouteInfo>,
+    pub organization_id: Option<String>,
+    pub shell_page: bool,
+    pub client_id: Option<String>,
+}
+
+/// Settings the ingest transaction needs from the configuration.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct IngestSettings {
+    pub summary_limit: usize,
+    pub repeat_pause_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct IngestOutcome {
+    pub message: Message,
+    pub local_conversation_id: Option<String>,
+    pub link_id: Option<String>,
+    pub duplicate: bool,
+    /// True when this ingest paused an `auto` conversation (repeated message),
+    /// so connected plugins must be told.
+    pub automation_changed: bool,
+}
+
+/// Result of a state transition asked of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Transition<T> {
+    Changed(T),
+    NotFound,
+    /// The resource exists but its state forbids the change; carries the state.
+    InvalidState(String),
+}
+
+/// Page of a list query: `limit` items starting at `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub limit: u32,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageFilter {
+    pub platform: Option<String>,
+    pub conversation_id: Option<String>,
+    pub role: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConversationFilter {
+    pub platform: Option<String>,
+    pub status: Option<ConversationStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkFilter {
+    pub platform: Option<String>,
+    pub remote_conversation_id: Option<String>,
+    pub local_conversation_id: Option<String>,
+    pub client_id: Option<String>,
+    pub active: Option<bool>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobFilter {
+    pub status: Option<JobStatus>,
+    pub local_conversation_id: Option<String>,
+    pub message_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JobCounts {
+    pub pending: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub messages: i64,
+    pub conversations: i64,
+    pub jobs: JobCounts,
+}

@@ -1,0 +1,351 @@
+//! Reads: a pool of read-only connections that callers borrow for the length
+//! of one query, and the queries themselves. The pool is a bounded channel of
+//! connections, so its size also caps how many requests hit SQLite at once;
+//! a borrowed connection goes back even if the caller panics. In WAL mode
+//! these readers see the last commit and never wait for the writer.
+
+use std::path::Path;
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use rusqlite::types::Value;
+use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
+
+use super::model::*;
+use super::ops::SYSTEM_STATE_KEY;
+use super::{schema, Store, StoreError};
+
+pub struct ReadPool {
+    give: Sender<Connection>,
+    take: Receiver<Connection>,
+}
+
+/// Returns the borrowed connection to the pool when dropped.
+struct Borrowed<'a> {
+    conn: Option<Connection>,
+    pool: &'a ReadPool,
+}
+
+impl Drop for Borrowed<'_> {
+    fn drop(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            let _ = self.pool.give.send(conn);
+        }
+    }
+}
+
+impl ReadPool {
+    pub(super) fn open(path: &Path, size: usize) -> Result<ReadPool, StoreError> {
+        let (give, take) = bounded(size);
+        for _ in 0..size {
+            give.send(schema::open_reader(path)?).map_err(|_| StoreError::Closed)?;
+        }
+        Ok(ReadPool { give, take })
+    }
+
+    /// Runs `f` with a borrowed read connection, waiting for one if all are busy.
+    pub fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.take.recv().map_err(|_| StoreError::Closed)?;
+        let guard = Borrowed { conn: Some(conn), pool: self };
+        f(guard.conn.as_ref().expect("borrowed connection present"))
+    }
+}
+
+pub(super) const MESSAGE_COLUMNS: &str = "id, platform, conversation_id, role, raw_text, summary, page_url, \
+     page_title, tab_id, client_id, organization_id, observed_at, created_at";
+
+fn message_from_row(row: &Row<'_>, with_text: bool) -> rusqlite::Result<Message> {
+    Ok(Message {
+        message_id: row.get(0)?,
+        platform: row.get(1)?,
+        conversation_id: row.get(2)?,
+        role: row.get(3)?,
+        raw_text: if with_text { row.get(4)? } else { None },
+        summary: row.get(5)?,
+        page_url: row.get(6)?,
+        page_title: row.get(7)?,
+        tab_id: row.get(8)?,
+        client_id: row.get(9)?,
+        organization_id: row.get(10)?,
+        observed_at: row.get(11)?,
+        created_at: row.get(12)?,
+    })
+}
+
+pub(super) fn message_by_id(conn: &Connection, id: &str, with_text: bool) -> Result<Option<Message>, StoreError> {
+    // Lists leave the text out; selecting NULL in its place keeps one mapper.
+    let text_col = if with_text { "raw_text" } else { "NULL" };
+    let sql = format!("SELECT {} FROM messages WHERE id = ?1", MESSAGE_COLUMNS.replacen("raw_text", text_col, 1));
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row(params![id], |row| message_from_row(row, with_text))
+        .optional()?)
+}
+
+const LINK_COLUMNS: &str = "link_id, local_conversation_id, platform, client_id, remote_conversation_id, page_url, \
+     page_title, route_path, route_pattern, route_params, target_kind, target_id, target_payload, is_active, \
+     observed_at, created_at, updated_at";
+
+fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Link> {
+    Ok(Link {
+        link_id: row.get(0)?,
+        local_conversation_id: row.get(1)?,
+        platform: row.get(2)?,
+        client_id: row.get(3)?,
+        remote_conversation_id: row.get(4)?,
+        page_url: row.get(5)?,
+        page_title: row.get(6)?,
+        route_path: row.get(7)?,
+        route_pattern: row.get(8)?,
+        route_params: row.get(9)?,
+        target_kind: row.get(10)?,
+        target_id: row.get(11)?,
+        target_payload: row.get(12)?,
+        is_active: row.get::<_, i64>(13)? != 0,
+        observed_at: row.get(14)?,
+        created_at: row.get(15)?,
+        updated_at: row.get(16)?,
+    })
+}
+
+pub(super) fn active_link(conn: &Connection, local_id: &str) -> Result<Option<Link>, StoreError> {
+    let sql = format!("SELECT {LINK_COLUMNS} FROM conversation_links WHERE local_conversation_id = ?1 AND is_active = 1");
+    Ok(conn.prepare_cached(&sql)?.query_row(params![local_id], link_from_row).optional()?)
+}
+
+const CONVERSATION_COLUMNS: &str = "local_conversation_id, platform, automation_status, \
+     last_non_paused_automation_status, pause_reason, last_error, execution_state, consecutive_failure_count, \
+     repeated_message_count, repeated_renewal_count, last_message_fingerprint, last_renewal_fingerprint, title, \
+     summary, last_message_id, last_message_at, cooldown_until, paused_at, created_at, updated_at";
+
+fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
+    Ok(Conversation {
+        local_conversation_id: row.get(0)?,
+        platform: row.get(1)?,
+        automation_status: row.get(2)?,
+        last_non_paused_automation_status: row.get(3)?,
+        pause_reason: row.get(4)?,
+        last_error: row.get(5)?,
+        execution_state: row.get(6)?,
+        consecutive_failure_count: row.get(7)?,
+        repeated_message_count: row.get(8)?,
+        repeated_renewal_count: row.get(9)?,
+        last_message_fingerprint: row.get(10)?,
+        last_renewal_fingerprint: row.get(11)?,
+        title: row.get(12)?,
+        summary: row.get(13)?,
+        last_message_id: row.get(14)?,
+        last_message_at: row.get(15)?,
+        cooldown_until: row.get(16)?,
+        paused_at: row.get(17)?,
+        created_at: row.get(18)?,
+        updated_at: row.get(19)?,
+        active_link: None,
+    })
+}
+
+pub(super) fn conversation_by_id(conn: &Connection, id: &str) -> Result<Option<Conversation>, StoreError> {
+    let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM local_conversations WHERE local_conversation_id = ?1");
+    let Some(mut conv) = conn.prepare_cached(&sql)?.query_row(params![id], conversation_from_row).optional()? else {
+        return Ok(None);
+    };
+    conv.active_link = active_link(conn, id)?;
+    Ok(Some(conv))
+}
+
+const JOB_COLUMNS: &str = "job_id, local_conversation_id, message_id, status, payload_kind, payload, \
+     target_snapshot, attempt_count, max_attempts, next_attempt_at, last_attempt_at, last_error, log_path, \
+     started_at, finished_at, created_at, updated_at";
+
+fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
+    Ok(Job {
+        job_id: row.get(0)?,
+        local_conversation_id: row.get(1)?,
+        message_id: row.get(2)?,
+        status: row.get(3)?,
+        payload_kind: row.get(4)?,
+        payload: row.get(5)?,
+        target_snapshot: row.get(6)?,
+        attempt_count: row.get(7)?,
+        max_attempts: row.get(8)?,
+        next_attempt_at: row.get(9)?,
+        last_attempt_at: row.get(10)?,
+        last_error: row.get(11)?,
+        log_path: row.get(12)?,
+        started_at: row.get(13)?,
+        finished_at: row.get(14)?,
+        created_at: row.get(15)?,
+        updated_at: row.get(16)?,
+    })
+}
+
+/// A WHERE clause assembled from optional equality filters.
+#[derive(Default)]
+struct Where {
+    clauses: Vec<String>,
+    values: Vec<Value>,
+}
+
+impl Where {
+    fn eq(&mut self, column: &str, value: Option<Value>) -> &mut Self {
+        if let Some(value) = value {
+            self.values.push(value);
+            self.clauses.push(format!("{column} = ?{}", self.values.len()));
+        }
+        self
+    }
+
+    fn sql(&self) -> String {
+        if self.clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", self.clauses.join(" AND "))
+        }
+    }
+}
+
+fn text(v: &Option<String>) -> Option<Value> {
+    v.clone().map(Value::Text)
+}
+
+/// Runs a paged list query: fetches one row more than asked to learn whether
+/// a next page exists, without a COUNT over the table.
+fn page_query<T>(
+    conn: &Connection,
+    base: &str,
+    filter: &Where,
+    order: &str,
+    page: Page,
+    map: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
+) -> Result<(Vec<T>, Option<u64>), StoreError> {
+    let sql = format!("{base} {} ORDER BY {order} LIMIT {} OFFSET {}", filter.sql(), page.limit as u64 + 1, page.offset);
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut items = stmt.query_map(params_from_iter(filter.values.iter()), map)?.collect::<Result<Vec<_>, _>>()?;
+    let next = if items.len() > page.limit as usize {
+        items.truncate(page.limit as usize);
+        Some(page.offset + page.limit as u64)
+    } else {
+        None
+    };
+    Ok((items, next))
+}
+
+/// Reads, all through the read pool.
+impl Store {
+    pub fn message(&self, id: &str) -> Result<Option<Message>, StoreError> {
+        self.reads.with(|c| message_by_id(c, id, true))
+    }
+
+    pub fn messages(&self, f: &MessageFilter, page: Page) -> Result<(Vec<Message>, Option<u64>), StoreError> {
+        let mut w = Where::default();
+        w.eq("platform", text(&f.platform)).eq("conversation_id", text(&f.conversation_id)).eq("role", text(&f.role));
+        let cols = MESSAGE_COLUMNS.replacen("raw_text", "NULL", 1);
+        self.reads.with(|c| {
+            page_query(c, &format!("SELECT {cols} FROM messages"), &w, "observed_at DESC, id DESC", page, |r| {
+                message_from_row(r, false)
+            })
+        })
+    }
+
+    pub fn conversation(&self, id: &str) -> Result<Option<Conversation>, StoreError> {
+        self.reads.with(|c| conversation_by_id(c, id))
+    }
+
+    pub fn conversations(
+        &self,
+        f: &ConversationFilter,
+        page: Page,
+    ) -> Result<(Vec<Conversation>, Option<u64>), StoreError> {
+        let mut w = Where::default();
+        w.eq("platform", text(&f.platform))
+            .eq("automation_status", f.status.map(|s| Value::Text(s.as_str().into())));
+        self.reads.with(|c| {
+            let base = format!("SELECT {CONVERSATION_COLUMNS} FROM local_conversations");
+            let order = "updated_at DESC, local_conversation_id DESC";
+            let (mut items, next) = page_query(c, &base, &w, order, page, conversation_from_row)?;
+            for conv in &mut items {
+                conv.active_link = active_link(c, &conv.local_conversation_id)?;
+            }
+            Ok((items, next))
+        })
+    }
+
+    pub fn links(&self, f: &LinkFilter, page: Page) -> Result<(Vec<Link>, Option<u64>), StoreError> {
+        let mut w = Where::default();
+        w.eq("platform", text(&f.platform))
+            .eq("remote_conversation_id", text(&f.remote_conversation_id))
+            .eq("local_conversation_id", text(&f.local_conversation_id))
+            .eq("client_id", text(&f.client_id))
+            .eq("is_active", f.active.map(|a| Value::Integer(a as i64)));
+        self.reads.with(|c| {
+            let base = format!("SELECT {LINK_COLUMNS} FROM conversation_links");
+            page_query(c, &base, &w, "observed_at DESC, link_id DESC", page, link_from_row)
+        })
+    }
+
+    pub fn job(&self, id: &str) -> Result<Option<Job>, StoreError> {
+        let sql = format!("SELECT {JOB_COLUMNS} FROM renewal_jobs WHERE job_id = ?1");
+        self.reads.with(|c| Ok(c.prepare_cached(&sql)?.query_row(params![id], job_from_row).optional()?))
+    }
+
+    pub fn jobs(&self, f: &JobFilter, page: Page) -> Result<(Vec<Job>, Option<u64>), StoreError> {
+        let mut w = Where::default();
+        w.eq("status", f.status.map(|s| Value::Text(s.as_str().into())))
+            .eq("local_conversation_id", text(&f.local_conversation_id))
+            .eq("message_id", text(&f.message_id));
+        self.reads.with(|c| {
+            let base = format!("SELECT {JOB_COLUMNS} FROM renewal_jobs");
+            page_query(c, &base, &w, "created_at DESC, job_id DESC", page, job_from_row)
+        })
+    }
+
+    /// The persisted system automation state; `running` when never set.
+    pub fn system_state(&self) -> Result<SystemState, StoreError> {
+        self.reads.with(|c| {
+            let row: Option<(String, i64)> = c
+                .prepare_cached("SELECT value_json, updated_at FROM kv WHERE key = ?1")?
+                .query_row(params![SYSTEM_STATE_KEY], |r| Ok((r.get(0)?, r.get(1)?)))
+                .optional()?;
+            Ok(row.map(|(json, at)| parse_system_state(&json, at)).unwrap_or_default())
+        })
+    }
+
+    pub fn counts(&self) -> Result<Counts, StoreError> {
+        self.reads.with(|c| {
+            let messages = c.prepare_cached("SELECT COUNT(*) FROM messages")?.query_row([], |r| r.get(0))?;
+            let conversations =
+                c.prepare_cached("SELECT COUNT(*) FROM local_conversations")?.query_row([], |r| r.get(0))?;
+            let mut jobs = JobCounts::default();
+            let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM renewal_jobs GROUP BY status")?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (status, n) = row?;
+                match status.as_str() {
+                    "pending" => jobs.pending = n,
+                    "running" => jobs.running = n,
+                    "done" => jobs.done = n,
+                    "failed" => jobs.failed = n,
+                    _ => {}
+                }
+            }
+            Ok(Counts { messages, conversations, jobs })
+        })
+    }
+}
+
+/// Reads the stored system state; a damaged value falls back to `running`
+/// with a log line rather than keeping the daemon from starting.
+fn parse_system_state(json: &str, updated_at: i64) -> SystemState {
+    let value: serde_json::Value = serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
+    let state = value.get("automation_state").and_then(|v| v.as_str()).and_then(AutomationState::parse);
+    match state {
+        Some(automation_state) => SystemState {
+            automation_state,
+            automation_reason: value.get("automation_reason").and_then(|v| v.as_str()).map(str::to_string),
+            updated_at: Some(updated_at),
+        },
+        None => {
+            log::warn!("store: ignoring unreadable system state {json:?}");
+            SystemState::default()
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! Opening SQLite connections and migrating the schema. The migrations are
+//! the plain `.sql` files in `sql/`, embedded at build time and applied in
+//! order under `PRAGMA user_version`, so the database always says which of
+//! them it has seen and a newer daemon upgrades an older file in place.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags};
+
+use super::StoreError;
+
+/// Every migration, in order; index + 1 is the `user_version` it leads to.
+const MIGRATIONS: &[(&str, &str)] = &[("001_init.sql", include_str!("../../sql/001_init.sql"))];
+
+/// The schema version this build expects.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a connection waits on a lock held by another before failing.
+/// Only the writer writes, so this covers checkpoints and startup races.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the one write connection: WAL, and `synchronous = NORMAL`, which in
+/// WAL mode makes every commit durable against a killed process (the commit
+/// is in the OS before the writer answers) while an fsync happens only at
+/// checkpoints. docs/STORE.md explains the trade-off against power loss.
+pub fn open_writer(path: &Path, max_page_count: Option<u64>) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    if let Some(pages) = max_page_count {
+        // Used by tests to make the database "full" the way a full disk does.
+        conn.pragma_update(None, "max_page_count", pages as i64)?;
+    }
+    Ok(conn)
+}
+
+/// Opens a read-only connection. It can never write, even by mistake, and
+/// in WAL mode it reads the last committed state without blocking the writer.
+pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    conn.pragma_update(None, "query_only", "ON")?;
+    Ok(conn)
+}
+
+/// Applies every migration newer than the database's `user_version`, each in
+/// its own transaction together with the version bump, so a crash mid-way
+/// leaves the file at a well-defined version.
+pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::Schema(format!(
+            "database schema version {current} is newer than this build understands ({SCHEMA_VERSION})"
+        )));
+    }
+    for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let version = index as i64 + 1;
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)
+            .map_err(|e| StoreError::Schema(format!("migration {name} failed: {e}")))?;
+        tx.pragma_update(None, "user_version", version)?;
+        tx.commit()?;
+        log::info!("store: applied migration {name} (schema version {version})");
+    }
+    Ok(SCHEMA_VERSION)
+}

@@ -1,0 +1,199 @@
+//! The store-writer thread: the only owner of the write connection. It blocks
+//! on its inbox, takes everything that is queued (up to a bound), applies each
+//! write inside its own savepoint of one transaction, commits once, and only
+//! then answers the callers. One fsync-free WAL commit thus carries many
+//! writes (group commit), a failed write is rolled back alone and reported to
+//! its own caller, and a failed commit is reported to every caller in the
+//! batch. The loop never exits on an error; it stops only on `Shutdown`.
+
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Receiver, Sender};
+use rusqlite::{Connection, TransactionBehavior};
+
+use super::model::*;
+use super::{ingest, ops, StoreError};
+
+/// Largest number of writes committed in one transaction. It bounds how long
+/// the last caller of a burst waits for the first one's commit.
+const MAX_BATCH: usize = 256;
+
+/// The writer's inbox. Every write carries its reply channel (`bounded(1)`).
+pub enum StoreMsg {
+    Ingest {
+        input: NewMessage,
+        settings: IngestSettings,
+        now: i64,
+        reply: Sender<Result<IngestOutcome, StoreError>>,
+    },
+    SetSystemState {
+        state: AutomationState,
+        reason: Option<String>,
+        now: i64,
+        reply: Sender<Result<SystemState, StoreError>>,
+    },
+    SetConversationStatus {
+        id: String,
+        status: ConversationStatus,
+        reason: Option<String>,
+        now: i64,
+        reply: Sender<Result<Transition<()>, StoreError>>,
+    },
+    RetryJob {
+        job_id: String,
+        now: i64,
+        reply: Sender<Result<Transition<()>, StoreError>>,
+    },
+    CancelJob {
+        job_id: String,
+        now: i64,
+        reply: Sender<Result<Transition<()>, StoreError>>,
+    },
+    /// A barrier: answered after everything queued before it is committed.
+    Flush { reply: Sender<Result<(), StoreError>> },
+    /// Commit what is queued before it, then stop.
+    Shutdown,
+}
+
+/// Sends a write's result once the fate of its transaction is known.
+type Responder = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+fn responder<T: Send + 'static>(reply: Sender<Result<T, StoreError>>, value: Result<T, StoreError>) -> Responder {
+    Box::new(move |commit: Result<(), StoreError>| {
+        // A caller that gave up waiting has dropped its receiver; that is fine.
+        let _ = reply.send(commit.and(value));
+    })
+}
+
+pub(super) fn spawn(conn: Connection, rx: Receiver<StoreMsg>) -> std::io::Result<JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("store-writer".into())
+        .spawn(move || Writer { conn }.run(rx))
+}
+
+struct Writer {
+    conn: Connection,
+}
+
+impl Writer {
+    fn run(mut self, rx: Receiver<StoreMsg>) {
+        let mut stopping = false;
+        while !stopping {
+            let Ok(first) = rx.recv() else { break };
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(msg) => batch.push(msg),
+                    Err(_) => break,
+                }
+            }
+            if let Some(pos) = batch.iter().position(|m| matches!(m, StoreMsg::Shutdown)) {
+                // Messages after Shutdown were sent by callers racing the stop;
+                // dropping them drops their reply senders, so they see Closed.
+                batch.truncate(pos);
+                stopping = true;
+            }
+            self.commit_batch(batch);
+        }
+        if let Err(e) = self.conn.execute_batch("PRAGMA optimize") {
+            log::debug!("store: optimize at shutdown failed: {e}");
+        }
+        log::info!("store: writer stopped");
+    }
+
+    /// Applies a batch in one transaction and answers each caller after the
+    /// commit, with the commit's error if it failed.
+    fn commit_batch(&mut self, batch: Vec<StoreMsg>) {
+        if batch.is_empty() {
+            return;
+        }
+        let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+            Ok(tx) => tx,
+            Err(e) => {
+                let err = StoreError::from(e);
+                log::error!("store: cannot begin a write transaction: {err}");
+                for msg in batch {
+                    answer_without_commit(msg, err.clone());
+                }
+                return;
+            }
+        };
+        let mut responders: Vec<Responder> = Vec::with_capacity(batch.len());
+        let mut tx = tx;
+        for msg in batch {
+            responders.push(apply_in_savepoint(&mut tx, msg));
+        }
+        let outcome = tx.commit().map_err(StoreError::from);
+        if let Err(err) = &outcome {
+            log::error!("store: commit of {} writes failed: {err}", responders.len());
+        }
+        for respond in responders {
+            respond(outcome.clone());
+        }
+    }
+}
+
+/// Runs one write inside a savepoint so that its failure rolls back only its
+/// own changes, never its neighbours' in the batch.
+fn apply_in_savepoint(tx: &mut rusqlite::Transaction<'_>, msg: StoreMsg) -> Responder {
+    let mut sp = match tx.savepoint() {
+        Ok(sp) => sp,
+        Err(e) => {
+            let err = StoreError::from(e);
+            return Box::new(move |_| answer_without_commit(msg, err));
+        }
+    };
+    let respond = apply(&sp, msg);
+    if respond.failed {
+        // Dropping the savepoint without commit rolls it back.
+        let _ = sp.rollback();
+    } else if let Err(e) = sp.commit() {
+        let err = StoreError::from(e);
+        log::error!("store: savepoint release failed: {err}");
+        return Box::new(move |_| (respond.send)(Err(err)));
+    }
+    respond.send
+}
+
+struct Applied {
+    failed: bool,
+    send: Responder,
+}
+
+fn applied<T: Send + 'static>(reply: Sender<Result<T, StoreError>>, value: Result<T, StoreError>) -> Applied {
+    if let Err(e) = &value {
+        log::warn!("store: write failed: {e}");
+    }
+    Applied { failed: value.is_err(), send: responder(reply, value) }
+}
+
+fn apply(conn: &Connection, msg: StoreMsg) -> Applied {
+    match msg {
+        StoreMsg::Ingest { input, settings, now, reply } => {
+            applied(reply, ingest::ingest(conn, &input, settings, now))
+        }
+        StoreMsg::SetSystemState { state, reason, now, reply } => {
+            applied(reply, ops::set_system_state(conn, state, reason, now))
+        }
+        StoreMsg::SetConversationStatus { id, status, reason, now, reply } => {
+            applied(reply, ops::set_conversation_status(conn, &id, status, reason, now))
+        }
+        StoreMsg::RetryJob { job_id, now, reply } => applied(reply, ops::retry_job(conn, &job_id, now)),
+        StoreMsg::CancelJob { job_id, now, reply } => applied(reply, ops::cancel_job(conn, &job_id, now)),
+        StoreMsg::Flush { reply } => applied(reply, Ok(())),
+        StoreMsg::Shutdown => Applied { failed: false, send: Box::new(|_| {}) },
+    }
+}
+
+/// Answers a message whose transaction never started.
+fn answer_without_commit(msg: StoreMsg, err: StoreError) {
+    match msg {
+        StoreMsg::Ingest { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::SetSystemState { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::SetConversationStatus { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::RetryJob { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::CancelJob { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::Flush { reply } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::Shutdown => {}
+    }
+}

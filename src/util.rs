@@ -1,0 +1,110 @@
+//! Small shared helpers with no home of their own: wall-clock milliseconds,
+//! random identifiers, the text fingerprint used for loop protection, and the
+//! summary cut. They live here, not in a crate, because each is a few lines and
+//! every thread role needs them.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch, the unit of every time in the API.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+static RNG_STATE: AtomicU64 = AtomicU64::new(0);
+
+/// A fast, non-cryptographic random u64 (splitmix64 over an atomic counter).
+/// Identifiers and jitter need spread, not secrecy, so a CSPRNG would only add
+/// a dependency. The state is seeded lazily from the clock and the pid so two
+/// processes started in the same millisecond still differ.
+pub fn random_u64() -> u64 {
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    if RNG_STATE.load(Ordering::Relaxed) == 0 {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1);
+        let seed = nanos ^ ((std::process::id() as u64) << 32) | 1;
+        let _ = RNG_STATE.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
+    }
+    let mut z = RNG_STATE.fetch_add(GAMMA, Ordering::Relaxed).wrapping_add(GAMMA);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniformly distributed float in [0, 1).
+pub fn random_unit() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// `prefix` followed by 16 random hex digits, e.g. `lc_3f9a…`.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}{:016x}", random_u64())
+}
+
+/// Collapses every run of whitespace to one space and trims the ends, so that
+/// reformatting alone never makes two texts differ.
+pub fn collapse_whitespace(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Fingerprint of a text for the repeated-message and repeated-renewal
+/// counters: FNV-1a 64 of the whitespace-collapsed text. Collisions would only
+/// ever make the loop protection pause a conversation early, never miss a loop.
+pub fn fingerprint(text: &str) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in collapse_whitespace(text).bytes() {
+        hash ^= byte as u64;
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("fnv1a64:{hash:016x}")
+}
+
+/// The first `limit` characters of `text`; when the text is longer, the last
+/// kept character is replaced by `…` so a reader sees it was cut.
+pub fn cut_chars(text: &str, limit: usize) -> String {
+    if text.chars().count() <= limit {
+        return text.to_string();
+    }
+    let mut out: String = text.chars().take(limit.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_prefixed_and_distinct() {
+        let a = new_id("lc_");
+        let b = new_id("lc_");
+        assert!(a.starts_with("lc_") && a.len() == 19);
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn fingerprint_ignores_whitespace_only() {
+        assert_eq!(fingerprint("a  b\n c"), fingerprint(" a b c "));
+        assert_ne!(fingerprint("a b c"), fingerprint("a b d"));
+    }
+
+    #[test]
+    fn cut_marks_truncation() {
+        assert_eq!(cut_chars("hello", 5), "hello");
+        assert_eq!(cut_chars("hello world", 5), "hell…");
+        assert_eq!(cut_chars("héllo wörld", 3), "hé…");
+    }
+
+    #[test]
+    fn random_unit_in_range() {
+        for _ in 0..1000 {
+            let x = random_unit();
+            assert!((0.0..1.0).contains(&x));
+        }
+    }
+}
