@@ -14,9 +14,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::auth::OriginPolicy;
+use crate::bridge;
 use crate::config::Config;
 use crate::http;
-use crate::store::{self, StoreOptions};
+use crate::store::{self, IngestSettings, StoreOptions};
 
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -63,11 +65,17 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     let http_base = format!("http://{}", http_addr);
     let ws_url = format!("ws://{}/ws/browser", ws_addr);
 
-    let ctx = Arc::new(http::Ctx::new(config.clone(), store.clone(), http_base.clone(), ws_url.clone()));
+    let (hub, bell) = bridge::new_hub(&config);
+    let bridge_ctx = bridge::BridgeCtx {
+        config: config.clone(),
+        store: store.clone(),
+        hub: hub.clone(),
+        origins: OriginPolicy::new(&config.allowed_origins, &[&http_base]),
+        ingest_settings: IngestSettings::from_config(&config),
+    };
+    let bridge = bridge::start(ws_listener, bridge_ctx, bell).map_err(|e| fatal(format!("cannot start bridge: {e}")))?;
+    let ctx = Arc::new(http::Ctx::new(config.clone(), store.clone(), hub, http_base.clone(), ws_url.clone()));
     let server = http::start(http_listener, ctx.clone()).map_err(|e| fatal(format!("cannot start HTTP server: {e}")))?;
-    // The bridge (its own issue) will take this listener; until then it is
-    // held so the advertised port stays ours.
-    let _ws_listener = ws_listener;
 
     write_ready_file(&state_dir, ctx.started_at, &http_base, &ws_url)?;
     println!("baa-conductor listening on {http_base}");
@@ -79,6 +87,7 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     }
     server.shutdown(SHUTDOWN_GRACE);
     drop(server);
+    bridge.shutdown();
     drop(ctx);
     drop(store);
     // The writer goes last: everything the other threads queued is committed.

@@ -2,9 +2,10 @@
 //! person's scripts. `main.rs` parses the command line and calls [`daemon`];
 //! everything else is one module per thread role (see docs/ARCHITECTURE.md).
 
-pub mod store;
-pub mod util;
+pub mod auth;
 pub mod bridge;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod store;
+pub mod util;

@@ -1,5 +1,120 @@
-//! The browser bridge: the plugin's WebSocket protocol (BRIDGE_PROTOCOL.md).
-//! So far it holds the wire shape shared with `POST /v1/messages`; the
-//! connection threads and the request hub come with the bridge issue.
+//! The browser bridge thread role: the plugin WebSocket endpoint on its own
+//! listener (`ws_listen`), one reader and one writer thread per connection,
+//! the hub through which other threads send requests to plugins and wait for
+//! answers, and the state pusher. BRIDGE_PROTOCOL.md is the contract;
+//! docs/ARCHITECTURE.md explains the threads.
 
+mod conn;
 pub mod final_message;
+pub mod frames;
+pub mod hub;
+mod push;
+pub mod writer;
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+
+pub use hub::{Answer, Hub, PendingRequest, RequestError};
+
+use crate::auth::OriginPolicy;
+use crate::config::Config;
+use crate::store::{IngestSettings, Store};
+use writer::Out;
+
+/// What every connection thread needs.
+pub struct BridgeCtx {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub hub: Arc<Hub>,
+    pub origins: OriginPolicy,
+    pub ingest_settings: IngestSettings,
+}
+
+/// The running bridge: its accept and push threads.
+pub struct Handle {
+    stop: Sender<()>,
+    stopping: Arc<AtomicBool>,
+    addr: std::net::SocketAddr,
+    hub: Arc<Hub>,
+    accept: Option<JoinHandle<()>>,
+    push: Option<JoinHandle<()>>,
+}
+
+/// Creates the hub before anything else, so the HTTP API can hold it.
+pub fn new_hub(config: &Config) -> (Arc<Hub>, Receiver<()>) {
+    Hub::new(config.limits.max_ws_clients, config.bridge.login_fresh_ms as i64)
+}
+
+pub fn start(listener: TcpListener, ctx: BridgeCtx, bell: Receiver<()>) -> std::io::Result<Handle> {
+    let addr = listener.local_addr()?;
+    let ctx = Arc::new(ctx);
+    let (stop, stop_rx) = bounded(1);
+    let stopping = Arc::new(AtomicBool::new(false));
+    let push = push::spawn(ctx.hub.clone(), ctx.store.clone(), bell, stop_rx)?;
+    let accept = {
+        let (ctx, stopping) = (ctx.clone(), stopping.clone());
+        std::thread::Builder::new().name("bridge-accept".into()).spawn(move || accept_loop(listener, ctx, stopping))?
+    };
+    Ok(Handle { stop, stopping, addr, hub: ctx.hub.clone(), accept: Some(accept), push: Some(push) })
+}
+
+/// Accepts until stopped. An accept error (out of file descriptors, say)
+/// is logged and waited out; it never ends the loop.
+fn accept_loop(listener: TcpListener, ctx: Arc<BridgeCtx>, stopping: Arc<AtomicBool>) {
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::Acquire) {
+            return;
+        }
+        match stream {
+            Ok(tcp) => spawn_connection(tcp, &ctx),
+            Err(e) => {
+                log::warn!("bridge: accept failed: {e}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+    }
+}
+
+fn spawn_connection(tcp: TcpStream, ctx: &Arc<BridgeCtx>) {
+    let slot = ctx.hub.try_acquire_slot();
+    let ctx = ctx.clone();
+    let spawned = std::thread::Builder::new()
+        .name("ws-read".into())
+        .stack_size(256 * 1024)
+        .spawn(move || conn::serve(tcp, slot, ctx));
+    if let Err(e) = spawned {
+        log::error!("bridge: cannot spawn connection thread: {e}");
+    }
+}
+
+impl Handle {
+    pub fn hub(&self) -> &Arc<Hub> {
+        &self.hub
+    }
+
+    /// Stops accepting, closes every plugin connection with 1001, and waits
+    /// (bounded) for the connection threads to end.
+    pub fn shutdown(mut self) {
+        self.stopping.store(true, Ordering::Release);
+        // Wakes the blocking accept so the loop sees the flag.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
+        let _ = self.stop.send(());
+        for outbox in self.hub.outboxes() {
+            let _ = outbox.try_send(Out::Close { code: 1001, reason: "shutting down".into() });
+        }
+        for join in [self.accept.take(), self.push.take()].into_iter().flatten() {
+            if let Err(panic) = join.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while self.hub.connected_count() > 0 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

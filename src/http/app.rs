@@ -10,23 +10,18 @@ use super::ctx::SharedCtx;
 use super::query::split_target;
 use super::routes::{resolve, Kind, Resolution};
 use super::server::{BodyError, Handler, Request, Response, TransportError};
+use crate::auth::{bearer, token_ok, OriginPolicy};
 use crate::util::random_u64;
 
 pub struct App {
     ctx: SharedCtx,
-    /// Web origins allowed to call: configured ones plus the daemon's own.
-    allowed_origins: Vec<String>,
+    origins: OriginPolicy,
 }
 
 impl App {
     pub fn new(ctx: SharedCtx) -> App {
-        let mut allowed_origins: Vec<String> =
-            ctx.config.allowed_origins.iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
-        allowed_origins.push(ctx.http_base.to_ascii_lowercase());
-        if let Some(origin) = origin_of(&ctx.public_base) {
-            allowed_origins.push(origin);
-        }
-        App { ctx, allowed_origins }
+        let origins = OriginPolicy::new(&ctx.config.allowed_origins, &[&ctx.http_base, &ctx.public_base]);
+        App { ctx, origins }
     }
 
     fn dispatch(&self, req: Request, request_id: &str) -> Result<super::api::Reply, ApiError> {
@@ -63,25 +58,19 @@ impl App {
         (route.handler)(&self.ctx, &api_req)
     }
 
-    /// Browser pages must not drive the daemon (CSRF, cross-site requests):
-    /// web origins are refused unless allowed. Extension origins and requests
-    /// without an Origin (curl, scripts) pass. `Origin: null` comes from
-    /// sandboxed frames and local files, i.e. web content, so it is refused.
     fn check_origin(&self, req: &Request) -> Result<(), ApiError> {
-        let Some(origin) = header(&req.headers, "origin") else { return Ok(()) };
-        let lower = origin.trim().to_ascii_lowercase();
-        let is_web = lower.starts_with("http://") || lower.starts_with("https://") || lower == "null";
-        if is_web && !self.allowed_origins.iter().any(|o| *o == lower) {
-            log::warn!("http: refused request from web origin {origin:?}");
-            return Err(ApiError::forbidden_origin(origin));
+        let origin = header(&req.headers, "origin");
+        if self.origins.allows(origin) {
+            return Ok(());
         }
-        Ok(())
+        let origin = origin.unwrap_or_default();
+        log::warn!("http: refused request from web origin {origin:?}");
+        Err(ApiError::forbidden_origin(origin))
     }
 
     fn check_token(&self, req: &Request) -> Result<(), ApiError> {
-        let Some(token) = &self.ctx.config.token else { return Ok(()) };
-        let presented = header(&req.headers, "authorization").and_then(|v| v.strip_prefix("Bearer ")).unwrap_or("");
-        if constant_time_eq(presented.trim().as_bytes(), token.as_bytes()) {
+        let presented = bearer(header(&req.headers, "authorization"));
+        if token_ok(self.ctx.config.token.as_deref(), presented) {
             Ok(())
         } else {
             Err(ApiError::unauthorized())
@@ -161,37 +150,9 @@ fn generated_request_id() -> String {
     format!("req_{:016x}", random_u64())
 }
 
-/// `scheme://host[:port]` of a URL, lowercased.
-fn origin_of(url: &str) -> Option<String> {
-    let (scheme, rest) = url.split_once("://")?;
-    let host = rest.split('/').next()?;
-    Some(format!("{scheme}://{host}").to_ascii_lowercase())
-}
-
-/// Compares secrets without an early exit, so timing does not reveal how
-/// much of a guessed token was right.
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    // A length mismatch fails, but the loop still runs over the longer input
-    // so the time taken does not depend on where the first difference is.
-    let mut diff = u8::from(a.len() != b.len());
-    for i in 0..a.len().max(b.len()) {
-        diff |= a.get(i).copied().unwrap_or(0) ^ b.get(i).copied().unwrap_or(0);
-    }
-    diff == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn constant_time_eq_works() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret1"));
-        assert!(!constant_time_eq(b"", b"x"));
-        assert!(constant_time_eq(b"", b""));
-    }
 
     #[test]
     fn json_media_type() {
@@ -199,10 +160,5 @@ mod tests {
         assert!(is_json(Some("Application/JSON; charset=utf-8")));
         assert!(!is_json(Some("text/plain")));
         assert!(!is_json(None));
-    }
-
-    #[test]
-    fn origins() {
-        assert_eq!(origin_of("https://x.example:8443/path").as_deref(), Some("https://x.example:8443"));
     }
 }

@@ -15,7 +15,7 @@ pub mod views;
 use std::net::TcpListener;
 use std::sync::Arc;
 
-pub use ctx::{Ctx, Hooks, SharedCtx};
+pub use ctx::{Ctx, SharedCtx};
 
 /// Starts serving the API on `listener`. The returned server stops on
 /// `shutdown` (or drop), finishing in-flight requests first.

@@ -6,7 +6,7 @@
 
 use super::api::{ApiError, ApiRequest, Reply};
 use super::ctx::Ctx;
-use super::handlers::{artifact, messages, probe, renewal, system};
+use super::handlers::{artifact, browser, messages, probe, renewal, system};
 use super::query::percent_decode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +64,8 @@ pub static ROUTES: &[Route] = &[
     route!("renewal.jobs.read", Read, "GET", "/v1/renewal/jobs/:job_id", "One renewal job.", renewal::handle_jobs_read),
     route!("renewal.jobs.retry", Write, "POST", "/v1/renewal/jobs/:job_id/retry", "Retry a failed job now.", renewal::handle_jobs_retry),
     route!("renewal.jobs.cancel", Write, "POST", "/v1/renewal/jobs/:job_id/cancel", "Cancel a pending job.", renewal::handle_jobs_cancel),
+    route!("browser.read", Read, "GET", "/v1/browser", "Plugin clients, tabs and login states; filters platform, status.", browser::handle_read),
+    route!("browser.actions", Write, "POST", "/v1/browser/actions", "Send an action to a plugin and wait for its result.", browser::handle_actions),
     route!("artifact.message", Read, "GET", "/artifact/msg/:message_id.txt", "A message's raw text as text/plain.", artifact::handle_message),
     route!("artifact.file", Read, "GET", "/artifact/*path", "A file under STATE_DIR/artifacts.", artifact::handle_file),
 ];

@@ -235,6 +235,15 @@ pub struct IngestSettings {
     pub repeat_pause_threshold: u32,
 }
 
+impl IngestSettings {
+    pub fn from_config(config: &crate::config::Config) -> IngestSettings {
+        IngestSettings {
+            summary_limit: config.renewal.summary_limit,
+            repeat_pause_threshold: config.renewal.repeat_pause_threshold,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct IngestOutcome {
     pub message: Message,
@@ -304,4 +313,15 @@ pub struct Counts {
     pub messages: i64,
     pub conversations: i64,
     pub jobs: JobCounts,
+}
+
+/// A conversation under automation, as the plugins' state snapshot shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AutomatedConversation {
+    pub local_conversation_id: String,
+    pub platform: String,
+    pub remote_conversation_id: Option<String>,
+    pub automation_status: String,
+    pub pause_reason: Option<String>,
+    pub execution_state: String,
 }

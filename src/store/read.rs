@@ -309,6 +309,32 @@ impl Store {
         })
     }
 
+    /// Every conversation that is not `manual`, with its active link's
+    /// remote id, for the plugins' `state_snapshot`.
+    pub fn automated_conversations(&self) -> Result<Vec<AutomatedConversation>, StoreError> {
+        self.reads.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT lc.local_conversation_id, lc.platform, l.remote_conversation_id, lc.automation_status,
+                        lc.pause_reason, lc.execution_state
+                 FROM local_conversations lc
+                 LEFT JOIN conversation_links l ON l.local_conversation_id = lc.local_conversation_id AND l.is_active = 1
+                 WHERE lc.automation_status != 'manual'
+                 ORDER BY lc.local_conversation_id",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(AutomatedConversation {
+                    local_conversation_id: r.get(0)?,
+                    platform: r.get(1)?,
+                    remote_conversation_id: r.get(2)?,
+                    automation_status: r.get(3)?,
+                    pause_reason: r.get(4)?,
+                    execution_state: r.get(5)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     pub fn counts(&self) -> Result<Counts, StoreError> {
         self.reads.with(|c| {
             let messages = c.prepare_cached("SELECT COUNT(*) FROM messages")?.query_row([], |r| r.get(0))?;

@@ -11,7 +11,10 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// Every migration, in order; index + 1 is the `user_version` it leads to.
-const MIGRATIONS: &[(&str, &str)] = &[("001_init.sql", include_str!("../../sql/001_init.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("001_init.sql", include_str!("../../sql/001_init.sql")),
+    ("002_automation_index.sql", include_str!("../../sql/002_automation_index.sql")),
+];
 
 /// The schema version this build expects.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -40,7 +40,7 @@ pub fn handle_ingest(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let input = parse_final_message(&body, true, now_ms()).map_err(|e| ApiError::invalid(&e.field, e.message))?;
     let outcome = ctx.store.ingest(input, ctx.ingest_settings())?;
     if outcome.automation_changed {
-        (ctx.hooks.automation_changed)();
+        ctx.automation_changed();
     }
     Ok(Reply::Json(json!({
         "message": views::message(&outcome.message, &ctx.public_base),

@@ -3,6 +3,7 @@
 //! `routes.rs` names them and `app.rs` does everything common.
 
 pub mod artifact;
+pub mod browser;
 pub mod messages;
 pub mod probe;
 pub mod renewal;

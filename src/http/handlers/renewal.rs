@@ -40,7 +40,7 @@ fn switch(ctx: &Ctx, req: &ApiRequest, status: ConversationStatus) -> Result<Rep
     match ctx.store.set_conversation_status(id, status, reason)? {
         Transition::Changed(()) => {
             log::info!("renewal: conversation {id} -> {} ({})", status.as_str(), req.request_id);
-            (ctx.hooks.automation_changed)();
+            ctx.automation_changed();
             read_conversation(ctx, id)
         }
         Transition::NotFound => Err(ApiError::resource_not_found("local_conversation", id)),

@@ -36,7 +36,7 @@ pub fn handle_read(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
                 "done": counts.jobs.done, "failed": counts.jobs.failed,
             },
         },
-        "clients": (ctx.hooks.connected_clients)(),
+        "clients": ctx.hub.connected_count(),
     })))
 }
 
@@ -45,7 +45,7 @@ fn set_state(ctx: &Ctx, req: &ApiRequest, state: AutomationState) -> Result<Repl
     let reason = opt_str(&body, "reason", 512)?;
     ctx.store.set_system_state(state, reason)?;
     log::info!("system: automation_state -> {} ({})", state.as_str(), req.request_id);
-    (ctx.hooks.automation_changed)();
+    ctx.automation_changed();
     handle_read(ctx, req)
 }
 

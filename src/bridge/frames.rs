@@ -1,0 +1,201 @@
+//! The wire shapes of the plugin protocol (BRIDGE_PROTOCOL.md): validation
+//! of `hello`, `tabs` and `login_state`, the credential scrub, and the
+//! builders of the frames the daemon sends. Kept apart from the connection
+//! loop so every rule is unit-tested on plain JSON.
+
+use serde_json::{json, Map, Value};
+
+use super::final_message::{valid_platform, valid_token_id, FieldError};
+use super::hub::{Hello, LoginState, Tab};
+use crate::util::now_ms;
+
+pub const PROTOCOL_VERSION: i64 = 1;
+
+fn err(field: &str, message: impl Into<String>) -> FieldError {
+    FieldError { field: field.into(), message: message.into() }
+}
+
+fn opt_string(obj: &Map<String, Value>, key: &str, max: usize) -> Result<Option<String>, FieldError> {
+    match obj.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= max => Ok(Some(s.clone())),
+        Some(Value::String(_)) => Err(err(key, format!("Field \"{key}\" must be at most {max} bytes."))),
+        Some(_) => Err(err(key, format!("Field \"{key}\" must be a string."))),
+    }
+}
+
+/// The optional client frame `id` (1–128 chars) echoed in the answer.
+pub fn frame_id(obj: &Map<String, Value>) -> Result<Option<String>, FieldError> {
+    match obj.get("id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if (1..=128).contains(&s.chars().count()) => Ok(Some(s.clone())),
+        Some(_) => Err(err("id", "Field \"id\" must be a string of 1 to 128 characters.")),
+    }
+}
+
+pub fn parse_hello(obj: &Map<String, Value>) -> Result<Hello, FieldError> {
+    let client_id = opt_string(obj, "client_id", 128)?.ok_or_else(|| err("client_id", "Field \"client_id\" is required."))?;
+    if !valid_token_id(&client_id) {
+        return Err(err("client_id", "Field \"client_id\" must match [A-Za-z0-9._:-]{1,128}."));
+    }
+    match obj.get("protocol_version") {
+        None | Some(Value::Null) => {}
+        Some(v) if v.as_i64() == Some(PROTOCOL_VERSION) => {}
+        Some(_) => return Err(err("protocol_version", "Field \"protocol_version\" must be 1.")),
+    }
+    let platforms = match obj.get("platforms") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) if items.len() <= 64 => items
+            .iter()
+            .map(|p| p.as_str().filter(|p| valid_platform(p)).map(str::to_string))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| err("platforms", "Field \"platforms\" must list platforms matching [a-z0-9_-]{1,32}."))?,
+        Some(_) => return Err(err("platforms", "Field \"platforms\" must be an array of at most 64 platforms.")),
+    };
+    Ok(Hello {
+        client_id,
+        browser: opt_string(obj, "browser", 64)?,
+        version: opt_string(obj, "version", 64)?,
+        platforms,
+    })
+}
+
+pub fn parse_tabs(obj: &Map<String, Value>) -> Result<Vec<Tab>, FieldError> {
+    let Some(Value::Array(items)) = obj.get("tabs") else {
+        return Err(err("tabs", "Field \"tabs\" must be an array."));
+    };
+    if items.len() > 1000 {
+        return Err(err("tabs", "Field \"tabs\" may list at most 1000 tabs."));
+    }
+    items.iter().enumerate().map(|(i, item)| parse_tab(i, item)).collect()
+}
+
+fn parse_tab(i: usize, item: &Value) -> Result<Tab, FieldError> {
+    let field = |name: &str| format!("tabs[{i}].{name}");
+    let obj = item.as_object().ok_or_else(|| err(&format!("tabs[{i}]"), "Each tab must be an object."))?;
+    let tab_id = obj.get("tab_id").and_then(Value::as_i64).filter(|t| *t > 0);
+    let tab_id = tab_id.ok_or_else(|| err(&field("tab_id"), "Field \"tab_id\" must be a positive integer."))?;
+    let platform = obj.get("platform").and_then(Value::as_str).filter(|p| valid_platform(p));
+    let platform = platform.ok_or_else(|| err(&field("platform"), "Field \"platform\" must match [a-z0-9_-]{1,32}."))?;
+    let named = |key: &str, max| opt_string(obj, key, max).map_err(|e| err(&field(key), e.message));
+    Ok(Tab {
+        tab_id,
+        platform: platform.to_string(),
+        url: named("url", 8192)?,
+        title: named("title", 2048)?,
+        conversation_id: named("conversation_id", 512)?,
+    })
+}
+
+/// Keys whose values are credential material. They are dropped wherever
+/// they appear, before anything is stored or logged.
+const CREDENTIAL_KEYS: &[&str] = &[
+    "headers", "cookies", "cookie", "set-cookie", "token", "authorization", "access_token", "refresh_token",
+    "session_token", "id_token", "password", "api_key", "apikey", "secret",
+];
+
+fn is_credential_key(key: &str) -> bool {
+    CREDENTIAL_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+}
+
+/// Removes credential keys at any depth; returns the dropped key names in
+/// the order first seen, each once.
+pub fn scrub_credentials(value: &mut Value, dropped: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => {
+            let keys: Vec<String> = map.keys().filter(|k| is_credential_key(k)).cloned().collect();
+            for key in keys {
+                map.remove(&key);
+                if !dropped.contains(&key) {
+                    dropped.push(key);
+                }
+            }
+            map.values_mut().for_each(|v| scrub_credentials(v, dropped));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| scrub_credentials(v, dropped)),
+        _ => {}
+    }
+}
+
+/// Parses a `login_state` frame that has already been scrubbed.
+pub fn parse_login_state(obj: &Map<String, Value>) -> Result<LoginState, FieldError> {
+    let platform = obj.get("platform").and_then(Value::as_str).filter(|p| valid_platform(p));
+    let platform = platform.ok_or_else(|| err("platform", "Field \"platform\" must match [a-z0-9_-]{1,32}."))?;
+    let captured_at = match obj.get("captured_at") {
+        None | Some(Value::Null) => now_ms(),
+        Some(v) => v.as_i64().filter(|t| *t >= 0).ok_or_else(|| err("captured_at", "Field \"captured_at\" must be an integer (ms)."))?,
+    };
+    let account = match obj.get("account") {
+        None | Some(Value::Null) => Value::Null,
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(_) => return Err(err("account", "Field \"account\" must be an object.")),
+    };
+    Ok(LoginState { platform: platform.to_string(), captured_at, fingerprint: opt_string(obj, "fingerprint", 256)?, account })
+}
+
+pub fn hello_ack(connection_id: &str, heartbeat_ms: u64) -> String {
+    json!({
+        "type": "hello_ack", "connection_id": connection_id, "protocol_version": PROTOCOL_VERSION,
+        "server_time": now_ms(), "heartbeat_ms": heartbeat_ms,
+    })
+    .to_string()
+}
+
+pub fn error(id: Option<&str>, code: &str, message: &str) -> String {
+    json!({ "type": "error", "id": id, "code": code, "message": message }).to_string()
+}
+
+pub fn ack(id: Option<&str>, extra: Value) -> String {
+    let mut frame = json!({ "type": "ack", "id": id });
+    if let (Value::Object(f), Value::Object(e)) = (&mut frame, extra) {
+        f.extend(e);
+    }
+    frame.to_string()
+}
+
+pub fn pong() -> String {
+    json!({ "type": "pong", "server_time": now_ms() }).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn obj(v: Value) -> Map<String, Value> {
+        v.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn hello_rules() {
+        let h = parse_hello(&obj(json!({"client_id":"ff-1","platforms":["chatgpt"],"protocol_version":1}))).unwrap();
+        assert_eq!(h.platforms, vec!["chatgpt"]);
+        assert_eq!(parse_hello(&obj(json!({}))).unwrap_err().field, "client_id");
+        assert_eq!(parse_hello(&obj(json!({"client_id":"a b"}))).unwrap_err().field, "client_id");
+        assert_eq!(parse_hello(&obj(json!({"client_id":"a","protocol_version":2}))).unwrap_err().field, "protocol_version");
+        assert_eq!(parse_hello(&obj(json!({"client_id":"a","platforms":["Bad"]}))).unwrap_err().field, "platforms");
+    }
+
+    #[test]
+    fn tabs_name_the_bad_field() {
+        let ok = parse_tabs(&obj(json!({"tabs":[{"tab_id":1,"platform":"claude","url":"u"}]}))).unwrap();
+        assert_eq!(ok[0].tab_id, 1);
+        assert_eq!(parse_tabs(&obj(json!({"tabs":{}}))).unwrap_err().field, "tabs");
+        assert_eq!(parse_tabs(&obj(json!({"tabs":[{"tab_id":0,"platform":"x"}]}))).unwrap_err().field, "tabs[0].tab_id");
+        assert_eq!(parse_tabs(&obj(json!({"tabs":[{"tab_id":1,"platform":"x","title":5}]}))).unwrap_err().field, "tabs[0].title");
+    }
+
+    #[test]
+    fn credentials_are_scrubbed_at_any_depth() {
+        let mut frame = json!({
+            "type":"login_state","platform":"claude","headers":{"x":"1"},
+            "account":{"email_hint":"a***","Cookies":"c=1","nested":[{"token":"t","ok":1}]}
+        });
+        let mut dropped = Vec::new();
+        scrub_credentials(&mut frame, &mut dropped);
+        assert_eq!(dropped, vec!["headers", "Cookies", "token"]);
+        let text = frame.to_string();
+        assert!(!text.contains("c=1") && !text.contains("\"t\""));
+        let login = parse_login_state(frame.as_object().unwrap()).unwrap();
+        assert_eq!(login.account["email_hint"], "a***");
+    }
+}

@@ -1,0 +1,364 @@
+//! The hub: the one registry of plugin clients (connected and recently lost,
+//! with their tabs and login states) and of requests waiting for a plugin's
+//! answer. Any thread can ask it to send `proxy_delivery`, `action` or
+//! `api_request` to a chosen client and then wait on its own channel for
+//! the answer (or a stream of frames). The mutex guards only map updates:
+//! frames are handed to a connection's writer thread through its outbox
+//! after the lock is released, and nobody ever waits while holding it.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use parking_lot::Mutex;
+use serde_json::Value;
+
+use super::writer::Out;
+use crate::util::{new_id, now_ms};
+
+/// Why a request to a plugin did not get its answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestError {
+    NoActiveClient,
+    ClientDisconnected,
+    ClientReplaced,
+    Timeout,
+}
+
+impl RequestError {
+    pub fn code(self) -> &'static str {
+        match self {
+            RequestError::NoActiveClient => "no_active_client",
+            RequestError::ClientDisconnected => "client_disconnected",
+            RequestError::ClientReplaced => "client_replaced",
+            RequestError::Timeout => "delivery_timeout",
+        }
+    }
+}
+
+/// What arrives on a pending request's channel.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    Frame(Value),
+    Failed(RequestError),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tab {
+    pub tab_id: i64,
+    pub platform: String,
+    pub url: Option<String>,
+    pub title: Option<String>,
+    pub conversation_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoginState {
+    pub platform: String,
+    pub captured_at: i64,
+    pub fingerprint: Option<String>,
+    /// Metadata only: credential keys were dropped before it got here.
+    pub account: Value,
+}
+
+/// What `hello` told us about a client.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Hello {
+    pub client_id: String,
+    pub browser: Option<String>,
+    pub version: Option<String>,
+    pub platforms: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub hello: Hello,
+    pub connection_id: String,
+    pub connected_at: i64,
+    pub last_seen_at: i64,
+    /// Set when the connection ended; the entry is forgotten after
+    /// `login_fresh_ms`.
+    pub lost_at: Option<i64>,
+    pub tabs: Vec<Tab>,
+    pub login_states: BTreeMap<String, LoginState>,
+    outbox: Option<Sender<Out>>,
+}
+
+impl Client {
+    pub fn connected(&self) -> bool {
+        self.outbox.is_some()
+    }
+}
+
+struct PendingEntry {
+    connection_id: String,
+    tx: Sender<Answer>,
+}
+
+#[derive(Default)]
+struct State {
+    clients: HashMap<String, Client>,
+    pending: HashMap<String, PendingEntry>,
+}
+
+pub struct Hub {
+    state: Mutex<State>,
+    /// Open WebSocket connections, counted from accept (before hello).
+    connections: AtomicUsize,
+    max_connections: usize,
+    login_fresh_ms: i64,
+    /// Wakes the state pusher; `bounded(1)` so a burst coalesces into one push.
+    push: Sender<()>,
+}
+
+/// A registered connection: its id and what the replaced one (if any) needs.
+pub struct Registered {
+    pub connection_id: String,
+    /// Outbox of the connection this one replaced, to close it with 4000.
+    pub replaced: Option<Sender<Out>>,
+}
+
+impl Hub {
+    pub fn new(max_connections: usize, login_fresh_ms: i64) -> (Arc<Hub>, Receiver<()>) {
+        let (push, push_rx) = bounded(1);
+        let hub = Hub {
+            state: Mutex::new(State::default()),
+            connections: AtomicUsize::new(0),
+            max_connections,
+            login_fresh_ms,
+            push,
+        };
+        (Arc::new(hub), push_rx)
+    }
+
+    /// Takes a connection slot, or `None` when `max_ws_clients` are open.
+    pub fn try_acquire_slot(self: &Arc<Self>) -> Option<Slot> {
+        let taken = self.connections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+            (n < self.max_connections).then_some(n + 1)
+        });
+        taken.ok().map(|_| Slot { hub: self.clone() })
+    }
+
+    pub fn connected_count(&self) -> usize {
+        self.state.lock().clients.values().filter(|c| c.connected()).count()
+    }
+
+    /// Asks the state pusher for a `state_snapshot` to every plugin.
+    pub fn notify_automation_changed(&self) {
+        let _ = self.push.try_send(());
+    }
+
+    /// Registers a client after its `hello`. A connected client with the same
+    /// id is replaced: its pending requests fail with `client_replaced` now.
+    pub fn register(&self, hello: Hello, outbox: Sender<Out>) -> Registered {
+        let now = now_ms();
+        let connection_id = new_id("conn_");
+        let mut failed = Vec::new();
+        let replaced = {
+            let mut st = self.state.lock();
+            let previous = st.clients.remove(&hello.client_id);
+            let replaced = previous.as_ref().and_then(|p| p.outbox.clone());
+            if let Some(prev) = &previous {
+                failed = take_pending_of(&mut st, &prev.connection_id);
+            }
+            let client = Client {
+                hello: hello.clone(),
+                connection_id: connection_id.clone(),
+                connected_at: now,
+                last_seen_at: now,
+                lost_at: None,
+                tabs: previous.as_ref().map(|p| p.tabs.clone()).unwrap_or_default(),
+                login_states: previous.map(|p| p.login_states).unwrap_or_default(),
+                outbox: Some(outbox),
+            };
+            st.clients.insert(hello.client_id.clone(), client);
+            replaced
+        };
+        for tx in failed {
+            let _ = tx.send(Answer::Failed(RequestError::ClientReplaced));
+        }
+        Registered { connection_id, replaced }
+    }
+
+    /// Marks the connection's client lost (unless a newer connection took its
+    /// place) and fails every request pending on it at once.
+    pub fn disconnect(&self, client_id: &str, connection_id: &str) {
+        let failed = {
+            let mut st = self.state.lock();
+            if let Some(c) = st.clients.get_mut(client_id) {
+                if c.connection_id == connection_id {
+                    c.outbox = None;
+                    c.lost_at = Some(now_ms());
+                }
+            }
+            take_pending_of(&mut st, connection_id)
+        };
+        for tx in failed {
+            let _ = tx.send(Answer::Failed(RequestError::ClientDisconnected));
+        }
+    }
+
+    /// Any frame from a client counts as a sign of life.
+    pub fn touch(&self, client_id: &str, connection_id: &str) {
+        let mut st = self.state.lock();
+        if let Some(c) = st.clients.get_mut(client_id).filter(|c| c.connection_id == connection_id) {
+            c.last_seen_at = now_ms();
+        }
+    }
+
+    pub fn set_tabs(&self, client_id: &str, tabs: Vec<Tab>) {
+        if let Some(c) = self.state.lock().clients.get_mut(client_id) {
+            c.tabs = tabs;
+        }
+    }
+
+    pub fn set_login_state(&self, client_id: &str, login: LoginState) {
+        if let Some(c) = self.state.lock().clients.get_mut(client_id) {
+            c.login_states.insert(login.platform.clone(), login);
+        }
+    }
+
+    /// Routes a plugin's answer to whoever waits for it. Answers for unknown
+    /// or expired ids, or from another connection, are dropped (logged).
+    pub fn answer(&self, connection_id: &str, request_id: &str, frame: Value, last: bool) {
+        let tx = {
+            let mut st = self.state.lock();
+            match st.pending.get(request_id) {
+                Some(p) if p.connection_id == connection_id => {
+                    let tx = p.tx.clone();
+                    if last {
+                        st.pending.remove(request_id);
+                    }
+                    Some(tx)
+                }
+                _ => None,
+            }
+        };
+        match tx {
+            Some(tx) => drop(tx.send(Answer::Frame(frame))),
+            None => log::info!("bridge: ignoring answer for unknown or expired request {request_id}"),
+        }
+    }
+
+    /// The client a request for `(platform, client_id?)` goes to: that
+    /// client if given and connected; else the most recently seen connected
+    /// client that lists the platform (any client when no platform is given).
+    fn choose<'a>(st: &'a State, platform: Option<&str>, client_id: Option<&str>) -> Option<&'a Client> {
+        if let Some(id) = client_id {
+            return st.clients.get(id).filter(|c| c.connected());
+        }
+        st.clients
+            .values()
+            .filter(|c| c.connected())
+            .filter(|c| platform.is_none_or(|p| c.hello.platforms.iter().any(|x| x == p)))
+            .max_by_key(|c| c.last_seen_at)
+    }
+
+    /// The client id a request would go to now, without sending anything.
+    pub fn chosen_client(&self, platform: Option<&str>, client_id: Option<&str>) -> Option<String> {
+        let st = self.state.lock();
+        Self::choose(&st, platform, client_id).map(|c| c.hello.client_id.clone())
+    }
+
+    /// Sends a request frame built by `build(request_id)` to the chosen
+    /// client and returns the handle to wait on.
+    pub fn request(
+        self: &Arc<Self>,
+        platform: Option<&str>,
+        client_id: Option<&str>,
+        id_prefix: &str,
+        build: impl FnOnce(&str) -> String,
+    ) -> Result<PendingRequest, RequestError> {
+        let request_id = new_id(id_prefix);
+        let (tx, rx) = unbounded();
+        let (outbox, client_id, connection_id) = {
+            let mut st = self.state.lock();
+            let client = Self::choose(&st, platform, client_id).ok_or(RequestError::NoActiveClient)?;
+            let found = (client.outbox.clone(), client.hello.client_id.clone(), client.connection_id.clone());
+            st.pending.insert(request_id.clone(), PendingEntry { connection_id: found.2.clone(), tx });
+            found
+        };
+        let pending = PendingRequest { hub: self.clone(), request_id, client_id, connection_id, rx };
+        let frame = build(&pending.request_id);
+        match outbox.map(|o| o.try_send(Out::Text(frame))) {
+            Some(Ok(())) => Ok(pending),
+            // The connection is gone or so far behind that its outbox is
+            // full; either way it will not deliver this in time.
+            Some(Err(TrySendError::Full(_))) | Some(Err(TrySendError::Disconnected(_))) | None => {
+                Err(RequestError::ClientDisconnected)
+            }
+        }
+    }
+
+    fn forget(&self, request_id: &str) {
+        self.state.lock().pending.remove(request_id);
+    }
+
+    /// Every client still worth showing, forgetting the ones lost for longer
+    /// than `login_fresh_ms`.
+    pub fn clients(&self) -> Vec<Client> {
+        let now = now_ms();
+        let mut st = self.state.lock();
+        let fresh = self.login_fresh_ms;
+        st.clients.retain(|_, c| c.lost_at.is_none_or(|at| now - at < fresh));
+        let mut list: Vec<Client> = st.clients.values().cloned().collect();
+        list.sort_by(|a, b| b.last_seen_at.cmp(&a.last_seen_at).then_with(|| a.hello.client_id.cmp(&b.hello.client_id)));
+        list
+    }
+
+    /// Outboxes of every connected client, for broadcasts.
+    pub fn outboxes(&self) -> Vec<Sender<Out>> {
+        self.state.lock().clients.values().filter_map(|c| c.outbox.clone()).collect()
+    }
+
+    pub fn login_fresh_ms(&self) -> i64 {
+        self.login_fresh_ms
+    }
+}
+
+fn take_pending_of(st: &mut State, connection_id: &str) -> Vec<Sender<Answer>> {
+    let ids: Vec<String> =
+        st.pending.iter().filter(|(_, p)| p.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
+    ids.into_iter().filter_map(|id| st.pending.remove(&id)).map(|p| p.tx).collect()
+}
+
+/// One open WebSocket connection's place under `max_ws_clients`.
+pub struct Slot {
+    hub: Arc<Hub>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.hub.connections.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A request sent to a plugin. Dropping it forgets the request, so a late
+/// answer is ignored rather than piling up.
+pub struct PendingRequest {
+    hub: Arc<Hub>,
+    pub request_id: String,
+    pub client_id: String,
+    pub connection_id: String,
+    rx: Receiver<Answer>,
+}
+
+impl PendingRequest {
+    /// The next frame for this request, or why none will come.
+    pub fn next(&self, deadline: Instant) -> Result<Value, RequestError> {
+        match self.rx.recv_deadline(deadline) {
+            Ok(Answer::Frame(frame)) => Ok(frame),
+            Ok(Answer::Failed(err)) => Err(err),
+            Err(RecvTimeoutError::Timeout) => Err(RequestError::Timeout),
+            Err(RecvTimeoutError::Disconnected) => Err(RequestError::ClientDisconnected),
+        }
+    }
+}
+
+impl Drop for PendingRequest {
+    fn drop(&mut self) {
+        self.hub.forget(&self.request_id);
+    }
+}

@@ -1,0 +1,137 @@
+//! Browser routes: what the bridge knows about plugins (clients, tabs, login
+//! states), and plugin actions forwarded through the hub. The `policy` part
+//! of `GET /v1/browser` belongs to the request-policy issue and is `null`
+//! until then: it is not faked.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::bridge::final_message::{valid_platform, valid_token_id};
+use crate::bridge::hub::Client;
+use crate::bridge::RequestError;
+use crate::http::api::{ApiError, ApiRequest, Reply};
+use crate::http::body::{opt_str, Object};
+use crate::http::ctx::Ctx;
+use crate::util::now_ms;
+
+const LOGIN_STATUSES: [&str; 3] = ["fresh", "stale", "lost"];
+/// Longest a caller may ask an action to wait for the plugin.
+const MAX_ACTION_TIMEOUT_MS: u64 = 300_000;
+
+pub fn handle_read(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    let platform = req.text_filter("platform")?;
+    let status = req.enum_filter("status", &LOGIN_STATUSES, |s| LOGIN_STATUSES.iter().find(|x| **x == s).copied())?;
+    let now = now_ms();
+    let clients = ctx.hub.clients();
+    let listed = |c: &&Client| platform.as_ref().is_none_or(|p| c.hello.platforms.contains(p));
+    let client_views: Vec<Value> = clients.iter().filter(listed).map(client_view).collect();
+    let mut logins = Vec::new();
+    for c in &clients {
+        for login in c.login_states.values() {
+            let login_status = login_status(c, login.captured_at, now, ctx.hub.login_fresh_ms());
+            if platform.as_ref().is_some_and(|p| *p != login.platform) || status.is_some_and(|s| s != login_status) {
+                continue;
+            }
+            logins.push(json!({
+                "client_id": c.hello.client_id, "platform": login.platform, "status": login_status,
+                "captured_at": login.captured_at, "fingerprint": login.fingerprint, "account": login.account,
+            }));
+        }
+    }
+    Ok(Reply::Json(json!({ "clients": client_views, "login_states": logins, "policy": null })))
+}
+
+/// fresh: captured within `login_fresh_ms` and connected; stale: older;
+/// lost: the client is disconnected.
+fn login_status(c: &Client, captured_at: i64, now: i64, fresh_ms: i64) -> &'static str {
+    if !c.connected() {
+        "lost"
+    } else if now - captured_at <= fresh_ms {
+        "fresh"
+    } else {
+        "stale"
+    }
+}
+
+fn client_view(c: &Client) -> Value {
+    let tabs: Vec<Value> = c
+        .tabs
+        .iter()
+        .map(|t| {
+            json!({ "tab_id": t.tab_id, "platform": t.platform, "url": t.url, "title": t.title,
+                    "conversation_id": t.conversation_id })
+        })
+        .collect();
+    json!({
+        "client_id": c.hello.client_id, "connection_id": c.connection_id, "browser": c.hello.browser,
+        "version": c.hello.version, "platforms": c.hello.platforms, "connected_at": c.connected_at,
+        "last_seen_at": c.last_seen_at, "status": if c.connected() { "connected" } else { "lost" }, "tabs": tabs,
+    })
+}
+
+fn valid_action(s: &str) -> bool {
+    let mut bytes = s.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z'))
+        && s.len() <= 64
+        && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
+}
+
+/// The optional `timeout_ms` of a request body, bounded.
+pub fn timeout_ms(body: &Object, default: u64) -> Result<u64, ApiError> {
+    match body.get("timeout_ms") {
+        None | Some(Value::Null) => Ok(default),
+        Some(v) => v.as_u64().filter(|t| (1..=MAX_ACTION_TIMEOUT_MS).contains(t)).ok_or_else(|| {
+            ApiError::invalid("timeout_ms", format!("Field \"timeout_ms\" must be an integer from 1 to {MAX_ACTION_TIMEOUT_MS}."))
+        }),
+    }
+}
+
+pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    let body = req.json_object()?;
+    let action = opt_str(&body, "action", 64)?.filter(|a| valid_action(a));
+    let action = action.ok_or_else(|| ApiError::invalid("action", "Field \"action\" is required and must match [a-z][a-z0-9_.]{0,63}."))?;
+    let platform = opt_str(&body, "platform", 32)?;
+    if platform.as_deref().is_some_and(|p| !valid_platform(p)) {
+        return Err(ApiError::invalid("platform", "Field \"platform\" must match [a-z0-9_-]{1,32}."));
+    }
+    let client_id = opt_str(&body, "client_id", 128)?;
+    if client_id.as_deref().is_some_and(|c| !valid_token_id(c)) {
+        return Err(ApiError::invalid("client_id", "Field \"client_id\" must match [A-Za-z0-9._:-]{1,128}."));
+    }
+    let tab_id = match body.get("tab_id") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(v.as_i64().filter(|t| *t > 0).ok_or_else(|| ApiError::invalid("tab_id", "Field \"tab_id\" must be a positive integer."))?),
+    };
+    let payload = match body.get("payload") {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(_) => return Err(ApiError::invalid("payload", "Field \"payload\" must be an object.")),
+    };
+    let timeout = timeout_ms(&body, ctx.config.renewal.execution_timeout_ms)?;
+    let deadline = Instant::now() + Duration::from_millis(timeout);
+    let pending = ctx.hub.request(platform.as_deref(), client_id.as_deref(), "act_", |request_id| {
+        json!({ "type": "action", "request_id": request_id, "action": action, "platform": platform,
+                "tab_id": tab_id, "payload": payload })
+        .to_string()
+    })?;
+    let frame = pending.next(deadline)?;
+    let field = |k: &str| frame.get(k).cloned().unwrap_or(Value::Null);
+    Ok(Reply::Json(json!({
+        "accepted": field("accepted"), "completed": field("completed"), "failed": field("failed"),
+        "reason": field("reason"), "target": field("target"), "result": field("result"),
+        "client_id": pending.client_id, "connection_id": pending.connection_id, "request_id": pending.request_id,
+    })))
+}
+
+impl From<RequestError> for ApiError {
+    fn from(err: RequestError) -> ApiError {
+        let (status, message) = match err {
+            RequestError::NoActiveClient => (503, "No connected plugin serves this platform or client."),
+            RequestError::ClientDisconnected => (502, "The plugin disconnected before answering."),
+            RequestError::ClientReplaced => (502, "The plugin connection was replaced before answering."),
+            RequestError::Timeout => (504, "The plugin did not answer in time."),
+        };
+        ApiError::new(status, err.code(), message, json!({}))
+    }
+}
