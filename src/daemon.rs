@@ -19,6 +19,8 @@ use crate::bridge;
 use crate::config::Config;
 use crate::http;
 use crate::store::{self, IngestSettings, StoreOptions};
+use crate::ticker;
+use crate::util::now_ms;
 
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
@@ -58,6 +60,20 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     )
     .map_err(|e| fatal(format!("cannot open {}: {e}", store::db_path(&state_dir).display())))?;
 
+    // Recovery happens before the bridge or the ticker can act: every lock is
+    // released and interrupted deliveries wait for the recovery delay.
+    let interval = config.timed_jobs.interval_ms;
+    let delay = config.renewal.effective_recovery_delay_ms(interval) as i64;
+    let recovery = store.recover(now_ms(), delay).map_err(|e| fatal(format!("recovery at start failed: {e}")))?;
+    log::info!(
+        "recovery: {} execution locks released, {} running jobs requeued",
+        recovery.recovered_execution_state_count,
+        recovery.requeued_renewal_job_count
+    );
+    let log_dir = state_dir.join("logs").join("timed-jobs");
+    let timed = ticker::new_status(&config, &log_dir, &["renewal.projector", "renewal.dispatcher", "store.pruner"]);
+    *timed.last_recovery.lock() = Some(recovery);
+
     let http_listener = bind(&config.listen, "listen")?;
     let ws_listener = bind(&config.ws_listen, "ws_listen")?;
     let http_addr = local_addr(&http_listener)?;
@@ -74,8 +90,20 @@ pub fn run(config: Config) -> Result<(), Fatal> {
         ingest_settings: IngestSettings::from_config(&config),
     };
     let bridge = bridge::start(ws_listener, bridge_ctx, bell).map_err(|e| fatal(format!("cannot start bridge: {e}")))?;
-    let ctx = Arc::new(http::Ctx::new(config.clone(), store.clone(), hub, http_base.clone(), ws_url.clone()));
+    let ctx = Arc::new(http::Ctx::new(config.clone(), store.clone(), hub, timed.clone(), http_base.clone(), ws_url.clone()));
     let server = http::start(http_listener, ctx.clone()).map_err(|e| fatal(format!("cannot start HTTP server: {e}")))?;
+    let log = ticker::log::spawn(log_dir, config.timed_jobs.log_retention_days)
+        .map_err(|e| fatal(format!("cannot start the timed-jobs log: {e}")))?;
+    let runners: Vec<Box<dyn ticker::Runner>> = vec![
+        Box::new(ticker::projector::Projector {
+            store: store.clone(),
+            config: config.clone(),
+            link_base: format!("{}/artifact/msg/", ctx.public_base),
+        }),
+        Box::new(ticker::pruner::Pruner { store: store.clone(), config: config.clone() }),
+    ];
+    let settings = ticker::TickerSettings { config: config.clone(), store: store.clone(), log: log.sink.clone(), status: timed };
+    let mut ticker = ticker::spawn(settings, runners).map_err(|e| fatal(format!("cannot start the ticker: {e}")))?;
 
     write_ready_file(&state_dir, ctx.started_at, &http_base, &ws_url)?;
     println!("baa-conductor listening on {http_base}");
@@ -85,9 +113,14 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     if let Some(signal) = signals.forever().next() {
         log::info!("received signal {signal}; shutting down");
     }
+    // No new runs; a run in progress ends as soon as the bridge is gone
+    // (its pending deliveries fail at once) and is joined after that.
+    ticker.stop();
     server.shutdown(SHUTDOWN_GRACE);
     drop(server);
     bridge.shutdown();
+    ticker.shutdown();
+    log.join();
     drop(ctx);
     drop(store);
     // The writer goes last: everything the other threads queued is committed.

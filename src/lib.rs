@@ -8,4 +8,5 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod store;
+pub mod ticker;
 pub mod util;

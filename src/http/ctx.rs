@@ -23,10 +23,19 @@ pub struct Ctx {
     pub artifacts_dir: PathBuf,
     /// The bridge's hub: connected plugins, requests to them, state pushes.
     pub hub: Arc<Hub>,
+    /// The ticker's runners and last recovery, for `/v1/timed-jobs`.
+    pub timed: Arc<crate::ticker::Status>,
 }
 
 impl Ctx {
-    pub fn new(config: Arc<Config>, store: Store, hub: Arc<Hub>, http_base: String, ws_url: String) -> Ctx {
+    pub fn new(
+        config: Arc<Config>,
+        store: Store,
+        hub: Arc<Hub>,
+        timed: Arc<crate::ticker::Status>,
+        http_base: String,
+        ws_url: String,
+    ) -> Ctx {
         let public_base = config.public_base_url.clone().unwrap_or_else(|| http_base.clone());
         let artifacts_dir = config.state_dir.join("artifacts");
         Ctx {
@@ -39,6 +48,7 @@ impl Ctx {
             public_base,
             artifacts_dir,
             hub,
+            timed,
         }
     }
 

@@ -2,6 +2,8 @@
 //! percent-decoding, query parameters, `limit`/`offset` pagination and
 //! enumerated filters, each failing with a 400 that names the parameter.
 
+#[cfg(test)]
+use crate::util::percent_encode;
 use super::api::{ApiError, ApiRequest};
 use crate::store::Page;
 
@@ -33,19 +35,6 @@ pub fn percent_decode(s: &str, plus_space: bool) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
-}
-
-/// Encodes a path segment so ids with any characters round-trip.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Splits a raw request-target into its path and decoded query pairs.

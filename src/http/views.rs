@@ -5,13 +5,8 @@
 
 use serde_json::{json, Value};
 
-use super::query::percent_encode;
+pub use crate::util::artifact_url;
 use crate::store::{Conversation, Job, Link, Message};
-
-/// The artifact URL of a message: the renewal template's `{link}`.
-pub fn artifact_url(public_base: &str, message_id: &str) -> String {
-    format!("{public_base}/artifact/msg/{}.txt", percent_encode(message_id))
-}
 
 /// Parses stored JSON text back to a value; a damaged value is shown as its
 /// text rather than failing the whole response.

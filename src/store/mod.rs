@@ -9,6 +9,7 @@ mod ingest;
 pub mod model;
 mod ops;
 mod read;
+mod renewal;
 mod schema;
 mod writer;
 
@@ -21,6 +22,7 @@ use crossbeam_channel::{bounded, unbounded, Sender};
 
 pub use model::*;
 pub use read::ReadPool;
+pub use renewal::{render_template, route_tab};
 pub use writer::StoreMsg;
 
 /// Why a store operation failed. Cloneable because one failed commit answers
@@ -177,6 +179,37 @@ impl Store {
     pub fn cancel_job(&self, job_id: &str) -> Result<Transition<()>, StoreError> {
         let job_id = job_id.to_string();
         self.call(|reply| StoreMsg::CancelJob { job_id, now: crate::util::now_ms(), reply })
+    }
+
+    pub fn project(&self, settings: ProjectSettings) -> Result<ProjectionReport, StoreError> {
+        self.call(|reply| StoreMsg::Project { settings, reply })
+    }
+
+    pub fn defer_job(&self, job_id: &str, next_attempt_at: i64, log_path: Option<String>) -> Result<(), StoreError> {
+        let job_id = job_id.to_string();
+        self.call(|reply| StoreMsg::DeferJob { job_id, next_attempt_at, log_path, now: crate::util::now_ms(), reply })
+    }
+
+    pub fn fail_job(&self, job_id: &str, error: &str) -> Result<(), StoreError> {
+        let (job_id, error) = (job_id.to_string(), error.to_string());
+        self.call(|reply| StoreMsg::FailJob { job_id, error, now: crate::util::now_ms(), reply })
+    }
+
+    pub fn start_attempt(&self, job_id: &str, local_conversation_id: &str, log_path: Option<String>, now: i64) -> Result<bool, StoreError> {
+        let (job_id, local_conversation_id) = (job_id.to_string(), local_conversation_id.to_string());
+        self.call(|reply| StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply })
+    }
+
+    pub fn finish_attempt(&self, finish: FinishAttempt) -> Result<FinishOutcome, StoreError> {
+        self.call(|reply| StoreMsg::FinishAttempt { finish, reply })
+    }
+
+    pub fn recover(&self, now: i64, delay_ms: i64) -> Result<RecoveryReport, StoreError> {
+        self.call(|reply| StoreMsg::Recover { now, delay_ms, reply })
+    }
+
+    pub fn prune(&self, batch: PruneBatch) -> Result<PruneReport, StoreError> {
+        self.call(|reply| StoreMsg::Prune { batch, reply })
     }
 
     /// Returns once everything queued before it is committed.

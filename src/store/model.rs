@@ -325,3 +325,81 @@ pub struct AutomatedConversation {
     pub pause_reason: Option<String>,
     pub execution_state: String,
 }
+
+/// What one projector run needs (RENEWAL.md "Projector").
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProjectSettings {
+    pub now: i64,
+    pub settle_delay_ms: i64,
+    pub max_messages: usize,
+    pub template: String,
+    pub summary_limit: usize,
+    pub max_attempts: u32,
+    /// `PUBLIC_BASE/artifact/msg/`: a message's `{link}` is this plus its
+    /// encoded id and `.txt`.
+    pub link_base: String,
+    /// The day's JSONL log file, recorded on each new job.
+    pub log_path: Option<String>,
+}
+
+/// The fate of one examined message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Projection {
+    Skipped { message_id: String, reason: &'static str },
+    Projected { message_id: String, job_id: String, local_conversation_id: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionReport {
+    pub outcomes: Vec<Projection>,
+    /// The cursor after this run, when it moved.
+    pub cursor: Option<(i64, String)>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum AttemptResult {
+    /// `summary` is the renewed content, for the repeated-renewal counter.
+    Success { summary: String },
+    /// `retry_at` applies when the job is not finished by this failure.
+    Failure { error: String, terminal: bool, retry_at: i64 },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct FinishAttempt {
+    pub job_id: String,
+    pub local_conversation_id: String,
+    pub now: i64,
+    pub result: AttemptResult,
+    pub cooldown_ms: i64,
+    pub failure_pause_threshold: u32,
+    pub repeat_pause_threshold: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FinishOutcome {
+    /// `done`, `pending` (retry scheduled) or `failed`.
+    pub job_status: &'static str,
+    /// The pause reason when this attempt paused the conversation.
+    pub paused: Option<&'static str>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    pub recovered_execution_state_count: i64,
+    pub requeued_renewal_job_count: i64,
+    pub recovery_next_attempt_at: Option<i64>,
+    pub at: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneBatch {
+    pub jobs_finished_before: i64,
+    pub messages_observed_before: Option<i64>,
+    pub batch: usize,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    pub jobs: i64,
+    pub messages: i64,
+}

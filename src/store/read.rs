@@ -298,6 +298,19 @@ impl Store {
         })
     }
 
+    /// Pending jobs due at `now`, oldest due first (the dispatcher's scan).
+    pub fn due_jobs(&self, now: i64, limit: usize) -> Result<Vec<Job>, StoreError> {
+        let sql = format!(
+            "SELECT {JOB_COLUMNS} FROM renewal_jobs WHERE status = 'pending' AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at, created_at LIMIT ?2"
+        );
+        self.reads.with(|c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let rows = stmt.query_map(params![now, limit as i64], job_from_row)?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+    }
+
     /// The persisted system automation state; `running` when never set.
     pub fn system_state(&self) -> Result<SystemState, StoreError> {
         self.reads.with(|c| {

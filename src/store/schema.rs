@@ -14,6 +14,7 @@ use super::StoreError;
 const MIGRATIONS: &[(&str, &str)] = &[
     ("001_init.sql", include_str!("../../sql/001_init.sql")),
     ("002_automation_index.sql", include_str!("../../sql/002_automation_index.sql")),
+    ("003_pruning_index.sql", include_str!("../../sql/003_pruning_index.sql")),
 ];
 
 /// The schema version this build expects.
@@ -26,7 +27,7 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Opens the one write connection: WAL, and `synchronous = NORMAL`, which in
 /// WAL mode makes every commit durable against a killed process (the commit
 /// is in the OS before the writer answers) while an fsync happens only at
-/// checkpoints. docs/STORE.md explains the trade-off against power loss.
+/// checkpoints. docs/DECISIONS.md explains the trade-off against power loss.
 pub fn open_writer(path: &Path, max_page_count: Option<u64>) -> Result<Connection, StoreError> {
     let conn = Connection::open_with_flags(
         path,

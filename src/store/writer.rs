@@ -12,7 +12,7 @@ use crossbeam_channel::{Receiver, Sender};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::model::*;
-use super::{ingest, ops, StoreError};
+use super::{ingest, ops, renewal, StoreError};
 
 /// Largest number of writes committed in one transaction. It bounds how long
 /// the last caller of a burst waits for the first one's commit.
@@ -48,6 +48,43 @@ pub enum StoreMsg {
         job_id: String,
         now: i64,
         reply: Sender<Result<Transition<()>, StoreError>>,
+    },
+    Project {
+        settings: ProjectSettings,
+        reply: Sender<Result<ProjectionReport, StoreError>>,
+    },
+    DeferJob {
+        job_id: String,
+        next_attempt_at: i64,
+        log_path: Option<String>,
+        now: i64,
+        reply: Sender<Result<(), StoreError>>,
+    },
+    FailJob {
+        job_id: String,
+        error: String,
+        now: i64,
+        reply: Sender<Result<(), StoreError>>,
+    },
+    StartAttempt {
+        job_id: String,
+        local_conversation_id: String,
+        log_path: Option<String>,
+        now: i64,
+        reply: Sender<Result<bool, StoreError>>,
+    },
+    FinishAttempt {
+        finish: FinishAttempt,
+        reply: Sender<Result<FinishOutcome, StoreError>>,
+    },
+    Recover {
+        now: i64,
+        delay_ms: i64,
+        reply: Sender<Result<RecoveryReport, StoreError>>,
+    },
+    Prune {
+        batch: PruneBatch,
+        reply: Sender<Result<PruneReport, StoreError>>,
     },
     /// A barrier: answered after everything queued before it is committed.
     Flush { reply: Sender<Result<(), StoreError>> },
@@ -180,6 +217,17 @@ fn apply(conn: &Connection, msg: StoreMsg) -> Applied {
         }
         StoreMsg::RetryJob { job_id, now, reply } => applied(reply, ops::retry_job(conn, &job_id, now)),
         StoreMsg::CancelJob { job_id, now, reply } => applied(reply, ops::cancel_job(conn, &job_id, now)),
+        StoreMsg::Project { settings, reply } => applied(reply, renewal::project(conn, &settings)),
+        StoreMsg::DeferJob { job_id, next_attempt_at, log_path, now, reply } => {
+            applied(reply, renewal::defer_job(conn, &job_id, next_attempt_at, log_path.as_deref(), now))
+        }
+        StoreMsg::FailJob { job_id, error, now, reply } => applied(reply, renewal::fail_job(conn, &job_id, &error, now)),
+        StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply } => {
+            applied(reply, renewal::start_attempt(conn, &job_id, &local_conversation_id, log_path.as_deref(), now))
+        }
+        StoreMsg::FinishAttempt { finish, reply } => applied(reply, renewal::finish_attempt(conn, &finish)),
+        StoreMsg::Recover { now, delay_ms, reply } => applied(reply, renewal::recover(conn, now, delay_ms)),
+        StoreMsg::Prune { batch, reply } => applied(reply, renewal::prune(conn, &batch)),
         StoreMsg::Flush { reply } => applied(reply, Ok(())),
         StoreMsg::Shutdown => Applied { failed: false, send: Box::new(|_| {}) },
     }
@@ -193,6 +241,13 @@ fn answer_without_commit(msg: StoreMsg, err: StoreError) {
         StoreMsg::SetConversationStatus { reply, .. } => drop(reply.send(Err(err.clone()))),
         StoreMsg::RetryJob { reply, .. } => drop(reply.send(Err(err.clone()))),
         StoreMsg::CancelJob { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::Project { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::DeferJob { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::FailJob { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::StartAttempt { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::FinishAttempt { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::Recover { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::Prune { reply, .. } => drop(reply.send(Err(err.clone()))),
         StoreMsg::Flush { reply } => drop(reply.send(Err(err.clone()))),
         StoreMsg::Shutdown => {}
     }

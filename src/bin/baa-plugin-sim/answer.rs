@@ -48,7 +48,12 @@ impl Responder<'_> {
         };
         let (completed, failed, reason, http_status) = match self.mode {
             Mode::Fail(reason) => (false, true, json!(reason), Value::Null),
-            Mode::Http(status) => ((200..300).contains(status), false, Value::Null, json!(status)),
+            Mode::Http(status) => (
+                (200..300).contains(status),
+                false,
+                Value::Null,
+                json!(status),
+            ),
             _ => (true, false, Value::Null, json!(200)),
         };
         json!({
@@ -158,28 +163,46 @@ mod tests {
         let a = &answer(Mode::Succeed, delivery())[0];
         assert_eq!(a["type"], "action_result");
         assert_eq!(a["action"], "proxy_delivery");
-        assert_eq!((a["completed"].clone(), a["failed"].clone()), (json!(true), json!(false)));
+        assert_eq!(
+            (a["completed"].clone(), a["failed"].clone()),
+            (json!(true), json!(false))
+        );
         assert_eq!(a["http_status"], 200);
-        assert_eq!(a["target"], json!({"client_id":"sim-1","platform":"claude","tab_id":17}));
+        assert_eq!(
+            a["target"],
+            json!({"client_id":"sim-1","platform":"claude","tab_id":17})
+        );
     }
 
     #[test]
     fn action_fails_and_http() {
         let req = json!({"type":"action","request_id":"act_1","action":"tab_focus"});
         let a = &answer(Mode::Fail("boom".into()), req.clone())[0];
-        assert_eq!((a["action"].clone(), a["reason"].clone()), (json!("tab_focus"), json!("boom")));
+        assert_eq!(
+            (a["action"].clone(), a["reason"].clone()),
+            (json!("tab_focus"), json!("boom"))
+        );
         assert_eq!(a["target"]["platform"], "chatgpt");
         let h = &answer(Mode::Http(503), req)[0];
-        assert_eq!((h["failed"].clone(), h["http_status"].clone()), (json!(false), json!(503)));
+        assert_eq!(
+            (h["failed"].clone(), h["http_status"].clone()),
+            (json!(false), json!(503))
+        );
     }
 
     #[test]
     fn api_response_modes() {
         let ok = &answer(Mode::Succeed, api(false))[0];
-        assert_eq!(ok["body"], json!({"simulated":true,"method":"GET","path":"/x"}));
+        assert_eq!(
+            ok["body"],
+            json!({"simulated":true,"method":"GET","path":"/x"})
+        );
         assert_eq!(answer(Mode::Http(404), api(false))[0]["status"], 404);
         let f = &answer(Mode::Fail("nope".into()), api(false))[0];
-        assert_eq!((f["status"].clone(), f["body"].clone()), (json!(500), json!({"error":"nope"})));
+        assert_eq!(
+            (f["status"].clone(), f["body"].clone()),
+            (json!(500), json!({"error":"nope"}))
+        );
     }
 
     #[test]
@@ -187,17 +210,27 @@ mod tests {
         let s = answer(Mode::Stream(5), api(true));
         assert_eq!(s.len(), 6);
         assert_eq!(s[4]["data"], "chunk-5");
-        assert_eq!((s[5]["type"].clone(), s[5]["seq"].clone()), (json!("stream_end"), json!(6)));
+        assert_eq!(
+            (s[5]["type"].clone(), s[5]["seq"].clone()),
+            (json!("stream_end"), json!(6))
+        );
         let d = answer(Mode::Succeed, api(true));
         assert_eq!(d.len(), 4);
         let f = answer(Mode::Fail("reset".into()), api(true));
-        assert_eq!(f[2], json!({"type":"stream_error","request_id":"ar_1","seq":3,"code":"reset","message":"simulated failure"}));
+        assert_eq!(
+            f[2],
+            json!({"type":"stream_error","request_id":"ar_1","seq":3,"code":"reset","message":"simulated failure"})
+        );
     }
 
     #[test]
     fn silent_and_invalid() {
         assert!(answer(Mode::Silent, delivery()).is_empty());
-        let r = Responder { client_id: "c", default_platform: "p", mode: &Mode::Succeed };
+        let r = Responder {
+            client_id: "c",
+            default_platform: "p",
+            mode: &Mode::Succeed,
+        };
         assert!(r.answer(&json!({"type":"action"})).is_err());
     }
 }

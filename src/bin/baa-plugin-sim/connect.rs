@@ -25,9 +25,9 @@ pub fn connect(opts: &Options) -> Result<WebSocket<TcpStream>, String> {
         .map_err(|e| format!("cannot set a read timeout: {e}"))?;
     match tungstenite::client::client_with_config(request, stream, None) {
         Ok((ws, _response)) => Ok(ws),
-        Err(HandshakeError::Interrupted(_)) => {
-            Err(format!("no WebSocket upgrade answer within {CONNECT_TIMEOUT:?}"))
-        }
+        Err(HandshakeError::Interrupted(_)) => Err(format!(
+            "no WebSocket upgrade answer within {CONNECT_TIMEOUT:?}"
+        )),
         Err(HandshakeError::Failure(e)) => Err(describe_failure(e)),
     }
 }

@@ -18,6 +18,27 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Serializes a frame with `type` first. serde_json (without its
+/// `preserve_order` feature) sorts keys, which would put `type` last and
+/// make the transcript hard to scan; the wire format does not care.
+pub fn to_wire(frame: &Value) -> String {
+    let Some(map) = frame.as_object() else {
+        return frame.to_string();
+    };
+    let Some(kind) = map.get("type") else {
+        return frame.to_string();
+    };
+    let mut text = format!("{{\"type\":{kind}");
+    for (key, value) in map.iter().filter(|(k, _)| *k != "type") {
+        text.push(',');
+        text.push_str(&Value::String(key.clone()).to_string());
+        text.push(':');
+        text.push_str(&value.to_string());
+    }
+    text.push('}');
+    text
+}
+
 pub fn hello(opts: &Options) -> Value {
     json!({
         "type": "hello",
@@ -115,6 +136,14 @@ mod tests {
             Parsed::Run(o) => *o,
             _ => unreachable!(),
         }
+    }
+
+    #[test]
+    fn wire_puts_type_first() {
+        let v = json!({"b": 1, "type": "x", "a": {"k": "v\"q"}});
+        let text = to_wire(&v);
+        assert_eq!(text, r#"{"type":"x","a":{"k":"v\"q"},"b":1}"#);
+        assert_eq!(serde_json::from_str::<Value>(&text).unwrap(), v);
     }
 
     #[test]

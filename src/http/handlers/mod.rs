@@ -8,3 +8,4 @@ pub mod messages;
 pub mod probe;
 pub mod renewal;
 pub mod system;
+pub mod timed;

@@ -36,7 +36,10 @@ pub fn handle_conversations_read(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, A
 
 fn switch(ctx: &Ctx, req: &ApiRequest, status: ConversationStatus) -> Result<Reply, ApiError> {
     let id = req.param("local_conversation_id");
-    let reason = if status == ConversationStatus::Paused { opt_str(&req.json_object()?, "reason", 512)? } else { None };
+    // Every switch validates its body (a malformed one is a 400 even where
+    // no field is read); only `paused` takes a field.
+    let body = req.json_object()?;
+    let reason = if status == ConversationStatus::Paused { opt_str(&body, "reason", 512)? } else { None };
     match ctx.store.set_conversation_status(id, status, reason)? {
         Transition::Changed(()) => {
             log::info!("renewal: conversation {id} -> {} ({})", status.as_str(), req.request_id);
@@ -120,12 +123,14 @@ fn transition(ctx: &Ctx, id: &str, result: Transition<()>, needs: &str) -> Resul
 }
 
 pub fn handle_jobs_retry(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    req.json_object()?;
     let id = req.param("job_id");
     let result = ctx.store.retry_job(id)?;
     transition(ctx, id, result, "failed")
 }
 
 pub fn handle_jobs_cancel(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    req.json_object()?;
     let id = req.param("job_id");
     let result = ctx.store.cancel_job(id)?;
     transition(ctx, id, result, "pending")

@@ -1,0 +1,70 @@
+//! `baa-plugin-sim`: a stand-in for the browser plugin of baa-conductor.
+//!
+//! It speaks the plugin's side of the bridge protocol
+//! (docs: BRIDGE_PROTOCOL.md) over the daemon's WebSocket, so that a person
+//! can watch the daemon work without a browser, and tests and benchmarks can
+//! drive it: it says hello, reports tabs and login states, can post one
+//! final message, and answers the daemon's `proxy_delivery`, `action` and
+//! `api_request` frames in a chosen way (succeed, fail, stay silent, stream,
+//! report an upstream HTTP status), optionally after a delay. It is written
+//! from the protocol text alone and shares no code with the daemon, so it
+//! checks the daemon rather than mirroring it. `--help` lists the options.
+
+mod answer;
+mod cli;
+mod connect;
+mod frames;
+mod output;
+mod session;
+mod signal;
+
+use cli::Parsed;
+use output::Output;
+use session::{End, Session};
+use std::process::exit;
+
+fn main() {
+    // tungstenite logs through `log`; RUST_LOG=debug shows its side.
+    env_logger::init();
+    let opts = match cli::parse(std::env::args().skip(1)) {
+        Ok(Parsed::Run(opts)) => opts,
+        Ok(Parsed::Help) => return print!("{}", cli::HELP),
+        Ok(Parsed::Version) => {
+            return println!("baa-plugin-sim {}", env!("CARGO_PKG_VERSION"));
+        }
+        Err(e) => {
+            eprintln!("baa-plugin-sim: {e} (see --help)");
+            exit(2);
+        }
+    };
+    signal::install();
+    let mut out = Output::new(opts.quiet);
+    let end = match connect::connect(&opts) {
+        Ok(ws) => Session::new(ws, &opts, &mut out).run(),
+        // Ctrl-C while connecting interrupts the connect: not a failure.
+        Err(_) if signal::stop_requested() => End::Stopped,
+        Err(e) => End::Failed(e),
+    };
+    exit(report(end, &mut out));
+}
+
+/// Prints how it ended and the summary; returns the exit status.
+fn report(end: End, out: &mut Output) -> i32 {
+    let status = match end {
+        End::Closed(desc) => {
+            out.status(&format!("closed: {desc}"));
+            0
+        }
+        End::Stopped => {
+            out.status("stopped");
+            0
+        }
+        End::Acked => 0,
+        End::Failed(why) => {
+            out.error(&why);
+            1
+        }
+    };
+    out.summary();
+    status
+}

@@ -1,0 +1,366 @@
+//! The renewal writes, each one writer transaction: projecting settled
+//! messages into jobs (with the cursor stored in the same transaction, so a
+//! message is projected at most once even across restarts), the dispatcher's
+//! job transitions and their effects on the conversation (locks, counters,
+//! loop-protection pauses), recovery at start, and pruning in small batches.
+//! RENEWAL.md is the contract for every rule here.
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+use super::model::*;
+use super::read::conversation_by_id;
+use super::StoreError;
+use crate::util::{collapse_whitespace, cut_chars, fingerprint, new_id};
+
+const CURSOR_KEY: &str = "renewal.projector.cursor";
+
+fn load_cursor(conn: &Connection) -> Result<(i64, String), StoreError> {
+    let json: Option<String> = conn
+        .prepare_cached("SELECT value_json FROM kv WHERE key = ?1")?
+        .query_row(params![CURSOR_KEY], |r| r.get(0))
+        .optional()?;
+    let value: Value = json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or(Value::Null);
+    let at = value.get("observed_at").and_then(Value::as_i64).unwrap_or(i64::MIN);
+    let id = value.get("message_id").and_then(Value::as_str).unwrap_or("").to_string();
+    Ok((at, id))
+}
+
+fn save_cursor(conn: &Connection, at: i64, id: &str, now: i64) -> Result<(), StoreError> {
+    let value = json!({ "observed_at": at, "message_id": id }).to_string();
+    conn.prepare_cached(
+        "INSERT INTO kv (key, value_json, updated_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT (key) DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
+    )?
+    .execute(params![CURSOR_KEY, value, now])?;
+    Ok(())
+}
+
+/// Projects up to `max_messages` settled messages after the cursor.
+pub(super) fn project(conn: &Connection, s: &ProjectSettings) -> Result<ProjectionReport, StoreError> {
+    let (mut at, mut id) = load_cursor(conn)?;
+    let settled_before = s.now - s.settle_delay_ms;
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, platform, conversation_id, role, raw_text, observed_at FROM messages
+         WHERE (observed_at > ?1 OR (observed_at = ?1 AND id > ?2)) AND observed_at <= ?3
+         ORDER BY observed_at, id LIMIT ?4",
+    )?;
+    let rows = stmt
+        .query_map(params![at, id, settled_before, s.max_messages as i64], |r| {
+            Ok(Candidate {
+                id: r.get(0)?,
+                platform: r.get(1)?,
+                conversation_id: r.get(2)?,
+                role: r.get(3)?,
+                text: r.get(4)?,
+                observed_at: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    drop(stmt);
+    let mut outcomes = Vec::with_capacity(rows.len());
+    for m in &rows {
+        outcomes.push(project_one(conn, m, s)?);
+        at = m.observed_at;
+        id = m.id.clone();
+    }
+    if !rows.is_empty() {
+        save_cursor(conn, at, &id, s.now)?;
+    }
+    Ok(ProjectionReport { outcomes, cursor: (!rows.is_empty()).then_some((at, id)) })
+}
+
+struct Candidate {
+    id: String,
+    platform: String,
+    conversation_id: String,
+    role: String,
+    text: String,
+    observed_at: i64,
+}
+
+/// The ordered skip rules, then the job. The first rule that applies decides.
+fn project_one(conn: &Connection, m: &Candidate, s: &ProjectSettings) -> Result<Projection, StoreError> {
+    let skip = |reason: &'static str| Ok(Projection::Skipped { message_id: m.id.clone(), reason });
+    if m.role != "assistant" {
+        return skip("non_assistant");
+    }
+    let Some(local_id) = super::ingest::find_local_conversation(conn, &m.platform, &m.conversation_id)? else {
+        return skip("missing_local_conversation");
+    };
+    let Some(conv) = conversation_by_id(conn, &local_id)? else { return skip("missing_local_conversation") };
+    match conv.automation_status.as_str() {
+        "manual" => return skip("automation_manual"),
+        "paused" => return skip("automation_paused"),
+        _ => {}
+    }
+    if conv.last_message_id.as_deref() != Some(m.id.as_str()) {
+        return skip("superseded");
+    }
+    if conv.cooldown_until.is_some_and(|until| until > s.now) {
+        return skip("cooldown");
+    }
+    let Some(link) = conv.active_link.as_ref().filter(|l| route_tab(l).is_some()) else {
+        return skip("route_unavailable");
+    };
+    let exists: Option<String> = conn
+        .prepare_cached("SELECT job_id FROM renewal_jobs WHERE message_id = ?1")?
+        .query_row(params![m.id], |r| r.get(0))
+        .optional()?;
+    if exists.is_some() {
+        return skip("duplicate");
+    }
+    let job_id = insert_job(conn, m, link, &local_id, s)?;
+    Ok(Projection::Projected { message_id: m.id.clone(), job_id, local_conversation_id: local_id })
+}
+
+/// The tab a link can deliver to: `target_kind` must be
+/// `browser.proxy_delivery`, not a shell page, with a positive tab id from
+/// `target_payload.tabId`, else parsed from `target_id` `tab:<n>`.
+pub fn route_tab(link: &Link) -> Option<i64> {
+    if link.target_kind.as_deref() != Some("browser.proxy_delivery") {
+        return None;
+    }
+    let payload: Value = link.target_payload.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+    if payload.get("shellPage").and_then(Value::as_bool) == Some(true) {
+        return None;
+    }
+    let from_payload = payload.get("tabId").and_then(Value::as_i64);
+    let from_id = link.target_id.as_deref().and_then(|t| t.strip_prefix("tab:")).and_then(|n| n.parse::<i64>().ok());
+    from_payload.or(from_id).filter(|t| *t > 0)
+}
+
+fn insert_job(conn: &Connection, m: &Candidate, link: &Link, local_id: &str, s: &ProjectSettings) -> Result<String, StoreError> {
+    let summary = cut_chars(&collapse_whitespace(&m.text), s.summary_limit);
+    let link_url = format!("{}{}.txt", s.link_base, crate::util::percent_encode(&m.id));
+    let text = render_template(&s.template, &[
+        ("summary", &summary),
+        ("link", &link_url),
+        ("message_id", &m.id),
+        ("platform", &m.platform),
+        ("conversation_id", &m.conversation_id),
+    ]);
+    let payload = json!({
+        "kind": "renewal.message", "version": 1, "template": "summary_with_link", "text": text,
+        "sourceMessage": { "id": m.id, "platform": m.platform, "conversationId": m.conversation_id, "observedAt": m.observed_at },
+    });
+    let parse = |t: &Option<String>| t.as_deref().and_then(|x| serde_json::from_str::<Value>(x).ok());
+    let snapshot = json!({
+        "platform": link.platform, "linkId": link.link_id, "clientId": link.client_id,
+        "pageUrl": link.page_url, "pageTitle": link.page_title,
+        "route": { "path": link.route_path, "pattern": link.route_pattern, "params": parse(&link.route_params).unwrap_or(json!({})) },
+        "target": { "kind": link.target_kind, "id": link.target_id, "payload": parse(&link.target_payload).unwrap_or(json!({})) },
+    });
+    let job_id = new_id("job_");
+    conn.prepare_cached(
+        "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
+            target_snapshot, attempt_count, max_attempts, next_attempt_at, log_path, created_at, updated_at)
+         VALUES (?1, ?2, ?3, 'pending', ?4, 'json', ?5, 0, ?6, ?7, ?8, ?7, ?7)",
+    )?
+    .execute(params![job_id, local_id, m.id, payload.to_string(), snapshot.to_string(), s.max_attempts, s.now, s.log_path])?;
+    Ok(job_id)
+}
+
+/// Replaces `{name}` placeholders in one pass, so text substituted for one
+/// placeholder (a summary that contains "{link}") is never expanded again.
+pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len() + 256);
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let after = &rest[open + 1..];
+        let hit = after.find('}').and_then(|close| values.iter().find(|(k, _)| *k == &after[..close]).map(|(_, v)| (close, v)));
+        match hit {
+            Some((close, value)) => {
+                out.push_str(value);
+                rest = &after[close + 1..];
+            }
+            None => {
+                out.push('{');
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Moves a job's next attempt without counting an attempt (a deferral).
+pub(super) fn defer_job(conn: &Connection, job_id: &str, next_attempt_at: i64, log_path: Option<&str>, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE renewal_jobs SET next_attempt_at = ?2, log_path = COALESCE(?3, log_path), updated_at = MAX(updated_at, ?4)
+         WHERE job_id = ?1 AND status = 'pending'",
+    )?
+    .execute(params![job_id, next_attempt_at, log_path, now])?;
+    Ok(())
+}
+
+/// A terminal failure before any attempt (the conversation is gone).
+pub(super) fn fail_job(conn: &Connection, job_id: &str, error: &str, now: i64) -> Result<(), StoreError> {
+    conn.prepare_cached(
+        "UPDATE renewal_jobs SET status = 'failed', last_error = ?2, next_attempt_at = NULL, finished_at = ?3,
+            updated_at = MAX(updated_at, ?3)
+         WHERE job_id = ?1 AND status = 'pending'",
+    )?
+    .execute(params![job_id, error, now])?;
+    Ok(())
+}
+
+/// Takes the conversation's execution lock and marks the job running, or
+/// changes nothing and answers false when either is no longer as expected.
+pub(super) fn start_attempt(conn: &Connection, job_id: &str, local_id: &str, log_path: Option<&str>, now: i64) -> Result<bool, StoreError> {
+    let status: Option<String> = conn
+        .prepare_cached("SELECT status FROM renewal_jobs WHERE job_id = ?1")?
+        .query_row(params![job_id], |r| r.get(0))
+        .optional()?;
+    if status.as_deref() != Some("pending") {
+        return Ok(false);
+    }
+    let locked = conn
+        .prepare_cached(
+            "UPDATE local_conversations SET execution_state = 'renewal_running', updated_at = MAX(updated_at, ?2)
+             WHERE local_conversation_id = ?1 AND execution_state = 'idle' AND automation_status = 'auto'",
+        )?
+        .execute(params![local_id, now])?;
+    if locked == 0 {
+        return Ok(false);
+    }
+    conn.prepare_cached(
+        "UPDATE renewal_jobs SET status = 'running', started_at = ?2, last_attempt_at = ?2, finished_at = NULL,
+            log_path = COALESCE(?3, log_path), updated_at = MAX(updated_at, ?2)
+         WHERE job_id = ?1",
+    )?
+    .execute(params![job_id, now, log_path])?;
+    Ok(true)
+}
+
+/// Records an attempt's outcome on the job and its conversation, releases
+/// the conversation's execution lock whatever happened, and applies the
+/// loop protection (failure and repeated-renewal pauses).
+pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<FinishOutcome, StoreError> {
+    let job_status = match &f.result {
+        AttemptResult::Success { .. } => {
+            conn.prepare_cached(
+                "UPDATE renewal_jobs SET status = 'done', attempt_count = attempt_count + 1, last_error = NULL,
+                    next_attempt_at = NULL, finished_at = ?2, updated_at = MAX(updated_at, ?2)
+                 WHERE job_id = ?1",
+            )?
+            .execute(params![f.job_id, f.now])?;
+            "done"
+        }
+        AttemptResult::Failure { error, terminal, retry_at } => {
+            let status: String = conn
+                .prepare_cached(
+                    "UPDATE renewal_jobs SET attempt_count = attempt_count + 1, last_error = ?2,
+                        status = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN 'failed' ELSE 'pending' END,
+                        next_attempt_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN NULL ELSE ?4 END,
+                        finished_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN ?5 ELSE NULL END,
+                        started_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN started_at ELSE NULL END,
+                        updated_at = MAX(updated_at, ?5)
+                     WHERE job_id = ?1 RETURNING status",
+                )?
+                .query_row(params![f.job_id, error, terminal, retry_at, f.now], |r| r.get(0))?;
+            if status == "failed" { "failed" } else { "pending" }
+        }
+    };
+    let paused = update_conversation_after(conn, f)?;
+    Ok(FinishOutcome { job_status, paused })
+}
+
+fn update_conversation_after(conn: &Connection, f: &FinishAttempt) -> Result<Option<&'static str>, StoreError> {
+    let (count, status): (i64, String) = match &f.result {
+        AttemptResult::Success { summary } => conn
+            .prepare_cached(
+                "UPDATE local_conversations SET execution_state = 'idle', consecutive_failure_count = 0,
+                    last_error = NULL, cooldown_until = ?2,
+                    repeated_renewal_count = CASE WHEN last_renewal_fingerprint = ?3 THEN repeated_renewal_count + 1 ELSE 1 END,
+                    last_renewal_fingerprint = ?3, updated_at = MAX(updated_at, ?4)
+                 WHERE local_conversation_id = ?1 RETURNING repeated_renewal_count, automation_status",
+            )?
+            .query_row(params![f.local_conversation_id, f.now + f.cooldown_ms, fingerprint(summary), f.now], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?
+            .unwrap_or((0, String::new())),
+        AttemptResult::Failure { error, .. } => conn
+            .prepare_cached(
+                "UPDATE local_conversations SET execution_state = 'idle', consecutive_failure_count = consecutive_failure_count + 1,
+                    last_error = ?2, updated_at = MAX(updated_at, ?3)
+                 WHERE local_conversation_id = ?1 RETURNING consecutive_failure_count, automation_status",
+            )?
+            .query_row(params![f.local_conversation_id, error, f.now], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()?
+            .unwrap_or((0, String::new())),
+    };
+    let (threshold, reason) = match f.result {
+        AttemptResult::Success { .. } => (f.repeat_pause_threshold, "repeated_renewal"),
+        AttemptResult::Failure { .. } => (f.failure_pause_threshold, "execution_failure"),
+    };
+    if status != "auto" || count < threshold as i64 {
+        return Ok(None);
+    }
+    conn.prepare_cached(
+        "UPDATE local_conversations SET automation_status = 'paused', pause_reason = ?2, paused_at = ?3
+         WHERE local_conversation_id = ?1",
+    )?
+    .execute(params![f.local_conversation_id, reason, f.now])?;
+    Ok(Some(reason))
+}
+
+/// Recovery at start: every execution lock released, every running job
+/// back to pending after the recovery delay (at-least-once delivery).
+pub(super) fn recover(conn: &Connection, now: i64, delay_ms: i64) -> Result<RecoveryReport, StoreError> {
+    let released = conn
+        .prepare_cached(
+            "UPDATE local_conversations SET execution_state = 'idle', updated_at = MAX(updated_at, ?1)
+             WHERE execution_state != 'idle'",
+        )?
+        .execute(params![now])?;
+    let next = now + delay_ms;
+    let requeued = conn
+        .prepare_cached(
+            "UPDATE renewal_jobs SET status = 'pending', started_at = NULL, finished_at = NULL,
+                next_attempt_at = MAX(IFNULL(next_attempt_at, 0), ?2), updated_at = MAX(updated_at, ?1)
+             WHERE status = 'running'",
+        )?
+        .execute(params![now, next])?;
+    Ok(RecoveryReport {
+        recovered_execution_state_count: released as i64,
+        requeued_renewal_job_count: requeued as i64,
+        recovery_next_attempt_at: (requeued > 0).then_some(next),
+        at: now,
+    })
+}
+
+/// Deletes at most `batch` finished jobs and `batch` unreferenced old
+/// messages; the pruner repeats until a batch comes back short.
+pub(super) fn prune(conn: &Connection, p: &PruneBatch) -> Result<PruneReport, StoreError> {
+    let jobs = conn
+        .prepare_cached(
+            "DELETE FROM renewal_jobs WHERE job_id IN (
+                SELECT job_id FROM renewal_jobs WHERE status IN ('done', 'failed') AND finished_at < ?1 LIMIT ?2)",
+        )?
+        .execute(params![p.jobs_finished_before, p.batch as i64])?;
+    let messages = match p.messages_observed_before {
+        None => 0,
+        Some(before) => conn
+            .prepare_cached(
+                "DELETE FROM messages WHERE id IN (
+                    SELECT m.id FROM messages m WHERE m.observed_at < ?1
+                    AND NOT EXISTS (SELECT 1 FROM renewal_jobs j WHERE j.message_id = m.id) LIMIT ?2)",
+            )?
+            .execute(params![before, p.batch as i64])?,
+    };
+    Ok(PruneReport { jobs: jobs as i64, messages: messages as i64 })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_template;
+
+    #[test]
+    fn template_is_one_pass() {
+        let out = render_template("[renewal] {summary}\n{link} {unknown} {", &[("summary", "a {link} b"), ("link", "L")]);
+        assert_eq!(out, "[renewal] a {link} b\nL {unknown} {");
+    }
+}

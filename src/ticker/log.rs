@@ -1,0 +1,162 @@
+//! The timed-jobs JSONL log: one line per stage in
+//! `logs/timed-jobs/YYYY-MM-DD.jsonl` (UTC). Runners hand lines to a channel
+//! and never wait for the disk; a named thread appends them, switches files
+//! at midnight UTC, and deletes files older than `log_retention_days`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{unbounded, Receiver, Sender};
+use serde_json::{json, Value};
+
+/// One stage of one run.
+#[derive(Debug, Clone)]
+pub struct LogLine {
+    pub ts: i64,
+    pub runner: &'static str,
+    pub batch_id: String,
+    pub stage: &'static str,
+    pub result: String,
+    pub details: Value,
+}
+
+/// Where runners send their lines. Cheap to clone; never blocks.
+#[derive(Clone)]
+pub struct LogSink {
+    tx: Sender<LogLine>,
+    dir: PathBuf,
+}
+
+impl LogSink {
+    pub fn log(&self, line: LogLine) {
+        // The writer thread only stops at shutdown, after the runners.
+        let _ = self.tx.send(line);
+    }
+
+    /// The file a line written at `ts` goes to: what jobs record as `log_path`.
+    pub fn path_for(&self, ts: i64) -> PathBuf {
+        self.dir.join(format!("{}.jsonl", utc_date(ts)))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+pub struct LogHandle {
+    pub sink: LogSink,
+    join: JoinHandle<()>,
+}
+
+impl LogHandle {
+    /// Stops after every line sent before is written. All sinks must be
+    /// dropped first (the thread ends when the channel closes).
+    pub fn join(self) {
+        drop(self.sink);
+        if let Err(panic) = self.join.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+pub fn spawn(dir: PathBuf, retention_days: u64) -> std::io::Result<LogHandle> {
+    let (tx, rx) = unbounded();
+    let writer = LogWriter { dir: dir.clone(), retention_days, day: String::new(), file: None };
+    let join = std::thread::Builder::new().name("timed-jobs-log".into()).spawn(move || writer.run(rx))?;
+    Ok(LogHandle { sink: LogSink { tx, dir }, join })
+}
+
+struct LogWriter {
+    dir: PathBuf,
+    retention_days: u64,
+    day: String,
+    file: Option<File>,
+}
+
+impl LogWriter {
+    fn run(mut self, rx: Receiver<LogLine>) {
+        for line in rx {
+            self.write(&line);
+        }
+        if let Some(file) = &mut self.file {
+            let _ = file.flush();
+        }
+    }
+
+    fn write(&mut self, line: &LogLine) {
+        let day = utc_date(line.ts);
+        if day != self.day || self.file.is_none() {
+            self.day = day;
+            self.file = self.open();
+            self.prune();
+        }
+        let text = json!({
+            "ts": line.ts, "runner": line.runner, "batch_id": line.batch_id, "stage": line.stage,
+            "result": line.result, "details": line.details,
+        })
+        .to_string();
+        if let Some(file) = &mut self.file {
+            if let Err(e) = writeln!(file, "{text}") {
+                log::warn!("timed-jobs log: cannot append: {e}");
+            }
+        }
+    }
+
+    fn open(&self) -> Option<File> {
+        let path = self.dir.join(format!("{}.jsonl", self.day));
+        match OpenOptions::new().create(true).append(true).open(&path) {
+            Ok(file) => Some(file),
+            Err(e) => {
+                log::warn!("timed-jobs log: cannot open {}: {e}", path.display());
+                None
+            }
+        }
+    }
+
+    /// Deletes day files older than the retention, judged by their names.
+    fn prune(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else { return };
+        let oldest_kept = utc_date(crate::util::now_ms() - self.retention_days as i64 * 86_400_000);
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().to_string();
+            let Some(day) = name.strip_suffix(".jsonl") else { continue };
+            if day.len() == 10 && day < oldest_kept.as_str() {
+                if let Err(e) = std::fs::remove_file(entry.path()) {
+                    log::warn!("timed-jobs log: cannot delete {name}: {e}");
+                }
+            }
+        }
+    }
+}
+
+/// `YYYY-MM-DD` of a millisecond timestamp, in UTC (Howard Hinnant's
+/// civil-from-days algorithm; no time crate needed for one conversion).
+pub fn utc_date(ms: i64) -> String {
+    let days = ms.div_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::utc_date;
+
+    #[test]
+    fn dates() {
+        assert_eq!(utc_date(0), "1970-01-01");
+        assert_eq!(utc_date(1_711_800_000_000), "2024-03-30");
+        assert_eq!(utc_date(951_782_400_000), "2000-02-29");
+        assert_eq!(utc_date(1_795_298_636_426), "2026-11-21");
+        assert_eq!(utc_date(86_399_999), "1970-01-01");
+    }
+}

@@ -1,0 +1,287 @@
+//! The timed-job ticker thread role. One named thread wakes every
+//! `timed_jobs.interval_ms` (waiting on its stop channel with a deadline, so
+//! shutdown is immediate and nothing polls) and starts each registered runner
+//! in order: `renewal.projector`, `renewal.dispatcher`, `store.pruner`. Each
+//! runner lives on its own named thread, so a long dispatcher run never
+//! delays the projector; a tick that finds a runner still busy logs
+//! `tick_overlap` and skips it, so a runner never overlaps itself. With
+//! `role = "standby"` the runners are registered but stay idle.
+
+pub mod dispatcher;
+pub mod log;
+pub mod projector;
+pub mod pruner;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use parking_lot::Mutex;
+use serde_json::{json, Value};
+
+use crate::config::{Config, Role};
+use crate::store::{AutomationState, RecoveryReport, Store};
+use crate::util::{new_id, now_ms};
+use log::{LogLine, LogSink};
+
+/// What a run gets (RENEWAL.md "Timed jobs").
+pub struct RunContext {
+    pub batch_id: String,
+    pub now: i64,
+    pub max_messages_per_tick: usize,
+    pub max_tasks_per_tick: usize,
+    pub settle_delay_ms: u64,
+    pub interval_ms: u64,
+    pub system: AutomationState,
+    pub log: LogSink,
+    pub runner: &'static str,
+}
+
+impl RunContext {
+    pub fn log(&self, stage: &'static str, result: &str, details: Value) {
+        self.log.log(LogLine {
+            ts: now_ms(),
+            runner: self.runner,
+            batch_id: self.batch_id.clone(),
+            stage,
+            result: result.to_string(),
+            details,
+        });
+    }
+}
+
+/// A run's outcome as `/v1/timed-jobs` shows it.
+pub struct RunOutcome {
+    pub result: String,
+    pub details: Value,
+}
+
+pub trait Runner: Send + 'static {
+    fn name(&self) -> &'static str;
+    fn run(&mut self, ctx: &RunContext) -> RunOutcome;
+}
+
+/// One runner's counters for `/v1/timed-jobs`.
+#[derive(Debug, Clone)]
+pub struct RunnerStatus {
+    pub name: &'static str,
+    pub runs: u64,
+    pub last_started_at: Option<i64>,
+    pub last_finished_at: Option<i64>,
+    pub last_result: Option<String>,
+    pub last_details: Value,
+    pub next_run_at: Option<i64>,
+}
+
+/// Shared, read by the HTTP API.
+pub struct Status {
+    pub interval_ms: u64,
+    pub role: Role,
+    pub log_dir: String,
+    pub last_recovery: Mutex<Option<RecoveryReport>>,
+    pub runners: Mutex<Vec<RunnerStatus>>,
+}
+
+impl Status {
+    pub fn to_json(&self) -> Value {
+        let recovery = self.last_recovery.lock().clone();
+        let runners: Vec<Value> = self
+            .runners
+            .lock()
+            .iter()
+            .map(|r| {
+                json!({
+                    "name": r.name, "runs": r.runs, "last_started_at": r.last_started_at,
+                    "last_finished_at": r.last_finished_at, "last_result": r.last_result,
+                    "last_details": r.last_details, "next_run_at": r.next_run_at,
+                })
+            })
+            .collect();
+        json!({
+            "interval_ms": self.interval_ms,
+            "role": self.role,
+            "log_dir": self.log_dir,
+            "last_recovery": recovery.map(|r| json!({
+                "recovered_execution_state_count": r.recovered_execution_state_count,
+                "requeued_renewal_job_count": r.requeued_renewal_job_count,
+                "recovery_next_attempt_at": r.recovery_next_attempt_at,
+                "at": r.at,
+            })),
+            "runners": runners,
+        })
+    }
+}
+
+pub fn new_status(config: &Config, log_dir: &std::path::Path, names: &[&'static str]) -> Arc<Status> {
+    let runners = names
+        .iter()
+        .map(|name| RunnerStatus {
+            name,
+            runs: 0,
+            last_started_at: None,
+            last_finished_at: None,
+            last_result: None,
+            last_details: Value::Null,
+            next_run_at: None,
+        })
+        .collect();
+    Arc::new(Status {
+        interval_ms: config.timed_jobs.interval_ms,
+        role: config.role,
+        log_dir: log_dir.display().to_string(),
+        last_recovery: Mutex::new(None),
+        runners: Mutex::new(runners),
+    })
+}
+
+/// The ticker thread and the runner threads.
+pub struct Handle {
+    stop: Option<Sender<()>>,
+    join: JoinHandle<()>,
+}
+
+impl Handle {
+    /// Stops ticking; a run in progress goes on until `shutdown`.
+    pub fn stop(&mut self) {
+        self.stop.take();
+    }
+
+    /// Stops ticking, lets a run in progress finish, joins every thread.
+    pub fn shutdown(mut self) {
+        self.stop();
+        if let Err(panic) = self.join.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+struct Slot {
+    name: &'static str,
+    busy: Arc<AtomicBool>,
+    tx: Sender<RunContext>,
+    join: JoinHandle<()>,
+}
+
+pub struct TickerSettings {
+    pub config: Arc<Config>,
+    pub store: Store,
+    pub log: LogSink,
+    pub status: Arc<Status>,
+}
+
+pub fn spawn(settings: TickerSettings, runners: Vec<Box<dyn Runner>>) -> std::io::Result<Handle> {
+    let (stop, stop_rx) = bounded::<()>(0);
+    let mut slots = Vec::new();
+    for runner in runners {
+        slots.push(spawn_runner(runner, settings.status.clone())?);
+    }
+    let join = std::thread::Builder::new().name("ticker".into()).spawn(move || Ticker { settings, slots }.run(stop_rx))?;
+    Ok(Handle { stop: Some(stop), join })
+}
+
+fn spawn_runner(mut runner: Box<dyn Runner>, status: Arc<Status>) -> std::io::Result<Slot> {
+    let name = runner.name();
+    let busy = Arc::new(AtomicBool::new(false));
+    let (tx, rx) = bounded::<RunContext>(1);
+    let flag = busy.clone();
+    let join = std::thread::Builder::new().name(format!("runner-{name}")).spawn(move || {
+        for ctx in rx {
+            let outcome = runner.run(&ctx);
+            let mut runners = status.runners.lock();
+            if let Some(r) = runners.iter_mut().find(|r| r.name == name) {
+                r.last_finished_at = Some(now_ms());
+                r.last_result = Some(outcome.result);
+                r.last_details = outcome.details;
+            }
+            drop(runners);
+            flag.store(false, Ordering::Release);
+        }
+    })?;
+    Ok(Slot { name, busy, tx, join })
+}
+
+struct Ticker {
+    settings: TickerSettings,
+    slots: Vec<Slot>,
+}
+
+impl Ticker {
+    fn run(self, stop: Receiver<()>) {
+        let interval = Duration::from_millis(self.settings.config.timed_jobs.interval_ms);
+        let mut next = Instant::now() + interval;
+        self.set_next_run(interval);
+        loop {
+            match stop.recv_deadline(next) {
+                Err(RecvTimeoutError::Timeout) => {}
+                // The handle was dropped (or sent): stop.
+                _ => break,
+            }
+            // Deadlines advance by the interval, so ticks do not drift; after
+            // a long stall the ticker skips ahead rather than bursting.
+            next += interval;
+            if next < Instant::now() {
+                next = Instant::now() + interval;
+            }
+            self.tick();
+            self.set_next_run(next.saturating_duration_since(Instant::now()));
+        }
+        for slot in self.slots {
+            drop(slot.tx);
+            if let Err(panic) = slot.join.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
+
+    fn set_next_run(&self, after: Duration) {
+        let at = now_ms() + after.as_millis() as i64;
+        for r in self.settings.status.runners.lock().iter_mut() {
+            r.next_run_at = Some(at);
+        }
+    }
+
+    fn tick(&self) {
+        if self.settings.config.role == Role::Standby {
+            return;
+        }
+        let system = match self.settings.store.system_state() {
+            Ok(state) => state.automation_state,
+            Err(e) => {
+                ::log::error!("ticker: cannot read system state: {e}");
+                return;
+            }
+        };
+        let batch_id = new_id("tick_");
+        for slot in &self.slots {
+            let ctx = self.context(slot.name, &batch_id, system);
+            if slot.busy.swap(true, Ordering::AcqRel) {
+                ctx.log("tick_overlap", "skipped", json!({ "reason": "previous run still in progress" }));
+                continue;
+            }
+            if let Some(r) = self.settings.status.runners.lock().iter_mut().find(|r| r.name == slot.name) {
+                r.runs += 1;
+                r.last_started_at = Some(ctx.now);
+            }
+            if slot.tx.try_send(ctx).is_err() {
+                slot.busy.store(false, Ordering::Release);
+            }
+        }
+    }
+
+    fn context(&self, runner: &'static str, batch_id: &str, system: AutomationState) -> RunContext {
+        let tj = &self.settings.config.timed_jobs;
+        RunContext {
+            batch_id: batch_id.to_string(),
+            now: now_ms(),
+            max_messages_per_tick: tj.max_messages_per_tick,
+            max_tasks_per_tick: tj.max_tasks_per_tick,
+            settle_delay_ms: tj.settle_delay_ms,
+            interval_ms: tj.interval_ms,
+            system,
+            log: self.settings.log.clone(),
+            runner,
+        }
+    }
+}

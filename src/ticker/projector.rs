@@ -1,0 +1,80 @@
+//! `renewal.projector`: turns settled assistant messages of `auto`
+//! conversations into renewal jobs. All rules run inside one store-writer
+//! transaction (`store::renewal::project`); this runner supplies the
+//! settings, honours the system state and logs every examined message.
+
+use std::sync::Arc;
+
+use serde_json::json;
+
+use super::{RunContext, RunOutcome, Runner};
+use crate::config::Config;
+use crate::store::{AutomationState, ProjectSettings, Projection, Store};
+
+pub struct Projector {
+    pub store: Store,
+    pub config: Arc<Config>,
+    /// `PUBLIC_BASE/artifact/msg/`.
+    pub link_base: String,
+}
+
+impl Runner for Projector {
+    fn name(&self) -> &'static str {
+        "renewal.projector"
+    }
+
+    fn run(&mut self, ctx: &RunContext) -> RunOutcome {
+        // Paused or draining: nothing is projected and the cursor stays.
+        let skip = match ctx.system {
+            AutomationState::Running => None,
+            AutomationState::Paused => Some("system_paused"),
+            AutomationState::Draining => Some("system_draining"),
+        };
+        if let Some(reason) = skip {
+            ctx.log("scan_skipped", reason, json!({}));
+            return RunOutcome { result: reason.into(), details: json!({}) };
+        }
+        let settings = ProjectSettings {
+            now: ctx.now,
+            settle_delay_ms: ctx.settle_delay_ms as i64,
+            max_messages: ctx.max_messages_per_tick,
+            template: self.config.renewal.template.clone(),
+            summary_limit: self.config.renewal.summary_limit,
+            max_attempts: self.config.renewal.max_attempts,
+            link_base: self.link_base.clone(),
+            log_path: Some(ctx.log.path_for(ctx.now).display().to_string()),
+        };
+        let report = match self.store.project(settings) {
+            Ok(report) => report,
+            Err(e) => {
+                ::log::error!("projector: {e}");
+                ctx.log("scan_failed", "store_error", json!({ "error": e.to_string() }));
+                return RunOutcome { result: "store_error".into(), details: json!({ "error": e.to_string() }) };
+            }
+        };
+        let (mut projected, mut skipped) = (0, 0);
+        for outcome in &report.outcomes {
+            match outcome {
+                Projection::Skipped { message_id, reason } => {
+                    skipped += 1;
+                    ctx.log("message_skipped", reason, json!({ "message_id": message_id }));
+                }
+                Projection::Projected { message_id, job_id, local_conversation_id } => {
+                    projected += 1;
+                    ctx.log("job_projected", "job_created", json!({
+                        "message_id": message_id, "job_id": job_id, "local_conversation_id": local_conversation_id,
+                    }));
+                }
+            }
+        }
+        let details = json!({
+            "examined": report.outcomes.len(), "projected": projected, "skipped": skipped,
+            "cursor": report.cursor.map(|(at, id)| json!({ "observed_at": at, "message_id": id })),
+        });
+        // An idle scan is not logged: one line per tick would bury the log.
+        if !report.outcomes.is_empty() {
+            ctx.log("scan_completed", "ok", details.clone());
+        }
+        RunOutcome { result: "ok".into(), details }
+    }
+}
