@@ -18,6 +18,7 @@ use crate::auth::OriginPolicy;
 use crate::bridge;
 use crate::config::Config;
 use crate::http;
+use crate::policy::{Policy, SystemClock};
 use crate::store::{self, IngestSettings, StoreOptions};
 use crate::ticker;
 use crate::util::now_ms;
@@ -70,6 +71,9 @@ pub fn run(config: Config) -> Result<(), Fatal> {
         recovery.recovered_execution_state_count,
         recovery.requeued_renewal_job_count
     );
+    let policy = start_policy(&config, &store)?;
+    let (sweeper_stop, sweeper_rx) = crossbeam_channel::bounded::<()>(0);
+    let sweeper = policy.spawn_sweeper(sweeper_rx).map_err(|e| fatal(format!("cannot start the policy sweeper: {e}")))?;
     let log_dir = state_dir.join("logs").join("timed-jobs");
     let timed = ticker::new_status(&config, &log_dir, &["renewal.projector", "renewal.dispatcher", "store.pruner"]);
     *timed.last_recovery.lock() = Some(recovery);
@@ -90,7 +94,15 @@ pub fn run(config: Config) -> Result<(), Fatal> {
         ingest_settings: IngestSettings::from_config(&config),
     };
     let bridge = bridge::start(ws_listener, bridge_ctx, bell).map_err(|e| fatal(format!("cannot start bridge: {e}")))?;
-    let ctx = Arc::new(http::Ctx::new(config.clone(), store.clone(), hub, timed.clone(), http_base.clone(), ws_url.clone()));
+    let ctx = Arc::new(http::Ctx::new(
+        config.clone(),
+        store.clone(),
+        hub.clone(),
+        policy.clone(),
+        timed.clone(),
+        http_base.clone(),
+        ws_url.clone(),
+    ));
     let server = http::start(http_listener, ctx.clone()).map_err(|e| fatal(format!("cannot start HTTP server: {e}")))?;
     let log = ticker::log::spawn(log_dir, config.timed_jobs.log_retention_days)
         .map_err(|e| fatal(format!("cannot start the timed-jobs log: {e}")))?;
@@ -99,6 +111,12 @@ pub fn run(config: Config) -> Result<(), Fatal> {
             store: store.clone(),
             config: config.clone(),
             link_base: format!("{}/artifact/msg/", ctx.public_base),
+        }),
+        Box::new(ticker::dispatcher::Dispatcher {
+            store: store.clone(),
+            config: config.clone(),
+            hub: hub.clone(),
+            policy: policy.clone(),
         }),
         Box::new(ticker::pruner::Pruner { store: store.clone(), config: config.clone() }),
     ];
@@ -121,6 +139,11 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     bridge.shutdown();
     ticker.shutdown();
     log.join();
+    drop(sweeper_stop);
+    if let Err(panic) = sweeper.join() {
+        std::panic::resume_unwind(panic);
+    }
+    drop(policy);
     drop(ctx);
     drop(store);
     // The writer goes last: everything the other threads queued is committed.
@@ -128,6 +151,24 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     let _ = fs::remove_file(state_dir.join("conductor.json"));
     log::info!("stopped cleanly");
     Ok(())
+}
+
+/// Creates the request policy, restores its persisted state before anything
+/// can ask it, and hands the writer its debounced save.
+fn start_policy(config: &Config, store: &store::Store) -> Result<Arc<Policy>, Fatal> {
+    let dirty = store.clone();
+    let policy = Policy::new(config.policy.clone(), Arc::new(SystemClock), Box::new(move || dirty.mark_policy_dirty()));
+    match store.policy_state() {
+        Ok(Some(json)) => policy.restore(&json),
+        Ok(None) => {}
+        Err(e) => return Err(fatal(format!("cannot read the policy state: {e}"))),
+    }
+    let source = Arc::downgrade(&policy);
+    store.set_policy_source(
+        Box::new(move || source.upgrade().map(|p| p.persisted_json()).unwrap_or_default()),
+        Duration::from_millis(config.policy.persistence_debounce_ms),
+    );
+    Ok(policy)
 }
 
 fn prepare_state_dir(dir: &Path) -> Result<(), Fatal> {

@@ -157,9 +157,37 @@ pub fn pong() -> String {
     json!({ "type": "pong", "server_time": now_ms() }).to_string()
 }
 
+/// BRIDGE_PROTOCOL.md `action_result`: success iff accepted, not failed,
+/// and `http_status` absent or 2xx; otherwise the reason, else
+/// `upstream_http_<status>`, else `delivery_failed`.
+pub fn delivery_verdict(frame: &Value) -> Result<(), String> {
+    let accepted = frame.get("accepted").and_then(Value::as_bool).unwrap_or(false);
+    let failed = frame.get("failed").and_then(Value::as_bool).unwrap_or(false);
+    let status = frame.get("http_status").and_then(Value::as_i64);
+    if accepted && !failed && status.is_none_or(|s| (200..300).contains(&s)) {
+        return Ok(());
+    }
+    if let Some(reason) = frame.get("reason").and_then(Value::as_str).filter(|r| !r.is_empty()) {
+        return Err(reason.to_string());
+    }
+    match status {
+        Some(s) if !(200..300).contains(&s) => Err(format!("upstream_http_{s}")),
+        _ => Err("delivery_failed".to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn verdicts() {
+        assert_eq!(delivery_verdict(&json!({"accepted":true,"failed":false})), Ok(()));
+        assert_eq!(delivery_verdict(&json!({"accepted":true,"failed":false,"http_status":201})), Ok(()));
+        assert_eq!(delivery_verdict(&json!({"accepted":true,"failed":true,"reason":"tab_closed"})), Err("tab_closed".into()));
+        assert_eq!(delivery_verdict(&json!({"accepted":true,"failed":false,"http_status":429})), Err("upstream_http_429".into()));
+        assert_eq!(delivery_verdict(&json!({"accepted":false})), Err("delivery_failed".into()));
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         v.as_object().unwrap().clone()

@@ -262,6 +262,11 @@ impl Hub {
         Self::choose(&st, platform, client_id).map(|c| c.hello.client_id.clone())
     }
 
+    /// Whether the client has reported a login state for the platform.
+    pub fn has_login(&self, client_id: &str, platform: &str) -> bool {
+        self.state.lock().clients.get(client_id).is_some_and(|c| c.login_states.contains_key(platform))
+    }
+
     /// Sends a request frame built by `build(request_id)` to the chosen
     /// client and returns the handle to wait on.
     pub fn request(

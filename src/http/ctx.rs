@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::bridge::Hub;
 use crate::config::Config;
+use crate::policy::Policy;
 use crate::store::{IngestSettings, Store};
 
 pub struct Ctx {
@@ -23,6 +24,10 @@ pub struct Ctx {
     pub artifacts_dir: PathBuf,
     /// The bridge's hub: connected plugins, requests to them, state pushes.
     pub hub: Arc<Hub>,
+    /// The request policy every platform-bound action passes.
+    pub policy: Arc<Policy>,
+    /// Open raw relays, bounded (see `handlers::relay`).
+    pub relays: Arc<std::sync::atomic::AtomicUsize>,
     /// The ticker's runners and last recovery, for `/v1/timed-jobs`.
     pub timed: Arc<crate::ticker::Status>,
 }
@@ -32,6 +37,7 @@ impl Ctx {
         config: Arc<Config>,
         store: Store,
         hub: Arc<Hub>,
+        policy: Arc<Policy>,
         timed: Arc<crate::ticker::Status>,
         http_base: String,
         ws_url: String,
@@ -48,6 +54,8 @@ impl Ctx {
             public_base,
             artifacts_dir,
             hub,
+            policy,
+            relays: Arc::default(),
             timed,
         }
     }

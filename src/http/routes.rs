@@ -6,7 +6,7 @@
 
 use super::api::{ApiError, ApiRequest, Reply};
 use super::ctx::Ctx;
-use super::handlers::{artifact, browser, messages, probe, renewal, system, timed};
+use super::handlers::{artifact, browser, messages, probe, relay, renewal, system, timed};
 use super::query::percent_decode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +66,7 @@ pub static ROUTES: &[Route] = &[
     route!("renewal.jobs.cancel", Write, "POST", "/v1/renewal/jobs/:job_id/cancel", "Cancel a pending job.", renewal::handle_jobs_cancel),
     route!("browser.read", Read, "GET", "/v1/browser", "Plugin clients, tabs and login states; filters platform, status.", browser::handle_read),
     route!("browser.actions", Write, "POST", "/v1/browser/actions", "Send an action to a plugin and wait for its result.", browser::handle_actions),
+    route!("browser.request", Write, "POST", "/v1/browser/request", "Raw relay: the plugin performs an HTTP request in the page.", relay::handle_request),
     route!("timed_jobs.read", Read, "GET", "/v1/timed-jobs", "Timed-job runners, their last runs and the start-up recovery.", timed::handle_read),
     route!("artifact.message", Read, "GET", "/artifact/msg/:message_id.txt", "A message's raw text as text/plain.", artifact::handle_message),
     route!("artifact.file", Read, "GET", "/artifact/*path", "A file under STATE_DIR/artifacts.", artifact::handle_file),

@@ -84,7 +84,9 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
         _ => {
             return Err(format!(
                 "policy state has unknown version {} (expected {STATE_VERSION})",
-                object.get("version").map_or("none".to_string(), Value::to_string)
+                object
+                    .get("version")
+                    .map_or("none".to_string(), Value::to_string)
             ))
         }
     }

@@ -23,7 +23,7 @@ use crossbeam_channel::{bounded, unbounded, Sender};
 pub use model::*;
 pub use read::ReadPool;
 pub use renewal::{render_template, route_tab};
-pub use writer::StoreMsg;
+pub use writer::{PolicySource, StoreMsg};
 
 /// Why a store operation failed. Cloneable because one failed commit answers
 /// every caller whose write was in that batch.
@@ -210,6 +210,26 @@ impl Store {
 
     pub fn prune(&self, batch: PruneBatch) -> Result<PruneReport, StoreError> {
         self.call(|reply| StoreMsg::Prune { batch, reply })
+    }
+
+    /// Gives the writer the policy's document source and debounce.
+    pub fn set_policy_source(&self, source: PolicySource, debounce: std::time::Duration) {
+        let _ = self.tx.send(StoreMsg::PolicySource { source: Some(source), debounce });
+    }
+
+    /// Marks the policy state dirty; never blocks (called on request paths).
+    pub fn mark_policy_dirty(&self) {
+        let _ = self.tx.send(StoreMsg::PolicyDirty);
+    }
+
+    /// The saved policy document, if any.
+    pub fn policy_state(&self) -> Result<Option<String>, StoreError> {
+        use rusqlite::OptionalExtension;
+        self.reads.with(|c| {
+            Ok(c.prepare_cached("SELECT value_json FROM browser_request_policy_state WHERE state_key = 'global'")?
+                .query_row([], |r| r.get(0))
+                .optional()?)
+        })
     }
 
     /// Returns once everything queued before it is committed.

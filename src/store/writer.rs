@@ -8,7 +8,9 @@
 
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Receiver, Sender};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::model::*;
@@ -86,6 +88,10 @@ pub enum StoreMsg {
         batch: PruneBatch,
         reply: Sender<Result<PruneReport, StoreError>>,
     },
+    /// Where the writer gets the policy document to save, and the debounce.
+    PolicySource { source: Option<PolicySource>, debounce: Duration },
+    /// The policy's persisted state changed; save it within the debounce.
+    PolicyDirty,
     /// A barrier: answered after everything queued before it is committed.
     Flush { reply: Sender<Result<(), StoreError>> },
     /// Commit what is queued before it, then stop.
@@ -105,18 +111,46 @@ fn responder<T: Send + 'static>(reply: Sender<Result<T, StoreError>>, value: Res
 pub(super) fn spawn(conn: Connection, rx: Receiver<StoreMsg>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || Writer { conn }.run(rx))
+        .spawn(move || Writer { conn, policy: PolicySaver::default() }.run(rx))
 }
 
 struct Writer {
     conn: Connection,
+    policy: PolicySaver,
 }
+
+/// Debounced persistence of the request policy's state (POLICY.md): a
+/// change only marks it dirty; the writer saves the current document at
+/// most once per debounce window, off every caller's path, and once more at
+/// shutdown.
+#[derive(Default)]
+struct PolicySaver {
+    source: Option<PolicySource>,
+    debounce: Duration,
+    due: Option<Instant>,
+}
+
+/// Produces the policy's current state document.
+pub type PolicySource = Box<dyn Fn() -> String + Send>;
 
 impl Writer {
     fn run(mut self, rx: Receiver<StoreMsg>) {
         let mut stopping = false;
         while !stopping {
-            let Ok(first) = rx.recv() else { break };
+            let first = match self.policy.due {
+                Some(due) => match rx.recv_deadline(due) {
+                    Ok(msg) => msg,
+                    Err(RecvTimeoutError::Timeout) => {
+                        self.save_policy();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(msg) => msg,
+                    Err(_) => break,
+                },
+            };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -130,7 +164,14 @@ impl Writer {
                 batch.truncate(pos);
                 stopping = true;
             }
+            batch.retain_mut(|msg| self.take_policy_msg(msg));
             self.commit_batch(batch);
+            if self.policy.due.is_some_and(|due| due <= Instant::now()) {
+                self.save_policy();
+            }
+        }
+        if self.policy.due.is_some() {
+            self.save_policy();
         }
         if let Err(e) = self.conn.execute_batch("PRAGMA optimize") {
             log::debug!("store: optimize at shutdown failed: {e}");
@@ -138,62 +179,119 @@ impl Writer {
         log::info!("store: writer stopped");
     }
 
+    /// Handles the policy messages (they are not writes of their own);
+    /// returns whether `msg` still needs the batch.
+    fn take_policy_msg(&mut self, msg: &mut StoreMsg) -> bool {
+        match msg {
+            StoreMsg::PolicySource { source, debounce } => {
+                self.policy.source = source.take();
+                self.policy.debounce = *debounce;
+                false
+            }
+            StoreMsg::PolicyDirty => {
+                if self.policy.due.is_none() {
+                    self.policy.due = Some(Instant::now() + self.policy.debounce);
+                }
+                false
+            }
+            _ => true,
+        }
+    }
+
+    fn save_policy(&mut self) {
+        self.policy.due = None;
+        let Some(source) = &self.policy.source else { return };
+        let json = source();
+        let saved = self.conn.execute(
+            "INSERT INTO browser_request_policy_state (state_key, value_json, updated_at) VALUES ('global', ?1, ?2)
+             ON CONFLICT (state_key) DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
+            rusqlite::params![json, crate::util::now_ms()],
+        );
+        if let Err(e) = saved {
+            // Kept dirty: the next change or shutdown tries again.
+            log::error!("store: cannot save the policy state: {e}");
+        }
+    }
+
     /// Applies a batch in one transaction and answers each caller after the
     /// commit, with the commit's error if it failed.
     fn commit_batch(&mut self, batch: Vec<StoreMsg>) {
-        if batch.is_empty() {
-            return;
-        }
-        let tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-            Ok(tx) => tx,
-            Err(e) => {
-                let err = StoreError::from(e);
-                log::error!("store: cannot begin a write transaction: {err}");
-                for msg in batch {
-                    answer_without_commit(msg, err.clone());
+        let mut rest = batch.into_iter().peekable();
+        while rest.peek().is_some() {
+            let mut tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
+                Ok(tx) => tx,
+                Err(e) => {
+                    let err = StoreError::from(e);
+                    log::error!("store: cannot begin a write transaction: {err}");
+                    for msg in rest {
+                        answer_without_commit(msg, err.clone());
+                    }
+                    return;
                 }
-                return;
+            };
+            let mut responders: Vec<Responder> = Vec::new();
+            let mut aborted = None;
+            for msg in rest.by_ref() {
+                let (respond, error) = apply_in_savepoint(&mut tx, msg);
+                // On some errors (SQLITE_FULL, IOERR, BUSY, NOMEM) SQLite rolls
+                // the whole transaction back, not just the failed statement:
+                // the writes applied before this one are gone too, and the
+                // next ones must not run outside a transaction.
+                if tx.is_autocommit() {
+                    aborted = Some((respond, error));
+                    break;
+                }
+                responders.push(respond);
             }
-        };
-        let mut responders: Vec<Responder> = Vec::with_capacity(batch.len());
-        let mut tx = tx;
-        for msg in batch {
-            responders.push(apply_in_savepoint(&mut tx, msg));
-        }
-        let outcome = tx.commit().map_err(StoreError::from);
-        if let Err(err) = &outcome {
-            log::error!("store: commit of {} writes failed: {err}", responders.len());
-        }
-        for respond in responders {
-            respond(outcome.clone());
+            if let Some((respond, error)) = aborted {
+                drop(tx);
+                let err = error.unwrap_or_else(|| StoreError::Sqlite("transaction rolled back".into()));
+                log::error!("store: transaction of {} writes rolled back by SQLite: {err}", responders.len() + 1);
+                respond(Ok(()));
+                for earlier in responders {
+                    earlier(Err(err.clone()));
+                }
+                // The rest of the batch gets a fresh transaction.
+                continue;
+            }
+            let outcome = tx.commit().map_err(StoreError::from);
+            if let Err(err) = &outcome {
+                log::error!("store: commit of {} writes failed: {err}", responders.len());
+            }
+            for respond in responders {
+                respond(outcome.clone());
+            }
         }
     }
 }
 
 /// Runs one write inside a savepoint so that its failure rolls back only its
 /// own changes, never its neighbours' in the batch.
-fn apply_in_savepoint(tx: &mut rusqlite::Transaction<'_>, msg: StoreMsg) -> Responder {
+/// Returns the responder and the write's own error, if it failed.
+fn apply_in_savepoint(tx: &mut rusqlite::Transaction<'_>, msg: StoreMsg) -> (Responder, Option<StoreError>) {
     let mut sp = match tx.savepoint() {
         Ok(sp) => sp,
         Err(e) => {
             let err = StoreError::from(e);
-            return Box::new(move |_| answer_without_commit(msg, err));
+            let answer = err.clone();
+            return (Box::new(move |_| answer_without_commit(msg, answer)), Some(err));
         }
     };
     let respond = apply(&sp, msg);
-    if respond.failed {
+    if respond.error.is_some() {
         // Dropping the savepoint without commit rolls it back.
         let _ = sp.rollback();
     } else if let Err(e) = sp.commit() {
         let err = StoreError::from(e);
         log::error!("store: savepoint release failed: {err}");
-        return Box::new(move |_| (respond.send)(Err(err)));
+        let answer = err.clone();
+        return (Box::new(move |_| (respond.send)(Err(answer))), Some(err));
     }
-    respond.send
+    (respond.send, respond.error)
 }
 
 struct Applied {
-    failed: bool,
+    error: Option<StoreError>,
     send: Responder,
 }
 
@@ -201,7 +299,7 @@ fn applied<T: Send + 'static>(reply: Sender<Result<T, StoreError>>, value: Resul
     if let Err(e) = &value {
         log::warn!("store: write failed: {e}");
     }
-    Applied { failed: value.is_err(), send: responder(reply, value) }
+    Applied { error: value.as_ref().err().cloned(), send: responder(reply, value) }
 }
 
 fn apply(conn: &Connection, msg: StoreMsg) -> Applied {
@@ -229,7 +327,9 @@ fn apply(conn: &Connection, msg: StoreMsg) -> Applied {
         StoreMsg::Recover { now, delay_ms, reply } => applied(reply, renewal::recover(conn, now, delay_ms)),
         StoreMsg::Prune { batch, reply } => applied(reply, renewal::prune(conn, &batch)),
         StoreMsg::Flush { reply } => applied(reply, Ok(())),
-        StoreMsg::Shutdown => Applied { failed: false, send: Box::new(|_| {}) },
+        StoreMsg::Shutdown | StoreMsg::PolicySource { .. } | StoreMsg::PolicyDirty => {
+            Applied { error: None, send: Box::new(|_| {}) }
+        }
     }
 }
 
@@ -249,6 +349,6 @@ fn answer_without_commit(msg: StoreMsg, err: StoreError) {
         StoreMsg::Recover { reply, .. } => drop(reply.send(Err(err.clone()))),
         StoreMsg::Prune { reply, .. } => drop(reply.send(Err(err.clone()))),
         StoreMsg::Flush { reply } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::Shutdown => {}
+        StoreMsg::Shutdown | StoreMsg::PolicySource { .. } | StoreMsg::PolicyDirty => {}
     }
 }

@@ -39,12 +39,17 @@ fn main() {
     };
     signal::install();
     let mut out = Output::new(opts.quiet);
-    let end = match connect::connect(&opts) {
-        Ok(ws) => Session::new(ws, &opts, &mut out).run(),
+    let ws = match connect::connect(&opts) {
+        Ok(ws) => ws,
         // Ctrl-C while connecting interrupts the connect: not a failure.
-        Err(_) if signal::stop_requested() => End::Stopped,
-        Err(e) => End::Failed(e),
+        Err(_) if signal::stop_requested() => exit(0),
+        // Nothing happened yet, so no summary: just why.
+        Err(e) => {
+            out.error(&e);
+            exit(1);
+        }
     };
+    let end = Session::new(ws, &opts, &mut out).run();
     exit(report(end, &mut out));
 }
 

@@ -10,7 +10,8 @@
 //!   in due order (FIFO). Before each read the loop sends what is due and
 //!   shortens the read timeout to the next due time, so answers leave on
 //!   time while reading goes on (pings get their pongs, other requests are
-//!   taken in) — a delay never blocks reading.
+//!   taken in) — a delay never blocks reading. Answers leave within the
+//!   OS timer granularity of their due time (a few ms; never early).
 //!
 //! Every way out of the loop is an `End`, carried through `Err` so `?`
 //! unwinds from wherever the session decides to stop.
@@ -46,7 +47,7 @@ type Step = Result<(), End>;
 /// Longest a read blocks when nothing is due: only bounds how late a stop
 /// request is noticed on systems where a signal does not interrupt reads.
 const IDLE_POLL: Duration = Duration::from_millis(100);
-/// A zero socket timeout means "block forever" to the OS; never ask for it.
+/// std refuses a zero read timeout (to the OS it would mean "forever").
 const MIN_WAIT: Duration = Duration::from_millis(1);
 const HELLO_ACK_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long to wait for the other side's half of a close handshake.

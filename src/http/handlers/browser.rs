@@ -1,7 +1,6 @@
 //! Browser routes: what the bridge knows about plugins (clients, tabs, login
-//! states), and plugin actions forwarded through the hub. The `policy` part
-//! of `GET /v1/browser` belongs to the request-policy issue and is `null`
-//! until then: it is not faked.
+//! states) with the request policy's view, and plugin actions forwarded
+//! through the hub — under a policy lease when they name a platform.
 
 use std::time::{Duration, Instant};
 
@@ -13,6 +12,7 @@ use crate::bridge::RequestError;
 use crate::http::api::{ApiError, ApiRequest, Reply};
 use crate::http::body::{opt_str, Object};
 use crate::http::ctx::Ctx;
+use crate::policy::{AdmitOptions, Lease, Outcome, Refusal, RefusalCode, Target};
 use crate::util::now_ms;
 
 const LOGIN_STATUSES: [&str; 3] = ["fresh", "stale", "lost"];
@@ -39,7 +39,8 @@ pub fn handle_read(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
             }));
         }
     }
-    Ok(Reply::Json(json!({ "clients": client_views, "login_states": logins, "policy": null })))
+    let policy = serde_json::to_value(ctx.policy.view(platform.as_deref())).unwrap_or(Value::Null);
+    Ok(Reply::Json(json!({ "clients": client_views, "login_states": logins, "policy": policy })))
 }
 
 /// fresh: captured within `login_fresh_ms` and connected; stale: older;
@@ -110,18 +111,65 @@ pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     };
     let timeout = timeout_ms(&body, ctx.config.renewal.execution_timeout_ms)?;
     let deadline = Instant::now() + Duration::from_millis(timeout);
+    // A platform-bound action passes the policy like any other.
+    let lease = match &platform {
+        Some(p) => {
+            let client = ctx.hub.chosen_client(Some(p), client_id.as_deref()).ok_or(RequestError::NoActiveClient)?;
+            Some(admit(ctx, &client, p, &req.request_id, deadline)?)
+        }
+        None => None,
+    };
     let pending = ctx.hub.request(platform.as_deref(), client_id.as_deref(), "act_", |request_id| {
         json!({ "type": "action", "request_id": request_id, "action": action, "platform": platform,
                 "tab_id": tab_id, "payload": payload })
         .to_string()
     })?;
-    let frame = pending.next(deadline)?;
+    let answer = pending.next(deadline);
+    if let Some(lease) = lease {
+        lease.complete(match &answer {
+            Ok(frame) => match crate::bridge::frames::delivery_verdict(frame) {
+                Ok(()) => Outcome::Success,
+                Err(reason) => Outcome::failure(reason),
+            },
+            Err(e) => Outcome::failure(policy_code(*e)),
+        });
+    }
+    let frame = answer?;
     let field = |k: &str| frame.get(k).cloned().unwrap_or(Value::Null);
     Ok(Reply::Json(json!({
         "accepted": field("accepted"), "completed": field("completed"), "failed": field("failed"),
         "reason": field("reason"), "target": field("target"), "result": field("result"),
         "client_id": pending.client_id, "connection_id": pending.connection_id, "request_id": pending.request_id,
     })))
+}
+
+/// Asks the policy for a lease, waiting in the target's queue and through
+/// the rate delay only as long as `deadline` allows; sleeps the delay.
+pub fn admit(ctx: &Ctx, client: &str, platform: &str, request_id: &str, deadline: Instant) -> Result<Lease, ApiError> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    let opts = AdmitOptions { max_wait: left, max_delay_ms: left.as_millis() as u64 };
+    let lease = ctx.policy.admit(Target::new(client, platform), request_id, opts).map_err(refusal_error)?;
+    lease.sleep_until_ready();
+    Ok(lease)
+}
+
+/// The policy's refusal as a 429 with `retry_after_ms`.
+pub fn refusal_error(refusal: Refusal) -> ApiError {
+    let message = match refusal.code {
+        RefusalCode::CircuitOpen => "The target's circuit breaker is open after repeated failures.",
+        RefusalCode::BackoffActive => "The target failed recently and is backing off.",
+        RefusalCode::WaiterTimeout => "The target stayed busy for the whole wait.",
+        RefusalCode::RateLimited => "The platform's rate limit would delay this past its timeout.",
+    };
+    ApiError::new(429, refusal.code.as_str(), message, json!({ "retry_after_ms": refusal.retry_after_ms }))
+}
+
+/// The failure code a plugin-side error gives the policy.
+pub fn policy_code(err: RequestError) -> &'static str {
+    match err {
+        RequestError::Timeout => "timeout",
+        other => other.code(),
+    }
 }
 
 impl From<RequestError> for ApiError {

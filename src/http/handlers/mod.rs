@@ -6,6 +6,7 @@ pub mod artifact;
 pub mod browser;
 pub mod messages;
 pub mod probe;
+pub mod relay;
 pub mod renewal;
 pub mod system;
 pub mod timed;

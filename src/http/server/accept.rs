@@ -27,15 +27,19 @@ const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
 
 /// Runs until the server stops. Never returns early on an error.
 pub(super) fn run(listener: TcpListener, shared: Arc<Shared>) {
-    let mut limiter = LogLimiter::default();
+    let mut refusals = LogLimiter::default();
+    let mut failures = AcceptFailures::default();
     loop {
         let accepted = listener.accept();
         if shared.is_stopping() {
             break;
         }
         match accepted {
-            Ok((stream, peer)) => dispatch(&shared, stream, peer, &mut limiter),
-            Err(err) => back_off(&err, &mut limiter),
+            Ok((stream, peer)) => {
+                failures.recovered();
+                dispatch(&shared, stream, peer, &mut refusals);
+            }
+            Err(err) => failures.back_off(&err),
         }
     }
     log::debug!("http: accept loop stopped");
@@ -105,23 +109,46 @@ fn refuse(shared: &Shared, mut stream: TcpStream) {
     }
 }
 
-/// Logs an accept error and pauses if retrying at once would spin.
-fn back_off(err: &io::Error, limiter: &mut LogLimiter) {
-    match err.kind() {
-        // The peer gave up before we accepted; nothing is wrong with us.
-        io::ErrorKind::Interrupted
-        | io::ErrorKind::ConnectionAborted
-        | io::ErrorKind::ConnectionReset
-        | io::ErrorKind::WouldBlock => return,
-        _ => {}
+/// Tracks a run of accept errors: logs them (rate-limited), pauses when
+/// retrying at once would spin, and reports when accepting works again.
+#[derive(Default)]
+struct AcceptFailures {
+    limiter: LogLimiter,
+    count: u64,
+    since: Option<Instant>,
+}
+
+impl AcceptFailures {
+    fn back_off(&mut self, err: &io::Error) {
+        match err.kind() {
+            // The peer gave up before we accepted; nothing is wrong with us.
+            io::ErrorKind::Interrupted
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::WouldBlock => return,
+            _ => {}
+        }
+        self.count += 1;
+        self.since.get_or_insert_with(Instant::now);
+        self.limiter.warn(format_args!("http: accept failed: {err}; retrying"));
+        let pause = if is_exhaustion(err) {
+            EXHAUSTED_BACKOFF
+        } else {
+            OTHER_BACKOFF
+        };
+        std::thread::sleep(pause);
     }
-    limiter.warn(format_args!("http: accept failed: {err}; retrying"));
-    let pause = if is_exhaustion(err) {
-        EXHAUSTED_BACKOFF
-    } else {
-        OTHER_BACKOFF
-    };
-    std::thread::sleep(pause);
+
+    fn recovered(&mut self) {
+        if let Some(since) = self.since.take() {
+            log::warn!(
+                "http: accepting again after {} failed accept(s) over {:?}",
+                self.count,
+                since.elapsed()
+            );
+            self.count = 0;
+        }
+    }
 }
 
 /// EMFILE, ENFILE, ENOBUFS or ENOMEM: the process or system ran out of

@@ -1,0 +1,770 @@
+//! The policy as a pure state machine. Every method takes `now` (ms since
+//! the epoch); nothing here sleeps, blocks, logs or does I/O, so the
+//! thread-safe wrapper can call it under its mutex and every rule can be
+//! tested with hand-set times.
+//!
+//! Waiting is bookkeeping only: a caller that must wait gets a
+//! [`WaiterId`] and joins its target's FIFO queue. When the target becomes
+//! free, the head of the queue is *handed the turn* (`handoff`) and its id
+//! is queued in `wakes` for the wrapper to signal after the lock is
+//! released. While a turn is handed off, newcomers queue behind it, so the
+//! order is strictly FIFO even though the woken thread needs a moment to
+//! come back. A woken waiter re-runs the whole admission (circuit, backoff,
+//! …); if it is refused or gives up, the turn passes to the next one.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+use super::state::{self, PlatformDoc, StateDoc, TargetDoc};
+use super::view::{PlatformView, PolicyView, TargetView};
+use super::{CircuitState, Outcome, Refusal, RefusalCode, Target};
+use crate::config;
+
+/// Identifies a lease within one process (never persisted).
+pub type LeaseId = u64;
+/// Identifies a queued caller within one process.
+pub type WaiterId = u64;
+
+/// The failure code recorded when a half-open trial's lease is swept.
+pub const SWEPT_TRIAL_ERROR: &str = "lease_idle_timeout";
+
+/// The answer to one admission attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Admission {
+    Granted(Grant),
+    Refused(Refusal),
+    /// The target is busy: the caller is queued under this id and must call
+    /// [`Controller::try_admit`] again (with the id) when it is woken, or
+    /// [`Controller::cancel_waiter`] when it gives up.
+    Wait(WaiterId),
+}
+
+/// A granted admission; the wrapper turns it into a `Lease`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Grant {
+    pub lease_id: LeaseId,
+    /// When the decision was taken.
+    pub admitted_at: i64,
+    /// How long after `admitted_at` the platform's rate window allows the
+    /// request (already charged to the window at `admitted_at + delay`).
+    pub rate_limit_delay_ms: u64,
+    pub jitter_ms: u64,
+    /// Whether this lease is the half-open circuit's single trial.
+    pub trial: bool,
+}
+
+impl Grant {
+    /// The earliest moment the request should be sent.
+    pub fn ready_at(&self) -> i64 {
+        ready_at(self.admitted_at, self.rate_limit_delay_ms, self.jitter_ms)
+    }
+}
+
+/// A lease released by the stale sweeper.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Swept {
+    pub target: Target,
+    pub lease_id: LeaseId,
+    pub request_id: String,
+    pub idle_ms: u64,
+    /// A swept half-open trial counts as a failure and reopens the circuit.
+    pub trial: bool,
+}
+
+#[derive(Debug, Default)]
+struct PlatformState {
+    /// Charged dispatch times, sorted; only those after `now - window_ms`
+    /// are kept (pruned on every admission and snapshot).
+    dispatches: Vec<i64>,
+    last_dispatched_at: Option<i64>,
+}
+
+#[derive(Debug, Default)]
+struct TargetState {
+    // Persisted.
+    circuit_state: CircuitState,
+    circuit_retry_at: Option<i64>,
+    backoff_until: Option<i64>,
+    consecutive_failures: u32,
+    last_activity_at: Option<i64>,
+    last_activity_reason: Option<String>,
+    last_error: Option<String>,
+    last_failure_at: Option<i64>,
+    last_success_at: Option<i64>,
+    stale_sweep_count: u64,
+    last_stale_sweep_at: Option<i64>,
+    last_stale_sweep_idle_ms: Option<u64>,
+    last_stale_sweep_reason: Option<String>,
+    last_stale_sweep_request_id: Option<String>,
+    // Process-local.
+    in_flight: Option<InFlight>,
+    /// Waiters not yet handed the turn, oldest first.
+    queue: VecDeque<WaiterId>,
+    /// The waiter that has been woken and may take the target next.
+    handoff: Option<WaiterId>,
+}
+
+impl TargetState {
+    /// Nothing recorded, nothing in flight, nobody waiting.
+    fn is_pristine(&self) -> bool {
+        self.in_flight.is_none()
+            && self.queue.is_empty()
+            && self.handoff.is_none()
+            && self.last_activity_at.is_none()
+            && self.circuit_state == CircuitState::Closed
+            && self.backoff_until.is_none()
+            && self.consecutive_failures == 0
+            && self.stale_sweep_count == 0
+    }
+
+    fn waiting(&self) -> usize {
+        self.queue.len() + usize::from(self.handoff.is_some())
+    }
+
+    fn record_activity(&mut self, now: i64, reason: &str) {
+        self.last_activity_at = Some(now);
+        self.last_activity_reason = Some(reason.to_string());
+    }
+}
+
+#[derive(Debug)]
+struct InFlight {
+    lease_id: LeaseId,
+    request_id: String,
+    trial: bool,
+    /// Idle time is counted from here: the lease's ready time, or its last
+    /// `touch`, whichever is later.
+    activity_at: i64,
+    activity_reason: String,
+}
+
+/// A log line the wrapper writes after releasing the lock.
+pub(crate) type Note = (log::Level, String);
+
+/// The policy's whole state. See the module docs.
+pub struct Controller {
+    config: config::Policy,
+    random: Box<dyn FnMut() -> f64 + Send>,
+    platforms: BTreeMap<String, PlatformState>,
+    targets: BTreeMap<Target, TargetState>,
+    next_lease: LeaseId,
+    next_waiter: WaiterId,
+    wakes: Vec<WaiterId>,
+    dirty: bool,
+    notes: Vec<Note>,
+}
+
+impl std::fmt::Debug for Controller {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Controller")
+            .field("config", &self.config)
+            .field("platforms", &self.platforms)
+            .field("targets", &self.targets)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Controller {
+    /// A clean controller drawing jitter from `util::random_unit`.
+    pub fn new(config: config::Policy) -> Controller {
+        Controller::with_random(config, Box::new(crate::util::random_unit))
+    }
+
+    /// A clean controller with its own source of uniform [0, 1) numbers
+    /// (tests use a fixed sequence).
+    pub fn with_random(
+        config: config::Policy,
+        random: Box<dyn FnMut() -> f64 + Send>,
+    ) -> Controller {
+        Controller {
+            config,
+            random,
+            platforms: BTreeMap::new(),
+            targets: BTreeMap::new(),
+            next_lease: 1,
+            next_waiter: 1,
+            wakes: Vec::new(),
+            dirty: false,
+            notes: Vec::new(),
+        }
+    }
+
+    pub fn config(&self) -> &config::Policy {
+        &self.config
+    }
+
+    /// One admission attempt, in the order of POLICY.md: circuit, backoff,
+    /// concurrency, rate limit, jitter. `waiter` is the id returned by an
+    /// earlier `Wait` when a queued caller tries again after being woken.
+    pub fn try_admit(
+        &mut self,
+        target: &Target,
+        request_id: &str,
+        now: i64,
+        max_delay_ms: u64,
+        waiter: Option<WaiterId>,
+    ) -> Admission {
+        let state = self.targets.entry(target.clone()).or_default();
+
+        // 1. Circuit.
+        let mut trial = false;
+        let mut refusal = match state.circuit_state {
+            CircuitState::Closed => None,
+            CircuitState::Open => match state.circuit_retry_at {
+                Some(at) if now < at => Some(refuse(RefusalCode::CircuitOpen, diff(at, now))),
+                _ => {
+                    trial = true;
+                    None
+                }
+            },
+            CircuitState::HalfOpen => {
+                if state.in_flight.as_ref().is_some_and(|held| held.trial) {
+                    // The trial's outcome decides; suggest the smallest
+                    // wait the policy ever imposes after a failure.
+                    Some(refuse(
+                        RefusalCode::CircuitOpen,
+                        self.config.backoff.base_ms.max(1),
+                    ))
+                } else {
+                    // Cannot normally happen (half_open always has its
+                    // trial in flight); recover by making this the trial.
+                    trial = true;
+                    None
+                }
+            }
+        };
+
+        // 2. Backoff.
+        if refusal.is_none() {
+            if let Some(until) = state.backoff_until.filter(|&until| now < until) {
+                refusal = Some(refuse(RefusalCode::BackoffActive, diff(until, now)));
+            }
+        }
+        if let Some(refusal) = refusal {
+            self.leave_queue(target, waiter);
+            return Admission::Refused(refusal);
+        }
+
+        // 3. Concurrency: one in flight per target, FIFO behind it.
+        let busy = state.in_flight.is_some() || state.handoff.is_some_and(|h| Some(h) != waiter);
+        if busy {
+            let id = match waiter {
+                Some(id) => id,
+                None => {
+                    let id = self.next_waiter;
+                    self.next_waiter += 1;
+                    id
+                }
+            };
+            if state.handoff != Some(id) && !state.queue.contains(&id) {
+                state.queue.push_back(id);
+            }
+            return Admission::Wait(id);
+        }
+
+        // 4. Rate limit (not charged yet) and 5. jitter.
+        let window_ms = ms(self.config.rate_limit.window_ms);
+        let limit = self.config.rate_limit.requests_per_minute_per_platform;
+        let platform = self.platforms.entry(target.platform.clone()).or_default();
+        prune(&mut platform.dispatches, now, window_ms);
+        let delay = rate_limit_delay_ms(&platform.dispatches, now, limit, window_ms as u64);
+        let jitter = sample_jitter_ms(&self.config.jitter, &mut *self.random);
+        if delay.saturating_add(jitter) > max_delay_ms {
+            if state.is_pristine() {
+                // Never admitted, nothing to remember: keep neither the view
+                // nor the persisted document cluttered by refused strangers.
+                self.targets.remove(target);
+            } else {
+                self.leave_queue(target, waiter);
+            }
+            return Admission::Refused(refuse(RefusalCode::RateLimited, delay));
+        }
+
+        // Granted: charge the window, take the target.
+        let charged = now.saturating_add(ms(delay));
+        let at = platform.dispatches.partition_point(|&t| t <= charged);
+        platform.dispatches.insert(at, charged);
+        platform.last_dispatched_at = Some(
+            platform
+                .last_dispatched_at
+                .map_or(charged, |t| t.max(charged)),
+        );
+
+        let lease_id = self.next_lease;
+        self.next_lease += 1;
+        if let Some(id) = waiter {
+            if state.handoff == Some(id) {
+                state.handoff = None;
+            }
+            state.queue.retain(|&q| q != id);
+        }
+        if trial {
+            state.circuit_state = CircuitState::HalfOpen;
+            self.notes.push((
+                log::Level::Info,
+                format!("policy: circuit of {target} half-open, request {request_id} is the trial"),
+            ));
+        }
+        let ready = ready_at(now, delay, jitter);
+        state.in_flight = Some(InFlight {
+            lease_id,
+            request_id: request_id.to_string(),
+            trial,
+            activity_at: ready,
+            activity_reason: "admitted".to_string(),
+        });
+        state.record_activity(now, "admitted");
+        self.dirty = true;
+        Admission::Granted(Grant {
+            lease_id,
+            admitted_at: now,
+            rate_limit_delay_ms: delay,
+            jitter_ms: jitter,
+            trial,
+        })
+    }
+
+    /// A queued caller gives up (its wait ran out). If it had been handed
+    /// the turn, the turn passes to the next waiter.
+    pub fn cancel_waiter(&mut self, target: &Target, waiter: WaiterId) {
+        self.leave_queue(target, Some(waiter));
+    }
+
+    /// Completes a lease. Returns false, changing nothing, when the lease is
+    /// not the one in flight on `target` (already completed, or swept).
+    pub fn complete(
+        &mut self,
+        target: &Target,
+        lease_id: LeaseId,
+        outcome: &Outcome,
+        now: i64,
+    ) -> bool {
+        let Some(state) = self.targets.get_mut(target) else {
+            return false;
+        };
+        let Some(held) = state.in_flight.take_if(|held| held.lease_id == lease_id) else {
+            return false;
+        };
+        let reason = match outcome {
+            Outcome::Success => {
+                if state.circuit_state != CircuitState::Closed {
+                    self.notes.push((
+                        log::Level::Info,
+                        format!("policy: circuit of {target} closed"),
+                    ));
+                }
+                state.consecutive_failures = 0;
+                state.circuit_state = CircuitState::Closed;
+                state.circuit_retry_at = None;
+                state.last_error = None;
+                state.last_success_at = Some(now);
+                "complete_success"
+            }
+            Outcome::Failure { code } => {
+                record_failure(
+                    state,
+                    &self.config,
+                    target,
+                    code,
+                    now,
+                    held.trial,
+                    &mut self.notes,
+                );
+                "complete_failure"
+            }
+            Outcome::Cancelled => {
+                if held.trial && state.circuit_state == CircuitState::HalfOpen {
+                    // Decision: a cancelled trial never reached the platform
+                    // as far as we know; the circuit goes back to open with
+                    // its (already due) retry time so the next caller
+                    // becomes the trial at once. No counter changes.
+                    state.circuit_state = CircuitState::Open;
+                }
+                "complete_cancelled"
+            }
+        };
+        state.record_activity(now, reason);
+        promote(state, &mut self.wakes);
+        self.dirty = true;
+        true
+    }
+
+    /// Refreshes an in-flight lease's idle clock (a long stream is alive).
+    /// Returns false when the lease is no longer in flight.
+    pub fn touch(&mut self, target: &Target, lease_id: LeaseId, reason: &str, now: i64) -> bool {
+        match self
+            .targets
+            .get_mut(target)
+            .and_then(|state| state.in_flight.as_mut())
+            .filter(|held| held.lease_id == lease_id)
+        {
+            Some(held) => {
+                held.activity_at = held.activity_at.max(now);
+                held.activity_reason = reason.to_string();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Releases every lease idle for at least `stale_lease.idle_ms`.
+    pub fn sweep(&mut self, now: i64) -> Vec<Swept> {
+        let idle_limit = ms(self.config.stale_lease.idle_ms);
+        let mut swept = Vec::new();
+        for (target, state) in self.targets.iter_mut() {
+            let Some(held) = state
+                .in_flight
+                .take_if(|held| now.saturating_sub(held.activity_at) >= idle_limit)
+            else {
+                continue;
+            };
+            let idle_ms = diff(now, held.activity_at);
+            state.stale_sweep_count = state.stale_sweep_count.saturating_add(1);
+            state.last_stale_sweep_at = Some(now);
+            state.last_stale_sweep_idle_ms = Some(idle_ms);
+            state.last_stale_sweep_reason =
+                Some(format!("{}:lease_idle_timeout", held.activity_reason));
+            state.last_stale_sweep_request_id = Some(held.request_id.clone());
+            if held.trial {
+                record_failure(
+                    state,
+                    &self.config,
+                    target,
+                    SWEPT_TRIAL_ERROR,
+                    now,
+                    true,
+                    &mut self.notes,
+                );
+            }
+            state.record_activity(now, "stale_sweep");
+            promote(state, &mut self.wakes);
+            self.notes.push((
+                log::Level::Warn,
+                format!(
+                    "policy: swept stale lease {} of {target} (request {}, idle {idle_ms} ms{})",
+                    held.lease_id,
+                    held.request_id,
+                    if held.trial {
+                        ", half-open trial counted as a failure"
+                    } else {
+                        ""
+                    }
+                ),
+            ));
+            swept.push(Swept {
+                target: target.clone(),
+                lease_id: held.lease_id,
+                request_id: held.request_id,
+                idle_ms,
+                trial: held.trial,
+            });
+        }
+        if !swept.is_empty() {
+            self.dirty = true;
+        }
+        swept
+    }
+
+    /// Waiters handed the turn since the last call; the wrapper signals
+    /// them after releasing the lock.
+    pub fn take_wakes(&mut self) -> Vec<WaiterId> {
+        std::mem::take(&mut self.wakes)
+    }
+
+    /// Whether persisted state changed since the last call.
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::replace(&mut self.dirty, false)
+    }
+
+    pub(crate) fn take_notes(&mut self) -> Vec<Note> {
+        std::mem::take(&mut self.notes)
+    }
+
+    /// The persisted document as JSON (dispatches pruned to the window).
+    pub fn persisted_json(&mut self, now: i64) -> String {
+        to_json(&self.snapshot(now))
+    }
+
+    pub(crate) fn snapshot(&mut self, now: i64) -> StateDoc {
+        let window_ms = ms(self.config.rate_limit.window_ms);
+        let platforms = self
+            .platforms
+            .iter_mut()
+            .map(|(name, platform)| {
+                prune(&mut platform.dispatches, now, window_ms);
+                PlatformDoc {
+                    platform: name.clone(),
+                    dispatches: platform.dispatches.clone(),
+                    last_dispatched_at: platform.last_dispatched_at,
+                }
+            })
+            .collect();
+        let targets = self
+            .targets
+            .iter()
+            .map(|(target, s)| TargetDoc {
+                client_id: target.client_id.clone(),
+                platform: target.platform.clone(),
+                circuit_state: s.circuit_state.as_str().to_string(),
+                circuit_retry_at: s.circuit_retry_at,
+                backoff_until: s.backoff_until,
+                consecutive_failures: s.consecutive_failures,
+                last_activity_at: s.last_activity_at,
+                last_activity_reason: s.last_activity_reason.clone(),
+                last_error: s.last_error.clone(),
+                last_failure_at: s.last_failure_at,
+                last_success_at: s.last_success_at,
+                stale_sweep_count: s.stale_sweep_count,
+                last_stale_sweep_at: s.last_stale_sweep_at,
+                last_stale_sweep_idle_ms: s.last_stale_sweep_idle_ms,
+                last_stale_sweep_reason: s.last_stale_sweep_reason.clone(),
+                last_stale_sweep_request_id: s.last_stale_sweep_request_id.clone(),
+            })
+            .collect();
+        StateDoc {
+            version: state::STATE_VERSION,
+            platforms,
+            targets,
+        }
+    }
+
+    /// Loads a persisted document (at start, before any admission):
+    /// dispatch times outside the window are dropped and `half_open` comes
+    /// back as `open`. `Err` = the whole document is ignored (not JSON, not
+    /// an object, unknown version) and the state is left untouched; `Ok`
+    /// carries the number of malformed entries that were skipped.
+    /// In-flight leases and waiters of this process are kept.
+    pub fn restore(&mut self, json: &str, now: i64) -> Result<usize, String> {
+        let parsed = state::parse(json)?;
+        let window_ms = ms(self.config.rate_limit.window_ms);
+        for doc in parsed.platforms {
+            let mut dispatches = doc.dispatches;
+            dispatches.sort_unstable();
+            prune(&mut dispatches, now, window_ms);
+            let platform = self
+                .platforms
+                .entry(doc.platform.trim().to_string())
+                .or_default();
+            platform.dispatches = dispatches;
+            platform.last_dispatched_at = doc.last_dispatched_at;
+        }
+        for doc in parsed.targets {
+            let target = Target::new(doc.client_id.trim(), doc.platform.trim());
+            let s = self.targets.entry(target).or_default();
+            s.circuit_state = match doc.circuit_state.as_str() {
+                "open" | "half_open" => CircuitState::Open,
+                _ => CircuitState::Closed,
+            };
+            s.circuit_retry_at = doc.circuit_retry_at;
+            s.backoff_until = doc.backoff_until;
+            s.consecutive_failures = doc.consecutive_failures;
+            s.last_activity_at = doc.last_activity_at;
+            s.last_activity_reason = doc.last_activity_reason;
+            s.last_error = doc.last_error;
+            s.last_failure_at = doc.last_failure_at;
+            s.last_success_at = doc.last_success_at;
+            s.stale_sweep_count = doc.stale_sweep_count;
+            s.last_stale_sweep_at = doc.last_stale_sweep_at;
+            s.last_stale_sweep_idle_ms = doc.last_stale_sweep_idle_ms;
+            s.last_stale_sweep_reason = doc.last_stale_sweep_reason;
+            s.last_stale_sweep_request_id = doc.last_stale_sweep_request_id;
+        }
+        Ok(parsed.skipped)
+    }
+
+    /// The `policy` view of `GET /v1/browser`, optionally for one platform.
+    pub fn view(&self, platform: Option<&str>, now: i64) -> PolicyView {
+        let keep = |name: &str| platform.is_none_or(|wanted| wanted == name);
+        let window_start = now.saturating_sub(ms(self.config.rate_limit.window_ms));
+        let names: BTreeSet<&str> = self
+            .platforms
+            .keys()
+            .map(String::as_str)
+            .chain(self.targets.keys().map(|t| t.platform.as_str()))
+            .filter(|name| keep(name))
+            .collect();
+        let platforms = names
+            .into_iter()
+            .map(|name| {
+                let state = self.platforms.get(name);
+                PlatformView {
+                    platform: name.to_string(),
+                    recent_dispatch_count: state.map_or(0, |p| {
+                        p.dispatches.iter().filter(|&&t| t > window_start).count()
+                    }),
+                    last_dispatched_at: state.and_then(|p| p.last_dispatched_at),
+                    waiting: self
+                        .targets
+                        .iter()
+                        .filter(|(t, _)| t.platform == name)
+                        .map(|(_, s)| s.waiting())
+                        .sum(),
+                }
+            })
+            .collect();
+        let targets = self
+            .targets
+            .iter()
+            .filter(|(t, _)| keep(&t.platform))
+            .map(|(t, s)| TargetView {
+                client_id: t.client_id.clone(),
+                platform: t.platform.clone(),
+                circuit_state: s.circuit_state,
+                consecutive_failures: s.consecutive_failures,
+                backoff_until: s.backoff_until,
+                circuit_retry_at: s.circuit_retry_at,
+                in_flight: usize::from(s.in_flight.is_some()),
+                waiting: s.waiting(),
+                last_activity_at: s.last_activity_at,
+                last_activity_reason: s.last_activity_reason.clone(),
+                last_error: s.last_error.clone(),
+                last_success_at: s.last_success_at,
+                last_failure_at: s.last_failure_at,
+                stale_sweep_count: s.stale_sweep_count,
+                last_stale_sweep_at: s.last_stale_sweep_at,
+                last_stale_sweep_idle_ms: s.last_stale_sweep_idle_ms,
+                last_stale_sweep_reason: s.last_stale_sweep_reason.clone(),
+                last_stale_sweep_request_id: s.last_stale_sweep_request_id.clone(),
+            })
+            .collect();
+        PolicyView {
+            defaults: self.config.clone(),
+            platforms,
+            targets,
+        }
+    }
+
+    /// Removes a waiter from its target's queue (or takes back its turn)
+    /// and hands the turn to the next one if the target is free.
+    fn leave_queue(&mut self, target: &Target, waiter: Option<WaiterId>) {
+        let (Some(id), Some(state)) = (waiter, self.targets.get_mut(target)) else {
+            return;
+        };
+        if state.handoff == Some(id) {
+            state.handoff = None;
+        }
+        state.queue.retain(|&q| q != id);
+        promote(state, &mut self.wakes);
+    }
+}
+
+/// Serialises the document; our plain structs cannot fail to serialise.
+pub(crate) fn to_json(doc: &StateDoc) -> String {
+    serde_json::to_string(doc).unwrap_or_else(|_| {
+        format!(
+            r#"{{"version":{},"platforms":[],"targets":[]}}"#,
+            state::STATE_VERSION
+        )
+    })
+}
+
+/// If the target is free and someone waits, hands the turn to the oldest.
+fn promote(state: &mut TargetState, wakes: &mut Vec<WaiterId>) {
+    if state.in_flight.is_none() && state.handoff.is_none() {
+        if let Some(next) = state.queue.pop_front() {
+            state.handoff = Some(next);
+            wakes.push(next);
+        }
+    }
+}
+
+fn record_failure(
+    state: &mut TargetState,
+    config: &config::Policy,
+    target: &Target,
+    code: &str,
+    now: i64,
+    trial: bool,
+    notes: &mut Vec<Note>,
+) {
+    state.consecutive_failures = state.consecutive_failures.saturating_add(1);
+    let failures = state.consecutive_failures;
+    state.last_error = Some(code.to_string());
+    state.last_failure_at = Some(now);
+    let backoff = backoff_ms(config.backoff.base_ms, config.backoff.max_ms, failures);
+    state.backoff_until = Some(now.saturating_add(ms(backoff)));
+    if trial || failures >= config.circuit_breaker.failure_threshold {
+        let retry_at = now.saturating_add(ms(config.circuit_breaker.open_ms));
+        state.circuit_state = CircuitState::Open;
+        state.circuit_retry_at = Some(retry_at);
+        notes.push((
+            log::Level::Warn,
+            format!(
+                "policy: circuit of {target} opened until {retry_at} after {failures} consecutive failure(s), last {code}"
+            ),
+        ));
+    }
+}
+
+/// `min(max_ms, base_ms * 2^(failures-1))`, saturating; 0 failures = 0.
+pub fn backoff_ms(base_ms: u64, max_ms: u64, failures: u32) -> u64 {
+    if failures == 0 {
+        return 0;
+    }
+    let factor = 1u64.checked_shl(failures - 1).unwrap_or(0);
+    if factor == 0 {
+        return max_ms;
+    }
+    base_ms.saturating_mul(factor).min(max_ms)
+}
+
+/// How long a new admission must wait so that no `window_ms` holds more
+/// than `limit` dispatches: 0 while fewer than `limit` remain in the window,
+/// else until the `limit`-th most recent charged dispatch leaves it.
+/// `dispatches` must be sorted and pruned to `(now - window_ms, ∞)`.
+pub fn rate_limit_delay_ms(dispatches: &[i64], now: i64, limit: u32, window_ms: u64) -> u64 {
+    let limit = limit.max(1) as usize;
+    if dispatches.len() < limit {
+        return 0;
+    }
+    let basis = dispatches[dispatches.len() - limit];
+    diff(basis.saturating_add(ms(window_ms)), now)
+}
+
+/// normal(mu, sigma) by Box–Muller, rounded and clamped to [min, max].
+/// With `max_ms == 0` (jitter off) it is 0 and no random number is drawn;
+/// with `sigma_ms == 0` it is `mu` clamped.
+pub fn sample_jitter_ms(jitter: &config::Jitter, random: &mut dyn FnMut() -> f64) -> u64 {
+    let (lo, hi) = (jitter.min_ms.min(jitter.max_ms), jitter.max_ms);
+    if hi == 0 {
+        return 0;
+    }
+    if jitter.sigma_ms == 0 {
+        return jitter.mu_ms.clamp(lo, hi);
+    }
+    let u1 = (1.0 - random()).clamp(f64::MIN_POSITIVE, 1.0); // (0, 1]
+    let u2 = random();
+    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+    let value = jitter.mu_ms as f64 + jitter.sigma_ms as f64 * z;
+    if !value.is_finite() {
+        return lo;
+    }
+    value.round().clamp(lo as f64, hi as f64) as u64
+}
+
+/// Drops dispatch times at or before `now - window_ms` from a sorted list.
+fn prune(dispatches: &mut Vec<i64>, now: i64, window_ms: i64) {
+    let start = now.saturating_sub(window_ms);
+    let stale = dispatches.partition_point(|&t| t <= start);
+    dispatches.drain(..stale);
+}
+
+fn ready_at(admitted_at: i64, delay_ms: u64, jitter_ms: u64) -> i64 {
+    admitted_at.saturating_add(ms(delay_ms.saturating_add(jitter_ms)))
+}
+
+fn refuse(code: RefusalCode, retry_after_ms: u64) -> Refusal {
+    Refusal {
+        code,
+        retry_after_ms,
+    }
+}
+
+/// A config duration as a signed timestamp offset.
+fn ms(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// `later - earlier` in ms, 0 if negative.
+fn diff(later: i64, earlier: i64) -> u64 {
+    u64::try_from(later.saturating_sub(earlier)).unwrap_or(0)
+}
