@@ -24,9 +24,12 @@ pub fn token_ok(token: Option<&str>, presented: Option<&str>) -> bool {
     }
 }
 
-/// The bearer value of an `Authorization` header.
+/// The bearer value of an `Authorization` header (the scheme name is
+/// case-insensitive, RFC 9110).
 pub fn bearer(header: Option<&str>) -> Option<&str> {
-    header.and_then(|v| v.trim().strip_prefix("Bearer "))
+    let value = header?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token.trim())
 }
 
 /// Origins allowed to call: the configured ones plus the daemon's own.
@@ -83,7 +86,9 @@ mod tests {
         assert!(!token_ok(Some("t"), None));
         assert!(!token_ok(Some("t"), Some("u")));
         assert_eq!(bearer(Some("Bearer abc")), Some("abc"));
+        assert_eq!(bearer(Some("bearer abc")), Some("abc"));
         assert_eq!(bearer(Some("Basic abc")), None);
+        assert_eq!(bearer(Some("Bearer")), None);
     }
 
     #[test]
