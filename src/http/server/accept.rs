@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 
 use super::{conn, write, Refusal, Shared};
 
-/// Stack size of connection threads. Thousands of connections are cheap this
-/// way; handlers must not need deep recursion.
-const CONN_STACK_BYTES: usize = 256 * 1024;
+/// Stack size of connection threads. It is virtual memory, touched only as
+/// used, so thousands of connections stay cheap; 512 KiB leaves room for
+/// SQLite and serde_json (whose recursion is capped at 128 levels) inside
+/// the handlers.
+const CONN_STACK_BYTES: usize = 512 * 1024;
 
 /// Pause after an accept error caused by resource exhaustion. Retrying at
 /// once would spin; a long pause would keep clients waiting after fds return.
@@ -63,7 +65,9 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, limiter: 
             return;
         }
         Err(Refusal::Clone(err)) => {
-            limiter.warn(format_args!("http: cannot track connection from {peer}: {err}"));
+            limiter.warn(format_args!(
+                "http: cannot track connection from {peer}: {err}"
+            ));
             refuse(shared, stream);
             return;
         }
@@ -74,7 +78,9 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, limiter: 
         .stack_size(CONN_STACK_BYTES)
         .spawn(move || conn::run(conn_shared, id, stream, peer));
     if let Err(err) = spawned {
-        limiter.warn(format_args!("http: cannot spawn a thread for {peer}: {err}"));
+        limiter.warn(format_args!(
+            "http: cannot spawn a thread for {peer}: {err}"
+        ));
         // The closure (and the stream in it) is gone; answer on the clone.
         if let Some(clone) = shared.unregister(id) {
             refuse(shared, clone);
@@ -130,7 +136,8 @@ impl AcceptFailures {
         }
         self.count += 1;
         self.since.get_or_insert_with(Instant::now);
-        self.limiter.warn(format_args!("http: accept failed: {err}; retrying"));
+        self.limiter
+            .warn(format_args!("http: accept failed: {err}; retrying"));
         let pause = if is_exhaustion(err) {
             EXHAUSTED_BACKOFF
         } else {
@@ -186,7 +193,10 @@ impl LogLimiter {
             return;
         }
         if self.suppressed > 0 {
-            log::warn!("{message} ({} similar message(s) suppressed)", self.suppressed);
+            log::warn!(
+                "{message} ({} similar message(s) suppressed)",
+                self.suppressed
+            );
         } else {
             log::warn!("{message}");
         }
@@ -194,4 +204,3 @@ impl LogLimiter {
         self.suppressed = 0;
     }
 }
-

@@ -57,7 +57,10 @@ enum BodyRead {
 /// Entry point of an `http-conn` thread.
 pub(super) fn run(shared: Arc<Shared>, id: u64, stream: TcpStream, peer: SocketAddr) {
     // Unregisters even if this thread unwinds.
-    let _registration = Registration { shared: &shared, id };
+    let _registration = Registration {
+        shared: &shared,
+        id,
+    };
     let mut conn = Conn {
         shared: &shared,
         id,
@@ -65,7 +68,10 @@ pub(super) fn run(shared: Arc<Shared>, id: u64, stream: TcpStream, peer: SocketA
         peer,
         buf: Vec::new(),
     };
-    if let Err(err) = conn.stream.set_write_timeout(Some(at_least_1ms(shared.config.idle_timeout))) {
+    if let Err(err) = conn
+        .stream
+        .set_write_timeout(Some(at_least_1ms(shared.config.idle_timeout)))
+    {
         log::debug!("http: cannot set write timeout for {peer}: {err}");
         return;
     }
@@ -93,7 +99,10 @@ pub(super) fn guarded(
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(response) => response,
         Err(payload) => {
-            log::error!("http: handler panicked in {what}: {}", panic_message(&*payload));
+            log::error!(
+                "http: handler panicked in {what}: {}",
+                panic_message(&*payload)
+            );
             fallback()
         }
     }
@@ -189,7 +198,9 @@ impl Conn<'_> {
         let body = match self.read_body(&head) {
             BodyRead::Done(bytes) => Ok(bytes),
             BodyRead::TooLarge => Err(BodyError::TooLarge),
-            BodyRead::Invalid(message) => return Some(self.reject(TransportError::BadRequest(message))),
+            BodyRead::Invalid(message) => {
+                return Some(self.reject(TransportError::BadRequest(message)))
+            }
             BodyRead::Gone => return Some(Ending::Quiet),
         };
         // After an unread body the stream position is unknown: close. A
@@ -324,7 +335,9 @@ impl Conn<'_> {
                     Err(read) => read,
                 };
             }
-            let total = usize::try_from(size).ok().and_then(|s| s.checked_add(body.len()));
+            let total = usize::try_from(size)
+                .ok()
+                .and_then(|s| s.checked_add(body.len()));
             let Some(size) = total.filter(|&t| t <= max).map(|t| t - body.len()) else {
                 return BodyRead::TooLarge;
             };
@@ -335,7 +348,12 @@ impl Conn<'_> {
     }
 
     /// Moves `size` data bytes into `body` and consumes the CRLF after them.
-    fn take_chunk_data(&mut self, deadline: Instant, size: usize, body: &mut Vec<u8>) -> Result<(), BodyRead> {
+    fn take_chunk_data(
+        &mut self,
+        deadline: Instant,
+        size: usize,
+        body: &mut Vec<u8>,
+    ) -> Result<(), BodyRead> {
         while self.buf.len() < size {
             let missing = size - self.buf.len();
             if !matches!(self.fill(deadline, missing), Fill::Data) {
@@ -346,7 +364,9 @@ impl Conn<'_> {
         self.buf.drain(..size);
         let end = self.take_line(deadline, 2)?;
         if !end.is_empty() {
-            return Err(BodyRead::Invalid("chunk data longer than its size".to_string()));
+            return Err(BodyRead::Invalid(
+                "chunk data longer than its size".to_string(),
+            ));
         }
         Ok(())
     }
@@ -376,7 +396,9 @@ impl Conn<'_> {
                 return Ok(line);
             }
             if self.buf.len() > max {
-                return Err(BodyRead::Invalid("chunked framing line too long".to_string()));
+                return Err(BodyRead::Invalid(
+                    "chunked framing line too long".to_string(),
+                ));
             }
             if !matches!(self.fill(deadline, 0), Fill::Data) {
                 return Err(BodyRead::Gone);
@@ -393,7 +415,10 @@ impl Conn<'_> {
             if now >= deadline {
                 return Fill::Timeout;
             }
-            if let Err(err) = self.stream.set_read_timeout(Some(at_least_1ms(deadline - now))) {
+            if let Err(err) = self
+                .stream
+                .set_read_timeout(Some(at_least_1ms(deadline - now)))
+            {
                 return Fill::Failed(err);
             }
             let start = self.buf.len();
@@ -409,7 +434,9 @@ impl Conn<'_> {
                 Err(err)
                     if matches!(
                         err.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
+                        io::ErrorKind::WouldBlock
+                            | io::ErrorKind::TimedOut
+                            | io::ErrorKind::Interrupted
                     ) => {}
                 Err(err) => return Fill::Failed(err),
             }
@@ -438,7 +465,11 @@ fn linger(mut stream: TcpStream) {
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
         let now = Instant::now();
-        if now >= deadline || stream.set_read_timeout(Some(at_least_1ms(deadline - now))).is_err() {
+        if now >= deadline
+            || stream
+                .set_read_timeout(Some(at_least_1ms(deadline - now)))
+                .is_err()
+        {
             return;
         }
         match stream.read(&mut sink) {

@@ -183,7 +183,8 @@ impl Server {
         self.local_addr
     }
 
-    /// Connections currently registered (served, idle or being refused).
+    /// Connections currently open and registered, whether busy or idle.
+    /// Refused connections never count.
     pub fn active_connections(&self) -> usize {
         self.shared.state.lock().conns.len()
     }

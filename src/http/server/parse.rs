@@ -71,7 +71,12 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<Head, TransportError> {
         headers: req
             .headers
             .iter()
-            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+            .map(|h| {
+                (
+                    h.name.to_string(),
+                    String::from_utf8_lossy(h.value).into_owned(),
+                )
+            })
             .collect(),
         framing: framing(req.headers)?,
         keep_alive,
@@ -129,7 +134,10 @@ struct ConnectionTokens {
 
 fn connection_tokens(headers: &[httparse::Header<'_>]) -> ConnectionTokens {
     let mut found = ConnectionTokens::default();
-    for header in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+    for header in headers
+        .iter()
+        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+    {
         for token in tokens(header.value) {
             found.close |= token.eq_ignore_ascii_case(b"close");
             found.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
@@ -140,7 +148,8 @@ fn connection_tokens(headers: &[httparse::Header<'_>]) -> ConnectionTokens {
 
 fn expects_continue(headers: &[httparse::Header<'_>]) -> bool {
     headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("expect") && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+        h.name.eq_ignore_ascii_case("expect")
+            && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
     })
 }
 
@@ -155,7 +164,11 @@ fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
 /// Parses a chunk-size line (extensions after `;` are ignored). More than 16
 /// hex digits cannot be a size we would accept anyway.
 pub(super) fn parse_chunk_size(line: &[u8]) -> Option<u64> {
-    let size = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
+    let size = line
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default()
+        .trim_ascii();
     if size.is_empty() || size.len() > 16 || !size.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
@@ -194,23 +207,40 @@ mod tests {
             "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
         ] {
-            assert!(matches!(head(raw), Err(TransportError::BadRequest(_))), "{raw}");
+            assert!(
+                matches!(head(raw), Err(TransportError::BadRequest(_))),
+                "{raw}"
+            );
         }
     }
 
     #[test]
     fn keep_alive_rules() {
         assert!(!head("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
-        assert!(head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().keep_alive);
-        assert!(!head("GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n").unwrap().keep_alive);
+        assert!(
+            head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !head("GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n")
+                .unwrap()
+                .keep_alive
+        );
     }
 
     #[test]
     fn limits() {
         let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(100));
-        assert!(matches!(parse_head(big.as_bytes(), 64, 64), Err(TransportError::HeadersTooLarge)));
+        assert!(matches!(
+            parse_head(big.as_bytes(), 64, 64),
+            Err(TransportError::HeadersTooLarge)
+        ));
         let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(3));
-        assert!(matches!(parse_head(many.as_bytes(), 2, 1024), Err(TransportError::HeadersTooLarge)));
+        assert!(matches!(
+            parse_head(many.as_bytes(), 2, 1024),
+            Err(TransportError::HeadersTooLarge)
+        ));
     }
 
     #[test]

@@ -50,7 +50,11 @@ pub(super) fn write_response<W: Write>(
     let no_body = !status_has_body(status);
     match response.body {
         Body::Full(bytes) => {
-            let framing = if no_body { Framing::Bodyless } else { Framing::Length(bytes.len()) };
+            let framing = if no_body {
+                Framing::Bodyless
+            } else {
+                Framing::Length(bytes.len())
+            };
             let mut buf = encode_head(status, &response.headers, &framing, &options);
             if !no_body && !options.head_only {
                 buf.extend_from_slice(&bytes);
@@ -84,7 +88,12 @@ pub(super) fn write_response<W: Write>(
 
 /// Relays stream chunks until the sender is dropped (true) or shutdown cut
 /// the stream short (false).
-fn pump<W: Write>(out: &mut W, rx: &Receiver<Vec<u8>>, chunked: bool, stop: &Receiver<()>) -> io::Result<bool> {
+fn pump<W: Write>(
+    out: &mut W,
+    rx: &Receiver<Vec<u8>>,
+    chunked: bool,
+    stop: &Receiver<()>,
+) -> io::Result<bool> {
     loop {
         crossbeam_channel::select! {
             recv(rx) -> msg => match msg {
@@ -136,7 +145,12 @@ fn write_chunk<W: Write>(out: &mut W, data: &[u8], chunked: bool) -> io::Result<
     out.flush()
 }
 
-fn encode_head(status: u16, headers: &[(String, String)], framing: &Framing, options: &Options) -> Vec<u8> {
+fn encode_head(
+    status: u16,
+    headers: &[(String, String)],
+    framing: &Framing,
+    options: &Options,
+) -> Vec<u8> {
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
     for (name, value) in headers {
@@ -178,7 +192,11 @@ pub(super) fn encode_refusal(response: Response) -> Vec<u8> {
         http10: false,
         close: true,
     };
-    let framing = if status_has_body(status) { Framing::Length(body.len()) } else { Framing::Bodyless };
+    let framing = if status_has_body(status) {
+        Framing::Length(body.len())
+    } else {
+        Framing::Bodyless
+    };
     let mut buf = encode_head(status, &response.headers, &framing, &options);
     buf.extend_from_slice(&body);
     buf
@@ -189,7 +207,10 @@ pub(super) fn encode_refusal(response: Response) -> Vec<u8> {
 pub(super) fn fallback(status: u16) -> Response {
     Response {
         status,
-        headers: vec![("Content-Type".to_string(), "text/plain; charset=utf-8".to_string())],
+        headers: vec![(
+            "Content-Type".to_string(),
+            "text/plain; charset=utf-8".to_string(),
+        )],
         body: Body::Full(format!("{status} {}\n", reason(status)).into_bytes()),
         close: true,
     }
@@ -207,7 +228,9 @@ fn is_managed(name: &str) -> bool {
 fn asks_close(headers: &[(String, String)]) -> bool {
     headers.iter().any(|(name, value)| {
         name.eq_ignore_ascii_case("connection")
-            && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+            && value
+                .split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("close"))
     })
 }
 
@@ -215,8 +238,12 @@ fn asks_close(headers: &[(String, String)]) -> bool {
 /// a handler echoing input cannot split the response.
 fn valid_header(name: &str, value: &str) -> bool {
     let name_ok = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    let value_ok = value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let value_ok = value
+        .bytes()
+        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
     name_ok && value_ok
 }
 
@@ -292,7 +319,11 @@ mod tests {
         (String::from_utf8(out).unwrap(), close)
     }
 
-    const KEEP: Options = Options { head_only: false, http10: false, close: false };
+    const KEEP: Options = Options {
+        head_only: false,
+        http10: false,
+        close: false,
+    };
 
     #[test]
     fn full_body_with_length_and_filtered_headers() {
@@ -307,17 +338,39 @@ mod tests {
             close: false,
         };
         let (text, close) = render(response, KEEP);
-        assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello");
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
+        );
         assert!(!close);
     }
 
     #[test]
     fn head_and_bodyless_statuses() {
-        let response = Response { status: 200, headers: vec![], body: Body::Full(b"hello".to_vec()), close: true };
-        let (text, close) = render(response, Options { head_only: true, ..KEEP });
-        assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n");
+        let response = Response {
+            status: 200,
+            headers: vec![],
+            body: Body::Full(b"hello".to_vec()),
+            close: true,
+        };
+        let (text, close) = render(
+            response,
+            Options {
+                head_only: true,
+                ..KEEP
+            },
+        );
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+        );
         assert!(close);
-        let response = Response { status: 204, headers: vec![], body: Body::Full(b"x".to_vec()), close: false };
+        let response = Response {
+            status: 204,
+            headers: vec![],
+            body: Body::Full(b"x".to_vec()),
+            close: false,
+        };
         assert_eq!(render(response, KEEP).0, "HTTP/1.1 204 No Content\r\n\r\n");
     }
 
@@ -328,9 +381,17 @@ mod tests {
             tx.send(part.as_bytes().to_vec()).unwrap();
         }
         drop(tx);
-        let response = Response { status: 200, headers: vec![], body: Body::Stream(rx), close: false };
+        let response = Response {
+            status: 200,
+            headers: vec![],
+            body: Body::Stream(rx),
+            close: false,
+        };
         let (text, close) = render(response, KEEP);
-        assert_eq!(text, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n");
+        assert_eq!(
+            text,
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"
+        );
         assert!(!close);
     }
 }
