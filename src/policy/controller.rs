@@ -11,11 +11,19 @@
 //! order is strictly FIFO even though the woken thread needs a moment to
 //! come back. A woken waiter re-runs the whole admission (circuit, backoff,
 //! …); if it is refused or gives up, the turn passes to the next one.
+//!
+//! This file owns the [`Controller`], its admission/lease types and every
+//! transition of its state (admit, queue, complete, touch, sweep). Other
+//! `impl Controller` blocks live next to what they produce: persistence
+//! (`persisted_json`, `restore`) in `state`, the HTTP view in `view`. The
+//! per-platform and per-target records it keeps are declared in `records`,
+//! and the stateless arithmetic of the rules is in `rules`.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::BTreeMap;
 
-use super::state::{self, PlatformDoc, StateDoc, TargetDoc};
-use super::view::{PlatformView, PolicyView, TargetView};
+use super::records::{InFlight, PlatformState, TargetState};
+
+use super::rules::{backoff_ms, diff, ms, prune, rate_limit_delay_ms, ready_at, sample_jitter_ms};
 use super::{CircuitState, Outcome, Refusal, RefusalCode, Target};
 use crate::config;
 
@@ -70,82 +78,15 @@ pub struct Swept {
     pub trial: bool,
 }
 
-#[derive(Debug, Default)]
-struct PlatformState {
-    /// Charged dispatch times, sorted; only those after `now - window_ms`
-    /// are kept (pruned on every admission and snapshot).
-    dispatches: Vec<i64>,
-    last_dispatched_at: Option<i64>,
-}
-
-#[derive(Debug, Default)]
-struct TargetState {
-    // Persisted.
-    circuit_state: CircuitState,
-    circuit_retry_at: Option<i64>,
-    backoff_until: Option<i64>,
-    consecutive_failures: u32,
-    last_activity_at: Option<i64>,
-    last_activity_reason: Option<String>,
-    last_error: Option<String>,
-    last_failure_at: Option<i64>,
-    last_success_at: Option<i64>,
-    stale_sweep_count: u64,
-    last_stale_sweep_at: Option<i64>,
-    last_stale_sweep_idle_ms: Option<u64>,
-    last_stale_sweep_reason: Option<String>,
-    last_stale_sweep_request_id: Option<String>,
-    // Process-local.
-    in_flight: Option<InFlight>,
-    /// Waiters not yet handed the turn, oldest first.
-    queue: VecDeque<WaiterId>,
-    /// The waiter that has been woken and may take the target next.
-    handoff: Option<WaiterId>,
-}
-
-impl TargetState {
-    /// Nothing recorded, nothing in flight, nobody waiting.
-    fn is_pristine(&self) -> bool {
-        self.in_flight.is_none()
-            && self.queue.is_empty()
-            && self.handoff.is_none()
-            && self.last_activity_at.is_none()
-            && self.circuit_state == CircuitState::Closed
-            && self.backoff_until.is_none()
-            && self.consecutive_failures == 0
-            && self.stale_sweep_count == 0
-    }
-
-    fn waiting(&self) -> usize {
-        self.queue.len() + usize::from(self.handoff.is_some())
-    }
-
-    fn record_activity(&mut self, now: i64, reason: &str) {
-        self.last_activity_at = Some(now);
-        self.last_activity_reason = Some(reason.to_string());
-    }
-}
-
-#[derive(Debug)]
-struct InFlight {
-    lease_id: LeaseId,
-    request_id: String,
-    trial: bool,
-    /// Idle time is counted from here: the lease's ready time, or its last
-    /// `touch`, whichever is later.
-    activity_at: i64,
-    activity_reason: String,
-}
-
 /// A log line the wrapper writes after releasing the lock.
 pub(crate) type Note = (log::Level, String);
 
 /// The policy's whole state. See the module docs.
 pub struct Controller {
-    config: config::Policy,
+    pub(super) config: config::Policy,
     random: Box<dyn FnMut() -> f64 + Send>,
-    platforms: BTreeMap<String, PlatformState>,
-    targets: BTreeMap<Target, TargetState>,
+    pub(super) platforms: BTreeMap<String, PlatformState>,
+    pub(super) targets: BTreeMap<Target, TargetState>,
     next_lease: LeaseId,
     next_waiter: WaiterId,
     wakes: Vec<WaiterId>,
@@ -479,160 +420,6 @@ impl Controller {
         std::mem::take(&mut self.notes)
     }
 
-    /// The persisted document as JSON (dispatches pruned to the window).
-    pub fn persisted_json(&mut self, now: i64) -> String {
-        to_json(&self.snapshot(now))
-    }
-
-    pub(crate) fn snapshot(&mut self, now: i64) -> StateDoc {
-        let window_ms = ms(self.config.rate_limit.window_ms);
-        let platforms = self
-            .platforms
-            .iter_mut()
-            .map(|(name, platform)| {
-                prune(&mut platform.dispatches, now, window_ms);
-                PlatformDoc {
-                    platform: name.clone(),
-                    dispatches: platform.dispatches.clone(),
-                    last_dispatched_at: platform.last_dispatched_at,
-                }
-            })
-            .collect();
-        let targets = self
-            .targets
-            .iter()
-            .map(|(target, s)| TargetDoc {
-                client_id: target.client_id.clone(),
-                platform: target.platform.clone(),
-                circuit_state: s.circuit_state.as_str().to_string(),
-                circuit_retry_at: s.circuit_retry_at,
-                backoff_until: s.backoff_until,
-                consecutive_failures: s.consecutive_failures,
-                last_activity_at: s.last_activity_at,
-                last_activity_reason: s.last_activity_reason.clone(),
-                last_error: s.last_error.clone(),
-                last_failure_at: s.last_failure_at,
-                last_success_at: s.last_success_at,
-                stale_sweep_count: s.stale_sweep_count,
-                last_stale_sweep_at: s.last_stale_sweep_at,
-                last_stale_sweep_idle_ms: s.last_stale_sweep_idle_ms,
-                last_stale_sweep_reason: s.last_stale_sweep_reason.clone(),
-                last_stale_sweep_request_id: s.last_stale_sweep_request_id.clone(),
-            })
-            .collect();
-        StateDoc {
-            version: state::STATE_VERSION,
-            platforms,
-            targets,
-        }
-    }
-
-    /// Loads a persisted document (at start, before any admission):
-    /// dispatch times outside the window are dropped and `half_open` comes
-    /// back as `open`. `Err` = the whole document is ignored (not JSON, not
-    /// an object, unknown version) and the state is left untouched; `Ok`
-    /// carries the number of malformed entries that were skipped.
-    /// In-flight leases and waiters of this process are kept.
-    pub fn restore(&mut self, json: &str, now: i64) -> Result<usize, String> {
-        let parsed = state::parse(json)?;
-        let window_ms = ms(self.config.rate_limit.window_ms);
-        for doc in parsed.platforms {
-            let mut dispatches = doc.dispatches;
-            dispatches.sort_unstable();
-            prune(&mut dispatches, now, window_ms);
-            let platform = self
-                .platforms
-                .entry(doc.platform.trim().to_string())
-                .or_default();
-            platform.dispatches = dispatches;
-            platform.last_dispatched_at = doc.last_dispatched_at;
-        }
-        for doc in parsed.targets {
-            let target = Target::new(doc.client_id.trim(), doc.platform.trim());
-            let s = self.targets.entry(target).or_default();
-            s.circuit_state = match doc.circuit_state.as_str() {
-                "open" | "half_open" => CircuitState::Open,
-                _ => CircuitState::Closed,
-            };
-            s.circuit_retry_at = doc.circuit_retry_at;
-            s.backoff_until = doc.backoff_until;
-            s.consecutive_failures = doc.consecutive_failures;
-            s.last_activity_at = doc.last_activity_at;
-            s.last_activity_reason = doc.last_activity_reason;
-            s.last_error = doc.last_error;
-            s.last_failure_at = doc.last_failure_at;
-            s.last_success_at = doc.last_success_at;
-            s.stale_sweep_count = doc.stale_sweep_count;
-            s.last_stale_sweep_at = doc.last_stale_sweep_at;
-            s.last_stale_sweep_idle_ms = doc.last_stale_sweep_idle_ms;
-            s.last_stale_sweep_reason = doc.last_stale_sweep_reason;
-            s.last_stale_sweep_request_id = doc.last_stale_sweep_request_id;
-        }
-        Ok(parsed.skipped)
-    }
-
-    /// The `policy` view of `GET /v1/browser`, optionally for one platform.
-    pub fn view(&self, platform: Option<&str>, now: i64) -> PolicyView {
-        let keep = |name: &str| platform.is_none_or(|wanted| wanted == name);
-        let window_start = now.saturating_sub(ms(self.config.rate_limit.window_ms));
-        let names: BTreeSet<&str> = self
-            .platforms
-            .keys()
-            .map(String::as_str)
-            .chain(self.targets.keys().map(|t| t.platform.as_str()))
-            .filter(|name| keep(name))
-            .collect();
-        let platforms = names
-            .into_iter()
-            .map(|name| {
-                let state = self.platforms.get(name);
-                PlatformView {
-                    platform: name.to_string(),
-                    recent_dispatch_count: state.map_or(0, |p| {
-                        p.dispatches.iter().filter(|&&t| t > window_start).count()
-                    }),
-                    last_dispatched_at: state.and_then(|p| p.last_dispatched_at),
-                    waiting: self
-                        .targets
-                        .iter()
-                        .filter(|(t, _)| t.platform == name)
-                        .map(|(_, s)| s.waiting())
-                        .sum(),
-                }
-            })
-            .collect();
-        let targets = self
-            .targets
-            .iter()
-            .filter(|(t, _)| keep(&t.platform))
-            .map(|(t, s)| TargetView {
-                client_id: t.client_id.clone(),
-                platform: t.platform.clone(),
-                circuit_state: s.circuit_state,
-                consecutive_failures: s.consecutive_failures,
-                backoff_until: s.backoff_until,
-                circuit_retry_at: s.circuit_retry_at,
-                in_flight: usize::from(s.in_flight.is_some()),
-                waiting: s.waiting(),
-                last_activity_at: s.last_activity_at,
-                last_activity_reason: s.last_activity_reason.clone(),
-                last_error: s.last_error.clone(),
-                last_success_at: s.last_success_at,
-                last_failure_at: s.last_failure_at,
-                stale_sweep_count: s.stale_sweep_count,
-                last_stale_sweep_at: s.last_stale_sweep_at,
-                last_stale_sweep_idle_ms: s.last_stale_sweep_idle_ms,
-                last_stale_sweep_reason: s.last_stale_sweep_reason.clone(),
-                last_stale_sweep_request_id: s.last_stale_sweep_request_id.clone(),
-            })
-            .collect();
-        PolicyView {
-            defaults: self.config.clone(),
-            platforms,
-            targets,
-        }
-    }
-
     /// Removes a waiter from its target's queue (or takes back its turn)
     /// and hands the turn to the next one if the target is free.
     fn leave_queue(&mut self, target: &Target, waiter: Option<WaiterId>) {
@@ -645,16 +432,6 @@ impl Controller {
         state.queue.retain(|&q| q != id);
         promote(state, &mut self.wakes);
     }
-}
-
-/// Serialises the document; our plain structs cannot fail to serialise.
-pub(crate) fn to_json(doc: &StateDoc) -> String {
-    serde_json::to_string(doc).unwrap_or_else(|_| {
-        format!(
-            r#"{{"version":{},"platforms":[],"targets":[]}}"#,
-            state::STATE_VERSION
-        )
-    })
 }
 
 /// If the target is free and someone waits, hands the turn to the oldest.
@@ -695,76 +472,9 @@ fn record_failure(
     }
 }
 
-/// `min(max_ms, base_ms * 2^(failures-1))`, saturating; 0 failures = 0.
-pub fn backoff_ms(base_ms: u64, max_ms: u64, failures: u32) -> u64 {
-    if failures == 0 {
-        return 0;
-    }
-    let factor = 1u64.checked_shl(failures - 1).unwrap_or(0);
-    if factor == 0 {
-        return max_ms;
-    }
-    base_ms.saturating_mul(factor).min(max_ms)
-}
-
-/// How long a new admission must wait so that no `window_ms` holds more
-/// than `limit` dispatches: 0 while fewer than `limit` remain in the window,
-/// else until the `limit`-th most recent charged dispatch leaves it.
-/// `dispatches` must be sorted and pruned to `(now - window_ms, ∞)`.
-pub fn rate_limit_delay_ms(dispatches: &[i64], now: i64, limit: u32, window_ms: u64) -> u64 {
-    let limit = limit.max(1) as usize;
-    if dispatches.len() < limit {
-        return 0;
-    }
-    let basis = dispatches[dispatches.len() - limit];
-    diff(basis.saturating_add(ms(window_ms)), now)
-}
-
-/// normal(mu, sigma) by Box–Muller, rounded and clamped to [min, max].
-/// With `max_ms == 0` (jitter off) it is 0 and no random number is drawn;
-/// with `sigma_ms == 0` it is `mu` clamped.
-pub fn sample_jitter_ms(jitter: &config::Jitter, random: &mut dyn FnMut() -> f64) -> u64 {
-    let (lo, hi) = (jitter.min_ms.min(jitter.max_ms), jitter.max_ms);
-    if hi == 0 {
-        return 0;
-    }
-    if jitter.sigma_ms == 0 {
-        return jitter.mu_ms.clamp(lo, hi);
-    }
-    let u1 = (1.0 - random()).clamp(f64::MIN_POSITIVE, 1.0); // (0, 1]
-    let u2 = random();
-    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
-    let value = jitter.mu_ms as f64 + jitter.sigma_ms as f64 * z;
-    if !value.is_finite() {
-        return lo;
-    }
-    value.round().clamp(lo as f64, hi as f64) as u64
-}
-
-/// Drops dispatch times at or before `now - window_ms` from a sorted list.
-fn prune(dispatches: &mut Vec<i64>, now: i64, window_ms: i64) {
-    let start = now.saturating_sub(window_ms);
-    let stale = dispatches.partition_point(|&t| t <= start);
-    dispatches.drain(..stale);
-}
-
-fn ready_at(admitted_at: i64, delay_ms: u64, jitter_ms: u64) -> i64 {
-    admitted_at.saturating_add(ms(delay_ms.saturating_add(jitter_ms)))
-}
-
 fn refuse(code: RefusalCode, retry_after_ms: u64) -> Refusal {
     Refusal {
         code,
         retry_after_ms,
     }
-}
-
-/// A config duration as a signed timestamp offset.
-fn ms(value: u64) -> i64 {
-    i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// `later - earlier` in ms, 0 if negative.
-fn diff(later: i64, earlier: i64) -> u64 {
-    u64::try_from(later.saturating_sub(earlier)).unwrap_or(0)
 }

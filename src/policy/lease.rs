@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use parking_lot::Mutex;
 
-use super::controller::{to_json, Admission, Controller, Grant, LeaseId, Note, WaiterId};
+use super::controller::{Admission, Controller, Grant, LeaseId, Note, WaiterId};
+use super::state::to_json;
 use super::view::PolicyView;
 use super::{AdmitOptions, Clock, Outcome, Refusal, RefusalCode, Target};
 use crate::config;

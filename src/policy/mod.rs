@@ -16,12 +16,17 @@
 //!   channel send or the `on_change` callback.
 //!
 //! `state` holds the persisted JSON document and `view` the plain structs
-//! of the `policy` part of `GET /v1/browser`. Operator documentation:
-//! docs/POLICY.md.
+//! of the `policy` part of `GET /v1/browser`, each with the `impl
+//! Controller` block that produces it (`persisted_json`/`restore`, `view`);
+//! `records` declares the controller's per-platform and per-target records;
+//! `rules` holds the stateless arithmetic of the rules (backoff, rate-limit
+//! delay, jitter, window pruning). Operator documentation: docs/POLICY.md.
 
 mod clock;
 mod controller;
 mod lease;
+mod records;
+mod rules;
 mod state;
 mod view;
 
@@ -29,11 +34,9 @@ mod view;
 mod tests;
 
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use controller::{
-    backoff_ms, rate_limit_delay_ms, sample_jitter_ms, Admission, Controller, Grant, LeaseId,
-    Swept, WaiterId,
-};
+pub use controller::{Admission, Controller, Grant, LeaseId, Swept, WaiterId};
 pub use lease::{Lease, Policy};
+pub use rules::{backoff_ms, rate_limit_delay_ms, sample_jitter_ms};
 pub use state::STATE_VERSION;
 pub use view::{PlatformView, PolicyView, TargetView};
 

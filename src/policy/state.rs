@@ -5,9 +5,19 @@
 //! skipped, a missing optional field is null) but strict on the envelope: a
 //! document that is not JSON, not an object, or not version 1 is rejected
 //! as a whole and the policy starts clean.
+//!
+//! This file owns both directions of that document: the serde structs and
+//! the lenient parser, and the `impl Controller` block that builds the
+//! document from the controller's state (`persisted_json`, `snapshot`) and
+//! loads it back (`restore`). Keeping them together keeps the field-by-field
+//! mapping between `TargetState` and `TargetDoc` in one place.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use super::controller::Controller;
+use super::rules::{ms, prune};
+use super::{CircuitState, Target};
 
 /// The only document version this build reads and writes.
 pub const STATE_VERSION: u64 = 1;
@@ -119,4 +129,108 @@ fn array(value: Option<&Value>) -> &[Value] {
         Some(Value::Array(items)) => items,
         _ => &[],
     }
+}
+
+impl Controller {
+    /// The persisted document as JSON (dispatches pruned to the window).
+    pub fn persisted_json(&mut self, now: i64) -> String {
+        to_json(&self.snapshot(now))
+    }
+
+    pub(crate) fn snapshot(&mut self, now: i64) -> StateDoc {
+        let window_ms = ms(self.config.rate_limit.window_ms);
+        let platforms = self
+            .platforms
+            .iter_mut()
+            .map(|(name, platform)| {
+                prune(&mut platform.dispatches, now, window_ms);
+                PlatformDoc {
+                    platform: name.clone(),
+                    dispatches: platform.dispatches.clone(),
+                    last_dispatched_at: platform.last_dispatched_at,
+                }
+            })
+            .collect();
+        let targets = self
+            .targets
+            .iter()
+            .map(|(target, s)| TargetDoc {
+                client_id: target.client_id.clone(),
+                platform: target.platform.clone(),
+                circuit_state: s.circuit_state.as_str().to_string(),
+                circuit_retry_at: s.circuit_retry_at,
+                backoff_until: s.backoff_until,
+                consecutive_failures: s.consecutive_failures,
+                last_activity_at: s.last_activity_at,
+                last_activity_reason: s.last_activity_reason.clone(),
+                last_error: s.last_error.clone(),
+                last_failure_at: s.last_failure_at,
+                last_success_at: s.last_success_at,
+                stale_sweep_count: s.stale_sweep_count,
+                last_stale_sweep_at: s.last_stale_sweep_at,
+                last_stale_sweep_idle_ms: s.last_stale_sweep_idle_ms,
+                last_stale_sweep_reason: s.last_stale_sweep_reason.clone(),
+                last_stale_sweep_request_id: s.last_stale_sweep_request_id.clone(),
+            })
+            .collect();
+        StateDoc {
+            version: STATE_VERSION,
+            platforms,
+            targets,
+        }
+    }
+
+    /// Loads a persisted document (at start, before any admission):
+    /// dispatch times outside the window are dropped and `half_open` comes
+    /// back as `open`. `Err` = the whole document is ignored (not JSON, not
+    /// an object, unknown version) and the state is left untouched; `Ok`
+    /// carries the number of malformed entries that were skipped.
+    /// In-flight leases and waiters of this process are kept.
+    pub fn restore(&mut self, json: &str, now: i64) -> Result<usize, String> {
+        let parsed = parse(json)?;
+        let window_ms = ms(self.config.rate_limit.window_ms);
+        for doc in parsed.platforms {
+            let mut dispatches = doc.dispatches;
+            dispatches.sort_unstable();
+            prune(&mut dispatches, now, window_ms);
+            let platform = self
+                .platforms
+                .entry(doc.platform.trim().to_string())
+                .or_default();
+            platform.dispatches = dispatches;
+            platform.last_dispatched_at = doc.last_dispatched_at;
+        }
+        for doc in parsed.targets {
+            let target = Target::new(doc.client_id.trim(), doc.platform.trim());
+            let s = self.targets.entry(target).or_default();
+            s.circuit_state = match doc.circuit_state.as_str() {
+                "open" | "half_open" => CircuitState::Open,
+                _ => CircuitState::Closed,
+            };
+            s.circuit_retry_at = doc.circuit_retry_at;
+            s.backoff_until = doc.backoff_until;
+            s.consecutive_failures = doc.consecutive_failures;
+            s.last_activity_at = doc.last_activity_at;
+            s.last_activity_reason = doc.last_activity_reason;
+            s.last_error = doc.last_error;
+            s.last_failure_at = doc.last_failure_at;
+            s.last_success_at = doc.last_success_at;
+            s.stale_sweep_count = doc.stale_sweep_count;
+            s.last_stale_sweep_at = doc.last_stale_sweep_at;
+            s.last_stale_sweep_idle_ms = doc.last_stale_sweep_idle_ms;
+            s.last_stale_sweep_reason = doc.last_stale_sweep_reason;
+            s.last_stale_sweep_request_id = doc.last_stale_sweep_request_id;
+        }
+        Ok(parsed.skipped)
+    }
+}
+
+/// Serialises the document; our plain structs cannot fail to serialise.
+pub(crate) fn to_json(doc: &StateDoc) -> String {
+    serde_json::to_string(doc).unwrap_or_else(|_| {
+        format!(
+            r#"{{"version":{},"platforms":[],"targets":[]}}"#,
+            STATE_VERSION
+        )
+    })
 }
