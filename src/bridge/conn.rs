@@ -20,7 +20,7 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 use super::final_message::parse_final_message;
 use super::frames;
 use super::hub::{Hello, Slot};
-use super::writer::{self, ConnStream, Out, OUTBOX_CAPACITY};
+use super::writer::{self, ConnStream, Deferred, Out, OUTBOX_CAPACITY};
 use super::{push, BridgeCtx};
 use crate::auth::{bearer, token_ok};
 use crate::util::now_ms;
@@ -140,14 +140,16 @@ impl Conn {
         log::info!("bridge: client {client_id} disconnected ({connection_id})");
     }
 
+    /// Queues one of the reader's own answers. A full outbox blocks the
+    /// reader — backpressure on a plugin that sends faster than it reads —
+    /// and never for long: a writer stuck on a full socket gives up after
+    /// its write timeout, which disconnects this channel.
     fn send(&self, frame: String) {
-        // A full outbox means the client stopped reading; the writer's
-        // timeout is already ending that connection.
-        let _ = self.out.try_send(Out::Text(frame));
+        let _ = self.out.send(Out::Text(frame));
     }
 
     fn close(&self, code: u16, reason: &str) {
-        let _ = self.out.try_send(Out::Close { code, reason: reason.into() });
+        let _ = self.out.send(Out::Close { code, reason: reason.into() });
     }
 
     /// Reads one data message; control frames only count as life signs.
@@ -302,32 +304,41 @@ impl Conn {
         }
     }
 
-    /// Same ingest as `POST /v1/messages`; the ack goes out after the commit.
+    /// Same ingest as `POST /v1/messages`. The ack goes out only after the
+    /// commit, but the reader does not wait for it: the writer thread sends
+    /// it in order once the store answers, so a plugin that pipelines its
+    /// messages gets them group-committed.
     fn on_final_message(&self, id: Option<&str>, obj: &Map<String, Value>) {
         let mut input = match parse_final_message(obj, false, now_ms()) {
             Ok(input) => input,
             Err(e) => return self.send(frames::error(id, "invalid_frame", &e.message)),
         };
         input.client_id = Some(self.client_id().to_string());
-        match self.ctx.store.ingest(input, self.ctx.ingest_settings) {
-            Ok(outcome) => {
-                if outcome.automation_changed {
-                    self.ctx.hub.notify_automation_changed();
+        let answer = self.ctx.store.ingest_async(input, self.ctx.ingest_settings);
+        let (id, hub) = (id.map(str::to_string), self.ctx.hub.clone());
+        let ack = move || {
+            let id = id.as_deref();
+            match answer.recv().unwrap_or(Err(crate::store::StoreError::Closed)) {
+                Ok(outcome) => {
+                    if outcome.automation_changed {
+                        hub.notify_automation_changed();
+                    }
+                    Some(frames::ack(
+                        id,
+                        json!({
+                            "message_id": outcome.message.message_id,
+                            "local_conversation_id": outcome.local_conversation_id,
+                            "link_id": outcome.link_id, "duplicate": outcome.duplicate,
+                        }),
+                    ))
                 }
-                self.send(frames::ack(
-                    id,
-                    json!({
-                        "message_id": outcome.message.message_id,
-                        "local_conversation_id": outcome.local_conversation_id,
-                        "link_id": outcome.link_id, "duplicate": outcome.duplicate,
-                    }),
-                ));
+                Err(e) => {
+                    log::error!("bridge: ingest failed: {e}");
+                    Some(frames::error(id, "internal_error", &format!("Message not stored: {e}.")))
+                }
             }
-            Err(e) => {
-                log::error!("bridge: ingest failed: {e}");
-                self.send(frames::error(id, "internal_error", &format!("Message not stored: {e}.")));
-            }
-        }
+        };
+        let _ = self.out.send(Out::Deferred(Deferred(Box::new(ack))));
     }
 
     fn on_answer(&self, id: Option<&str>, obj: Map<String, Value>, last: bool) {

@@ -35,6 +35,21 @@ pub enum Out {
     Raw(Vec<u8>),
     /// Send a close frame, then end the connection.
     Close { code: u16, reason: String },
+    /// A frame that can only be built later, e.g. the `ack` of a final
+    /// message, which may go out only after its commit. The writer runs it
+    /// in queue order (so answers keep the order of the frames they answer)
+    /// and sends the frame it returns, if any; the reader meanwhile goes on
+    /// reading, which lets one connection's messages share group commits.
+    Deferred(Deferred),
+}
+
+/// Produces a frame once something it waits for is ready.
+pub struct Deferred(pub Box<dyn FnOnce() -> Option<String> + Send>);
+
+impl std::fmt::Debug for Deferred {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Deferred")
+    }
 }
 
 /// The reader's stream: reads from the socket, forwards writes to the writer.
@@ -101,6 +116,10 @@ impl Writer {
             let result = match out {
                 Out::Text(text) => self.send(Frame::message(text, OpCode::Data(Data::Text), true), &mut buf),
                 Out::Raw(bytes) => self.tcp.write_all(&bytes),
+                Out::Deferred(Deferred(produce)) => match produce() {
+                    Some(text) => self.send(Frame::message(text, OpCode::Data(Data::Text), true), &mut buf),
+                    None => Ok(()),
+                },
                 Out::Close { code, reason } => {
                     let close = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason) };
                     let _ = self.send(Frame::close(Some(close)), &mut buf);

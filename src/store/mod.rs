@@ -157,6 +157,23 @@ impl Store {
         self.call(|reply| StoreMsg::Ingest { input, settings, now: crate::util::now_ms(), reply })
     }
 
+    /// Queues an ingest and returns at once; the answer arrives on the
+    /// returned channel after the commit. Lets one caller pipeline writes.
+    pub fn ingest_async(
+        &self,
+        input: NewMessage,
+        settings: IngestSettings,
+    ) -> crossbeam_channel::Receiver<Result<IngestOutcome, StoreError>> {
+        let (reply, answer) = bounded(1);
+        if let Err(e) = self.tx.send(StoreMsg::Ingest { input, settings, now: crate::util::now_ms(), reply }) {
+            // The writer is gone: answer Closed through the same channel.
+            if let StoreMsg::Ingest { reply, .. } = e.into_inner() {
+                let _ = reply.send(Err(StoreError::Closed));
+            }
+        }
+        answer
+    }
+
     pub fn set_system_state(&self, state: AutomationState, reason: Option<String>) -> Result<SystemState, StoreError> {
         self.call(|reply| StoreMsg::SetSystemState { state, reason, now: crate::util::now_ms(), reply })
     }
