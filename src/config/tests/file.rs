@@ -1,0 +1,148 @@
+//! Tests of the JSON config file: nested values, unknown keys, wrong types
+//! and malformed JSON.
+
+use super::*;
+
+#[test]
+fn file_sets_nested_values_and_nulls() {
+    let c = from_file(
+        r#"{"role": "standby", "token": null, "public_base_url": "https://x.example/base/",
+            "allowed_origins": ["HTTPS://App.Example:8443/"],
+            "limits": {"http_threads": 8}, "renewal": {"retry_jitter_ratio": 0, "inter_job_jitter_ms": [5, 10]},
+            "messages": {"retention_days": 7}, "policy": {"jitter": {"max_ms": 100}},
+            "baa": {"enabled": true, "allowed_roots": ["/srv"]}, "bridge": {"login_fresh_ms": 1}}"#,
+    )
+    .unwrap();
+    assert_eq!(c.role, Role::Standby);
+    assert_eq!(c.public_base_url.as_deref(), Some("https://x.example/base"));
+    assert_eq!(
+        c.allowed_origins,
+        vec!["https://app.example:8443".to_string()]
+    );
+    assert_eq!(c.limits.http_threads, 8);
+    assert_eq!(c.limits.max_body_bytes, 1_048_576);
+    assert_eq!(c.renewal.retry_jitter_ratio, 0.0);
+    assert_eq!(c.renewal.inter_job_jitter_ms, [5, 10]);
+    assert_eq!(c.messages.retention_days, Some(7));
+    assert_eq!(c.policy.jitter.max_ms, 100);
+    assert!(c.baa.enabled);
+    assert_eq!(c.bridge.login_fresh_ms, 1);
+    let c =
+        from_file(r#"{"messages": {"retention_days": null}, "public_base_url": null}"#).unwrap();
+    assert_eq!(c.messages.retention_days, None);
+    assert_eq!(c.public_base_url, None);
+}
+
+#[test]
+fn unknown_keys_are_named_by_dotted_path() {
+    assert_eq!(
+        file_error(r#"{"listne": "x"}"#).to_string(),
+        "config: listne is not a known key"
+    );
+    assert_eq!(
+        file_error(r#"{"limits": {"max_threads": 2}}"#).to_string(),
+        "config: limits.max_threads is not a known key"
+    );
+    assert_eq!(
+        file_error(r#"{"policy": {"jitter": {"mean_ms": 1}}}"#).key,
+        "policy.jitter.mean_ms"
+    );
+    assert_eq!(
+        file_error(r#"{"policy": {"rate_limit": {"base_ms": 1}}}"#).key,
+        "policy.rate_limit.base_ms"
+    );
+    assert_eq!(
+        file_error(r#"{"messages": {"keep": 1}}"#).key,
+        "messages.keep"
+    );
+    assert_eq!(file_error(r#"{"state_dir": "/x"}"#).key, "state_dir");
+    assert_eq!(file_error(r#"{"config": "/x"}"#).key, "config");
+}
+
+#[test]
+fn wrong_types_name_key_and_expected_type() {
+    assert_eq!(
+        file_error(r#"{"limits": {"http_threads": "4"}}"#).to_string(),
+        r#"config: limits.http_threads must be a positive integer (got "4")"#
+    );
+    let cases = [
+        (r#"{"listen": 4317}"#, "listen", "a string"),
+        (
+            r#"{"role": "leader"}"#,
+            "role",
+            "\"primary\" or \"standby\"",
+        ),
+        (r#"{"limits": 4}"#, "limits", "an object"),
+        (
+            r#"{"timed_jobs": {"settle_delay_ms": -1}}"#,
+            "timed_jobs.settle_delay_ms",
+            "a non-negative integer",
+        ),
+        (
+            r#"{"renewal": {"max_attempts": 2.5}}"#,
+            "renewal.max_attempts",
+            "a positive integer",
+        ),
+        (
+            r#"{"renewal": {"max_attempts": 4294967296}}"#,
+            "renewal.max_attempts",
+            "<= 4294967295",
+        ),
+        (
+            r#"{"renewal": {"retry_jitter_ratio": "0.2"}}"#,
+            "renewal.retry_jitter_ratio",
+            "a number",
+        ),
+        (
+            r#"{"renewal": {"inter_job_jitter_ms": [1]}}"#,
+            "renewal.inter_job_jitter_ms",
+            "two non-negative",
+        ),
+        (
+            r#"{"messages": {"retention_days": "7"}}"#,
+            "messages.retention_days",
+            "a positive integer or null",
+        ),
+        (
+            r#"{"baa": {"enabled": "yes"}}"#,
+            "baa.enabled",
+            "true or false",
+        ),
+        (
+            r#"{"allowed_origins": "http://x"}"#,
+            "allowed_origins",
+            "an array of strings",
+        ),
+        (
+            r#"{"baa": {"allowed_tools": ["status", 3]}}"#,
+            "baa.allowed_tools[1]",
+            "a string",
+        ),
+        (
+            r#"{"public_base_url": 1}"#,
+            "public_base_url",
+            "a string or null",
+        ),
+    ];
+    for (json, key, expected) in cases {
+        let e = file_error(json);
+        assert_eq!(e.key, key, "{json}");
+        assert!(e.message.contains(expected), "{json}: {e}");
+    }
+}
+
+#[test]
+fn wrong_token_type_does_not_echo_the_value() {
+    let e = file_error(r#"{"token": 123456789}"#);
+    assert_eq!(e.key, "token");
+    assert!(!e.to_string().contains("123456789"), "{e}");
+}
+
+#[test]
+fn malformed_json_reports_line_and_column() {
+    let e = file_error("{\n  \"listen\": \"x\",\n}");
+    assert_eq!(e.key, "config_file");
+    assert!(e.message.contains("line 3"), "{e}");
+    assert!(e.message.contains("column"), "{e}");
+    assert_eq!(file_error("[1, 2]").key, "config_file");
+}
