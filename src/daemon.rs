@@ -117,6 +117,7 @@ pub fn run(config: Config) -> Result<(), Fatal> {
             config: config.clone(),
             hub: hub.clone(),
             policy: policy.clone(),
+            sent_in_run: Default::default(),
         }),
         Box::new(ticker::pruner::Pruner { store: store.clone(), config: config.clone() }),
     ];
@@ -163,9 +164,11 @@ fn start_policy(config: &Config, store: &store::Store) -> Result<Arc<Policy>, Fa
         Ok(None) => {}
         Err(e) => return Err(fatal(format!("cannot read the policy state: {e}"))),
     }
-    let source = Arc::downgrade(&policy);
+    // A strong reference: the writer's last save, at shutdown, runs after
+    // every other holder of the policy is gone.
+    let source = policy.clone();
     store.set_policy_source(
-        Box::new(move || source.upgrade().map(|p| p.persisted_json()).unwrap_or_default()),
+        Box::new(move || source.persisted_json()),
         Duration::from_millis(config.policy.persistence_debounce_ms),
     );
     Ok(policy)

@@ -7,6 +7,7 @@ pub mod bridge;
 pub mod config;
 pub mod daemon;
 pub mod http;
+pub mod logging;
 pub mod policy;
 pub mod store;
 pub mod ticker;

@@ -24,7 +24,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Serve(config)) => {
-            env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+            baa_conductor::logging::init();
             match daemon::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {

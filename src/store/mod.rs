@@ -207,9 +207,9 @@ impl Store {
         self.call(|reply| StoreMsg::DeferJob { job_id, next_attempt_at, log_path, now: crate::util::now_ms(), reply })
     }
 
-    pub fn fail_job(&self, job_id: &str, error: &str) -> Result<(), StoreError> {
+    pub fn fail_job(&self, job_id: &str, error: &str, log_path: Option<String>) -> Result<(), StoreError> {
         let (job_id, error) = (job_id.to_string(), error.to_string());
-        self.call(|reply| StoreMsg::FailJob { job_id, error, now: crate::util::now_ms(), reply })
+        self.call(|reply| StoreMsg::FailJob { job_id, error, log_path, now: crate::util::now_ms(), reply })
     }
 
     pub fn start_attempt(&self, job_id: &str, local_conversation_id: &str, log_path: Option<String>, now: i64) -> Result<bool, StoreError> {

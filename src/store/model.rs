@@ -373,6 +373,8 @@ pub struct FinishAttempt {
     pub cooldown_ms: i64,
     pub failure_pause_threshold: u32,
     pub repeat_pause_threshold: u32,
+    /// The day's JSONL file, recorded as the job's `log_path`.
+    pub log_path: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

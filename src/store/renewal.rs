@@ -196,13 +196,13 @@ pub(super) fn defer_job(conn: &Connection, job_id: &str, next_attempt_at: i64, l
 }
 
 /// A terminal failure before any attempt (the conversation is gone).
-pub(super) fn fail_job(conn: &Connection, job_id: &str, error: &str, now: i64) -> Result<(), StoreError> {
+pub(super) fn fail_job(conn: &Connection, job_id: &str, error: &str, log_path: Option<&str>, now: i64) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE renewal_jobs SET status = 'failed', last_error = ?2, next_attempt_at = NULL, finished_at = ?3,
-            updated_at = MAX(updated_at, ?3)
+            log_path = COALESCE(?4, log_path), updated_at = MAX(updated_at, ?3)
          WHERE job_id = ?1 AND status = 'pending'",
     )?
-    .execute(params![job_id, error, now])?;
+    .execute(params![job_id, error, now, log_path])?;
     Ok(())
 }
 
@@ -242,10 +242,11 @@ pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<Fin
         AttemptResult::Success { .. } => {
             conn.prepare_cached(
                 "UPDATE renewal_jobs SET status = 'done', attempt_count = attempt_count + 1, last_error = NULL,
-                    next_attempt_at = NULL, finished_at = ?2, updated_at = MAX(updated_at, ?2)
+                    next_attempt_at = NULL, finished_at = ?2, log_path = COALESCE(?3, log_path),
+                    updated_at = MAX(updated_at, ?2)
                  WHERE job_id = ?1",
             )?
-            .execute(params![f.job_id, f.now])?;
+            .execute(params![f.job_id, f.now, f.log_path])?;
             "done"
         }
         AttemptResult::Failure { error, terminal, retry_at } => {
@@ -256,10 +257,10 @@ pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<Fin
                         next_attempt_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN NULL ELSE ?4 END,
                         finished_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN ?5 ELSE NULL END,
                         started_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN started_at ELSE NULL END,
-                        updated_at = MAX(updated_at, ?5)
+                        log_path = COALESCE(?6, log_path), updated_at = MAX(updated_at, ?5)
                      WHERE job_id = ?1 RETURNING status",
                 )?
-                .query_row(params![f.job_id, error, terminal, retry_at, f.now], |r| r.get(0))?;
+                .query_row(params![f.job_id, error, terminal, retry_at, f.now, f.log_path], |r| r.get(0))?;
             if status == "failed" { "failed" } else { "pending" }
         }
     };

@@ -65,6 +65,7 @@ pub enum StoreMsg {
     FailJob {
         job_id: String,
         error: String,
+        log_path: Option<String>,
         now: i64,
         reply: Sender<Result<(), StoreError>>,
     },
@@ -202,6 +203,9 @@ impl Writer {
         self.policy.due = None;
         let Some(source) = &self.policy.source else { return };
         let json = source();
+        if json.is_empty() {
+            return;
+        }
         let saved = self.conn.execute(
             "INSERT INTO browser_request_policy_state (state_key, value_json, updated_at) VALUES ('global', ?1, ?2)
              ON CONFLICT (state_key) DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
@@ -319,7 +323,9 @@ fn apply(conn: &Connection, msg: StoreMsg) -> Applied {
         StoreMsg::DeferJob { job_id, next_attempt_at, log_path, now, reply } => {
             applied(reply, renewal::defer_job(conn, &job_id, next_attempt_at, log_path.as_deref(), now))
         }
-        StoreMsg::FailJob { job_id, error, now, reply } => applied(reply, renewal::fail_job(conn, &job_id, &error, now)),
+        StoreMsg::FailJob { job_id, error, log_path, now, reply } => {
+            applied(reply, renewal::fail_job(conn, &job_id, &error, log_path.as_deref(), now))
+        }
         StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply } => {
             applied(reply, renewal::start_attempt(conn, &job_id, &local_conversation_id, log_path.as_deref(), now))
         }

@@ -29,6 +29,9 @@ pub struct Dispatcher {
     pub config: Arc<Config>,
     pub hub: Arc<Hub>,
     pub policy: Arc<Policy>,
+    /// Whether this run already sent a delivery: the inter-job jitter goes
+    /// between two deliveries, not before the first or around deferrals.
+    pub sent_in_run: std::cell::Cell<bool>,
 }
 
 /// How one job's turn ended, for the run summary.
@@ -57,10 +60,8 @@ impl Runner for Dispatcher {
             }
         };
         let mut counts = [0u64; 4];
-        for (i, job) in jobs.iter().enumerate() {
-            if i > 0 {
-                self.inter_job_pause();
-            }
+        self.sent_in_run.set(false);
+        for job in &jobs {
             let fate = self.dispatch(ctx, job);
             counts[fate as usize] += 1;
         }
@@ -100,7 +101,7 @@ impl Dispatcher {
         let conv = match self.store.conversation(&job.local_conversation_id) {
             Ok(Some(conv)) => conv,
             Ok(None) => {
-                let _ = self.store.fail_job(&job.job_id, "missing_local_conversation");
+                let _ = self.store.fail_job(&job.job_id, "missing_local_conversation", self.log_path(ctx));
                 log("job_failed", "missing_local_conversation", json!({ "terminal": true }));
                 return Fate::Failed;
             }
@@ -148,6 +149,9 @@ impl Dispatcher {
         let Some(client) = client else {
             return self.finish_failure(ctx, job, "no_active_client", false, log);
         };
+        if self.sent_in_run.replace(true) {
+            self.inter_job_pause();
+        }
         let opts = AdmitOptions { max_wait: MAX_TARGET_WAIT, max_delay_ms: MAX_INLINE_DELAY_MS };
         let lease = match self.policy.admit(Target::new(client.clone(), platform.clone()), &job.job_id, opts) {
             Ok(lease) => lease,
@@ -168,10 +172,7 @@ impl Dispatcher {
             }
         }
         log("job_attempt_started", "attempt_started", json!({ "attempt": job.attempt_count + 1, "client_id": client, "tab_id": plan.tab_id }));
-        let wait = lease.rate_limit_delay_ms + lease.jitter_ms;
-        if wait > 0 {
-            std::thread::sleep(Duration::from_millis(wait));
-        }
+        lease.sleep_until_ready();
         let result = self.send(job, conv, &plan, &client);
         match result {
             Ok(()) => {
@@ -216,12 +217,11 @@ impl Dispatcher {
     }
 
     fn finish_success(&self, ctx: &RunContext, job: &Job, log: &dyn Fn(&'static str, &str, Value)) -> Fate {
-        let finish = self.finish(job, AttemptResult::Success { summary: self.renewed_summary(job) });
+        let finish = self.finish(ctx, job, AttemptResult::Success { summary: self.renewed_summary(job) });
         match self.store.finish_attempt(finish) {
             Ok(outcome) => {
                 self.after_pause(outcome.paused);
                 log("job_completed", "attempt_succeeded", json!({ "attempt": job.attempt_count + 1, "paused": outcome.paused }));
-                let _ = ctx;
                 Fate::Succeeded
             }
             Err(e) => {
@@ -236,10 +236,9 @@ impl Dispatcher {
         let attempt = job.attempt_count + 1;
         let retry_at = now_ms() + self.retry_delay_ms(attempt);
         let result = AttemptResult::Failure { error: error.to_string(), terminal, retry_at };
-        match self.store.finish_attempt(self.finish(job, result)) {
+        match self.store.finish_attempt(self.finish(ctx, job, result)) {
             Ok(outcome) => {
                 self.after_pause(outcome.paused);
-                let _ = ctx;
                 if outcome.job_status == "failed" {
                     log("job_failed", error, json!({ "attempt": attempt, "terminal": terminal, "paused": outcome.paused }));
                     Fate::Failed
@@ -255,7 +254,8 @@ impl Dispatcher {
         }
     }
 
-    fn finish(&self, job: &Job, result: AttemptResult) -> FinishAttempt {
+    fn finish(&self, ctx: &RunContext, job: &Job, result: AttemptResult) -> FinishAttempt {
+        let log_path = ctx.log.path_for(now_ms()).display().to_string();
         let r = &self.config.renewal;
         FinishAttempt {
             job_id: job.job_id.clone(),
@@ -265,6 +265,7 @@ impl Dispatcher {
             cooldown_ms: r.cooldown_ms as i64,
             failure_pause_threshold: r.failure_pause_threshold,
             repeat_pause_threshold: r.repeat_pause_threshold,
+            log_path: Some(log_path),
         }
     }
 

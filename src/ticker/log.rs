@@ -92,13 +92,17 @@ impl LogWriter {
             self.file = self.open();
             self.prune();
         }
-        let text = json!({
+        let mut text = json!({
             "ts": line.ts, "runner": line.runner, "batch_id": line.batch_id, "stage": line.stage,
             "result": line.result, "details": line.details,
         })
         .to_string();
+        // One write for the line and its newline (`writeln!` makes two): a
+        // crash between them would leave a line without its end, and the
+        // next start would append to it, making both unreadable.
+        text.push('\n');
         if let Some(file) = &mut self.file {
-            if let Err(e) = writeln!(file, "{text}") {
+            if let Err(e) = file.write_all(text.as_bytes()) {
                 log::warn!("timed-jobs log: cannot append: {e}");
             }
         }
@@ -106,8 +110,11 @@ impl LogWriter {
 
     fn open(&self) -> Option<File> {
         let path = self.dir.join(format!("{}.jsonl", self.day));
-        match OpenOptions::new().create(true).append(true).open(&path) {
-            Ok(file) => Some(file),
+        match OpenOptions::new().create(true).append(true).read(true).open(&path) {
+            Ok(mut file) => {
+                end_last_line(&mut file);
+                Some(file)
+            }
             Err(e) => {
                 log::warn!("timed-jobs log: cannot open {}: {e}", path.display());
                 None
@@ -128,6 +135,20 @@ impl LogWriter {
                 }
             }
         }
+    }
+}
+
+/// A crash or a full disk can leave the last line without its newline;
+/// ending it first keeps the next line readable on its own.
+fn end_last_line(file: &mut File) {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(len) = file.seek(SeekFrom::End(0)) else { return };
+    if len == 0 || file.seek(SeekFrom::Start(len - 1)).is_err() {
+        return;
+    }
+    let mut last = [0u8; 1];
+    if file.read_exact(&mut last).is_ok() && last[0] != b'\n' {
+        let _ = file.write_all(b"\n");
     }
 }
 

@@ -994,3 +994,4 @@ pub fn read_json(path: &Path) -> Option<Value> {
     File::open(path).ok()?.read_to_string(&mut text).ok()?;
     serde_json::from_str(&text).ok()
 }
+pub mod ws;

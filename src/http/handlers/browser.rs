@@ -112,14 +112,16 @@ pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let timeout = timeout_ms(&body, ctx.config.renewal.execution_timeout_ms)?;
     let deadline = Instant::now() + Duration::from_millis(timeout);
     // A platform-bound action passes the policy like any other.
-    let lease = match &platform {
+    // The action goes to the client whose lease was granted, not to whoever
+    // is most recently seen after the admission's rate delay.
+    let (lease, send_to) = match &platform {
         Some(p) => {
             let client = ctx.hub.chosen_client(Some(p), client_id.as_deref()).ok_or(RequestError::NoActiveClient)?;
-            Some(admit(ctx, &client, p, &req.request_id, deadline)?)
+            (Some(admit(ctx, &client, p, &req.request_id, deadline)?), Some(client))
         }
-        None => None,
+        None => (None, client_id.clone()),
     };
-    let pending = ctx.hub.request(platform.as_deref(), client_id.as_deref(), "act_", |request_id| {
+    let pending = ctx.hub.request(platform.as_deref(), send_to.as_deref(), "act_", |request_id| {
         json!({ "type": "action", "request_id": request_id, "action": action, "platform": platform,
                 "tab_id": tab_id, "payload": payload })
         .to_string()

@@ -206,7 +206,10 @@ impl Pump {
         let mut frame = first;
         let outcome = loop {
             match self.step(&frame) {
-                Step::Continue => {}
+                // A stream that keeps delivering is not an idle lease.
+                Step::Continue => {
+                    let _ = lease.touch("stream_event");
+                }
                 Step::Done(outcome) => break outcome,
             }
             match pending.next(Instant::now() + self.idle) {

@@ -1,0 +1,321 @@
+//! Recovery at start (RENEWAL.md "Recovery at start"): execution locks left
+//! by a crash are released, interrupted (`running`) jobs go back to
+//! `pending` after the recovery delay, `/v1/timed-jobs` shows the counts, and
+//! a delivery cut short by `kill -9` is sent exactly once more after the
+//! restart (at-least-once, with the delay as the guard).
+//!
+//! Port of the seed test "ConductorRuntime startup recovers stale automation
+//! locks and running renewal jobs".
+
+mod renewal_support;
+mod support;
+
+use renewal_support::*;
+use serde_json::{json, Value};
+use support::{exec_sql, now_ms, seed_job, JobSeed};
+
+fn running_job(job_id: &str, lc: &str, message_id: &str, next_attempt_at: Option<i64>) -> JobSeed {
+    let now = now_ms();
+    let mut j = JobSeed::new(job_id, "running");
+    j.local_conversation_id = lc.into();
+    j.message_id = message_id.into();
+    j.payload_kind = "text".into();
+    j.payload = "[renew]".into();
+    j.attempt_count = 1;
+    j.next_attempt_at = next_attempt_at;
+    j.started_at = Some(now - 10_000);
+    j.last_attempt_at = Some(now - 10_000);
+    j.created_at = now - 10_000;
+    j.updated_at = now - 10_000;
+    j
+}
+
+#[test]
+fn startup_recovers_stale_automation_locks_and_running_renewal_jobs() {
+    let mut d = start(
+        json!({ "timed_jobs": { "interval_ms": 100 }, "renewal": { "recovery_delay_ms": 60000 } }),
+    );
+    // Nothing to recover on a fresh state dir.
+    let first = timed_jobs(&d)["last_recovery"].clone();
+    assert_eq!(first["recovered_execution_state_count"], 0);
+    assert_eq!(first["requeued_renewal_job_count"], 0);
+    assert_eq!(first["recovery_next_attempt_at"], Value::Null);
+    assert!(first["at"].is_i64());
+    d.stop();
+
+    // What a crash leaves behind.
+    let db = d.db_path();
+    let now = now_ms();
+    let far = now + 7_200_000;
+    seed_message(
+        &db,
+        "msg-runtime-recovery",
+        "claude",
+        "conv-runtime-recovery",
+        "assistant",
+        "runtime recovery message",
+        now - 30_000,
+    );
+    seed_conversation(
+        &db,
+        "lc-runtime-recovery",
+        "claude",
+        "auto",
+        "renewal_running",
+    );
+    seed_conversation(
+        &db,
+        "lc-instruction",
+        "claude",
+        "auto",
+        "instruction_running",
+    );
+    seed_conversation(&db, "lc-idle", "claude", "auto", "idle");
+    exec_sql(
+        &db,
+        &format!(
+            "UPDATE local_conversations SET updated_at = {} WHERE local_conversation_id = 'lc-runtime-recovery';
+             UPDATE local_conversations SET updated_at = {far} WHERE local_conversation_id = 'lc-instruction';
+             UPDATE local_conversations SET updated_at = 1000 WHERE local_conversation_id = 'lc-idle';",
+            now - 20_000
+        ),
+    );
+    seed_job(
+        &db,
+        &running_job(
+            "job-runtime-recovery",
+            "lc-runtime-recovery",
+            "msg-runtime-recovery",
+            None,
+        ),
+    );
+    // A running job whose next attempt is already later keeps it.
+    seed_job(
+        &db,
+        &running_job("job-later", "lc-instruction", "msg-later", Some(far)),
+    );
+    let mut pending = JobSeed::new("job-untouched", "pending");
+    pending.local_conversation_id = "lc-idle".into();
+    seed_job(&db, &pending);
+
+    let t0 = now_ms();
+    d.restart();
+    let t1 = now_ms();
+
+    let conv = conversation(&d, "lc-runtime-recovery");
+    assert_eq!(conv["execution_state"], "idle");
+    assert_between(
+        "updated_at = max(updated_at, now)",
+        conv["updated_at"].as_i64().unwrap(),
+        t0,
+        t1,
+    );
+    let conv = conversation(&d, "lc-instruction");
+    assert_eq!(conv["execution_state"], "idle");
+    assert_eq!(
+        conv["updated_at"].as_i64(),
+        Some(far),
+        "a later updated_at is kept"
+    );
+    assert_eq!(
+        conversation(&d, "lc-idle")["updated_at"],
+        1000,
+        "idle conversations are not touched"
+    );
+
+    let job = job(&d, "job-runtime-recovery");
+    assert_eq!(job["status"], "pending");
+    assert_eq!(job["started_at"], Value::Null);
+    assert_eq!(job["finished_at"], Value::Null);
+    assert_eq!(job["attempt_count"], 1, "attempts are kept");
+    let next = job["next_attempt_at"].as_i64().unwrap();
+    assert_between(
+        "next_attempt_at = now + recovery_delay_ms",
+        next,
+        t0 + 60_000,
+        t1 + 60_000,
+    );
+    let later = self::job(&d, "job-later");
+    assert_eq!(later["status"], "pending");
+    assert_eq!(later["next_attempt_at"].as_i64(), Some(far));
+    let untouched = self::job(&d, "job-untouched");
+    assert_eq!(untouched["updated_at"].as_i64(), Some(pending.updated_at));
+    assert_eq!(
+        untouched["next_attempt_at"].as_i64(),
+        pending.next_attempt_at
+    );
+
+    let recovery = timed_jobs(&d)["last_recovery"].clone();
+    assert_eq!(recovery["recovered_execution_state_count"], 2, "{recovery}");
+    assert_eq!(recovery["requeued_renewal_job_count"], 2, "{recovery}");
+    assert_eq!(recovery["recovery_next_attempt_at"].as_i64(), Some(next));
+    assert_between("last_recovery.at", recovery["at"].as_i64().unwrap(), t0, t1);
+
+    // Shown for this start only: the next start has nothing to recover.
+    d.restart();
+    let recovery = timed_jobs(&d)["last_recovery"].clone();
+    assert_eq!(recovery["recovered_execution_state_count"], 0, "{recovery}");
+    assert_eq!(recovery["requeued_renewal_job_count"], 0, "{recovery}");
+    assert_eq!(recovery["recovery_next_attempt_at"], Value::Null);
+}
+
+#[test]
+fn recovery_delay_is_at_least_the_interval() {
+    let mut d = start(
+        json!({ "timed_jobs": { "interval_ms": 5000 }, "renewal": { "recovery_delay_ms": 10 } }),
+    );
+    d.stop();
+    let db = d.db_path();
+    seed_conversation(&db, "lc-int", "chatgpt", "auto", "renewal_running");
+    seed_job(&db, &running_job("job-int", "lc-int", "msg-int", None));
+    let t0 = now_ms();
+    d.restart();
+    let t1 = now_ms();
+    let job = job(&d, "job-int");
+    assert_eq!(job["status"], "pending");
+    assert_between(
+        "max(recovery_delay_ms, interval_ms)",
+        job["next_attempt_at"].as_i64().unwrap(),
+        t0 + 5000,
+        t1 + 5000,
+    );
+}
+
+#[test]
+fn kill_9_during_delivery_then_restart_delivers_exactly_once_more() {
+    let recovery_ms = 2500;
+    let mut d = start(json!({
+        "timed_jobs": { "interval_ms": 100 },
+        "renewal": { "recovery_delay_ms": recovery_ms, "execution_timeout_ms": 20000 }
+    }));
+    // A plugin that takes the delivery and never answers: the job stays
+    // `running` with the conversation locked.
+    let mut silent = Sim::connect(&d, "firefox-crash", &["--mode", "silent"]);
+    let lc = auto_conversation(&d, "chatgpt", "conv-crash", Some("firefox-crash"), Some(21));
+    ingest(
+        &d,
+        &message(
+            "chatgpt",
+            "conv-crash",
+            "msg-crash",
+            "assistant",
+            "answer before the crash",
+            Some("firefox-crash"),
+            Some(21),
+        ),
+    );
+    let job_id = wait_job_for_message(&d, "msg-crash")["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    silent.wait_deliveries(1);
+    let job = wait_job(&d, &job_id, "running", |j| j["status"] == "running");
+    assert!(job["started_at"].is_i64());
+    assert_eq!(conversation(&d, &lc)["execution_state"], "renewal_running");
+
+    d.kill9();
+    silent.kill();
+    let t0 = now_ms();
+    d.restart();
+    let t1 = now_ms();
+
+    // Recovered before anything could act on it.
+    let job = self::job(&d, &job_id);
+    let next = job["next_attempt_at"].as_i64().unwrap();
+    assert!(
+        now_ms() < next,
+        "inspected too late for the checks below to mean anything"
+    );
+    assert_eq!(job["status"], "pending", "{job}");
+    assert_eq!(job["started_at"], Value::Null);
+    assert_eq!(job["finished_at"], Value::Null);
+    assert_between("next_attempt_at", next, t0 + recovery_ms, t1 + recovery_ms);
+    let conv = conversation(&d, &lc);
+    assert_eq!(conv["execution_state"], "idle", "lock released: {conv}");
+    assert_eq!(conv["automation_status"], "auto");
+    let recovery = timed_jobs(&d)["last_recovery"].clone();
+    assert_eq!(recovery["recovered_execution_state_count"], 1, "{recovery}");
+    assert_eq!(recovery["requeued_renewal_job_count"], 1, "{recovery}");
+    assert_eq!(recovery["recovery_next_attempt_at"].as_i64(), Some(next));
+
+    // A working plugin comes back: the job is delivered once more, once.
+    let sim = Sim::connect(&d, "firefox-crash", &[]);
+    let done = wait_job(&d, &job_id, "done", |j| j["status"] == "done");
+    wait_job_line(&d, &job_id, "job_completed");
+    let started = job_lines(&d, &job_id)
+        .into_iter()
+        .filter(|l| l["stage"] == "job_attempt_started")
+        .map(|l| ts(&l))
+        .max()
+        .unwrap();
+    assert!(
+        started >= next,
+        "redelivered before the recovery delay: {started} < {next}"
+    );
+    assert_eq!(done["attempt_count"], 1);
+    wait_runs(&d, "renewal.dispatcher", 3);
+    sim.wait_deliveries(1);
+    let frames = sim.deliveries_for("msg-crash");
+    assert_eq!(
+        frames.len(),
+        1,
+        "exactly one redelivery: {:?}",
+        sim.transcript()
+    );
+    assert_eq!(frames[0]["message_text"], done["payload_text"]);
+    assert_eq!(self::job(&d, &job_id)["status"], "done");
+    assert_eq!(conversation(&d, &lc)["execution_state"], "idle");
+}
+
+#[test]
+fn clean_stop_during_a_delivery_leaves_no_running_job() {
+    let mut d = start(json!({ "renewal": { "execution_timeout_ms": 30000 } }));
+    let mut silent = Sim::connect(&d, "firefox-stop", &["--mode", "silent"]);
+    let lc = auto_conversation(&d, "chatgpt", "conv-stop", Some("firefox-stop"), Some(6));
+    ingest(
+        &d,
+        &message(
+            "chatgpt",
+            "conv-stop",
+            "msg-stop",
+            "assistant",
+            "stop now",
+            Some("firefox-stop"),
+            Some(6),
+        ),
+    );
+    let job_id = wait_job_for_message(&d, "msg-stop")["job_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    silent.wait_deliveries(1);
+    wait_job(&d, &job_id, "running", |j| j["status"] == "running");
+
+    let status = d.stop();
+    assert!(status.success(), "clean exit: {status}");
+    silent.kill();
+    // The interrupted attempt was recorded before the exit.
+    let conn = support::db(&d.db_path());
+    let (status, error): (String, Option<String>) = conn
+        .query_row(
+            "SELECT status, last_error FROM renewal_jobs WHERE job_id = ?1",
+            [&job_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_ne!(status, "running", "left running by a clean stop");
+    assert!(error.is_some());
+    let state: String = conn
+        .query_row(
+            "SELECT execution_state FROM local_conversations WHERE local_conversation_id = ?1",
+            [&lc],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(state, "idle");
+    d.restart();
+    assert_eq!(
+        timed_jobs(&d)["last_recovery"]["requeued_renewal_job_count"],
+        0
+    );
+}
