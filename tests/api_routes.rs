@@ -160,6 +160,8 @@ const SPEC_ROUTES: &[(&str, &str, &str, &str)] = &[
         "/v1/openapi.json",
     ),
     ("probe.metrics", "GET", "/metrics", "/metrics"),
+    // HTTP_API.md "Status page": `GET /`, described under this id.
+    ("status.page", "GET", "/", "/"),
     ("system.read", "GET", "/v1/system", "/v1/system"),
     (
         "system.pause",
@@ -280,6 +282,9 @@ const SPEC_ROUTES: &[(&str, &str, &str, &str)] = &[
 const REQUIRED_ROUTES: &[&str] = &[
     "probe.health",
     "probe.describe",
+    "probe.openapi",
+    "probe.metrics",
+    "status.page",
     "system.read",
     "system.pause",
     "system.resume",

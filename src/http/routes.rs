@@ -6,7 +6,7 @@
 
 use super::api::{ApiError, ApiRequest, Reply};
 use super::ctx::Ctx;
-use super::handlers::{artifact, browser, messages, probe, relay, renewal, system, timed};
+use super::handlers::{artifact, browser, messages, meta, probe, relay, renewal, status, system, timed};
 use super::query::percent_decode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,6 +47,9 @@ macro_rules! route {
 pub static ROUTES: &[Route] = &[
     route!("probe.health", Probe, "GET", "/healthz", "Liveness probe; needs no token.", probe::handle_health),
     route!("probe.describe", Probe, "GET", "/v1/describe", "This list of routes.", probe::handle_describe),
+    route!("probe.openapi", Probe, "GET", "/v1/openapi.json", "OpenAPI 3.1 document of this API.", meta::handle_openapi),
+    route!("probe.metrics", Probe, "GET", "/metrics", "Prometheus text exposition.", meta::handle_metrics),
+    route!("status.page", Read, "GET", "/", "The status page (HTML).", status::handle_page),
     route!("system.read", Read, "GET", "/v1/system", "Daemon, automation state, counts and clients.", system::handle_read),
     route!("system.pause", Write, "POST", "/v1/system/pause", "Pause all automation (optional reason).", system::handle_pause),
     route!("system.resume", Write, "POST", "/v1/system/resume", "Resume automation.", system::handle_resume),

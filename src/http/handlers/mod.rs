@@ -5,8 +5,10 @@
 pub mod artifact;
 pub mod browser;
 pub mod messages;
+pub mod meta;
 pub mod probe;
 pub mod relay;
 pub mod renewal;
+pub mod status;
 pub mod system;
 pub mod timed;
