@@ -1,0 +1,300 @@
+//! Benchmark (b) of `scripts/bench`: message ingest through the API against
+//! raw rusqlite inserts of the same rows.
+//!
+//! Usage:
+//!   bench_ingest post BASE_URL CLIENTS SECS RUN
+//!       CLIENTS threads, each with one keep-alive TcpStream, post
+//!       `POST /v1/messages` bodies back to back for SECS seconds (a request
+//!       in flight at the deadline is finished). Prints one JSON line:
+//!       {"ok","errors","secs","rate","p50_ms","p99_ms","max_ms","counts":[per client],"first_error"}
+//!       where `ok` counts 200 answers and `rate` = ok / secs.
+//!   bench_ingest raw TEMPLATE DB COUNTS BATCH RUN
+//!       Creates DB (must not exist) as a copy (`VACUUM INTO`) of TEMPLATE, an
+//!       empty database whose schema the daemon itself created, so the tables,
+//!       indexes and migrations are exactly the daemon's; opens it with WAL
+//!       and synchronous=NORMAL like the daemon's writer connection; then
+//!       inserts exactly the message rows the `post` run sent (COUNTS is its
+//!       per-client `counts`, comma-separated), BATCH rows per transaction.
+//!       Prints rows, secs, rate (`key=value` lines); only the inserts are timed.
+//!   bench_ingest count DB RUN
+//!       Prints how many messages of that post run are in DB.
+//!
+//! Row `i` of client `c` is the same in `post` and `raw`: message id
+//! `RUN-cCC-IIIIIIII`, platform chatgpt, one of 8 conversations per client,
+//! role assistant, a ~300-character text, page URL and title, tab id c+1, a
+//! fixed observed_at. `raw` computes the summary the way the daemon does
+//! (whitespace collapsed, at most 200 characters, `…` when cut).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use rusqlite::{params, Connection, OpenFlags};
+use serde_json::json;
+
+const SUMMARY_LIMIT: usize = 200;
+
+struct Row {
+    message_id: String,
+    conversation_id: String,
+    text: String,
+    page_url: String,
+    page_title: String,
+    tab_id: i64,
+    observed_at: i64,
+}
+
+fn row(run: &str, c: usize, i: u64) -> Row {
+    let conversation_id = format!("bench-conv-{c:02}-{}", i % 8);
+    let text = format!(
+        "Answer {i} from bench client {c}. The renewal daemon stores this final assistant message, finds or \
+         creates its local conversation, counts repeats and makes the link from conversation to tab active, all \
+         in one transaction committed by the single store writer. Padding to a realistic size: lorem ipsum {i:08}."
+    );
+    Row {
+        message_id: format!("{run}-c{c:02}-{i:08}"),
+        page_url: format!("https://chatgpt.com/c/{conversation_id}"),
+        page_title: format!("Bench conversation {c}"),
+        conversation_id,
+        text,
+        tab_id: c as i64 + 1,
+        observed_at: 1_700_000_000_000 + (c as i64) * 1_000_000_000 + i as i64,
+    }
+}
+
+fn body(r: &Row) -> String {
+    json!({
+        "platform": "chatgpt", "conversation_id": r.conversation_id, "message_id": r.message_id,
+        "role": "assistant", "text": r.text, "observed_at": r.observed_at, "page_url": r.page_url,
+        "page_title": r.page_title, "tab_id": r.tab_id,
+    })
+    .to_string()
+}
+
+fn die(msg: impl std::fmt::Display) -> ! {
+    eprintln!("bench_ingest: {msg}");
+    std::process::exit(1)
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body; returns
+/// (status, close requested, body).
+fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, bool, Vec<u8>)> {
+    let mut line = String::new();
+    if reader.read_line(&mut line)? == 0 {
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
+    }
+    let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let mut length = None;
+    let mut close = false;
+    loop {
+        line.clear();
+        if reader.read_line(&mut line)? == 0 {
+            return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed in headers"));
+        }
+        let l = line.trim_end();
+        if l.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = l.split_once(':') {
+            if name.eq_ignore_ascii_case("content-length") {
+                length = value.trim().parse::<usize>().ok();
+            } else if name.eq_ignore_ascii_case("connection") && value.trim().eq_ignore_ascii_case("close") {
+                close = true;
+            }
+        }
+    }
+    let length = length.ok_or_else(|| std::io::Error::other("response without Content-Length"))?;
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body)?;
+    Ok((status, close, body))
+}
+
+fn host_port(base: &str) -> String {
+    base.trim_start_matches("http://").trim_end_matches('/').to_string()
+}
+
+struct ClientResult {
+    ok: u64,
+    errors: u64,
+    latencies_us: Vec<u64>,
+    first_error: Option<String>,
+}
+
+fn client(addr: &str, run: &str, c: usize, deadline: Instant) -> ClientResult {
+    let mut res = ClientResult { ok: 0, errors: 0, latencies_us: Vec::new(), first_error: None };
+    let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
+    let mut i = 0u64;
+    while Instant::now() < deadline {
+        if conn.is_none() {
+            let stream = TcpStream::connect(addr).unwrap_or_else(|e| die(format!("connect {addr}: {e}")));
+            stream.set_nodelay(true).ok();
+            stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
+            let reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| die(e)));
+            conn = Some((stream, reader));
+        }
+        let (stream, reader) = conn.as_mut().expect("connected above");
+        let payload = body(&row(run, c, i));
+        let request = format!(
+            "POST /v1/messages HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
+            payload.len()
+        );
+        let t0 = Instant::now();
+        let outcome = stream.write_all(request.as_bytes()).and_then(|()| read_response(reader));
+        let elapsed = t0.elapsed();
+        i += 1;
+        match outcome {
+            Ok((200, close, _)) => {
+                res.ok += 1;
+                res.latencies_us.push(elapsed.as_micros() as u64);
+                if close {
+                    conn = None;
+                }
+            }
+            Ok((status, _, body)) => {
+                res.errors += 1;
+                res.first_error
+                    .get_or_insert_with(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
+                conn = None;
+            }
+            Err(e) => {
+                res.errors += 1;
+                res.first_error.get_or_insert_with(|| format!("I/O: {e}"));
+                conn = None;
+            }
+        }
+    }
+    res
+}
+
+fn post(base: &str, clients: usize, secs: f64, run: &str) {
+    let addr = host_port(base);
+    let barrier = Arc::new(Barrier::new(clients + 1));
+    let start_at = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let handles: Vec<_> = (0..clients)
+        .map(|c| {
+            let (addr, run, barrier, start_at) = (addr.clone(), run.to_string(), barrier.clone(), start_at.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                let deadline = *start_at.get().expect("start time set before the barrier") + Duration::from_secs_f64(secs);
+                client(&addr, &run, c, deadline)
+            })
+        })
+        .collect();
+    start_at.set(Instant::now()).ok();
+    barrier.wait();
+    let results: Vec<ClientResult> = handles.into_iter().map(|h| h.join().expect("client thread")).collect();
+    let elapsed = start_at.get().expect("set").elapsed().as_secs_f64();
+    let ok: u64 = results.iter().map(|r| r.ok).sum();
+    let errors: u64 = results.iter().map(|r| r.errors).sum();
+    let mut lat: Vec<u64> = results.iter().flat_map(|r| r.latencies_us.iter().copied()).collect();
+    lat.sort_unstable();
+    let pct = |p: f64| if lat.is_empty() { 0.0 } else { lat[((lat.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0 };
+    // Rows 0..ok of each client were committed when errors == 0 (the bench
+    // checks that); the raw baseline inserts exactly those rows.
+    let counts: Vec<u64> = results.iter().map(|r| r.ok).collect();
+    let first_error = results.iter().find_map(|r| r.first_error.clone());
+    let counts: Vec<String> = counts.iter().map(u64::to_string).collect();
+    println!("ok={ok}\nerrors={errors}\nsecs={elapsed:.3}\nrate={:.1}", ok as f64 / elapsed);
+    println!("p50_ms={:.3}\np99_ms={:.3}\nmax_ms={:.3}", pct(0.50), pct(0.99), pct(1.0));
+    println!("counts={}", counts.join(","));
+    // One line, for the report: the first non-200 answer or I/O error.
+    println!("first_error={}", first_error.unwrap_or_default().replace('\n', " "));
+}
+
+fn summary(text: &str) -> String {
+    let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if collapsed.chars().count() <= SUMMARY_LIMIT {
+        return collapsed;
+    }
+    let mut out: String = collapsed.chars().take(SUMMARY_LIMIT - 1).collect();
+    out.push('…');
+    out
+}
+
+fn raw(template: &str, db: &str, counts: &[u64], batch: usize, run: &str) {
+    if std::path::Path::new(db).exists() {
+        die(format!("{db} exists; raw wants a fresh file"));
+    }
+    {
+        let t = Connection::open_with_flags(template, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
+        let messages: i64 = t.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0)).unwrap_or_else(|e| die(e));
+        if messages != 0 {
+            die(format!("template {template} is not empty ({messages} messages)"));
+        }
+        t.execute("VACUUM INTO ?1", params![db]).unwrap_or_else(|e| die(e));
+    }
+    let mut conn = Connection::open(db).unwrap_or_else(|e| die(e));
+    // The daemon's writer settings (src/store/schema.rs open_writer).
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;")
+        .unwrap_or_else(|e| die(e));
+    // Rows in arrival order: round-robin over clients, like the post run.
+    let max = counts.iter().copied().max().unwrap_or(0);
+    let rows: Vec<Row> =
+        (0..max).flat_map(|i| counts.iter().enumerate().filter(move |(_, &n)| i < n).map(move |(c, _)| (c, i)))
+            .map(|(c, i)| row(run, c, i))
+            .collect();
+    let started = Instant::now();
+    for chunk in rows.chunks(batch.max(1)) {
+        let tx = conn.transaction().unwrap_or_else(|e| die(e));
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO messages (id, platform, conversation_id, role, raw_text, summary, page_url,
+                        page_title, tab_id, client_id, organization_id, observed_at, created_at)
+                     VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)",
+                )
+                .unwrap_or_else(|e| die(e));
+            for r in chunk {
+                stmt.execute(params![
+                    r.message_id,
+                    "chatgpt",
+                    r.conversation_id,
+                    "assistant",
+                    r.text,
+                    summary(&r.text),
+                    r.page_url,
+                    r.page_title,
+                    r.tab_id,
+                    Option::<String>::None,
+                    Option::<String>::None,
+                    r.observed_at,
+                    now_ms()
+                ])
+                .unwrap_or_else(|e| die(e));
+            }
+        }
+        tx.commit().unwrap_or_else(|e| die(e));
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!("rows={}\nsecs={secs:.3}\nrate={:.1}", rows.len(), rows.len() as f64 / secs);
+}
+
+fn count(db: &str, run: &str) {
+    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
+    let n: i64 = conn
+        .query_row("SELECT COUNT(*) FROM messages WHERE id >= ?1 AND id < ?2", params![format!("{run}-"), format!("{run}.")], |r| r.get(0))
+        .unwrap_or_else(|e| die(e));
+    println!("{n}");
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let num = |s: &str| s.parse::<u64>().unwrap_or_else(|_| die(format!("not a number: {s:?}")));
+    match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["post", base, clients, secs, run] => {
+            let secs: f64 = secs.parse().unwrap_or_else(|_| die("SECS must be a number"));
+            post(base, num(clients) as usize, secs, run)
+        }
+        ["raw", template, db, counts, batch, run] => {
+            let counts: Vec<u64> = counts.split(',').filter(|s| !s.is_empty()).map(num).collect();
+            raw(template, db, &counts, num(batch) as usize, run)
+        }
+        ["count", db, run] => count(db, run),
+        _ => die("usage: bench_ingest post BASE_URL CLIENTS SECS RUN | raw TEMPLATE DB COUNTS BATCH RUN | count DB RUN"),
+    }
+}
