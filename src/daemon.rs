@@ -23,6 +23,13 @@ use crate::store::{self, IngestSettings, StoreOptions};
 use crate::ticker;
 use crate::util::now_ms;
 
+/// Read connections per `limits.http_threads`. Connection threads borrow
+/// them per query; with only `http_threads` of them, 32 busy keep-alive
+/// clients queued for 4 readers and the p99 of a point read went to ~9 ms on
+/// 2 cores; 4 per thread brought it to ~3.5 ms at the same throughput
+/// (docs/BENCHMARKS.md). Each reader's page cache is capped at 1 MiB.
+const READERS_PER_HTTP_THREAD: usize = 4;
+
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
@@ -57,7 +64,7 @@ pub fn run(config: Config) -> Result<(), Fatal> {
 
     let (store_handle, store) = store::open(
         &state_dir,
-        StoreOptions { readers: config.limits.http_threads, max_page_count: None },
+        StoreOptions { readers: config.limits.http_threads * READERS_PER_HTTP_THREAD, max_page_count: None },
     )
     .map_err(|e| fatal(format!("cannot open {}: {e}", store::db_path(&state_dir).display())))?;
 

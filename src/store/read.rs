@@ -1,12 +1,14 @@
 //! Reads: a pool of read-only connections that callers borrow for the length
-//! of one query, and the queries themselves. The pool is a bounded channel of
-//! connections, so its size also caps how many requests hit SQLite at once;
+//! of one query, and the queries themselves. The pool's size caps how many
+//! requests hit SQLite at once; waiters are served first come, first served;
 //! a borrowed connection goes back even if the caller panics. In WAL mode
 //! these readers see the last commit and never wait for the writer.
 
 use std::path::Path;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use std::collections::VecDeque;
+
+use crossbeam_channel::{bounded, Sender};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
@@ -15,8 +17,13 @@ use super::ops::SYSTEM_STATE_KEY;
 use super::{schema, Store, StoreError};
 
 pub struct ReadPool {
-    give: Sender<Connection>,
-    take: Receiver<Connection>,
+    state: parking_lot::Mutex<PoolState>,
+}
+
+/// Free connections, and the callers waiting for one in arrival order.
+struct PoolState {
+    free: Vec<Connection>,
+    waiters: VecDeque<Sender<Connection>>,
 }
 
 /// Returns the borrowed connection to the pool when dropped.
@@ -28,25 +35,60 @@ struct Borrowed<'a> {
 impl Drop for Borrowed<'_> {
     fn drop(&mut self) {
         if let Some(conn) = self.conn.take() {
-            let _ = self.pool.give.send(conn);
+            self.pool.give_back(conn);
         }
     }
 }
 
 impl ReadPool {
     pub(super) fn open(path: &Path, size: usize) -> Result<ReadPool, StoreError> {
-        let (give, take) = bounded(size);
-        for _ in 0..size {
-            give.send(schema::open_reader(path)?).map_err(|_| StoreError::Closed)?;
-        }
-        Ok(ReadPool { give, take })
+        let free = (0..size).map(|_| schema::open_reader(path)).collect::<Result<Vec<_>, _>>()?;
+        Ok(ReadPool { state: parking_lot::Mutex::new(PoolState { free, waiters: VecDeque::new() }) })
     }
 
-    /// Runs `f` with a borrowed read connection, waiting for one if all are busy.
+    /// Runs `f` with a borrowed read connection, waiting for one if all are
+    /// busy. Waiters are served strictly in arrival order: a returned
+    /// connection is handed to the oldest waiter, never grabbed by a newcomer,
+    /// which keeps the latency tail short when many connections share a few
+    /// readers.
     pub fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let conn = self.take.recv().map_err(|_| StoreError::Closed)?;
+        let conn = self.take()?;
         let guard = Borrowed { conn: Some(conn), pool: self };
         f(guard.conn.as_ref().expect("borrowed connection present"))
+    }
+
+    fn take(&self) -> Result<Connection, StoreError> {
+        let waiting = {
+            let mut st = self.state.lock();
+            if let Some(conn) = st.free.pop() {
+                return Ok(conn);
+            }
+            let (tx, rx) = bounded(1);
+            st.waiters.push_back(tx);
+            rx
+        };
+        waiting.recv().map_err(|_| StoreError::Closed)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        let mut conn = conn;
+        loop {
+            let waiter = {
+                let mut st = self.state.lock();
+                match st.waiters.pop_front() {
+                    Some(waiter) => waiter,
+                    None => {
+                        st.free.push(conn);
+                        return;
+                    }
+                }
+            };
+            // Sent outside the lock; a waiter that is gone hands it on.
+            match waiter.send(conn) {
+                Ok(()) => return,
+                Err(e) => conn = e.into_inner(),
+            }
+        }
     }
 }
 

@@ -34,6 +34,7 @@ pub fn open_writer(path: &Path, max_page_count: Option<u64>) -> Result<Connectio
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    stable_plans(&conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -52,8 +53,22 @@ pub fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    stable_plans(&conn)?;
     conn.pragma_update(None, "query_only", "ON")?;
+    // Readers are many; the OS page cache holds the file anyway.
+    conn.pragma_update(None, "cache_size", -1024)?;
     Ok(conn)
+}
+
+/// Turns on the query planner stability guarantee. Without it, the bundled
+/// SQLite (built with STAT4) marks statements whose plan could depend on a
+/// bound value as "re-prepare on rebind", and since the statement cache
+/// clears bindings, such statements were re-prepared on every use (measured:
+/// 10 µs instead of 3.6 µs for the conversation lookup of every ingest).
+/// Our queries have one right plan each, so the first plan is kept.
+fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
+    Ok(())
 }
 
 /// Applies every migration newer than the database's `user_version`, each in
