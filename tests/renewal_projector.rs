@@ -538,11 +538,12 @@ fn unsettled_messages_wait_for_the_settle_delay() {
 }
 
 #[test]
-fn scans_in_observed_at_then_id_order_at_most_max_messages_per_tick() {
+fn scans_in_arrival_order_at_most_max_messages_per_tick() {
     let d = start(json!({ "timed_jobs": { "max_messages_per_tick": 2 } }));
     pause_settled(&d);
     let t = now_ms() - 10_000;
-    // Inserted out of order; two share an observed_at (the id breaks the tie).
+    // Observed out of order, two sharing an observed_at: the projector
+    // follows arrival order (docs/DECISIONS.md), so none is passed over.
     let msgs = [
         ("ord-c", t + 2),
         ("ord-b", t + 1),
@@ -581,7 +582,7 @@ fn scans_in_observed_at_then_id_order_at_most_max_messages_per_tick() {
         .iter()
         .map(|l| l["details"]["message_id"].as_str().unwrap())
         .collect();
-    assert_eq!(order, ["ord-a", "ord-b", "ord-c", "ord-d", "ord-e"]);
+    assert_eq!(order, ["ord-c", "ord-b", "ord-e", "ord-a", "ord-d"]);
     // At most two per run: at least three runs, none examining more than two.
     let batches: std::collections::BTreeSet<&str> = seen
         .iter()
@@ -622,4 +623,29 @@ fn link_uses_public_base_url_and_encodes_the_message_id() {
     let served = d.get(url.strip_prefix("https://conductor.example/base").unwrap());
     assert_eq!(served.status, 200);
     assert_eq!(served.text(), raw);
+}
+
+#[test]
+fn a_message_arriving_after_newer_ones_is_still_projected() {
+    // settle 0: the cursor passes each message as soon as it arrives, so a
+    // late message observed earlier than the cursor's last one is the case
+    // a cursor on (observed_at, id) would lose.
+    let d = start(json!({}));
+    let t = now_ms();
+    auto_conversation(&d, "chatgpt", "conv-late-a", Some("firefox-late"), Some(31));
+    // conv-late-b is opened by a user message observed long ago, so the late
+    // assistant message below is still its newest one.
+    let mut opener = message("chatgpt", "conv-late-b", "user-late-b", "user", "hello", Some("firefox-late"), Some(32));
+    opener["observed_at"] = json!(t - 120_000);
+    let lc_b = ingest(&d, &opener)["local_conversation_id"].as_str().unwrap().to_string();
+    set_status(&d, &lc_b, "auto");
+    let mut newer = message("chatgpt", "conv-late-a", "m-late-newer", "assistant", "newer text", Some("firefox-late"), Some(31));
+    newer["observed_at"] = json!(t + 5_000);
+    ingest(&d, &newer);
+    wait_log(&d, "m-late-newer examined", |l| l["details"]["message_id"] == "m-late-newer");
+    let mut late = message("chatgpt", "conv-late-b", "m-late-older", "assistant", "older text", Some("firefox-late"), Some(32));
+    late["observed_at"] = json!(t - 60_000);
+    ingest(&d, &late);
+    let line = wait_log(&d, "m-late-older examined", |l| l["details"]["message_id"] == "m-late-older");
+    assert_eq!(line["stage"], "job_projected", "{line}");
 }

@@ -49,7 +49,12 @@ pub(super) fn ingest(
 }
 
 fn insert_message(conn: &Connection, m: &NewMessage, summary: &str, now: i64) -> Result<(), StoreError> {
-    let sql = format!("INSERT INTO messages ({MESSAGE_COLUMNS}) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13)");
+    // The next sequence number: the newest message is never pruned, so the
+    // sequence only grows (see `renewal::prune`).
+    let sql = format!(
+        "INSERT INTO messages ({MESSAGE_COLUMNS}, seq)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13, (SELECT IFNULL(MAX(seq), 0) + 1 FROM messages))"
+    );
     conn.prepare_cached(&sql)?.execute(params![
         m.message_id,
         m.platform,

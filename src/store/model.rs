@@ -352,7 +352,8 @@ pub enum Projection {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProjectionReport {
     pub outcomes: Vec<Projection>,
-    /// The cursor after this run, when it moved.
+    /// The cursor after this run, when it moved: ingest sequence number
+    /// and message id.
     pub cursor: Option<(i64, String)>,
 }
 

@@ -15,19 +15,17 @@ use crate::util::{collapse_whitespace, cut_chars, fingerprint, new_id};
 
 const CURSOR_KEY: &str = "renewal.projector.cursor";
 
-fn load_cursor(conn: &Connection) -> Result<(i64, String), StoreError> {
+fn load_cursor(conn: &Connection) -> Result<i64, StoreError> {
     let json: Option<String> = conn
         .prepare_cached("SELECT value_json FROM kv WHERE key = ?1")?
         .query_row(params![CURSOR_KEY], |r| r.get(0))
         .optional()?;
     let value: Value = json.and_then(|j| serde_json::from_str(&j).ok()).unwrap_or(Value::Null);
-    let at = value.get("observed_at").and_then(Value::as_i64).unwrap_or(i64::MIN);
-    let id = value.get("message_id").and_then(Value::as_str).unwrap_or("").to_string();
-    Ok((at, id))
+    Ok(value.get("seq").and_then(Value::as_i64).unwrap_or(0))
 }
 
-fn save_cursor(conn: &Connection, at: i64, id: &str, now: i64) -> Result<(), StoreError> {
-    let value = json!({ "observed_at": at, "message_id": id }).to_string();
+fn save_cursor(conn: &Connection, seq: i64, message_id: &str, now: i64) -> Result<(), StoreError> {
+    let value = json!({ "seq": seq, "message_id": message_id }).to_string();
     conn.prepare_cached(
         "INSERT INTO kv (key, value_json, updated_at) VALUES (?1, ?2, ?3)
          ON CONFLICT (key) DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
@@ -36,47 +34,57 @@ fn save_cursor(conn: &Connection, at: i64, id: &str, now: i64) -> Result<(), Sto
     Ok(())
 }
 
-/// Projects up to `max_messages` settled messages after the cursor.
+/// Projects up to `max_messages` settled messages after the cursor, in
+/// ingest order. The cursor is the ingest sequence number, not
+/// `(observed_at, id)`: a message that arrives after others with a later
+/// `observed_at` would otherwise be passed over for good. A message is
+/// settled once its `observed_at` or its arrival (`created_at`) is
+/// `settle_delay_ms` old; the scan stops at the first unsettled one, so
+/// nothing behind it is skipped, and the arrival time guarantees progress
+/// even for a message stamped in the future.
 pub(super) fn project(conn: &Connection, s: &ProjectSettings) -> Result<ProjectionReport, StoreError> {
-    let (mut at, mut id) = load_cursor(conn)?;
+    let cursor = load_cursor(conn)?;
     let settled_before = s.now - s.settle_delay_ms;
     let mut stmt = conn.prepare_cached(
-        "SELECT id, platform, conversation_id, role, raw_text, observed_at FROM messages
-         WHERE (observed_at > ?1 OR (observed_at = ?1 AND id > ?2)) AND observed_at <= ?3
-         ORDER BY observed_at, id LIMIT ?4",
+        "SELECT seq, id, platform, conversation_id, role, raw_text, observed_at, created_at FROM messages
+         WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
     let rows = stmt
-        .query_map(params![at, id, settled_before, s.max_messages as i64], |r| {
+        .query_map(params![cursor, s.max_messages as i64], |r| {
             Ok(Candidate {
-                id: r.get(0)?,
-                platform: r.get(1)?,
-                conversation_id: r.get(2)?,
-                role: r.get(3)?,
-                text: r.get(4)?,
-                observed_at: r.get(5)?,
+                seq: r.get(0)?,
+                id: r.get(1)?,
+                platform: r.get(2)?,
+                conversation_id: r.get(3)?,
+                role: r.get(4)?,
+                text: r.get(5)?,
+                observed_at: r.get(6)?,
+                created_at: r.get(7)?,
             })
         })?
         .collect::<Result<Vec<_>, _>>()?;
     drop(stmt);
     let mut outcomes = Vec::with_capacity(rows.len());
-    for m in &rows {
+    let mut last = None;
+    for m in rows.iter().take_while(|m| m.observed_at.min(m.created_at) <= settled_before) {
         outcomes.push(project_one(conn, m, s)?);
-        at = m.observed_at;
-        id = m.id.clone();
+        last = Some(m);
     }
-    if !rows.is_empty() {
-        save_cursor(conn, at, &id, s.now)?;
+    if let Some(m) = last {
+        save_cursor(conn, m.seq, &m.id, s.now)?;
     }
-    Ok(ProjectionReport { outcomes, cursor: (!rows.is_empty()).then_some((at, id)) })
+    Ok(ProjectionReport { outcomes, cursor: last.map(|m| (m.seq, m.id.clone())) })
 }
 
 struct Candidate {
+    seq: i64,
     id: String,
     platform: String,
     conversation_id: String,
     role: String,
     text: String,
     observed_at: i64,
+    created_at: i64,
 }
 
 /// The ordered skip rules, then the job. The first rule that applies decides.
@@ -348,8 +356,10 @@ pub(super) fn prune(conn: &Connection, p: &PruneBatch) -> Result<PruneReport, St
             .prepare_cached(
                 "DELETE FROM messages WHERE id IN (
                     SELECT m.id FROM messages m WHERE m.observed_at < ?1
-                    AND NOT EXISTS (SELECT 1 FROM renewal_jobs j WHERE j.message_id = m.id) LIMIT ?2)",
+                    AND NOT EXISTS (SELECT 1 FROM renewal_jobs j WHERE j.message_id = m.id)
+                    AND m.seq < (SELECT MAX(seq) FROM messages) LIMIT ?2)",
             )?
+            // The newest message is kept: the ingest sequence continues from it.
             .execute(params![before, p.batch as i64])?,
     };
     Ok(PruneReport { jobs: jobs as i64, messages: messages as i64 })

@@ -15,6 +15,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("001_init.sql", include_str!("../../sql/001_init.sql")),
     ("002_automation_index.sql", include_str!("../../sql/002_automation_index.sql")),
     ("003_pruning_index.sql", include_str!("../../sql/003_pruning_index.sql")),
+    ("004_message_seq.sql", include_str!("../../sql/004_message_seq.sql")),
 ];
 
 /// The schema version this build expects.

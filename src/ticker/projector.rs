@@ -69,7 +69,7 @@ impl Runner for Projector {
         }
         let details = json!({
             "examined": report.outcomes.len(), "projected": projected, "skipped": skipped,
-            "cursor": report.cursor.map(|(at, id)| json!({ "observed_at": at, "message_id": id })),
+            "cursor": report.cursor.map(|(seq, id)| json!({ "seq": seq, "message_id": id })),
         });
         // An idle scan is not logged: one line per tick would bury the log.
         if !report.outcomes.is_empty() {
