@@ -206,7 +206,7 @@ impl Controller {
         let window_ms = ms(self.config.rate_limit.window_ms);
         let limit = self.config.rate_limit.requests_per_minute_per_platform;
         let platform = self.platforms.entry(target.platform.clone()).or_default();
-        prune(&mut platform.dispatches, now, window_ms);
+        prune(&mut platform.dispatches, now, window_ms, limit);
         let delay = rate_limit_delay_ms(&platform.dispatches, now, limit, window_ms as u64);
         let jitter = sample_jitter_ms(&self.config.jitter, &mut *self.random);
         if delay.saturating_add(jitter) > max_delay_ms {

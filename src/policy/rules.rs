@@ -53,11 +53,16 @@ pub fn sample_jitter_ms(jitter: &config::Jitter, random: &mut dyn FnMut() -> f64
     value.round().clamp(lo as f64, hi as f64) as u64
 }
 
-/// Drops dispatch times at or before `now - window_ms` from a sorted list.
-pub(super) fn prune(dispatches: &mut Vec<i64>, now: i64, window_ms: i64) {
+/// Drops dispatch times at or before `now - window_ms` from a sorted list,
+/// and all but the `limit` most recent: the delay depends only on the
+/// `limit`-th most recent one, so older entries are dead weight — with a
+/// generous limit they made the persisted document grow to megabytes and
+/// the writer rewrote it every debounce.
+pub(super) fn prune(dispatches: &mut Vec<i64>, now: i64, window_ms: i64, limit: u32) {
     let start = now.saturating_sub(window_ms);
     let stale = dispatches.partition_point(|&t| t <= start);
-    dispatches.drain(..stale);
+    let excess = dispatches.len().saturating_sub(limit.max(1) as usize);
+    dispatches.drain(..stale.max(excess));
 }
 
 pub(super) fn ready_at(admitted_at: i64, delay_ms: u64, jitter_ms: u64) -> i64 {

@@ -139,11 +139,12 @@ impl Controller {
 
     pub(crate) fn snapshot(&mut self, now: i64) -> StateDoc {
         let window_ms = ms(self.config.rate_limit.window_ms);
+        let limit = self.config.rate_limit.requests_per_minute_per_platform;
         let platforms = self
             .platforms
             .iter_mut()
             .map(|(name, platform)| {
-                prune(&mut platform.dispatches, now, window_ms);
+                prune(&mut platform.dispatches, now, window_ms, limit);
                 PlatformDoc {
                     platform: name.clone(),
                     dispatches: platform.dispatches.clone(),
@@ -189,10 +190,11 @@ impl Controller {
     pub fn restore(&mut self, json: &str, now: i64) -> Result<usize, String> {
         let parsed = parse(json)?;
         let window_ms = ms(self.config.rate_limit.window_ms);
+        let limit = self.config.rate_limit.requests_per_minute_per_platform;
         for doc in parsed.platforms {
             let mut dispatches = doc.dispatches;
             dispatches.sort_unstable();
-            prune(&mut dispatches, now, window_ms);
+            prune(&mut dispatches, now, window_ms, limit);
             let platform = self
                 .platforms
                 .entry(doc.platform.trim().to_string())

@@ -148,3 +148,24 @@ fn rate_limited_refusal_of_a_woken_waiter_passes_the_turn() {
         other => panic!("{other:?}"),
     }
 }
+
+#[test]
+fn only_the_last_limit_dispatches_are_kept_and_delays_are_unchanged() {
+    // A reference list that keeps every in-window dispatch gives the same
+    // delays as the controller, which keeps only the `limit` most recent.
+    let (limit, window) = (3u32, 60_000u64);
+    let mut ctl = Controller::new(rate_cfg(limit, window));
+    let mut all: Vec<i64> = Vec::new();
+    for i in 0..200 {
+        let now = T0 + i * 7_000;
+        all.retain(|&t| t > now - window as i64);
+        let expected = rate_limit_delay_ms(&all, now, limit, window);
+        let g = grant(&mut ctl, &target(&format!("c{i}"), "claude"), now);
+        assert_eq!(g.rate_limit_delay_ms, expected, "admission {i}");
+        all.push(now + g.rate_limit_delay_ms as i64);
+        all.sort_unstable();
+    }
+    let doc: serde_json::Value = serde_json::from_str(&ctl.persisted_json(T0 + 200 * 7_000)).unwrap();
+    let kept = doc["platforms"][0]["dispatches"].as_array().unwrap().len();
+    assert!(kept <= limit as usize, "persisted {kept} dispatch times");
+}
