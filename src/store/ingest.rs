@@ -18,27 +18,28 @@ pub(super) fn ingest(
     settings: IngestSettings,
     now: i64,
 ) -> Result<IngestOutcome, StoreError> {
-    if let Some(message) = message_by_id(conn, &input.message_id, true)? {
-        // A known message id is a no-op; the answer still names where it lives.
-        let local = find_local_conversation(conn, &message.platform, &message.conversation_id)?;
-        let link_id = match &local {
-            Some(lc) => active_link_id(conn, lc)?,
-            None => None,
-        };
-        return Ok(IngestOutcome {
-            message,
-            local_conversation_id: local,
-            link_id,
-            duplicate: true,
-            automation_changed: false,
-        });
-    }
     let summary = cut_chars(&collapse_whitespace(&input.text), settings.summary_limit);
-    insert_message(conn, input, &summary, now)?;
+    // The common path is four statements: insert, find, update, link.
+    if !insert_message(conn, input, &summary, now)? {
+        return duplicate(conn, &input.message_id);
+    }
     let (local_id, automation_changed) = upsert_conversation(conn, input, &summary, settings, now)?;
     let link_id = upsert_active_link(conn, &local_id, input, now)?;
-    let message = message_by_id(conn, &input.message_id, true)?
-        .ok_or_else(|| StoreError::Sqlite("inserted message vanished".into()))?;
+    let message = Message {
+        message_id: input.message_id.clone(),
+        platform: input.platform.clone(),
+        conversation_id: input.conversation_id.clone(),
+        role: input.role.clone(),
+        raw_text: Some(input.text.clone()),
+        summary: Some(summary),
+        page_url: input.page_url.clone(),
+        page_title: input.page_title.clone(),
+        tab_id: input.tab_id,
+        client_id: input.client_id.clone(),
+        organization_id: input.organization_id.clone(),
+        observed_at: input.observed_at,
+        created_at: now,
+    };
     Ok(IngestOutcome {
         message,
         local_conversation_id: Some(local_id),
@@ -48,14 +49,29 @@ pub(super) fn ingest(
     })
 }
 
-fn insert_message(conn: &Connection, m: &NewMessage, summary: &str, now: i64) -> Result<(), StoreError> {
+/// A known message id is a no-op; the answer still names the stored
+/// message and where it lives.
+fn duplicate(conn: &Connection, message_id: &str) -> Result<IngestOutcome, StoreError> {
+    let message = message_by_id(conn, message_id, true)?
+        .ok_or_else(|| StoreError::Sqlite("duplicate message vanished".into()))?;
+    let local = find_local_conversation(conn, &message.platform, &message.conversation_id)?;
+    let link_id = match &local {
+        Some(lc) => active_link_id(conn, lc)?,
+        None => None,
+    };
+    Ok(IngestOutcome { message, local_conversation_id: local, link_id, duplicate: true, automation_changed: false })
+}
+
+/// Inserts the message; false when its id is already stored.
+fn insert_message(conn: &Connection, m: &NewMessage, summary: &str, now: i64) -> Result<bool, StoreError> {
     // The next sequence number: the newest message is never pruned, so the
     // sequence only grows (see `renewal::prune`).
     let sql = format!(
         "INSERT INTO messages ({MESSAGE_COLUMNS}, seq)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13, (SELECT IFNULL(MAX(seq), 0) + 1 FROM messages))"
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13, (SELECT IFNULL(MAX(seq), 0) + 1 FROM messages))
+         ON CONFLICT (id) DO NOTHING"
     );
-    conn.prepare_cached(&sql)?.execute(params![
+    let inserted = conn.prepare_cached(&sql)?.execute(params![
         m.message_id,
         m.platform,
         m.conversation_id,
@@ -70,7 +86,7 @@ fn insert_message(conn: &Connection, m: &NewMessage, summary: &str, now: i64) ->
         m.observed_at,
         now,
     ])?;
-    Ok(())
+    Ok(inserted == 1)
 }
 
 /// The local conversation a platform conversation is linked to, if any.
@@ -117,44 +133,32 @@ fn upsert_conversation(
             id
         }
     };
-    // The newest message by observation time is the conversation's last one,
-    // so a late-arriving older message never supersedes a newer one.
-    conn.prepare_cached(
-        "UPDATE local_conversations SET
-            last_message_id = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?3 ELSE last_message_id END,
-            summary = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?4 ELSE summary END,
-            last_message_at = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?2 ELSE last_message_at END,
-            title = COALESCE(?5, title),
-            updated_at = MAX(updated_at, ?6)
-         WHERE local_conversation_id = ?1",
-    )?
-    .execute(params![local_id, m.observed_at, m.message_id, summary, m.page_title, now])?;
-    let changed = if m.role == "assistant" { count_repeat(conn, &local_id, &m.text, settings, now)? } else { false };
-    Ok((local_id, changed))
-}
-
-/// Repeated-message loop protection (RENEWAL.md): only assistant messages
-/// count, because the loop being guarded against is the assistant answering
-/// the same thing to each renewal; a person's own messages in between must not
-/// reset or trip it.
-fn count_repeat(
-    conn: &Connection,
-    local_id: &str,
-    text: &str,
-    settings: IngestSettings,
-    now: i64,
-) -> Result<bool, StoreError> {
-    let fp = fingerprint(text);
+    // The newest message by observation time is the conversation's last
+    // one, so a late-arriving older message never supersedes a newer one.
+    // The repeated-message counter (RENEWAL.md "Loop protection") counts
+    // assistant messages only: the loop it guards against is the assistant
+    // answering the same thing to each renewal, and a person's own messages
+    // in between must neither reset nor trip it.
+    let fp = (m.role == "assistant").then(|| fingerprint(&m.text));
     let (count, status): (i64, String) = conn
         .prepare_cached(
             "UPDATE local_conversations SET
-                repeated_message_count = CASE WHEN last_message_fingerprint = ?2 THEN repeated_message_count + 1 ELSE 1 END,
-                last_message_fingerprint = ?2
+                last_message_id = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?3 ELSE last_message_id END,
+                summary = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?4 ELSE summary END,
+                last_message_at = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?2 ELSE last_message_at END,
+                title = COALESCE(?5, title),
+                repeated_message_count = CASE WHEN ?7 IS NULL THEN repeated_message_count
+                    WHEN last_message_fingerprint = ?7 THEN repeated_message_count + 1 ELSE 1 END,
+                last_message_fingerprint = COALESCE(?7, last_message_fingerprint),
+                updated_at = MAX(updated_at, ?6)
              WHERE local_conversation_id = ?1
              RETURNING repeated_message_count, automation_status",
         )?
-        .query_row(params![local_id, fp], |row| Ok((row.get(0)?, row.get(1)?)))?;
-    if status == "auto" && count >= settings.repeat_pause_threshold as i64 {
+        .query_row(params![local_id, m.observed_at, m.message_id, summary, m.page_title, now, fp], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
+    let paused = fp.is_some() && status == "auto" && count >= settings.repeat_pause_threshold as i64;
+    if paused {
         conn.prepare_cached(
             "UPDATE local_conversations SET automation_status = 'paused', pause_reason = 'repeated_message',
                 paused_at = ?2, updated_at = MAX(updated_at, ?2)
@@ -162,9 +166,8 @@ fn count_repeat(
         )?
         .execute(params![local_id, now])?;
         log::info!("store: conversation {local_id} paused: repeated_message ({count} in a row)");
-        return Ok(true);
     }
-    Ok(false)
+    Ok((local_id, paused))
 }
 
 /// Makes the link `(conversation, client, tab)` the conversation's single
@@ -180,6 +183,27 @@ fn upsert_active_link(conn: &Connection, local_id: &str, m: &NewMessage, now: i6
         .to_string()
     });
     let route = m.route.clone().unwrap_or_default();
+    // The usual case: the link is already the active one; one statement.
+    let refreshed: Option<String> = conn
+        .prepare_cached(
+            "UPDATE conversation_links SET page_url = ?4, page_title = ?5, route_path = ?6, route_pattern = ?7,
+                route_params = ?8, target_kind = ?9, target_payload = ?10,
+                observed_at = MAX(observed_at, ?11), updated_at = ?12
+             WHERE local_conversation_id = ?1 AND is_active = 1
+               AND IFNULL(client_id, '') = IFNULL(?2, '') AND IFNULL(target_id, '') = IFNULL(?3, '')
+             RETURNING link_id",
+        )?
+        .query_row(
+            params![
+                local_id, m.client_id, target_id, m.page_url, m.page_title, route.path, route.pattern,
+                route.params, target_kind, target_payload, m.observed_at, now
+            ],
+            |row| row.get(0),
+        )
+        .optional()?;
+    if let Some(link_id) = refreshed {
+        return Ok(link_id);
+    }
     let existing: Option<String> = conn
         .prepare_cached(
             "SELECT link_id FROM conversation_links WHERE local_conversation_id = ?1
