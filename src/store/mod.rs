@@ -221,6 +221,21 @@ impl Store {
         self.call(|reply| StoreMsg::FinishAttempt { finish, reply })
     }
 
+    /// Queues `finish_attempt` and returns at once; the answer arrives after
+    /// the commit. Lets the dispatcher share a commit with its next start.
+    pub fn finish_attempt_async(
+        &self,
+        finish: FinishAttempt,
+    ) -> crossbeam_channel::Receiver<Result<FinishOutcome, StoreError>> {
+        let (reply, answer) = bounded(1);
+        if let Err(e) = self.tx.send(StoreMsg::FinishAttempt { finish, reply }) {
+            if let StoreMsg::FinishAttempt { reply, .. } = e.into_inner() {
+                let _ = reply.send(Err(StoreError::Closed));
+            }
+        }
+        answer
+    }
+
     pub fn recover(&self, now: i64, delay_ms: i64) -> Result<RecoveryReport, StoreError> {
         self.call(|reply| StoreMsg::Recover { now, delay_ms, reply })
     }

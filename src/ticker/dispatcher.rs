@@ -32,6 +32,18 @@ pub struct Dispatcher {
     /// Whether this run already sent a delivery: the inter-job jitter goes
     /// between two deliveries, not before the first or around deferrals.
     pub sent_in_run: std::cell::Cell<bool>,
+    /// The last successful delivery's bookkeeping, sent to the writer but not
+    /// yet confirmed. The next job's `start_attempt` is queued right behind
+    /// it, so both share one commit; it is confirmed (and logged) then.
+    pub pending_finish: std::cell::RefCell<Option<PendingFinish>>,
+}
+
+/// A `finish_attempt` on its way to the store.
+pub struct PendingFinish {
+    answer: crossbeam_channel::Receiver<Result<crate::store::FinishOutcome, crate::store::StoreError>>,
+    job_id: String,
+    local_conversation_id: String,
+    attempt: i64,
 }
 
 /// How one job's turn ended, for the run summary.
@@ -62,9 +74,16 @@ impl Runner for Dispatcher {
         let mut counts = [0u64; 4];
         self.sent_in_run.set(false);
         for job in &jobs {
-            let fate = self.dispatch(ctx, job);
-            counts[fate as usize] += 1;
+            if self.pending_finish.borrow().as_ref().is_some_and(|p| p.local_conversation_id == job.local_conversation_id) {
+                // This job's conversation must be read after the previous
+                // success is committed (its lock released, its cooldown set).
+                self.settle_finish(ctx, &mut counts);
+            }
+            if let Some(fate) = self.dispatch(ctx, job, &mut counts) {
+                counts[fate as usize] += 1;
+            }
         }
+        self.settle_finish(ctx, &mut counts);
         let details = json!({
             "due_jobs": jobs.len(), "successful_jobs": counts[0], "retried_jobs": counts[1],
             "failed_jobs": counts[2], "skipped_jobs": counts[3],
@@ -90,7 +109,9 @@ impl Dispatcher {
         Some(ctx.log.path_for(now_ms()).display().to_string())
     }
 
-    fn dispatch(&self, ctx: &RunContext, job: &Job) -> Fate {
+    /// One job's turn; `None` when its success is still being committed
+    /// (counted by `settle_finish`).
+    fn dispatch(&self, ctx: &RunContext, job: &Job, counts: &mut [u64; 4]) -> Option<Fate> {
         let log = |stage, result: &str, extra: Value| {
             let mut details = json!({ "job_id": job.job_id, "local_conversation_id": job.local_conversation_id });
             if let (Value::Object(d), Value::Object(e)) = (&mut details, extra) {
@@ -103,11 +124,11 @@ impl Dispatcher {
             Ok(None) => {
                 let _ = self.store.fail_job(&job.job_id, "missing_local_conversation", self.log_path(ctx));
                 log("job_failed", "missing_local_conversation", json!({ "terminal": true }));
-                return Fate::Failed;
+                return Some(Fate::Failed);
             }
             Err(e) => {
                 ::log::error!("dispatcher: {e}");
-                return Fate::Skipped;
+                return Some(Fate::Skipped);
             }
         };
         let recheck = now_ms() + self.config.renewal.effective_recheck_delay_ms(ctx.interval_ms) as i64;
@@ -118,11 +139,11 @@ impl Dispatcher {
             _ => Some("execution_busy"),
         };
         if let Some(reason) = deferred {
-            return self.defer(ctx, job, recheck, reason, &log);
+            return Some(self.defer(ctx, job, recheck, reason, &log));
         }
         match self.prepare(job, &conv) {
-            Ok(plan) => self.deliver(ctx, job, &conv, plan, &log),
-            Err((error, terminal)) => self.finish_failure(ctx, job, &error, terminal, &log),
+            Ok(plan) => self.deliver(ctx, job, &conv, plan, &log, counts),
+            Err((error, terminal)) => Some(self.finish_failure(ctx, job, &error, terminal, &log)),
         }
     }
 
@@ -143,11 +164,19 @@ impl Dispatcher {
         Ok(Plan { link, tab_id, text })
     }
 
-    fn deliver(&self, ctx: &RunContext, job: &Job, conv: &Conversation, plan: Plan<'_>, log: &dyn Fn(&'static str, &str, Value)) -> Fate {
+    fn deliver(
+        &self,
+        ctx: &RunContext,
+        job: &Job,
+        conv: &Conversation,
+        plan: Plan<'_>,
+        log: &dyn Fn(&'static str, &str, Value),
+        counts: &mut [u64; 4],
+    ) -> Option<Fate> {
         let platform = plan.link.platform.clone();
         let client = plan.link.client_id.clone().or_else(|| self.hub.chosen_client(Some(&platform), None));
         let Some(client) = client else {
-            return self.finish_failure(ctx, job, "no_active_client", false, log);
+            return Some(self.finish_failure(ctx, job, "no_active_client", false, log));
         };
         if self.sent_in_run.replace(true) {
             self.inter_job_pause();
@@ -157,18 +186,24 @@ impl Dispatcher {
             Ok(lease) => lease,
             Err(refusal) => {
                 let at = now_ms() + refusal.retry_after_ms as i64;
-                return self.defer(ctx, job, at, refusal.code.as_str(), log);
+                return Some(self.defer(ctx, job, at, refusal.code.as_str(), log));
             }
         };
         let started = now_ms();
-        match self.store.start_attempt(&job.job_id, &conv.local_conversation_id, self.log_path(ctx), started) {
+        let started_ok = self.store.start_attempt(&job.job_id, &conv.local_conversation_id, self.log_path(ctx), started);
+        // Committed together with the previous success, if one was pending.
+        self.settle_finish(ctx, counts);
+        match started_ok {
             Ok(true) => {}
             // Someone else took the conversation (or the job) meanwhile; the
             // dropped lease is completed as cancelled.
-            Ok(false) => return self.defer(ctx, job, now_ms() + self.config.renewal.effective_recheck_delay_ms(ctx.interval_ms) as i64, "execution_busy", log),
+            Ok(false) => {
+                let at = now_ms() + self.config.renewal.effective_recheck_delay_ms(ctx.interval_ms) as i64;
+                return Some(self.defer(ctx, job, at, "execution_busy", log));
+            }
             Err(e) => {
                 ::log::error!("dispatcher: cannot start {}: {e}", job.job_id);
-                return Fate::Skipped;
+                return Some(Fate::Skipped);
             }
         }
         log("job_attempt_started", "attempt_started", json!({ "attempt": job.attempt_count + 1, "client_id": client, "tab_id": plan.tab_id }));
@@ -177,11 +212,12 @@ impl Dispatcher {
         match result {
             Ok(()) => {
                 lease.complete(Outcome::Success);
-                self.finish_success(ctx, job, log)
+                self.finish_success(ctx, job, counts);
+                None
             }
             Err(reason) => {
                 lease.complete(Outcome::failure(reason.clone()));
-                self.finish_failure(ctx, job, &reason, false, log)
+                Some(self.finish_failure(ctx, job, &reason, false, log))
             }
         }
     }
@@ -216,17 +252,36 @@ impl Dispatcher {
         delivery_verdict(&frame)
     }
 
-    fn finish_success(&self, ctx: &RunContext, job: &Job, log: &dyn Fn(&'static str, &str, Value)) -> Fate {
+    /// Step 9, sent to the writer without waiting: the next job's start
+    /// shares its commit, and `settle_finish` confirms and logs it.
+    fn finish_success(&self, ctx: &RunContext, job: &Job, counts: &mut [u64; 4]) {
+        self.settle_finish(ctx, counts);
         let finish = self.finish(ctx, job, AttemptResult::Success { summary: self.renewed_summary(job) });
-        match self.store.finish_attempt(finish) {
+        let answer = self.store.finish_attempt_async(finish);
+        *self.pending_finish.borrow_mut() = Some(PendingFinish {
+            answer,
+            job_id: job.job_id.clone(),
+            local_conversation_id: job.local_conversation_id.clone(),
+            attempt: job.attempt_count + 1,
+        });
+    }
+
+    /// Waits for the pending success (if any), logs it and counts it.
+    fn settle_finish(&self, ctx: &RunContext, counts: &mut [u64; 4]) {
+        let Some(p) = self.pending_finish.borrow_mut().take() else { return };
+        let details = |paused: Option<&str>| {
+            json!({ "job_id": p.job_id, "local_conversation_id": p.local_conversation_id,
+                    "attempt": p.attempt, "paused": paused })
+        };
+        match p.answer.recv().unwrap_or(Err(crate::store::StoreError::Closed)) {
             Ok(outcome) => {
                 self.after_pause(outcome.paused);
-                log("job_completed", "attempt_succeeded", json!({ "attempt": job.attempt_count + 1, "paused": outcome.paused }));
-                Fate::Succeeded
+                ctx.log("job_completed", "attempt_succeeded", details(outcome.paused));
+                counts[Fate::Succeeded as usize] += 1;
             }
             Err(e) => {
-                ::log::error!("dispatcher: cannot record success of {}: {e}", job.job_id);
-                Fate::Skipped
+                ::log::error!("dispatcher: cannot record success of {}: {e}", p.job_id);
+                counts[Fate::Skipped as usize] += 1;
             }
         }
     }

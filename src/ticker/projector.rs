@@ -9,13 +9,31 @@ use serde_json::json;
 
 use super::{RunContext, RunOutcome, Runner};
 use crate::config::Config;
-use crate::store::{AutomationState, ProjectSettings, Projection, Store};
+use crate::store::{AutomationState, ProjectSettings, Projection, ProjectionReport, Store};
 
 pub struct Projector {
     pub store: Store,
     pub config: Arc<Config>,
     /// `PUBLIC_BASE/artifact/msg/`.
     pub link_base: String,
+}
+
+/// Messages examined per store transaction.
+const CHUNK: usize = 256;
+
+impl Projector {
+    fn settings(&self, ctx: &RunContext, max_messages: usize) -> ProjectSettings {
+        ProjectSettings {
+            now: ctx.now,
+            settle_delay_ms: ctx.settle_delay_ms as i64,
+            max_messages,
+            template: self.config.renewal.template.clone(),
+            summary_limit: self.config.renewal.summary_limit,
+            max_attempts: self.config.renewal.max_attempts,
+            link_base: self.link_base.clone(),
+            log_path: Some(ctx.log.path_for(ctx.now).display().to_string()),
+        }
+    }
 }
 
 impl Runner for Projector {
@@ -34,24 +52,26 @@ impl Runner for Projector {
             ctx.log("scan_skipped", reason, json!({}));
             return RunOutcome { result: reason.into(), details: json!({}) };
         }
-        let settings = ProjectSettings {
-            now: ctx.now,
-            settle_delay_ms: ctx.settle_delay_ms as i64,
-            max_messages: ctx.max_messages_per_tick,
-            template: self.config.renewal.template.clone(),
-            summary_limit: self.config.renewal.summary_limit,
-            max_attempts: self.config.renewal.max_attempts,
-            link_base: self.link_base.clone(),
-            log_path: Some(ctx.log.path_for(ctx.now).display().to_string()),
-        };
-        let report = match self.store.project(settings) {
-            Ok(report) => report,
-            Err(e) => {
-                ::log::error!("projector: {e}");
-                ctx.log("scan_failed", "store_error", json!({ "error": e.to_string() }));
-                return RunOutcome { result: "store_error".into(), details: json!({ "error": e.to_string() }) };
+        let mut report = ProjectionReport { outcomes: Vec::new(), cursor: None };
+        // In chunks, each its own transaction, so a large tick never holds
+        // the store writer for long (deliveries' commits interleave).
+        while report.outcomes.len() < ctx.max_messages_per_tick {
+            let chunk = (ctx.max_messages_per_tick - report.outcomes.len()).min(CHUNK);
+            let part = match self.store.project(self.settings(ctx, chunk)) {
+                Ok(part) => part,
+                Err(e) => {
+                    ::log::error!("projector: {e}");
+                    ctx.log("scan_failed", "store_error", json!({ "error": e.to_string() }));
+                    return RunOutcome { result: "store_error".into(), details: json!({ "error": e.to_string() }) };
+                }
+            };
+            let short = part.outcomes.len() < chunk;
+            report.outcomes.extend(part.outcomes);
+            report.cursor = part.cursor.or(report.cursor);
+            if short {
+                break;
             }
-        };
+        }
         let (mut projected, mut skipped) = (0, 0);
         for outcome in &report.outcomes {
             match outcome {
