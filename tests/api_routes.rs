@@ -9,6 +9,7 @@ use std::fs;
 use serde_json::{json, Value};
 use support::{
     enc, exec_sql, message_body, now_ms, quiet_timed_jobs, seed_job, Daemon, DaemonOpts, JobSeed,
+    JOB_KEYS,
 };
 
 const JSON_TYPE: &str = "application/json; charset=utf-8";
@@ -83,26 +84,6 @@ const LINK_KEYS: &[&str] = &[
     "target_payload",
     "is_active",
     "observed_at",
-    "created_at",
-    "updated_at",
-];
-const JOB_KEYS: &[&str] = &[
-    "job_id",
-    "local_conversation_id",
-    "message_id",
-    "status",
-    "payload_kind",
-    "payload",
-    "payload_text",
-    "target_snapshot",
-    "attempt_count",
-    "max_attempts",
-    "next_attempt_at",
-    "last_attempt_at",
-    "last_error",
-    "log_path",
-    "started_at",
-    "finished_at",
     "created_at",
     "updated_at",
 ];

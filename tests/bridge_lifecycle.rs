@@ -10,8 +10,9 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::bridge::{browser, client_view, hello, post_in_thread};
 use support::ws::{connect, Event, WsClient, FRAME_TIMEOUT};
-use support::{now_ms, wait_until, Daemon, DaemonOpts, Resp};
+use support::{now_ms, wait_until, Daemon, DaemonOpts};
 
 fn start(config: Value) -> Daemon {
     Daemon::start(DaemonOpts::new().config(config))
@@ -21,48 +22,8 @@ fn quiet() -> Value {
     json!({"timed_jobs": {"interval_ms": 3_600_000}})
 }
 
-fn browser(d: &Daemon) -> Value {
-    d.get("/v1/browser").data()
-}
-
-fn client_view(d: &Daemon, client_id: &str) -> Option<Value> {
-    browser(d)["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["client_id"] == client_id)
-        .cloned()
-}
-
-fn hello(d: &Daemon, client_id: &str, platforms: &[&str]) -> WsClient {
-    let mut c = connect(&d.ws_url(), &[]);
-    c.hello(client_id, platforms);
-    c
-}
-
-/// POSTs on its own thread; the handle gives the response and how long it took.
-fn post_in_thread(
-    d: &Daemon,
-    path: &str,
-    body: Value,
-) -> std::thread::JoinHandle<(Resp, Duration)> {
-    let addr = d.addr;
-    let path = path.to_string();
-    std::thread::spawn(move || {
-        let started = Instant::now();
-        let body = body.to_string();
-        let resp = support::try_request(
-            addr,
-            "POST",
-            &path,
-            &[("Content-Type", "application/json")],
-            Some(body.as_bytes()),
-            Duration::from_secs(60),
-        )
-        .expect("POST");
-        (resp, started.elapsed())
-    })
-}
+/// Read deadline of the POSTs made on their own thread.
+const POST_TIMEOUT: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------
 // Replacement and fail-fast
@@ -80,6 +41,7 @@ fn a_second_connection_replaces_the_first_and_fails_its_pending_action() {
         &d,
         "/v1/browser/actions",
         json!({"action": "tab_focus", "client_id": "ff-rep", "timeout_ms": timeout_ms}),
+        POST_TIMEOUT,
     );
     let action = first.recv_type("action", FRAME_TIMEOUT);
     assert_eq!(action["action"], "tab_focus");
@@ -115,6 +77,7 @@ fn a_second_connection_replaces_the_first_and_fails_its_pending_action() {
         &d,
         "/v1/browser/actions",
         json!({"action": "tab_reload", "client_id": "ff-rep", "timeout_ms": 10_000}),
+        POST_TIMEOUT,
     );
     let action = second.recv_type("action", FRAME_TIMEOUT);
     second.send_json(
@@ -134,6 +97,7 @@ fn replacement_fails_a_pending_relay_with_client_replaced() {
         &d,
         "/v1/browser/request",
         json!({"platform": "claude", "method": "GET", "path": "/api/x", "timeout_ms": 20_000}),
+        POST_TIMEOUT,
     );
     first.recv_type("api_request", FRAME_TIMEOUT);
     let mut second = connect(&d.ws_url(), &[]);
@@ -163,6 +127,7 @@ fn a_pending_action_fails_fast_when_the_plugin_disconnects() {
         &d,
         "/v1/browser/actions",
         json!({"action": "tab_focus", "platform": "chatgpt", "timeout_ms": timeout_ms}),
+        POST_TIMEOUT,
     );
     c.recv_type("action", FRAME_TIMEOUT);
     c.drop_connection();
@@ -193,6 +158,7 @@ fn a_pending_action_fails_fast_when_the_plugin_disconnects() {
         &d,
         "/v1/browser/actions",
         json!({"action": "tab_focus", "client_id": "ff-close", "timeout_ms": timeout_ms}),
+        POST_TIMEOUT,
     );
     c.recv_type("action", FRAME_TIMEOUT);
     c.close();

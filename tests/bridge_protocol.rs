@@ -8,6 +8,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::bridge::{browser, client_view, hello, post_in_thread};
 use support::ws::{self, connect, refused_status, try_connect, Event, WsClient, FRAME_TIMEOUT};
 use support::{now_ms, quiet_timed_jobs, Daemon, DaemonOpts};
 
@@ -19,48 +20,8 @@ fn plain() -> Daemon {
     start(quiet_timed_jobs())
 }
 
-fn browser(d: &Daemon) -> Value {
-    d.get("/v1/browser").data()
-}
-
-fn client_view(d: &Daemon, client_id: &str) -> Option<Value> {
-    browser(d)["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["client_id"] == client_id)
-        .cloned()
-}
-
-/// An introduced client.
-fn hello(d: &Daemon, client_id: &str, platforms: &[&str]) -> WsClient {
-    let mut c = connect(&d.ws_url(), &[]);
-    c.hello(client_id, platforms);
-    c
-}
-
-fn post_in_thread(
-    d: &Daemon,
-    path: &str,
-    body: Value,
-) -> std::thread::JoinHandle<(support::Resp, Duration)> {
-    let addr = d.addr;
-    let path = path.to_string();
-    std::thread::spawn(move || {
-        let started = Instant::now();
-        let body = body.to_string();
-        let resp = support::try_request(
-            addr,
-            "POST",
-            &path,
-            &[("Content-Type", "application/json")],
-            Some(body.as_bytes()),
-            Duration::from_secs(30),
-        )
-        .expect("POST");
-        (resp, started.elapsed())
-    })
-}
+/// Read deadline of the POSTs made on their own thread.
+const POST_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------
 // Frame types
@@ -286,6 +247,7 @@ fn action_result_answers_a_browser_action() {
         &d,
         "/v1/browser/actions",
         json!({"action": "tab_focus", "platform": "chatgpt", "tab_id": 17, "payload": {"x": 1}, "timeout_ms": 10_000}),
+        POST_TIMEOUT,
     );
     let action = c.recv_type("action", FRAME_TIMEOUT);
     let request_id = action["request_id"].as_str().unwrap().to_string();
@@ -340,6 +302,7 @@ fn api_response_and_stream_frames_answer_relays() {
         &d,
         "/v1/browser/request",
         json!({"platform": "claude", "method": "GET", "path": "/api/organizations", "timeout_ms": 10_000}),
+        POST_TIMEOUT,
     );
     let req = c.recv_type("api_request", FRAME_TIMEOUT);
     assert_eq!(req["path"], "/api/organizations");
@@ -358,6 +321,7 @@ fn api_response_and_stream_frames_answer_relays() {
         &d,
         "/v1/browser/request",
         json!({"platform": "claude", "method": "POST", "path": "/api/chat", "stream": true, "timeout_ms": 10_000}),
+        POST_TIMEOUT,
     );
     let req = c.recv_type("api_request", FRAME_TIMEOUT);
     assert_eq!(req["stream"], true);

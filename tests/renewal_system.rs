@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use renewal_support::*;
 use serde_json::{json, Value};
-use support::{now_ms, seed_job, wait_until, JobSeed};
+use support::{now_ms, seed_job, wait_until, JobSeed, JOB_KEYS};
 
 #[test]
 fn exposes_renewal_jobs_apis_and_registers_the_dispatcher() {
@@ -99,28 +99,7 @@ fn exposes_renewal_jobs_apis_and_registers_the_dispatcher() {
         .keys()
         .map(String::as_str)
         .collect();
-    let expected: BTreeSet<&str> = [
-        "job_id",
-        "local_conversation_id",
-        "message_id",
-        "status",
-        "payload_kind",
-        "payload",
-        "payload_text",
-        "target_snapshot",
-        "attempt_count",
-        "max_attempts",
-        "next_attempt_at",
-        "last_attempt_at",
-        "last_error",
-        "log_path",
-        "started_at",
-        "finished_at",
-        "created_at",
-        "updated_at",
-    ]
-    .into_iter()
-    .collect();
+    let expected: BTreeSet<&str> = JOB_KEYS.iter().copied().collect();
     assert_eq!(keys, expected, "every field present, null when unknown");
     assert_eq!(read["finished_at"], Value::Null);
 

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::support::{db, enc, now_ms, wait_until, Daemon, DaemonOpts, JobSeed};
+use crate::support::{db, enc, insert_job, now_ms, wait_until, Daemon, DaemonOpts, JobSeed};
 
 /// Default deadline of every wait in these tests.
 pub const WAIT: Duration = Duration::from_secs(15);
@@ -780,32 +780,7 @@ pub fn seed_jobs_at_once(db_path: &Path, jobs: &[JobSeed]) {
     let mut conn = db(db_path);
     let tx = conn.transaction().expect("begin");
     for job in jobs {
-        tx.execute(
-            "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
-                target_snapshot, attempt_count, max_attempts, next_attempt_at, last_attempt_at, last_error,
-                log_path, started_at, finished_at, created_at, updated_at)
-             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
-            rusqlite::params![
-                job.job_id,
-                job.local_conversation_id,
-                job.message_id,
-                job.status,
-                job.payload,
-                job.payload_kind,
-                job.target_snapshot,
-                job.attempt_count,
-                job.max_attempts,
-                job.next_attempt_at,
-                job.last_attempt_at,
-                job.last_error,
-                job.log_path,
-                job.started_at,
-                job.finished_at,
-                job.created_at,
-                job.updated_at,
-            ],
-        )
-        .expect("seed renewal job");
+        insert_job(&tx, job);
     }
     tx.commit().expect("commit");
 }

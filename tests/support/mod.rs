@@ -946,34 +946,61 @@ impl JobSeed {
 }
 
 pub fn seed_job(db_path: &Path, job: &JobSeed) {
-    db(db_path)
-        .execute(
-            "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
+    insert_job(&db(db_path), job);
+}
+
+/// Inserts one job row through `conn` (a connection or an open transaction).
+pub fn insert_job(conn: &rusqlite::Connection, job: &JobSeed) {
+    conn.execute(
+        "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
                 target_snapshot, attempt_count, max_attempts, next_attempt_at, last_attempt_at, last_error,
                 log_path, started_at, finished_at, created_at, updated_at)
              VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17)",
-            rusqlite::params![
-                job.job_id,
-                job.local_conversation_id,
-                job.message_id,
-                job.status,
-                job.payload,
-                job.payload_kind,
-                job.target_snapshot,
-                job.attempt_count,
-                job.max_attempts,
-                job.next_attempt_at,
-                job.last_attempt_at,
-                job.last_error,
-                job.log_path,
-                job.started_at,
-                job.finished_at,
-                job.created_at,
-                job.updated_at,
-            ],
-        )
-        .expect("seed renewal job");
+        rusqlite::params![
+            job.job_id,
+            job.local_conversation_id,
+            job.message_id,
+            job.status,
+            job.payload,
+            job.payload_kind,
+            job.target_snapshot,
+            job.attempt_count,
+            job.max_attempts,
+            job.next_attempt_at,
+            job.last_attempt_at,
+            job.last_error,
+            job.log_path,
+            job.started_at,
+            job.finished_at,
+            job.created_at,
+            job.updated_at,
+        ],
+    )
+    .expect("seed renewal job");
 }
+
+/// Every field of a renewal job as the API shows it (`/v1/renewal/jobs`,
+/// `/v1/renewal/jobs/:job_id`): all present, `null` when unknown.
+pub const JOB_KEYS: &[&str] = &[
+    "job_id",
+    "local_conversation_id",
+    "message_id",
+    "status",
+    "payload_kind",
+    "payload",
+    "payload_text",
+    "target_snapshot",
+    "attempt_count",
+    "max_attempts",
+    "next_attempt_at",
+    "last_attempt_at",
+    "last_error",
+    "log_path",
+    "started_at",
+    "finished_at",
+    "created_at",
+    "updated_at",
+];
 
 /// Runs SQL against a daemon's database (fixtures, e.g. equal timestamps).
 pub fn exec_sql(db_path: &Path, sql: &str) {
@@ -994,4 +1021,5 @@ pub fn read_json(path: &Path) -> Option<Value> {
     File::open(path).ok()?.read_to_string(&mut text).ok()?;
     serde_json::from_str(&text).ok()
 }
+pub mod bridge;
 pub mod ws;
