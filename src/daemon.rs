@@ -125,7 +125,6 @@ pub fn run(config: Config) -> Result<(), Fatal> {
             hub: hub.clone(),
             policy: policy.clone(),
             sent_in_run: Default::default(),
-            pending_finish: Default::default(),
         }),
         Box::new(ticker::pruner::Pruner { store: store.clone(), config: config.clone() }),
     ];

@@ -217,6 +217,46 @@ impl Store {
         self.call(|reply| StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply })
     }
 
+    /// Queues a claim and returns at once; several queued back to back
+    /// share one commit.
+    pub fn start_attempt_async(
+        &self,
+        job_id: &str,
+        local_conversation_id: &str,
+        log_path: Option<String>,
+        now: i64,
+    ) -> crossbeam_channel::Receiver<Result<bool, StoreError>> {
+        let (reply, answer) = bounded(1);
+        let msg = StoreMsg::StartAttempt {
+            job_id: job_id.to_string(),
+            local_conversation_id: local_conversation_id.to_string(),
+            log_path,
+            now,
+            reply,
+        };
+        if let Err(e) = self.tx.send(msg) {
+            if let StoreMsg::StartAttempt { reply, .. } = e.into_inner() {
+                let _ = reply.send(Err(StoreError::Closed));
+            }
+        }
+        answer
+    }
+
+    /// Puts a claimed job back to pending without counting an attempt.
+    pub fn release_claim(&self, job: &Job, next_attempt_at: i64, log_path: Option<String>) -> Result<(), StoreError> {
+        let (job_id, local_conversation_id) = (job.job_id.clone(), job.local_conversation_id.clone());
+        let last_attempt_at = job.last_attempt_at;
+        self.call(|reply| StoreMsg::ReleaseClaim {
+            job_id,
+            local_conversation_id,
+            next_attempt_at,
+            last_attempt_at,
+            log_path,
+            now: crate::util::now_ms(),
+            reply,
+        })
+    }
+
     pub fn finish_attempt(&self, finish: FinishAttempt) -> Result<FinishOutcome, StoreError> {
         self.call(|reply| StoreMsg::FinishAttempt { finish, reply })
     }

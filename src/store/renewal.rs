@@ -242,6 +242,37 @@ pub(super) fn start_attempt(conn: &Connection, job_id: &str, local_id: &str, log
     Ok(true)
 }
 
+/// A claim to put back (`release_claim`).
+pub(super) struct Release<'a> {
+    pub job_id: &'a str,
+    pub local_conversation_id: &'a str,
+    pub next_attempt_at: i64,
+    pub last_attempt_at: Option<i64>,
+    pub log_path: Option<&'a str>,
+    pub now: i64,
+}
+
+/// Undoes `start_attempt` for a job whose delivery was deferred after its
+/// claim (a policy refusal): pending again, due at `next_attempt_at`, its
+/// last attempt time restored, and the conversation's lock released.
+pub(super) fn release_claim(conn: &Connection, r: &Release<'_>) -> Result<(), StoreError> {
+    let released = conn
+        .prepare_cached(
+            "UPDATE renewal_jobs SET status = 'pending', started_at = NULL, next_attempt_at = ?2,
+                last_attempt_at = ?3, log_path = COALESCE(?4, log_path), updated_at = MAX(updated_at, ?5)
+             WHERE job_id = ?1 AND status = 'running'",
+        )?
+        .execute(params![r.job_id, r.next_attempt_at, r.last_attempt_at, r.log_path, r.now])?;
+    if released == 1 {
+        conn.prepare_cached(
+            "UPDATE local_conversations SET execution_state = 'idle', updated_at = MAX(updated_at, ?2)
+             WHERE local_conversation_id = ?1",
+        )?
+        .execute(params![r.local_conversation_id, r.now])?;
+    }
+    Ok(())
+}
+
 /// Records an attempt's outcome on the job and its conversation, releases
 /// the conversation's execution lock whatever happened, and applies the
 /// loop protection (failure and repeated-renewal pauses).

@@ -76,6 +76,16 @@ pub enum StoreMsg {
         now: i64,
         reply: Sender<Result<bool, StoreError>>,
     },
+    ReleaseClaim {
+        job_id: String,
+        local_conversation_id: String,
+        next_attempt_at: i64,
+        /// Restored: no attempt took place.
+        last_attempt_at: Option<i64>,
+        log_path: Option<String>,
+        now: i64,
+        reply: Sender<Result<(), StoreError>>,
+    },
     FinishAttempt {
         finish: FinishAttempt,
         reply: Sender<Result<FinishOutcome, StoreError>>,
@@ -329,6 +339,10 @@ fn apply(conn: &Connection, msg: StoreMsg) -> Applied {
         StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply } => {
             applied(reply, renewal::start_attempt(conn, &job_id, &local_conversation_id, log_path.as_deref(), now))
         }
+        StoreMsg::ReleaseClaim { job_id, local_conversation_id, next_attempt_at, last_attempt_at, log_path, now, reply } => {
+            let release = renewal::Release { job_id: &job_id, local_conversation_id: &local_conversation_id, next_attempt_at, last_attempt_at, log_path: log_path.as_deref(), now };
+            applied(reply, renewal::release_claim(conn, &release))
+        }
         StoreMsg::FinishAttempt { finish, reply } => applied(reply, renewal::finish_attempt(conn, &finish)),
         StoreMsg::Recover { now, delay_ms, reply } => applied(reply, renewal::recover(conn, now, delay_ms)),
         StoreMsg::Prune { batch, reply } => applied(reply, renewal::prune(conn, &batch)),
@@ -352,6 +366,7 @@ fn answer_without_commit(msg: StoreMsg, err: StoreError) {
         StoreMsg::FailJob { reply, .. } => drop(reply.send(Err(err.clone()))),
         StoreMsg::StartAttempt { reply, .. } => drop(reply.send(Err(err.clone()))),
         StoreMsg::FinishAttempt { reply, .. } => drop(reply.send(Err(err.clone()))),
+        StoreMsg::ReleaseClaim { reply, .. } => drop(reply.send(Err(err.clone()))),
         StoreMsg::Recover { reply, .. } => drop(reply.send(Err(err.clone()))),
         StoreMsg::Prune { reply, .. } => drop(reply.send(Err(err.clone()))),
         StoreMsg::Flush { reply } => drop(reply.send(Err(err.clone()))),

@@ -1,10 +1,19 @@
 //! `renewal.dispatcher`: delivers due renewal jobs into their tabs through
 //! the plugin (`proxy_delivery`), one at a time, each under a policy lease
-//! and the conversation's execution lock. The conversation and its link are
-//! read afresh for every job. Deferrals (paused, busy, policy refusal) move
-//! the job without counting an attempt; failures count, back off with
-//! jitter, and pause the conversation at the failure threshold. RENEWAL.md
-//! "Dispatcher" is the contract, step by step.
+//! and the conversation's execution lock. Deferrals (paused, busy, policy
+//! refusal) move the job without counting an attempt; failures count, back
+//! off with jitter, and pause the conversation at the failure threshold.
+//! RENEWAL.md "Dispatcher" is the contract, step by step.
+//!
+//! Jobs go in chunks of up to `CLAIM_BATCH`, so the store writer commits a
+//! chunk's claims together and its outcomes together instead of twice per
+//! job: (1) each job's conversation and link are read afresh and checked;
+//! (2) the ready ones are claimed — `running`, conversation locked — in one
+//! commit; (3) each is leased and delivered in order (a policy refusal puts
+//! its claim back, without counting an attempt); (4) the outcomes are
+//! recorded in one commit and logged. Deliveries still happen strictly one
+//! after another, after their claim is durable, so a crash leaves them
+//! `running` for the recovery delay (at-least-once, as before).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,13 +25,15 @@ use crate::bridge::frames::delivery_verdict;
 use crate::bridge::Hub;
 use crate::config::Config;
 use crate::policy::{AdmitOptions, Outcome, Policy, Target};
-use crate::store::{route_tab, AttemptResult, AutomationState, Conversation, FinishAttempt, Job, Link, Store};
+use crate::store::{route_tab, AttemptResult, AutomationState, Conversation, FinishAttempt, Job, Link, Store, StoreError};
 use crate::util::{collapse_whitespace, cut_chars, now_ms, random_unit};
 
 /// A rate-limit delay longer than this defers the job instead of waiting.
 const MAX_INLINE_DELAY_MS: u64 = 1000;
 /// How long the dispatcher queues behind another request on the same target.
 const MAX_TARGET_WAIT: Duration = Duration::from_secs(1);
+/// Jobs claimed (and later recorded) per store commit.
+const CLAIM_BATCH: usize = 32;
 
 pub struct Dispatcher {
     pub store: Store,
@@ -32,26 +43,31 @@ pub struct Dispatcher {
     /// Whether this run already sent a delivery: the inter-job jitter goes
     /// between two deliveries, not before the first or around deferrals.
     pub sent_in_run: std::cell::Cell<bool>,
-    /// The last successful delivery's bookkeeping, sent to the writer but not
-    /// yet confirmed. The next job's `start_attempt` is queued right behind
-    /// it, so both share one commit; it is confirmed (and logged) then.
-    pub pending_finish: std::cell::RefCell<Option<PendingFinish>>,
-}
-
-/// A `finish_attempt` on its way to the store.
-pub struct PendingFinish {
-    answer: crossbeam_channel::Receiver<Result<crate::store::FinishOutcome, crate::store::StoreError>>,
-    job_id: String,
-    local_conversation_id: String,
-    attempt: i64,
 }
 
 /// How one job's turn ended, for the run summary.
+#[derive(Clone, Copy)]
 enum Fate {
     Succeeded,
     Retried,
     Failed,
     Skipped,
+}
+
+/// A job that passed the checks: what its delivery needs.
+struct Ready {
+    job: Job,
+    conv: Conversation,
+    link: Link,
+    tab_id: i64,
+    text: String,
+    client: String,
+}
+
+/// A delivered job and the outcome to record.
+struct Delivered {
+    ready: Ready,
+    finish: FinishAttempt,
 }
 
 impl Runner for Dispatcher {
@@ -73,17 +89,9 @@ impl Runner for Dispatcher {
         };
         let mut counts = [0u64; 4];
         self.sent_in_run.set(false);
-        for job in &jobs {
-            if self.pending_finish.borrow().as_ref().is_some_and(|p| p.local_conversation_id == job.local_conversation_id) {
-                // This job's conversation must be read after the previous
-                // success is committed (its lock released, its cooldown set).
-                self.settle_finish(ctx, &mut counts);
-            }
-            if let Some(fate) = self.dispatch(ctx, job, &mut counts) {
-                counts[fate as usize] += 1;
-            }
+        for chunk in chunks(&jobs) {
+            self.run_chunk(ctx, chunk, &mut counts);
         }
-        self.settle_finish(ctx, &mut counts);
         let details = json!({
             "due_jobs": jobs.len(), "successful_jobs": counts[0], "retried_jobs": counts[1],
             "failed_jobs": counts[2], "skipped_jobs": counts[3],
@@ -96,7 +104,56 @@ impl Runner for Dispatcher {
     }
 }
 
+/// Splits the due jobs, in order, into chunks of at most `CLAIM_BATCH` in
+/// which no conversation appears twice: a conversation's next job must see
+/// its previous one finished (lock released, cooldown and counters set), so
+/// it starts the next chunk.
+fn chunks(jobs: &[Job]) -> Vec<&[Job]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut seen = std::collections::HashSet::new();
+    for (i, job) in jobs.iter().enumerate() {
+        if i - start == CLAIM_BATCH || !seen.insert(job.local_conversation_id.as_str()) {
+            out.push(&jobs[start..i]);
+            start = i;
+            seen.clear();
+            seen.insert(job.local_conversation_id.as_str());
+        }
+    }
+    if start < jobs.len() {
+        out.push(&jobs[start..]);
+    }
+    out
+}
+
+/// Logs one stage of one job, with its ids in the details.
+fn log_job(ctx: &RunContext, job: &Job, stage: &'static str, result: &str, extra: Value) {
+    let mut details = json!({ "job_id": job.job_id, "local_conversation_id": job.local_conversation_id });
+    if let (Value::Object(d), Value::Object(e)) = (&mut details, extra) {
+        d.extend(e);
+    }
+    ctx.log(stage, result, details);
+}
+
 impl Dispatcher {
+    fn run_chunk(&self, ctx: &RunContext, chunk: &[Job], counts: &mut [u64; 4]) {
+        let mut ready = Vec::new();
+        for job in chunk {
+            match self.check(ctx, job) {
+                Ok(r) => ready.push(r),
+                Err(fate) => counts[fate as usize] += 1,
+            }
+        }
+        let mut delivered = Vec::new();
+        for r in self.claim(ctx, ready, counts) {
+            match self.deliver(ctx, r) {
+                Ok(d) => delivered.push(d),
+                Err(fate) => counts[fate as usize] += 1,
+            }
+        }
+        self.record(ctx, delivered, counts);
+    }
+
     fn inter_job_pause(&self) {
         let [low, high] = self.config.renewal.inter_job_jitter_ms;
         let ms = low + ((high - low) as f64 * random_unit()) as u64;
@@ -109,29 +166,25 @@ impl Dispatcher {
         Some(ctx.log.path_for(now_ms()).display().to_string())
     }
 
-    /// One job's turn; `None` when its success is still being committed
-    /// (counted by `settle_finish`).
-    fn dispatch(&self, ctx: &RunContext, job: &Job, counts: &mut [u64; 4]) -> Option<Fate> {
-        let log = |stage, result: &str, extra: Value| {
-            let mut details = json!({ "job_id": job.job_id, "local_conversation_id": job.local_conversation_id });
-            if let (Value::Object(d), Value::Object(e)) = (&mut details, extra) {
-                d.extend(e);
-            }
-            ctx.log(stage, result, details);
-        };
+    fn recheck_at(&self, ctx: &RunContext) -> i64 {
+        now_ms() + self.config.renewal.effective_recheck_delay_ms(ctx.interval_ms) as i64
+    }
+
+    /// Steps 1–5 and the client of step 6, on a fresh read of the
+    /// conversation and its link: the job is ready, or its turn is over.
+    fn check(&self, ctx: &RunContext, job: &Job) -> Result<Ready, Fate> {
         let conv = match self.store.conversation(&job.local_conversation_id) {
             Ok(Some(conv)) => conv,
             Ok(None) => {
                 let _ = self.store.fail_job(&job.job_id, "missing_local_conversation", self.log_path(ctx));
-                log("job_failed", "missing_local_conversation", json!({ "terminal": true }));
-                return Some(Fate::Failed);
+                log_job(ctx, job, "job_failed", "missing_local_conversation", json!({ "terminal": true }));
+                return Err(Fate::Failed);
             }
             Err(e) => {
                 ::log::error!("dispatcher: {e}");
-                return Some(Fate::Skipped);
+                return Err(Fate::Skipped);
             }
         };
-        let recheck = now_ms() + self.config.renewal.effective_recheck_delay_ms(ctx.interval_ms) as i64;
         let deferred = match (conv.automation_status.as_str(), conv.execution_state.as_str()) {
             ("paused", _) => Some("automation_paused"),
             ("manual", _) => Some("automation_manual"),
@@ -139,94 +192,112 @@ impl Dispatcher {
             _ => Some("execution_busy"),
         };
         if let Some(reason) = deferred {
-            return Some(self.defer(ctx, job, recheck, reason, &log));
+            return Err(self.defer(ctx, job, self.recheck_at(ctx), reason));
         }
-        match self.prepare(job, &conv) {
-            Ok(plan) => self.deliver(ctx, job, &conv, plan, &log, counts),
-            Err((error, terminal)) => Some(self.finish_failure(ctx, job, &error, terminal, &log)),
-        }
+        let (link, tab_id, text) = match prepare(job, &conv) {
+            Ok(plan) => plan,
+            Err((error, terminal)) => return Err(self.finish_failure(ctx, job, &error, terminal)),
+        };
+        let client = link.client_id.clone().or_else(|| self.hub.chosen_client(Some(&link.platform), None));
+        let Some(client) = client else {
+            return Err(self.finish_failure(ctx, job, "no_active_client", false));
+        };
+        Ok(Ready { job: job.clone(), conv, link, tab_id, text, client })
     }
 
-    fn defer(&self, ctx: &RunContext, job: &Job, at: i64, reason: &str, log: &dyn Fn(&'static str, &str, Value)) -> Fate {
+    fn defer(&self, ctx: &RunContext, job: &Job, at: i64, reason: &str) -> Fate {
         if let Err(e) = self.store.defer_job(&job.job_id, at, self.log_path(ctx)) {
             ::log::error!("dispatcher: cannot defer {}: {e}", job.job_id);
         }
-        log("job_deferred", reason, json!({ "next_attempt_at": at }));
+        log_job(ctx, job, "job_deferred", reason, json!({ "next_attempt_at": at }));
         Fate::Skipped
     }
 
-    /// Steps 4–5: the route and the text, or the failure and whether it is
-    /// terminal.
-    fn prepare<'a>(&self, job: &Job, conv: &'a Conversation) -> Result<Plan<'a>, (String, bool)> {
-        let link = conv.active_link.as_ref().ok_or(("missing_active_link".to_string(), false))?;
-        let tab_id = route_tab(link).ok_or(("route_unavailable".to_string(), false))?;
-        let text = payload_text(job)?;
-        Ok(Plan { link, tab_id, text })
+    /// Step 7 for a whole chunk: all claims are queued at once, so the
+    /// writer commits them together. Returns the jobs actually claimed.
+    fn claim(&self, ctx: &RunContext, ready: Vec<Ready>, counts: &mut [u64; 4]) -> Vec<Ready> {
+        let now = now_ms();
+        let answers: Vec<_> = ready
+            .iter()
+            .map(|r| self.store.start_attempt_async(&r.job.job_id, &r.conv.local_conversation_id, self.log_path(ctx), now))
+            .collect();
+        let mut claimed = Vec::with_capacity(ready.len());
+        for (r, answer) in ready.into_iter().zip(answers) {
+            match answer.recv().unwrap_or(Err(StoreError::Closed)) {
+                Ok(true) => claimed.push(r),
+                // Someone else took the conversation (or the job) meanwhile.
+                Ok(false) => counts[self.defer(ctx, &r.job, self.recheck_at(ctx), "execution_busy") as usize] += 1,
+                Err(e) => {
+                    ::log::error!("dispatcher: cannot start {}: {e}", r.job.job_id);
+                    counts[Fate::Skipped as usize] += 1;
+                }
+            }
+        }
+        claimed
     }
 
-    fn deliver(
-        &self,
-        ctx: &RunContext,
-        job: &Job,
-        conv: &Conversation,
-        plan: Plan<'_>,
-        log: &dyn Fn(&'static str, &str, Value),
-        counts: &mut [u64; 4],
-    ) -> Option<Fate> {
-        let platform = plan.link.platform.clone();
-        let client = plan.link.client_id.clone().or_else(|| self.hub.chosen_client(Some(&platform), None));
-        let Some(client) = client else {
-            return Some(self.finish_failure(ctx, job, "no_active_client", false, log));
-        };
+    /// Steps 6 and 8 for one claimed job: the lease, the delivery, the
+    /// lease's outcome. A refusal puts the claim back (a deferral).
+    fn deliver(&self, ctx: &RunContext, r: Ready) -> Result<Delivered, Fate> {
         if self.sent_in_run.replace(true) {
             self.inter_job_pause();
         }
         let opts = AdmitOptions { max_wait: MAX_TARGET_WAIT, max_delay_ms: MAX_INLINE_DELAY_MS };
-        let lease = match self.policy.admit(Target::new(client.clone(), platform.clone()), &job.job_id, opts) {
+        let target = Target::new(r.client.clone(), r.link.platform.clone());
+        let lease = match self.policy.admit(target, &r.job.job_id, opts) {
             Ok(lease) => lease,
             Err(refusal) => {
                 let at = now_ms() + refusal.retry_after_ms as i64;
-                return Some(self.defer(ctx, job, at, refusal.code.as_str(), log));
+                let released = self.store.release_claim(&r.job, at, self.log_path(ctx));
+                if let Err(e) = released {
+                    ::log::error!("dispatcher: cannot release {}: {e}", r.job.job_id);
+                }
+                log_job(ctx, &r.job, "job_deferred", refusal.code.as_str(), json!({ "next_attempt_at": at }));
+                return Err(Fate::Skipped);
             }
         };
-        let started = now_ms();
-        let started_ok = self.store.start_attempt(&job.job_id, &conv.local_conversation_id, self.log_path(ctx), started);
-        // Committed together with the previous success, if one was pending.
-        self.settle_finish(ctx, counts);
-        match started_ok {
-            Ok(true) => {}
-            // Someone else took the conversation (or the job) meanwhile; the
-            // dropped lease is completed as cancelled.
-            Ok(false) => {
-                let at = now_ms() + self.config.renewal.effective_recheck_delay_ms(ctx.interval_ms) as i64;
-                return Some(self.defer(ctx, job, at, "execution_busy", log));
-            }
-            Err(e) => {
-                ::log::error!("dispatcher: cannot start {}: {e}", job.job_id);
-                return Some(Fate::Skipped);
-            }
-        }
-        log("job_attempt_started", "attempt_started", json!({ "attempt": job.attempt_count + 1, "client_id": client, "tab_id": plan.tab_id }));
+        let attempt = r.job.attempt_count + 1;
+        log_job(ctx, &r.job, "job_attempt_started", "attempt_started", json!({ "attempt": attempt, "client_id": r.client, "tab_id": r.tab_id }));
         lease.sleep_until_ready();
-        let result = self.send(job, conv, &plan, &client);
-        match result {
+        let result = self.send(&r.job, &r.conv, &r.link, r.tab_id, &r.text, &r.client);
+        let result = match result {
             Ok(()) => {
                 lease.complete(Outcome::Success);
-                self.finish_success(ctx, job, counts);
-                None
+                AttemptResult::Success { summary: self.renewed_summary(&r.job) }
             }
             Err(reason) => {
                 lease.complete(Outcome::failure(reason.clone()));
-                Some(self.finish_failure(ctx, job, &reason, false, log))
+                AttemptResult::Failure { error: reason, terminal: false, retry_at: now_ms() + self.retry_delay_ms(attempt) }
             }
+        };
+        let finish = self.finish(ctx, &r.job, result);
+        Ok(Delivered { ready: r, finish })
+    }
+
+    /// Steps 9–11 for a chunk: every outcome queued at once (one commit),
+    /// then each confirmed and logged.
+    fn record(&self, ctx: &RunContext, delivered: Vec<Delivered>, counts: &mut [u64; 4]) {
+        let answers: Vec<_> = delivered.iter().map(|d| self.store.finish_attempt_async(d.finish.clone())).collect();
+        for (d, answer) in delivered.into_iter().zip(answers) {
+            let job = &d.ready.job;
+            let fate = match answer.recv().unwrap_or(Err(StoreError::Closed)) {
+                Ok(outcome) => {
+                    self.after_pause(outcome.paused);
+                    log_outcome(ctx, job, &d.finish.result, outcome.job_status, outcome.paused)
+                }
+                Err(e) => {
+                    ::log::error!("dispatcher: cannot record the outcome of {}: {e}", job.job_id);
+                    Fate::Skipped
+                }
+            };
+            counts[fate as usize] += 1;
         }
     }
 
     /// Step 8: `proxy_delivery` and the plugin's verdict.
-    fn send(&self, job: &Job, conv: &Conversation, plan: &Plan<'_>, client: &str) -> Result<(), String> {
+    fn send(&self, job: &Job, conv: &Conversation, link: &Link, tab_id: i64, text: &str, client: &str) -> Result<(), String> {
         let timeout_ms = self.config.renewal.execution_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-        let link = plan.link;
         let organization = link
             .target_payload
             .as_deref()
@@ -238,9 +309,9 @@ impl Dispatcher {
             .request(Some(&link.platform), Some(client), "pd_", |request_id| {
                 json!({
                     "type": "proxy_delivery", "request_id": request_id, "platform": link.platform,
-                    "tab_id": plan.tab_id, "conversation_id": link.remote_conversation_id,
+                    "tab_id": tab_id, "conversation_id": link.remote_conversation_id,
                     "organization_id": organization, "page_url": link.page_url, "page_title": link.page_title,
-                    "message_text": plan.text, "assistant_message_id": job.message_id,
+                    "message_text": text, "assistant_message_id": job.message_id,
                     "plan_id": format!("renewal_{}_{}", job.message_id, now_ms()),
                     "timeout_ms": timeout_ms, "shell_page": false,
                     "local_conversation_id": conv.local_conversation_id,
@@ -252,55 +323,17 @@ impl Dispatcher {
         delivery_verdict(&frame)
     }
 
-    /// Step 9, sent to the writer without waiting: the next job's start
-    /// shares its commit, and `settle_finish` confirms and logs it.
-    fn finish_success(&self, ctx: &RunContext, job: &Job, counts: &mut [u64; 4]) {
-        self.settle_finish(ctx, counts);
-        let finish = self.finish(ctx, job, AttemptResult::Success { summary: self.renewed_summary(job) });
-        let answer = self.store.finish_attempt_async(finish);
-        *self.pending_finish.borrow_mut() = Some(PendingFinish {
-            answer,
-            job_id: job.job_id.clone(),
-            local_conversation_id: job.local_conversation_id.clone(),
-            attempt: job.attempt_count + 1,
-        });
-    }
-
-    /// Waits for the pending success (if any), logs it and counts it.
-    fn settle_finish(&self, ctx: &RunContext, counts: &mut [u64; 4]) {
-        let Some(p) = self.pending_finish.borrow_mut().take() else { return };
-        let details = |paused: Option<&str>| {
-            json!({ "job_id": p.job_id, "local_conversation_id": p.local_conversation_id,
-                    "attempt": p.attempt, "paused": paused })
-        };
-        match p.answer.recv().unwrap_or(Err(crate::store::StoreError::Closed)) {
-            Ok(outcome) => {
-                self.after_pause(outcome.paused);
-                ctx.log("job_completed", "attempt_succeeded", details(outcome.paused));
-                counts[Fate::Succeeded as usize] += 1;
-            }
-            Err(e) => {
-                ::log::error!("dispatcher: cannot record success of {}: {e}", p.job_id);
-                counts[Fate::Skipped as usize] += 1;
-            }
-        }
-    }
-
-    /// Step 10: count the attempt; retry with backoff, or fail for good.
-    fn finish_failure(&self, ctx: &RunContext, job: &Job, error: &str, terminal: bool, log: &dyn Fn(&'static str, &str, Value)) -> Fate {
+    /// Step 10 for a job that failed before any delivery (no route, no
+    /// client, bad payload): count the attempt; retry with backoff, or fail
+    /// for good.
+    fn finish_failure(&self, ctx: &RunContext, job: &Job, error: &str, terminal: bool) -> Fate {
         let attempt = job.attempt_count + 1;
-        let retry_at = now_ms() + self.retry_delay_ms(attempt);
-        let result = AttemptResult::Failure { error: error.to_string(), terminal, retry_at };
-        match self.store.finish_attempt(self.finish(ctx, job, result)) {
+        let result = AttemptResult::Failure { error: error.to_string(), terminal, retry_at: now_ms() + self.retry_delay_ms(attempt) };
+        let finish = self.finish(ctx, job, result);
+        match self.store.finish_attempt(finish.clone()) {
             Ok(outcome) => {
                 self.after_pause(outcome.paused);
-                if outcome.job_status == "failed" {
-                    log("job_failed", error, json!({ "attempt": attempt, "terminal": terminal, "paused": outcome.paused }));
-                    Fate::Failed
-                } else {
-                    log("job_retry_scheduled", error, json!({ "attempt": attempt, "next_attempt_at": retry_at, "paused": outcome.paused }));
-                    Fate::Retried
-                }
+                log_outcome(ctx, job, &finish.result, outcome.job_status, outcome.paused)
             }
             Err(e) => {
                 ::log::error!("dispatcher: cannot record failure of {}: {e}", job.job_id);
@@ -350,10 +383,32 @@ impl Dispatcher {
     }
 }
 
-struct Plan<'a> {
-    link: &'a Link,
-    tab_id: i64,
-    text: String,
+/// Logs a recorded outcome and says how the job's turn ended.
+fn log_outcome(ctx: &RunContext, job: &Job, result: &AttemptResult, status: &str, paused: Option<&str>) -> Fate {
+    let attempt = job.attempt_count + 1;
+    match result {
+        AttemptResult::Success { .. } => {
+            log_job(ctx, job, "job_completed", "attempt_succeeded", json!({ "attempt": attempt, "paused": paused }));
+            Fate::Succeeded
+        }
+        AttemptResult::Failure { error, terminal, .. } if status == "failed" => {
+            log_job(ctx, job, "job_failed", error, json!({ "attempt": attempt, "terminal": terminal, "paused": paused }));
+            Fate::Failed
+        }
+        AttemptResult::Failure { error, retry_at, .. } => {
+            log_job(ctx, job, "job_retry_scheduled", error, json!({ "attempt": attempt, "next_attempt_at": retry_at, "paused": paused }));
+            Fate::Retried
+        }
+    }
+}
+
+/// Steps 4–5: the link, its tab and the text, or the failure and whether
+/// it is terminal.
+fn prepare(job: &Job, conv: &Conversation) -> Result<(Link, i64, String), (String, bool)> {
+    let link = conv.active_link.clone().ok_or(("missing_active_link".to_string(), false))?;
+    let tab_id = route_tab(&link).ok_or(("route_unavailable".to_string(), false))?;
+    let text = payload_text(job)?;
+    Ok((link, tab_id, text))
 }
 
 /// Step 5: the text to deliver, or a terminal failure.
@@ -369,4 +424,42 @@ fn payload_text(job: &Job) -> Result<String, (String, bool)> {
         return Err(("missing_payload_text".to_string(), true));
     }
     Ok(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(id: &str, lc: &str) -> Job {
+        Job {
+            job_id: id.into(),
+            local_conversation_id: lc.into(),
+            message_id: id.into(),
+            status: "pending".into(),
+            payload_kind: "text".into(),
+            payload: "x".into(),
+            target_snapshot: None,
+            attempt_count: 0,
+            max_attempts: 3,
+            next_attempt_at: Some(0),
+            last_attempt_at: None,
+            last_error: None,
+            log_path: None,
+            started_at: None,
+            finished_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn chunks_never_hold_a_conversation_twice_and_keep_order() {
+        let jobs: Vec<Job> = [("a", "1"), ("b", "2"), ("c", "1"), ("d", "3"), ("e", "3")].iter().map(|(i, l)| job(i, l)).collect();
+        let ids: Vec<Vec<&str>> = chunks(&jobs).iter().map(|c| c.iter().map(|j| j.job_id.as_str()).collect()).collect();
+        assert_eq!(ids, vec![vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
+        let many: Vec<Job> = (0..70).map(|i| job(&i.to_string(), &i.to_string())).collect();
+        let sizes: Vec<usize> = chunks(&many).iter().map(|c| c.len()).collect();
+        assert_eq!(sizes, vec![CLAIM_BATCH, CLAIM_BATCH, 70 - 2 * CLAIM_BATCH]);
+        assert!(chunks(&[]).is_empty());
+    }
 }
