@@ -435,8 +435,17 @@ fn a_platform_action_goes_to_the_client_the_policy_admitted() {
     a.hello("ff-a", &["chatgpt"]);
     let mut b = support::ws::connect(&d.ws_url(), &[]);
     b.hello("ff-b", &["chatgpt"]);
-    // A is the most recently seen.
-    a.ping();
+    // A is the most recently seen. `last_seen_at` has millisecond
+    // resolution, so ping until A is strictly later than B (a tie would let
+    // the hub pick either).
+    assert!(wait_until(T, || {
+        a.ping();
+        let clients = d.get("/v1/browser?platform=chatgpt").data()["clients"].clone();
+        let seen = |id: &str| {
+            clients.as_array().unwrap().iter().find(|c| c["client_id"] == id).map(|c| c["last_seen_at"].as_i64().unwrap())
+        };
+        seen("ff-a") > seen("ff-b")
+    }));
     let addr = d.addr;
     let action = move || {
         std::thread::spawn(move || {
