@@ -253,7 +253,13 @@ impl Hub {
             .values()
             .filter(|c| c.connected())
             .filter(|c| platform.is_none_or(|p| c.hello.platforms.iter().any(|x| x == p)))
-            .max_by_key(|c| c.last_seen_at)
+            // Ties (same millisecond) go to the newer connection, then by id,
+            // so the choice never depends on map order.
+            .max_by(|a, b| {
+                (a.last_seen_at, a.connected_at)
+                    .cmp(&(b.last_seen_at, b.connected_at))
+                    .then_with(|| b.hello.client_id.cmp(&a.hello.client_id))
+            })
     }
 
     /// The client id a request would go to now, without sending anything.
