@@ -3,7 +3,8 @@
 //! summary cut. They live here, not in a crate, because each is a few lines and
 //! every thread role needs them.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, the unit of every time in the API.
@@ -94,6 +95,42 @@ pub fn artifact_url(public_base: &str, message_id: &str) -> String {
     format!("{public_base}/artifact/msg/{}.txt", percent_encode(message_id))
 }
 
+/// A fixed number of permits (open plugin connections, open relays): taken
+/// without blocking, returned when the `Permit` is dropped.
+#[derive(Debug)]
+pub struct Permits {
+    taken: AtomicUsize,
+    max: usize,
+}
+
+/// One taken permit; dropping it gives it back.
+#[derive(Debug)]
+pub struct Permit(Arc<Permits>);
+
+impl Permits {
+    pub fn new(max: usize) -> Arc<Permits> {
+        Arc::new(Permits { taken: AtomicUsize::new(0), max })
+    }
+
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A permit, or `None` when all `max` are taken.
+    pub fn try_take(self: &Arc<Self>) -> Option<Permit> {
+        self.taken
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .ok()
+            .map(|_| Permit(self.clone()))
+    }
+}
+
+impl Drop for Permit {
+    fn drop(&mut self) {
+        self.0.taken.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -117,6 +154,16 @@ mod tests {
         assert_eq!(cut_chars("hello", 5), "hello");
         assert_eq!(cut_chars("hello world", 5), "hell…");
         assert_eq!(cut_chars("héllo wörld", 3), "hé…");
+    }
+
+    #[test]
+    fn permits_are_bounded_and_returned() {
+        let permits = Permits::new(2);
+        let a = permits.try_take().unwrap();
+        let _b = permits.try_take().unwrap();
+        assert!(permits.try_take().is_none());
+        drop(a);
+        assert!(permits.try_take().is_some());
     }
 
     #[test]

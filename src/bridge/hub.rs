@@ -7,7 +7,6 @@
 //! after the lock is released, and nobody ever waits while holding it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +15,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::writer::Out;
-use crate::util::{new_id, now_ms};
+use crate::util::{new_id, now_ms, Permit, Permits};
 
 /// Why a request to a plugin did not get its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,8 +105,7 @@ struct State {
 pub struct Hub {
     state: Mutex<State>,
     /// Open WebSocket connections, counted from accept (before hello).
-    connections: AtomicUsize,
-    max_connections: usize,
+    connections: Arc<Permits>,
     login_fresh_ms: i64,
     /// Wakes the state pusher; `bounded(1)` so a burst coalesces into one push.
     push: Sender<()>,
@@ -125,8 +123,7 @@ impl Hub {
         let (push, push_rx) = bounded(1);
         let hub = Hub {
             state: Mutex::new(State::default()),
-            connections: AtomicUsize::new(0),
-            max_connections,
+            connections: Permits::new(max_connections),
             login_fresh_ms,
             push,
         };
@@ -134,11 +131,8 @@ impl Hub {
     }
 
     /// Takes a connection slot, or `None` when `max_ws_clients` are open.
-    pub fn try_acquire_slot(self: &Arc<Self>) -> Option<Slot> {
-        let taken = self.connections.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
-            (n < self.max_connections).then_some(n + 1)
-        });
-        taken.ok().map(|_| Slot { hub: self.clone() })
+    pub fn try_acquire_slot(&self) -> Option<Slot> {
+        self.connections.try_take()
     }
 
     pub fn connected_count(&self) -> usize {
@@ -336,15 +330,7 @@ fn take_pending_of(st: &mut State, connection_id: &str) -> Vec<Sender<Answer>> {
 }
 
 /// One open WebSocket connection's place under `max_ws_clients`.
-pub struct Slot {
-    hub: Arc<Hub>,
-}
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        self.hub.connections.fetch_sub(1, Ordering::AcqRel);
-    }
-}
+pub type Slot = Permit;
 
 /// A request sent to a plugin. Dropping it forgets the request, so a late
 /// answer is ignored rather than piling up.

@@ -27,7 +27,7 @@ pub struct Ctx {
     /// The request policy every platform-bound action passes.
     pub policy: Arc<Policy>,
     /// Open raw relays, bounded (see `handlers::relay`).
-    pub relays: Arc<std::sync::atomic::AtomicUsize>,
+    pub relays: Arc<crate::util::Permits>,
     /// The ticker's runners and last recovery, for `/v1/timed-jobs`.
     pub timed: Arc<crate::ticker::Status>,
 }
@@ -55,7 +55,7 @@ impl Ctx {
             artifacts_dir,
             hub,
             policy,
-            relays: Arc::default(),
+            relays: crate::util::Permits::new(crate::http::handlers::relay::MAX_RELAYS),
             timed,
         }
     }

@@ -366,8 +366,8 @@ impl Dispatcher {
     /// `min(max, base * 2^(attempt-1))`, then ± `retry_jitter_ratio`.
     fn retry_delay_ms(&self, attempt: i64) -> i64 {
         let r = &self.config.renewal;
-        let exp = (attempt - 1).clamp(0, 40) as u32;
-        let base = r.retry_base_delay_ms.saturating_mul(1u64 << exp).min(r.retry_max_delay_ms) as f64;
+        let failures = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
+        let base = crate::policy::backoff_ms(r.retry_base_delay_ms, r.retry_max_delay_ms, failures) as f64;
         let jitter = 1.0 + r.retry_jitter_ratio * (2.0 * random_unit() - 1.0);
         (base * jitter).round().max(0.0) as i64
     }

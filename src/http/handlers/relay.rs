@@ -12,8 +12,6 @@
 //! `MAX_RELAYS` relay slots (past the bound: 503 `relay_busy`). A streamed
 //! answer is pumped by its own `relay-stream` thread, within the same slot.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
@@ -27,28 +25,11 @@ use crate::http::body::{opt_str, Object};
 use crate::http::ctx::Ctx;
 use crate::http::server::Body;
 use crate::policy::{Lease, Outcome};
+use crate::util::Permit;
 
 /// Relays open at once (waiting or streaming).
 pub const MAX_RELAYS: usize = 64;
 const DEFAULT_TIMEOUT_MS: u64 = 60_000;
-
-/// One relay's place under `MAX_RELAYS`; released on drop.
-struct RelaySlot(Arc<AtomicUsize>);
-
-impl RelaySlot {
-    fn take(counter: &Arc<AtomicUsize>) -> Option<RelaySlot> {
-        counter
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < MAX_RELAYS).then_some(n + 1))
-            .ok()
-            .map(|_| RelaySlot(counter.clone()))
-    }
-}
-
-impl Drop for RelaySlot {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
 
 struct RelayInput {
     platform: String,
@@ -97,8 +78,9 @@ fn parse(body: &Object) -> Result<RelayInput, ApiError> {
 pub fn handle_request(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let input = parse(&req.json_object()?)?;
     let deadline = Instant::now() + Duration::from_millis(input.timeout_ms);
-    let slot = RelaySlot::take(&ctx.relays).ok_or_else(|| {
-        ApiError::new(503, "relay_busy", format!("{MAX_RELAYS} relays are already open; try again."), json!({}))
+    let slot = ctx.relays.try_take().ok_or_else(|| {
+        let message = format!("{} relays are already open; try again.", ctx.relays.max());
+        ApiError::new(503, "relay_busy", message, json!({}))
     })?;
     let client = ctx
         .hub
@@ -168,7 +150,7 @@ fn plain_answer(frame: Value, lease: Lease, pending: &PendingRequest, platform: 
     }))
 }
 
-fn stream_answer(first: Value, lease: Lease, pending: PendingRequest, idle_ms: u64, slot: RelaySlot) -> Result<Reply, ApiError> {
+fn stream_answer(first: Value, lease: Lease, pending: PendingRequest, idle_ms: u64, slot: Permit) -> Result<Reply, ApiError> {
     let (tx, rx) = bounded::<Vec<u8>>(64);
     let pump = Pump { tx, seq: 0, received: 0, idle: Duration::from_millis(idle_ms) };
     std::thread::Builder::new()
