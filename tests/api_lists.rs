@@ -561,3 +561,30 @@ fn list_items_follow_the_id_tie_break_exactly() {
     }
     assert_eq!(seen, expected);
 }
+
+/// List pages are served from a cache of rendered text (http::cache); a
+/// write acknowledged over HTTP must show in the very next read of the
+/// same page, every time, for messages, conversations and jobs.
+#[test]
+fn a_cached_list_page_never_lags_an_acknowledged_write() {
+    let d = daemon();
+    for i in 0..8 {
+        seed_job(&d.db_path(), &JobSeed::new(&format!("job_{i}"), "pending"));
+    }
+    for i in 0..25 {
+        let id = format!("msg_{i:03}");
+        ingest(&d, &message_body("claude", &format!("conv_{i}"), &id, "hello"));
+        let page = d.get("/v1/messages?limit=1").data();
+        assert_eq!(page["messages"][0]["message_id"], id.as_str(), "round {i}");
+        let page = d.get("/v1/renewal/conversations?limit=500").data();
+        assert_eq!(page["count"], i + 1, "round {i}");
+    }
+    for i in 0..8 {
+        let before = d.get("/v1/renewal/jobs?status=pending").data();
+        assert_eq!(before["count"], 8 - i);
+        d.post_empty(&format!("/v1/renewal/jobs/job_{i}/cancel")).data();
+        let after = d.get("/v1/renewal/jobs?status=pending").data();
+        assert_eq!(after["count"], 7 - i, "cancel {i} not visible at once");
+        assert!(!ids(&after, "jobs", "job_id").contains(&format!("job_{i}")));
+    }
+}

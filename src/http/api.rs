@@ -4,6 +4,9 @@
 //! `Result<Reply, ApiError>` and never build HTTP responses themselves, which
 //! keeps them testable without sockets and the envelope in one place.
 
+use std::sync::Arc;
+
+use serde::Serialize;
 use serde_json::{json, Value};
 
 use super::server::{Body, Response};
@@ -130,12 +133,31 @@ impl From<StoreError> for ApiError {
 /// (artifacts, exposition formats).
 pub enum Reply {
     Json(Value),
+    /// The `data` member already serialised: views write straight into it,
+    /// and the read cache hands out the same text to many requests.
+    Encoded(Arc<str>),
     Raw { status: u16, headers: Vec<(String, String)>, body: Body },
 }
 
 impl Reply {
+    /// Serialises a view into an `Encoded` reply.
+    pub fn encode<T: Serialize>(data: &T) -> Result<Reply, ApiError> {
+        encode_text(data).map(Reply::Encoded)
+    }
+
     pub fn text(content_type: &str, body: Vec<u8>) -> Reply {
         Reply::Raw { status: 200, headers: vec![("Content-Type".into(), content_type.into())], body: Body::Full(body) }
+    }
+}
+
+/// Serialises a view to the text of an `Encoded` reply.
+pub fn encode_text<T: Serialize>(data: &T) -> Result<Arc<str>, ApiError> {
+    match serde_json::to_string(data) {
+        Ok(text) => Ok(text.into()),
+        Err(e) => {
+            log::error!("cannot serialise a reply: {e}");
+            Err(ApiError::internal())
+        }
     }
 }
 
@@ -188,6 +210,20 @@ pub fn success(request_id: &str, data: Value) -> Response {
     json_response(200, request_id, &json!({ "ok": true, "request_id": request_id, "data": data }), Vec::new())
 }
 
+/// The success envelope around data that is already JSON text. The member
+/// order matches `success` (serde_json sorts object keys).
+fn success_encoded(request_id: &str, data: &str) -> Response {
+    let id = serde_json::to_string(request_id).unwrap_or_else(|_| "\"\"".into());
+    let mut body = Vec::with_capacity(data.len() + id.len() + 40);
+    body.extend_from_slice(b"{\"data\":");
+    body.extend_from_slice(data.as_bytes());
+    body.extend_from_slice(b",\"ok\":true,\"request_id\":");
+    body.extend_from_slice(id.as_bytes());
+    body.push(b'}');
+    let headers = vec![("Content-Type".to_string(), JSON_TYPE.to_string()), ("X-Request-Id".to_string(), request_id.to_string())];
+    Response { status: 200, headers, body: Body::Full(body), close: false }
+}
+
 pub fn failure(request_id: &str, err: ApiError) -> Response {
     let body = json!({
         "ok": false,
@@ -200,6 +236,7 @@ pub fn failure(request_id: &str, err: ApiError) -> Response {
 pub fn render(request_id: &str, result: Result<Reply, ApiError>) -> Response {
     match result {
         Ok(Reply::Json(data)) => success(request_id, data),
+        Ok(Reply::Encoded(data)) => success_encoded(request_id, &data),
         Ok(Reply::Raw { status, mut headers, body }) => {
             headers.push(("X-Request-Id".into(), request_id.into()));
             Response { status, headers, body, close: false }

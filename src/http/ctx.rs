@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::bridge::Hub;
+use crate::http::api::{ApiError, ApiRequest, Reply};
+use crate::http::cache::ReadCache;
 use crate::config::Config;
 use crate::policy::Policy;
 use crate::store::{IngestSettings, Store};
@@ -30,6 +32,8 @@ pub struct Ctx {
     pub relays: Arc<crate::util::Permits>,
     /// The ticker's runners and last recovery, for `/v1/timed-jobs`.
     pub timed: Arc<crate::ticker::Status>,
+    /// Rendered list pages, reused until the next commit.
+    pub cache: ReadCache,
 }
 
 impl Ctx {
@@ -57,6 +61,7 @@ impl Ctx {
             policy,
             relays: crate::util::Permits::new(crate::http::handlers::relay::MAX_RELAYS),
             timed,
+            cache: ReadCache::default(),
         }
     }
 
@@ -68,6 +73,21 @@ impl Ctx {
 pub type SharedCtx = Arc<Ctx>;
 
 impl Ctx {
+    /// A page whose `data` depends on nothing but the store's contents and
+    /// the request's path and query: served from the read cache while no
+    /// commit has happened since `render` last ran for the same request.
+    pub fn cached_page(
+        &self,
+        req: &ApiRequest,
+        render: impl FnOnce() -> Result<Arc<str>, ApiError>,
+    ) -> Result<Reply, ApiError> {
+        // Read before `render` queries the store; see `Store::generation`.
+        let generation = self.store.generation();
+        // JSON keeps the key unambiguous whatever the decoded values hold.
+        let key = format!("{}{}", req.path, serde_json::to_string(&req.query).unwrap_or_default());
+        self.cache.get_or_render(key, generation, render).map(Reply::Encoded)
+    }
+
     /// Tells connected plugins that automation changed (state push).
     pub fn automation_changed(&self) {
         self.hub.notify_automation_changed();

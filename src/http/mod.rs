@@ -5,6 +5,7 @@
 pub mod api;
 pub mod app;
 mod body;
+pub mod cache;
 pub mod ctx;
 pub mod handlers;
 pub mod query;

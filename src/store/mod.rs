@@ -15,6 +15,7 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -115,6 +116,7 @@ pub struct Store {
     tx: Sender<StoreMsg>,
     reads: Arc<ReadPool>,
     path: PathBuf,
+    generation: Arc<AtomicU64>,
 }
 
 /// Path of the database inside the state directory.
@@ -131,12 +133,21 @@ pub fn open(state_dir: &Path, options: StoreOptions) -> Result<(Handle, Store), 
     schema::migrate(&mut conn)?;
     let reads = Arc::new(ReadPool::open(&path, options.readers.max(1))?);
     let (tx, rx) = unbounded();
-    let join = writer::spawn(conn, rx)
+    let generation = Arc::new(AtomicU64::new(0));
+    let join = writer::spawn(conn, rx, generation.clone())
         .map_err(|e| StoreError::Sqlite(format!("cannot spawn store writer: {e}")))?;
-    Ok((Handle { tx: tx.clone(), join: Some(join) }, Store { tx, reads, path }))
+    Ok((Handle { tx: tx.clone(), join: Some(join) }, Store { tx, reads, path, generation }))
 }
 
 impl Store {
+    /// A counter the writer bumps after every commit, before answering the
+    /// commit's callers. A read that starts after loading value `g` sees at
+    /// least everything committed up to `g`, so text rendered from it may
+    /// be reused while the counter still reads `g` (`http::cache`).
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

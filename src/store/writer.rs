@@ -6,8 +6,9 @@
 //! its own caller, and a failed commit is reported to every caller in the
 //! batch. The loop never exits on an error; it stops only on `Shutdown`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
-
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -119,15 +120,18 @@ fn responder<T: Send + 'static>(reply: Sender<Result<T, StoreError>>, value: Res
     })
 }
 
-pub(super) fn spawn(conn: Connection, rx: Receiver<StoreMsg>) -> std::io::Result<JoinHandle<()>> {
+pub(super) fn spawn(conn: Connection, rx: Receiver<StoreMsg>, generation: Arc<AtomicU64>) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || Writer { conn, policy: PolicySaver::default() }.run(rx))
+        .spawn(move || Writer { conn, policy: PolicySaver::default(), generation }.run(rx))
 }
 
 struct Writer {
     conn: Connection,
     policy: PolicySaver,
+    /// Bumped after every commit, before any of its callers is answered
+    /// (see `Store::generation`).
+    generation: Arc<AtomicU64>,
 }
 
 /// Debounced persistence of the request policy's state (POLICY.md): a
@@ -269,6 +273,9 @@ impl Writer {
                 continue;
             }
             let outcome = tx.commit().map_err(StoreError::from);
+            // Before the answers: a caller who saw its write acknowledged
+            // must never be served a cached read from before it.
+            self.generation.fetch_add(1, Ordering::SeqCst);
             if let Err(err) = &outcome {
                 log::error!("store: commit of {} writes failed: {err}", responders.len());
             }

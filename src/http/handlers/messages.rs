@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::bridge::final_message::parse_final_message;
-use crate::http::api::{ApiError, ApiRequest, Reply};
+use crate::http::api::{encode_text, ApiError, ApiRequest, Reply};
 use crate::http::ctx::Ctx;
 use crate::http::views;
 use crate::store::MessageFilter;
@@ -18,19 +18,21 @@ pub fn handle_list(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
         conversation_id: req.text_filter("conversation_id")?,
         role: req.text_filter("role")?,
     };
-    let (items, next) = ctx.store.messages(&filter, page)?;
-    let filters = json!({
-        "platform": filter.platform, "conversation_id": filter.conversation_id, "role": filter.role,
-        "limit": page.limit, "offset": page.offset,
-    });
-    let items = items.iter().map(|m| views::message(m, &ctx.public_base)).collect();
-    Ok(Reply::Json(views::list("messages", items, filters, next)))
+    ctx.cached_page(req, || {
+        let (items, next) = ctx.store.messages(&filter, page)?;
+        let filters = json!({
+            "platform": filter.platform, "conversation_id": filter.conversation_id, "role": filter.role,
+            "limit": page.limit, "offset": page.offset,
+        });
+        let items = items.iter().map(|m| views::message(m, &ctx.public_base)).collect();
+        encode_text(&views::list("messages", items, filters, next))
+    })
 }
 
 pub fn handle_read(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let id = req.param("message_id");
     match ctx.store.message(id)? {
-        Some(m) => Ok(Reply::Json(views::message(&m, &ctx.public_base))),
+        Some(m) => Reply::encode(&views::message(&m, &ctx.public_base)),
         None => Err(ApiError::resource_not_found("message", id)),
     }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::json;
 
-use crate::http::api::{ApiError, ApiRequest, Reply};
+use crate::http::api::{encode_text, ApiError, ApiRequest, Reply};
 use crate::http::body::opt_str;
 use crate::http::ctx::Ctx;
 use crate::http::views;
@@ -15,17 +15,19 @@ pub fn handle_conversations_list(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, A
         platform: req.text_filter("platform")?,
         status: req.enum_filter("status", &ConversationStatus::ALL, ConversationStatus::parse)?,
     };
-    let (items, next) = ctx.store.conversations(&filter, page)?;
-    let filters = json!({
-        "platform": filter.platform, "status": filter.status.map(|s| s.as_str()),
-        "limit": page.limit, "offset": page.offset,
-    });
-    Ok(Reply::Json(views::list("conversations", items.iter().map(views::conversation).collect(), filters, next)))
+    ctx.cached_page(req, || {
+        let (items, next) = ctx.store.conversations(&filter, page)?;
+        let filters = json!({
+            "platform": filter.platform, "status": filter.status.map(|s| s.as_str()),
+            "limit": page.limit, "offset": page.offset,
+        });
+        encode_text(&views::list("conversations", items.iter().map(views::conversation).collect(), filters, next))
+    })
 }
 
 fn read_conversation(ctx: &Ctx, id: &str) -> Result<Reply, ApiError> {
     match ctx.store.conversation(id)? {
-        Some(c) => Ok(Reply::Json(views::conversation(&c))),
+        Some(c) => Reply::encode(&views::conversation(&c)),
         None => Err(ApiError::resource_not_found("local_conversation", id)),
     }
 }
@@ -74,13 +76,15 @@ pub fn handle_links_list(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError>
         client_id: req.text_filter("client_id")?,
         active: req.bool_filter("active")?,
     };
-    let (items, next) = ctx.store.links(&filter, page)?;
-    let filters = json!({
-        "platform": filter.platform, "remote_conversation_id": filter.remote_conversation_id,
-        "local_conversation_id": filter.local_conversation_id, "client_id": filter.client_id,
-        "active": filter.active, "limit": page.limit, "offset": page.offset,
-    });
-    Ok(Reply::Json(views::list("links", items.iter().map(views::link).collect(), filters, next)))
+    ctx.cached_page(req, || {
+        let (items, next) = ctx.store.links(&filter, page)?;
+        let filters = json!({
+            "platform": filter.platform, "remote_conversation_id": filter.remote_conversation_id,
+            "local_conversation_id": filter.local_conversation_id, "client_id": filter.client_id,
+            "active": filter.active, "limit": page.limit, "offset": page.offset,
+        });
+        encode_text(&views::list("links", items.iter().map(views::link).collect(), filters, next))
+    })
 }
 
 pub fn handle_jobs_list(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
@@ -90,17 +94,19 @@ pub fn handle_jobs_list(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> 
         local_conversation_id: req.text_filter("local_conversation_id")?,
         message_id: req.text_filter("message_id")?,
     };
-    let (items, next) = ctx.store.jobs(&filter, page)?;
-    let filters = json!({
-        "status": filter.status.map(|s| s.as_str()), "local_conversation_id": filter.local_conversation_id,
-        "message_id": filter.message_id, "limit": page.limit, "offset": page.offset,
-    });
-    Ok(Reply::Json(views::list("jobs", items.iter().map(views::job).collect(), filters, next)))
+    ctx.cached_page(req, || {
+        let (items, next) = ctx.store.jobs(&filter, page)?;
+        let filters = json!({
+            "status": filter.status.map(|s| s.as_str()), "local_conversation_id": filter.local_conversation_id,
+            "message_id": filter.message_id, "limit": page.limit, "offset": page.offset,
+        });
+        encode_text(&views::list("jobs", items.iter().map(views::job).collect(), filters, next))
+    })
 }
 
 fn read_job(ctx: &Ctx, id: &str) -> Result<Reply, ApiError> {
     match ctx.store.job(id)? {
-        Some(j) => Ok(Reply::Json(views::job(&j))),
+        Some(j) => Reply::encode(&views::job(&j)),
         None => Err(ApiError::resource_not_found("renewal_job", id)),
     }
 }
