@@ -21,8 +21,10 @@
 //!
 //! Row `i` of client `c` is the same in `post` and `raw`: message id
 //! `RUN-cCC-IIIIIIII`, platform chatgpt, one of 8 conversations per client,
-//! role assistant, a ~300-character text, page URL and title, tab id c+1, a
-//! fixed observed_at. `raw` computes the summary the way the daemon does
+//! role assistant, a ~300-character text, page URL and title, tab id c+1, and
+//! observed_at = T0 + 16·i + c: increasing in the order the rows are sent,
+//! as a plugin's clock stamps them (an earlier version gave each client its
+//! own far-apart range, which no real plugin does). `raw` computes the summary the way the daemon does
 //! (whitespace collapsed, at most 200 characters, `…` when cut).
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -59,7 +61,7 @@ fn row(run: &str, c: usize, i: u64) -> Row {
         conversation_id,
         text,
         tab_id: c as i64 + 1,
-        observed_at: 1_700_000_000_000 + (c as i64) * 1_000_000_000 + i as i64,
+        observed_at: 1_700_000_000_000 + (i as i64) * 16 + c as i64,
     }
 }
 

@@ -51,6 +51,7 @@ fn fatal(what: impl fmt::Display) -> Fatal {
 
 /// Runs the daemon until SIGINT or SIGTERM; `Ok` is a clean stop.
 pub fn run(config: Config) -> Result<(), Fatal> {
+    crate::util::tune_allocator();
     let config = Arc::new(config);
     let state_dir = config.state_dir.clone();
     prepare_state_dir(&state_dir)?;

@@ -233,7 +233,57 @@ impl Writer {
 
     /// Applies a batch in one transaction and answers each caller after the
     /// commit, with the commit's error if it failed.
+    ///
+    /// Writes almost never fail, so the batch is first applied as it is, with
+    /// no savepoint per write: savepoints copy every page a write touches
+    /// into a sub-journal and cost ~15% of the writer's time under ingest
+    /// load (docs/BENCHMARKS.md). Only if some write fails is that
+    /// transaction rolled back and the batch replayed one savepoint per write,
+    /// so a failure still undoes only its own write.
     fn commit_batch(&mut self, batch: Vec<StoreMsg>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Some((responders, outcome)) = self.apply_all_at_once(&batch) {
+            self.answer(responders, outcome);
+            return;
+        }
+        self.commit_write_by_write(batch);
+    }
+
+    /// The fast path: every write in one transaction, no savepoints. `None`
+    /// (with the transaction rolled back) as soon as a write fails.
+    fn apply_all_at_once(&mut self, batch: &[StoreMsg]) -> Option<(Vec<Responder>, Result<(), StoreError>)> {
+        // A failure to begin is reported by the write-by-write path.
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).ok()?;
+        let mut responders = Vec::with_capacity(batch.len());
+        for msg in batch {
+            let applied = apply(&tx, msg);
+            if applied.error.is_some() || tx.is_autocommit() {
+                // Dropping `tx` rolls back; the responders answer nobody.
+                return None;
+            }
+            responders.push(applied.send);
+        }
+        Some((responders, tx.commit().map_err(StoreError::from)))
+    }
+
+    /// Answers the callers of one attempted commit.
+    fn answer(&self, responders: Vec<Responder>, outcome: Result<(), StoreError>) {
+        if let Err(err) = &outcome {
+            log::error!("store: commit of {} writes failed: {err}", responders.len());
+        }
+        // Before the answers: a caller who saw its write acknowledged
+        // must never be served a cached read from before it.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        for respond in responders {
+            respond(outcome.clone());
+        }
+    }
+
+    /// The slow path: one savepoint per write, so a failed write is rolled
+    /// back alone and reported to its own caller.
+    fn commit_write_by_write(&mut self, batch: Vec<StoreMsg>) {
         let mut rest = batch.into_iter().peekable();
         while rest.peek().is_some() {
             let mut tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
@@ -273,15 +323,7 @@ impl Writer {
                 continue;
             }
             let outcome = tx.commit().map_err(StoreError::from);
-            // Before the answers: a caller who saw its write acknowledged
-            // must never be served a cached read from before it.
-            self.generation.fetch_add(1, Ordering::SeqCst);
-            if let Err(err) = &outcome {
-                log::error!("store: commit of {} writes failed: {err}", responders.len());
-            }
-            for respond in responders {
-                respond(outcome.clone());
-            }
+            self.answer(responders, outcome);
         }
     }
 }
@@ -298,8 +340,9 @@ fn apply_in_savepoint(tx: &mut rusqlite::Transaction<'_>, msg: StoreMsg) -> (Res
             return (Box::new(move |_| answer_without_commit(msg, answer)), Some(err));
         }
     };
-    let respond = apply(&sp, msg);
-    if respond.error.is_some() {
+    let respond = apply(&sp, &msg);
+    if let Some(e) = &respond.error {
+        log::warn!("store: write failed: {e}");
         // Dropping the savepoint without commit rolls it back.
         let _ = sp.rollback();
     } else if let Err(e) = sp.commit() {
@@ -316,43 +359,50 @@ struct Applied {
     send: Responder,
 }
 
-fn applied<T: Send + 'static>(reply: Sender<Result<T, StoreError>>, value: Result<T, StoreError>) -> Applied {
-    if let Err(e) = &value {
-        log::warn!("store: write failed: {e}");
-    }
-    Applied { error: value.as_ref().err().cloned(), send: responder(reply, value) }
+fn applied<T: Send + 'static>(reply: &Sender<Result<T, StoreError>>, value: Result<T, StoreError>) -> Applied {
+    Applied { error: value.as_ref().err().cloned(), send: responder(reply.clone(), value) }
 }
 
-fn apply(conn: &Connection, msg: StoreMsg) -> Applied {
+/// Applies one write. It borrows the message so that a batch can be
+/// replayed after a rollback; the responder holds its own handle on the
+/// caller's reply channel.
+fn apply(conn: &Connection, msg: &StoreMsg) -> Applied {
     match msg {
         StoreMsg::Ingest { input, settings, now, reply } => {
-            applied(reply, ingest::ingest(conn, &input, settings, now))
+            applied(reply, ingest::ingest(conn, input, *settings, *now))
         }
         StoreMsg::SetSystemState { state, reason, now, reply } => {
-            applied(reply, ops::set_system_state(conn, state, reason, now))
+            applied(reply, ops::set_system_state(conn, *state, reason.clone(), *now))
         }
         StoreMsg::SetConversationStatus { id, status, reason, now, reply } => {
-            applied(reply, ops::set_conversation_status(conn, &id, status, reason, now))
+            applied(reply, ops::set_conversation_status(conn, id, *status, reason.clone(), *now))
         }
-        StoreMsg::RetryJob { job_id, now, reply } => applied(reply, ops::retry_job(conn, &job_id, now)),
-        StoreMsg::CancelJob { job_id, now, reply } => applied(reply, ops::cancel_job(conn, &job_id, now)),
-        StoreMsg::Project { settings, reply } => applied(reply, renewal::project(conn, &settings)),
+        StoreMsg::RetryJob { job_id, now, reply } => applied(reply, ops::retry_job(conn, job_id, *now)),
+        StoreMsg::CancelJob { job_id, now, reply } => applied(reply, ops::cancel_job(conn, job_id, *now)),
+        StoreMsg::Project { settings, reply } => applied(reply, renewal::project(conn, settings)),
         StoreMsg::DeferJob { job_id, next_attempt_at, log_path, now, reply } => {
-            applied(reply, renewal::defer_job(conn, &job_id, next_attempt_at, log_path.as_deref(), now))
+            applied(reply, renewal::defer_job(conn, job_id, *next_attempt_at, log_path.as_deref(), *now))
         }
         StoreMsg::FailJob { job_id, error, log_path, now, reply } => {
-            applied(reply, renewal::fail_job(conn, &job_id, &error, log_path.as_deref(), now))
+            applied(reply, renewal::fail_job(conn, job_id, error, log_path.as_deref(), *now))
         }
         StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply } => {
-            applied(reply, renewal::start_attempt(conn, &job_id, &local_conversation_id, log_path.as_deref(), now))
+            applied(reply, renewal::start_attempt(conn, job_id, local_conversation_id, log_path.as_deref(), *now))
         }
         StoreMsg::ReleaseClaim { job_id, local_conversation_id, next_attempt_at, last_attempt_at, log_path, now, reply } => {
-            let release = renewal::Release { job_id: &job_id, local_conversation_id: &local_conversation_id, next_attempt_at, last_attempt_at, log_path: log_path.as_deref(), now };
+            let release = renewal::Release {
+                job_id,
+                local_conversation_id,
+                next_attempt_at: *next_attempt_at,
+                last_attempt_at: *last_attempt_at,
+                log_path: log_path.as_deref(),
+                now: *now,
+            };
             applied(reply, renewal::release_claim(conn, &release))
         }
-        StoreMsg::FinishAttempt { finish, reply } => applied(reply, renewal::finish_attempt(conn, &finish)),
-        StoreMsg::Recover { now, delay_ms, reply } => applied(reply, renewal::recover(conn, now, delay_ms)),
-        StoreMsg::Prune { batch, reply } => applied(reply, renewal::prune(conn, &batch)),
+        StoreMsg::FinishAttempt { finish, reply } => applied(reply, renewal::finish_attempt(conn, finish)),
+        StoreMsg::Recover { now, delay_ms, reply } => applied(reply, renewal::recover(conn, *now, *delay_ms)),
+        StoreMsg::Prune { batch, reply } => applied(reply, renewal::prune(conn, batch)),
         StoreMsg::Flush { reply } => applied(reply, Ok(())),
         StoreMsg::Shutdown | StoreMsg::PolicySource { .. } | StoreMsg::PolicyDirty => {
             Applied { error: None, send: Box::new(|_| {}) }
