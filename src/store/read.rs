@@ -342,10 +342,7 @@ impl Store {
 
     /// Pending jobs due at `now`, oldest due first (the dispatcher's scan).
     pub fn due_jobs(&self, now: i64, limit: usize) -> Result<Vec<Job>, StoreError> {
-        let sql = format!(
-            "SELECT {JOB_COLUMNS} FROM renewal_jobs WHERE status = 'pending' AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at, created_at LIMIT ?2"
-        );
+        let sql = due_jobs_sql();
         self.reads.with(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let rows = stmt.query_map(params![now, limit as i64], job_from_row)?;
@@ -428,5 +425,40 @@ fn parse_system_state(json: &str, updated_at: i64) -> SystemState {
             log::warn!("store: ignoring unreadable system state {json:?}");
             SystemState::default()
         }
+    }
+}
+
+/// The dispatcher's scan. `status = 'pending'` is spelled out, not bound:
+/// only a literal lets SQLite use the partial index `renewal_jobs_due`.
+fn due_jobs_sql() -> String {
+    format!(
+        "SELECT {JOB_COLUMNS} FROM renewal_jobs WHERE status = 'pending' AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at, created_at LIMIT ?2"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The scan must walk the partial due index in order, never sort the
+    /// pending jobs (the planner runs without statistics, so this holds
+    /// for every database, empty or full).
+    #[test]
+    fn the_due_scan_reads_the_partial_index_in_order() {
+        let dir = std::env::temp_dir().join(format!("baa-plan-{}-{}", std::process::id(), crate::util::now_ms()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut conn = super::super::schema::open_writer(&dir.join("plan.db"), None).unwrap();
+        super::super::schema::migrate(&mut conn).unwrap();
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {}", due_jobs_sql()))
+            .unwrap()
+            .query_map(params![0, 10], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(plan, vec!["SEARCH renewal_jobs USING INDEX renewal_jobs_due (status=? AND next_attempt_at<?)".to_string()]);
     }
 }

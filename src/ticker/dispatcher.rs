@@ -14,6 +14,8 @@
 //! recorded in one commit and logged. Deliveries still happen strictly one
 //! after another, after their claim is durable, so a crash leaves them
 //! `running` for the recovery delay (at-least-once, as before).
+//! `pipeline` decides the order of these steps across chunks, so that one
+//! chunk's commits overlap another's deliveries.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,15 +27,17 @@ use crate::bridge::frames::delivery_verdict;
 use crate::bridge::Hub;
 use crate::config::Config;
 use crate::policy::{AdmitOptions, Outcome, Policy, Target};
-use crate::store::{route_tab, AttemptResult, AutomationState, Conversation, FinishAttempt, Job, Link, Store, StoreError};
+use crossbeam_channel::Receiver;
+
+use crate::store::{
+    route_tab, AttemptResult, AutomationState, Conversation, FinishAttempt, FinishOutcome, Job, Link, Store, StoreError,
+};
 use crate::util::{collapse_whitespace, cut_chars, now_ms, random_unit};
 
 /// A rate-limit delay longer than this defers the job instead of waiting.
 const MAX_INLINE_DELAY_MS: u64 = 1000;
 /// How long the dispatcher queues behind another request on the same target.
 const MAX_TARGET_WAIT: Duration = Duration::from_secs(1);
-/// Jobs claimed (and later recorded) per store commit.
-const CLAIM_BATCH: usize = 32;
 
 pub struct Dispatcher {
     pub store: Store,
@@ -55,7 +59,7 @@ enum Fate {
 }
 
 /// A job that passed the checks: what its delivery needs.
-struct Ready {
+pub(super) struct Ready {
     job: Job,
     conv: Conversation,
     link: Link,
@@ -65,9 +69,19 @@ struct Ready {
 }
 
 /// A delivered job and the outcome to record.
-struct Delivered {
+pub(super) struct Delivered {
     ready: Ready,
     finish: FinishAttempt,
+}
+
+/// A chunk's claims, queued to the writer, with the answers to come.
+pub(super) struct Claiming {
+    items: Vec<(Ready, Receiver<Result<bool, StoreError>>)>,
+}
+
+/// A chunk's outcomes, queued to the writer, with the answers to come.
+pub(super) struct Recording {
+    items: Vec<(Delivered, Receiver<Result<FinishOutcome, StoreError>>)>,
 }
 
 impl Runner for Dispatcher {
@@ -89,9 +103,7 @@ impl Runner for Dispatcher {
         };
         let mut counts = [0u64; 4];
         self.sent_in_run.set(false);
-        for chunk in chunks(&jobs) {
-            self.run_chunk(ctx, chunk, &mut counts);
-        }
+        super::pipeline::run(self, ctx, &jobs, &mut counts);
         let details = json!({
             "due_jobs": jobs.len(), "successful_jobs": counts[0], "retried_jobs": counts[1],
             "failed_jobs": counts[2], "skipped_jobs": counts[3],
@@ -104,28 +116,6 @@ impl Runner for Dispatcher {
     }
 }
 
-/// Splits the due jobs, in order, into chunks of at most `CLAIM_BATCH` in
-/// which no conversation appears twice: a conversation's next job must see
-/// its previous one finished (lock released, cooldown and counters set), so
-/// it starts the next chunk.
-fn chunks(jobs: &[Job]) -> Vec<&[Job]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    let mut seen = std::collections::HashSet::new();
-    for (i, job) in jobs.iter().enumerate() {
-        if i - start == CLAIM_BATCH || !seen.insert(job.local_conversation_id.as_str()) {
-            out.push(&jobs[start..i]);
-            start = i;
-            seen.clear();
-            seen.insert(job.local_conversation_id.as_str());
-        }
-    }
-    if start < jobs.len() {
-        out.push(&jobs[start..]);
-    }
-    out
-}
-
 /// Logs one stage of one job, with its ids in the details.
 fn log_job(ctx: &RunContext, job: &Job, stage: &'static str, result: &str, extra: Value) {
     let mut details = json!({ "job_id": job.job_id, "local_conversation_id": job.local_conversation_id });
@@ -136,7 +126,9 @@ fn log_job(ctx: &RunContext, job: &Job, stage: &'static str, result: &str, extra
 }
 
 impl Dispatcher {
-    fn run_chunk(&self, ctx: &RunContext, chunk: &[Job], counts: &mut [u64; 4]) {
+    /// Steps 1–5 for each job of a chunk, then step 7's claims for the
+    /// ready ones, queued at once so the writer commits them together.
+    pub(super) fn check_and_claim(&self, ctx: &RunContext, chunk: &[Job], counts: &mut [u64; 4]) -> Claiming {
         let mut ready = Vec::new();
         for job in chunk {
             match self.check(ctx, job) {
@@ -144,14 +136,27 @@ impl Dispatcher {
                 Err(fate) => counts[fate as usize] += 1,
             }
         }
-        let mut delivered = Vec::new();
-        for r in self.claim(ctx, ready, counts) {
+        let now = now_ms();
+        let items = ready
+            .into_iter()
+            .map(|r| {
+                let answer = self.store.start_attempt_async(&r.job.job_id, &r.conv.local_conversation_id, self.log_path(ctx), now);
+                (r, answer)
+            })
+            .collect();
+        Claiming { items }
+    }
+
+    /// Steps 6 and 8 for each claimed job of a chunk, in order.
+    pub(super) fn deliver_all(&self, ctx: &RunContext, claimed: Vec<Ready>, counts: &mut [u64; 4]) -> Vec<Delivered> {
+        let mut delivered = Vec::with_capacity(claimed.len());
+        for r in claimed {
             match self.deliver(ctx, r) {
                 Ok(d) => delivered.push(d),
                 Err(fate) => counts[fate as usize] += 1,
             }
         }
-        self.record(ctx, delivered, counts);
+        delivered
     }
 
     fn inter_job_pause(&self) {
@@ -213,16 +218,11 @@ impl Dispatcher {
         Fate::Skipped
     }
 
-    /// Step 7 for a whole chunk: all claims are queued at once, so the
-    /// writer commits them together. Returns the jobs actually claimed.
-    fn claim(&self, ctx: &RunContext, ready: Vec<Ready>, counts: &mut [u64; 4]) -> Vec<Ready> {
-        let now = now_ms();
-        let answers: Vec<_> = ready
-            .iter()
-            .map(|r| self.store.start_attempt_async(&r.job.job_id, &r.conv.local_conversation_id, self.log_path(ctx), now))
-            .collect();
-        let mut claimed = Vec::with_capacity(ready.len());
-        for (r, answer) in ready.into_iter().zip(answers) {
+    /// The end of step 7: waits for a chunk's claims to be committed.
+    /// Returns the jobs actually claimed.
+    pub(super) fn claimed(&self, ctx: &RunContext, claims: Claiming, counts: &mut [u64; 4]) -> Vec<Ready> {
+        let mut claimed = Vec::with_capacity(claims.items.len());
+        for (r, answer) in claims.items {
             match answer.recv().unwrap_or(Err(StoreError::Closed)) {
                 Ok(true) => claimed.push(r),
                 // Someone else took the conversation (or the job) meanwhile.
@@ -274,11 +274,21 @@ impl Dispatcher {
         Ok(Delivered { ready: r, finish })
     }
 
-    /// Steps 9–11 for a chunk: every outcome queued at once (one commit),
-    /// then each confirmed and logged.
-    fn record(&self, ctx: &RunContext, delivered: Vec<Delivered>, counts: &mut [u64; 4]) {
-        let answers: Vec<_> = delivered.iter().map(|d| self.store.finish_attempt_async(d.finish.clone())).collect();
-        for (d, answer) in delivered.into_iter().zip(answers) {
+    /// Step 9 for a chunk: every outcome queued at once (one commit).
+    pub(super) fn record(&self, delivered: Vec<Delivered>) -> Recording {
+        let items = delivered
+            .into_iter()
+            .map(|d| {
+                let answer = self.store.finish_attempt_async(d.finish.clone());
+                (d, answer)
+            })
+            .collect();
+        Recording { items }
+    }
+
+    /// Steps 10–11 for a chunk: each outcome confirmed and logged.
+    pub(super) fn recorded(&self, ctx: &RunContext, outcomes: Recording, counts: &mut [u64; 4]) {
+        for (d, answer) in outcomes.items {
             let job = &d.ready.job;
             let fate = match answer.recv().unwrap_or(Err(StoreError::Closed)) {
                 Ok(outcome) => {
@@ -424,42 +434,4 @@ fn payload_text(job: &Job) -> Result<String, (String, bool)> {
         return Err(("missing_payload_text".to_string(), true));
     }
     Ok(text)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn job(id: &str, lc: &str) -> Job {
-        Job {
-            job_id: id.into(),
-            local_conversation_id: lc.into(),
-            message_id: id.into(),
-            status: "pending".into(),
-            payload_kind: "text".into(),
-            payload: "x".into(),
-            target_snapshot: None,
-            attempt_count: 0,
-            max_attempts: 3,
-            next_attempt_at: Some(0),
-            last_attempt_at: None,
-            last_error: None,
-            log_path: None,
-            started_at: None,
-            finished_at: None,
-            created_at: 0,
-            updated_at: 0,
-        }
-    }
-
-    #[test]
-    fn chunks_never_hold_a_conversation_twice_and_keep_order() {
-        let jobs: Vec<Job> = [("a", "1"), ("b", "2"), ("c", "1"), ("d", "3"), ("e", "3")].iter().map(|(i, l)| job(i, l)).collect();
-        let ids: Vec<Vec<&str>> = chunks(&jobs).iter().map(|c| c.iter().map(|j| j.job_id.as_str()).collect()).collect();
-        assert_eq!(ids, vec![vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
-        let many: Vec<Job> = (0..70).map(|i| job(&i.to_string(), &i.to_string())).collect();
-        let sizes: Vec<usize> = chunks(&many).iter().map(|c| c.len()).collect();
-        assert_eq!(sizes, vec![CLAIM_BATCH, CLAIM_BATCH, 70 - 2 * CLAIM_BATCH]);
-        assert!(chunks(&[]).is_empty());
-    }
 }

@@ -9,6 +9,7 @@
 
 pub mod dispatcher;
 pub mod log;
+mod pipeline;
 pub mod projector;
 pub mod pruner;
 
