@@ -16,7 +16,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("002_automation_index.sql", include_str!("../../sql/002_automation_index.sql")),
     ("003_pruning_index.sql", include_str!("../../sql/003_pruning_index.sql")),
     ("004_message_seq.sql", include_str!("../../sql/004_message_seq.sql")),
-    ("005_pending_due_index.sql", include_str!("../../sql/005_pending_due_index.sql")),
+    ("005_job_status_indexes.sql", include_str!("../../sql/005_job_status_indexes.sql")),
 ];
 
 /// The schema version this build expects.
