@@ -28,6 +28,14 @@
 //!       of this run are `done` (or failed), or TIMEOUT_SECS pass, or nothing
 //!       moves for 15 s. secs = (largest finished_at of the run's jobs) −
 //!       (wall clock just before the first POST). Prints key=value.
+//!   bench_renewal e2e-ws SIM_BIN WS_URL DB N RUN CLIENT_ID TIMEOUT_SECS
+//!       The same messages the way a plugin reports them: starts SIM_BIN
+//!       (`baa-plugin-sim --client-id CLIENT_ID --mode succeed
+//!       --messages-file`), which replays them as `browser.final_message`
+//!       frames over its WebSocket (pipelined, at most 64 unanswered) and
+//!       answers the deliveries; the clock starts before it is spawned.
+//!       Polls and prints like `e2e`; ingest_secs is when the simulator
+//!       reported every message acknowledged.
 //!   bench_renewal raw TEMPLATE DB N BATCH
 //!       The ceiling: copies TEMPLATE (empty schema) to DB with VACUUM INTO,
 //!       opens it like the daemon's writer (WAL, synchronous=NORMAL) and runs
@@ -326,65 +334,104 @@ fn http_get(addr: &str, path: &str) -> Value {
     serde_json::from_slice(&body).unwrap_or(Value::Null)
 }
 
+/// The message of seeded conversation `i`, as `POST /v1/messages` or
+/// `browser.final_message` carry it (`client_id` only over HTTP: over the
+/// WebSocket the connection names the client).
+fn e2e_body(run: &str, i: u64, client: Option<&str>) -> String {
+    let remote = format!("{run}-conv-{i:06}");
+    let mut body = json!({"platform": "chatgpt", "conversation_id": remote, "message_id": format!("{run}-msg-{i:06}"),
+           "role": "assistant", "text": message_text(run, i), "page_url": page_url(&remote),
+           "page_title": format!("Bench conversation {i}"), "tab_id": i + 1});
+    if let Some(client) = client {
+        body["client_id"] = client.into();
+    }
+    body.to_string()
+}
+
+/// What the poller saw: (jobs, done, failed, largest finished_at,
+/// incomplete, done once a second).
+type Polled = (i64, i64, i64, Option<i64>, bool, Vec<String>);
+
+/// Polls DB from `t0`, once every 50 ms, until every job of the run is
+/// finished (or TIMEOUT, or nothing moved for 15 s); records the number
+/// done once a second.
+fn spawn_poller(db: &str, run: &str, n: u64, t0: Instant, timeout: u64) -> std::thread::JoinHandle<Polled> {
+    let reader = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
+    let (lo, hi) = (format!("{run}-msg-"), format!("{run}-msg."));
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + Duration::from_secs(timeout);
+        let mut last_progress = (Instant::now(), -1i64);
+        let mut timeline = Vec::new();
+        let mut next_tick = t0 + Duration::from_secs(1);
+        loop {
+            let row: (i64, i64, i64, Option<i64>) = reader
+                .query_row(
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 'done'), COUNT(*) FILTER (WHERE status = 'failed'),
+                            MAX(finished_at)
+                     FROM renewal_jobs WHERE message_id >= ?1 AND message_id < ?2",
+                    params![lo, hi],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .unwrap_or_else(|e| die(e));
+            let (jobs, done, failed, max_finished) = row;
+            while Instant::now() >= next_tick {
+                timeline.push(done.to_string());
+                next_tick += Duration::from_secs(1);
+            }
+            if done + failed >= n as i64 {
+                return (jobs, done, failed, max_finished, false, timeline);
+            }
+            if done + failed + jobs != last_progress.1 {
+                last_progress = (Instant::now(), done + failed + jobs);
+            }
+            if Instant::now() >= deadline || last_progress.0.elapsed() > Duration::from_secs(15) {
+                return (jobs, done, failed, max_finished, true, timeline);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    })
+}
+
+/// Prints the outcome of an end-to-end run; `t0_wall` is the wall clock
+/// just before the first message left.
+fn e2e_report(db: &str, run: &str, polled: Polled, t0_wall: i64) {
+    let (jobs, done, failed, max_finished, incomplete, timeline) = polled;
+    if incomplete {
+        println!("incomplete=yes");
+    }
+    let secs = max_finished.map_or(f64::NAN, |m| (m - t0_wall) as f64 / 1000.0);
+    println!("jobs={jobs}");
+    println!("done={done}");
+    println!("failed={failed}");
+    println!("secs={secs:.3}");
+    println!("rate={:.0}", done as f64 / secs);
+    println!("done_per_sec_cumulative={}", timeline.join(","));
+    let reader = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
+    let first_last: (Option<i64>, Option<i64>) = reader
+        .query_row(
+            "SELECT MIN(created_at), MAX(created_at) FROM renewal_jobs WHERE message_id >= ?1 AND message_id < ?2",
+            params![format!("{run}-msg-"), format!("{run}-msg.")],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap_or_else(|e| die(e));
+    if let (Some(a), Some(b)) = first_last {
+        println!("first_job_created_s={:.3}", (a - t0_wall) as f64 / 1000.0);
+        println!("last_job_created_s={:.3}", (b - t0_wall) as f64 / 1000.0);
+    }
+}
+
 #[allow(clippy::too_many_arguments)]
 fn e2e(base: &str, db: &str, n: u64, conns: usize, run: &str, client: &str, timeout: u64) {
     let addr = base.strip_prefix("http://").unwrap_or(base).trim_end_matches('/').to_string();
-    let reader = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
-    let (lo, hi) = (format!("{run}-msg-"), format!("{run}-msg."));
     // Bodies built before the clock starts.
-    let bodies: Vec<String> = (0..n)
-        .map(|i| {
-            let remote = format!("{run}-conv-{i:06}");
-            json!({"platform": "chatgpt", "conversation_id": remote, "message_id": format!("{run}-msg-{i:06}"),
-                   "role": "assistant", "text": message_text(run, i), "page_url": page_url(&remote),
-                   "page_title": format!("Bench conversation {i}"), "tab_id": i + 1, "client_id": client})
-            .to_string()
-        })
-        .collect();
+    let bodies: Vec<String> = (0..n).map(|i| e2e_body(run, i, Some(client))).collect();
     let bodies = Arc::new(bodies);
     let next = Arc::new(AtomicU64::new(0));
     let errors = Arc::new(AtomicU64::new(0));
     let first_error = Arc::new(parking_lot::Mutex::new(None::<String>));
     let t0_wall = now_ms();
     let t0 = Instant::now();
-    // Polls from the start, once every 50 ms, until every job of the run is
-    // finished (or TIMEOUT, or nothing moved for 15 s); records the number
-    // done once a second.
-    let poller = {
-        let (lo, hi) = (lo.clone(), hi.clone());
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(timeout);
-            let mut last_progress = (Instant::now(), -1i64);
-            let mut timeline = Vec::new();
-            let mut next_tick = t0 + Duration::from_secs(1);
-            loop {
-                let row: (i64, i64, i64, Option<i64>) = reader
-                    .query_row(
-                        "SELECT COUNT(*), COUNT(*) FILTER (WHERE status = 'done'), COUNT(*) FILTER (WHERE status = 'failed'),
-                                MAX(finished_at)
-                         FROM renewal_jobs WHERE message_id >= ?1 AND message_id < ?2",
-                        params![lo, hi],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
-                    .unwrap_or_else(|e| die(e));
-                let (jobs, done, failed, max_finished) = row;
-                while Instant::now() >= next_tick {
-                    timeline.push(done.to_string());
-                    next_tick += Duration::from_secs(1);
-                }
-                if done + failed >= n as i64 {
-                    return (jobs, done, failed, max_finished, false, timeline);
-                }
-                if done + failed + jobs != last_progress.1 {
-                    last_progress = (Instant::now(), done + failed + jobs);
-                }
-                if Instant::now() >= deadline || last_progress.0.elapsed() > Duration::from_secs(15) {
-                    return (jobs, done, failed, max_finished, true, timeline);
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        })
-    };
+    let poller = spawn_poller(db, run, n, t0, timeout);
     let handles: Vec<_> = (0..conns)
         .map(|_| {
             let (bodies, next, errors, first_error, addr) =
@@ -423,29 +470,61 @@ fn e2e(base: &str, db: &str, n: u64, conns: usize, run: &str, client: &str, time
     println!("ingest_rate={:.0}", n as f64 / ingest_secs);
     println!("ingest_errors={}", errors.load(Ordering::Relaxed));
     println!("ingest_first_error={}", first_error.lock().clone().unwrap_or_else(|| "-".into()));
-    let (jobs, done, failed, max_finished, incomplete, timeline) = poller.join().expect("poller thread");
-    if incomplete {
-        println!("incomplete=yes");
+    e2e_report(db, run, poller.join().expect("poller thread"), t0_wall);
+}
+
+/// The same run with the messages coming the way a plugin reports them:
+/// the simulator (the only client, which also answers the deliveries)
+/// replays them over its WebSocket with `--messages-file`. The clock starts
+/// just before the simulator is spawned, so its start-up and handshake
+/// count against us. Stops the simulator with SIGTERM at the end and
+/// prints its summary lines.
+#[allow(clippy::too_many_arguments)]
+fn e2e_ws(sim: &str, ws_url: &str, db: &str, n: u64, run: &str, client: &str, timeout: u64) {
+    let file = std::path::Path::new(db).with_file_name(format!("{run}-messages.jsonl"));
+    let lines: String = (0..n).map(|i| e2e_body(run, i, None) + "\n").collect();
+    std::fs::write(&file, lines).unwrap_or_else(|e| die(e));
+    let t0_wall = now_ms();
+    let t0 = Instant::now();
+    let poller = spawn_poller(db, run, n, t0, timeout);
+    let mut child = Command::new(sim)
+        .args(["--url", ws_url, "--client-id", client, "--platform", "chatgpt", "--mode", "succeed", "--quiet"])
+        .arg("--messages-file")
+        .arg(&file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| die(format!("cannot start {sim}: {e}")));
+    let stdout = child.stdout.take().expect("piped");
+    let reader = std::thread::spawn(move || {
+        let mut fed = None;
+        let mut lines = Vec::new();
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if line.starts_with("messages-file:") {
+                fed = Some(t0.elapsed().as_secs_f64());
+            }
+            lines.push(line);
+        }
+        (fed, lines)
+    });
+    let polled = poller.join().expect("poller thread");
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    let (fed, lines) = reader.join().expect("sim reader");
+    match fed {
+        Some(secs) => {
+            println!("ingest_secs={secs:.3}");
+            println!("ingest_rate={:.0}", n as f64 / secs);
+        }
+        None => println!("ingest_secs=incomplete"),
     }
-    let secs = max_finished.map_or(f64::NAN, |m| (m - t0_wall) as f64 / 1000.0);
-    println!("jobs={jobs}");
-    println!("done={done}");
-    println!("failed={failed}");
-    println!("secs={secs:.3}");
-    println!("rate={:.0}", done as f64 / secs);
-    println!("done_per_sec_cumulative={}", timeline.join(","));
-    let reader = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
-    let first_last: (Option<i64>, Option<i64>) = reader
-        .query_row(
-            "SELECT MIN(created_at), MAX(created_at) FROM renewal_jobs WHERE message_id >= ?1 AND message_id < ?2",
-            params![lo, hi],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .unwrap_or_else(|e| die(e));
-    if let (Some(a), Some(b)) = first_last {
-        println!("first_job_created_s={:.3}", (a - t0_wall) as f64 / 1000.0);
-        println!("last_job_created_s={:.3}", (b - t0_wall) as f64 / 1000.0);
+    for line in lines.iter().filter(|l| l.starts_with("messages-file:") || l.starts_with("summary:")) {
+        let key = if line.starts_with("summary:") { "sim_summary" } else { "sim_fed" };
+        println!("{key}={}", line.split_once(": ").map_or(line.as_str(), |(_, v)| v));
     }
+    let _ = std::fs::remove_file(&file);
+    e2e_report(db, run, polled, t0_wall);
 }
 
 // ---------------------------------------------------------------- raw
@@ -679,6 +758,7 @@ fn main() {
         "seed" => seed(&arg(1), num(2), &arg(3), &arg(4)),
         "fill" => fill(&arg(1), &arg(2), if args.len() > 3 { num(3) } else { 0 }),
         "e2e" => e2e(&arg(1), &arg(2), num(3), num(4) as usize, &arg(5), &arg(6), num(7)),
+        "e2e-ws" => e2e_ws(&arg(1), &arg(2), &arg(3), num(4), &arg(5), &arg(6), num(7)),
         "raw" => raw(&arg(1), &arg(2), num(3), num(4) as usize),
         "scan" => scan(&arg(1), num(2) as usize, num(3) as i64),
         "recovery" => recovery(&arg(1), &arg(2), num(3) as usize),

@@ -316,9 +316,9 @@ impl Conn {
         input.client_id = Some(self.client_id().to_string());
         let answer = self.ctx.store.ingest_async(input, self.ctx.ingest_settings);
         let (id, hub) = (id.map(str::to_string), self.ctx.hub.clone());
-        let ack = move || {
+        let render = move |result: Result<crate::store::IngestOutcome, crate::store::StoreError>| {
             let id = id.as_deref();
-            match answer.recv().unwrap_or(Err(crate::store::StoreError::Closed)) {
+            match result {
                 Ok(outcome) => {
                     if outcome.automation_changed {
                         hub.notify_automation_changed();
@@ -338,7 +338,7 @@ impl Conn {
                 }
             }
         };
-        let _ = self.out.send(Out::Deferred(Deferred(Box::new(ack))));
+        let _ = self.out.send(Out::Deferred(Deferred { answer, render: Box::new(render) }));
     }
 
     fn on_answer(&self, id: Option<&str>, obj: Map<String, Value>, last: bool) {

@@ -287,7 +287,7 @@ impl Hub {
         };
         let pending = PendingRequest { hub: self.clone(), request_id, client_id, connection_id, rx };
         let frame = build(&pending.request_id);
-        match outbox.map(|o| o.try_send(Out::Text(frame))) {
+        match outbox.map(|o| o.try_send(Out::Push(frame))) {
             Some(Ok(())) => Ok(pending),
             // The connection is gone or so far behind that its outbox is
             // full; either way it will not deliver this in time.

@@ -58,7 +58,7 @@ fn push_once(hub: &Hub, store: &Store) {
     match snapshot(store) {
         Ok(frame) => {
             for outbox in outboxes {
-                let _ = outbox.try_send(Out::Text(frame.clone()));
+                let _ = outbox.try_send(Out::Push(frame.clone()));
             }
         }
         Err(e) => log::error!("bridge: cannot build state snapshot: {e}"),

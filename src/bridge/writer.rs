@@ -8,17 +8,25 @@
 //! and two frames can never interleave on the wire. The writer also sends the
 //! heartbeat pings, waiting on its inbox with a deadline instead of polling.
 //!
+//! Answers to the plugin's frames keep the order of the frames they answer,
+//! and the ack of a final message goes out only after its commit; frames
+//! the daemon starts (requests, state pushes) do not queue behind those
+//! commits. While a plugin pipelines a backlog of messages, a delivery
+//! request would otherwise wait for every commit ahead of it in the queue
+//! (it starved the dispatcher during ingest, docs/BENCHMARKS_RUNTIME.md).
+//!
 //! The reader's `WebSocket` still wants to write pong and close replies on
 //! its own; it is given a `ConnStream` whose writes are forwarded here as raw
 //! bytes. tungstenite hands each write a buffer of whole frames, so those
 //! bytes too arrive here as complete frames.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, RecvError, Select, Sender};
 use tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
 use tungstenite::protocol::frame::{Frame, Utf8Bytes};
 use tungstenite::protocol::CloseFrame;
@@ -29,25 +37,51 @@ use tungstenite::protocol::CloseFrame;
 /// resident memory per idle plugin.
 pub const OUTBOX_CAPACITY: usize = 256;
 
+use crate::store::{IngestOutcome, StoreError};
+
+/// Answers waiting for their commit, most per connection; beyond this the
+/// writer stops taking from its inbox, which fills and makes the reader
+/// wait (backpressure on a plugin that sends faster than the store
+/// commits).
+const MAX_WAITING: usize = 1024;
+
 /// What can be queued to a connection's writer.
 #[derive(Debug)]
 pub enum Out {
-    /// A JSON text frame.
+    /// A JSON text frame answering a frame of the plugin: sent in order
+    /// with the other answers, after any `Deferred` queued before it.
     Text(String),
+    /// A JSON text frame the daemon starts (a request, a state push): sent
+    /// as soon as the writer takes it, ahead of answers still waiting.
+    Push(String),
     /// Already-framed bytes from the reader's WebSocket (pong, close reply).
     Raw(Vec<u8>),
     /// Send a close frame, then end the connection.
     Close { code: u16, reason: String },
-    /// A frame that can only be built later, e.g. the `ack` of a final
-    /// message, which may go out only after its commit. The writer runs it
-    /// in queue order (so answers keep the order of the frames they answer)
-    /// and sends the frame it returns, if any; the reader meanwhile goes on
-    /// reading, which lets one connection's messages share group commits.
+    /// The `ack` of a final message, which may go out only after its
+    /// commit. The reader meanwhile goes on reading, which lets one
+    /// connection's messages share group commits.
     Deferred(Deferred),
 }
 
-/// Produces a frame once something it waits for is ready.
-pub struct Deferred(pub Box<dyn FnOnce() -> Option<String> + Send>);
+/// A frame built from the store's answer once it arrives.
+pub struct Deferred {
+    pub answer: Receiver<Result<IngestOutcome, StoreError>>,
+    pub render: Box<dyn FnOnce(Result<IngestOutcome, StoreError>) -> Option<String> + Send>,
+}
+
+/// An answer in line: ready now, or waiting for the store.
+enum InLine {
+    Ready(String),
+    Waiting(Deferred),
+}
+
+/// What woke the writer.
+enum Event {
+    Heartbeat,
+    Answered(Result<IngestOutcome, StoreError>),
+    Inbox(Result<Out, RecvError>),
+}
 
 impl std::fmt::Debug for Deferred {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -103,29 +137,38 @@ impl Writer {
     fn run(mut self, rx: Receiver<Out>) {
         let mut next_ping = Instant::now() + self.heartbeat;
         let mut buf = Vec::with_capacity(256);
+        let mut line: VecDeque<InLine> = VecDeque::new();
         loop {
-            let out = match rx.recv_deadline(next_ping) {
-                Ok(out) => out,
-                Err(RecvTimeoutError::Timeout) => {
+            let result = match next_event(&rx, &line, next_ping) {
+                Event::Heartbeat => {
                     next_ping = Instant::now() + self.heartbeat;
-                    if self.send(Frame::ping(Vec::new()), &mut buf).is_err() {
-                        break;
-                    }
-                    continue;
+                    self.send(Frame::ping(Vec::new()), &mut buf)
                 }
-                // Everyone who could send is gone: the connection is over.
-                Err(RecvTimeoutError::Disconnected) => break,
-            };
-            let result = match out {
-                Out::Text(text) => self.send(Frame::message(text, OpCode::Data(Data::Text), true), &mut buf),
-                Out::Raw(bytes) => self.tcp.write_all(&bytes),
-                Out::Deferred(Deferred(produce)) => match produce() {
-                    Some(text) => self.send(Frame::message(text, OpCode::Data(Data::Text), true), &mut buf),
-                    None => Ok(()),
-                },
-                Out::Close { code, reason } => {
+                Event::Answered(result) => {
+                    let Some(InLine::Waiting(d)) = line.pop_front() else { unreachable!("the head was waiting") };
+                    let sent = self.send_text((d.render)(result), &mut buf);
+                    sent.and_then(|()| self.send_ready(&mut line, &mut buf))
+                }
+                Event::Inbox(Ok(Out::Deferred(d))) => {
+                    line.push_back(InLine::Waiting(d));
+                    Ok(())
+                }
+                Event::Inbox(Ok(Out::Text(text))) if !line.is_empty() => {
+                    line.push_back(InLine::Ready(text));
+                    Ok(())
+                }
+                Event::Inbox(Ok(Out::Text(text) | Out::Push(text))) => self.send_text(Some(text), &mut buf),
+                Event::Inbox(Ok(Out::Raw(bytes))) => self.tcp.write_all(&bytes),
+                Event::Inbox(Ok(Out::Close { code, reason })) => {
+                    // Answers already promised go out before the close.
+                    let _ = self.drain(&mut line, &mut buf);
                     let close = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason) };
                     let _ = self.send(Frame::close(Some(close)), &mut buf);
+                    break;
+                }
+                // Everyone who could send is gone: the connection is over.
+                Event::Inbox(Err(RecvError)) => {
+                    let _ = self.drain(&mut line, &mut buf);
                     break;
                 }
             };
@@ -139,9 +182,61 @@ impl Writer {
         let _ = self.tcp.shutdown(Shutdown::Both);
     }
 
+    /// Sends the ready answers at the head of the line.
+    fn send_ready(&mut self, line: &mut VecDeque<InLine>, buf: &mut Vec<u8>) -> io::Result<()> {
+        while let Some(InLine::Ready(_)) = line.front() {
+            let Some(InLine::Ready(text)) = line.pop_front() else { unreachable!() };
+            self.send_text(Some(text), buf)?;
+        }
+        Ok(())
+    }
+
+    /// Sends every answer in line, waiting for the store where needed.
+    fn drain(&mut self, line: &mut VecDeque<InLine>, buf: &mut Vec<u8>) -> io::Result<()> {
+        while let Some(item) = line.pop_front() {
+            let text = match item {
+                InLine::Ready(text) => Some(text),
+                InLine::Waiting(d) => (d.render)(d.answer.recv().unwrap_or(Err(StoreError::Closed))),
+            };
+            self.send_text(text, buf)?;
+        }
+        Ok(())
+    }
+
+    fn send_text(&mut self, text: Option<String>, buf: &mut Vec<u8>) -> io::Result<()> {
+        match text {
+            Some(text) => self.send(Frame::message(text, OpCode::Data(Data::Text), true), buf),
+            None => Ok(()),
+        }
+    }
+
     fn send(&mut self, frame: Frame, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.clear();
         frame.format(buf).map_err(|e| io::Error::other(e.to_string()))?;
         self.tcp.write_all(buf)
+    }
+}
+
+/// Waits for whichever comes first: the store's answer for the head of the
+/// line, a new frame in the inbox (unless the line is full), or the next
+/// heartbeat. Only the head is watched, so answers keep their order.
+fn next_event(rx: &Receiver<Out>, line: &VecDeque<InLine>, heartbeat_at: Instant) -> Event {
+    let mut sel = Select::new();
+    let inbox = (line.len() < MAX_WAITING).then(|| sel.recv(rx));
+    let head = match line.front() {
+        Some(InLine::Waiting(d)) => Some((sel.recv(&d.answer), &d.answer)),
+        _ => None,
+    };
+    match sel.select_deadline(heartbeat_at) {
+        Err(_) => Event::Heartbeat,
+        Ok(op) => match head {
+            Some((index, answer)) if op.index() == index => {
+                Event::Answered(op.recv(answer).unwrap_or(Err(StoreError::Closed)))
+            }
+            _ => {
+                debug_assert_eq!(Some(op.index()), inbox);
+                Event::Inbox(op.recv(rx))
+            }
+        },
     }
 }

@@ -32,6 +32,9 @@ ANNOUNCEMENTS (sent right after hello_ack):
     --message-id M        its message_id [default: sim-<unix millis>]
     --tab-id N|none       its tab_id; `none` omits it (no delivery route) [default: 17]
     --exit-after-message  exit 0 once the message is acked, 1 if an error answers it
+    --messages-file F     then replay F: one browser.final_message object per line
+                          (`type` optional), pipelined with at most 64 unanswered;
+                          prints `messages-file: N sent, A acked, R rejected` at the end
 
 ANSWERING DAEMON REQUESTS:
     --mode MODE           succeed | fail[:REASON] | silent | stream:N | http:STATUS
@@ -93,6 +96,7 @@ pub struct Options {
     pub mode: Mode,
     pub delay: Duration,
     pub exit_after_message: bool,
+    pub messages_file: Option<String>,
     pub quiet: bool,
 }
 
@@ -119,6 +123,7 @@ impl Default for Options {
             mode: Mode::Succeed,
             delay: Duration::ZERO,
             exit_after_message: false,
+            messages_file: None,
             quiet: false,
         }
     }
@@ -168,6 +173,7 @@ fn apply(opts: &mut Options, flag: &str, value: String) -> Result<(), String> {
         "--message" => opts.message = Some(value),
         "--conversation" => opts.conversation = value,
         "--message-id" => opts.message_id = Some(value),
+        "--messages-file" => opts.messages_file = Some(value),
         "--tab-id" => opts.tab_id = parse_tab_id(&value)?,
         "--mode" => opts.mode = parse_mode(&value)?,
         "--delay-ms" => opts.delay = Duration::from_millis(number(flag, &value)?),

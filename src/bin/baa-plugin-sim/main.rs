@@ -13,6 +13,7 @@
 mod answer;
 mod cli;
 mod connect;
+mod feed;
 mod frames;
 mod output;
 mod session;

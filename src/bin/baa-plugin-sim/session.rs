@@ -18,6 +18,7 @@
 
 use crate::answer::Responder;
 use crate::cli::Options;
+use crate::feed::Feed;
 use crate::frames::{self, FINAL_MESSAGE_ID};
 use crate::output::Output;
 use crate::signal;
@@ -63,6 +64,8 @@ pub struct Session<'a> {
     read_timeout: Option<Duration>,
     /// Our final message was sent and neither acked nor rejected yet.
     awaiting_ack: bool,
+    /// `--messages-file`, while it is being replayed.
+    feed: Option<Feed>,
 }
 
 impl<'a> Session<'a> {
@@ -74,6 +77,7 @@ impl<'a> Session<'a> {
             delayed: VecDeque::new(),
             read_timeout: None,
             awaiting_ack: false,
+            feed: None,
         }
     }
 
@@ -92,7 +96,33 @@ impl<'a> Session<'a> {
         let hello = frames::to_wire(&frames::hello(self.opts));
         self.send_texts(&[hello])?;
         self.await_hello_ack()?;
-        self.announce()
+        self.announce()?;
+        if let Some(path) = &self.opts.messages_file {
+            self.feed = Some(Feed::open(path).map_err(End::Failed)?);
+        }
+        self.feed_more()
+    }
+
+    /// Sends what the `--messages-file` window has room for; reports the
+    /// replay once every line is answered.
+    fn feed_more(&mut self) -> Step {
+        let Some(feed) = self.feed.as_mut() else { return Ok(()) };
+        let frames = feed.next_frames().map_err(End::Failed)?;
+        if feed.finished() {
+            let summary = feed.summary();
+            self.feed = None;
+            self.out.status(&summary);
+        }
+        if frames.is_empty() {
+            return Ok(());
+        }
+        self.send_texts(&frames)
+    }
+
+    /// An ack or error for a `--messages-file` line: one more may go.
+    fn fed(&mut self, frame: &Value, ok: bool) -> Option<Step> {
+        let feed = self.feed.as_mut()?;
+        feed.answered(frame, ok).then(|| self.feed_more())
     }
 
     /// One read, and whatever it calls for.
@@ -240,6 +270,9 @@ impl<'a> Session<'a> {
     }
 
     fn on_ack(&mut self, frame: &Value, text: &str) -> Step {
+        if let Some(step) = self.fed(frame, true) {
+            return step;
+        }
         if !self.answers_our_message(frame) {
             return Ok(());
         }
@@ -258,6 +291,9 @@ impl<'a> Session<'a> {
         self.out.stats.error_frames += 1;
         if self.out.quiet() {
             self.out.error(&format!("error frame: {text}"));
+        }
+        if let Some(step) = self.fed(frame, false) {
+            return step;
         }
         if !self.answers_our_message(frame) {
             return Ok(());
