@@ -46,7 +46,7 @@ pub struct Dispatcher {
     pub policy: Arc<Policy>,
     /// Whether this run already sent a delivery: the inter-job jitter goes
     /// between two deliveries, not before the first or around deferrals.
-    pub sent_in_run: std::cell::Cell<bool>,
+    pub sent_in_run: std::sync::atomic::AtomicBool,
 }
 
 /// How one job's turn ended, for the run summary.
@@ -102,7 +102,7 @@ impl Runner for Dispatcher {
             }
         };
         let mut counts = [0u64; 4];
-        self.sent_in_run.set(false);
+        self.sent_in_run.store(false, std::sync::atomic::Ordering::Relaxed);
         super::pipeline::run(self, ctx, &jobs, &mut counts);
         let details = json!({
             "due_jobs": jobs.len(), "successful_jobs": counts[0], "retried_jobs": counts[1],
@@ -239,7 +239,7 @@ impl Dispatcher {
     /// Steps 6 and 8 for one claimed job: the lease, the delivery, the
     /// lease's outcome. A refusal puts the claim back (a deferral).
     fn deliver(&self, ctx: &RunContext, r: Ready) -> Result<Delivered, Fate> {
-        if self.sent_in_run.replace(true) {
+        if self.sent_in_run.swap(true, std::sync::atomic::Ordering::Relaxed) {
             self.inter_job_pause();
         }
         let opts = AdmitOptions { max_wait: MAX_TARGET_WAIT, max_delay_ms: MAX_INLINE_DELAY_MS };

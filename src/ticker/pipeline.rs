@@ -10,6 +10,12 @@
 //! are being committed; the dispatcher only waits for a commit when it
 //! needs its answer.
 //!
+//! The checks and claims of the next chunk run on a short-lived scoped
+//! thread (`dispatch-prepare`), so the dispatcher's own thread does little
+//! but deliver: deliveries are strictly sequential (one lease per target),
+//! and every microsecond between two of them is a microsecond of
+//! throughput lost.
+//!
 //! What stays as before: a job is delivered only after its claim is
 //! committed (a crash leaves it `running` for recovery: at-least-once), and
 //! a conversation's job is checked only after every earlier job of that
@@ -18,7 +24,7 @@
 
 use std::collections::HashSet;
 
-use super::dispatcher::{Claiming, Dispatcher, Recording};
+use super::dispatcher::{Dispatcher, Ready, Recording};
 use super::RunContext;
 use crate::store::Job;
 
@@ -55,38 +61,89 @@ fn shares(chunk: &[Job], in_flight: &HashSet<&str>) -> bool {
     chunk.iter().any(|j| in_flight.contains(j.local_conversation_id.as_str()))
 }
 
+/// A chunk's jobs claimed and ready to deliver, with the fates counted
+/// while preparing them.
+type Prepared = (Vec<Ready>, [u64; 4]);
+
+/// Steps 1–7 for a chunk: checks, claims, and the wait for the claims'
+/// commit. Runs on the preparing thread while the previous chunk is
+/// delivered.
+fn prepare(d: &Dispatcher, ctx: &RunContext, chunk: &[Job]) -> Prepared {
+    let mut counts = [0u64; 4];
+    let claims = d.check_and_claim(ctx, chunk, &mut counts);
+    let ready = d.claimed(ctx, claims, &mut counts);
+    (ready, counts)
+}
+
+fn add(counts: &mut [u64; 4], more: [u64; 4]) {
+    for (c, m) in counts.iter_mut().zip(more) {
+        *c += m;
+    }
+}
+
 /// Runs every chunk through check → claim → deliver → record, overlapped
-/// as the module documentation describes. `counts` gets each job's fate.
+/// as the module documentation describes: while this thread delivers chunk
+/// k, a scoped helper thread checks and claims chunk k+1, and chunk k-1's
+/// outcomes are being committed. `counts` gets each job's fate.
 pub fn run(d: &Dispatcher, ctx: &RunContext, jobs: &[Job], counts: &mut [u64; 4]) {
     let mut rest = chunks(jobs).into_iter();
     let Some(first) = rest.next() else { return };
-    // (chunk, its queued claims) and (chunk, its queued outcomes).
-    let mut claiming: Option<(&[Job], Claiming)> = Some((first, d.check_and_claim(ctx, first, counts)));
+    let (ready, more) = prepare(d, ctx, first);
+    add(counts, more);
+    let mut current: Option<(&[Job], Vec<Ready>)> = Some((first, ready));
     let mut recording: Option<(&[Job], Recording)> = None;
-    while let Some((chunk, claims)) = claiming.take() {
-        let claimed = d.claimed(ctx, claims, counts);
-        let mut next = rest.next();
-        if let Some(n) = next.filter(|n| !shares(n, &conversations(chunk))) {
-            if recording.as_ref().is_some_and(|(prev, _)| shares(n, &conversations(prev))) {
-                let (_, outcomes) = recording.take().expect("checked above");
+    std::thread::scope(|scope| {
+        while let Some((chunk, claimed)) = current.take() {
+            let next = rest.next();
+            // The next chunk is prepared alongside this chunk's deliveries
+            // unless it shares a conversation with it.
+            let helper = match next.filter(|n| !shares(n, &conversations(chunk))) {
+                Some(n) => {
+                    if recording.as_ref().is_some_and(|(prev, _)| shares(n, &conversations(prev))) {
+                        let (_, outcomes) = recording.take().expect("checked above");
+                        d.recorded(ctx, outcomes, counts);
+                    }
+                    let spawned = std::thread::Builder::new()
+                        .name("dispatch-prepare".into())
+                        .spawn_scoped(scope, move || prepare(d, ctx, n));
+                    match spawned {
+                        Ok(handle) => Some((n, handle)),
+                        // No thread to spare: prepare it here, in line.
+                        Err(e) => {
+                            ::log::warn!("dispatcher: cannot start the preparing thread ({e}); preparing in line");
+                            let (ready, more) = prepare(d, ctx, n);
+                            add(counts, more);
+                            current = Some((n, ready));
+                            None
+                        }
+                    }
+                }
+                None => None,
+            };
+            let delivered = d.deliver_all(ctx, claimed, counts);
+            if let Some((_, outcomes)) = recording.take() {
                 d.recorded(ctx, outcomes, counts);
             }
-            claiming = Some((n, d.check_and_claim(ctx, n, counts)));
-            next = None;
+            recording = Some((chunk, d.record(delivered)));
+            match (helper, next) {
+                (Some((n, handle)), _) => {
+                    let (ready, more) = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                    add(counts, more);
+                    current = Some((n, ready));
+                }
+                (None, Some(n)) if current.is_none() => {
+                    // It shares a conversation with the chunk just
+                    // delivered: that chunk's outcomes are committed first.
+                    let (_, outcomes) = recording.take().expect("set above");
+                    d.recorded(ctx, outcomes, counts);
+                    let (ready, more) = prepare(d, ctx, n);
+                    add(counts, more);
+                    current = Some((n, ready));
+                }
+                _ => {}
+            }
         }
-        let delivered = d.deliver_all(ctx, claimed, counts);
-        if let Some((_, outcomes)) = recording.take() {
-            d.recorded(ctx, outcomes, counts);
-        }
-        recording = Some((chunk, d.record(delivered)));
-        if let Some(n) = next {
-            // It shares a conversation with the chunk just delivered: that
-            // chunk's outcomes must be committed before it is checked.
-            let (_, outcomes) = recording.take().expect("set above");
-            d.recorded(ctx, outcomes, counts);
-            claiming = Some((n, d.check_and_claim(ctx, n, counts)));
-        }
-    }
+    });
     if let Some((_, outcomes)) = recording.take() {
         d.recorded(ctx, outcomes, counts);
     }
