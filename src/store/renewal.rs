@@ -360,7 +360,7 @@ pub(super) fn recover(conn: &Connection, now: i64, delay_ms: i64) -> Result<Reco
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let report = requeue(conn, now, delay_ms);
     conn.pragma_update(None, "cache_size", -2_000)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 1000)?;
+    conn.pragma_update(None, "wal_autocheckpoint", super::schema::WAL_AUTOCHECKPOINT_PAGES)?;
     report
 }
 
