@@ -128,25 +128,75 @@ const LINK_COLUMNS: &str = "link_id, local_conversation_id, platform, client_id,
      observed_at, created_at, updated_at";
 
 fn link_from_row(row: &Row<'_>) -> rusqlite::Result<Link> {
+    link_at(row, 0)
+}
+
+/// A link whose `LINK_COLUMNS` start at column `i`.
+fn link_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Link> {
     Ok(Link {
-        link_id: row.get(0)?,
-        local_conversation_id: row.get(1)?,
-        platform: row.get(2)?,
-        client_id: row.get(3)?,
-        remote_conversation_id: row.get(4)?,
-        page_url: row.get(5)?,
-        page_title: row.get(6)?,
-        route_path: row.get(7)?,
-        route_pattern: row.get(8)?,
-        route_params: row.get(9)?,
-        target_kind: row.get(10)?,
-        target_id: row.get(11)?,
-        target_payload: row.get(12)?,
-        is_active: row.get::<_, i64>(13)? != 0,
-        observed_at: row.get(14)?,
-        created_at: row.get(15)?,
-        updated_at: row.get(16)?,
+        link_id: row.get(i)?,
+        local_conversation_id: row.get(i + 1)?,
+        platform: row.get(i + 2)?,
+        client_id: row.get(i + 3)?,
+        remote_conversation_id: row.get(i + 4)?,
+        page_url: row.get(i + 5)?,
+        page_title: row.get(i + 6)?,
+        route_path: row.get(i + 7)?,
+        route_pattern: row.get(i + 8)?,
+        route_params: row.get(i + 9)?,
+        target_kind: row.get(i + 10)?,
+        target_id: row.get(i + 11)?,
+        target_payload: row.get(i + 12)?,
+        is_active: row.get::<_, i64>(i + 13)? != 0,
+        observed_at: row.get(i + 14)?,
+        created_at: row.get(i + 15)?,
+        updated_at: row.get(i + 16)?,
     })
+}
+
+/// What the projector needs of the conversation a message belongs to.
+pub(super) struct ProjectionTarget {
+    pub local_conversation_id: String,
+    pub automation_status: String,
+    pub last_message_id: Option<String>,
+    pub cooldown_until: Option<i64>,
+    pub active_link: Option<Link>,
+}
+
+fn projection_target_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        let link_columns: Vec<String> = LINK_COLUMNS.split(',').map(|c| format!("l.{}", c.trim())).collect();
+        format!(
+            "SELECT c.local_conversation_id, c.automation_status, c.last_message_id, c.cooldown_until, {}
+             FROM (SELECT local_conversation_id FROM conversation_links
+                   WHERE platform = ?1 AND remote_conversation_id = ?2
+                   ORDER BY is_active DESC, updated_at DESC LIMIT 1) f
+             JOIN local_conversations c ON c.local_conversation_id = f.local_conversation_id
+             LEFT JOIN conversation_links l ON l.local_conversation_id = c.local_conversation_id AND l.is_active = 1",
+            link_columns.join(", ")
+        )
+    })
+}
+
+/// The local conversation a platform conversation is linked to (as
+/// `ingest::find_local_conversation` finds it), with its active link, in
+/// one query: the projector runs this for every message it examines.
+pub(super) fn projection_target(conn: &Connection, platform: &str, remote_id: &str) -> Result<Option<ProjectionTarget>, StoreError> {
+    let mut stmt = conn.prepare_cached(projection_target_sql())?;
+    let target = stmt
+        .query_row(params![platform, remote_id], |row| {
+            let link_id: Option<String> = row.get(4)?;
+            Ok(ProjectionTarget {
+                local_conversation_id: row.get(0)?,
+                automation_status: row.get(1)?,
+                last_message_id: row.get(2)?,
+                cooldown_until: row.get(3)?,
+                active_link: link_id.map(|_| link_at(row, 4)).transpose()?,
+            })
+        })
+        .optional()?;
+    Ok(target)
 }
 
 pub(super) fn active_link(conn: &Connection, local_id: &str) -> Result<Option<Link>, StoreError> {
@@ -489,5 +539,15 @@ mod tests {
             &["SCAN renewal_jobs USING INDEX renewal_jobs_created"],
         ];
         assert_eq!(got, want.iter().map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>());
+    }
+
+    /// The projector's one query per message searches indexes only (the
+    /// one `SCAN` is of its own one-row subquery `f`).
+    #[test]
+    fn the_projection_target_query_scans_no_table() {
+        let got = plans(&[(projection_target_sql(), 2)]).remove(0);
+        assert!(!got.is_empty());
+        assert!(got.iter().all(|step| !step.starts_with("SCAN") || step == "SCAN f"), "{got:?}");
+        assert!(got.iter().any(|step| step.contains("conversation_links_remote")), "{got:?}");
     }
 }

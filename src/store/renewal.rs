@@ -9,7 +9,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
 use super::model::*;
-use super::read::conversation_by_id;
+use super::read::projection_target;
 use super::StoreError;
 use crate::util::{collapse_whitespace, cut_chars, fingerprint, new_id};
 
@@ -93,33 +93,29 @@ fn project_one(conn: &Connection, m: &Candidate, s: &ProjectSettings) -> Result<
     if m.role != "assistant" {
         return skip("non_assistant");
     }
-    let Some(local_id) = super::ingest::find_local_conversation(conn, &m.platform, &m.conversation_id)? else {
+    let Some(target) = projection_target(conn, &m.platform, &m.conversation_id)? else {
         return skip("missing_local_conversation");
     };
-    let Some(conv) = conversation_by_id(conn, &local_id)? else { return skip("missing_local_conversation") };
-    match conv.automation_status.as_str() {
+    match target.automation_status.as_str() {
         "manual" => return skip("automation_manual"),
         "paused" => return skip("automation_paused"),
         _ => {}
     }
-    if conv.last_message_id.as_deref() != Some(m.id.as_str()) {
+    if target.last_message_id.as_deref() != Some(m.id.as_str()) {
         return skip("superseded");
     }
-    if conv.cooldown_until.is_some_and(|until| until > s.now) {
+    if target.cooldown_until.is_some_and(|until| until > s.now) {
         return skip("cooldown");
     }
-    let Some(link) = conv.active_link.as_ref().filter(|l| route_tab(l).is_some()) else {
+    let Some(link) = target.active_link.as_ref().filter(|l| route_tab(l).is_some()) else {
         return skip("route_unavailable");
     };
-    let exists: Option<String> = conn
-        .prepare_cached("SELECT job_id FROM renewal_jobs WHERE message_id = ?1")?
-        .query_row(params![m.id], |r| r.get(0))
-        .optional()?;
-    if exists.is_some() {
-        return skip("duplicate");
+    let local_id = target.local_conversation_id;
+    match insert_job(conn, m, link, &local_id, s)? {
+        Some(job_id) => Ok(Projection::Projected { message_id: m.id.clone(), job_id, local_conversation_id: local_id }),
+        // The message already has a job (the unique message_id).
+        None => skip("duplicate"),
     }
-    let job_id = insert_job(conn, m, link, &local_id, s)?;
-    Ok(Projection::Projected { message_id: m.id.clone(), job_id, local_conversation_id: local_id })
 }
 
 /// The tab a link can deliver to: `target_kind` must be
@@ -138,7 +134,8 @@ pub fn route_tab(link: &Link) -> Option<i64> {
     from_payload.or(from_id).filter(|t| *t > 0)
 }
 
-fn insert_job(conn: &Connection, m: &Candidate, link: &Link, local_id: &str, s: &ProjectSettings) -> Result<String, StoreError> {
+/// Inserts the message's job; `None` when the message already has one.
+fn insert_job(conn: &Connection, m: &Candidate, link: &Link, local_id: &str, s: &ProjectSettings) -> Result<Option<String>, StoreError> {
     let summary = cut_chars(&collapse_whitespace(&m.text), s.summary_limit);
     let link_url = format!("{}{}.txt", s.link_base, crate::util::percent_encode(&m.id));
     let text = render_template(&s.template, &[
@@ -160,13 +157,15 @@ fn insert_job(conn: &Connection, m: &Candidate, link: &Link, local_id: &str, s: 
         "target": { "kind": link.target_kind, "id": link.target_id, "payload": parse(&link.target_payload).unwrap_or(json!({})) },
     });
     let job_id = new_id("job_");
-    conn.prepare_cached(
-        "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
-            target_snapshot, attempt_count, max_attempts, next_attempt_at, log_path, created_at, updated_at)
-         VALUES (?1, ?2, ?3, 'pending', ?4, 'json', ?5, 0, ?6, ?7, ?8, ?7, ?7)",
-    )?
-    .execute(params![job_id, local_id, m.id, payload.to_string(), snapshot.to_string(), s.max_attempts, s.now, s.log_path])?;
-    Ok(job_id)
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
+                target_snapshot, attempt_count, max_attempts, next_attempt_at, log_path, created_at, updated_at)
+             VALUES (?1, ?2, ?3, 'pending', ?4, 'json', ?5, 0, ?6, ?7, ?8, ?7, ?7)
+             ON CONFLICT (message_id) DO NOTHING",
+        )?
+        .execute(params![job_id, local_id, m.id, payload.to_string(), snapshot.to_string(), s.max_attempts, s.now, s.log_path])?;
+    Ok((inserted == 1).then_some(job_id))
 }
 
 /// Replaces `{name}` placeholders in one pass, so text substituted for one
