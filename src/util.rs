@@ -42,9 +42,24 @@ pub fn random_unit() -> f64 {
     (random_u64() >> 11) as f64 / (1u64 << 53) as f64
 }
 
-/// `prefix` followed by 16 random hex digits, e.g. `lc_3f9a…`.
+/// `prefix` followed by 16 hex digits that sort in creation order: 11 for
+/// the millisecond (never going backwards within the process) and 5 for a
+/// counter that starts at a random value, e.g. `job_19aa8c3f02e4b7c1`.
+///
+/// Why ordered: ids are primary keys. Random ones put every new row's key
+/// at a random leaf of the index, so each insert dirtied its own page and
+/// later lookups of recent rows missed the page cache; ordered ones append
+/// to the index's last leaf (docs/DECISIONS.md).
 pub fn new_id(prefix: &str) -> String {
-    format!("{prefix}{:016x}", random_u64())
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static LAST_MS: AtomicU64 = AtomicU64::new(0);
+    static COUNTER: std::sync::OnceLock<AtomicU64> = std::sync::OnceLock::new();
+    // A random start (in the lower half, so the first million ids never
+    // wrap) keeps two processes' ids apart even within one millisecond.
+    let counter = COUNTER.get_or_init(|| AtomicU64::new(random_u64() % 0x8_0000));
+    let ms = LAST_MS.fetch_max(now_ms().max(0) as u64, Ordering::Relaxed).max(now_ms().max(0) as u64);
+    let n = counter.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{:011x}{:05x}", ms & 0xfff_ffff_ffff, n & 0xf_ffff)
 }
 
 /// Collapses every run of whitespace to one space and trims the ends, so that
@@ -141,6 +156,14 @@ mod tests {
         let b = new_id("lc_");
         assert!(a.starts_with("lc_") && a.len() == 19);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn ids_sort_in_creation_order() {
+        let ids: Vec<String> = (0..10_000).map(|_| new_id("job_")).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]), "not strictly increasing");
+        let ms = u64::from_str_radix(&ids[0][4..15], 16).unwrap() as i64;
+        assert!((now_ms() - ms).abs() < 60_000, "the first 11 digits are the millisecond");
     }
 
     #[test]
