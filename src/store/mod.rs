@@ -15,7 +15,7 @@ mod writer;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
@@ -117,6 +117,8 @@ pub struct Store {
     reads: Arc<ReadPool>,
     path: PathBuf,
     generation: Arc<AtomicU64>,
+    /// A `PolicyDirty` is on its way to the writer and not yet taken.
+    policy_dirty_sent: Arc<AtomicBool>,
 }
 
 /// Path of the database inside the state directory.
@@ -134,9 +136,10 @@ pub fn open(state_dir: &Path, options: StoreOptions) -> Result<(Handle, Store), 
     let reads = Arc::new(ReadPool::open(&path, options.readers.max(1))?);
     let (tx, rx) = unbounded();
     let generation = Arc::new(AtomicU64::new(0));
-    let join = writer::spawn(conn, rx, generation.clone())
+    let policy_dirty_sent = Arc::new(AtomicBool::new(false));
+    let join = writer::spawn(conn, rx, generation.clone(), policy_dirty_sent.clone())
         .map_err(|e| StoreError::Sqlite(format!("cannot spawn store writer: {e}")))?;
-    Ok((Handle { tx: tx.clone(), join: Some(join) }, Store { tx, reads, path, generation }))
+    Ok((Handle { tx: tx.clone(), join: Some(join) }, Store { tx, reads, path, generation, policy_dirty_sent }))
 }
 
 impl Store {
@@ -301,8 +304,16 @@ impl Store {
     }
 
     /// Marks the policy state dirty; never blocks (called on request paths).
+    ///
+    /// One message stands for any number of changes: while one is on its
+    /// way, further changes send nothing (the policy changes on every
+    /// delivery, and each message woke the writer). The writer clears the
+    /// flag when it takes the message, before it saves, and a save writes
+    /// the document as it is then, so no change goes unsaved.
     pub fn mark_policy_dirty(&self) {
-        let _ = self.tx.send(StoreMsg::PolicyDirty);
+        if !self.policy_dirty_sent.swap(true, Ordering::SeqCst) {
+            let _ = self.tx.send(StoreMsg::PolicyDirty);
+        }
     }
 
     /// The saved policy document, if any.

@@ -6,7 +6,7 @@
 //! its own caller, and a failed commit is reported to every caller in the
 //! batch. The loop never exits on an error; it stops only on `Shutdown`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -120,10 +120,15 @@ fn responder<T: Send + 'static>(reply: Sender<Result<T, StoreError>>, value: Res
     })
 }
 
-pub(super) fn spawn(conn: Connection, rx: Receiver<StoreMsg>, generation: Arc<AtomicU64>) -> std::io::Result<JoinHandle<()>> {
+pub(super) fn spawn(
+    conn: Connection,
+    rx: Receiver<StoreMsg>,
+    generation: Arc<AtomicU64>,
+    policy_dirty_sent: Arc<AtomicBool>,
+) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || Writer { conn, policy: PolicySaver::default(), generation }.run(rx))
+        .spawn(move || Writer { conn, policy: PolicySaver::default(), generation, policy_dirty_sent }.run(rx))
 }
 
 struct Writer {
@@ -132,6 +137,8 @@ struct Writer {
     /// Bumped after every commit, before any of its callers is answered
     /// (see `Store::generation`).
     generation: Arc<AtomicU64>,
+    /// Cleared when a `PolicyDirty` is taken (see `Store::mark_policy_dirty`).
+    policy_dirty_sent: Arc<AtomicBool>,
 }
 
 /// Debounced persistence of the request policy's state (POLICY.md): a
@@ -204,6 +211,7 @@ impl Writer {
                 false
             }
             StoreMsg::PolicyDirty => {
+                self.policy_dirty_sent.store(false, Ordering::SeqCst);
                 if self.policy.due.is_none() {
                     self.policy.due = Some(Instant::now() + self.policy.debounce);
                 }

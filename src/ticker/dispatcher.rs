@@ -66,6 +66,9 @@ pub(super) struct Ready {
     tab_id: i64,
     text: String,
     client: String,
+    /// The renewed message's `{summary}`, for the repeated-renewal counter;
+    /// read while checking, off the delivery path.
+    summary: String,
 }
 
 /// A delivered job and the outcome to record.
@@ -207,7 +210,8 @@ impl Dispatcher {
         let Some(client) = client else {
             return Err(self.finish_failure(ctx, job, "no_active_client", false));
         };
-        Ok(Ready { job: job.clone(), conv, link, tab_id, text, client })
+        let summary = self.renewed_summary(job);
+        Ok(Ready { job: job.clone(), conv, link, tab_id, text, client, summary })
     }
 
     fn defer(&self, ctx: &RunContext, job: &Job, at: i64, reason: &str) -> Fate {
@@ -263,7 +267,7 @@ impl Dispatcher {
         let result = match result {
             Ok(()) => {
                 lease.complete(Outcome::Success);
-                AttemptResult::Success { summary: self.renewed_summary(&r.job) }
+                AttemptResult::Success { summary: r.summary.clone() }
             }
             Err(reason) => {
                 lease.complete(Outcome::failure(reason.clone()));

@@ -10,7 +10,8 @@
 //! are being committed; the dispatcher only waits for a commit when it
 //! needs its answer.
 //!
-//! The checks and claims of the next chunk run on a short-lived scoped
+//! The checks and claims of the next chunk, and the confirmation and
+//! logging of the previous chunk's outcomes, run on a short-lived scoped
 //! thread (`dispatch-prepare`), so the dispatcher's own thread does little
 //! but deliver: deliveries are strictly sequential (one lease per target),
 //! and every microsecond between two of them is a microsecond of
@@ -23,6 +24,9 @@
 //! conversation with a chunk still in flight waits for it.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use super::dispatcher::{Dispatcher, Ready, Recording};
 use super::RunContext;
@@ -81,70 +85,79 @@ fn add(counts: &mut [u64; 4], more: [u64; 4]) {
     }
 }
 
+/// The helper's work for one round: confirm and log the outcomes of the
+/// chunk before the one being delivered, then prepare the next chunk (if it
+/// may be prepared early). Confirming first is what lets a chunk that shares
+/// a conversation with the one before the current one be prepared here.
+type HelperWork<'a> = (Option<Recording>, Option<&'a [Job]>);
+
+fn help(d: &Dispatcher, ctx: &RunContext, work: Option<HelperWork<'_>>) -> (Option<Vec<Ready>>, [u64; 4]) {
+    let mut counts = [0u64; 4];
+    let Some((previous, next)) = work else { return (None, counts) };
+    if let Some(outcomes) = previous {
+        d.recorded(ctx, outcomes, &mut counts);
+    }
+    let ready = next.map(|n| {
+        let (ready, more) = prepare(d, ctx, n);
+        add(&mut counts, more);
+        ready
+    });
+    (ready, counts)
+}
+
 /// Runs every chunk through check → claim → deliver → record, overlapped
 /// as the module documentation describes: while this thread delivers chunk
-/// k, a scoped helper thread checks and claims chunk k+1, and chunk k-1's
-/// outcomes are being committed. `counts` gets each job's fate.
+/// k, a scoped helper thread confirms chunk k-1's outcomes and then checks
+/// and claims chunk k+1. `counts` gets each job's fate.
 pub fn run(d: &Dispatcher, ctx: &RunContext, jobs: &[Job], counts: &mut [u64; 4]) {
     let mut rest = chunks(jobs).into_iter();
     let Some(first) = rest.next() else { return };
     let (ready, more) = prepare(d, ctx, first);
     add(counts, more);
     let mut current: Option<(&[Job], Vec<Ready>)> = Some((first, ready));
-    let mut recording: Option<(&[Job], Recording)> = None;
+    let mut recording: Option<Recording> = None;
     std::thread::scope(|scope| {
         while let Some((chunk, claimed)) = current.take() {
             let next = rest.next();
-            // The next chunk is prepared alongside this chunk's deliveries
-            // unless it shares a conversation with it.
-            let helper = match next.filter(|n| !shares(n, &conversations(chunk))) {
-                Some(n) => {
-                    if recording.as_ref().is_some_and(|(prev, _)| shares(n, &conversations(prev))) {
-                        let (_, outcomes) = recording.take().expect("checked above");
-                        d.recorded(ctx, outcomes, counts);
-                    }
-                    let spawned = std::thread::Builder::new()
-                        .name("dispatch-prepare".into())
-                        .spawn_scoped(scope, move || prepare(d, ctx, n));
-                    match spawned {
-                        Ok(handle) => Some((n, handle)),
-                        // No thread to spare: prepare it here, in line.
-                        Err(e) => {
-                            ::log::warn!("dispatcher: cannot start the preparing thread ({e}); preparing in line");
-                            let (ready, more) = prepare(d, ctx, n);
-                            add(counts, more);
-                            current = Some((n, ready));
-                            None
-                        }
-                    }
+            // Prepared early unless it shares a conversation with this chunk.
+            let early = next.filter(|n| !shares(n, &conversations(chunk)));
+            let work = Arc::new(Mutex::new(Some((recording.take(), early))));
+            let theirs = Arc::clone(&work);
+            let spawned = std::thread::Builder::new()
+                .name("dispatch-prepare".into())
+                .spawn_scoped(scope, move || help(d, ctx, theirs.lock().take()));
+            let helper = match spawned {
+                Ok(handle) => Ok(handle),
+                // No thread to spare: the same work, here, in line.
+                Err(e) => {
+                    ::log::warn!("dispatcher: cannot start the helper thread ({e}); working in line");
+                    Err(help(d, ctx, work.lock().take()))
                 }
-                None => None,
             };
             let delivered = d.deliver_all(ctx, claimed, counts);
-            if let Some((_, outcomes)) = recording.take() {
-                d.recorded(ctx, outcomes, counts);
-            }
-            recording = Some((chunk, d.record(delivered)));
-            match (helper, next) {
-                (Some((n, handle)), _) => {
-                    let (ready, more) = handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-                    add(counts, more);
-                    current = Some((n, ready));
-                }
-                (None, Some(n)) if current.is_none() => {
+            recording = Some(d.record(delivered));
+            let (ready, more) = match helper {
+                Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+                Err(done) => done,
+            };
+            add(counts, more);
+            current = match (ready, next) {
+                (Some(ready), Some(n)) => Some((n, ready)),
+                (None, Some(n)) => {
                     // It shares a conversation with the chunk just
                     // delivered: that chunk's outcomes are committed first.
-                    let (_, outcomes) = recording.take().expect("set above");
-                    d.recorded(ctx, outcomes, counts);
+                    if let Some(outcomes) = recording.take() {
+                        d.recorded(ctx, outcomes, counts);
+                    }
                     let (ready, more) = prepare(d, ctx, n);
                     add(counts, more);
-                    current = Some((n, ready));
+                    Some((n, ready))
                 }
-                _ => {}
-            }
+                _ => None,
+            };
         }
     });
-    if let Some((_, outcomes)) = recording.take() {
+    if let Some(outcomes) = recording.take() {
         d.recorded(ctx, outcomes, counts);
     }
 }
