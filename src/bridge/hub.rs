@@ -10,10 +10,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use super::mailbox;
 use super::writer::Out;
 use crate::util::{new_id, now_ms, Permit, Permits};
 
@@ -93,7 +94,8 @@ impl Client {
 
 struct PendingEntry {
     connection_id: String,
-    tx: Sender<Answer>,
+    /// Closes the request's mailbox when the entry goes.
+    tx: mailbox::Owner<Answer>,
 }
 
 #[derive(Default)]
@@ -171,7 +173,7 @@ impl Hub {
             replaced
         };
         for tx in failed {
-            let _ = tx.send(Answer::Failed(RequestError::ClientReplaced));
+            tx.0.send(Answer::Failed(RequestError::ClientReplaced));
         }
         Registered { connection_id, replaced }
     }
@@ -190,7 +192,7 @@ impl Hub {
             take_pending_of(&mut st, connection_id)
         };
         for tx in failed {
-            let _ = tx.send(Answer::Failed(RequestError::ClientDisconnected));
+            tx.0.send(Answer::Failed(RequestError::ClientDisconnected));
         }
     }
 
@@ -217,23 +219,23 @@ impl Hub {
     /// Routes a plugin's answer to whoever waits for it. Answers for unknown
     /// or expired ids, or from another connection, are dropped (logged).
     pub fn answer(&self, connection_id: &str, request_id: &str, frame: Value, last: bool) {
-        let tx = {
+        let (tx, removed) = {
             let mut st = self.state.lock();
             match st.pending.get(request_id) {
                 Some(p) if p.connection_id == connection_id => {
-                    let tx = p.tx.clone();
-                    if last {
-                        st.pending.remove(request_id);
-                    }
-                    Some(tx)
+                    let tx = p.tx.0.clone();
+                    // The last answer closes the mailbox, after it is in it.
+                    let removed = if last { st.pending.remove(request_id) } else { None };
+                    (Some(tx), removed)
                 }
-                _ => None,
+                _ => (None, None),
             }
         };
         match tx {
-            Some(tx) => drop(tx.send(Answer::Frame(frame))),
+            Some(tx) => tx.send(Answer::Frame(frame)),
             None => log::info!("bridge: ignoring answer for unknown or expired request {request_id}"),
         }
+        drop(removed);
     }
 
     /// The client a request for `(platform, client_id?)` goes to: that
@@ -277,7 +279,7 @@ impl Hub {
         build: impl FnOnce(&str) -> String,
     ) -> Result<PendingRequest, RequestError> {
         let request_id = new_id(id_prefix);
-        let (tx, rx) = unbounded();
+        let (tx, rx) = mailbox::new();
         let (outbox, client_id, connection_id) = {
             let mut st = self.state.lock();
             let client = Self::choose(&st, platform, client_id).ok_or(RequestError::NoActiveClient)?;
@@ -323,7 +325,7 @@ impl Hub {
     }
 }
 
-fn take_pending_of(st: &mut State, connection_id: &str) -> Vec<Sender<Answer>> {
+fn take_pending_of(st: &mut State, connection_id: &str) -> Vec<mailbox::Owner<Answer>> {
     let ids: Vec<String> =
         st.pending.iter().filter(|(_, p)| p.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
     ids.into_iter().filter_map(|id| st.pending.remove(&id)).map(|p| p.tx).collect()
@@ -339,7 +341,7 @@ pub struct PendingRequest {
     pub request_id: String,
     pub client_id: String,
     pub connection_id: String,
-    rx: Receiver<Answer>,
+    rx: Arc<mailbox::Mailbox<Answer>>,
 }
 
 impl PendingRequest {
@@ -348,8 +350,8 @@ impl PendingRequest {
         match self.rx.recv_deadline(deadline) {
             Ok(Answer::Frame(frame)) => Ok(frame),
             Ok(Answer::Failed(err)) => Err(err),
-            Err(RecvTimeoutError::Timeout) => Err(RequestError::Timeout),
-            Err(RecvTimeoutError::Disconnected) => Err(RequestError::ClientDisconnected),
+            Err(mailbox::RecvError::Timeout) => Err(RequestError::Timeout),
+            Err(mailbox::RecvError::Closed) => Err(RequestError::ClientDisconnected),
         }
     }
 }

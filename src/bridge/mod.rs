@@ -8,6 +8,7 @@ mod conn;
 pub mod final_message;
 pub mod frames;
 pub mod hub;
+mod mailbox;
 mod push;
 pub mod writer;
 
