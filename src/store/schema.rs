@@ -104,3 +104,54 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     }
     Ok(SCHEMA_VERSION)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database made by an older build (schema 4) with a pending and a
+    /// done job upgrades in place: the rows stay, the new indexes exist,
+    /// and the due scan finds the pending job through the new index.
+    #[test]
+    fn a_schema_4_database_upgrades_with_its_jobs() {
+        let dir = std::env::temp_dir().join(format!("baa-upgrade-{}-{}", std::process::id(), crate::util::now_ms()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        {
+            let conn = open_writer(&path, None).unwrap();
+            for (_, sql) in &MIGRATIONS[..4] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 4).unwrap();
+            for (id, status, due) in [("job_a", "pending", Some(5)), ("job_b", "done", None)] {
+                conn.execute(
+                    "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
+                        max_attempts, next_attempt_at, created_at, updated_at)
+                     VALUES (?1, 'lc_1', ?1, ?2, 'x', 'text', 3, ?3, 1, 1)",
+                    rusqlite::params![id, status, due],
+                )
+                .unwrap();
+            }
+        }
+        let mut conn = open_writer(&path, None).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let jobs: i64 = conn.query_row("SELECT COUNT(*) FROM renewal_jobs", [], |r| r.get(0)).unwrap();
+        assert_eq!(jobs, 2);
+        let due: Vec<String> = conn
+            .prepare("SELECT job_id FROM renewal_jobs INDEXED BY renewal_jobs_due WHERE status = 'pending' AND next_attempt_at <= 10")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(due, vec!["job_a".to_string()]);
+        let index_sql: String = conn
+            .query_row("SELECT sql FROM sqlite_schema WHERE name = 'renewal_jobs_conversation'", [], |r| r.get(0))
+            .unwrap();
+        assert!(!index_sql.contains("status"), "{index_sql}");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
