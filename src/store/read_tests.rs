@@ -6,7 +6,7 @@ use super::*;
 
 /// The plan of each query, on a fresh database with the full schema.
 fn plans(queries: &[(&str, usize)]) -> Vec<Vec<String>> {
-    let dir = std::env::temp_dir().join(format!("baa-plan-{}-{}", std::process::id(), crate::util::now_ms()));
+    let dir = std::env::temp_dir().join(format!("baa-plan-{}-{}", std::process::id(), crate::util::new_id("")));
     std::fs::create_dir_all(&dir).unwrap();
     let mut conn = schema::open_writer(&dir.join("plan.db"), None).unwrap();
     schema::migrate(&mut conn).unwrap();

@@ -114,7 +114,7 @@ mod tests {
     /// and the due scan finds the pending job through the new index.
     #[test]
     fn a_schema_4_database_upgrades_with_its_jobs() {
-        let dir = std::env::temp_dir().join(format!("baa-upgrade-{}-{}", std::process::id(), crate::util::now_ms()));
+        let dir = std::env::temp_dir().join(format!("baa-upgrade-{}-{}", std::process::id(), crate::util::new_id("")));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("old.db");
         {
