@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde_json::{json, Value};
 
-use super::server::{Body, Response};
+use super::server::{Body, Part, Response};
 use crate::store::StoreError;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -210,18 +210,19 @@ pub fn success(request_id: &str, data: Value) -> Response {
     json_response(200, request_id, &json!({ "ok": true, "request_id": request_id, "data": data }), Vec::new())
 }
 
-/// The success envelope around data that is already JSON text. The member
-/// order matches `success` (serde_json sorts object keys).
-fn success_encoded(request_id: &str, data: &str) -> Response {
+/// The success envelope around data that is already JSON text, sent in
+/// three parts so a cached page is never copied. The member order matches
+/// `success` (serde_json sorts object keys).
+fn success_encoded(request_id: &str, data: &Arc<str>) -> Response {
     let id = serde_json::to_string(request_id).unwrap_or_else(|_| "\"\"".into());
-    let mut body = Vec::with_capacity(data.len() + id.len() + 40);
-    body.extend_from_slice(b"{\"data\":");
-    body.extend_from_slice(data.as_bytes());
-    body.extend_from_slice(b",\"ok\":true,\"request_id\":");
-    body.extend_from_slice(id.as_bytes());
-    body.push(b'}');
+    let suffix = format!(",\"ok\":true,\"request_id\":{id}}}");
+    let body = Body::Parts(vec![
+        Part::Owned(b"{\"data\":".to_vec()),
+        Part::Shared(data.clone()),
+        Part::Owned(suffix.into_bytes()),
+    ]);
     let headers = vec![("Content-Type".to_string(), JSON_TYPE.to_string()), ("X-Request-Id".to_string(), request_id.to_string())];
-    Response { status: 200, headers, body: Body::Full(body), close: false }
+    Response { status: 200, headers, body, close: false }
 }
 
 pub fn failure(request_id: &str, err: ApiError) -> Response {

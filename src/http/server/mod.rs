@@ -105,6 +105,26 @@ pub enum Body {
     /// A body produced over time: each received `Vec<u8>` is sent as one
     /// chunk and flushed at once; dropping the sender ends the body.
     Stream(Receiver<Vec<u8>>),
+    /// A complete body in parts, sent with `Content-Length` in one
+    /// vectored write, never copied together: the read cache's shared page
+    /// text goes out between the envelope's prefix and suffix as it is.
+    Parts(Vec<Part>),
+}
+
+/// One part of a `Body::Parts`.
+#[derive(Debug)]
+pub enum Part {
+    Owned(Vec<u8>),
+    Shared(std::sync::Arc<str>),
+}
+
+impl Part {
+    pub fn bytes(&self) -> &[u8] {
+        match self {
+            Part::Owned(v) => v,
+            Part::Shared(s) => s.as_bytes(),
+        }
+    }
 }
 
 /// A response as produced by the [`Handler`].

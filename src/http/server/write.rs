@@ -4,7 +4,7 @@
 //! latency matters, or chunk by chunk with a flush each for streams, which
 //! server-sent events rely on.
 
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
@@ -60,6 +60,18 @@ pub(super) fn write_response<W: Write>(
                 buf.extend_from_slice(&bytes);
             }
             out.write_all(&buf)?;
+            out.flush()?;
+            Ok(options.close)
+        }
+        Body::Parts(parts) => {
+            let len = parts.iter().map(|p| p.bytes().len()).sum();
+            let framing = if no_body { Framing::Bodyless } else { Framing::Length(len) };
+            let head = encode_head(status, &response.headers, &framing, &options);
+            let mut slices = vec![IoSlice::new(&head)];
+            if !no_body && !options.head_only {
+                slices.extend(parts.iter().map(|p| IoSlice::new(p.bytes())));
+            }
+            write_all_vectored(out, &mut slices)?;
             out.flush()?;
             Ok(options.close)
         }
@@ -179,12 +191,28 @@ fn encode_head(
     buf
 }
 
+/// `write_all` for several buffers: one `writev` per attempt, resumed
+/// where a partial write stopped.
+fn write_all_vectored<W: Write>(out: &mut W, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    IoSlice::advance_slices(&mut slices, 0);
+    while !slices.is_empty() {
+        match out.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// The bytes of a refusal sent by the accept loop: a full body only (the
 /// accept loop cannot relay a stream) and always `Connection: close`.
 pub(super) fn encode_refusal(response: Response) -> Vec<u8> {
     let status = valid_status(response.status);
     let body = match response.body {
         Body::Full(bytes) if status_has_body(status) => bytes,
+        Body::Parts(parts) if status_has_body(status) => parts.iter().flat_map(|p| p.bytes().iter().copied()).collect(),
         _ => Vec::new(),
     };
     let options = Options {
@@ -393,5 +421,45 @@ mod tests {
             "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nab\r\n3\r\ncde\r\n0\r\n\r\n"
         );
         assert!(!close);
+    }
+
+    /// Accepts at most 7 bytes per call, so every vectored write is partial.
+    struct Trickle(Vec<u8>);
+
+    impl Write for Trickle {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len().min(7);
+            self.0.extend_from_slice(&buf[..n]);
+            Ok(n)
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_body_in_parts_is_sent_whole_with_its_length_even_in_small_writes() {
+        let parts = || {
+            Body::Parts(vec![
+                super::super::Part::Owned(b"{\"data\":".to_vec()),
+                super::super::Part::Shared(std::sync::Arc::from("[1,2,3]")),
+                super::super::Part::Owned(b"}".to_vec()),
+            ])
+        };
+        let (_tx, stop) = crossbeam_channel::bounded(0);
+        let mut out = Trickle(Vec::new());
+        let response = Response { status: 200, headers: Vec::new(), body: parts(), close: false };
+        write_response(&mut out, response, Options { head_only: false, http10: false, close: false }, &stop).unwrap();
+        let text = String::from_utf8(out.0).unwrap();
+        assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
+        assert!(text.contains("Content-Length: 16\r\n"), "{text}");
+        assert!(text.ends_with("\r\n\r\n{\"data\":[1,2,3]}"), "{text}");
+
+        let mut head = Trickle(Vec::new());
+        let response = Response { status: 200, headers: Vec::new(), body: parts(), close: false };
+        write_response(&mut head, response, Options { head_only: true, http10: false, close: false }, &stop).unwrap();
+        let text = String::from_utf8(head.0).unwrap();
+        assert!(text.contains("Content-Length: 16\r\n") && text.ends_with("\r\n\r\n"), "{text}");
     }
 }
