@@ -57,7 +57,8 @@ pub fn new_id(prefix: &str) -> String {
     // A random start (in the lower half, so the first million ids never
     // wrap) keeps two processes' ids apart even within one millisecond.
     let counter = COUNTER.get_or_init(|| AtomicU64::new(random_u64() % 0x8_0000));
-    let ms = LAST_MS.fetch_max(now_ms().max(0) as u64, Ordering::Relaxed).max(now_ms().max(0) as u64);
+    let now = now_ms().max(0) as u64;
+    let ms = LAST_MS.fetch_max(now, Ordering::Relaxed).max(now);
     let n = counter.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}{:011x}{:05x}", ms & 0xfff_ffff_ffff, n & 0xf_ffff)
 }

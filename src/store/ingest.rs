@@ -95,15 +95,15 @@ pub(super) fn find_local_conversation(
     platform: &str,
     remote_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT local_conversation_id FROM conversation_links
-             WHERE platform = ?1 AND remote_conversation_id = ?2
-             ORDER BY is_active DESC, updated_at DESC LIMIT 1",
-        )?
-        .query_row(params![platform, remote_id], |row| row.get(0))
-        .optional()?)
+    Ok(conn.prepare_cached(LINKED_LOCAL_CONVERSATION)?.query_row(params![platform, remote_id], |row| row.get(0)).optional()?)
 }
+
+/// The rule for which local conversation a platform conversation (`?1`
+/// platform, `?2` remote id) belongs to: its active link's, else the most
+/// recently updated link's. `read::projection_target` embeds it too.
+pub(super) const LINKED_LOCAL_CONVERSATION: &str = "SELECT local_conversation_id FROM conversation_links
+     WHERE platform = ?1 AND remote_conversation_id = ?2
+     ORDER BY is_active DESC, updated_at DESC LIMIT 1";
 
 fn active_link_id(conn: &Connection, local_id: &str) -> Result<Option<String>, StoreError> {
     Ok(conn

@@ -169,12 +169,11 @@ fn projection_target_sql() -> &'static str {
         let link_columns: Vec<String> = LINK_COLUMNS.split(',').map(|c| format!("l.{}", c.trim())).collect();
         format!(
             "SELECT c.local_conversation_id, c.automation_status, c.last_message_id, c.cooldown_until, {}
-             FROM (SELECT local_conversation_id FROM conversation_links
-                   WHERE platform = ?1 AND remote_conversation_id = ?2
-                   ORDER BY is_active DESC, updated_at DESC LIMIT 1) f
+             FROM ({}) f
              JOIN local_conversations c ON c.local_conversation_id = f.local_conversation_id
              LEFT JOIN conversation_links l ON l.local_conversation_id = c.local_conversation_id AND l.is_active = 1",
-            link_columns.join(", ")
+            link_columns.join(", "),
+            super::ingest::LINKED_LOCAL_CONVERSATION
         )
     })
 }
