@@ -36,6 +36,9 @@ use std::time::Instant;
 use rusqlite::{params, Connection};
 use serde_json::json;
 
+#[path = "support/setup.rs"]
+mod setup;
+
 const CONVERSATIONS: u64 = 1000;
 const DAY_MS: i64 = 86_400_000;
 
@@ -79,24 +82,11 @@ fn die(msg: impl std::fmt::Display) -> ! {
 }
 
 fn open(db: &str) -> Connection {
-    let conn = Connection::open(db).unwrap_or_else(|e| die(format!("cannot open {db}: {e}")));
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap_or_else(|e| die(e));
-    if version < 1 {
-        die(format!("{db} has no schema (user_version {version}); start the daemon on the state dir once first"));
-    }
-    conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")
-        .unwrap_or_else(|e| die(e));
-    conn
+    setup::open(db).unwrap_or_else(|e| die(e))
 }
 
 fn finish(conn: Connection) {
-    // Back to WAL like the daemon, and no journal left behind to replay.
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).unwrap_or_else(|e| die(e));
-    if mode != "wal" {
-        die(format!("could not put the database back in WAL mode (got {mode})"));
-    }
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap_or_else(|e| die(e));
-    conn.close().unwrap_or_else(|(_, e)| die(e));
+    setup::finish(conn).unwrap_or_else(|e| die(e));
 }
 
 /// 1000 local conversations with one active link each; returns

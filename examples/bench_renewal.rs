@@ -66,6 +66,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use rusqlite::{params, Connection, OpenFlags};
 use serde_json::{json, Value};
 
+#[path = "support/setup.rs"]
+mod setup;
+
 const DAY_MS: i64 = 86_400_000;
 const TEMPLATE: &str = "[renewal] {summary}\n{link}";
 
@@ -97,23 +100,11 @@ impl Rng {
 }
 
 fn open_setup(db: &str) -> Connection {
-    let conn = Connection::open(db).unwrap_or_else(|e| die(format!("cannot open {db}: {e}")));
-    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap_or_else(|e| die(e));
-    if version < 1 {
-        die(format!("{db} has no schema; start the daemon on its state dir once first"));
-    }
-    conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")
-        .unwrap_or_else(|e| die(e));
-    conn
+    setup::open(db).unwrap_or_else(|e| die(e))
 }
 
 fn finish_setup(conn: Connection) {
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).unwrap_or_else(|e| die(e));
-    if mode != "wal" {
-        die(format!("could not put the database back in WAL mode (got {mode})"));
-    }
-    conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);").unwrap_or_else(|e| die(e));
-    conn.close().unwrap_or_else(|(_, e)| die(e));
+    setup::finish(conn).unwrap_or_else(|e| die(e));
 }
 
 fn page_url(conv: &str) -> String {

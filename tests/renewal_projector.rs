@@ -27,13 +27,8 @@ fn projects_auto_messages_once_and_keeps_cursor_across_restart() {
     // retried a minute later, which does not matter here; the conversation
     // must not pause on those failures.
     let mut d = start(json!({ "renewal": { "failure_pause_threshold": 100 } }));
-    let names: Vec<Value> = timed_jobs(&d)["runners"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| r["name"].clone())
-        .collect();
-    assert!(names.contains(&json!("renewal.projector")), "{names:?}");
+    // Registered: `runner` panics with the list when it is missing.
+    assert_eq!(runner(&d, "renewal.projector")["name"], "renewal.projector");
 
     let lc = auto_conversation(&d, "chatgpt", "conv-once", Some("firefox-once"), Some(44));
     let t0 = now_ms();
