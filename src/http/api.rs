@@ -199,20 +199,24 @@ impl ApiRequest {
 
 const JSON_TYPE: &str = "application/json; charset=utf-8";
 
-fn json_response(status: u16, request_id: &str, value: &Value, extra: Vec<(String, String)>) -> Response {
+fn json_headers(request_id: &str, extra: Vec<(String, String)>) -> Vec<(String, String)> {
     let mut headers = vec![("Content-Type".to_string(), JSON_TYPE.to_string()), ("X-Request-Id".to_string(), request_id.to_string())];
     headers.extend(extra);
+    headers
+}
+
+fn json_response(status: u16, request_id: &str, value: &Value, extra: Vec<(String, String)>) -> Response {
     let body = serde_json::to_vec(value).unwrap_or_else(|_| b"{}".to_vec());
-    Response { status, headers, body: Body::Full(body), close: false }
+    Response { status, headers: json_headers(request_id, extra), body: Body::Full(body), close: false }
 }
 
 pub fn success(request_id: &str, data: Value) -> Response {
-    json_response(200, request_id, &json!({ "ok": true, "request_id": request_id, "data": data }), Vec::new())
+    success_encoded(request_id, &Arc::from(data.to_string()))
 }
 
-/// The success envelope around data that is already JSON text, sent in
-/// three parts so a cached page is never copied. The member order matches
-/// `success` (serde_json sorts object keys).
+/// The success envelope (`data`, `ok`, `request_id`, the order serde_json
+/// gives an object's keys) around data that is already JSON text, sent in
+/// three parts so a cached page is never copied.
 fn success_encoded(request_id: &str, data: &Arc<str>) -> Response {
     let id = serde_json::to_string(request_id).unwrap_or_else(|_| "\"\"".into());
     let suffix = format!(",\"ok\":true,\"request_id\":{id}}}");
@@ -221,8 +225,7 @@ fn success_encoded(request_id: &str, data: &Arc<str>) -> Response {
         Part::Shared(data.clone()),
         Part::Owned(suffix.into_bytes()),
     ]);
-    let headers = vec![("Content-Type".to_string(), JSON_TYPE.to_string()), ("X-Request-Id".to_string(), request_id.to_string())];
-    Response { status: 200, headers, body, close: false }
+    Response { status: 200, headers: json_headers(request_id, Vec::new()), body, close: false }
 }
 
 pub fn failure(request_id: &str, err: ApiError) -> Response {
