@@ -24,7 +24,7 @@ use crossbeam_channel::{bounded, unbounded, Sender};
 pub use model::*;
 pub use read::ReadPool;
 pub use renewal::{render_template, route_tab};
-pub use writer::{PolicySource, StoreMsg};
+pub use writer::{CommitHook, PolicySource, StoreMsg};
 
 /// Why a store operation failed. Cloneable because one failed commit answers
 /// every caller whose write was in that batch.
@@ -212,8 +212,13 @@ impl Store {
         self.call(|reply| StoreMsg::CancelJob { job_id, now: crate::util::now_ms(), reply })
     }
 
-    pub fn project(&self, settings: ProjectSettings) -> Result<ProjectionReport, StoreError> {
-        self.call(|reply| StoreMsg::Project { settings, reply })
+    ///
+    /// `on_commit` sees the report once it is committed, on the writer,
+    /// before any later write: the projector logs its jobs there, so a
+    /// job's `job_projected` line always comes before the dispatcher's
+    /// lines for it (the dispatcher can only claim it in a later commit).
+    pub fn project(&self, settings: ProjectSettings, on_commit: CommitHook<ProjectionReport>) -> Result<ProjectionReport, StoreError> {
+        self.call(|reply| StoreMsg::Project { settings, on_commit, reply })
     }
 
     pub fn defer_job(&self, job_id: &str, next_attempt_at: i64, log_path: Option<String>) -> Result<(), StoreError> {

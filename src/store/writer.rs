@@ -54,6 +54,9 @@ pub enum StoreMsg {
     },
     Project {
         settings: ProjectSettings,
+        /// Runs on the writer right after the commit, before any later
+        /// write is applied (see `Store::project`).
+        on_commit: CommitHook<ProjectionReport>,
         reply: Sender<Result<ProjectionReport, StoreError>>,
     },
     DeferJob {
@@ -109,6 +112,10 @@ pub enum StoreMsg {
     /// Commit what is queued before it, then stop.
     Shutdown,
 }
+
+/// Called with a write's result once its transaction has committed, on the
+/// writer thread, before the caller is answered and before any later write.
+pub type CommitHook<T> = std::sync::Arc<dyn Fn(&T) + Send + Sync>;
 
 /// Sends a write's result once the fate of its transaction is known.
 type Responder = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
@@ -387,7 +394,20 @@ fn apply(conn: &Connection, msg: &StoreMsg) -> Applied {
         }
         StoreMsg::RetryJob { job_id, now, reply } => applied(reply, ops::retry_job(conn, job_id, *now)),
         StoreMsg::CancelJob { job_id, now, reply } => applied(reply, ops::cancel_job(conn, job_id, *now)),
-        StoreMsg::Project { settings, reply } => applied(reply, renewal::project(conn, settings)),
+        StoreMsg::Project { settings, on_commit, reply } => {
+            let report = renewal::project(conn, settings);
+            let value = report.as_ref().err().cloned();
+            let (reply, hook) = (reply.clone(), on_commit.clone());
+            Applied {
+                error: value,
+                send: Box::new(move |commit: Result<(), StoreError>| {
+                    if let (Ok(()), Ok(report)) = (&commit, &report) {
+                        hook(report);
+                    }
+                    let _ = reply.send(commit.and(report));
+                }),
+            }
+        }
         StoreMsg::DeferJob { job_id, next_attempt_at, log_path, now, reply } => {
             applied(reply, renewal::defer_job(conn, job_id, *next_attempt_at, log_path.as_deref(), *now))
         }

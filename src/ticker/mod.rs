@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use crate::config::{Config, Role};
 use crate::store::{AutomationState, RecoveryReport, Store};
 use crate::util::{new_id, now_ms};
-use log::{LogLine, LogSink};
+use log::LogSink;
 
 /// What a run gets (RENEWAL.md "Timed jobs").
 pub struct RunContext {
@@ -42,14 +42,7 @@ pub struct RunContext {
 
 impl RunContext {
     pub fn log(&self, stage: &'static str, result: &str, details: Value) {
-        self.log.log(LogLine {
-            ts: now_ms(),
-            runner: self.runner,
-            batch_id: self.batch_id.clone(),
-            stage,
-            result: result.to_string(),
-            details,
-        });
+        self.log.run_line(self.runner, &self.batch_id, stage, result, details);
     }
 }
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use serde_json::json;
 
+use super::log::LogSink;
 use super::{RunContext, RunOutcome, Runner};
 use crate::config::Config;
-use crate::store::{AutomationState, ProjectSettings, Projection, ProjectionReport, Store};
+use crate::store::{AutomationState, CommitHook, ProjectSettings, Projection, ProjectionReport, Store};
 
 pub struct Projector {
     pub store: Store,
@@ -52,12 +53,17 @@ impl Runner for Projector {
             ctx.log("scan_skipped", reason, json!({}));
             return RunOutcome { result: reason.into(), details: json!({}) };
         }
+        // Each chunk's lines are logged by the writer right after its commit
+        // (`Store::project`), before the dispatcher can claim its jobs.
+        let (sink, runner, batch_id) = (ctx.log.clone(), ctx.runner, ctx.batch_id.clone());
+        let on_commit: CommitHook<ProjectionReport> =
+            Arc::new(move |part: &ProjectionReport| log_outcomes(&sink, runner, &batch_id, part));
         let mut report = ProjectionReport { outcomes: Vec::new(), cursor: None };
         // In chunks, each its own transaction, so a large tick never holds
         // the store writer for long (deliveries' commits interleave).
         while report.outcomes.len() < ctx.max_messages_per_tick {
             let chunk = (ctx.max_messages_per_tick - report.outcomes.len()).min(CHUNK);
-            let part = match self.store.project(self.settings(ctx, chunk)) {
+            let part = match self.store.project(self.settings(ctx, chunk), on_commit.clone()) {
                 Ok(part) => part,
                 Err(e) => {
                     ::log::error!("projector: {e}");
@@ -72,21 +78,8 @@ impl Runner for Projector {
                 break;
             }
         }
-        let (mut projected, mut skipped) = (0, 0);
-        for outcome in &report.outcomes {
-            match outcome {
-                Projection::Skipped { message_id, reason } => {
-                    skipped += 1;
-                    ctx.log("message_skipped", reason, json!({ "message_id": message_id }));
-                }
-                Projection::Projected { message_id, job_id, local_conversation_id } => {
-                    projected += 1;
-                    ctx.log("job_projected", "job_created", json!({
-                        "message_id": message_id, "job_id": job_id, "local_conversation_id": local_conversation_id,
-                    }));
-                }
-            }
-        }
+        let projected = report.outcomes.iter().filter(|o| matches!(o, Projection::Projected { .. })).count();
+        let skipped = report.outcomes.len() - projected;
         let details = json!({
             "examined": report.outcomes.len(), "projected": projected, "skipped": skipped,
             "cursor": report.cursor.map(|(seq, id)| json!({ "seq": seq, "message_id": id })),
@@ -96,5 +89,21 @@ impl Runner for Projector {
             ctx.log("scan_completed", "ok", details.clone());
         }
         RunOutcome { result: "ok".into(), details }
+    }
+}
+
+/// The line of every message a projection examined.
+fn log_outcomes(sink: &LogSink, runner: &'static str, batch_id: &str, part: &ProjectionReport) {
+    for outcome in &part.outcomes {
+        match outcome {
+            Projection::Skipped { message_id, reason } => {
+                sink.run_line(runner, batch_id, "message_skipped", reason, json!({ "message_id": message_id }));
+            }
+            Projection::Projected { message_id, job_id, local_conversation_id } => {
+                sink.run_line(runner, batch_id, "job_projected", "job_created", json!({
+                    "message_id": message_id, "job_id": job_id, "local_conversation_id": local_conversation_id,
+                }));
+            }
+        }
     }
 }
