@@ -66,17 +66,33 @@ pub fn new_id(prefix: &str) -> String {
 /// Collapses every run of whitespace to one space and trims the ends, so that
 /// reformatting alone never makes two texts differ.
 pub fn collapse_whitespace(text: &str) -> String {
-    text.split_whitespace().collect::<Vec<_>>().join(" ")
+    let mut out = String::with_capacity(text.len());
+    for word in text.split_whitespace() {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
 }
 
 /// Fingerprint of a text for the repeated-message and repeated-renewal
 /// counters: FNV-1a 64 of the whitespace-collapsed text. Collisions would only
 /// ever make the loop protection pause a conversation early, never miss a loop.
 pub fn fingerprint(text: &str) -> String {
+    // Hashes the collapsed text word by word, without building it.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in collapse_whitespace(text).bytes() {
-        hash ^= byte as u64;
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    let mut feed = |bytes: &[u8]| {
+        for &byte in bytes {
+            hash ^= byte as u64;
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    for (i, word) in text.split_whitespace().enumerate() {
+        if i > 0 {
+            feed(b" ");
+        }
+        feed(word.as_bytes());
     }
     format!("fnv1a64:{hash:016x}")
 }
@@ -84,10 +100,13 @@ pub fn fingerprint(text: &str) -> String {
 /// The first `limit` characters of `text`; when the text is longer, the last
 /// kept character is replaced by `…` so a reader sees it was cut.
 pub fn cut_chars(text: &str, limit: usize) -> String {
-    if text.chars().count() <= limit {
+    // The byte offset of the character at `limit`, if the text has one.
+    let Some((cut, _)) = text.char_indices().nth(limit) else {
         return text.to_string();
-    }
-    let mut out: String = text.chars().take(limit.saturating_sub(1)).collect();
+    };
+    let keep = text[..cut].char_indices().nth(limit.saturating_sub(1)).map_or(cut, |(i, _)| i);
+    let mut out = String::with_capacity(keep + '…'.len_utf8());
+    out.push_str(&text[..keep]);
     out.push('…');
     out
 }
@@ -174,10 +193,24 @@ mod tests {
     }
 
     #[test]
+    fn fingerprint_is_fnv1a_of_the_collapsed_text() {
+        // Stored fingerprints are compared with new ones, so the value is
+        // pinned: FNV-1a 64 of "Hello, wide world", computed independently.
+        assert_eq!(fingerprint("  Hello,\twide \n world "), "fnv1a64:5f69de2457a6d6e4");
+        assert_eq!(collapse_whitespace("  Hello,\twide \n world "), "Hello, wide world");
+        assert_eq!(collapse_whitespace(" \n "), "");
+    }
+
+    #[test]
     fn cut_marks_truncation() {
         assert_eq!(cut_chars("hello", 5), "hello");
         assert_eq!(cut_chars("hello world", 5), "hell…");
         assert_eq!(cut_chars("héllo wörld", 3), "hé…");
+        assert_eq!(cut_chars("héllo", 5), "héllo");
+        assert_eq!(cut_chars("héllo!", 5), "héll…");
+        assert_eq!(cut_chars("ab", 1), "…");
+        assert_eq!(cut_chars("ab", 0), "…");
+        assert_eq!(cut_chars("", 0), "");
     }
 
     #[test]

@@ -12,19 +12,50 @@ use super::read::{message_by_id, MESSAGE_COLUMNS};
 use super::StoreError;
 use crate::util::{collapse_whitespace, cut_chars, fingerprint, new_id};
 
+/// A message ready for the writer: the input and everything derived from it
+/// alone. `Store::ingest` prepares it on the caller's thread, because the
+/// writer is the one serial stage of every ingest and should only run SQL.
+pub struct PreparedMessage {
+    pub input: NewMessage,
+    summary: String,
+    /// Of the text, for the repeated-message counter; assistant messages only.
+    fingerprint: Option<String>,
+    /// The link's delivery target: `target_id` and `target_payload`.
+    target: Option<(String, String)>,
+}
+
+pub(super) fn prepare(input: NewMessage, settings: IngestSettings) -> PreparedMessage {
+    let summary = cut_chars(&collapse_whitespace(&input.text), settings.summary_limit);
+    // The repeated-message counter (RENEWAL.md "Loop protection") counts
+    // assistant messages only: the loop it guards against is the assistant
+    // answering the same thing to each renewal, and a person's own messages
+    // in between must neither reset nor trip it.
+    let fingerprint = (input.role == "assistant").then(|| fingerprint(&input.text));
+    let target = input.tab_id.map(|tab| {
+        let payload = json!({
+            "clientId": input.client_id, "conversationId": input.conversation_id, "pageUrl": input.page_url,
+            "tabId": tab, "organizationId": input.organization_id, "shellPage": input.shell_page,
+        });
+        (format!("tab:{tab}"), payload.to_string())
+    });
+    PreparedMessage { input, summary, fingerprint, target }
+}
+
 pub(super) fn ingest(
     conn: &Connection,
-    input: &NewMessage,
+    prepared: &PreparedMessage,
     settings: IngestSettings,
     now: i64,
 ) -> Result<IngestOutcome, StoreError> {
-    let summary = cut_chars(&collapse_whitespace(&input.text), settings.summary_limit);
-    // The common path is four statements: insert, find, update, link.
-    if !insert_message(conn, input, &summary, now)? {
+    let input = &prepared.input;
+    // The common path is five statements, each a single index lookup:
+    // insert, find, update, read back, link.
+    if !insert_message(conn, input, &prepared.summary, now)? {
         return duplicate(conn, &input.message_id);
     }
-    let (local_id, automation_changed) = upsert_conversation(conn, input, &summary, settings, now)?;
-    let link_id = upsert_active_link(conn, &local_id, input, now)?;
+    let (local_id, automation_changed) = upsert_conversation(conn, prepared, settings, now)?;
+    let link_id = upsert_active_link(conn, &local_id, prepared, now)?;
+    let summary = prepared.summary.clone();
     let message = Message {
         message_id: input.message_id.clone(),
         platform: input.platform.clone(),
@@ -62,16 +93,22 @@ fn duplicate(conn: &Connection, message_id: &str) -> Result<IngestOutcome, Store
     Ok(IngestOutcome { message, local_conversation_id: local, link_id, duplicate: true, automation_changed: false })
 }
 
+fn insert_message_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "INSERT INTO messages ({MESSAGE_COLUMNS}, seq)
+             VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13, (SELECT IFNULL(MAX(seq), 0) + 1 FROM messages))
+             ON CONFLICT (id) DO NOTHING"
+        )
+    })
+}
+
 /// Inserts the message; false when its id is already stored.
 fn insert_message(conn: &Connection, m: &NewMessage, summary: &str, now: i64) -> Result<bool, StoreError> {
     // The next sequence number: the newest message is never pruned, so the
     // sequence only grows (see `renewal::prune`).
-    let sql = format!(
-        "INSERT INTO messages ({MESSAGE_COLUMNS}, seq)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13, (SELECT IFNULL(MAX(seq), 0) + 1 FROM messages))
-         ON CONFLICT (id) DO NOTHING"
-    );
-    let inserted = conn.prepare_cached(&sql)?.execute(params![
+    let inserted = conn.prepare_cached(insert_message_sql())?.execute(params![
         m.message_id,
         m.platform,
         m.conversation_id,
@@ -95,15 +132,25 @@ pub(super) fn find_local_conversation(
     platform: &str,
     remote_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    Ok(conn.prepare_cached(LINKED_LOCAL_CONVERSATION)?.query_row(params![platform, remote_id], |row| row.get(0)).optional()?)
+    // The aggregate always yields one row; its id is NULL when no link exists.
+    let id: Option<String> =
+        conn.prepare_cached(LINKED_LOCAL_CONVERSATION)?.query_row(params![platform, remote_id], |row| row.get(0))?;
+    Ok(id)
 }
 
 /// The rule for which local conversation a platform conversation (`?1`
 /// platform, `?2` remote id) belongs to: its active link's, else the most
 /// recently updated link's. `read::projection_target` embeds it too.
-pub(super) const LINKED_LOCAL_CONVERSATION: &str = "SELECT local_conversation_id FROM conversation_links
-     WHERE platform = ?1 AND remote_conversation_id = ?2
-     ORDER BY is_active DESC, updated_at DESC LIMIT 1";
+///
+/// Written as `max()` with a bare column (SQLite takes the bare column from
+/// the row holding the maximum) rather than `ORDER BY … LIMIT 1`: without
+/// an index on that order, SQLite sorts in a temporary b-tree it opens and
+/// closes for every run, and this query runs for every ingested message.
+/// `is_active` outweighs any `updated_at` (milliseconds, below 10^14 until
+/// the year 5138).
+pub(super) const LINKED_LOCAL_CONVERSATION: &str =
+    "SELECT local_conversation_id, max(is_active * 100000000000000 + updated_at) FROM conversation_links
+     WHERE platform = ?1 AND remote_conversation_id = ?2";
 
 fn active_link_id(conn: &Connection, local_id: &str) -> Result<Option<String>, StoreError> {
     Ok(conn
@@ -112,15 +159,47 @@ fn active_link_id(conn: &Connection, local_id: &str) -> Result<Option<String>, S
         .optional()?)
 }
 
+/// The message's effect on its conversation (`?1` id, `?2` observed_at,
+/// `?3` message id, `?4` summary, `?5` page title, `?6` now, `?7`
+/// fingerprint or NULL).
+const APPLY_TO_CONVERSATION: &str = "UPDATE local_conversations SET
+    last_message_id = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?3 ELSE last_message_id END,
+    summary = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?4 ELSE summary END,
+    last_message_at = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?2 ELSE last_message_at END,
+    title = COALESCE(?5, title),
+    repeated_message_count = CASE WHEN ?7 IS NULL THEN repeated_message_count
+        WHEN last_message_fingerprint = ?7 THEN repeated_message_count + 1 ELSE 1 END,
+    last_message_fingerprint = COALESCE(?7, last_message_fingerprint),
+    updated_at = MAX(updated_at, ?6)
+ WHERE local_conversation_id = ?1";
+
+const CONVERSATION_COUNTER: &str =
+    "SELECT repeated_message_count, automation_status FROM local_conversations WHERE local_conversation_id = ?1";
+
+const ACTIVE_LINK: &str =
+    "SELECT link_id, client_id, target_id FROM conversation_links WHERE local_conversation_id = ?1 AND is_active = 1";
+
+const REFRESH_LINK: &str = "UPDATE conversation_links SET page_url = ?2, page_title = ?3, route_path = ?4,
+    route_pattern = ?5, route_params = ?6, target_kind = ?7, target_payload = ?8,
+    observed_at = MAX(observed_at, ?9), updated_at = ?10
+ WHERE link_id = ?1";
+
+/// The statements every new message runs (the tests check that none of
+/// them opens a temporary b-tree).
+#[cfg(test)]
+pub(super) fn per_message_statements() -> Vec<&'static str> {
+    vec![insert_message_sql(), LINKED_LOCAL_CONVERSATION, APPLY_TO_CONVERSATION, CONVERSATION_COUNTER, ACTIVE_LINK, REFRESH_LINK]
+}
+
 /// Finds or creates the local conversation and applies the message to it.
 /// Returns its id and whether its automation status changed (a pause).
 fn upsert_conversation(
     conn: &Connection,
-    m: &NewMessage,
-    summary: &str,
+    prepared: &PreparedMessage,
     settings: IngestSettings,
     now: i64,
 ) -> Result<(String, bool), StoreError> {
+    let m = &prepared.input;
     let local_id = match find_local_conversation(conn, &m.platform, &m.conversation_id)? {
         Some(id) => id,
         None => {
@@ -135,28 +214,21 @@ fn upsert_conversation(
     };
     // The newest message by observation time is the conversation's last
     // one, so a late-arriving older message never supersedes a newer one.
-    // The repeated-message counter (RENEWAL.md "Loop protection") counts
-    // assistant messages only: the loop it guards against is the assistant
-    // answering the same thing to each renewal, and a person's own messages
-    // in between must neither reset nor trip it.
-    let fp = (m.role == "assistant").then(|| fingerprint(&m.text));
+    // No `RETURNING`: SQLite buffers returned rows in a temporary b-tree it
+    // opens per run; reading the two values back by key is cheaper.
+    let fp = prepared.fingerprint.as_deref();
+    conn.prepare_cached(APPLY_TO_CONVERSATION)?.execute(params![
+        local_id,
+        m.observed_at,
+        m.message_id,
+        prepared.summary,
+        m.page_title,
+        now,
+        fp
+    ])?;
     let (count, status): (i64, String) = conn
-        .prepare_cached(
-            "UPDATE local_conversations SET
-                last_message_id = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?3 ELSE last_message_id END,
-                summary = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?4 ELSE summary END,
-                last_message_at = CASE WHEN last_message_at IS NULL OR ?2 >= last_message_at THEN ?2 ELSE last_message_at END,
-                title = COALESCE(?5, title),
-                repeated_message_count = CASE WHEN ?7 IS NULL THEN repeated_message_count
-                    WHEN last_message_fingerprint = ?7 THEN repeated_message_count + 1 ELSE 1 END,
-                last_message_fingerprint = COALESCE(?7, last_message_fingerprint),
-                updated_at = MAX(updated_at, ?6)
-             WHERE local_conversation_id = ?1
-             RETURNING repeated_message_count, automation_status",
-        )?
-        .query_row(params![local_id, m.observed_at, m.message_id, summary, m.page_title, now, fp], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })?;
+        .prepare_cached(CONVERSATION_COUNTER)?
+        .query_row(params![local_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
     let paused = fp.is_some() && status == "auto" && count >= settings.repeat_pause_threshold as i64;
     if paused {
         conn.prepare_cached(
@@ -172,37 +244,28 @@ fn upsert_conversation(
 
 /// Makes the link `(conversation, client, tab)` the conversation's single
 /// active link, creating it when new. Returns its id.
-fn upsert_active_link(conn: &Connection, local_id: &str, m: &NewMessage, now: i64) -> Result<String, StoreError> {
-    let target_id = m.tab_id.map(|tab| format!("tab:{tab}"));
-    let target_kind = m.tab_id.map(|_| "browser.proxy_delivery");
-    let target_payload = m.tab_id.map(|tab| {
-        json!({
-            "clientId": m.client_id, "conversationId": m.conversation_id, "pageUrl": m.page_url,
-            "tabId": tab, "organizationId": m.organization_id, "shellPage": m.shell_page,
-        })
-        .to_string()
-    });
+fn upsert_active_link(conn: &Connection, local_id: &str, prepared: &PreparedMessage, now: i64) -> Result<String, StoreError> {
+    let m = &prepared.input;
+    let target_id = prepared.target.as_ref().map(|(id, _)| id.as_str());
+    let target_payload = prepared.target.as_ref().map(|(_, payload)| payload.as_str());
+    let target_kind = prepared.target.as_ref().map(|_| "browser.proxy_delivery");
     let route = m.route.clone().unwrap_or_default();
-    // The usual case: the link is already the active one; one statement.
-    let refreshed: Option<String> = conn
-        .prepare_cached(
-            "UPDATE conversation_links SET page_url = ?4, page_title = ?5, route_path = ?6, route_pattern = ?7,
-                route_params = ?8, target_kind = ?9, target_payload = ?10,
-                observed_at = MAX(observed_at, ?11), updated_at = ?12
-             WHERE local_conversation_id = ?1 AND is_active = 1
-               AND IFNULL(client_id, '') = IFNULL(?2, '') AND IFNULL(target_id, '') = IFNULL(?3, '')
-             RETURNING link_id",
-        )?
-        .query_row(
-            params![
-                local_id, m.client_id, target_id, m.page_url, m.page_title, route.path, route.pattern,
-                route.params, target_kind, target_payload, m.observed_at, now
-            ],
-            |row| row.get(0),
-        )
+    // The usual case: the link is already the active one; it is found by
+    // the one-active index and refreshed by key (no `RETURNING`, see above).
+    let active: Option<(String, Option<String>, Option<String>)> = conn
+        .prepare_cached(ACTIVE_LINK)?
+        .query_row(params![local_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?;
-    if let Some(link_id) = refreshed {
-        return Ok(link_id);
+    if let Some((link_id, client_id, active_target)) = active {
+        if client_id.as_deref().unwrap_or("") == m.client_id.as_deref().unwrap_or("")
+            && active_target.as_deref().unwrap_or("") == target_id.unwrap_or("")
+        {
+            conn.prepare_cached(REFRESH_LINK)?.execute(params![
+                link_id, m.page_url, m.page_title, route.path, route.pattern, route.params, target_kind,
+                target_payload, m.observed_at, now
+            ])?;
+            return Ok(link_id);
+        }
     }
     let existing: Option<String> = conn
         .prepare_cached(

@@ -168,6 +168,7 @@ impl Store {
 
     /// The effects of `browser.final_message`, in one transaction.
     pub fn ingest(&self, input: NewMessage, settings: IngestSettings) -> Result<IngestOutcome, StoreError> {
+        let input = ingest::prepare(input, settings);
         self.call(|reply| StoreMsg::Ingest { input, settings, now: crate::util::now_ms(), reply })
     }
 
@@ -179,6 +180,7 @@ impl Store {
         settings: IngestSettings,
     ) -> crossbeam_channel::Receiver<Result<IngestOutcome, StoreError>> {
         let (reply, answer) = bounded(1);
+        let input = ingest::prepare(input, settings);
         if let Err(e) = self.tx.send(StoreMsg::Ingest { input, settings, now: crate::util::now_ms(), reply }) {
             // The writer is gone: answer Closed through the same channel.
             if let StoreMsg::Ingest { reply, .. } = e.into_inner() {

@@ -6,6 +6,15 @@ use super::*;
 
 /// The plan of each query, on a fresh database with the full schema.
 fn plans(queries: &[(&str, usize)]) -> Vec<Vec<String>> {
+    explain(queries, "EXPLAIN QUERY PLAN", 3)
+}
+
+/// The bytecode opcodes of each query.
+fn opcodes(queries: &[(&str, usize)]) -> Vec<Vec<String>> {
+    explain(queries, "EXPLAIN", 1)
+}
+
+fn explain(queries: &[(&str, usize)], how: &str, column: usize) -> Vec<Vec<String>> {
     let dir = std::env::temp_dir().join(format!("baa-plan-{}-{}", std::process::id(), crate::util::new_id("")));
     std::fs::create_dir_all(&dir).unwrap();
     let mut conn = schema::open_writer(&dir.join("plan.db"), None).unwrap();
@@ -14,9 +23,9 @@ fn plans(queries: &[(&str, usize)]) -> Vec<Vec<String>> {
         .iter()
         .map(|(sql, params)| {
             let args: Vec<Value> = (0..*params).map(|_| Value::Integer(0)).collect();
-            conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            conn.prepare(&format!("{how} {sql}"))
                 .unwrap()
-                .query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(3))
+                .query_map(params_from_iter(args.iter()), |r| r.get::<_, String>(column))
                 .unwrap()
                 .collect::<Result<Vec<_>, _>>()
                 .unwrap()
@@ -59,4 +68,24 @@ fn the_projection_target_query_scans_no_table() {
     assert!(!got.is_empty());
     assert!(got.iter().all(|step| !step.starts_with("SCAN") || step == "SCAN f"), "{got:?}");
     assert!(got.iter().any(|step| step.contains("conversation_links_remote")), "{got:?}");
+}
+
+/// The statements run for every message (ingest and projection) never open
+/// a temporary b-tree: `ORDER BY … LIMIT`, `RETURNING` and a materialised
+/// subquery each open and close one per run, which cost the store writer
+/// about a third of its instructions per message (docs/BENCHMARKS.md).
+#[test]
+fn per_message_statements_open_no_temporary_btree() {
+    let mut statements: Vec<(&str, usize)> =
+        super::super::ingest::per_message_statements().into_iter().map(|sql| (sql, highest_parameter(sql))).collect();
+    statements.push((projection_target_sql(), 2));
+    for (sql, ops) in statements.iter().zip(opcodes(&statements)) {
+        assert!(!ops.is_empty());
+        assert!(!ops.iter().any(|op| op == "OpenEphemeral" || op == "SorterOpen"), "{}: {ops:?}", sql.0);
+    }
+}
+
+/// The highest `?N` in a statement: how many parameters it takes.
+fn highest_parameter(sql: &str) -> usize {
+    sql.split('?').skip(1).filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).max().unwrap_or(0)
 }

@@ -24,7 +24,7 @@ const MAX_BATCH: usize = 256;
 /// The writer's inbox. Every write carries its reply channel (`bounded(1)`).
 pub enum StoreMsg {
     Ingest {
-        input: NewMessage,
+        input: ingest::PreparedMessage,
         settings: IngestSettings,
         now: i64,
         reply: Sender<Result<IngestOutcome, StoreError>>,
