@@ -93,11 +93,18 @@ fn duplicate(conn: &Connection, message_id: &str) -> Result<IngestOutcome, Store
     Ok(IngestOutcome { message, local_conversation_id: local, link_id, duplicate: true, automation_changed: false })
 }
 
+/// `OR FAIL`: the `messages_seq_default` trigger (sql/004) makes SQLite
+/// treat every insert into `messages` as one that may write several rows,
+/// and such a statement under the default `ABORT` keeps a statement
+/// journal, copying each page it touches first, so that it can undo its own
+/// partial work. This insert writes one row and checks every constraint
+/// before writing it, and a failed write rolls back the writer's whole
+/// transaction anyway (`writer::commit_batch`), so `FAIL` loses nothing.
 fn insert_message_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
         format!(
-            "INSERT INTO messages ({MESSAGE_COLUMNS}, seq)
+            "INSERT OR FAIL INTO messages ({MESSAGE_COLUMNS}, seq)
              VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13, (SELECT IFNULL(MAX(seq), 0) + 1 FROM messages))
              ON CONFLICT (id) DO NOTHING"
         )
