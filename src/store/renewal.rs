@@ -158,12 +158,7 @@ fn insert_job(conn: &Connection, m: &Candidate, link: &Link, local_id: &str, s: 
     });
     let job_id = new_id("job_");
     let inserted = conn
-        .prepare_cached(
-            "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
-                target_snapshot, attempt_count, max_attempts, next_attempt_at, log_path, created_at, updated_at)
-             VALUES (?1, ?2, ?3, 'pending', ?4, 'json', ?5, 0, ?6, ?7, ?8, ?7, ?7)
-             ON CONFLICT (message_id) DO NOTHING",
-        )?
+        .prepare_cached(INSERT_JOB)?
         .execute(params![job_id, local_id, m.id, payload.to_string(), snapshot.to_string(), s.max_attempts, s.now, s.log_path])?;
     Ok((inserted == 1).then_some(job_id))
 }
@@ -213,31 +208,51 @@ pub(super) fn fail_job(conn: &Connection, job_id: &str, error: &str, log_path: O
     Ok(())
 }
 
+const INSERT_JOB: &str = "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload,
+    payload_kind, target_snapshot, attempt_count, max_attempts, next_attempt_at, log_path, created_at, updated_at)
+ VALUES (?1, ?2, ?3, 'pending', ?4, 'json', ?5, 0, ?6, ?7, ?8, ?7, ?7)
+ ON CONFLICT (message_id) DO NOTHING";
+
+const LOCK_CONVERSATION: &str = "UPDATE local_conversations SET execution_state = 'renewal_running',
+    updated_at = MAX(updated_at, ?2)
+ WHERE local_conversation_id = ?1 AND execution_state = 'idle' AND automation_status = 'auto'";
+
+const JOB_RUNNING: &str = "UPDATE renewal_jobs SET status = 'running', started_at = ?2, last_attempt_at = ?2,
+    finished_at = NULL, log_path = COALESCE(?3, log_path), updated_at = MAX(updated_at, ?2)
+ WHERE job_id = ?1";
+
+/// The statements every renewal job runs on its way from projection to
+/// done or retry (the tests check that none opens a temporary b-tree).
+#[cfg(test)]
+pub(super) fn per_job_statements() -> Vec<&'static str> {
+    vec![
+        INSERT_JOB,
+        JOB_STATUS,
+        LOCK_CONVERSATION,
+        JOB_RUNNING,
+        JOB_DONE,
+        JOB_FAILED_ATTEMPT,
+        CONVERSATION_AFTER_SUCCESS,
+        CONVERSATION_AFTER_FAILURE,
+        CONVERSATION_COUNTERS,
+    ]
+}
+
 /// Takes the conversation's execution lock and marks the job running, or
 /// changes nothing and answers false when either is no longer as expected.
 pub(super) fn start_attempt(conn: &Connection, job_id: &str, local_id: &str, log_path: Option<&str>, now: i64) -> Result<bool, StoreError> {
     let status: Option<String> = conn
-        .prepare_cached("SELECT status FROM renewal_jobs WHERE job_id = ?1")?
+        .prepare_cached(JOB_STATUS)?
         .query_row(params![job_id], |r| r.get(0))
         .optional()?;
     if status.as_deref() != Some("pending") {
         return Ok(false);
     }
-    let locked = conn
-        .prepare_cached(
-            "UPDATE local_conversations SET execution_state = 'renewal_running', updated_at = MAX(updated_at, ?2)
-             WHERE local_conversation_id = ?1 AND execution_state = 'idle' AND automation_status = 'auto'",
-        )?
-        .execute(params![local_id, now])?;
+    let locked = conn.prepare_cached(LOCK_CONVERSATION)?.execute(params![local_id, now])?;
     if locked == 0 {
         return Ok(false);
     }
-    conn.prepare_cached(
-        "UPDATE renewal_jobs SET status = 'running', started_at = ?2, last_attempt_at = ?2, finished_at = NULL,
-            log_path = COALESCE(?3, log_path), updated_at = MAX(updated_at, ?2)
-         WHERE job_id = ?1",
-    )?
-    .execute(params![job_id, now, log_path])?;
+    conn.prepare_cached(JOB_RUNNING)?.execute(params![job_id, now, log_path])?;
     Ok(true)
 }
 
@@ -272,33 +287,48 @@ pub(super) fn release_claim(conn: &Connection, r: &Release<'_>) -> Result<(), St
     Ok(())
 }
 
+const JOB_DONE: &str = "UPDATE renewal_jobs SET status = 'done', attempt_count = attempt_count + 1, last_error = NULL,
+    next_attempt_at = NULL, finished_at = ?2, log_path = COALESCE(?3, log_path), updated_at = MAX(updated_at, ?2)
+ WHERE job_id = ?1";
+
+const JOB_FAILED_ATTEMPT: &str = "UPDATE renewal_jobs SET attempt_count = attempt_count + 1, last_error = ?2,
+    status = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN 'failed' ELSE 'pending' END,
+    next_attempt_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN NULL ELSE ?4 END,
+    finished_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN ?5 ELSE NULL END,
+    started_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN started_at ELSE NULL END,
+    log_path = COALESCE(?6, log_path), updated_at = MAX(updated_at, ?5)
+ WHERE job_id = ?1";
+
+const JOB_STATUS: &str = "SELECT status FROM renewal_jobs WHERE job_id = ?1";
+
+const CONVERSATION_AFTER_SUCCESS: &str = "UPDATE local_conversations SET execution_state = 'idle',
+    consecutive_failure_count = 0, last_error = NULL, cooldown_until = ?2,
+    repeated_renewal_count = CASE WHEN last_renewal_fingerprint = ?3 THEN repeated_renewal_count + 1 ELSE 1 END,
+    last_renewal_fingerprint = ?3, updated_at = MAX(updated_at, ?4)
+ WHERE local_conversation_id = ?1";
+
+const CONVERSATION_AFTER_FAILURE: &str = "UPDATE local_conversations SET execution_state = 'idle',
+    consecutive_failure_count = consecutive_failure_count + 1, last_error = ?2, updated_at = MAX(updated_at, ?3)
+ WHERE local_conversation_id = ?1";
+
+/// The two loop-protection counters and the automation status.
+const CONVERSATION_COUNTERS: &str = "SELECT repeated_renewal_count, consecutive_failure_count, automation_status
+ FROM local_conversations WHERE local_conversation_id = ?1";
+
 /// Records an attempt's outcome on the job and its conversation, releases
 /// the conversation's execution lock whatever happened, and applies the
 /// loop protection (failure and repeated-renewal pauses).
 pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<FinishOutcome, StoreError> {
     let job_status = match &f.result {
         AttemptResult::Success { .. } => {
-            conn.prepare_cached(
-                "UPDATE renewal_jobs SET status = 'done', attempt_count = attempt_count + 1, last_error = NULL,
-                    next_attempt_at = NULL, finished_at = ?2, log_path = COALESCE(?3, log_path),
-                    updated_at = MAX(updated_at, ?2)
-                 WHERE job_id = ?1",
-            )?
-            .execute(params![f.job_id, f.now, f.log_path])?;
+            conn.prepare_cached(JOB_DONE)?.execute(params![f.job_id, f.now, f.log_path])?;
             "done"
         }
         AttemptResult::Failure { error, terminal, retry_at } => {
-            let status: String = conn
-                .prepare_cached(
-                    "UPDATE renewal_jobs SET attempt_count = attempt_count + 1, last_error = ?2,
-                        status = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN 'failed' ELSE 'pending' END,
-                        next_attempt_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN NULL ELSE ?4 END,
-                        finished_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN ?5 ELSE NULL END,
-                        started_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN started_at ELSE NULL END,
-                        log_path = COALESCE(?6, log_path), updated_at = MAX(updated_at, ?5)
-                     WHERE job_id = ?1 RETURNING status",
-                )?
-                .query_row(params![f.job_id, error, terminal, retry_at, f.now, f.log_path], |r| r.get(0))?;
+            conn.prepare_cached(JOB_FAILED_ATTEMPT)?.execute(params![
+                f.job_id, error, terminal, retry_at, f.now, f.log_path
+            ])?;
+            let status: String = conn.prepare_cached(JOB_STATUS)?.query_row(params![f.job_id], |r| r.get(0))?;
             if status == "failed" { "failed" } else { "pending" }
         }
     };
@@ -307,29 +337,28 @@ pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<Fin
 }
 
 fn update_conversation_after(conn: &Connection, f: &FinishAttempt) -> Result<Option<&'static str>, StoreError> {
-    let (count, status): (i64, String) = match &f.result {
-        AttemptResult::Success { summary } => conn
-            .prepare_cached(
-                "UPDATE local_conversations SET execution_state = 'idle', consecutive_failure_count = 0,
-                    last_error = NULL, cooldown_until = ?2,
-                    repeated_renewal_count = CASE WHEN last_renewal_fingerprint = ?3 THEN repeated_renewal_count + 1 ELSE 1 END,
-                    last_renewal_fingerprint = ?3, updated_at = MAX(updated_at, ?4)
-                 WHERE local_conversation_id = ?1 RETURNING repeated_renewal_count, automation_status",
-            )?
-            .query_row(params![f.local_conversation_id, f.now + f.cooldown_ms, fingerprint(summary), f.now], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?
-            .unwrap_or((0, String::new())),
-        AttemptResult::Failure { error, .. } => conn
-            .prepare_cached(
-                "UPDATE local_conversations SET execution_state = 'idle', consecutive_failure_count = consecutive_failure_count + 1,
-                    last_error = ?2, updated_at = MAX(updated_at, ?3)
-                 WHERE local_conversation_id = ?1 RETURNING consecutive_failure_count, automation_status",
-            )?
-            .query_row(params![f.local_conversation_id, error, f.now], |r| Ok((r.get(0)?, r.get(1)?)))
-            .optional()?
-            .unwrap_or((0, String::new())),
+    let changed = match &f.result {
+        AttemptResult::Success { summary } => conn.prepare_cached(CONVERSATION_AFTER_SUCCESS)?.execute(params![
+            f.local_conversation_id,
+            f.now + f.cooldown_ms,
+            fingerprint(summary),
+            f.now
+        ])?,
+        AttemptResult::Failure { error, .. } => {
+            conn.prepare_cached(CONVERSATION_AFTER_FAILURE)?.execute(params![f.local_conversation_id, error, f.now])?
+        }
+    };
+    if changed == 0 {
+        return Ok(None);
+    }
+    // Read back by key rather than with `RETURNING`, which buffers its rows
+    // in a temporary b-tree opened per run.
+    let (repeated, failures, status): (i64, i64, String) = conn
+        .prepare_cached(CONVERSATION_COUNTERS)?
+        .query_row(params![f.local_conversation_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+    let count = match f.result {
+        AttemptResult::Success { .. } => repeated,
+        AttemptResult::Failure { .. } => failures,
     };
     let (threshold, reason) = match f.result {
         AttemptResult::Success { .. } => (f.repeat_pause_threshold, "repeated_renewal"),

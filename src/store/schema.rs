@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::StoreError;
 
@@ -17,6 +17,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("003_pruning_index.sql", include_str!("../../sql/003_pruning_index.sql")),
     ("004_message_seq.sql", include_str!("../../sql/004_message_seq.sql")),
     ("005_job_status_indexes.sql", include_str!("../../sql/005_job_status_indexes.sql")),
+    ("006_check_without_lists.sql", include_str!("../../sql/006_check_without_lists.sql")),
 ];
 
 /// The schema version this build expects.
@@ -86,6 +87,12 @@ fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
 /// Applies every migration newer than the database's `user_version`, each in
 /// its own transaction together with the version bump, so a crash mid-way
 /// leaves the file at a well-defined version.
+///
+/// Foreign keys are off while migrations run: a migration that rebuilds a
+/// table (SQLite's documented way to change a constraint) drops the old
+/// one, which with foreign keys on would delete or refuse the rows that
+/// point at it. Each migration is checked with `foreign_key_check` before
+/// it commits instead.
 pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if current > SCHEMA_VERSION {
@@ -93,16 +100,34 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
             "database schema version {current} is newer than this build understands ({SCHEMA_VERSION})"
         )));
     }
+    if current == SCHEMA_VERSION {
+        return Ok(SCHEMA_VERSION);
+    }
+    let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
+    conn.pragma_update(None, "foreign_keys", "OFF")?;
+    let applied = apply_migrations(conn, current);
+    if foreign_keys {
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+    }
+    applied.map(|()| SCHEMA_VERSION)
+}
+
+fn apply_migrations(conn: &mut Connection, current: i64) -> Result<(), StoreError> {
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
         let tx = conn.transaction()?;
         tx.execute_batch(sql)
             .map_err(|e| StoreError::Schema(format!("migration {name} failed: {e}")))?;
+        let broken: Option<String> =
+            tx.query_row("PRAGMA foreign_key_check", [], |row| row.get(0)).optional()?;
+        if let Some(table) = broken {
+            return Err(StoreError::Schema(format!("migration {name} left a broken foreign key in {table}")));
+        }
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         log::info!("store: applied migration {name} (schema version {version})");
     }
-    Ok(SCHEMA_VERSION)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -151,6 +176,61 @@ mod tests {
             .query_row("SELECT sql FROM sqlite_schema WHERE name = 'renewal_jobs_conversation'", [], |r| r.get(0))
             .unwrap();
         assert!(!index_sql.contains("status"), "{index_sql}");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Schema 6 rebuilds the two tables whose CHECKs it rewrites. A schema-5
+    /// database keeps every row, the links that point at its conversations
+    /// stay valid with foreign keys back on, and the constraints still
+    /// refuse what they refused before.
+    #[test]
+    fn a_schema_5_database_keeps_its_conversations_links_and_jobs() {
+        let dir = std::env::temp_dir().join(format!("baa-upgrade6-{}-{}", std::process::id(), crate::util::new_id("")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        {
+            let conn = open_writer(&path, None).unwrap();
+            for (_, sql) in &MIGRATIONS[..5] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", 5).unwrap();
+            conn.execute_batch(
+                "INSERT INTO local_conversations (local_conversation_id, platform, automation_status, execution_state,
+                    summary, created_at, updated_at) VALUES ('lc_1', 'chatgpt', 'auto', 'renewal_running', 'hi', 1, 2);
+                 INSERT INTO conversation_links (link_id, local_conversation_id, platform, remote_conversation_id,
+                    is_active, observed_at, created_at, updated_at) VALUES ('link_1', 'lc_1', 'chatgpt', 'c1', 1, 1, 1, 1);
+                 INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
+                    max_attempts, next_attempt_at, created_at, updated_at)
+                    VALUES ('job_1', 'lc_1', 'm1', 'running', 'x', 'json', 3, 5, 1, 1);",
+            )
+            .unwrap();
+        }
+        let mut conn = open_writer(&path, None).unwrap();
+        assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
+        let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
+        assert!(foreign_keys, "foreign keys are on again after the migrations");
+        let row: (String, String, String) = conn
+            .query_row("SELECT automation_status, execution_state, summary FROM local_conversations", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        assert_eq!(row, ("auto".into(), "renewal_running".into(), "hi".into()));
+        let job: (String, String) =
+            conn.query_row("SELECT status, payload_kind FROM renewal_jobs", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        assert_eq!(job, ("running".into(), "json".into()));
+        // The link still points at its conversation, and the key is enforced.
+        let orphan = conn.execute("DELETE FROM local_conversations WHERE local_conversation_id = 'lc_1'", []);
+        assert!(orphan.is_err(), "deleting a linked conversation must fail");
+        for bad in [
+            "UPDATE local_conversations SET automation_status = 'sometimes'",
+            "UPDATE local_conversations SET execution_state = 'busy'",
+            "UPDATE local_conversations SET last_non_paused_automation_status = 'paused'",
+            "UPDATE renewal_jobs SET status = 'stuck'",
+            "UPDATE renewal_jobs SET payload_kind = 'xml'",
+        ] {
+            assert!(conn.execute(bad, []).is_err(), "{bad} must violate its CHECK");
+        }
         drop(conn);
         let _ = std::fs::remove_dir_all(&dir);
     }
