@@ -6,6 +6,7 @@
 //! see plain Rust types (`model`), never SQL.
 
 mod ingest;
+mod job_doc;
 pub mod model;
 mod ops;
 mod read;

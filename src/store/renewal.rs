@@ -8,6 +8,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
+use super::job_doc;
 use super::model::*;
 use super::read::projection_target;
 use super::StoreError;
@@ -49,31 +50,38 @@ pub(super) fn project(conn: &Connection, s: &ProjectSettings) -> Result<Projecti
         "SELECT seq, id, platform, conversation_id, role, raw_text, observed_at, created_at FROM messages
          WHERE seq > ?1 ORDER BY seq LIMIT ?2",
     )?;
-    let rows = stmt
-        .query_map(params![cursor, s.max_messages as i64], |r| {
-            Ok(Candidate {
-                seq: r.get(0)?,
-                id: r.get(1)?,
-                platform: r.get(2)?,
-                conversation_id: r.get(3)?,
-                role: r.get(4)?,
-                text: r.get(5)?,
-                observed_at: r.get(6)?,
-                created_at: r.get(7)?,
-            })
-        })?
-        .collect::<Result<Vec<_>, _>>()?;
+    // Rows are read one at a time and the scan stops at the first unsettled
+    // message before reading its text: with a settle delay of 500 ms and a
+    // tick every 10 ms, collecting the whole page first read each message
+    // about fifty times before it settled.
+    let mut rows = stmt.query(params![cursor, s.max_messages as i64])?;
+    let mut outcomes = Vec::new();
+    let mut last: Option<(i64, String)> = None;
+    while let Some(r) = rows.next()? {
+        let (observed_at, created_at): (i64, i64) = (r.get(6)?, r.get(7)?);
+        if observed_at.min(created_at) > settled_before {
+            break;
+        }
+        let m = Candidate {
+            seq: r.get(0)?,
+            id: r.get(1)?,
+            platform: r.get(2)?,
+            conversation_id: r.get(3)?,
+            role: r.get(4)?,
+            text: r.get(5)?,
+            observed_at,
+        };
+        // Writing jobs while this read is open is fine: SQLite keeps a
+        // cursor on `messages` valid across writes to other tables.
+        outcomes.push(project_one(conn, &m, s)?);
+        last = Some((m.seq, m.id));
+    }
+    drop(rows);
     drop(stmt);
-    let mut outcomes = Vec::with_capacity(rows.len());
-    let mut last = None;
-    for m in rows.iter().take_while(|m| m.observed_at.min(m.created_at) <= settled_before) {
-        outcomes.push(project_one(conn, m, s)?);
-        last = Some(m);
+    if let Some((seq, id)) = &last {
+        save_cursor(conn, *seq, id, s.now)?;
     }
-    if let Some(m) = last {
-        save_cursor(conn, m.seq, &m.id, s.now)?;
-    }
-    Ok(ProjectionReport { outcomes, cursor: last.map(|m| (m.seq, m.id.clone())) })
+    Ok(ProjectionReport { outcomes, cursor: last })
 }
 
 struct Candidate {
@@ -84,7 +92,6 @@ struct Candidate {
     role: String,
     text: String,
     observed_at: i64,
-    created_at: i64,
 }
 
 /// The ordered skip rules, then the job. The first rule that applies decides.
@@ -145,21 +152,18 @@ fn insert_job(conn: &Connection, m: &Candidate, link: &Link, local_id: &str, s: 
         ("platform", &m.platform),
         ("conversation_id", &m.conversation_id),
     ]);
-    let payload = json!({
-        "kind": "renewal.message", "version": 1, "template": "summary_with_link", "text": text,
-        "sourceMessage": { "id": m.id, "platform": m.platform, "conversationId": m.conversation_id, "observedAt": m.observed_at },
-    });
-    let parse = |t: &Option<String>| t.as_deref().and_then(|x| serde_json::from_str::<Value>(x).ok());
-    let snapshot = json!({
-        "platform": link.platform, "linkId": link.link_id, "clientId": link.client_id,
-        "pageUrl": link.page_url, "pageTitle": link.page_title,
-        "route": { "path": link.route_path, "pattern": link.route_pattern, "params": parse(&link.route_params).unwrap_or(json!({})) },
-        "target": { "kind": link.target_kind, "id": link.target_id, "payload": parse(&link.target_payload).unwrap_or(json!({})) },
-    });
+    let source = job_doc::Source {
+        id: &m.id,
+        platform: &m.platform,
+        conversation_id: &m.conversation_id,
+        observed_at: m.observed_at,
+    };
+    let payload = job_doc::payload(&text, &source);
+    let snapshot = job_doc::snapshot(link);
     let job_id = new_id("job_");
     let inserted = conn
         .prepare_cached(INSERT_JOB)?
-        .execute(params![job_id, local_id, m.id, payload.to_string(), snapshot.to_string(), s.max_attempts, s.now, s.log_path])?;
+        .execute(params![job_id, local_id, m.id, payload, snapshot, s.max_attempts, s.now, s.log_path])?;
     Ok((inserted == 1).then_some(job_id))
 }
 
