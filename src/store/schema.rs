@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
 use super::StoreError;
 
@@ -88,11 +88,10 @@ fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
 /// its own transaction together with the version bump, so a crash mid-way
 /// leaves the file at a well-defined version.
 ///
-/// Foreign keys are off while migrations run: a migration that rebuilds a
-/// table (SQLite's documented way to change a constraint) drops the old
-/// one, which with foreign keys on would delete or refuse the rows that
-/// point at it. Each migration is checked with `foreign_key_check` before
-/// it commits instead.
+/// A migration that edits `sqlite_schema` directly (006) does not change
+/// `schema_version` by itself; SQLite's procedure for such edits is to
+/// increase it by one, so that every connection parses the schema again.
+/// `migrate` does that for any migration that left it unchanged.
 pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
     if current > SCHEMA_VERSION {
@@ -100,32 +99,37 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
             "database schema version {current} is newer than this build understands ({SCHEMA_VERSION})"
         )));
     }
-    if current == SCHEMA_VERSION {
-        return Ok(SCHEMA_VERSION);
-    }
-    let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |row| row.get(0))?;
-    conn.pragma_update(None, "foreign_keys", "OFF")?;
-    let applied = apply_migrations(conn, current);
-    if foreign_keys {
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-    }
-    applied.map(|()| SCHEMA_VERSION)
-}
-
-fn apply_migrations(conn: &mut Connection, current: i64) -> Result<(), StoreError> {
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
         let tx = conn.transaction()?;
+        let cookie: i64 = tx.query_row("PRAGMA schema_version", [], |row| row.get(0))?;
         tx.execute_batch(sql)
             .map_err(|e| StoreError::Schema(format!("migration {name} failed: {e}")))?;
-        let broken: Option<String> =
-            tx.query_row("PRAGMA foreign_key_check", [], |row| row.get(0)).optional()?;
-        if let Some(table) = broken {
-            return Err(StoreError::Schema(format!("migration {name} left a broken foreign key in {table}")));
+        if tx.query_row("PRAGMA schema_version", [], |row| row.get::<_, i64>(0))? == cookie {
+            tx.pragma_update(None, "schema_version", cookie + 1)?;
         }
+        check_migration(&tx, name)?;
         tx.pragma_update(None, "user_version", version)?;
         tx.commit()?;
         log::info!("store: applied migration {name} (schema version {version})");
+    }
+    Ok(SCHEMA_VERSION)
+}
+
+/// What a migration that edits table definitions as text must have done;
+/// anything else rolls it back and the daemon does not start.
+fn check_migration(conn: &Connection, name: &str) -> Result<(), StoreError> {
+    if name != "006_check_without_lists.sql" {
+        return Ok(());
+    }
+    let left: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM sqlite_schema WHERE type = 'table'
+         AND name IN ('local_conversations', 'renewal_jobs') AND sql LIKE '%CHECK (%IN (%'",
+        [],
+        |row| row.get(0),
+    )?;
+    if left > 0 {
+        return Err(StoreError::Schema(format!("migration {name} did not rewrite every CHECK list")));
     }
     Ok(())
 }
@@ -180,10 +184,11 @@ mod tests {
         let _ = std::fs::remove_dir_all(&dir);
     }
 
-    /// Schema 6 rebuilds the two tables whose CHECKs it rewrites. A schema-5
+    /// Schema 6 rewrites the CHECKs of two tables in place. A schema-5
     /// database keeps every row, the links that point at its conversations
-    /// stay valid with foreign keys back on, and the constraints still
-    /// refuse what they refused before.
+    /// stay valid, and the constraints still refuse what they refused
+    /// before (checked on a fresh connection too, which parses the schema
+    /// from the file).
     #[test]
     fn a_schema_5_database_keeps_its_conversations_links_and_jobs() {
         let dir = std::env::temp_dir().join(format!("baa-upgrade6-{}-{}", std::process::id(), crate::util::new_id("")));
@@ -208,8 +213,6 @@ mod tests {
         }
         let mut conn = open_writer(&path, None).unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
-        let foreign_keys: bool = conn.query_row("PRAGMA foreign_keys", [], |r| r.get(0)).unwrap();
-        assert!(foreign_keys, "foreign keys are on again after the migrations");
         let row: (String, String, String) = conn
             .query_row("SELECT automation_status, execution_state, summary FROM local_conversations", [], |r| {
                 Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -222,16 +225,34 @@ mod tests {
         // The link still points at its conversation, and the key is enforced.
         let orphan = conn.execute("DELETE FROM local_conversations WHERE local_conversation_id = 'lc_1'", []);
         assert!(orphan.is_err(), "deleting a linked conversation must fail");
-        for bad in [
-            "UPDATE local_conversations SET automation_status = 'sometimes'",
-            "UPDATE local_conversations SET execution_state = 'busy'",
-            "UPDATE local_conversations SET last_non_paused_automation_status = 'paused'",
-            "UPDATE renewal_jobs SET status = 'stuck'",
-            "UPDATE renewal_jobs SET payload_kind = 'xml'",
-        ] {
-            assert!(conn.execute(bad, []).is_err(), "{bad} must violate its CHECK");
-        }
+        let refuses_bad_values = |conn: &Connection| {
+            for bad in [
+                "UPDATE local_conversations SET automation_status = 'sometimes'",
+                "UPDATE local_conversations SET execution_state = 'busy'",
+                "UPDATE local_conversations SET last_non_paused_automation_status = 'paused'",
+                "UPDATE renewal_jobs SET status = 'stuck'",
+                "UPDATE renewal_jobs SET payload_kind = 'xml'",
+            ] {
+                assert!(conn.execute(bad, []).is_err(), "{bad} must violate its CHECK");
+            }
+            conn.execute("UPDATE renewal_jobs SET status = 'done'", []).expect("an allowed value");
+        };
+        refuses_bad_values(&conn);
         drop(conn);
+        let fresh = open_writer(&path, None).unwrap();
+        refuses_bad_values(&fresh);
+        let lists: i64 = fresh
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema
+                 WHERE name IN ('local_conversations', 'renewal_jobs') AND sql LIKE '%CHECK (%IN (%'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(lists, 0, "no CHECK list is left in either table");
+        let check: String = fresh.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
+        assert_eq!(check, "ok");
+        drop(fresh);
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
