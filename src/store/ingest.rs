@@ -48,8 +48,9 @@ pub(super) fn ingest(
     now: i64,
 ) -> Result<IngestOutcome, StoreError> {
     let input = &prepared.input;
-    // The common path is five statements, each a single index lookup:
-    // insert, find, update, read back, link.
+    // The common path is six statements, each a single index lookup:
+    // insert, find, update, read the counter back, find the active link,
+    // refresh it.
     if !insert_message(conn, input, &prepared.summary, now)? {
         return duplicate(conn, &input.message_id);
     }
