@@ -97,6 +97,14 @@ pub fn fingerprint(text: &str) -> String {
     format!("fnv1a64:{hash:016x}")
 }
 
+/// A message's summary (RENEWAL.md): the whitespace-collapsed text, cut to
+/// `limit` characters. Ingest stores it, the projector renders it into the
+/// template and the dispatcher compares it for the repeated-renewal counter,
+/// so all three must cut the same way.
+pub fn summary(text: &str, limit: usize) -> String {
+    cut_chars(&collapse_whitespace(text), limit)
+}
+
 /// The first `limit` characters of `text`; when the text is longer, the last
 /// kept character is replaced by `…` so a reader sees it was cut.
 pub fn cut_chars(text: &str, limit: usize) -> String {

@@ -10,7 +10,7 @@ use serde_json::json;
 use super::model::*;
 use super::read::{message_by_id, MESSAGE_COLUMNS};
 use super::StoreError;
-use crate::util::{collapse_whitespace, cut_chars, fingerprint, new_id};
+use crate::util::{fingerprint, new_id, summary};
 
 /// A message ready for the writer: the input and everything derived from it
 /// alone. `Store::ingest` prepares it on the caller's thread, because the
@@ -25,7 +25,7 @@ pub struct PreparedMessage {
 }
 
 pub(super) fn prepare(input: NewMessage, settings: IngestSettings) -> PreparedMessage {
-    let summary = cut_chars(&collapse_whitespace(&input.text), settings.summary_limit);
+    let summary = summary(&input.text, settings.summary_limit);
     // The repeated-message counter (RENEWAL.md "Loop protection") counts
     // assistant messages only: the loop it guards against is the assistant
     // answering the same thing to each renewal, and a person's own messages
@@ -88,7 +88,7 @@ fn duplicate(conn: &Connection, message_id: &str) -> Result<IngestOutcome, Store
         .ok_or_else(|| StoreError::Sqlite("duplicate message vanished".into()))?;
     let local = find_local_conversation(conn, &message.platform, &message.conversation_id)?;
     let link_id = match &local {
-        Some(lc) => active_link_id(conn, lc)?,
+        Some(lc) => active_link(conn, lc)?.map(|(link_id, _, _)| link_id),
         None => None,
     };
     Ok(IngestOutcome { message, local_conversation_id: local, link_id, duplicate: true, automation_changed: false })
@@ -160,10 +160,11 @@ pub(super) const LINKED_LOCAL_CONVERSATION: &str =
     "SELECT local_conversation_id, max(is_active * 100000000000000 + updated_at) FROM conversation_links
      WHERE platform = ?1 AND remote_conversation_id = ?2";
 
-fn active_link_id(conn: &Connection, local_id: &str) -> Result<Option<String>, StoreError> {
+/// The conversation's active link: its id, client and target id.
+fn active_link(conn: &Connection, local_id: &str) -> Result<Option<(String, Option<String>, Option<String>)>, StoreError> {
     Ok(conn
-        .prepare_cached("SELECT link_id FROM conversation_links WHERE local_conversation_id = ?1 AND is_active = 1")?
-        .query_row(params![local_id], |row| row.get(0))
+        .prepare_cached(ACTIVE_LINK)?
+        .query_row(params![local_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
         .optional()?)
 }
 
@@ -260,11 +261,7 @@ fn upsert_active_link(conn: &Connection, local_id: &str, prepared: &PreparedMess
     let route = m.route.clone().unwrap_or_default();
     // The usual case: the link is already the active one; it is found by
     // the one-active index and refreshed by key (no `RETURNING`, see above).
-    let active: Option<(String, Option<String>, Option<String>)> = conn
-        .prepare_cached(ACTIVE_LINK)?
-        .query_row(params![local_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
-        .optional()?;
-    if let Some((link_id, client_id, active_target)) = active {
+    if let Some((link_id, client_id, active_target)) = active_link(conn, local_id)? {
         if client_id.as_deref().unwrap_or("") == m.client_id.as_deref().unwrap_or("")
             && active_target.as_deref().unwrap_or("") == target_id.unwrap_or("")
         {

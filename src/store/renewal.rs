@@ -12,7 +12,7 @@ use super::job_doc;
 use super::model::*;
 use super::read::projection_target;
 use super::StoreError;
-use crate::util::{collapse_whitespace, cut_chars, fingerprint, new_id};
+use crate::util::{fingerprint, new_id, summary};
 
 const CURSOR_KEY: &str = "renewal.projector.cursor";
 
@@ -143,7 +143,7 @@ pub fn route_tab(link: &Link) -> Option<i64> {
 
 /// Inserts the message's job; `None` when the message already has one.
 fn insert_job(conn: &Connection, m: &Candidate, link: &Link, local_id: &str, s: &ProjectSettings) -> Result<Option<String>, StoreError> {
-    let summary = cut_chars(&collapse_whitespace(&m.text), s.summary_limit);
+    let summary = summary(&m.text, s.summary_limit);
     let link_url = format!("{}{}.txt", s.link_base, crate::util::percent_encode(&m.id));
     let text = render_template(&s.template, &[
         ("summary", &summary),

@@ -32,7 +32,7 @@ use crossbeam_channel::Receiver;
 use crate::store::{
     route_tab, AttemptResult, AutomationState, Conversation, FinishAttempt, FinishOutcome, Job, Link, Store, StoreError,
 };
-use crate::util::{collapse_whitespace, cut_chars, now_ms, random_unit};
+use crate::util::{now_ms, random_unit, summary};
 
 /// A rate-limit delay longer than this defers the job instead of waiting.
 const MAX_INLINE_DELAY_MS: u64 = 1000;
@@ -391,7 +391,7 @@ impl Dispatcher {
     fn renewed_summary(&self, job: &Job) -> String {
         let limit = self.config.renewal.summary_limit;
         match self.store.message(&job.message_id) {
-            Ok(Some(m)) => cut_chars(&collapse_whitespace(m.raw_text.as_deref().unwrap_or("")), limit),
+            Ok(Some(m)) => summary(m.raw_text.as_deref().unwrap_or(""), limit),
             _ => payload_text(job).unwrap_or_default(),
         }
     }
