@@ -391,9 +391,8 @@ impl Store {
 
     /// Pending jobs due at `now`, oldest due first (the dispatcher's scan).
     pub fn due_jobs(&self, now: i64, limit: usize) -> Result<Vec<Job>, StoreError> {
-        let sql = due_jobs_sql();
         self.reads.with(|c| {
-            let mut stmt = c.prepare_cached(&sql)?;
+            let mut stmt = c.prepare_cached(due_jobs_sql())?;
             let rows = stmt.query_map(params![now, limit as i64], job_from_row)?;
             Ok(rows.collect::<Result<Vec<_>, _>>()?)
         })
@@ -479,11 +478,14 @@ fn parse_system_state(json: &str, updated_at: i64) -> SystemState {
 
 /// The dispatcher's scan. `status = 'pending'` is spelled out, not bound:
 /// only a literal lets SQLite use the partial index `renewal_jobs_due`.
-fn due_jobs_sql() -> String {
-    format!(
-        "SELECT {JOB_COLUMNS} FROM renewal_jobs WHERE status = 'pending' AND next_attempt_at <= ?1
-         ORDER BY next_attempt_at, created_at LIMIT ?2"
-    )
+fn due_jobs_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT {JOB_COLUMNS} FROM renewal_jobs WHERE status = 'pending' AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at, created_at LIMIT ?2"
+        )
+    })
 }
 
 #[cfg(test)]

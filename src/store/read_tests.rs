@@ -44,7 +44,7 @@ fn explain(queries: &[(&str, usize)], how: &str, column: usize) -> Vec<Vec<Strin
 fn job_queries_use_the_intended_indexes() {
     let list = |filter: &str| format!("SELECT {JOB_COLUMNS} FROM renewal_jobs {filter} ORDER BY created_at DESC, job_id DESC LIMIT 51 OFFSET 0");
     let got = plans(&[
-        (&due_jobs_sql(), 2),
+        (due_jobs_sql(), 2),
         (&list("WHERE status = ?1"), 1),
         (&list("WHERE local_conversation_id = ?1"), 1),
         (&list("WHERE status = ?1 AND local_conversation_id = ?2"), 2),

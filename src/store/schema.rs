@@ -138,20 +138,33 @@ fn check_migration(conn: &Connection, name: &str) -> Result<(), StoreError> {
 mod tests {
     use super::*;
 
+    /// A fresh temporary directory and the path of a database in it.
+    fn temp_database() -> (std::path::PathBuf, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("baa-upgrade-{}-{}", std::process::id(), crate::util::new_id("")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("old.db");
+        (dir, path)
+    }
+
+    /// A database as a build with schema `version` left it: the first
+    /// `version` migrations applied, `user_version` set.
+    fn database_at_version(path: &Path, version: usize) -> Connection {
+        let conn = open_writer(path, None).unwrap();
+        for (_, sql) in &MIGRATIONS[..version] {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn.pragma_update(None, "user_version", version as i64).unwrap();
+        conn
+    }
+
     /// A database made by an older build (schema 4) with a pending and a
     /// done job upgrades in place: the rows stay, the new indexes exist,
     /// and the due scan finds the pending job through the new index.
     #[test]
     fn a_schema_4_database_upgrades_with_its_jobs() {
-        let dir = std::env::temp_dir().join(format!("baa-upgrade-{}-{}", std::process::id(), crate::util::new_id("")));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("old.db");
+        let (dir, path) = temp_database();
         {
-            let conn = open_writer(&path, None).unwrap();
-            for (_, sql) in &MIGRATIONS[..4] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", 4).unwrap();
+            let conn = database_at_version(&path, 4);
             for (id, status, due) in [("job_a", "pending", Some(5)), ("job_b", "done", None)] {
                 conn.execute(
                     "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
@@ -191,15 +204,9 @@ mod tests {
     /// from the file).
     #[test]
     fn a_schema_5_database_keeps_its_conversations_links_and_jobs() {
-        let dir = std::env::temp_dir().join(format!("baa-upgrade6-{}-{}", std::process::id(), crate::util::new_id("")));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("old.db");
+        let (dir, path) = temp_database();
         {
-            let conn = open_writer(&path, None).unwrap();
-            for (_, sql) in &MIGRATIONS[..5] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", 5).unwrap();
+            let conn = database_at_version(&path, 5);
             conn.execute_batch(
                 "INSERT INTO local_conversations (local_conversation_id, platform, automation_status, execution_state,
                     summary, created_at, updated_at) VALUES ('lc_1', 'chatgpt', 'auto', 'renewal_running', 'hi', 1, 2);
