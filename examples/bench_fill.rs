@@ -15,9 +15,12 @@
 //!
 //! Row shapes follow RENEWAL.md: a job's payload is the projected
 //! `renewal.message` document with the default template's text, its
-//! target_snapshot is built from a browser.proxy_delivery link; ids look like
-//! the daemon's own (`prefix` + 16 random hex digits, in random order, so the
-//! primary-key B-trees are as scattered as in real use). Jobs are 20% pending,
+//! target_snapshot is built from a browser.proxy_delivery link; ids are
+//! `prefix` + 16 random hex digits, in random order. (That was the daemon's
+//! own id format when this was written; it now makes time-ordered ids,
+//! `util::new_id`. The read benchmarks look rows up by ids drawn at random,
+//! and random keys keep the primary-key B-trees at their most scattered, a
+//! worst case for those lookups.) Jobs are 20% pending,
 //! 10% failed and 70% done, created over the last 25 days. Nothing here gives
 //! the daemon's timed jobs work during a benchmark: pending jobs are due 1 to
 //! 7 days from now (the dispatcher leaves them alone), no job is older than

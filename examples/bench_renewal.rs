@@ -13,13 +13,17 @@
 //!       (`browser.proxy_delivery`, `tab:<i+1>`, target_payload
 //!       {clientId, conversationId, pageUrl, tabId, organizationId, shellPage},
 //!       client_id = CLIENT_ID) for remote conversation `RUN-conv-IIIIII`.
+//!       Conversation and link ids are in the daemon's format (creation
+//!       millisecond, then a counter), as if the daemon had created them now.
 //!   bench_renewal fill DB SPEC [BUSY]
 //!       Jobs in the shape the projector makes them, over 1000 conversations
 //!       of their own (manual; BUSY of them `renewal_running`). SPEC is a
 //!       comma list of STATUS:COUNT with STATUS one of done, failed,
 //!       pending_due (next_attempt_at 1 s .. 1 h ago), pending_future
 //!       (1 .. 7 days ahead), running (started a minute ago). Finished jobs
-//!       finished within the last 20 days (the pruner keeps them).
+//!       finished within the last 20 days (the pruner keeps them). Ids in
+//!       the daemon's format: the conversations' from 30 days ago, each
+//!       job's from its created_at.
 //!   bench_renewal e2e BASE_URL DB N CONNS RUN CLIENT_ID TIMEOUT_SECS
 //!       POSTs one assistant message to each of the N seeded conversations
 //!       (`POST /v1/messages` with client_id = CLIENT_ID and the seeded tab,
@@ -83,6 +87,9 @@ fn now_ms() -> i64 {
 
 struct Rng(u64);
 
+/// The counter part of `Rng::ordered_id`, shared like the daemon's.
+static ORDERED: AtomicU64 = AtomicU64::new(0);
+
 impl Rng {
     fn next(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -93,6 +100,15 @@ impl Rng {
     }
     fn id(&mut self, prefix: &str) -> String {
         format!("{prefix}{:016x}", self.next())
+    }
+    /// An id in the daemon's format (`util::new_id`): 11 hex digits of the
+    /// creation millisecond, then 5 of a counter. The daemon creates every
+    /// conversation, link and job id this way, so ids of rows created later
+    /// sort later; random ids here would put each new job's index entries
+    /// where the daemon never puts them (docs/BENCHMARKS_RUNTIME.md).
+    fn ordered_id(&mut self, prefix: &str, ms: i64) -> String {
+        let n = ORDERED.fetch_add(1, Ordering::Relaxed);
+        format!("{prefix}{:011x}{:05x}", ms.max(0) as u64 & 0xfff_ffff_ffff, n & 0xf_ffff)
     }
     fn range(&mut self, lo: i64, hi: i64) -> i64 {
         lo + (self.next() % (hi - lo).max(1) as u64) as i64
@@ -150,13 +166,13 @@ fn seed(db: &str, n: u64, client: &str, run: &str) {
             )
             .unwrap_or_else(|e| die(e));
         for i in 0..n {
-            let lc = rng.id("lc_");
+            let lc = rng.ordered_id("lc_", now);
             let remote = format!("{run}-conv-{i:06}");
             let tab = i as i64 + 1;
             let title = format!("Bench conversation {i}");
             conv.execute(params![lc, title, now]).unwrap_or_else(|e| die(e));
             link.execute(params![
-                rng.id("link_"),
+                rng.ordered_id("link_", now),
                 lc,
                 client,
                 remote,
@@ -225,7 +241,12 @@ fn fill(db: &str, spec: &str, busy: u64) {
     {
         // 1000 conversations of their own, manual (the projector ignores them).
         let convs: Vec<(String, String, String)> =
-            (0..1000).map(|k| (rng.id("lc_"), rng.id("link_"), format!("fill-conv-{k:04}"))).collect();
+            (0..1000)
+                .map(|k| {
+                    let created = now - 30 * DAY_MS;
+                    (rng.ordered_id("lc_", created), rng.ordered_id("link_", created), format!("fill-conv-{k:04}"))
+                })
+                .collect();
         let mut conv = tx
             .prepare(
                 "INSERT INTO local_conversations (local_conversation_id, platform, execution_state, title,
@@ -264,7 +285,7 @@ fn fill(db: &str, spec: &str, busy: u64) {
                     _ => ("running", 0, Some(now - 60_000), Some(now - 60_000), None, Some(now - 60_000), None),
                 };
                 ins.execute(params![
-                    rng.id("job_"), lc, message_id, st, docs.payload, docs.snapshot, attempts, next, last_attempt,
+                    rng.ordered_id("job_", created), lc, message_id, st, docs.payload, docs.snapshot, attempts, next, last_attempt,
                     last_error, log_path, started, finished, created, finished.unwrap_or(created)
                 ])
                 .unwrap_or_else(|e| die(e));
@@ -537,8 +558,8 @@ fn raw(template: &str, db: &str, n: u64, batch: usize) {
         .map(|i| {
             let remote = format!("raw-conv-{i:06}");
             let mid = format!("raw-msg-{i:06}");
-            let docs = job_docs(&mid, &remote, &rng.id("link_"), "sim-renew", i as i64 + 1, &message_text("raw", i), now);
-            (rng.id("job_"), rng.id("lc_"), mid, docs)
+            let docs = job_docs(&mid, &remote, &rng.ordered_id("link_", now), "sim-renew", i as i64 + 1, &message_text("raw", i), now);
+            (rng.ordered_id("job_", now), rng.ordered_id("lc_", now), mid, docs)
         })
         .collect();
     let t0 = Instant::now();

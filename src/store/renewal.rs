@@ -388,10 +388,13 @@ pub(super) fn recover(conn: &Connection, now: i64, delay_ms: i64) -> Result<Reco
     // keeps them in memory until the commit writes them once.
     // The checkpoint of that much WAL would run inside this commit, before
     // the daemon is ready; it is left to the next ordinary commit instead.
+    // Put back whatever the connection had, not a fixed number, so a
+    // writer opened with another cache size keeps it after recovery.
+    let cache_size: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
     conn.pragma_update(None, "cache_size", -262_144)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let report = requeue(conn, now, delay_ms);
-    conn.pragma_update(None, "cache_size", -2_000)?;
+    conn.pragma_update(None, "cache_size", cache_size)?;
     conn.pragma_update(None, "wal_autocheckpoint", super::schema::WAL_AUTOCHECKPOINT_PAGES)?;
     report
 }
