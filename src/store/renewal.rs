@@ -448,11 +448,29 @@ pub(super) fn prune(conn: &Connection, p: &PruneBatch) -> Result<PruneReport, St
 
 #[cfg(test)]
 mod tests {
-    use super::render_template;
+    use super::{recover, render_template};
+    use crate::store::schema;
 
     #[test]
     fn template_is_one_pass() {
         let out = render_template("[renewal] {summary}\n{link} {unknown} {", &[("summary", "a {link} b"), ("link", "L")]);
         assert_eq!(out, "[renewal] a {link} b\nL {unknown} {");
+    }
+
+    /// Recovery enlarges the page cache and stops checkpoints for its one
+    /// statement; afterwards the connection must be as it was opened.
+    #[test]
+    fn recovery_gives_the_connection_back_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("baa-recover-{}-{}", std::process::id(), crate::util::new_id("")));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut conn = schema::open_writer(&dir.join("r.db"), None).unwrap();
+        schema::migrate(&mut conn).unwrap();
+        conn.pragma_update(None, "cache_size", -4096).unwrap();
+        let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
+        recover(&conn, 1_000, 0).unwrap();
+        assert_eq!(pragma("cache_size"), -4096);
+        assert_eq!(pragma("wal_autocheckpoint"), schema::WAL_AUTOCHECKPOINT_PAGES);
+        drop(conn);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
