@@ -8,7 +8,7 @@
 //!       in flight at the deadline is finished). Prints one JSON line:
 //!       {"ok","errors","secs","rate","p50_ms","p99_ms","max_ms","counts":[per client],"first_error"}
 //!       where `ok` counts 200 answers and `rate` = ok / secs.
-//!   bench_ingest raw TEMPLATE DB COUNTS BATCH RUN
+//!   bench_ingest raw TEMPLATE DB COUNTS BATCH RUN MODE
 //!       Creates DB (must not exist) as a copy (`VACUUM INTO`) of TEMPLATE, an
 //!       empty database whose schema the daemon itself created, so the tables,
 //!       indexes and migrations are exactly the daemon's; opens it with WAL
@@ -18,7 +18,12 @@
 //!       each with its ingest sequence number `seq` as the daemon gives it
 //!       (an earlier version left `seq` to the schema's fallback trigger,
 //!       an extra UPDATE per row that made the baseline ~25% slower).
-//!       Prints rows, secs, rate (`key=value` lines); only the inserts are timed.
+//!       MODE `messages`: the message rows only; MODE `effects`: also what
+//!       the daemon writes for each message besides its row — the local
+//!       conversation and its active link created the first time, then the
+//!       conversation and link updates (`support/effects.rs`, the same
+//!       statements as `bench_ws raw … effects`).
+//!       Prints rows, secs, rate (`key=value` lines); only the writes are timed.
 //!   bench_ingest count DB RUN
 //!       Prints how many messages of that post run are in DB.
 //!
@@ -37,6 +42,9 @@ use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags};
 use serde_json::json;
+
+#[path = "support/effects.rs"]
+mod effects;
 
 const SUMMARY_LIMIT: usize = 200;
 
@@ -217,7 +225,12 @@ fn summary(text: &str) -> String {
     out
 }
 
-fn raw(template: &str, db: &str, counts: &[u64], batch: usize, run: &str) {
+fn raw(template: &str, db: &str, counts: &[u64], batch: usize, run: &str, mode: &str) {
+    let with_effects = match mode {
+        "messages" => false,
+        "effects" => true,
+        _ => die("MODE must be messages or effects"),
+    };
     if std::path::Path::new(db).exists() {
         die(format!("{db} exists; raw wants a fresh file"));
     }
@@ -243,6 +256,7 @@ fn raw(template: &str, db: &str, counts: &[u64], batch: usize, run: &str) {
     // database), counted here rather than left to the schema's fallback
     // trigger, which would cost an extra UPDATE per row.
     let mut seq: i64 = 0;
+    let mut effects_state = effects::Effects::default();
     let started = Instant::now();
     for chunk in rows.chunks(batch.max(1)) {
         let tx = conn.transaction().unwrap_or_else(|e| die(e));
@@ -256,13 +270,14 @@ fn raw(template: &str, db: &str, counts: &[u64], batch: usize, run: &str) {
                 .unwrap_or_else(|e| die(e));
             for r in chunk {
                 seq += 1;
+                let summary = summary(&r.text);
                 stmt.execute(params![
                     r.message_id,
                     "chatgpt",
                     r.conversation_id,
                     "assistant",
                     r.text,
-                    summary(&r.text),
+                    summary,
                     r.page_url,
                     r.page_title,
                     r.tab_id,
@@ -273,6 +288,21 @@ fn raw(template: &str, db: &str, counts: &[u64], batch: usize, run: &str) {
                     seq
                 ])
                 .unwrap_or_else(|e| die(e));
+                if with_effects {
+                    // The post run's bodies carry no client id.
+                    let m = effects::Message {
+                        message_id: &r.message_id,
+                        conversation_id: &r.conversation_id,
+                        client_id: None,
+                        text: &r.text,
+                        summary: &summary,
+                        page_url: &r.page_url,
+                        page_title: &r.page_title,
+                        tab_id: r.tab_id,
+                        observed_at: r.observed_at,
+                    };
+                    effects_state.apply(&tx, &m, now_ms()).unwrap_or_else(|e| die(e));
+                }
             }
         }
         tx.commit().unwrap_or_else(|e| die(e));
@@ -301,11 +331,11 @@ fn main() {
             let secs: f64 = secs.parse().unwrap_or_else(|_| die("SECS must be a number"));
             post(base, num(clients) as usize, secs, run)
         }
-        ["raw", template, db, counts, batch, run] => {
+        ["raw", template, db, counts, batch, run, mode] => {
             let counts: Vec<u64> = counts.split(',').filter(|s| !s.is_empty()).map(num).collect();
-            raw(template, db, &counts, num(batch) as usize, run)
+            raw(template, db, &counts, num(batch) as usize, run, mode)
         }
         ["count", db, run] => count(db, run),
-        _ => die("usage: bench_ingest post BASE_URL CLIENTS SECS RUN | raw TEMPLATE DB COUNTS BATCH RUN | count DB RUN"),
+        _ => die("usage: bench_ingest post BASE_URL CLIENTS SECS RUN | raw TEMPLATE DB COUNTS BATCH RUN MODE | count DB RUN"),
     }
 }

@@ -38,7 +38,6 @@
 //! observed_at fixed per row. The summary is computed like the daemon does
 //! (whitespace collapsed, at most 200 characters).
 
-use std::collections::HashMap;
 use std::io::Read;
 use std::net::TcpStream;
 use std::sync::{Arc, Barrier};
@@ -47,6 +46,9 @@ use std::time::{Duration, Instant};
 use rusqlite::{params, Connection, OpenFlags};
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
+
+#[path = "support/effects.rs"]
+mod effects;
 
 const SUMMARY_LIMIT: usize = 200;
 const CONVERSATIONS_PER_CONN: u64 = 8;
@@ -262,22 +264,11 @@ fn collapse_cut(text: &str) -> String {
     s
 }
 
-/// FNV-1a of the text, as a stand-in for the daemon's fingerprint (same
-/// cost class: one pass over the text).
-fn fingerprint(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.split_whitespace().flat_map(|w| w.bytes().chain(std::iter::once(b' '))) {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
 fn raw(template: &str, db: &str, conns: usize, n: u64, run: &str, batch: usize, mode: &str) {
     if std::path::Path::new(db).exists() {
         die(format!("{db} exists"));
     }
-    let effects = match mode {
+    let with_effects = match mode {
         "messages" => false,
         "effects" => true,
         _ => die("MODE must be messages or effects"),
@@ -302,9 +293,7 @@ fn raw(template: &str, db: &str, conns: usize, n: u64, run: &str, batch: usize, 
     }
     let start = Instant::now();
     let now = 1_700_000_000_000i64;
-    // conversation id -> (local id, link id)
-    let mut known: HashMap<String, (String, String)> = HashMap::new();
-    let mut next = 0u64;
+    let mut effects_state = effects::Effects::default();
     // Each row's ingest sequence number, as the daemon gives it (1, 2, …
     // on an empty database), rather than the schema's fallback trigger,
     // which would cost an extra UPDATE per row.
@@ -327,56 +316,21 @@ fn raw(template: &str, db: &str, conns: usize, n: u64, run: &str, batch: usize, 
                     r.client_id, r.observed_at, now, seq
                 ])
                 .unwrap_or_else(|e| die(e));
-                if !effects {
+                if !with_effects {
                     continue;
                 }
-                let fp = fingerprint(&r.text);
-                if !known.contains_key(&r.conversation_id) {
-                    next += 1;
-                    let lc = format!("lc_{next:016x}");
-                    let link = format!("link_{next:016x}");
-                    tx.prepare_cached(
-                        "INSERT INTO local_conversations (local_conversation_id, platform, created_at, updated_at)
-                         VALUES (?1, 'chatgpt', ?2, ?2)",
-                    )
-                    .and_then(|mut s| s.execute(params![lc, now]))
-                    .unwrap_or_else(|e| die(e));
-                    let payload = json!({"clientId": r.client_id, "conversationId": r.conversation_id,
-                        "pageUrl": r.page_url, "tabId": r.tab_id, "organizationId": null, "shellPage": false})
-                    .to_string();
-                    tx.prepare_cached(
-                        "INSERT INTO conversation_links (link_id, local_conversation_id, platform, client_id,
-                            remote_conversation_id, page_url, page_title, route_path, route_pattern, route_params,
-                            target_kind, target_id, target_payload, is_active, observed_at, created_at, updated_at)
-                         VALUES (?1, ?2, 'chatgpt', ?3, ?4, ?5, ?6, ?7, '/c/:conversationId', ?8,
-                            'browser.proxy_delivery', ?9, ?10, 1, ?11, ?12, ?12)",
-                    )
-                    .and_then(|mut s| {
-                        s.execute(params![
-                            link, lc, r.client_id, r.conversation_id, r.page_url, r.page_title,
-                            format!("/c/{}", r.conversation_id),
-                            json!({"conversationId": r.conversation_id}).to_string(),
-                            format!("tab:{}", r.tab_id), payload, r.observed_at, now
-                        ])
-                    })
-                    .unwrap_or_else(|e| die(e));
-                    known.insert(r.conversation_id.clone(), (lc, link));
-                }
-                let (lc, link) = &known[&r.conversation_id];
-                tx.prepare_cached(
-                    "UPDATE local_conversations SET last_message_id = ?2, summary = ?3, last_message_at = ?4,
-                        title = ?5, updated_at = ?6,
-                        repeated_message_count = CASE WHEN last_message_fingerprint = ?7 THEN repeated_message_count + 1 ELSE 1 END,
-                        last_message_fingerprint = ?7
-                     WHERE local_conversation_id = ?1",
-                )
-                .and_then(|mut s| s.execute(params![lc, r.message_id, summary, r.observed_at, r.page_title, now, fp]))
-                .unwrap_or_else(|e| die(e));
-                tx.prepare_cached(
-                    "UPDATE conversation_links SET observed_at = MAX(observed_at, ?2), updated_at = ?3 WHERE link_id = ?1",
-                )
-                .and_then(|mut s| s.execute(params![link, r.observed_at, now]))
-                .unwrap_or_else(|e| die(e));
+                let m = effects::Message {
+                    message_id: &r.message_id,
+                    conversation_id: &r.conversation_id,
+                    client_id: Some(&r.client_id),
+                    text: &r.text,
+                    summary: &summary,
+                    page_url: &r.page_url,
+                    page_title: &r.page_title,
+                    tab_id: r.tab_id,
+                    observed_at: r.observed_at,
+                };
+                effects_state.apply(&tx, &m, now).unwrap_or_else(|e| die(e));
             }
         }
         tx.commit().unwrap_or_else(|e| die(e));
