@@ -55,7 +55,7 @@ impl OriginPolicy {
         let Some(origin) = origin else { return true };
         let lower = origin.trim().to_ascii_lowercase();
         let is_web = lower.starts_with("http://") || lower.starts_with("https://") || lower == "null";
-        !is_web || self.allowed.iter().any(|o| *o == lower)
+        !is_web || self.allowed.contains(&lower)
     }
 }
 

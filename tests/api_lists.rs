@@ -237,7 +237,8 @@ fn messages_page_newest_first_and_filter() {
         body["observed_at"] = json!(at);
         ingest(&d, &body);
     }
-    let expect = |pred: &dyn Fn(&(&str, &str, &str, &str, i32)) -> bool| -> Vec<String> {
+    type MessageRow<'a> = (&'a str, &'a str, &'a str, &'a str, i32);
+    let expect = |pred: &dyn Fn(&MessageRow) -> bool| -> Vec<String> {
         let mut v: Vec<_> = rows.iter().filter(|r| pred(r)).collect();
         v.sort_by(|a, b| b.4.cmp(&a.4).then(b.0.cmp(a.0)));
         v.iter().map(|r| r.0.to_string()).collect()
@@ -493,7 +494,8 @@ fn jobs_page_by_created_at_and_filter() {
         job.updated_at = at;
         seed_job(&d.db_path(), &job);
     }
-    let expect = |pred: &dyn Fn(&(&str, &str, &str, i64)) -> bool| -> Vec<String> {
+    type JobRow<'a> = (&'a str, &'a str, &'a str, i64);
+    let expect = |pred: &dyn Fn(&JobRow) -> bool| -> Vec<String> {
         let mut v: Vec<_> = rows.iter().filter(|r| pred(r)).collect();
         v.sort_by(|a, b| b.3.cmp(&a.3).then(b.0.cmp(a.0)));
         v.iter().map(|r| r.0.to_string()).collect()

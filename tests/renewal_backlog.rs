@@ -44,7 +44,7 @@ fn a_backlog_replayed_over_the_websocket_is_renewed_once_per_message() {
 
     let summary = format!("messages-file: {N} sent, {N} acked, 0 rejected");
     assert!(
-        wait_until(WAIT, || sim.transcript().iter().any(|l| *l == summary)),
+        wait_until(WAIT, || sim.transcript().contains(&summary)),
         "the simulator did not report `{summary}`: {:?}",
         sim.transcript()
     );

@@ -76,7 +76,8 @@ enum InLine {
     Waiting(Deferred),
 }
 
-/// What woke the writer.
+/// What woke the writer. (`Answered` is large and frequent: not boxed.)
+#[allow(clippy::large_enum_variant)]
 enum Event {
     Heartbeat,
     Answered(Result<IngestOutcome, StoreError>),

@@ -160,8 +160,11 @@ pub(super) const LINKED_LOCAL_CONVERSATION: &str =
     "SELECT local_conversation_id, max(is_active * 100000000000000 + updated_at) FROM conversation_links
      WHERE platform = ?1 AND remote_conversation_id = ?2";
 
-/// The conversation's active link: its id, client and target id.
-fn active_link(conn: &Connection, local_id: &str) -> Result<Option<(String, Option<String>, Option<String>)>, StoreError> {
+/// A conversation's active link: its id, client and target id.
+type ActiveLink = (String, Option<String>, Option<String>);
+
+/// The conversation's active link, if it has one.
+fn active_link(conn: &Connection, local_id: &str) -> Result<Option<ActiveLink>, StoreError> {
     Ok(conn
         .prepare_cached(ACTIVE_LINK)?
         .query_row(params![local_id], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))

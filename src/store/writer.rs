@@ -22,6 +22,9 @@ use super::{ingest, ops, renewal, StoreError};
 const MAX_BATCH: usize = 256;
 
 /// The writer's inbox. Every write carries its reply channel (`bounded(1)`).
+/// `Ingest` is much the largest variant; it is the most frequent one too, so
+/// boxing it would add an allocation to every message for nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum StoreMsg {
     Ingest {
         input: ingest::PreparedMessage,

@@ -206,12 +206,8 @@ impl Ticker {
         let interval = Duration::from_millis(self.settings.config.timed_jobs.interval_ms);
         let mut next = Instant::now() + interval;
         self.set_next_run(interval);
-        loop {
-            match stop.recv_deadline(next) {
-                Err(RecvTimeoutError::Timeout) => {}
-                // The handle was dropped (or sent): stop.
-                _ => break,
-            }
+        // Anything but a timeout means the handle was dropped (or sent): stop.
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_deadline(next) {
             // Deadlines advance by the interval, so ticks do not drift; after
             // a long stall the ticker skips ahead rather than bursting.
             next += interval;
