@@ -11,6 +11,7 @@ pub mod model;
 mod ops;
 mod read;
 mod renewal;
+mod walvfs;
 mod schema;
 mod writer;
 

@@ -41,10 +41,14 @@ pub const WAL_AUTOCHECKPOINT_PAGES: i64 = 4000;
 /// is in the OS before the writer answers) while an fsync happens only at
 /// checkpoints. docs/DECISIONS.md explains the trade-off against power loss.
 pub fn open_writer(path: &Path, max_page_count: Option<u64>) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-    )?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    // Through the WAL-gathering VFS (walvfs.rs): the writer's commits go to
+    // the WAL in a few large writes instead of two small ones per page.
+    let conn = if super::walvfs::register() {
+        Connection::open_with_flags_and_vfs(path, flags, super::walvfs::NAME)?
+    } else {
+        Connection::open_with_flags(path, flags)?
+    };
     conn.busy_timeout(BUSY_TIMEOUT)?;
     stable_plans(&conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
