@@ -87,8 +87,18 @@ fn now_ms() -> i64 {
 
 struct Rng(u64);
 
-/// The counter part of `Rng::ordered_id`, shared like the daemon's.
+/// The counter part of `ordered_id`, shared like the daemon's.
 static ORDERED: AtomicU64 = AtomicU64::new(0);
+
+/// An id in the daemon's format (`util::new_id`): 11 hex digits of the
+/// creation millisecond, then 5 of a counter. The daemon creates every
+/// conversation, link and job id this way, so ids of rows created later
+/// sort later; random ids here would put each new job's index entries
+/// where the daemon never puts them (docs/BENCHMARKS_RUNTIME.md).
+fn ordered_id(prefix: &str, ms: i64) -> String {
+    let n = ORDERED.fetch_add(1, Ordering::Relaxed);
+    format!("{prefix}{:011x}{:05x}", ms.max(0) as u64 & 0xfff_ffff_ffff, n & 0xf_ffff)
+}
 
 impl Rng {
     fn next(&mut self) -> u64 {
@@ -100,15 +110,6 @@ impl Rng {
     }
     fn id(&mut self, prefix: &str) -> String {
         format!("{prefix}{:016x}", self.next())
-    }
-    /// An id in the daemon's format (`util::new_id`): 11 hex digits of the
-    /// creation millisecond, then 5 of a counter. The daemon creates every
-    /// conversation, link and job id this way, so ids of rows created later
-    /// sort later; random ids here would put each new job's index entries
-    /// where the daemon never puts them (docs/BENCHMARKS_RUNTIME.md).
-    fn ordered_id(&mut self, prefix: &str, ms: i64) -> String {
-        let n = ORDERED.fetch_add(1, Ordering::Relaxed);
-        format!("{prefix}{:011x}{:05x}", ms.max(0) as u64 & 0xfff_ffff_ffff, n & 0xf_ffff)
     }
     fn range(&mut self, lo: i64, hi: i64) -> i64 {
         lo + (self.next() % (hi - lo).max(1) as u64) as i64
@@ -145,7 +146,6 @@ fn message_text(run: &str, i: u64) -> String {
 
 fn seed(db: &str, n: u64, client: &str, run: &str) {
     let mut conn = open_setup(db);
-    let mut rng = Rng(0x5eed ^ n);
     let now = now_ms() - 60_000;
     let tx = conn.transaction().unwrap_or_else(|e| die(e));
     {
@@ -166,13 +166,13 @@ fn seed(db: &str, n: u64, client: &str, run: &str) {
             )
             .unwrap_or_else(|e| die(e));
         for i in 0..n {
-            let lc = rng.ordered_id("lc_", now);
+            let lc = ordered_id("lc_", now);
             let remote = format!("{run}-conv-{i:06}");
             let tab = i as i64 + 1;
             let title = format!("Bench conversation {i}");
             conv.execute(params![lc, title, now]).unwrap_or_else(|e| die(e));
             link.execute(params![
-                rng.ordered_id("link_", now),
+                ordered_id("link_", now),
                 lc,
                 client,
                 remote,
@@ -244,7 +244,7 @@ fn fill(db: &str, spec: &str, busy: u64) {
             (0..1000)
                 .map(|k| {
                     let created = now - 30 * DAY_MS;
-                    (rng.ordered_id("lc_", created), rng.ordered_id("link_", created), format!("fill-conv-{k:04}"))
+                    (ordered_id("lc_", created), ordered_id("link_", created), format!("fill-conv-{k:04}"))
                 })
                 .collect();
         let mut conv = tx
@@ -285,7 +285,7 @@ fn fill(db: &str, spec: &str, busy: u64) {
                     _ => ("running", 0, Some(now - 60_000), Some(now - 60_000), None, Some(now - 60_000), None),
                 };
                 ins.execute(params![
-                    rng.ordered_id("job_", created), lc, message_id, st, docs.payload, docs.snapshot, attempts, next, last_attempt,
+                    ordered_id("job_", created), lc, message_id, st, docs.payload, docs.snapshot, attempts, next, last_attempt,
                     last_error, log_path, started, finished, created, finished.unwrap_or(created)
                 ])
                 .unwrap_or_else(|e| die(e));
@@ -552,14 +552,13 @@ fn raw(template: &str, db: &str, n: u64, batch: usize) {
     let mut conn = Connection::open(db).unwrap_or_else(|e| die(e));
     conn.pragma_update(None, "journal_mode", "WAL").unwrap_or_else(|e| die(e));
     conn.pragma_update(None, "synchronous", "NORMAL").unwrap_or_else(|e| die(e));
-    let mut rng = Rng(0xc0ffee);
     let now = now_ms();
     let jobs: Vec<(String, String, String, JobDoc)> = (0..n)
         .map(|i| {
             let remote = format!("raw-conv-{i:06}");
             let mid = format!("raw-msg-{i:06}");
-            let docs = job_docs(&mid, &remote, &rng.ordered_id("link_", now), "sim-renew", i as i64 + 1, &message_text("raw", i), now);
-            (rng.ordered_id("job_", now), rng.ordered_id("lc_", now), mid, docs)
+            let docs = job_docs(&mid, &remote, &ordered_id("link_", now), "sim-renew", i as i64 + 1, &message_text("raw", i), now);
+            (ordered_id("job_", now), ordered_id("lc_", now), mid, docs)
         })
         .collect();
     let t0 = Instant::now();

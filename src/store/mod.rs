@@ -11,8 +11,10 @@ pub mod model;
 mod ops;
 mod read;
 mod renewal;
-mod walvfs;
 mod schema;
+#[cfg(test)]
+mod test_dir;
+mod walvfs;
 mod writer;
 
 use std::fmt;

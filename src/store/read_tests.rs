@@ -15,10 +15,7 @@ fn opcodes(queries: &[(&str, usize)]) -> Vec<Vec<String>> {
 }
 
 fn explain(queries: &[(&str, usize)], how: &str, column: usize) -> Vec<Vec<String>> {
-    let dir = std::env::temp_dir().join(format!("baa-plan-{}-{}", std::process::id(), crate::util::new_id("")));
-    std::fs::create_dir_all(&dir).unwrap();
-    let mut conn = schema::open_writer(&dir.join("plan.db"), None).unwrap();
-    schema::migrate(&mut conn).unwrap();
+    let (_dir, conn) = super::super::test_dir::migrated_writer("plan");
     let out = queries
         .iter()
         .map(|(sql, params)| {
@@ -31,8 +28,6 @@ fn explain(queries: &[(&str, usize)], how: &str, column: usize) -> Vec<Vec<Strin
                 .unwrap()
         })
         .collect();
-    drop(conn);
-    let _ = std::fs::remove_dir_all(&dir);
     out
 }
 

@@ -388,14 +388,14 @@ pub(super) fn recover(conn: &Connection, now: i64, delay_ms: i64) -> Result<Reco
     // keeps them in memory until the commit writes them once.
     // The checkpoint of that much WAL would run inside this commit, before
     // the daemon is ready; it is left to the next ordinary commit instead.
-    // Put back whatever the connection had, not a fixed number, so a
-    // writer opened with another cache size keeps it after recovery.
-    let cache_size: i64 = conn.query_row("PRAGMA cache_size", [], |r| r.get(0))?;
+    // Both are put back as the connection had them, not as fixed numbers.
+    let setting = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
+    let (cache_size, autocheckpoint) = (setting("cache_size")?, setting("wal_autocheckpoint")?);
     conn.pragma_update(None, "cache_size", -262_144)?;
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let report = requeue(conn, now, delay_ms);
     conn.pragma_update(None, "cache_size", cache_size)?;
-    conn.pragma_update(None, "wal_autocheckpoint", super::schema::WAL_AUTOCHECKPOINT_PAGES)?;
+    conn.pragma_update(None, "wal_autocheckpoint", autocheckpoint)?;
     report
 }
 
@@ -461,16 +461,16 @@ mod tests {
     /// statement; afterwards the connection must be as it was opened.
     #[test]
     fn recovery_gives_the_connection_back_as_it_was() {
-        let dir = std::env::temp_dir().join(format!("baa-recover-{}-{}", std::process::id(), crate::util::new_id("")));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut conn = schema::open_writer(&dir.join("r.db"), None).unwrap();
-        schema::migrate(&mut conn).unwrap();
-        conn.pragma_update(None, "cache_size", -4096).unwrap();
+        let (_dir, conn) = crate::store::test_dir::migrated_writer("recover");
         let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
+        assert_eq!(pragma("wal_autocheckpoint"), schema::WAL_AUTOCHECKPOINT_PAGES);
+        recover(&conn, 1_000, 0).unwrap();
+        assert_eq!(pragma("cache_size"), -2000);
+        assert_eq!(pragma("wal_autocheckpoint"), schema::WAL_AUTOCHECKPOINT_PAGES);
+        conn.pragma_update(None, "cache_size", -4096).unwrap();
+        conn.pragma_update(None, "wal_autocheckpoint", 123).unwrap();
         recover(&conn, 1_000, 0).unwrap();
         assert_eq!(pragma("cache_size"), -4096);
-        assert_eq!(pragma("wal_autocheckpoint"), schema::WAL_AUTOCHECKPOINT_PAGES);
-        drop(conn);
-        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(pragma("wal_autocheckpoint"), 123);
     }
 }

@@ -143,10 +143,9 @@ mod tests {
     use super::*;
 
     /// A fresh temporary directory and the path of a database in it.
-    fn temp_database() -> (std::path::PathBuf, std::path::PathBuf) {
-        let dir = std::env::temp_dir().join(format!("baa-upgrade-{}-{}", std::process::id(), crate::util::new_id("")));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("old.db");
+    fn temp_database() -> (super::super::test_dir::TestDir, std::path::PathBuf) {
+        let dir = super::super::test_dir::TestDir::new("upgrade");
+        let path = dir.path().join("old.db");
         (dir, path)
     }
 
@@ -166,7 +165,7 @@ mod tests {
     /// and the due scan finds the pending job through the new index.
     #[test]
     fn a_schema_4_database_upgrades_with_its_jobs() {
-        let (dir, path) = temp_database();
+        let (_dir, path) = temp_database();
         {
             let conn = database_at_version(&path, 4);
             for (id, status, due) in [("job_a", "pending", Some(5)), ("job_b", "done", None)] {
@@ -198,7 +197,6 @@ mod tests {
             .unwrap();
         assert!(!index_sql.contains("status"), "{index_sql}");
         drop(conn);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Schema 6 rewrites the CHECKs of two tables in place. A schema-5
@@ -208,7 +206,7 @@ mod tests {
     /// from the file).
     #[test]
     fn a_schema_5_database_keeps_its_conversations_links_and_jobs() {
-        let (dir, path) = temp_database();
+        let (_dir, path) = temp_database();
         {
             let conn = database_at_version(&path, 5);
             conn.execute_batch(
@@ -264,6 +262,5 @@ mod tests {
         let check: String = fresh.query_row("PRAGMA quick_check", [], |r| r.get(0)).unwrap();
         assert_eq!(check, "ok");
         drop(fresh);
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -5,24 +5,18 @@
 
 use rusqlite::{Connection, OpenFlags};
 
-struct Dir(std::path::PathBuf);
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use crate::store::test_dir::TestDir;
 
-fn setup(tag: &str) -> (Dir, std::path::PathBuf, Connection) {
+fn setup(tag: &str) -> (TestDir, std::path::PathBuf, Connection) {
     assert!(super::register());
-    let dir = std::env::temp_dir().join(format!("baa-walvfs-{tag}-{}-{}", std::process::id(), crate::util::new_id("")));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("t.db");
+    let dir = TestDir::new(&format!("walvfs-{tag}"));
+    let path = dir.path().join("t.db");
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE;
     let w = Connection::open_with_flags_and_vfs(&path, flags, super::NAME).unwrap();
     w.pragma_update(None, "journal_mode", "WAL").unwrap();
     w.pragma_update(None, "synchronous", "NORMAL").unwrap();
     w.execute_batch("CREATE TABLE t (k INTEGER PRIMARY KEY, v TEXT NOT NULL)").unwrap();
-    (Dir(dir), path, w)
+    (dir, path, w)
 }
 
 /// An ordinary connection, as the daemon's readers (and a restart) open it.
