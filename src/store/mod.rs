@@ -5,6 +5,7 @@
 //! of read-only connections that callers borrow, never the writer's. Callers
 //! see plain Rust types (`model`), never SQL.
 
+mod checkpoint;
 mod ingest;
 mod job_doc;
 pub mod model;
@@ -141,7 +142,8 @@ pub fn open(state_dir: &Path, options: StoreOptions) -> Result<(Handle, Store), 
     let (tx, rx) = unbounded();
     let generation = Arc::new(AtomicU64::new(0));
     let policy_dirty_sent = Arc::new(AtomicBool::new(false));
-    let join = writer::spawn(conn, rx, generation.clone(), policy_dirty_sent.clone())
+    let checkpoints = checkpoint::Checkpoints::start(&path)?;
+    let join = writer::spawn(conn, checkpoints, rx, generation.clone(), policy_dirty_sent.clone())
         .map_err(|e| StoreError::Sqlite(format!("cannot spawn store writer: {e}")))?;
     Ok((Handle { tx: tx.clone(), join: Some(join) }, Store { tx, reads, path, generation, policy_dirty_sent }))
 }

@@ -386,16 +386,12 @@ pub(super) fn recover(conn: &Connection, now: i64, delay_ms: i64) -> Result<Reco
     // page cache SQLite spills them mid-transaction and reads them back
     // (measured: 2.6 s for 100k jobs). A large cache for this one statement
     // keeps them in memory until the commit writes them once.
-    // The checkpoint of that much WAL would run inside this commit, before
-    // the daemon is ready; it is left to the next ordinary commit instead.
-    // Both are put back as the connection had them, not as fixed numbers.
-    let setting = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0));
-    let (cache_size, autocheckpoint) = (setting("cache_size")?, setting("wal_autocheckpoint")?);
+    // It is put back as the connection had it, not as a fixed number. (The
+    // checkpoint of that much WAL runs in the background, checkpoint.rs.)
+    let cache_size = conn.query_row("PRAGMA cache_size", [], |r| r.get::<_, i64>(0))?;
     conn.pragma_update(None, "cache_size", -262_144)?;
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     let report = requeue(conn, now, delay_ms);
     conn.pragma_update(None, "cache_size", cache_size)?;
-    conn.pragma_update(None, "wal_autocheckpoint", autocheckpoint)?;
     report
 }
 
@@ -449,7 +445,6 @@ pub(super) fn prune(conn: &Connection, p: &PruneBatch) -> Result<PruneReport, St
 #[cfg(test)]
 mod tests {
     use super::{recover, render_template};
-    use crate::store::schema;
 
     #[test]
     fn template_is_one_pass() {
@@ -457,20 +452,18 @@ mod tests {
         assert_eq!(out, "[renewal] a {link} b\nL {unknown} {");
     }
 
-    /// Recovery enlarges the page cache and stops checkpoints for its one
-    /// statement; afterwards the connection must be as it was opened.
+    /// Recovery enlarges the page cache for its one statement; afterwards
+    /// the connection must be as it was, and the writer's connection must
+    /// still never checkpoint by itself (checkpoint.rs).
     #[test]
     fn recovery_gives_the_connection_back_as_it_was() {
         let (_dir, conn) = crate::store::test_dir::migrated_writer("recover");
         let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
-        assert_eq!(pragma("wal_autocheckpoint"), schema::WAL_AUTOCHECKPOINT_PAGES);
         recover(&conn, 1_000, 0).unwrap();
         assert_eq!(pragma("cache_size"), -2000);
-        assert_eq!(pragma("wal_autocheckpoint"), schema::WAL_AUTOCHECKPOINT_PAGES);
+        assert_eq!(pragma("wal_autocheckpoint"), 0);
         conn.pragma_update(None, "cache_size", -4096).unwrap();
-        conn.pragma_update(None, "wal_autocheckpoint", 123).unwrap();
         recover(&conn, 1_000, 0).unwrap();
         assert_eq!(pragma("cache_size"), -4096);
-        assert_eq!(pragma("wal_autocheckpoint"), 123);
     }
 }

@@ -27,15 +27,6 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Only the writer writes, so this covers checkpoints and startup races.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// WAL pages after which a commit checkpoints (SQLite's default is 1000).
-/// A checkpoint copies each page changed since the last one once, however
-/// often it was rewritten, and fsyncs the WAL and the database, during
-/// which the writer (and whoever waits for its commit) waits. Every 4000
-/// pages (a WAL of ~16 MB) the end-to-end renewal benchmark ran 12–15%
-/// faster than every 1000 (docs/BENCHMARKS_RUNTIME.md); 16000 was no
-/// better.
-pub const WAL_AUTOCHECKPOINT_PAGES: i64 = 4000;
-
 /// Opens the one write connection: WAL, and `synchronous = NORMAL`, which in
 /// WAL mode makes every commit durable against a killed process (the commit
 /// is in the OS before the writer answers) while an fsync happens only at
@@ -54,7 +45,9 @@ pub fn open_writer(path: &Path, max_page_count: Option<u64>) -> Result<Connectio
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
-    conn.pragma_update(None, "wal_autocheckpoint", WAL_AUTOCHECKPOINT_PAGES)?;
+    // Checkpoints run beside the writer, not inside its commits
+    // (checkpoint.rs).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     if let Some(pages) = max_page_count {
         // Used by tests to make the database "full" the way a full disk does.
         conn.pragma_update(None, "max_page_count", pages as i64)?;

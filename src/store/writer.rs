@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::{Connection, TransactionBehavior};
 
+use super::checkpoint::Checkpoints;
 use super::model::*;
 use super::{ingest, ops, renewal, StoreError};
 
@@ -132,17 +133,20 @@ fn responder<T: Send + 'static>(reply: Sender<Result<T, StoreError>>, value: Res
 
 pub(super) fn spawn(
     conn: Connection,
+    checkpoints: Checkpoints,
     rx: Receiver<StoreMsg>,
     generation: Arc<AtomicU64>,
     policy_dirty_sent: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
     std::thread::Builder::new()
         .name("store-writer".into())
-        .spawn(move || Writer { conn, policy: PolicySaver::default(), generation, policy_dirty_sent }.run(rx))
+        .spawn(move || Writer { conn, checkpoints, policy: PolicySaver::default(), generation, policy_dirty_sent }.run(rx))
 }
 
 struct Writer {
     conn: Connection,
+    /// The background checkpointer, and when the writer copies the rest.
+    checkpoints: Checkpoints,
     policy: PolicySaver,
     /// Bumped after every commit, before any of its callers is answered
     /// (see `Store::generation`).
@@ -198,6 +202,7 @@ impl Writer {
             }
             batch.retain_mut(|msg| self.take_policy_msg(msg));
             self.commit_batch(batch);
+            self.checkpoints.after_commit(&self.conn);
             if self.policy.due.is_some_and(|due| due <= Instant::now()) {
                 self.save_policy();
             }
@@ -205,6 +210,7 @@ impl Writer {
         if self.policy.due.is_some() {
             self.save_policy();
         }
+        self.checkpoints.stop();
         if let Err(e) = self.conn.execute_batch("PRAGMA optimize") {
             log::debug!("store: optimize at shutdown failed: {e}");
         }
