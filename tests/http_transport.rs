@@ -870,6 +870,25 @@ fn slowloris_is_cut_at_header_timeout() {
     );
 }
 
+/// The header deadline holds on a keep-alive connection too, where the
+/// socket's read timeout was last set for the (longer) idle wait and the
+/// server reuses a timeout it already set when it fits.
+#[test]
+fn a_partial_head_after_a_request_is_cut_at_header_timeout() {
+    let (server, _) = start(ServerConfig {
+        header_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(3),
+        ..ServerConfig::default()
+    });
+    let mut client = connect(server.local_addr());
+    send(&mut client, &get_request("/once"));
+    assert_eq!(read_response(&mut client).expect("response").status, 200);
+    send(&mut client, "GET /twice HTTP/1.1\r\nHost: test\r\nX-Slow: ");
+    let cut = time_until_closed(&mut client, Duration::from_secs(5));
+    assert!(cut >= Duration::from_millis(250), "cut too early: {cut:?}");
+    assert!(cut < Duration::from_millis(1500), "cut at {cut:?}, not at the header deadline");
+}
+
 #[test]
 fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
     let (server, _) = start(short_timeouts());

@@ -18,6 +18,11 @@ use super::{BodyError, Request, Response, Shared, TransportError};
 /// Bytes asked of the socket per read when nothing more specific is known.
 const READ_CHUNK: usize = 16 * 1024;
 
+/// How much later than its deadline a read may give up: a read timeout
+/// already set on the socket is reused when it is at most this much longer
+/// than needed (`Conn::wait_at_most`).
+const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
+
 /// Upper bound of a single read when a larger body is expected.
 const MAX_READ: usize = 1024 * 1024;
 
@@ -67,6 +72,8 @@ pub(super) fn run(shared: Arc<Shared>, id: u64, stream: TcpStream, peer: SocketA
         stream,
         peer,
         buf: Vec::new(),
+        scratch: Vec::new(),
+        read_timeout: None,
     };
     if let Err(err) = conn
         .stream
@@ -125,6 +132,11 @@ struct Conn<'a> {
     peer: SocketAddr,
     /// Received bytes not yet consumed; may hold the start of the next request.
     buf: Vec<u8>,
+    /// Where ordinary reads land before their bytes join `buf`: zeroed once
+    /// per connection instead of growing `buf` by a zeroed chunk per read.
+    scratch: Vec<u8>,
+    /// The socket's read timeout as last set (see `fill`).
+    read_timeout: Option<Duration>,
 }
 
 impl Conn<'_> {
@@ -415,17 +427,25 @@ impl Conn<'_> {
             if now >= deadline {
                 return Fill::Timeout;
             }
-            if let Err(err) = self
-                .stream
-                .set_read_timeout(Some(at_least_1ms(deadline - now)))
-            {
+            if let Err(err) = self.wait_at_most(deadline - now) {
                 return Fill::Failed(err);
             }
-            let start = self.buf.len();
-            self.buf.resize(start + size, 0);
-            let result = self.stream.read(&mut self.buf[start..]);
-            let got = *result.as_ref().unwrap_or(&0);
-            self.buf.truncate(start + got);
+            let result = if size == READ_CHUNK {
+                if self.scratch.is_empty() {
+                    self.scratch = vec![0; READ_CHUNK];
+                }
+                let result = self.stream.read(&mut self.scratch);
+                if let Ok(got) = result {
+                    self.buf.extend_from_slice(&self.scratch[..got]);
+                }
+                result
+            } else {
+                let start = self.buf.len();
+                self.buf.resize(start + size, 0);
+                let result = self.stream.read(&mut self.buf[start..]);
+                self.buf.truncate(start + *result.as_ref().unwrap_or(&0));
+                result
+            };
             match result {
                 Ok(0) => return Fill::Eof,
                 Ok(_) => return Fill::Data,
@@ -441,6 +461,22 @@ impl Conn<'_> {
                 Err(err) => return Fill::Failed(err),
             }
         }
+    }
+
+    /// Makes the next read return within `wait` (give or take
+    /// `TIMEOUT_SLACK`). The timeout already set is kept when it is at most
+    /// that long and at least half of it: the read then returns early at
+    /// worst, and `fill` checks its deadline and waits again. A keep-alive
+    /// connection thus sets it once, not once per request (a system call
+    /// each).
+    fn wait_at_most(&mut self, wait: Duration) -> io::Result<()> {
+        let wait = at_least_1ms(wait);
+        if self.read_timeout.is_some_and(|set| set <= wait + TIMEOUT_SLACK && set * 2 >= wait) {
+            return Ok(());
+        }
+        self.stream.set_read_timeout(Some(wait))?;
+        self.read_timeout = Some(wait);
+        Ok(())
     }
 
     fn finish(self, ending: Ending) {
