@@ -41,7 +41,6 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use rusqlite::{params, Connection, OpenFlags};
-use serde_json::json;
 
 #[path = "support/effects.rs"]
 mod effects;
@@ -76,13 +75,35 @@ fn row(run: &str, c: usize, i: u64) -> Row {
     }
 }
 
-fn body(r: &Row) -> String {
-    json!({
-        "platform": "chatgpt", "conversation_id": r.conversation_id, "message_id": r.message_id,
-        "role": "assistant", "text": r.text, "observed_at": r.observed_at, "page_url": r.page_url,
-        "page_title": r.page_title, "tab_id": r.tab_id,
-    })
-    .to_string()
+/// The request body of a row, serialised into `out` (cleared first) from a
+/// plain struct: the load generator shares the CPUs with the daemon, so it
+/// builds no `json!` tree and reuses its buffers.
+fn body(r: &Row, out: &mut Vec<u8>) {
+    #[derive(serde::Serialize)]
+    struct Body<'a> {
+        platform: &'a str,
+        conversation_id: &'a str,
+        message_id: &'a str,
+        role: &'a str,
+        text: &'a str,
+        observed_at: i64,
+        page_url: &'a str,
+        page_title: &'a str,
+        tab_id: i64,
+    }
+    out.clear();
+    let b = Body {
+        platform: "chatgpt",
+        conversation_id: &r.conversation_id,
+        message_id: &r.message_id,
+        role: "assistant",
+        text: &r.text,
+        observed_at: r.observed_at,
+        page_url: &r.page_url,
+        page_title: &r.page_title,
+        tab_id: r.tab_id,
+    };
+    serde_json::to_writer(&mut *out, &b).unwrap_or_else(|e| die(e));
 }
 
 fn die(msg: impl std::fmt::Display) -> ! {
@@ -90,11 +111,11 @@ fn die(msg: impl std::fmt::Display) -> ! {
     std::process::exit(1)
 }
 
-/// Reads one HTTP/1.1 response with a Content-Length body; returns
-/// (status, close requested, body).
-fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, bool, Vec<u8>)> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
+/// Reads one HTTP/1.1 response with a Content-Length body into `body`;
+/// returns (status, close requested). `line` is a reused buffer.
+fn read_response(reader: &mut BufReader<TcpStream>, line: &mut String, body: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
+    line.clear();
+    if reader.read_line(line)? == 0 {
         return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
     }
     let status: u16 = line.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
@@ -102,7 +123,7 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, boo
     let mut close = false;
     loop {
         line.clear();
-        if reader.read_line(&mut line)? == 0 {
+        if reader.read_line(line)? == 0 {
             return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed in headers"));
         }
         let l = line.trim_end();
@@ -118,9 +139,9 @@ fn read_response(reader: &mut BufReader<TcpStream>) -> std::io::Result<(u16, boo
         }
     }
     let length = length.ok_or_else(|| std::io::Error::other("response without Content-Length"))?;
-    let mut body = vec![0; length];
-    reader.read_exact(&mut body)?;
-    Ok((status, close, body))
+    body.resize(length, 0);
+    reader.read_exact(body)?;
+    Ok((status, close))
 }
 
 fn host_port(base: &str) -> String {
@@ -138,6 +159,7 @@ fn client(addr: &str, run: &str, c: usize, deadline: Instant) -> ClientResult {
     let mut res = ClientResult { ok: 0, errors: 0, latencies_us: Vec::new(), first_error: None };
     let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
     let mut i = 0u64;
+    let (mut payload, mut request, mut line, mut answer) = (Vec::new(), Vec::new(), String::new(), Vec::new());
     while Instant::now() < deadline {
         if conn.is_none() {
             let stream = TcpStream::connect(addr).unwrap_or_else(|e| die(format!("connect {addr}: {e}")));
@@ -147,27 +169,27 @@ fn client(addr: &str, run: &str, c: usize, deadline: Instant) -> ClientResult {
             conn = Some((stream, reader));
         }
         let (stream, reader) = conn.as_mut().expect("connected above");
-        let payload = body(&row(run, c, i));
-        let request = format!(
-            "POST /v1/messages HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{payload}",
-            payload.len()
-        );
+        body(&row(run, c, i), &mut payload);
+        request.clear();
+        write!(request, "POST /v1/messages HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n", payload.len())
+            .expect("write to a Vec");
+        request.extend_from_slice(&payload);
         let t0 = Instant::now();
-        let outcome = stream.write_all(request.as_bytes()).and_then(|()| read_response(reader));
+        let outcome = stream.write_all(&request).and_then(|()| read_response(reader, &mut line, &mut answer));
         let elapsed = t0.elapsed();
         i += 1;
         match outcome {
-            Ok((200, close, _)) => {
+            Ok((200, close)) => {
                 res.ok += 1;
                 res.latencies_us.push(elapsed.as_micros() as u64);
                 if close {
                     conn = None;
                 }
             }
-            Ok((status, _, body)) => {
+            Ok((status, _)) => {
                 res.errors += 1;
                 res.first_error
-                    .get_or_insert_with(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&body)));
+                    .get_or_insert_with(|| format!("HTTP {status}: {}", String::from_utf8_lossy(&answer)));
                 conn = None;
             }
             Err(e) => {

@@ -2,6 +2,7 @@
 //! as the bridge's `browser.final_message` and calls the same store function,
 //! so both paths have identical effects.
 
+use serde::Serialize;
 use serde_json::json;
 
 use crate::bridge::final_message::parse_final_message;
@@ -44,10 +45,20 @@ pub fn handle_ingest(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     if outcome.automation_changed {
         ctx.automation_changed();
     }
-    Ok(Reply::Json(json!({
-        "message": views::message(&outcome.message, &ctx.public_base),
-        "local_conversation_id": outcome.local_conversation_id,
-        "link_id": outcome.link_id,
-        "duplicate": outcome.duplicate,
-    })))
+    // Serialised straight from the views: this answer is on the path of
+    // every ingested message, and a `json!` tree costs an allocation per key.
+    Reply::encode(&IngestView {
+        message: views::message(&outcome.message, &ctx.public_base),
+        local_conversation_id: &outcome.local_conversation_id,
+        link_id: &outcome.link_id,
+        duplicate: outcome.duplicate,
+    })
+}
+
+#[derive(Serialize)]
+struct IngestView<'a> {
+    message: views::MessageView<'a>,
+    local_conversation_id: &'a Option<String>,
+    link_id: &'a Option<String>,
+    duplicate: bool,
 }
