@@ -89,7 +89,10 @@ fn plan(log: i64, copied: i64, own_after: i64) -> Plan {
         return Plan { ring: false, own: false };
     }
     let behind = log - copied > TAIL_FRAMES;
-    Plan { ring: behind, own: (!behind || log >= HARD_FRAMES) && log >= own_after }
+    // At the bound only once the background has started on this WAL: after
+    // one huge transaction (recovery of many jobs) it does the copying.
+    let runaway = log >= HARD_FRAMES && copied > 0;
+    Plan { ring: behind, own: (!behind || runaway) && log >= own_after }
 }
 
 /// `PRAGMA wal_checkpoint` returns (busy, frames in the WAL, frames copied).
@@ -227,8 +230,10 @@ mod tests {
         // ... but not again before the WAL has grown (a reader kept it from
         // starting over).
         assert_eq!(plan(log, log - 10, log + 1), nothing);
-        // At the hard bound the writer copies whatever is left.
-        assert_eq!(plan(HARD_FRAMES, 0, 0), Plan { ring: true, own: true });
-        assert_eq!(plan(HARD_FRAMES, 0, HARD_FRAMES + 1), Plan { ring: true, own: false });
+        // At the hard bound the writer copies whatever is left, once the
+        // background has started on it (one huge commit is left to it).
+        assert_eq!(plan(HARD_FRAMES, 1, 0), Plan { ring: true, own: true });
+        assert_eq!(plan(HARD_FRAMES, 0, 0), Plan { ring: true, own: false });
+        assert_eq!(plan(HARD_FRAMES, 1, HARD_FRAMES + 1), Plan { ring: true, own: false });
     }
 }
