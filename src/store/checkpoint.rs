@@ -4,8 +4,8 @@
 //! SQLite's own automatic checkpoint runs inside the commit that crosses the
 //! threshold: the writer copies every changed page and fsyncs the WAL (all
 //! of it, ~16 MB) and the database, and every caller queued behind it waits.
-//! Under ingest load that was a 10–15 ms stall about twenty times a second:
-//! a quarter of the time no commit could happen (docs/DECISIONS.md). Here
+//! Under ingest load that was a 9–13 ms stall about twenty times a second:
+//! about a fifth of the time no commit could happen (docs/DECISIONS.md). Here
 //! the writer's connection never checkpoints by itself; after each commit it
 //! reads the WAL's size and how much of it is already copied (a `NOOP`
 //! checkpoint, a look at shared memory) and
@@ -37,7 +37,7 @@ use super::StoreError;
 /// rewritten; every 4000 pages (a WAL of ~16 MB) the end-to-end renewal
 /// benchmark ran 12–15% faster than every 1000 (SQLite's default;
 /// docs/BENCHMARKS_RUNTIME.md), and 16000 was no better.
-pub const CHECKPOINT_FRAMES: i64 = 4000;
+const CHECKPOINT_FRAMES: i64 = 4000;
 
 /// Frames not yet copied below which the writer copies them itself rather
 /// than waiting for the background (see the module comment).
@@ -95,9 +95,16 @@ fn plan(log: i64, copied: i64, own_after: i64) -> Plan {
     Plan { ring: behind, own: (!behind || runaway) && log >= own_after }
 }
 
-/// `PRAGMA wal_checkpoint` returns (busy, frames in the WAL, frames copied).
-fn wal_checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(bool, i64, i64)> {
-    conn.prepare_cached(&format!("PRAGMA wal_checkpoint({mode})"))?
+/// Reads the WAL's state only (shared memory, no lock, no copying).
+const NOOP: &str = "PRAGMA wal_checkpoint(NOOP)";
+/// Copies what no reader still needs, without waiting for anyone.
+const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+
+/// Runs `NOOP` or `PASSIVE`, which return (busy, frames in the WAL, frames
+/// copied). The SQL is a constant so that the call after every commit
+/// formats nothing.
+fn wal_checkpoint(conn: &Connection, sql: &str) -> rusqlite::Result<(bool, i64, i64)> {
+    conn.prepare_cached(sql)?
         .query_row([], |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?)))
 }
 
@@ -118,7 +125,7 @@ impl Checkpoints {
 
     /// Called by the writer after each commit, once its callers are answered.
     pub(super) fn after_commit(&mut self, conn: &Connection) {
-        let (log, copied) = match wal_checkpoint(conn, "NOOP") {
+        let (log, copied) = match wal_checkpoint(conn, NOOP) {
             Ok((_, log, copied)) => (log, copied),
             Err(e) => {
                 log::warn!("store: cannot read the WAL's state: {e}");
@@ -134,7 +141,7 @@ impl Checkpoints {
             self.ring();
         }
         if plan.own {
-            match wal_checkpoint(conn, "PASSIVE") {
+            match wal_checkpoint(conn, PASSIVE) {
                 // Busy: the checkpointer is in a round; try after the next commit.
                 Ok((true, _, _)) => {}
                 Ok((false, _, _)) => self.own_after = log + TAIL_FRAMES,
@@ -190,7 +197,7 @@ impl Checkpointer {
             // Checked before each round, not only after: a ring may have
             // waited while the previous round ran, and the rest may now be
             // the writer's share.
-            let rest = match wal_checkpoint(&self.conn, "NOOP") {
+            let rest = match wal_checkpoint(&self.conn, NOOP) {
                 Ok((_, log, copied)) => log - copied,
                 Err(e) => {
                     log::error!("store: cannot read the WAL's state: {e}");
@@ -201,7 +208,7 @@ impl Checkpointer {
                 return;
             }
             behind = rest;
-            if let Err(e) = wal_checkpoint(&self.conn, "PASSIVE") {
+            if let Err(e) = wal_checkpoint(&self.conn, PASSIVE) {
                 // A full disk or an I/O error: the WAL keeps the data and
                 // the next ring tries again.
                 log::error!("store: background checkpoint failed: {e}");

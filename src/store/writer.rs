@@ -201,8 +201,12 @@ impl Writer {
                 stopping = true;
             }
             batch.retain_mut(|msg| self.take_policy_msg(msg));
+            // A batch of policy messages alone commits nothing to look at.
+            let wrote = !batch.is_empty();
             self.commit_batch(batch);
-            self.checkpoints.after_commit(&self.conn);
+            if wrote {
+                self.checkpoints.after_commit(&self.conn);
+            }
             if self.policy.due.is_some_and(|due| due <= Instant::now()) {
                 self.save_policy();
             }
