@@ -380,10 +380,15 @@ pub struct FinishAttempt {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinishOutcome {
-    /// `done`, `pending` (retry scheduled) or `failed`.
+    /// The job's status afterwards: `done`, `pending` (retry scheduled) or
+    /// `failed` when recorded; otherwise whatever it is now (`missing` when
+    /// it no longer exists).
     pub job_status: &'static str,
     /// The pause reason when this attempt paused the conversation.
     pub paused: Option<&'static str>,
+    /// False when the job was no longer pending or running, so nothing was
+    /// written (it was cancelled meanwhile).
+    pub recorded: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -291,9 +291,12 @@ pub(super) fn release_claim(conn: &Connection, r: &Release<'_>) -> Result<(), St
     Ok(())
 }
 
+/// Like every outcome below, recorded only on a job that is still pending
+/// (a failure found before the claim) or running: a job cancelled while the
+/// dispatcher was looking at it stays cancelled.
 const JOB_DONE: &str = "UPDATE renewal_jobs SET status = 'done', attempt_count = attempt_count + 1, last_error = NULL,
     next_attempt_at = NULL, finished_at = ?2, log_path = COALESCE(?3, log_path), updated_at = MAX(updated_at, ?2)
- WHERE job_id = ?1";
+ WHERE job_id = ?1 AND status IN ('pending', 'running')";
 
 const JOB_FAILED_ATTEMPT: &str = "UPDATE renewal_jobs SET attempt_count = attempt_count + 1, last_error = ?2,
     status = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN 'failed' ELSE 'pending' END,
@@ -301,7 +304,7 @@ const JOB_FAILED_ATTEMPT: &str = "UPDATE renewal_jobs SET attempt_count = attemp
     finished_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN ?5 ELSE NULL END,
     started_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN started_at ELSE NULL END,
     log_path = COALESCE(?6, log_path), updated_at = MAX(updated_at, ?5)
- WHERE job_id = ?1";
+ WHERE job_id = ?1 AND status IN ('pending', 'running')";
 
 const JOB_STATUS: &str = "SELECT status FROM renewal_jobs WHERE job_id = ?1";
 
@@ -322,22 +325,33 @@ const CONVERSATION_COUNTERS: &str = "SELECT repeated_renewal_count, consecutive_
 /// Records an attempt's outcome on the job and its conversation, releases
 /// the conversation's execution lock whatever happened, and applies the
 /// loop protection (failure and repeated-renewal pauses).
+///
+/// A job that is no longer pending or running (a person cancelled it while
+/// the dispatcher was failing it before its claim) is left as it is, and so
+/// is its conversation: the outcome is not recorded (`recorded: false`).
 pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<FinishOutcome, StoreError> {
-    let job_status = match &f.result {
-        AttemptResult::Success { .. } => {
-            conn.prepare_cached(JOB_DONE)?.execute(params![f.job_id, f.now, f.log_path])?;
-            "done"
-        }
-        AttemptResult::Failure { error, terminal, retry_at } => {
-            conn.prepare_cached(JOB_FAILED_ATTEMPT)?.execute(params![
-                f.job_id, error, terminal, retry_at, f.now, f.log_path
-            ])?;
-            let status: String = conn.prepare_cached(JOB_STATUS)?.query_row(params![f.job_id], |r| r.get(0))?;
-            if status == "failed" { "failed" } else { "pending" }
-        }
+    let changed = match &f.result {
+        AttemptResult::Success { .. } => conn.prepare_cached(JOB_DONE)?.execute(params![f.job_id, f.now, f.log_path])?,
+        AttemptResult::Failure { error, terminal, retry_at } => conn
+            .prepare_cached(JOB_FAILED_ATTEMPT)?
+            .execute(params![f.job_id, error, terminal, retry_at, f.now, f.log_path])?,
     };
+    let status: Option<String> = match (&f.result, changed) {
+        (AttemptResult::Success { .. }, 1) => Some("done".to_string()),
+        _ => conn.prepare_cached(JOB_STATUS)?.query_row(params![f.job_id], |r| r.get(0)).optional()?,
+    };
+    let job_status = match status.as_deref() {
+        Some("done") => "done",
+        Some("failed") => "failed",
+        Some("running") => "running",
+        Some("pending") => "pending",
+        _ => "missing",
+    };
+    if changed == 0 {
+        return Ok(FinishOutcome { job_status, paused: None, recorded: false });
+    }
     let paused = update_conversation_after(conn, f)?;
-    Ok(FinishOutcome { job_status, paused })
+    Ok(FinishOutcome { job_status, paused, recorded: true })
 }
 
 fn update_conversation_after(conn: &Connection, f: &FinishAttempt) -> Result<Option<&'static str>, StoreError> {
@@ -444,7 +458,72 @@ pub(super) fn prune(conn: &Connection, p: &PruneBatch) -> Result<PruneReport, St
 
 #[cfg(test)]
 mod tests {
-    use super::{recover, render_template};
+    use super::{finish_attempt, recover, render_template};
+    use crate::store::model::{AttemptResult, FinishAttempt};
+    use crate::store::ops::cancel_job;
+    use rusqlite::Connection;
+
+    /// One `auto` conversation with one pending job, due now.
+    fn conversation_with_job(conn: &Connection) {
+        conn.execute_batch(
+            "INSERT INTO local_conversations (local_conversation_id, platform, automation_status, created_at, updated_at)
+                 VALUES ('lc_1', 'chatgpt', 'auto', 1, 1);
+             INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
+                 max_attempts, next_attempt_at, created_at, updated_at)
+                 VALUES ('job_1', 'lc_1', 'm1', 'pending', 'renew', 'text', 3, 1, 1, 1);",
+        )
+        .unwrap();
+    }
+
+    fn no_client(now: i64) -> FinishAttempt {
+        FinishAttempt {
+            job_id: "job_1".into(),
+            local_conversation_id: "lc_1".into(),
+            now,
+            result: AttemptResult::Failure { error: "no_active_client".into(), terminal: false, retry_at: now + 1000 },
+            cooldown_ms: 0,
+            failure_pause_threshold: 1,
+            repeat_pause_threshold: 3,
+            log_path: None,
+        }
+    }
+
+    fn job_and_conversation(conn: &Connection) -> (String, String, i64, i64, String) {
+        conn.query_row(
+            "SELECT j.status, j.last_error, j.attempt_count, c.consecutive_failure_count, c.automation_status
+             FROM renewal_jobs j JOIN local_conversations c USING (local_conversation_id) WHERE j.job_id = 'job_1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .unwrap()
+    }
+
+    /// The dispatcher fails a job before its claim (no plugin connected)
+    /// while a person cancels it: the cancel, answered 200, must stand, and
+    /// the void attempt must not count against the conversation.
+    #[test]
+    fn a_failure_recorded_after_a_cancel_leaves_the_job_cancelled() {
+        let (_dir, conn) = crate::store::test_dir::migrated_writer("finish-cancelled");
+        conversation_with_job(&conn);
+        cancel_job(&conn, "job_1", 10).unwrap();
+        let outcome = finish_attempt(&conn, &no_client(20)).unwrap();
+        assert!(!outcome.recorded);
+        assert_eq!((outcome.job_status, outcome.paused), ("failed", None));
+        assert_eq!(job_and_conversation(&conn), ("failed".into(), "cancelled".into(), 0, 0, "auto".into()));
+    }
+
+    #[test]
+    fn a_failure_before_the_claim_is_counted_on_a_pending_job() {
+        let (_dir, conn) = crate::store::test_dir::migrated_writer("finish-pending");
+        conversation_with_job(&conn);
+        let outcome = finish_attempt(&conn, &no_client(20)).unwrap();
+        assert!(outcome.recorded);
+        assert_eq!((outcome.job_status, outcome.paused), ("pending", Some("execution_failure")));
+        assert_eq!(
+            job_and_conversation(&conn),
+            ("pending".into(), "no_active_client".into(), 1, 1, "paused".into())
+        );
+    }
 
     #[test]
     fn template_is_one_pass() {

@@ -297,7 +297,7 @@ impl Dispatcher {
             let fate = match answer.recv().unwrap_or(Err(StoreError::Closed)) {
                 Ok(outcome) => {
                     self.after_pause(outcome.paused);
-                    log_outcome(ctx, job, &d.finish.result, outcome.job_status, outcome.paused)
+                    log_outcome(ctx, job, &d.finish.result, &outcome)
                 }
                 Err(e) => {
                     ::log::error!("dispatcher: cannot record the outcome of {}: {e}", job.job_id);
@@ -347,7 +347,7 @@ impl Dispatcher {
         match self.store.finish_attempt(finish.clone()) {
             Ok(outcome) => {
                 self.after_pause(outcome.paused);
-                log_outcome(ctx, job, &finish.result, outcome.job_status, outcome.paused)
+                log_outcome(ctx, job, &finish.result, &outcome)
             }
             Err(e) => {
                 ::log::error!("dispatcher: cannot record failure of {}: {e}", job.job_id);
@@ -398,8 +398,14 @@ impl Dispatcher {
 }
 
 /// Logs a recorded outcome and says how the job's turn ended.
-fn log_outcome(ctx: &RunContext, job: &Job, result: &AttemptResult, status: &str, paused: Option<&str>) -> Fate {
+fn log_outcome(ctx: &RunContext, job: &Job, result: &AttemptResult, outcome: &FinishOutcome) -> Fate {
     let attempt = job.attempt_count + 1;
+    let (status, paused) = (outcome.job_status, outcome.paused);
+    if !outcome.recorded {
+        // Cancelled (or otherwise settled) while this run was looking at it.
+        log_job(ctx, job, "job_outcome_discarded", "job_changed", json!({ "attempt": attempt, "status": status }));
+        return Fate::Skipped;
+    }
     match result {
         AttemptResult::Success { .. } => {
             log_job(ctx, job, "job_completed", "attempt_succeeded", json!({ "attempt": attempt, "paused": paused }));
