@@ -42,7 +42,10 @@ impl OriginPolicy {
     pub fn new<'a>(configured: impl IntoIterator<Item = &'a String>, own: &[&str]) -> OriginPolicy {
         let mut allowed: Vec<String> =
             configured.into_iter().map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect();
-        allowed.extend(own.iter().filter_map(|url| origin_of(url)));
+        for origin in own.iter().filter_map(|url| origin_of(url)) {
+            allowed.extend(loopback_aliases(&origin));
+            allowed.push(origin);
+        }
         OriginPolicy { allowed }
     }
 
@@ -57,6 +60,29 @@ impl OriginPolicy {
         let is_web = lower.starts_with("http://") || lower.starts_with("https://") || lower == "null";
         !is_web || self.allowed.contains(&lower)
     }
+}
+
+/// The names a person may type for the daemon's own loopback address: the
+/// status page opened as `http://localhost:PORT/` sends that origin, and it
+/// is the same server on the same port.
+fn loopback_aliases(origin: &str) -> Vec<String> {
+    const NAMES: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
+    let Some((scheme, host)) = origin.split_once("://") else { return Vec::new() };
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) if !port.contains(']') => (name, Some(port)),
+        _ => (host, None),
+    };
+    if !NAMES.contains(&name) {
+        return Vec::new();
+    }
+    NAMES
+        .iter()
+        .filter(|alias| **alias != name)
+        .map(|alias| match port {
+            Some(port) => format!("{scheme}://{alias}:{port}"),
+            None => format!("{scheme}://{alias}"),
+        })
+        .collect()
 }
 
 /// `scheme://host[:port]` of a URL, lowercased.
@@ -101,6 +127,14 @@ mod tests {
         assert!(p.allows(Some("http://127.0.0.1:4317")));
         assert!(!p.allows(Some("https://evil.example")));
         assert!(!p.allows(Some("null")));
+        // The daemon's own loopback origin under the other names of loopback,
+        // and only on its own port.
+        assert!(p.allows(Some("http://localhost:4317")));
+        assert!(p.allows(Some("http://[::1]:4317")));
+        assert!(!p.allows(Some("http://localhost:4318")));
+        assert!(!p.allows(Some("https://localhost:4317")));
+        let public = OriginPolicy::new(&[], &["https://conductor.example"]);
+        assert!(!public.allows(Some("https://localhost")));
         assert_eq!(origin_of("https://x.example:8443/path").as_deref(), Some("https://x.example:8443"));
     }
 }

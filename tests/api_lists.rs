@@ -160,6 +160,27 @@ fn limit_and_offset_are_validated_on_every_list() {
     }
 }
 
+/// Ingest accepts ids of up to 512 bytes; a filter must take any id the
+/// daemon stored, and refuse (naming itself) only what it could not hold.
+#[test]
+fn the_longest_stored_ids_can_be_filtered_by() {
+    let d = daemon();
+    let (conv, msg) = ("c".repeat(512), "m".repeat(512));
+    ingest(&d, &message_body("chatgpt", &conv, &msg, "hi"));
+    for (path, key, count) in [
+        (format!("/v1/messages?conversation_id={conv}"), "messages", 1),
+        (format!("/v1/renewal/links?remote_conversation_id={conv}"), "links", 1),
+        (format!("/v1/renewal/jobs?message_id={msg}"), "jobs", 0),
+    ] {
+        let page = d.get(&path).data();
+        assert_eq!(page[key].as_array().unwrap().len(), count, "{path}");
+        let too_long = path.replacen(&"c".repeat(512), &"c".repeat(513), 1).replacen(&msg, &"m".repeat(513), 1);
+        let field = too_long.split('?').nth(1).unwrap().split('=').next().unwrap().to_string();
+        let e = d.get(&too_long).error(400, "invalid_request");
+        assert_eq!(e["details"]["field"], field.as_str());
+    }
+}
+
 #[test]
 fn enumerated_filters_reject_unknown_values_naming_the_allowed_ones() {
     let d = daemon();

@@ -469,10 +469,12 @@ fn system_pause_resume_drain_with_reasons() {
     assert_eq!(data["drained"], false);
     assert_eq!(d.get("/v1/system").data()["automation_reason"], Value::Null);
 
-    // `{"reason": null}` is the same as no reason.
+    // `{"reason": null}` is the same as no reason, and so is a blank one.
     let data = d
         .post_json("/v1/system/drain", &json!({"reason": null}))
         .data();
+    assert_eq!(data["automation_reason"], Value::Null);
+    let data = d.post_json("/v1/system/drain", &json!({"reason": ""})).data();
     assert_eq!(data["automation_reason"], Value::Null);
 
     // Error statuses: wrong type, too long, not an object, malformed.
@@ -701,6 +703,10 @@ fn ingest_validation_names_the_field() {
         ("observed_at", json!("now")),
         ("observed_at", json!(-1)),
         ("observed_at", json!(1.5)),
+        // More than a day ahead: it would stay the conversation's newest
+        // message for good and stop its renewal.
+        ("observed_at", json!(now_ms() + 25 * 3600 * 1000)),
+        ("observed_at", json!(i64::MAX)),
         ("tab_id", json!(0)),
         ("tab_id", json!("17")),
         ("shell_page", json!("yes")),
@@ -725,6 +731,15 @@ fn ingest_validation_names_the_field() {
         .post_json("/v1/messages", &body)
         .error(400, "invalid_request");
     assert_eq!(e["details"]["field"], "route.params");
+    body["route"] = json!({"path": 5});
+    let e = d.post_json("/v1/messages", &body).error(400, "invalid_request");
+    assert_eq!(e["details"]["field"], "route.path");
+    assert!(e["message"].as_str().unwrap().contains("\"route.path\""), "{e}");
+    // A plugin's clock a little ahead is fine.
+    let mut body = base.clone();
+    body["observed_at"] = json!(now_ms() + 3600 * 1000);
+    body["message_id"] = json!("ahead");
+    assert_eq!(d.post_json("/v1/messages", &body).status, 200);
     // Missing required fields.
     for field in ["platform", "conversation_id", "message_id", "text"] {
         let mut body = base.clone();
@@ -750,8 +765,8 @@ fn ingest_validation_names_the_field() {
     // An empty body is an empty object: the first required field is missing.
     let e = d.post_empty("/v1/messages").error(400, "invalid_request");
     assert_eq!(e["details"]["field"], "platform");
-    // Nothing was stored by any of these.
-    assert_eq!(d.get("/v1/system").data()["counts"]["messages"], 0);
+    // Nothing was stored by any of these (only the one an hour ahead).
+    assert_eq!(d.get("/v1/system").data()["counts"]["messages"], 1);
 }
 
 #[test]
@@ -1051,6 +1066,11 @@ fn conversation_switches_manual_auto_paused() {
         )
         .data();
     assert_eq!(conv["pause_reason"], "lunch");
+    // A blank reason is no reason: the default again.
+    let conv = d
+        .post_json(&format!("/v1/renewal/conversations/{lc}/paused"), &json!({"reason": " "}))
+        .data();
+    assert_eq!(conv["pause_reason"], "user");
 
     // auto: the pause and every counter are cleared.
     let conv = d
@@ -1378,6 +1398,9 @@ fn artifact_message_is_the_raw_text() {
     assert_eq!(r.status, 200);
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
     assert!(r.header("x-request-id").is_some());
+    // Text taken from a web page is never active content on our origin.
+    assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    assert_eq!(r.header("content-security-policy"), Some("default-src 'none'; sandbox"));
     assert_eq!(r.text(), text);
 
     let r = d.get("/artifact/msg/nope.txt");

@@ -155,6 +155,10 @@ fn web_origins_are_refused_extensions_and_allowed_ones_pass() {
 
     let own = d.base.clone();
     let own_upper = own.replace("http://", "HTTP://");
+    // The status page opened as http://localhost:PORT/ is the same server.
+    assert!(own.starts_with("http://127.0.0.1:"), "{own}");
+    let own_localhost = own.replace("127.0.0.1", "localhost");
+    let own_v6 = own.replace("127.0.0.1", "[::1]");
     for origin in [
         "moz-extension://x",
         "chrome-extension://x",
@@ -163,6 +167,8 @@ fn web_origins_are_refused_extensions_and_allowed_ones_pass() {
         "http://dash.example:8080",
         own.as_str(),
         own_upper.as_str(),
+        own_localhost.as_str(),
+        own_v6.as_str(),
     ] {
         let r = d.request("GET", "/v1/system", &[("Origin", origin)], None);
         assert_eq!(r.status, 200, "{origin}: {}", r.text());

@@ -14,6 +14,10 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// How far ahead of the daemon's clock a message's `observed_at` may be.
+/// A plugin's clock may be off by minutes, not by a day.
+pub const MAX_CLOCK_AHEAD_MS: i64 = 24 * 60 * 60 * 1000;
+
 fn err(field: &str, message: impl Into<String>) -> FieldError {
     FieldError { field: field.into(), message: message.into() }
 }
@@ -57,8 +61,11 @@ fn route(obj: &Map<String, Value>) -> Result<Option<RouteInfo>, FieldError> {
         Some(p @ Value::Object(_)) => Some(p.to_string()),
         Some(_) => return Err(err("route.params", "Field \"route.params\" must be an object.")),
     };
-    let path = string(route, "path", 2048, false).map_err(|e| err("route.path", e.message))?;
-    let pattern = string(route, "pattern", 2048, false).map_err(|e| err("route.pattern", e.message))?;
+    // Named in full in the message too: over the WebSocket the message is
+    // the only place the field is named.
+    let nested = |name: &str, e: FieldError| err(&format!("route.{name}"), e.message.replacen(&format!("\"{name}\""), &format!("\"route.{name}\""), 1));
+    let path = string(route, "path", 2048, false).map_err(|e| nested("path", e))?;
+    let pattern = string(route, "pattern", 2048, false).map_err(|e| nested("pattern", e))?;
     Ok(Some(RouteInfo { path, pattern, params }))
 }
 
@@ -91,6 +98,15 @@ pub fn parse_final_message(
     let observed_at = integer(obj, "observed_at")?.unwrap_or(now);
     if observed_at < 0 {
         return Err(err("observed_at", "Field \"observed_at\" must be milliseconds since the epoch (>= 0)."));
+    }
+    // A message stamped far ahead would stay its conversation's newest for
+    // good, and every real message after it would be skipped as superseded
+    // (RENEWAL.md), so the conversation would never be renewed again.
+    if observed_at > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
+        return Err(err(
+            "observed_at",
+            "Field \"observed_at\" is more than a day ahead of the daemon's clock (milliseconds since the epoch expected).",
+        ));
     }
     let tab_id = integer(obj, "tab_id")?;
     if matches!(tab_id, Some(t) if t <= 0) {

@@ -238,9 +238,11 @@ impl Hub {
         drop(removed);
     }
 
-    /// The client a request for `(platform, client_id?)` goes to: that
-    /// client if given and connected; else the most recently seen connected
-    /// client that lists the platform (any client when no platform is given).
+    /// The client a request for `(platform, client_id?)` goes to: the named
+    /// client if one is given (and connected; never another in its place,
+    /// docs/DECISIONS.md "A named client is not replaced"); else the most
+    /// recently seen connected client that lists the platform (any client
+    /// when no platform is given).
     fn choose<'a>(st: &'a State, platform: Option<&str>, client_id: Option<&str>) -> Option<&'a Client> {
         if let Some(id) = client_id {
             return st.clients.get(id).filter(|c| c.connected());

@@ -33,3 +33,10 @@ pub fn opt_str(obj: &Object, key: &str, max: usize) -> Result<Option<String>, Ap
         Some(_) => Err(ApiError::invalid(key, format!("Field \"{key}\" must be a string."))),
     }
 }
+
+/// A free-text reason (pause, drain): a blank one counts as not given, so
+/// the documented default applies (`"user"` for a conversation, null for
+/// the system) instead of an empty string nobody can read.
+pub fn opt_reason(obj: &Object) -> Result<Option<String>, ApiError> {
+    Ok(opt_str(obj, "reason", 512)?.filter(|r| !r.trim().is_empty()))
+}

@@ -9,6 +9,10 @@ use crate::store::Page;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
+/// Longest free-text filter value: the longest id the daemon stores (a
+/// message's or conversation's id may be 512 bytes), so that anything it
+/// stored can be filtered by.
+pub const MAX_FILTER_BYTES: usize = 512;
 
 /// Decodes `%XX` escapes (and `+` as space when `plus_space`); `None` on a
 /// broken escape or a result that is not UTF-8.
@@ -92,9 +96,10 @@ impl ApiRequest {
         match self.query_param(name) {
             None => Ok(None),
             Some("") => Err(ApiError::invalid(name, format!("Query parameter \"{name}\" must not be empty."))),
-            Some(v) if v.len() > 256 => {
-                Err(ApiError::invalid(name, format!("Query parameter \"{name}\" is longer than 256 bytes.")))
-            }
+            Some(v) if v.len() > MAX_FILTER_BYTES => Err(ApiError::invalid(
+                name,
+                format!("Query parameter \"{name}\" is longer than {MAX_FILTER_BYTES} bytes."),
+            )),
             Some(v) => Ok(Some(v.to_string())),
         }
     }

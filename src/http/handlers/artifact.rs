@@ -12,7 +12,8 @@ use crate::http::ctx::Ctx;
 pub fn handle_message(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let id = req.param("message_id");
     match ctx.store.message(id)? {
-        Some(m) => Ok(Reply::text("text/plain; charset=utf-8", m.raw_text.unwrap_or_default().into_bytes())),
+        // The text was taken from a web page: the same guards as any artifact.
+        Some(m) => Ok(inert(Reply::text("text/plain; charset=utf-8", m.raw_text.unwrap_or_default().into_bytes()))),
         None => Err(ApiError::resource_not_found("message", id)),
     }
 }
@@ -22,13 +23,17 @@ pub fn handle_file(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let not_found = || ApiError::resource_not_found("artifact", rel);
     let path = confined(&ctx.artifacts_dir, rel).ok_or_else(not_found)?;
     let bytes = std::fs::read(&path).map_err(|_| not_found())?;
-    let mut reply = Reply::text(content_type(&path), bytes);
+    Ok(inert(Reply::text(content_type(&path), bytes)))
+}
+
+/// Artifacts are data, never active content on the daemon's origin: no
+/// content sniffing, and a sandbox with nothing allowed.
+fn inert(mut reply: Reply) -> Reply {
     if let Reply::Raw { headers, .. } = &mut reply {
-        // Artifacts are data, never active content on the daemon's origin.
         headers.push(("X-Content-Type-Options".into(), "nosniff".into()));
         headers.push(("Content-Security-Policy".into(), "default-src 'none'; sandbox".into()));
     }
-    Ok(reply)
+    reply
 }
 
 /// Resolves `rel` inside `root`, or `None` if it is not a plain relative

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::http::api::{encode_text, ApiError, ApiRequest, Reply};
-use crate::http::body::opt_str;
+use crate::http::body::opt_reason;
 use crate::http::ctx::Ctx;
 use crate::http::views;
 use crate::store::{ConversationFilter, ConversationStatus, JobFilter, JobStatus, LinkFilter, Transition};
@@ -41,7 +41,7 @@ fn switch(ctx: &Ctx, req: &ApiRequest, status: ConversationStatus) -> Result<Rep
     // Every switch validates its body (a malformed one is a 400 even where
     // no field is read); only `paused` takes a field.
     let body = req.json_object()?;
-    let reason = if status == ConversationStatus::Paused { opt_str(&body, "reason", 512)? } else { None };
+    let reason = if status == ConversationStatus::Paused { opt_reason(&body)? } else { None };
     match ctx.store.set_conversation_status(id, status, reason)? {
         Transition::Changed(()) => {
             log::info!("renewal: conversation {id} -> {} ({})", status.as_str(), req.request_id);

@@ -4,7 +4,7 @@
 use serde_json::json;
 
 use crate::http::api::{ApiError, ApiRequest, Reply};
-use crate::http::body::opt_str;
+use crate::http::body::opt_reason;
 use crate::http::ctx::Ctx;
 use crate::store::AutomationState;
 use crate::util::now_ms;
@@ -42,7 +42,7 @@ pub fn handle_read(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
 
 fn set_state(ctx: &Ctx, req: &ApiRequest, state: AutomationState) -> Result<Reply, ApiError> {
     let body = req.json_object()?;
-    let reason = opt_str(&body, "reason", 512)?;
+    let reason = opt_reason(&body)?;
     ctx.store.set_system_state(state, reason)?;
     log::info!("system: automation_state -> {} ({})", state.as_str(), req.request_id);
     ctx.automation_changed();
