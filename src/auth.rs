@@ -65,14 +65,20 @@ impl OriginPolicy {
 /// The names a person may type for the daemon's own loopback address: the
 /// status page opened as `http://localhost:PORT/` sends that origin, and it
 /// is the same server on the same port.
+///
+/// A wildcard listen address (`0.0.0.0`, `[::]`) is never what a browser
+/// sends, but the daemon behind it answers on loopback too, so the loopback
+/// names count for it as well (any other address people use goes in
+/// `public_base`).
 fn loopback_aliases(origin: &str) -> Vec<String> {
     const NAMES: [&str; 3] = ["127.0.0.1", "localhost", "[::1]"];
+    const WILDCARDS: [&str; 2] = ["0.0.0.0", "[::]"];
     let Some((scheme, host)) = origin.split_once("://") else { return Vec::new() };
     let (name, port) = match host.rsplit_once(':') {
         Some((name, port)) if !port.contains(']') => (name, Some(port)),
         _ => (host, None),
     };
-    if !NAMES.contains(&name) {
+    if !NAMES.contains(&name) && !WILDCARDS.contains(&name) {
         return Vec::new();
     }
     NAMES
@@ -135,6 +141,12 @@ mod tests {
         assert!(!p.allows(Some("https://localhost:4317")));
         let public = OriginPolicy::new(&[], &["https://conductor.example"]);
         assert!(!public.allows(Some("https://localhost")));
+        // Listening on every address: the loopback names of its port.
+        let wildcard = OriginPolicy::new(&[], &["http://0.0.0.0:4317"]);
+        assert!(wildcard.allows(Some("http://127.0.0.1:4317")));
+        assert!(wildcard.allows(Some("http://localhost:4317")));
+        assert!(!wildcard.allows(Some("http://192.168.1.5:4317")));
+        assert!(!wildcard.allows(Some("http://127.0.0.1:4318")));
         assert_eq!(origin_of("https://x.example:8443/path").as_deref(), Some("https://x.example:8443"));
     }
 }

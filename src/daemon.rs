@@ -32,6 +32,9 @@ const READERS_PER_HTTP_THREAD: usize = 4;
 
 /// How long in-flight requests get to finish at shutdown.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// The last part of the grace, in which requests still waiting on a plugin
+/// are failed with `shutting_down` and answer.
+const SHUTDOWN_GIVE_UP: Duration = Duration::from_secs(1);
 
 /// A fatal start-up or runtime error: exit code 1 with one clear line.
 #[derive(Debug)]
@@ -133,8 +136,12 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     let mut ticker = ticker::spawn(settings, runners).map_err(|e| fatal(format!("cannot start the ticker: {e}")))?;
 
     write_ready_file(&state_dir, ctx.started_at, &http_base, &ws_url)?;
-    println!("baa-conductor listening on {http_base}");
-    let _ = std::io::stdout().flush();
+    // A closed or full stdout (a supervisor that stopped reading) must not
+    // stop a daemon that is ready; `conductor.json` says the same thing.
+    let mut out = std::io::stdout();
+    if let Err(e) = writeln!(out, "baa-conductor listening on {http_base}").and_then(|()| out.flush()) {
+        log::warn!("cannot write the ready line to stdout: {e}");
+    }
     log::info!("ready: http {http_base}, ws {ws_url}, state dir {}", state_dir.display());
 
     if let Some(signal) = signals.forever().next() {
@@ -143,7 +150,10 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     // No new runs; a run in progress ends as soon as the bridge is gone
     // (its pending deliveries fail at once) and is joined after that.
     ticker.stop();
-    server.shutdown(SHUTDOWN_GRACE);
+    // Requests still waiting on a plugin when one second of the grace is
+    // left are failed, so their callers get a 503 rather than no answer.
+    let hub = ctx.hub.clone();
+    server.shutdown_with(SHUTDOWN_GRACE, SHUTDOWN_GIVE_UP, move || hub.fail_all_pending());
     drop(server);
     bridge.shutdown();
     ticker.shutdown();

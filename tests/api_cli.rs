@@ -403,3 +403,36 @@ fn token_precedence_flag_over_env_over_file() {
     assert_eq!(check(&d, "tok-env"), 401);
     assert_eq!(check(&d, "tok-file"), 401);
 }
+
+/// The ready line goes to stdout; a stdout nobody can write to (a full
+/// device, a pipe whose reader is gone) must not stop a daemon that is
+/// ready: it serves, and stops cleanly with exit 0.
+#[test]
+fn an_unwritable_stdout_does_not_stop_the_daemon() {
+    for stdout in ["/dev/full", "closed pipe"] {
+        let state = TempDir::new("stdout");
+        let mut cmd = command(&["serve", "--state-dir", &state_arg(state.path()), "--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0"]);
+        if stdout == "/dev/full" {
+            cmd.stdout(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap());
+        } else {
+            // A pipe whose only reader is gone before the daemon starts.
+            let (reader, writer) = std::io::pipe().expect("pipe");
+            drop(reader);
+            cmd.stdout(writer);
+        }
+        cmd.stderr(std::process::Stdio::null());
+        let mut child = cmd.spawn().expect("spawn the daemon");
+        drop(cmd);
+        let ready = state.path().join("conductor.json");
+        assert!(support::wait_until(Duration::from_secs(10), || read_json(&ready).is_some()), "{stdout}: never ready");
+        let base = read_json(&ready).unwrap()["http_base"].as_str().unwrap().to_string();
+        let addr = base.trim_start_matches("http://").parse().unwrap();
+        // Written after the ready line: the daemon is still there to serve.
+        let r = support::try_request(addr, "GET", "/healthz", &[], None, Duration::from_secs(5))
+            .unwrap_or_else(|e| panic!("{stdout}: not serving after the ready line: {e}"));
+        assert_eq!(r.status, 200, "{stdout}");
+        support::signal(child.id(), "TERM");
+        let status = support::wait_with_deadline(&mut child, EXIT_TIMEOUT).expect("exits after SIGTERM");
+        assert_eq!(status.code(), Some(0), "{stdout}");
+    }
+}

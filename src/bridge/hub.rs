@@ -25,6 +25,8 @@ pub enum RequestError {
     ClientDisconnected,
     ClientReplaced,
     Timeout,
+    /// The daemon is stopping and will not wait for the answer.
+    ShuttingDown,
 }
 
 impl RequestError {
@@ -34,6 +36,7 @@ impl RequestError {
             RequestError::ClientDisconnected => "client_disconnected",
             RequestError::ClientReplaced => "client_replaced",
             RequestError::Timeout => "delivery_timeout",
+            RequestError::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -193,6 +196,20 @@ impl Hub {
         };
         for tx in failed {
             tx.0.send(Answer::Failed(RequestError::ClientDisconnected));
+        }
+    }
+
+    /// Fails every pending request with `shutting_down`, so that whoever
+    /// waits on one (an HTTP relay, an action, a delivery) answers now
+    /// instead of being cut off when the shutdown grace runs out. Requests
+    /// started later still go out; the connections close after this.
+    pub fn fail_all_pending(&self) {
+        let failed: Vec<_> = self.state.lock().pending.drain().map(|(_, p)| p.tx).collect();
+        if !failed.is_empty() {
+            log::info!("bridge: {} pending request(s) failed: shutting down", failed.len());
+        }
+        for tx in failed {
+            tx.0.send(Answer::Failed(RequestError::ShuttingDown));
         }
     }
 

@@ -84,7 +84,7 @@ impl Handler for App {
     fn handle(&self, req: Request) -> Response {
         let request_id = request_id(&req);
         let method = req.method.clone();
-        let target = req.target.clone();
+        let target = loggable_target(&req.target);
         let body_too_large = req.body.is_err();
         let result = catch_unwind(AssertUnwindSafe(|| self.dispatch(req, &request_id)));
         let result = result.unwrap_or_else(|panic| {
@@ -162,5 +162,35 @@ mod tests {
         assert!(is_json(Some("Application/JSON; charset=utf-8")));
         assert!(!is_json(Some("text/plain")));
         assert!(!is_json(None));
+    }
+}
+
+/// The request target as it may appear in the log: the values of query
+/// parameters that look like credentials (`token=`, `access_token=`, …) are
+/// replaced by `***`. The API takes its token only from the
+/// `Authorization` header, but a script may still put one in a URL, and no
+/// credential value is ever logged.
+fn loggable_target(target: &str) -> String {
+    let Some((path, query)) = target.split_once('?') else { return target.to_string() };
+    let params: Vec<String> = query
+        .split('&')
+        .map(|param| match param.split_once('=') {
+            Some((key, _)) if key.to_ascii_lowercase().contains("token") => format!("{key}=***"),
+            _ => param.to_string(),
+        })
+        .collect();
+    format!("{path}?{}", params.join("&"))
+}
+
+#[cfg(test)]
+mod log_tests {
+    use super::loggable_target;
+
+    #[test]
+    fn credentials_in_the_query_are_not_logged() {
+        assert_eq!(loggable_target("/v1/system"), "/v1/system");
+        assert_eq!(loggable_target("/v1/system?token=s3cret&limit=5"), "/v1/system?token=***&limit=5");
+        assert_eq!(loggable_target("/x?Access_Token=abc&token"), "/x?Access_Token=***&token");
+        assert_eq!(loggable_target("/x?a=1&b=token"), "/x?a=1&b=token");
     }
 }

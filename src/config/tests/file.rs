@@ -146,3 +146,18 @@ fn malformed_json_reports_line_and_column() {
     assert!(e.message.contains("column"), "{e}");
     assert_eq!(file_error("[1, 2]").key, "config_file");
 }
+
+#[test]
+fn a_repeated_key_is_an_error_not_the_last_one_winning() {
+    // Last-one-wins would leave the API open here.
+    let e = file_error("{\"token\": \"s3cret-token\",\n \"token\": null}");
+    assert_eq!(e.key, "config_file");
+    assert!(e.message.contains("\"token\" appears twice") && e.message.contains("line 2"), "{e}");
+    assert!(!e.to_string().contains("s3cret-token"), "{e}");
+    let e = file_error(r#"{"limits": {"http_threads": 4, "http_threads": 8}}"#);
+    assert!(e.message.contains("\"http_threads\" appears twice"), "{e}");
+    // Equal keys in different objects are fine, and so are arrays of objects.
+    from_file(r#"{"limits": {"http_threads": 4}, "policy": {"jitter": {"max_ms": 4}}}"#).unwrap();
+    let c = from_file(r#"{"allowed_origins": ["https://a.example", "https://b.example"], "token": "x"}"#).unwrap();
+    assert_eq!(c.token.as_deref(), Some("x"));
+}

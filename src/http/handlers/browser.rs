@@ -133,7 +133,7 @@ pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
                 Ok(()) => Outcome::Success,
                 Err(reason) => Outcome::failure(reason),
             },
-            Err(e) => Outcome::failure(policy_code(*e)),
+            Err(e) => policy_outcome(*e),
         });
     }
     let frame = answer?;
@@ -174,6 +174,15 @@ pub fn policy_code(err: RequestError) -> &'static str {
     }
 }
 
+/// What a plugin-side error tells the policy: a failure of the target,
+/// except the daemon's own stop, which says nothing about the target.
+pub fn policy_outcome(err: RequestError) -> Outcome {
+    match err {
+        RequestError::ShuttingDown => Outcome::Cancelled,
+        other => Outcome::failure(policy_code(other)),
+    }
+}
+
 impl From<RequestError> for ApiError {
     fn from(err: RequestError) -> ApiError {
         let (status, message) = match err {
@@ -181,6 +190,7 @@ impl From<RequestError> for ApiError {
             RequestError::ClientDisconnected => (502, "The plugin disconnected before answering."),
             RequestError::ClientReplaced => (502, "The plugin connection was replaced before answering."),
             RequestError::Timeout => (504, "The plugin did not answer in time."),
+            RequestError::ShuttingDown => (503, "The daemon is shutting down."),
         };
         ApiError::new(status, err.code(), message, json!({}))
     }

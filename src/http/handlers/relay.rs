@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Sender};
 use serde_json::{json, Value};
 
-use super::browser::{admit, policy_code, timeout_ms};
+use super::browser::{admit, policy_outcome, timeout_ms};
 use crate::bridge::final_message::{valid_platform, valid_token_id};
 use crate::bridge::{PendingRequest, RequestError};
 use crate::http::api::{ApiError, ApiRequest, Reply};
@@ -107,14 +107,14 @@ pub fn handle_request(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let pending = match pending {
         Ok(p) => p,
         Err(e) => {
-            lease.complete(Outcome::failure(policy_code(e)));
+            lease.complete(policy_outcome(e));
             return Err(e.into());
         }
     };
     let first = match pending.next(deadline) {
         Ok(frame) => frame,
         Err(e) => {
-            lease.complete(Outcome::failure(policy_code(e)));
+            lease.complete(policy_outcome(e));
             return Err(e.into());
         }
     };
@@ -198,7 +198,7 @@ impl Pump {
                 Ok(next) => frame = next,
                 Err(e) => {
                     self.error(e.code(), "The plugin stopped answering the stream.");
-                    break Outcome::failure(policy_code(e));
+                    break policy_outcome(e);
                 }
             }
         };

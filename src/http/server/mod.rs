@@ -213,13 +213,25 @@ impl Server {
     /// finish (their responses carry `Connection: close`) and waits at most
     /// `grace` for connection threads to end. Idempotent.
     pub fn shutdown(&self, grace: Duration) {
+        self.shutdown_with(grace, Duration::ZERO, || {});
+    }
+
+    /// Like `shutdown`, but when only `tail` of the grace is left and
+    /// requests are still in flight, calls `give_up` first: requests that
+    /// wait on something outside the server (a plugin's answer) are told to
+    /// stop waiting, so that they answer (503 `shutting_down`) instead of
+    /// being cut off without a response when the grace runs out.
+    pub fn shutdown_with(&self, grace: Duration, tail: Duration, give_up: impl FnOnce()) {
         if self.shared.finished.load(Ordering::Acquire) {
             return;
         }
         let deadline = Instant::now() + grace;
         self.shared.begin_shutdown();
         self.stop_accepting();
-        self.shared.wait_for_connections(deadline);
+        if !self.shared.wait_for_connections(deadline.checked_sub(tail).unwrap_or(deadline), false) {
+            give_up();
+        }
+        self.shared.wait_for_connections(deadline, true);
         self.shared.finished.store(true, Ordering::Release);
     }
 
@@ -388,7 +400,9 @@ impl Shared {
 
     /// Waits until all connections ended or the deadline passed; stragglers
     /// are then cut off so their threads end soon after.
-    fn wait_for_connections(&self, deadline: Instant) {
+    /// Waits until every connection is closed or `deadline`; returns whether
+    /// they all closed. With `close_rest`, the ones still open are cut.
+    fn wait_for_connections(&self, deadline: Instant, close_rest: bool) -> bool {
         let mut state = self.state.lock();
         while !state.conns.is_empty() {
             if self.changed.wait_until(&mut state, deadline).timed_out() {
@@ -396,7 +410,10 @@ impl Shared {
             }
         }
         if state.conns.is_empty() {
-            return;
+            return true;
+        }
+        if !close_rest {
+            return false;
         }
         log::warn!(
             "http: {} connection(s) still busy after the shutdown grace period; closing them",
@@ -405,5 +422,6 @@ impl Shared {
         for entry in state.conns.values() {
             let _ = entry.stream.shutdown(Shutdown::Both);
         }
+        false
     }
 }
