@@ -696,7 +696,7 @@ fn ingest_validation_names_the_field() {
         ("message_id", Value::Null),
         ("message_id", json!(12)),
         ("text", json!(1)),
-        ("text", json!("   ")),
+        ("text", json!("")),
         ("text", Value::Null),
         ("role", json!("Assistant")),
         ("role", json!(true)),
@@ -735,6 +735,12 @@ fn ingest_validation_names_the_field() {
     let e = d.post_json("/v1/messages", &body).error(400, "invalid_request");
     assert_eq!(e["details"]["field"], "route.path");
     assert!(e["message"].as_str().unwrap().contains("\"route.path\""), "{e}");
+    // Whitespace is not empty: stored as the page showed it.
+    let mut body = base.clone();
+    body["text"] = json!("  \n ");
+    body["message_id"] = json!("blank");
+    assert_eq!(d.post_json("/v1/messages", &body).status, 200);
+    assert_eq!(d.get("/v1/messages/blank").data()["raw_text"], "  \n ");
     // A plugin's clock a little ahead is fine.
     let mut body = base.clone();
     body["observed_at"] = json!(now_ms() + 3600 * 1000);
@@ -765,8 +771,9 @@ fn ingest_validation_names_the_field() {
     // An empty body is an empty object: the first required field is missing.
     let e = d.post_empty("/v1/messages").error(400, "invalid_request");
     assert_eq!(e["details"]["field"], "platform");
-    // Nothing was stored by any of these (only the one an hour ahead).
-    assert_eq!(d.get("/v1/system").data()["counts"]["messages"], 1);
+    // Nothing was stored by any of these (only the blank one and the one
+    // an hour ahead).
+    assert_eq!(d.get("/v1/system").data()["counts"]["messages"], 2);
 }
 
 #[test]

@@ -92,7 +92,9 @@ pub fn parse_final_message(
         None | Some(Value::Null) => return Err(err("text", "Field \"text\" is required.")),
         Some(_) => return Err(err("text", "Field \"text\" must be a string.")),
     };
-    if text.trim().is_empty() && role == "assistant" {
+    // Only an empty text is refused (BRIDGE_PROTOCOL.md): a text of
+    // whitespace is still what the page showed, and is stored like any other.
+    if text.is_empty() && role == "assistant" {
         return Err(err("text", "Field \"text\" must not be empty for an assistant message."));
     }
     let observed_at = integer(obj, "observed_at")?.unwrap_or(now);
@@ -164,7 +166,7 @@ mod tests {
             ("conversation_id", json!("")),
             ("message_id", Value::Null),
             ("text", json!(1)),
-            ("text", json!("  ")),
+            ("text", json!("")),
             ("observed_at", json!("now")),
             ("tab_id", json!(0)),
             ("shell_page", json!("yes")),
