@@ -112,6 +112,30 @@ fn a_restart_keeps_data_and_system_state() {
     assert_eq!(system["automation_reason"], Value::Null);
 }
 
+/// After a clean stop `conductor.db` alone holds every commit: a copy of
+/// the file without its WAL (a backup of "the database") has every message
+/// and its effects. (Before, the read pool was still open when the writer
+/// closed, and everything stayed in the WAL.)
+#[test]
+fn after_a_clean_stop_the_database_file_alone_holds_everything() {
+    let mut d = daemon();
+    for i in 0..3 {
+        d.post_json("/v1/messages", &message_body("chatgpt", "c", &format!("m{i}"), "x")).data();
+    }
+    assert_eq!(d.stop().code(), Some(0));
+    let db = d.db_path();
+    let wal = db.with_file_name("conductor.db-wal");
+    let wal_len = std::fs::metadata(&wal).map(|m| m.len()).unwrap_or(0);
+    assert_eq!(wal_len, 0, "the WAL still holds {wal_len} bytes");
+    let copy = support::TempDir::new("db-alone");
+    let alone = copy.path().join("conductor.db");
+    std::fs::copy(&db, &alone).unwrap();
+    let conn = rusqlite::Connection::open(&alone).unwrap();
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+    assert_eq!(count("SELECT COUNT(*) FROM messages"), 3);
+    assert_eq!(count("SELECT COUNT(*) FROM local_conversations"), 1);
+}
+
 #[test]
 fn kill_9_loses_no_acknowledged_write() {
     let mut d = daemon();

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use support::bridge::{browser, client_view, hello, post_in_thread};
-use support::ws::{connect, Event, WsClient, FRAME_TIMEOUT};
+use support::ws::{connect, masked_frame, Event, WsClient, FRAME_TIMEOUT};
 use support::{now_ms, wait_until, Daemon, DaemonOpts};
 
 fn start(config: Value) -> Daemon {
@@ -214,6 +214,21 @@ fn heartbeat_pings_keep_a_reading_client_alive() {
     // Pongs count as life: still connected and serving.
     c.ping();
     assert_eq!(client_view(&d, "ff-hb").unwrap()["status"], "connected");
+}
+
+/// A burst of WebSocket pings from a client that reads everything: the
+/// pongs wait for room in the connection's outbox (backpressure) instead of
+/// costing the client its connection (it was reset once 256 were queued).
+#[test]
+fn a_burst_of_websocket_pings_is_answered_not_dropped() {
+    let d = start(quiet());
+    let mut c = connect(&d.ws_url(), &[]);
+    c.hello("ff-pings", &[]);
+    let burst: Vec<u8> = (0..2000).flat_map(|i: u32| masked_frame(0x9, &i.to_be_bytes())).collect();
+    c.send_raw(&burst).expect("send the burst");
+    // The JSON pong comes after all 2000 WebSocket pongs: still connected.
+    c.ping();
+    assert_eq!(client_view(&d, "ff-pings").unwrap()["status"], "connected");
 }
 
 #[test]

@@ -105,9 +105,14 @@ impl Read for ConnStream {
 
 impl Write for ConnStream {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        // What tungstenite writes itself (pongs, the close reply) waits for
+        // room like every other frame (backpressure): a burst of pings must
+        // not cost a client that reads its answers the connection. A client
+        // that stops reading ends the writer (its write timeout), and then
+        // this fails at once.
         match &self.forward {
             Some(tx) => tx
-                .try_send(Out::Raw(buf.to_vec()))
+                .send(Out::Raw(buf.to_vec()))
                 .map(|()| buf.len())
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "connection writer is gone")),
             None => self.tcp.write(buf),
