@@ -135,7 +135,7 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     let settings = ticker::TickerSettings { config: config.clone(), store: store.clone(), log: log.sink.clone(), status: timed };
     let mut ticker = ticker::spawn(settings, runners).map_err(|e| fatal(format!("cannot start the ticker: {e}")))?;
 
-    write_ready_file(&state_dir, ctx.started_at, &http_base, &ws_url)?;
+    write_ready_file(&state_dir, ctx.started_at, &http_base, &ws_url);
     // A closed or full stdout (a supervisor that stopped reading) must not
     // stop a daemon that is ready; `conductor.json` says the same thing.
     let mut out = std::io::stdout();
@@ -227,15 +227,22 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Fatal> {
 
 /// Writes `conductor.json` atomically (temp file + rename) so a reader never
 /// sees half a file.
-fn write_ready_file(dir: &Path, started_at: i64, http_base: &str, ws_url: &str) -> Result<(), Fatal> {
+/// Writes `conductor.json` (atomically: a temporary file, then a rename).
+/// A daemon that cannot write it — a full disk — still starts: it serves
+/// reads and answers writes with 507 until space is back, which is better
+/// than refusing to start at all. A stale file from an earlier run (it
+/// would name a dead pid) is removed, and the ready line still says where
+/// the daemon listens.
+fn write_ready_file(dir: &Path, started_at: i64, http_base: &str, ws_url: &str) {
     let doc = json!({
         "pid": std::process::id(), "http_base": http_base, "ws_url": ws_url,
         "started_at": started_at, "version": env!("CARGO_PKG_VERSION"),
     });
     let path: PathBuf = dir.join("conductor.json");
     let tmp = dir.join("conductor.json.tmp");
-    fs::write(&tmp, doc.to_string())
-        .and_then(|()| fs::rename(&tmp, &path))
-        .map_err(|e| fatal(format!("cannot write {}: {e}", path.display())))?;
-    Ok(())
+    if let Err(e) = fs::write(&tmp, doc.to_string()).and_then(|()| fs::rename(&tmp, &path)) {
+        log::error!("cannot write {}: {e}; serving without it", path.display());
+        let _ = fs::remove_file(&tmp);
+        let _ = fs::remove_file(&path);
+    }
 }

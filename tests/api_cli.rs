@@ -436,3 +436,21 @@ fn an_unwritable_stdout_does_not_stop_the_daemon() {
         assert_eq!(status.code(), Some(0), "{stdout}");
     }
 }
+
+/// A daemon that cannot write `conductor.json` (a full disk, here a
+/// directory in the way of its temporary file) still starts and serves; a
+/// stale `conductor.json` naming a dead pid is not left behind.
+#[test]
+fn a_ready_file_that_cannot_be_written_does_not_stop_the_start() {
+    let mut d = Daemon::start(DaemonOpts::new());
+    d.stop();
+    let ready = d.state_dir().join("conductor.json");
+    std::fs::write(&ready, r#"{"pid": 999999, "http_base": "http://127.0.0.1:1"}"#).unwrap();
+    let blocker = d.state_dir().join("conductor.json.tmp");
+    std::fs::create_dir_all(blocker.join("full")).unwrap();
+    d.restart();
+    assert_eq!(d.get("/healthz").status, 200);
+    assert!(!ready.exists(), "a stale conductor.json was left behind");
+    assert!(d.stderr_text().contains("serving without it"), "{}", d.stderr_text());
+    assert_eq!(d.stop().code(), Some(0));
+}
