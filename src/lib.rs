@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod bridge;
+pub mod browser_json;
 pub mod config;
 pub mod daemon;
 pub mod http;

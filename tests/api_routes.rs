@@ -776,6 +776,26 @@ fn ingest_validation_names_the_field() {
     assert_eq!(d.get("/v1/system").data()["counts"]["messages"], 2);
 }
 
+/// `JSON.stringify` of text cut in the middle of an emoji writes half a
+/// surrogate pair as a lone `\ud83d` escape. The message is kept, with
+/// U+FFFD in place of the half, over HTTP and over the WebSocket alike.
+#[test]
+fn half_an_emoji_does_not_lose_the_message() {
+    let d = daemon();
+    let body = br#"{"platform":"chatgpt","conversation_id":"c","message_id":"emoji","text":"Here you go \ud83d","page_title":"\ude00 ok \ud83d\ude00"}"#;
+    let r = d.request("POST", "/v1/messages", &[("Content-Type", "application/json")], Some(&body[..]));
+    assert_eq!(r.status, 200, "{}", r.text());
+    let m = d.get("/v1/messages/emoji").data();
+    assert_eq!(m["raw_text"], "Here you go \u{fffd}");
+    assert_eq!(m["page_title"], "\u{fffd} ok 😀");
+
+    let mut c = support::bridge::hello(&d, "ff-emoji", &["chatgpt"]);
+    c.send_text(r#"{"type":"browser.final_message","id":"s1","platform":"chatgpt","conversation_id":"c","message_id":"emoji-ws","text":"cut \ud83d"}"#);
+    let ack = c.recv_type("ack", support::ws::FRAME_TIMEOUT);
+    assert_eq!((ack["id"].as_str(), ack["duplicate"].as_bool()), (Some("s1"), Some(false)), "{ack}");
+    assert_eq!(d.get("/v1/messages/emoji-ws").data()["raw_text"], "cut \u{fffd}");
+}
+
 #[test]
 fn message_ids_with_any_characters_round_trip() {
     let d = daemon();

@@ -212,7 +212,7 @@ impl Conn {
             }
         };
         let parsed = match &msg {
-            Message::Text(text) => serde_json::from_str::<Value>(text).ok(),
+            Message::Text(text) => crate::browser_json::from_slice(text.as_bytes()).ok(),
             _ => None,
         };
         let obj = parsed.as_ref().and_then(Value::as_object);
@@ -252,7 +252,7 @@ impl Conn {
     }
 
     fn handle_text(&self, text: &str) {
-        let Ok(Value::Object(mut obj)) = serde_json::from_str::<Value>(text) else {
+        let Ok(Value::Object(mut obj)) = crate::browser_json::from_slice(text.as_bytes()) else {
             return self.send(frames::error(None, "invalid_frame", "Frame must be a JSON object with a \"type\"."));
         };
         let id = match frames::frame_id(&obj) {

@@ -15,7 +15,7 @@ impl ApiRequest {
         if self.body.iter().all(|b| b.is_ascii_whitespace()) {
             return Ok(Object::new());
         }
-        let value: Value = serde_json::from_slice(&self.body)
+        let value: Value = crate::browser_json::from_slice(&self.body)
             .map_err(|e| ApiError::malformed_json(format!("Request body is not valid JSON: {e}.")))?;
         match value {
             Value::Object(map) => Ok(map),

@@ -1,0 +1,89 @@
+//! Parsing JSON text that a browser produced. `JSON.stringify` writes a
+//! string holding half of a UTF-16 surrogate pair (text cut in the middle of
+//! an emoji) as a lone `\ud83d` escape: valid JSON, but not text a Rust
+//! `String` can hold, so serde_json refuses the whole document. Rather than
+//! lose a message over half an emoji, the plugin's frames and the API's
+//! request bodies are read with such escapes turned into U+FFFD, the
+//! replacement character; everything else is kept exactly as sent. Shared
+//! by `bridge/` and `http/` so the two doors accept the same text.
+
+use serde_json::Value;
+
+/// Parses `bytes`; only if that fails, and only because of lone surrogate
+/// escapes, parses again with them replaced.
+pub fn from_slice(bytes: &[u8]) -> serde_json::Result<Value> {
+    serde_json::from_slice(bytes).or_else(|err| match replace_lone_surrogates(bytes) {
+        Some(fixed) => serde_json::from_slice(&fixed),
+        None => Err(err),
+    })
+}
+
+const REPLACEMENT: &[u8] = b"\\ufffd";
+
+/// The text with every `\uD800`–`\uDFFF` escape that is not half of a
+/// high-low pair replaced by `\ufffd`; `None` when there is none.
+fn replace_lone_surrogates(bytes: &[u8]) -> Option<Vec<u8>> {
+    let (mut out, mut changed, mut in_string, mut i) = (Vec::with_capacity(bytes.len()), false, false, 0);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if !in_string || b != b'\\' {
+            if b == b'"' {
+                in_string = !in_string;
+            }
+            out.push(b);
+            i += 1;
+            continue;
+        }
+        let unit = code_unit(bytes, i);
+        let step = match unit {
+            Some(0xD800..=0xDBFF) if matches!(code_unit(bytes, i + 6), Some(0xDC00..=0xDFFF)) => 12,
+            Some(0xD800..=0xDFFF) => {
+                out.extend_from_slice(REPLACEMENT);
+                changed = true;
+                i += 6;
+                continue;
+            }
+            Some(_) => 6,
+            // Any other escape: the backslash and the byte it escapes.
+            None => 2,
+        };
+        let end = (i + step).min(bytes.len());
+        out.extend_from_slice(&bytes[i..end]);
+        i = end;
+    }
+    changed.then_some(out)
+}
+
+/// The code unit of a `\uXXXX` escape starting at `i`.
+fn code_unit(bytes: &[u8], i: usize) -> Option<u16> {
+    let esc = bytes.get(i..i + 6)?;
+    if &esc[..2] != b"\\u" || !esc[2..].iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    u16::from_str_radix(std::str::from_utf8(&esc[2..]).ok()?, 16).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::from_slice;
+    use serde_json::json;
+
+    #[test]
+    fn lone_surrogates_become_the_replacement_character() {
+        let v = from_slice(br#"{"text": "cut \ud83d", "t": "\ude00 x \ud83d\ude00", "n": 1}"#).unwrap();
+        assert_eq!(v, json!({"text": "cut \u{fffd}", "t": "\u{fffd} x 😀", "n": 1}));
+        // Two high halves in a row, and one at the very end of a string.
+        assert_eq!(from_slice(br#"["\ud83d\ud83d\ude00", "\udbff"]"#).unwrap(), json!(["\u{fffd}😀", "\u{fffd}"]));
+    }
+
+    #[test]
+    fn everything_else_is_kept_or_refused_as_before() {
+        // An escaped backslash before "ud83d" is not an escape.
+        assert_eq!(from_slice(br#"{"a": "\\ud83d \" \n \u00e9"}"#).unwrap(), json!({"a": "\\ud83d \" \n é"}));
+        // Keys too; and text outside strings is left to serde_json.
+        assert_eq!(from_slice(br#"{"\ud800": 1}"#).unwrap(), json!({"\u{fffd}": 1}));
+        assert!(from_slice(br#"{"a": "\ud83d"#).is_err());
+        assert!(from_slice(br#"{"a": "\uzzzz"}"#).is_err());
+        assert!(from_slice(b"\\ud83d").is_err());
+    }
+}
