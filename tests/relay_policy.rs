@@ -631,3 +631,23 @@ fn fifty_concurrent_relays_are_served_in_fifo_order_within_the_rate_window() {
     assert_eq!(t["in_flight"], 0);
     assert_eq!(t["consecutive_failures"], 0);
 }
+
+/// The plugin goes away while a relay waits out its rate delay: the caller
+/// hears so at once (502 `client_disconnected`), not when the delay is over,
+/// and the target is not charged a failure for a request that never went
+/// out.
+#[test]
+fn a_plugin_leaving_during_the_rate_delay_fails_the_relay_at_once() {
+    let d = start(json!({"rate_limit": {"requests_per_minute_per_platform": 1, "window_ms": 30_000}}));
+    let p = Plugin::start(&d.ws_url(), "ff-leave", &["claude"], &["claude"], Some(Box::new(answer_ok)));
+    assert_eq!(relay(&d, "/a", 5000).status, 200);
+    let waiting = relay_in_thread(&d, "/b", 60_000);
+    // The second relay is admitted with a ~30 s delay; then the plugin leaves.
+    assert!(wait_until(T, || target(&d)["in_flight"] == 1), "{}", target(&d));
+    p.drop_connection();
+    let (resp, took) = waiting.join().unwrap();
+    resp.error(502, "client_disconnected");
+    assert!(took < Duration::from_secs(10), "answered only after {took:?}");
+    let t = target(&d);
+    assert_eq!((t["consecutive_failures"].as_i64(), t["in_flight"].as_i64()), (Some(0), Some(0)), "{t}");
+}

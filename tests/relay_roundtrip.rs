@@ -460,18 +460,23 @@ fn invalid_relay_bodies_are_400() {
     }
 }
 
-/// SIGTERM while a relay waits on a plugin that never answers: the caller
-/// gets 503 `shutting_down` within the shutdown grace, not a connection cut
-/// without an answer, and the daemon still exits 0.
+/// SIGTERM while a relay waits on a plugin that never answers and a second
+/// one is queued behind it for the same target: both callers get 503
+/// `shutting_down` within the shutdown grace, not a connection cut without
+/// an answer, and the daemon still exits 0.
 #[test]
-fn a_relay_still_waiting_at_shutdown_is_answered_503() {
+fn relays_still_waiting_at_shutdown_are_answered_503() {
     let mut d = start();
     let p = plugin(&d, "ff-stop");
-    let relay = relay_in_thread(&d, relay_body(json!({"timeout_ms": 60_000})));
+    let first = relay_in_thread(&d, relay_body(json!({"timeout_ms": 60_000})));
     let _request = p.next_request(T);
+    let queued = relay_in_thread(&d, relay_body(json!({"timeout_ms": 60_000})));
+    assert!(support::wait_until(T, || target(&d, "ff-stop")["waiting"] == 1), "{}", target(&d, "ff-stop"));
     let status = d.stop();
     assert!(status.success(), "exit: {status}");
-    let (resp, _) = relay.join().expect("the relay got an answer");
-    let e = resp.error(503, "shutting_down");
-    assert_eq!(e["message"], "The daemon is shutting down.");
+    for relay in [first, queued] {
+        let (resp, _) = relay.join().expect("the relay got an answer");
+        let e = resp.error(503, "shutting_down");
+        assert_eq!(e["message"], "The daemon is shutting down.");
+    }
 }

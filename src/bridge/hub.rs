@@ -7,6 +7,7 @@
 //! after the lock is released, and nobody ever waits while holding it.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -114,6 +115,8 @@ pub struct Hub {
     login_fresh_ms: i64,
     /// Wakes the state pusher; `bounded(1)` so a burst coalesces into one push.
     push: Sender<()>,
+    /// Set by `fail_all_pending`: the daemon is stopping.
+    closing: AtomicBool,
 }
 
 /// A registered connection: its id and what the replaced one (if any) needs.
@@ -131,6 +134,7 @@ impl Hub {
             connections: Permits::new(max_connections),
             login_fresh_ms,
             push,
+            closing: AtomicBool::new(false),
         };
         (Arc::new(hub), push_rx)
     }
@@ -201,9 +205,12 @@ impl Hub {
 
     /// Fails every pending request with `shutting_down`, so that whoever
     /// waits on one (an HTTP relay, an action, a delivery) answers now
-    /// instead of being cut off when the shutdown grace runs out. Requests
-    /// started later still go out; the connections close after this.
+    /// instead of being cut off when the shutdown grace runs out, and marks
+    /// the hub closing, so that HTTP callers still queued for a target or
+    /// waiting out a rate delay give up too (`is_closing`). The connections
+    /// close after this.
     pub fn fail_all_pending(&self) {
+        self.closing.store(true, Ordering::SeqCst);
         let failed: Vec<_> = self.state.lock().pending.drain().map(|(_, p)| p.tx).collect();
         if !failed.is_empty() {
             log::info!("bridge: {} pending request(s) failed: shutting down", failed.len());
@@ -211,6 +218,11 @@ impl Hub {
         for tx in failed {
             tx.0.send(Answer::Failed(RequestError::ShuttingDown));
         }
+    }
+
+    /// Whether the daemon is stopping (see `fail_all_pending`).
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// Any frame from a client counts as a sign of life.

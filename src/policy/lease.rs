@@ -100,14 +100,20 @@ impl Policy {
             .min(Duration::from_millis(self.config.waiter_timeout_ms));
         let deadline = Instant::now().checked_add(budget);
         let mut queued: Option<(WaiterId, Receiver<()>)> = None;
+        let started = self.clock.now_ms();
         loop {
             let now = self.clock.now_ms();
             let waiter = queued.as_ref().map(|(id, _)| *id);
+            // The caller's allowance for a rate delay shrinks by the time it
+            // already spent queued: a request admitted after its caller's
+            // deadline is refused (`rate_limited`), not sent too late.
+            let waited = u64::try_from(now.saturating_sub(started)).unwrap_or(0);
+            let max_delay_ms = opts.max_delay_ms.saturating_sub(waited);
             let (admission, receiver) = self.locked(|inner| {
                 let admission =
                     inner
                         .controller
-                        .try_admit(&target, request_id, now, opts.max_delay_ms, waiter);
+                        .try_admit(&target, request_id, now, max_delay_ms, waiter);
                 let mut receiver = None;
                 match (&admission, waiter) {
                     (Admission::Wait(id), None) => {

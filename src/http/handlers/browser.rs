@@ -121,11 +121,15 @@ pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
         }
         None => (None, client_id.clone()),
     };
-    let pending = ctx.hub.request(platform.as_deref(), send_to.as_deref(), "act_", |request_id| {
-        json!({ "type": "action", "request_id": request_id, "action": action, "platform": platform,
-                "tab_id": tab_id, "payload": payload })
-        .to_string()
-    })?;
+    let pending = ctx
+        .hub
+        .request(platform.as_deref(), send_to.as_deref(), "act_", |request_id| {
+            json!({ "type": "action", "request_id": request_id, "action": action, "platform": platform,
+                    "tab_id": tab_id, "payload": payload })
+            .to_string()
+        })
+        // Unsent: the lease (if any) is dropped, which counts as cancelled.
+        .map_err(|e| if lease.is_some() { unsent(e) } else { e })?;
     let answer = pending.next(deadline);
     if let Some(lease) = lease {
         lease.complete(match &answer {
@@ -151,8 +155,38 @@ pub fn admit(ctx: &Ctx, client: &str, platform: &str, request_id: &str, deadline
     let left = deadline.saturating_duration_since(Instant::now());
     let opts = AdmitOptions { max_wait: left, max_delay_ms: left.as_millis() as u64 };
     let lease = ctx.policy.admit(Target::new(client, platform), request_id, opts).map_err(refusal_error)?;
-    lease.sleep_until_ready();
-    Ok(lease)
+    // The rate delay is waited out in short naps, watching the client: if
+    // it goes away meanwhile the caller hears so at once (502), and the
+    // dropped lease counts as cancelled, not as the target's failure.
+    loop {
+        // The daemon stopping while this caller was queued or is waiting:
+        // it answers 503 now rather than being cut off without an answer.
+        if ctx.hub.is_closing() {
+            return Err(RequestError::ShuttingDown.into());
+        }
+        let remaining = lease.remaining_delay_ms();
+        if remaining == 0 {
+            return Ok(lease);
+        }
+        if ctx.hub.chosen_client(Some(platform), Some(client)).is_none() {
+            return Err(RequestError::ClientDisconnected.into());
+        }
+        std::thread::sleep(Duration::from_millis(remaining.min(DELAY_NAP_MS)));
+    }
+}
+
+/// How often a caller waiting out a rate delay checks that its client is
+/// still connected.
+const DELAY_NAP_MS: u64 = 50;
+
+/// A request that could not be sent to a client chosen before admission:
+/// that client went away meanwhile (502), which is not a failure of the
+/// target — nothing went out.
+pub fn unsent(err: RequestError) -> RequestError {
+    match err {
+        RequestError::NoActiveClient => RequestError::ClientDisconnected,
+        other => other,
+    }
 }
 
 /// The policy's refusal as a 429 with `retry_after_ms`.

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Sender};
 use serde_json::{json, Value};
 
-use super::browser::{admit, policy_outcome, timeout_ms};
+use super::browser::{admit, policy_outcome, timeout_ms, unsent};
 use crate::bridge::final_message::{valid_platform, valid_token_id};
 use crate::bridge::{PendingRequest, RequestError};
 use crate::http::api::{ApiError, ApiRequest, Reply};
@@ -107,8 +107,9 @@ pub fn handle_request(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let pending = match pending {
         Ok(p) => p,
         Err(e) => {
-            lease.complete(policy_outcome(e));
-            return Err(e.into());
+            // Nothing went out: not the target's failure.
+            lease.complete(Outcome::Cancelled);
+            return Err(unsent(e).into());
         }
     };
     let first = match pending.next(deadline) {

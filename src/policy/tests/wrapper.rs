@@ -270,6 +270,32 @@ fn a_waiter_gives_up_after_the_effective_wait() {
         .complete(Outcome::Success);
 }
 
+/// A waiter's allowance for a rate delay counts from when it asked: after
+/// 2 s in the queue, a 5 s allowance leaves 3 s, and a 4 s delay is refused
+/// (`rate_limited`) instead of sending the request after its deadline.
+#[test]
+fn time_spent_queued_comes_off_the_rate_delay_allowance() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut c = rate_cfg(2, 6_000);
+    c.jitter = jitter(0, 0, 0, 0);
+    let policy = manual_policy(c, &clock);
+    let t = claude();
+    policy.admit(t.clone(), "a", AdmitOptions::default()).unwrap().complete(Outcome::Success);
+    let holder = policy.admit(t.clone(), "holder", AdmitOptions::default()).unwrap();
+    let waiter = {
+        let (policy, t) = (policy.clone(), t.clone());
+        std::thread::spawn(move || {
+            let opts = AdmitOptions { max_wait: Duration::from_secs(30), max_delay_ms: 5_000 };
+            policy.admit(t, "w", opts).map(|lease| lease.lease_id)
+        })
+    };
+    eventually(|| policy.view(None).targets[0].waiting == 1);
+    clock.advance(2_000);
+    holder.complete(Outcome::Success);
+    let refused = waiter.join().unwrap().unwrap_err();
+    assert_eq!((refused.code, refused.retry_after_ms), (RefusalCode::RateLimited, 4_000));
+}
+
 #[test]
 fn a_blocked_waiter_is_refused_when_the_holder_opens_the_circuit() {
     let clock = Arc::new(ManualClock::new(T0));
