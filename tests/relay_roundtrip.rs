@@ -436,6 +436,9 @@ fn invalid_relay_bodies_are_400() {
             json!({"platform": "claude", "method": "GET", "path": "x"}),
             "path",
         ),
+        // A network-path reference would leave the platform's origin.
+        (json!({"platform": "claude", "method": "GET", "path": "//evil.example/x"}), "path"),
+        (json!({"platform": "claude", "method": "GET", "path": "/\\evil.example/x"}), "path"),
         (
             json!({"platform": "claude", "method": "GET", "path": "/x", "headers": {"a": 1}}),
             "headers",

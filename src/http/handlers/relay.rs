@@ -47,8 +47,13 @@ fn parse(body: &Object) -> Result<RelayInput, ApiError> {
     let platform = platform.ok_or_else(|| ApiError::invalid("platform", "Field \"platform\" is required and must match [a-z0-9_-]{1,32}."))?;
     let method = opt_str(body, "method", 16)?.filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()));
     let method = method.ok_or_else(|| ApiError::invalid("method", "Field \"method\" is required: an upper-case HTTP method such as GET."))?;
-    let path = opt_str(body, "path", 8192)?.filter(|p| p.starts_with('/'));
-    let path = path.ok_or_else(|| ApiError::invalid("path", "Field \"path\" is required and must start with \"/\"."))?;
+    // `//host/x` (or `/\host/x`, which browsers read alike) would resolve to
+    // another host rather than the platform's origin.
+    let path = opt_str(body, "path", 8192)?
+        .filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\"));
+    let path = path.ok_or_else(|| {
+        ApiError::invalid("path", "Field \"path\" is required and must start with one \"/\" (a path on the platform's origin).")
+    })?;
     let headers = match body.get("headers") {
         None | Some(Value::Null) => json!({}),
         Some(Value::Object(h)) if h.values().all(Value::is_string) => Value::Object(h.clone()),
