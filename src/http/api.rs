@@ -121,6 +121,15 @@ impl From<StoreError> for ApiError {
             StoreError::ReadOnly => ApiError::new(507, "storage_read_only", "The database cannot be written; the write was not applied.", json!({})),
             StoreError::Busy => ApiError::new(503, "storage_busy", "The database is locked by another process; try again.", json!({})),
             StoreError::Closed => ApiError::shutting_down(),
+            StoreError::Corrupt => {
+                log::error!("store error: the database file is damaged (database disk image is malformed)");
+                ApiError::new(
+                    500,
+                    "storage_corrupt",
+                    "The database file is damaged; see the log. Restore it from a backup, or repair it with the sqlite3 tool's .recover.",
+                    json!({}),
+                )
+            }
             other => {
                 log::error!("store error: {other}");
                 ApiError::internal()
@@ -246,5 +255,18 @@ pub fn render(request_id: &str, result: Result<Reply, ApiError>) -> Response {
             Response { status, headers, body, close: false }
         }
         Err(err) => failure(request_id, err),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A damaged database file is named as such (not "a bug"), with what to
+    /// do about it (`store` maps SQLite's CORRUPT and NOTADB to `Corrupt`).
+    #[test]
+    fn a_damaged_database_is_storage_corrupt() {
+        let api = ApiError::from(StoreError::Corrupt);
+        assert_eq!((api.status, api.code.as_ref()), (500, "storage_corrupt"));
     }
 }

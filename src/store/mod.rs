@@ -43,6 +43,9 @@ pub enum StoreError {
     Busy,
     /// The writer has stopped; the daemon is shutting down.
     Closed,
+    /// The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB): an
+    /// outside cause (disk, another program), not a bug of ours.
+    Corrupt,
     /// The schema could not be created or is newer than this build.
     Schema(String),
     /// Any other SQLite or I/O failure, with SQLite's message.
@@ -55,6 +58,7 @@ impl fmt::Display for StoreError {
             StoreError::Full => f.write_str("database or disk is full"),
             StoreError::ReadOnly => f.write_str("database is read-only"),
             StoreError::Busy => f.write_str("database is locked by another process"),
+            StoreError::Corrupt => f.write_str("database disk image is malformed"),
             StoreError::Closed => f.write_str("store writer has stopped"),
             StoreError::Schema(msg) => write!(f, "schema: {msg}"),
             StoreError::Sqlite(msg) => write!(f, "sqlite: {msg}"),
@@ -71,6 +75,7 @@ impl From<rusqlite::Error> for StoreError {
             Some(ErrorCode::DiskFull) => StoreError::Full,
             Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) if is_readonly(&err) => StoreError::ReadOnly,
             Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Busy,
+            Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => StoreError::Corrupt,
             _ => StoreError::Sqlite(err.to_string()),
         }
     }
@@ -342,5 +347,19 @@ impl Store {
     /// Returns once everything queued before it is committed.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.call(|reply| StoreMsg::Flush { reply })
+    }
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::StoreError;
+
+    #[test]
+    fn sqlite_codes_map_to_store_errors() {
+        let failure = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);
+        assert_eq!(StoreError::from(failure(rusqlite::ffi::SQLITE_CORRUPT)), StoreError::Corrupt);
+        assert_eq!(StoreError::from(failure(rusqlite::ffi::SQLITE_NOTADB)), StoreError::Corrupt);
+        assert_eq!(StoreError::from(failure(rusqlite::ffi::SQLITE_FULL)), StoreError::Full);
+        assert_eq!(StoreError::from(failure(rusqlite::ffi::SQLITE_BUSY)), StoreError::Busy);
     }
 }
