@@ -267,6 +267,6 @@ mod tests {
     #[test]
     fn a_damaged_database_is_storage_corrupt() {
         let api = ApiError::from(StoreError::Corrupt);
-        assert_eq!((api.status, api.code.as_ref()), (500, "storage_corrupt"));
+        assert_eq!((api.status, api.code), (500, "storage_corrupt"));
     }
 }
