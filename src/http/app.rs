@@ -84,7 +84,7 @@ impl Handler for App {
     fn handle(&self, req: Request) -> Response {
         let request_id = request_id(&req);
         let method = req.method.clone();
-        let target = loggable_target(&req.target);
+        let target = req.target.clone();
         let body_too_large = req.body.is_err();
         let result = catch_unwind(AssertUnwindSafe(|| self.dispatch(req, &request_id)));
         let result = result.unwrap_or_else(|panic| {
@@ -93,11 +93,11 @@ impl Handler for App {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            log::error!("http: handler panicked on {method} {target} ({request_id}): {what}");
+            log::error!("http: handler panicked on {method} {} ({request_id}): {what}", loggable_target(&target));
             Err(ApiError::internal())
         });
         if let Err(err) = &result {
-            log::debug!("http: {method} {target} -> {} {} ({request_id})", err.status, err.code);
+            log::debug!("http: {method} {} -> {} {} ({request_id})", loggable_target(&target), err.status, err.code);
         }
         let mut response = render(&request_id, result);
         // The unread body is still on the socket; only closing recovers.
