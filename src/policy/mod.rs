@@ -162,6 +162,11 @@ pub struct AdmitOptions {
     /// to take; over that the admission is refused `rate_limited` with
     /// `retry_after_ms = rate_limit_delay_ms` and nothing is charged.
     pub max_delay_ms: u64,
+    /// Whether time spent queued comes off `max_delay_ms`: for a caller with
+    /// one deadline for everything (a relay, an action), so that it is not
+    /// admitted to go out after that deadline. The dispatcher's limit is on
+    /// the delay alone (RENEWAL.md step 6), so it leaves this off.
+    pub queue_counts: bool,
 }
 
 impl Default for AdmitOptions {
@@ -170,6 +175,7 @@ impl Default for AdmitOptions {
         AdmitOptions {
             max_wait: Duration::MAX,
             max_delay_ms: u64::MAX,
+            queue_counts: false,
         }
     }
 }

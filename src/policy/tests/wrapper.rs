@@ -197,6 +197,7 @@ fn five_blocked_waiters_are_served_in_fifo_order() {
             let opts = AdmitOptions {
                 max_wait: Duration::from_secs(30),
                 max_delay_ms: u64::MAX,
+                ..AdmitOptions::default()
             };
             let lease = shared.admit(t, &format!("w{i}"), opts).unwrap();
             order.lock().push(i);
@@ -235,6 +236,7 @@ fn a_waiter_gives_up_after_the_effective_wait() {
     let opts = AdmitOptions {
         max_wait: Duration::from_millis(20),
         max_delay_ms: u64::MAX,
+        ..AdmitOptions::default()
     };
     assert_eq!(policy.admit(t.clone(), "w", opts).unwrap_err(), timeout);
     let waited = start.elapsed();
@@ -247,6 +249,7 @@ fn a_waiter_gives_up_after_the_effective_wait() {
     let opts = AdmitOptions {
         max_wait: Duration::from_secs(60),
         max_delay_ms: u64::MAX,
+        ..AdmitOptions::default()
     };
     assert_eq!(policy.admit(t.clone(), "w", opts).unwrap_err(), timeout);
     let waited = start.elapsed();
@@ -258,6 +261,7 @@ fn a_waiter_gives_up_after_the_effective_wait() {
     let opts = AdmitOptions {
         max_wait: Duration::ZERO,
         max_delay_ms: u64::MAX,
+        ..AdmitOptions::default()
     };
     assert_eq!(policy.admit(t.clone(), "w", opts).unwrap_err(), timeout);
     assert_eq!(policy.view(None).targets[0].waiting, 0);
@@ -270,11 +274,19 @@ fn a_waiter_gives_up_after_the_effective_wait() {
         .complete(Outcome::Success);
 }
 
-/// A waiter's allowance for a rate delay counts from when it asked: after
-/// 2 s in the queue, a 5 s allowance leaves 3 s, and a 4 s delay is refused
-/// (`rate_limited`) instead of sending the request after its deadline.
+/// With `queue_counts` (relays, actions), a waiter's allowance for a rate
+/// delay counts from when it asked: after 2 s in the queue, a 5 s allowance
+/// leaves 3 s, and a 4 s delay is refused (`rate_limited`) instead of
+/// sending the request after its deadline. Without it (the dispatcher),
+/// the limit is on the delay alone and the same delay is granted.
 #[test]
 fn time_spent_queued_comes_off_the_rate_delay_allowance() {
+    assert_eq!(queued_then_delayed(true).unwrap_err(), Refusal { code: RefusalCode::RateLimited, retry_after_ms: 4_000 });
+    assert!(queued_then_delayed(false).is_ok());
+}
+
+/// Queued 2 s behind a holder, then a 4 s rate delay, with a 5 s allowance.
+fn queued_then_delayed(queue_counts: bool) -> Result<u64, Refusal> {
     let clock = Arc::new(ManualClock::new(T0));
     let mut c = rate_cfg(2, 6_000);
     c.jitter = jitter(0, 0, 0, 0);
@@ -285,15 +297,14 @@ fn time_spent_queued_comes_off_the_rate_delay_allowance() {
     let waiter = {
         let (policy, t) = (policy.clone(), t.clone());
         std::thread::spawn(move || {
-            let opts = AdmitOptions { max_wait: Duration::from_secs(30), max_delay_ms: 5_000 };
-            policy.admit(t, "w", opts).map(|lease| lease.lease_id)
+            let opts = AdmitOptions { max_wait: Duration::from_secs(30), max_delay_ms: 5_000, queue_counts };
+            policy.admit(t, "w", opts).map(|lease| lease.rate_limit_delay_ms)
         })
     };
     eventually(|| policy.view(None).targets[0].waiting == 1);
     clock.advance(2_000);
     holder.complete(Outcome::Success);
-    let refused = waiter.join().unwrap().unwrap_err();
-    assert_eq!((refused.code, refused.retry_after_ms), (RefusalCode::RateLimited, 4_000));
+    waiter.join().unwrap()
 }
 
 #[test]
@@ -312,6 +323,7 @@ fn a_blocked_waiter_is_refused_when_the_holder_opens_the_circuit() {
             let opts = AdmitOptions {
                 max_wait: Duration::from_secs(30),
                 max_delay_ms: u64::MAX,
+                ..AdmitOptions::default()
             };
             policy.admit(t, "w", opts).map(|lease| lease.lease_id)
         })
