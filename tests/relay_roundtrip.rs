@@ -439,6 +439,9 @@ fn invalid_relay_bodies_are_400() {
         // A network-path reference would leave the platform's origin.
         (json!({"platform": "claude", "method": "GET", "path": "//evil.example/x"}), "path"),
         (json!({"platform": "claude", "method": "GET", "path": "/\\evil.example/x"}), "path"),
+        // Browsers drop tab, CR and LF first: these are `//evil.example/x`.
+        (json!({"platform": "claude", "method": "GET", "path": "/\t/evil.example/x"}), "path"),
+        (json!({"platform": "claude", "method": "GET", "path": "/\n/evil.example/x"}), "path"),
         (
             json!({"platform": "claude", "method": "GET", "path": "/x", "headers": {"a": 1}}),
             "headers",

@@ -206,12 +206,15 @@ impl Hub {
     /// Fails every pending request with `shutting_down`, so that whoever
     /// waits on one (an HTTP relay, an action, a delivery) answers now
     /// instead of being cut off when the shutdown grace runs out, and marks
-    /// the hub closing, so that HTTP callers still queued for a target or
-    /// waiting out a rate delay give up too (`is_closing`). The connections
-    /// close after this.
+    /// the hub closing: later requests are refused with `shutting_down`,
+    /// and HTTP callers still queued for a target or waiting out a rate
+    /// delay give up too (`is_closing`). The connections close after this.
     pub fn fail_all_pending(&self) {
-        self.closing.store(true, Ordering::SeqCst);
-        let failed: Vec<_> = self.state.lock().pending.drain().map(|(_, p)| p.tx).collect();
+        let failed: Vec<_> = {
+            let mut st = self.state.lock();
+            self.closing.store(true, Ordering::SeqCst);
+            st.pending.drain().map(|(_, p)| p.tx).collect()
+        };
         if !failed.is_empty() {
             log::info!("bridge: {} pending request(s) failed: shutting down", failed.len());
         }
@@ -313,6 +316,11 @@ impl Hub {
         let (tx, rx) = mailbox::new();
         let (outbox, client_id, connection_id) = {
             let mut st = self.state.lock();
+            // Checked under the lock `fail_all_pending` sets it under: a
+            // request is either failed there or refused here, never left.
+            if self.is_closing() {
+                return Err(RequestError::ShuttingDown);
+            }
             let client = Self::choose(&st, platform, client_id).ok_or(RequestError::NoActiveClient)?;
             let found = (client.outbox.clone(), client.hello.client_id.clone(), client.connection_id.clone());
             st.pending.insert(request_id.clone(), PendingEntry { connection_id: found.2.clone(), tx });

@@ -175,11 +175,19 @@ fn loggable_target(target: &str) -> String {
     let params: Vec<String> = query
         .split('&')
         .map(|param| match param.split_once('=') {
-            Some((key, _)) if key.to_ascii_lowercase().contains("token") => format!("{key}=***"),
+            Some((key, _)) if is_secret_name(key) => format!("{key}=***"),
             _ => param.to_string(),
         })
         .collect();
     format!("{path}?{}", params.join("&"))
+}
+
+/// Query keys whose values are masked: anything naming a token, key,
+/// password, secret, session, cookie or auth, also percent-encoded.
+fn is_secret_name(key: &str) -> bool {
+    const NAMES: [&str; 8] = ["token", "key", "pass", "secret", "session", "cookie", "auth", "sig"];
+    let key = super::query::percent_decode(key, true).unwrap_or_else(|| key.to_string()).to_ascii_lowercase();
+    NAMES.iter().any(|name| key.contains(name))
 }
 
 #[cfg(test)]
@@ -192,5 +200,9 @@ mod log_tests {
         assert_eq!(loggable_target("/v1/system?token=s3cret&limit=5"), "/v1/system?token=***&limit=5");
         assert_eq!(loggable_target("/x?Access_Token=abc&token"), "/x?Access_Token=***&token");
         assert_eq!(loggable_target("/x?a=1&b=token"), "/x?a=1&b=token");
+        assert_eq!(
+            loggable_target("/x?api_key=1&password=2&%74oken=3&limit=5"),
+            "/x?api_key=***&password=***&%74oken=***&limit=5"
+        );
     }
 }

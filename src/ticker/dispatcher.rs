@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use super::{RunContext, RunOutcome, Runner};
 use crate::bridge::frames::delivery_verdict;
-use crate::bridge::Hub;
+use crate::bridge::{Hub, RequestError};
 use crate::config::Config;
 use crate::policy::{AdmitOptions, Outcome, Policy, Target};
 use crossbeam_channel::Receiver;
@@ -264,6 +264,17 @@ impl Dispatcher {
         log_job(ctx, &r.job, "job_attempt_started", "attempt_started", json!({ "attempt": attempt, "client_id": r.client, "tab_id": r.tab_id }));
         lease.sleep_until_ready();
         let result = self.send(&r.job, &r.conv, &r.link, r.tab_id, &r.text, &r.client);
+        if result.as_ref().is_err_and(|reason| reason == RequestError::ShuttingDown.code()) {
+            // The daemon is stopping: not the target's failure nor a counted
+            // attempt. The job goes back to pending (recovery at the next
+            // start delivers it again: at least once).
+            lease.complete(Outcome::Cancelled);
+            if let Err(e) = self.store.release_claim(&r.job, now_ms(), self.log_path(ctx)) {
+                ::log::error!("dispatcher: cannot release {}: {e}", r.job.job_id);
+            }
+            log_job(ctx, &r.job, "job_deferred", "shutting_down", json!({ "next_attempt_at": now_ms() }));
+            return Err(Fate::Skipped);
+        }
         let result = match result {
             Ok(()) => {
                 lease.complete(Outcome::Success);

@@ -48,9 +48,12 @@ fn parse(body: &Object) -> Result<RelayInput, ApiError> {
     let method = opt_str(body, "method", 16)?.filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()));
     let method = method.ok_or_else(|| ApiError::invalid("method", "Field \"method\" is required: an upper-case HTTP method such as GET."))?;
     // `//host/x` (or `/\host/x`, which browsers read alike) would resolve to
-    // another host rather than the platform's origin.
-    let path = opt_str(body, "path", 8192)?
-        .filter(|p| p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\"));
+    // another host rather than the platform's origin; and browsers drop tab,
+    // CR and LF from a URL before resolving it (`/\t/host` is `//host`), so
+    // no control character is allowed at all.
+    let path = opt_str(body, "path", 8192)?.filter(|p| {
+        p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\") && !p.chars().any(char::is_control)
+    });
     let path = path.ok_or_else(|| {
         ApiError::invalid("path", "Field \"path\" is required and must start with one \"/\" (a path on the platform's origin).")
     })?;

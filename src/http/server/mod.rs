@@ -398,10 +398,9 @@ impl Shared {
         self.stop_tx.lock().take();
     }
 
-    /// Waits until all connections ended or the deadline passed; stragglers
-    /// are then cut off so their threads end soon after.
     /// Waits until every connection is closed or `deadline`; returns whether
-    /// they all closed. With `close_rest`, the ones still open are cut.
+    /// they all closed. With `close_rest`, the ones still open are cut, so
+    /// their threads end soon after.
     fn wait_for_connections(&self, deadline: Instant, close_rest: bool) -> bool {
         let mut state = self.state.lock();
         while !state.conns.is_empty() {
