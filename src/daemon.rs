@@ -227,6 +227,7 @@ fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Fatal> {
 
 /// Writes `conductor.json` atomically (a temporary file, then a rename), so
 /// a reader never sees half a file.
+///
 /// A daemon that cannot write it — a full disk — still starts: it serves
 /// reads and answers writes with 507 until space is back, which is better
 /// than refusing to start at all. A stale file from an earlier run (it

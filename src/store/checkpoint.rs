@@ -99,6 +99,8 @@ fn plan(log: i64, copied: i64, own_after: i64) -> Plan {
 const NOOP: &str = "PRAGMA wal_checkpoint(NOOP)";
 /// Copies what no reader still needs, without waiting for anyone.
 const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+/// Copies every frame and empties the WAL (waits for readers, busy timeout).
+const TRUNCATE: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
 
 /// Runs `NOOP` or `PASSIVE`, which return (busy, frames in the WAL, frames
 /// copied). The SQL is a constant so that the call after every commit
@@ -174,6 +176,19 @@ impl Checkpoints {
                 std::panic::resume_unwind(panic);
             }
         }
+    }
+}
+
+/// The writer's last checkpoint before it closes: after a clean stop
+/// `conductor.db` alone holds every commit. SQLite removes the WAL only when
+/// the last connection closes, and a read connection still open elsewhere
+/// in the process would leave all recent data in `conductor.db-wal`, where
+/// a backup of the database file would miss it.
+pub(super) fn copy_everything(conn: &Connection) {
+    match wal_checkpoint(conn, TRUNCATE) {
+        Ok((false, _, _)) => {}
+        Ok((true, _, _)) => log::warn!("store: the final checkpoint was blocked by a reader; the WAL keeps the rest"),
+        Err(e) => log::warn!("store: the final checkpoint failed: {e}; the WAL keeps the rest"),
     }
 }
 

@@ -340,13 +340,7 @@ pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<Fin
         (AttemptResult::Success { .. }, 1) => Some("done".to_string()),
         _ => conn.prepare_cached(JOB_STATUS)?.query_row(params![f.job_id], |r| r.get(0)).optional()?,
     };
-    let job_status = match status.as_deref() {
-        Some("done") => "done",
-        Some("failed") => "failed",
-        Some("running") => "running",
-        Some("pending") => "pending",
-        _ => "missing",
-    };
+    let job_status = status.as_deref().and_then(JobStatus::parse).map_or("missing", JobStatus::as_str);
     if changed == 0 {
         return Ok(FinishOutcome { job_status, paused: None, recorded: false });
     }

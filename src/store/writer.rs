@@ -221,22 +221,8 @@ impl Writer {
         if let Err(e) = self.conn.execute_batch("PRAGMA optimize") {
             log::debug!("store: optimize at shutdown failed: {e}");
         }
-        self.copy_everything_into_the_database();
+        super::checkpoint::copy_everything(&self.conn);
         log::info!("store: writer stopped");
-    }
-
-    /// After a clean stop `conductor.db` alone holds every commit: SQLite
-    /// removes the WAL only when the last connection closes, and a read
-    /// connection still open elsewhere in the process would leave all
-    /// recent data in `conductor.db-wal`, where a backup of the database
-    /// file would miss it. `TRUNCATE` copies every frame (idle readers do
-    /// not stop it) and empties the WAL.
-    fn copy_everything_into_the_database(&self) {
-        match self.conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| r.get::<_, i64>(0)) {
-            Ok(0) => {}
-            Ok(_) => log::warn!("store: the final checkpoint was blocked by a reader; the WAL keeps the rest"),
-            Err(e) => log::warn!("store: the final checkpoint failed: {e}; the WAL keeps the rest"),
-        }
     }
 
     /// Handles the policy messages (they are not writes of their own);

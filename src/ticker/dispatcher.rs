@@ -214,6 +214,16 @@ impl Dispatcher {
         Ok(Ready { job: job.clone(), conv, link, tab_id, text, client, summary })
     }
 
+    /// Like `defer`, for a job already claimed (its conversation locked):
+    /// the claim is put back, due at `at`, no attempt counted.
+    fn release(&self, ctx: &RunContext, job: &Job, at: i64, reason: &str) -> Fate {
+        if let Err(e) = self.store.release_claim(job, at, self.log_path(ctx)) {
+            ::log::error!("dispatcher: cannot release {}: {e}", job.job_id);
+        }
+        log_job(ctx, job, "job_deferred", reason, json!({ "next_attempt_at": at }));
+        Fate::Skipped
+    }
+
     fn defer(&self, ctx: &RunContext, job: &Job, at: i64, reason: &str) -> Fate {
         if let Err(e) = self.store.defer_job(&job.job_id, at, self.log_path(ctx)) {
             ::log::error!("dispatcher: cannot defer {}: {e}", job.job_id);
@@ -251,13 +261,7 @@ impl Dispatcher {
         let lease = match self.policy.admit(target, &r.job.job_id, opts) {
             Ok(lease) => lease,
             Err(refusal) => {
-                let at = now_ms() + refusal.retry_after_ms as i64;
-                let released = self.store.release_claim(&r.job, at, self.log_path(ctx));
-                if let Err(e) = released {
-                    ::log::error!("dispatcher: cannot release {}: {e}", r.job.job_id);
-                }
-                log_job(ctx, &r.job, "job_deferred", refusal.code.as_str(), json!({ "next_attempt_at": at }));
-                return Err(Fate::Skipped);
+                return Err(self.release(ctx, &r.job, now_ms() + refusal.retry_after_ms as i64, refusal.code.as_str()))
             }
         };
         let attempt = r.job.attempt_count + 1;
@@ -269,11 +273,7 @@ impl Dispatcher {
             // attempt. The job goes back to pending (recovery at the next
             // start delivers it again: at least once).
             lease.complete(Outcome::Cancelled);
-            if let Err(e) = self.store.release_claim(&r.job, now_ms(), self.log_path(ctx)) {
-                ::log::error!("dispatcher: cannot release {}: {e}", r.job.job_id);
-            }
-            log_job(ctx, &r.job, "job_deferred", "shutting_down", json!({ "next_attempt_at": now_ms() }));
-            return Err(Fate::Skipped);
+            return Err(self.release(ctx, &r.job, now_ms(), RequestError::ShuttingDown.code()));
         }
         let result = match result {
             Ok(()) => {
