@@ -3,8 +3,13 @@
 //! requests hit SQLite at once; waiters are served first come, first served;
 //! a borrowed connection goes back even if the caller panics. In WAL mode
 //! these readers see the last commit and never wait for the writer.
+//!
+//! The pool opens one connection at start and the others the first time
+//! every open one is busy: each costs ~165 KB of heap once it has parsed
+//! the schema, and the default 16 of them were most of an idle daemon's
+//! heap (9.5 MB resident against the 10 MB target; ~7 MB opened lazily).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use std::collections::VecDeque;
 
@@ -18,11 +23,16 @@ use super::{schema, Store, StoreError};
 
 pub struct ReadPool {
     state: parking_lot::Mutex<PoolState>,
+    path: PathBuf,
+    /// The most connections the pool opens.
+    size: usize,
 }
 
-/// Free connections, and the callers waiting for one in arrival order.
+/// Free connections, how many exist (free or borrowed, or being opened),
+/// and the callers waiting for one in arrival order.
 struct PoolState {
     free: Vec<Connection>,
+    opened: usize,
     waiters: VecDeque<Sender<Connection>>,
 }
 
@@ -41,9 +51,18 @@ impl Drop for Borrowed<'_> {
 }
 
 impl ReadPool {
+    /// Opens the first connection now, so that a database the readers
+    /// cannot open stops the start; the rest (up to `size`) on demand.
     pub(super) fn open(path: &Path, size: usize) -> Result<ReadPool, StoreError> {
-        let free = (0..size).map(|_| schema::open_reader(path)).collect::<Result<Vec<_>, _>>()?;
-        Ok(ReadPool { state: parking_lot::Mutex::new(PoolState { free, waiters: VecDeque::new() }) })
+        let first = schema::open_reader(path)?;
+        let state = PoolState { free: vec![first], opened: 1, waiters: VecDeque::new() };
+        Ok(ReadPool { state: parking_lot::Mutex::new(state), path: path.to_path_buf(), size: size.max(1) })
+    }
+
+    /// How many connections the pool has opened so far.
+    #[cfg(test)]
+    pub(super) fn opened(&self) -> usize {
+        self.state.lock().opened
     }
 
     /// Runs `f` with a borrowed read connection, waiting for one if all are
@@ -63,11 +82,23 @@ impl ReadPool {
             if let Some(conn) = st.free.pop() {
                 return Ok(conn);
             }
-            let (tx, rx) = bounded(1);
-            st.waiters.push_back(tx);
-            rx
+            if st.opened < self.size {
+                st.opened += 1;
+                None
+            } else {
+                let (tx, rx) = bounded(1);
+                st.waiters.push_back(tx);
+                Some(rx)
+            }
         };
-        waiting.recv().map_err(|_| StoreError::Closed)
+        match waiting {
+            Some(rx) => rx.recv().map_err(|_| StoreError::Closed),
+            // Opened outside the lock: it reads the file's header.
+            None => schema::open_reader(&self.path).inspect_err(|e| {
+                self.state.lock().opened -= 1;
+                log::error!("store: cannot open another read connection: {e}");
+            }),
+        }
     }
 
     fn give_back(&self, conn: Connection) {
