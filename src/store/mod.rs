@@ -10,6 +10,7 @@ mod ingest;
 mod job_doc;
 pub mod model;
 mod ops;
+mod pool;
 mod read;
 mod renewal;
 mod schema;
@@ -27,7 +28,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, unbounded, Sender};
 
 pub use model::*;
-pub use read::ReadPool;
+pub use pool::ReadPool;
 pub use renewal::{render_template, route_tab};
 pub use writer::{CommitHook, PolicySource, StoreMsg};
 

@@ -1,127 +1,13 @@
-//! Reads: a pool of read-only connections that callers borrow for the length
-//! of one query, and the queries themselves. The pool's size caps how many
-//! requests hit SQLite at once; waiters are served first come, first served;
-//! a borrowed connection goes back even if the caller panics. In WAL mode
-//! these readers see the last commit and never wait for the writer.
-//!
-//! The pool opens one connection at start and the others the first time
-//! every open one is busy: each costs ~165 KB of heap once it has parsed
-//! the schema, and the default 16 of them were most of an idle daemon's
-//! heap (9.5 MB resident against the 10 MB target; ~7 MB opened lazily).
+//! Reads: every query, run on a connection borrowed from the read pool
+//! (`pool.rs`). In WAL mode these readers see the last commit and never
+//! wait for the writer.
 
-use std::path::{Path, PathBuf};
-
-use std::collections::VecDeque;
-
-use crossbeam_channel::{bounded, Sender};
 use rusqlite::types::Value;
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension, Row};
 
 use super::model::*;
 use super::ops::SYSTEM_STATE_KEY;
-use super::{schema, Store, StoreError};
-
-pub struct ReadPool {
-    state: parking_lot::Mutex<PoolState>,
-    path: PathBuf,
-    /// The most connections the pool opens.
-    size: usize,
-}
-
-/// Free connections, how many exist (free or borrowed, or being opened),
-/// and the callers waiting for one in arrival order.
-struct PoolState {
-    free: Vec<Connection>,
-    opened: usize,
-    waiters: VecDeque<Sender<Connection>>,
-}
-
-/// Returns the borrowed connection to the pool when dropped.
-struct Borrowed<'a> {
-    conn: Option<Connection>,
-    pool: &'a ReadPool,
-}
-
-impl Drop for Borrowed<'_> {
-    fn drop(&mut self) {
-        if let Some(conn) = self.conn.take() {
-            self.pool.give_back(conn);
-        }
-    }
-}
-
-impl ReadPool {
-    /// Opens the first connection now, so that a database the readers
-    /// cannot open stops the start; the rest (up to `size`) on demand.
-    pub(super) fn open(path: &Path, size: usize) -> Result<ReadPool, StoreError> {
-        let first = schema::open_reader(path)?;
-        let state = PoolState { free: vec![first], opened: 1, waiters: VecDeque::new() };
-        Ok(ReadPool { state: parking_lot::Mutex::new(state), path: path.to_path_buf(), size: size.max(1) })
-    }
-
-    /// How many connections the pool has opened so far.
-    #[cfg(test)]
-    pub(super) fn opened(&self) -> usize {
-        self.state.lock().opened
-    }
-
-    /// Runs `f` with a borrowed read connection, waiting for one if all are
-    /// busy. Waiters are served strictly in arrival order: a returned
-    /// connection is handed to the oldest waiter, never grabbed by a newcomer,
-    /// which keeps the latency tail short when many connections share a few
-    /// readers.
-    pub fn with<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
-        let conn = self.take()?;
-        let guard = Borrowed { conn: Some(conn), pool: self };
-        f(guard.conn.as_ref().expect("borrowed connection present"))
-    }
-
-    fn take(&self) -> Result<Connection, StoreError> {
-        let waiting = {
-            let mut st = self.state.lock();
-            if let Some(conn) = st.free.pop() {
-                return Ok(conn);
-            }
-            if st.opened < self.size {
-                st.opened += 1;
-                None
-            } else {
-                let (tx, rx) = bounded(1);
-                st.waiters.push_back(tx);
-                Some(rx)
-            }
-        };
-        match waiting {
-            Some(rx) => rx.recv().map_err(|_| StoreError::Closed),
-            // Opened outside the lock: it reads the file's header.
-            None => schema::open_reader(&self.path).inspect_err(|e| {
-                self.state.lock().opened -= 1;
-                log::error!("store: cannot open another read connection: {e}");
-            }),
-        }
-    }
-
-    fn give_back(&self, conn: Connection) {
-        let mut conn = conn;
-        loop {
-            let waiter = {
-                let mut st = self.state.lock();
-                match st.waiters.pop_front() {
-                    Some(waiter) => waiter,
-                    None => {
-                        st.free.push(conn);
-                        return;
-                    }
-                }
-            };
-            // Sent outside the lock; a waiter that is gone hands it on.
-            match waiter.send(conn) {
-                Ok(()) => return,
-                Err(e) => conn = e.into_inner(),
-            }
-        }
-    }
-}
+use super::{Store, StoreError};
 
 pub(super) const MESSAGE_COLUMNS: &str = "id, platform, conversation_id, role, raw_text, summary, page_url, \
      page_title, tab_id, client_id, organization_id, observed_at, created_at";

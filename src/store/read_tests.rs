@@ -1,6 +1,6 @@
-//! Tests of `read.rs` (split out to keep that file short): the pool's lazy
-//! growth, and query plans — the planner runs without statistics, so a plan
-//! that is right on an empty database is right on every database.
+//! Query-plan tests of `read.rs` (split out to keep that file short): the
+//! planner runs without statistics, so a plan that is right on an empty
+//! database is right on every database.
 
 use super::*;
 
@@ -87,36 +87,4 @@ fn per_message_statements_open_no_temporary_btree() {
 /// The highest `?N` in a statement: how many parameters it takes.
 fn highest_parameter(sql: &str) -> usize {
     sql.split('?').skip(1).filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).max().unwrap_or(0)
-}
-
-/// The pool opens one connection at start and another only when every open
-/// one is borrowed, never more than its size; a waiter gets one back.
-#[test]
-fn the_pool_opens_readers_on_demand_up_to_its_size() {
-    let (dir, _writer) = super::super::test_dir::migrated_writer("pool");
-    let pool = ReadPool::open(&dir.path().join("test.db"), 3).unwrap();
-    assert_eq!(pool.opened(), 1);
-    for _ in 0..5 {
-        pool.with(|c| Ok(c.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))?)).unwrap();
-    }
-    assert_eq!(pool.opened(), 1, "one caller at a time needs one connection");
-    let nested = pool.with(|_| pool.with(|_| pool.with(|_| Ok(pool.opened())))).unwrap();
-    assert_eq!(nested, 3);
-    // All three borrowed: a fourth caller waits for one rather than opening.
-    std::thread::scope(|s| {
-        pool.with(|_| {
-            pool.with(|_| {
-                pool.with(|_| {
-                    let waiter = s.spawn(|| pool.with(|_| Ok(pool.opened())));
-                    while !waiter.is_finished() && pool.state.lock().waiters.is_empty() {
-                        std::thread::yield_now();
-                    }
-                    assert!(!waiter.is_finished(), "the fourth caller did not wait");
-                    Ok(())
-                })
-            })
-        })
-        .unwrap();
-    });
-    assert_eq!(pool.opened(), 3);
 }
