@@ -155,6 +155,11 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     let hub = ctx.hub.clone();
     server.shutdown_with(SHUTDOWN_GRACE, SHUTDOWN_GIVE_UP, move || hub.fail_all_pending());
     drop(server);
+    // With no HTTP request left the give-up above never ran: fail what still
+    // waits on a plugin (a renewal delivery) as `shutting_down` now, before
+    // closing the plugins would fail it as `client_disconnected` and charge
+    // the job an attempt and its target a failure.
+    ctx.hub.fail_all_pending();
     bridge.shutdown();
     ticker.shutdown();
     log.join();

@@ -294,17 +294,33 @@ fn clean_stop_during_a_delivery_leaves_no_running_job() {
     let status = d.stop();
     assert!(status.success(), "clean exit: {status}");
     silent.kill();
-    // The interrupted attempt was recorded before the exit.
+    // The interrupted delivery is neither the job's failure nor the
+    // target's: the claim was put back before the exit, no attempt counted
+    // (the next start delivers it again). No HTTP request was open, so this
+    // is the path where closing the plugins used to fail the delivery as
+    // `client_disconnected` and charge both.
     let conn = support::db(&d.db_path());
-    let (status, error): (String, Option<String>) = conn
+    let (status, attempts, error): (String, i64, Option<String>) = conn
         .query_row(
-            "SELECT status, last_error FROM renewal_jobs WHERE job_id = ?1",
+            "SELECT status, attempt_count, last_error FROM renewal_jobs WHERE job_id = ?1",
             [&job_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .unwrap();
-    assert_ne!(status, "running", "left running by a clean stop");
-    assert!(error.is_some());
+    assert_eq!((status.as_str(), attempts, error), ("pending", 0, None));
+    let deferred = wait_job_line(&d, &job_id, "job_deferred");
+    assert_eq!(deferred["result"], "shutting_down", "{deferred}");
+    let policy: Option<String> = conn
+        .query_row(
+            "SELECT value_json FROM browser_request_policy_state WHERE state_key = 'global'",
+            [],
+            |r| r.get(0),
+        )
+        .ok();
+    assert!(
+        !policy.unwrap_or_default().contains("client_disconnected"),
+        "the target was charged a failure"
+    );
     let state: String = conn
         .query_row(
             "SELECT execution_state FROM local_conversations WHERE local_conversation_id = ?1",
