@@ -136,12 +136,28 @@ impl Controller {
     /// One admission attempt, in the order of POLICY.md: circuit, backoff,
     /// concurrency, rate limit, jitter. `waiter` is the id returned by an
     /// earlier `Wait` when a queued caller tries again after being woken.
+    /// `max_delay_ms` bounds the rate delay plus the jitter (see
+    /// `try_admit_with` for a bound on the delay alone).
     pub fn try_admit(
         &mut self,
         target: &Target,
         request_id: &str,
         now: i64,
         max_delay_ms: u64,
+        waiter: Option<WaiterId>,
+    ) -> Admission {
+        self.try_admit_with(target, request_id, now, max_delay_ms, true, waiter)
+    }
+
+    /// `try_admit`, where `jitter_counts` says whether the jitter drawn
+    /// counts against `max_delay_ms` or is taken whatever it is.
+    pub fn try_admit_with(
+        &mut self,
+        target: &Target,
+        request_id: &str,
+        now: i64,
+        max_delay_ms: u64,
+        jitter_counts: bool,
         waiter: Option<WaiterId>,
     ) -> Admission {
         let state = self.targets.entry(target.clone()).or_default();
@@ -209,7 +225,8 @@ impl Controller {
         prune(&mut platform.dispatches, now, window_ms, limit);
         let delay = rate_limit_delay_ms(&platform.dispatches, now, limit, window_ms as u64);
         let jitter = sample_jitter_ms(&self.config.jitter, &mut *self.random);
-        if delay.saturating_add(jitter) > max_delay_ms {
+        let counted = if jitter_counts { delay.saturating_add(jitter) } else { delay };
+        if counted > max_delay_ms {
             if state.is_pristine() {
                 // Never admitted, nothing to remember: keep neither the view
                 // nor the persisted document cluttered by refused strangers.

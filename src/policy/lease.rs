@@ -104,16 +104,16 @@ impl Policy {
         loop {
             let now = self.clock.now_ms();
             let waiter = queued.as_ref().map(|(id, _)| *id);
-            // With `queue_counts`, the allowance for a rate delay shrinks by
+            // With `one_deadline`, the allowance for a rate delay shrinks by
             // the time already spent queued: a request admitted after its
             // caller's deadline is refused (`rate_limited`), not sent late.
             let waited = u64::try_from(now.saturating_sub(started)).unwrap_or(0);
-            let max_delay_ms = if opts.queue_counts { opts.max_delay_ms.saturating_sub(waited) } else { opts.max_delay_ms };
+            let max_delay_ms = if opts.one_deadline { opts.max_delay_ms.saturating_sub(waited) } else { opts.max_delay_ms };
             let (admission, receiver) = self.locked(|inner| {
                 let admission =
                     inner
                         .controller
-                        .try_admit(&target, request_id, now, max_delay_ms, waiter);
+                        .try_admit_with(&target, request_id, now, max_delay_ms, opts.one_deadline, waiter);
                 let mut receiver = None;
                 match (&admission, waiter) {
                     (Admission::Wait(id), None) => {

@@ -158,15 +158,19 @@ pub struct AdmitOptions {
     /// `min(max_wait, policy.waiter_timeout_ms)`. Zero = do not queue:
     /// a busy target is refused `waiter_timeout` at once.
     pub max_wait: Duration,
-    /// The largest `rate_limit_delay_ms + jitter_ms` this caller is willing
-    /// to take; over that the admission is refused `rate_limited` with
-    /// `retry_after_ms = rate_limit_delay_ms` and nothing is charged.
+    /// The largest rate-limit delay this caller is willing to take (with
+    /// `one_deadline`, the delay plus the jitter drawn); over that the
+    /// admission is refused `rate_limited` with `retry_after_ms =
+    /// rate_limit_delay_ms` and nothing is charged.
     pub max_delay_ms: u64,
-    /// Whether time spent queued comes off `max_delay_ms`: for a caller with
-    /// one deadline for everything (a relay, an action), so that it is not
-    /// admitted to go out after that deadline. The dispatcher's limit is on
-    /// the delay alone (RENEWAL.md step 6), so it leaves this off.
-    pub queue_counts: bool,
+    /// The caller has one deadline for everything (a relay, an action): the
+    /// time it spent queued comes off `max_delay_ms` and the jitter counts
+    /// against it too, so that it is never admitted to go out after that
+    /// deadline. The dispatcher's limit is on the rate delay alone
+    /// (RENEWAL.md step 6) and it takes whatever jitter the policy draws
+    /// (with the jitter counted, a jitter above its 1 s refused every
+    /// delivery with `retry_after_ms` 0, for ever), so it leaves this off.
+    pub one_deadline: bool,
 }
 
 impl Default for AdmitOptions {
@@ -175,7 +179,7 @@ impl Default for AdmitOptions {
         AdmitOptions {
             max_wait: Duration::MAX,
             max_delay_ms: u64::MAX,
-            queue_counts: false,
+            one_deadline: false,
         }
     }
 }

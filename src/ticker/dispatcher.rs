@@ -256,7 +256,7 @@ impl Dispatcher {
         if self.sent_in_run.swap(true, std::sync::atomic::Ordering::Relaxed) {
             self.inter_job_pause();
         }
-        let opts = AdmitOptions { max_wait: MAX_TARGET_WAIT, max_delay_ms: MAX_INLINE_DELAY_MS, queue_counts: false };
+        let opts = AdmitOptions { max_wait: MAX_TARGET_WAIT, max_delay_ms: MAX_INLINE_DELAY_MS, one_deadline: false };
         let target = Target::new(r.client.clone(), r.link.platform.clone());
         let lease = match self.policy.admit(target, &r.job.job_id, opts) {
             Ok(lease) => lease,

@@ -153,7 +153,7 @@ pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
 /// the rate delay only as long as `deadline` allows; sleeps the delay.
 pub fn admit(ctx: &Ctx, client: &str, platform: &str, request_id: &str, deadline: Instant) -> Result<Lease, ApiError> {
     let left = deadline.saturating_duration_since(Instant::now());
-    let opts = AdmitOptions { max_wait: left, max_delay_ms: left.as_millis() as u64, queue_counts: true };
+    let opts = AdmitOptions { max_wait: left, max_delay_ms: left.as_millis() as u64, one_deadline: true };
     let lease = ctx.policy.admit(Target::new(client, platform), request_id, opts).map_err(refusal_error)?;
     // The rate delay is waited out in short naps, watching the client: if
     // it goes away meanwhile the caller hears so at once (502), and the

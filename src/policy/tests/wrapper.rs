@@ -274,7 +274,7 @@ fn a_waiter_gives_up_after_the_effective_wait() {
         .complete(Outcome::Success);
 }
 
-/// With `queue_counts` (relays, actions), a waiter's allowance for a rate
+/// With `one_deadline` (relays, actions), a waiter's allowance for a rate
 /// delay counts from when it asked: after 2 s in the queue, a 5 s allowance
 /// leaves 3 s, and a 4 s delay is refused (`rate_limited`) instead of
 /// sending the request after its deadline. Without it (the dispatcher),
@@ -286,7 +286,7 @@ fn time_spent_queued_comes_off_the_rate_delay_allowance() {
 }
 
 /// Queued 2 s behind a holder, then a 4 s rate delay, with a 5 s allowance.
-fn queued_then_delayed(queue_counts: bool) -> Result<u64, Refusal> {
+fn queued_then_delayed(one_deadline: bool) -> Result<u64, Refusal> {
     let clock = Arc::new(ManualClock::new(T0));
     let mut c = rate_cfg(2, 6_000);
     c.jitter = jitter(0, 0, 0, 0);
@@ -297,7 +297,7 @@ fn queued_then_delayed(queue_counts: bool) -> Result<u64, Refusal> {
     let waiter = {
         let (policy, t) = (policy.clone(), t.clone());
         std::thread::spawn(move || {
-            let opts = AdmitOptions { max_wait: Duration::from_secs(30), max_delay_ms: 5_000, queue_counts };
+            let opts = AdmitOptions { max_wait: Duration::from_secs(30), max_delay_ms: 5_000, one_deadline };
             policy.admit(t, "w", opts).map(|lease| lease.rate_limit_delay_ms)
         })
     };
@@ -305,6 +305,26 @@ fn queued_then_delayed(queue_counts: bool) -> Result<u64, Refusal> {
     clock.advance(2_000);
     holder.complete(Outcome::Success);
     waiter.join().unwrap()
+}
+
+/// The dispatcher's limit (1 s) is on the rate delay alone: a jitter longer
+/// than that is taken, not refused. Counted against the limit it refused
+/// every delivery with `retry_after_ms` 0, so the job was put back due at
+/// once and refused again on every tick, never delivered. A caller with one
+/// deadline (a relay) still counts the jitter.
+#[test]
+fn a_jitter_over_the_limit_is_taken_unless_the_caller_has_one_deadline() {
+    let clock = Arc::new(ManualClock::new(T0));
+    let mut c = cfg();
+    c.jitter = jitter(1_500, 2_000, 1_500, 0);
+    let policy = manual_policy(c, &clock);
+    let dispatcher = AdmitOptions { max_wait: Duration::from_secs(1), max_delay_ms: 1_000, one_deadline: false };
+    let lease = policy.admit(claude(), "job", dispatcher).expect("admitted");
+    assert_eq!((lease.rate_limit_delay_ms, lease.jitter_ms), (0, 1_500));
+    lease.complete(Outcome::Success);
+    let relay = AdmitOptions { one_deadline: true, ..dispatcher };
+    let refused = policy.admit(claude(), "relay", relay).unwrap_err();
+    assert_eq!(refused, Refusal { code: RefusalCode::RateLimited, retry_after_ms: 0 });
 }
 
 #[test]
