@@ -157,6 +157,34 @@ pub fn pong() -> String {
     json!({ "type": "pong", "server_time": now_ms() }).to_string()
 }
 
+/// What a `proxy_delivery` frame carries (BRIDGE_PROTOCOL.md), in the
+/// dispatcher's terms; `proxy_delivery` turns it into the frame.
+pub struct ProxyDelivery<'a> {
+    pub platform: &'a str,
+    pub tab_id: i64,
+    pub conversation_id: &'a str,
+    pub organization_id: Value,
+    pub page_url: Option<&'a str>,
+    pub page_title: Option<&'a str>,
+    pub message_text: &'a str,
+    pub assistant_message_id: &'a str,
+    pub plan_id: String,
+    pub timeout_ms: u64,
+    pub local_conversation_id: &'a str,
+}
+
+pub fn proxy_delivery(request_id: &str, d: &ProxyDelivery<'_>) -> String {
+    json!({
+        "type": "proxy_delivery", "request_id": request_id, "platform": d.platform,
+        "tab_id": d.tab_id, "conversation_id": d.conversation_id,
+        "organization_id": d.organization_id, "page_url": d.page_url, "page_title": d.page_title,
+        "message_text": d.message_text, "assistant_message_id": d.assistant_message_id,
+        "plan_id": d.plan_id, "timeout_ms": d.timeout_ms, "shell_page": false,
+        "local_conversation_id": d.local_conversation_id,
+    })
+    .to_string()
+}
+
 /// BRIDGE_PROTOCOL.md `action_result`: success iff accepted, not failed,
 /// and `http_status` absent or 2xx; otherwise the reason, else
 /// `upstream_http_<status>`, else `delivery_failed`.

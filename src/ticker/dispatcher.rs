@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use super::{RunContext, RunOutcome, Runner};
-use crate::bridge::frames::delivery_verdict;
+use crate::bridge::frames::{delivery_verdict, proxy_delivery, ProxyDelivery};
 use crate::bridge::{Hub, RequestError};
 use crate::config::Config;
 use crate::policy::{AdmitOptions, Outcome, Policy, Target};
@@ -150,16 +150,65 @@ impl Dispatcher {
         Claiming { items }
     }
 
-    /// Steps 6 and 8 for each claimed job of a chunk, in order.
-    pub(super) fn deliver_all(&self, ctx: &RunContext, claimed: Vec<Ready>, counts: &mut [u64; 4]) -> Vec<Delivered> {
-        let mut delivered = Vec::with_capacity(claimed.len());
+    /// Steps 6, 8 and 9 for each claimed job of a chunk, in order. Each
+    /// outcome is queued to the writer as soon as its delivery ends, not
+    /// with the chunk's: a conversation's cooldown and counters must be in
+    /// the store before its assistant answers the renewal, or the projector
+    /// turns that answer into a job the cooldown should have held back.
+    /// The answers are confirmed later (`recorded`), so the writer still
+    /// commits while the next job is delivered.
+    pub(super) fn deliver_all(&self, ctx: &RunContext, claimed: Vec<Ready>, counts: &mut [u64; 4]) -> Recording {
+        let mut items = Vec::with_capacity(claimed.len());
         for r in claimed {
-            match self.deliver(ctx, r) {
-                Ok(d) => delivered.push(d),
+            match self.refresh(ctx, r).and_then(|r| self.deliver(ctx, r)) {
+                Ok(d) => {
+                    let answer = self.store.finish_attempt_async(d.finish.clone());
+                    items.push((d, answer));
+                }
                 Err(fate) => counts[fate as usize] += 1,
             }
         }
-        delivered
+        Recording { items }
+    }
+
+    /// Steps 3–6 again on a fresh read, right before the delivery: a
+    /// chunk's jobs are checked and claimed together (pipeline.rs), and a
+    /// conversation paused, switched to manual or moved to another tab or
+    /// client meanwhile must be seen (RENEWAL.md: the conversation and its
+    /// link are read afresh for every job). The claim holds the
+    /// conversation's lock, so only its status and its link can change.
+    fn refresh(&self, ctx: &RunContext, mut r: Ready) -> Result<Ready, Fate> {
+        let conv = match self.store.conversation(&r.job.local_conversation_id) {
+            Ok(Some(conv)) => conv,
+            // Conversations are never deleted; a failed read keeps the
+            // copy checked a moment ago.
+            Ok(None) => return Ok(r),
+            Err(e) => {
+                ::log::error!("dispatcher: cannot re-read {}: {e}", r.job.local_conversation_id);
+                return Ok(r);
+            }
+        };
+        let stopped = match conv.automation_status.as_str() {
+            "paused" => Some("automation_paused"),
+            "manual" => Some("automation_manual"),
+            _ => None,
+        };
+        if let Some(reason) = stopped {
+            return Err(self.release(ctx, &r.job, self.recheck_at(ctx), reason));
+        }
+        let (link, tab_id, _) = match prepare(&r.job, &conv) {
+            Ok(plan) => plan,
+            Err((error, terminal)) => return Err(self.finish_failure(ctx, &r.job, &error, terminal)),
+        };
+        if link.link_id != r.link.link_id || link.client_id != r.link.client_id {
+            let client = link.client_id.clone().or_else(|| self.hub.chosen_client(Some(&link.platform), None));
+            let Some(client) = client else {
+                return Err(self.finish_failure(ctx, &r.job, "no_active_client", false));
+            };
+            r.client = client;
+        }
+        (r.conv, r.link, r.tab_id) = (conv, link, tab_id);
+        Ok(r)
     }
 
     fn inter_job_pause(&self) {
@@ -289,18 +338,6 @@ impl Dispatcher {
         Ok(Delivered { ready: r, finish })
     }
 
-    /// Step 9 for a chunk: every outcome queued at once (one commit).
-    pub(super) fn record(&self, delivered: Vec<Delivered>) -> Recording {
-        let items = delivered
-            .into_iter()
-            .map(|d| {
-                let answer = self.store.finish_attempt_async(d.finish.clone());
-                (d, answer)
-            })
-            .collect();
-        Recording { items }
-    }
-
     /// Steps 10–11 for a chunk: each outcome confirmed and logged.
     pub(super) fn recorded(&self, ctx: &RunContext, outcomes: Recording, counts: &mut [u64; 4]) {
         for (d, answer) in outcomes.items {
@@ -329,20 +366,22 @@ impl Dispatcher {
             .and_then(|p| serde_json::from_str::<Value>(p).ok())
             .and_then(|p| p.get("organizationId").cloned())
             .unwrap_or(Value::Null);
+        let delivery = ProxyDelivery {
+            platform: &link.platform,
+            tab_id,
+            conversation_id: &link.remote_conversation_id,
+            organization_id: organization,
+            page_url: link.page_url.as_deref(),
+            page_title: link.page_title.as_deref(),
+            message_text: text,
+            assistant_message_id: &job.message_id,
+            plan_id: format!("renewal_{}_{}", job.message_id, now_ms()),
+            timeout_ms,
+            local_conversation_id: &conv.local_conversation_id,
+        };
         let pending = self
             .hub
-            .request(Some(&link.platform), Some(client), "pd_", |request_id| {
-                json!({
-                    "type": "proxy_delivery", "request_id": request_id, "platform": link.platform,
-                    "tab_id": tab_id, "conversation_id": link.remote_conversation_id,
-                    "organization_id": organization, "page_url": link.page_url, "page_title": link.page_title,
-                    "message_text": text, "assistant_message_id": job.message_id,
-                    "plan_id": format!("renewal_{}_{}", job.message_id, now_ms()),
-                    "timeout_ms": timeout_ms, "shell_page": false,
-                    "local_conversation_id": conv.local_conversation_id,
-                })
-                .to_string()
-            })
+            .request(Some(&link.platform), Some(client), "pd_", |request_id| proxy_delivery(request_id, &delivery))
             .map_err(|e| e.code().to_string())?;
         let frame = pending.next(deadline).map_err(|e| e.code().to_string())?;
         delivery_verdict(&frame)

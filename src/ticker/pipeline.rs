@@ -2,13 +2,15 @@
 //! commits of one chunk overlapping the deliveries of another.
 //!
 //! Why: deliveries go one at a time (the policy leases one request per
-//! target), and each chunk needs two store commits — its claims before its
-//! deliveries, its outcomes after. Waiting for those commits in line took
-//! about half of the dispatcher's time while ingest kept the writer busy
-//! (docs/BENCHMARKS_RUNTIME.md). So while chunk k is delivered, chunk k+1
-//! is already checked and its claims are queued, and chunk k-1's outcomes
-//! are being committed; the dispatcher only waits for a commit when it
-//! needs its answer.
+//! target), and each chunk needs store commits — its claims before its
+//! deliveries, each job's outcome after its own. Waiting for those commits
+//! in line took about half of the dispatcher's time while ingest kept the
+//! writer busy (docs/BENCHMARKS_RUNTIME.md). So while chunk k is delivered,
+//! chunk k+1 is already checked and its claims are queued, and the outcomes
+//! are queued as each delivery ends and confirmed later; the dispatcher
+//! only waits for a commit when it needs its answer. Each job re-reads its
+//! conversation and link just before its delivery (`Dispatcher::refresh`),
+//! so a chunk claimed early still delivers to the link as it is.
 //!
 //! The checks and claims of the next chunk, and the confirmation and
 //! logging of the previous chunk's outcomes, run on a short-lived scoped
@@ -134,8 +136,7 @@ pub fn run(d: &Dispatcher, ctx: &RunContext, jobs: &[Job], counts: &mut [u64; 4]
                     Err(help(d, ctx, work.lock().take()))
                 }
             };
-            let delivered = d.deliver_all(ctx, claimed, counts);
-            recording = Some(d.record(delivered));
+            recording = Some(d.deliver_all(ctx, claimed, counts));
             let (ready, more) = match helper {
                 Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                 Err(done) => done,

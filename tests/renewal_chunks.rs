@@ -1,0 +1,83 @@
+//! The dispatcher checks and claims a chunk of due jobs at once and then
+//! delivers them one by one (src/ticker/pipeline.rs). These tests hold a
+//! chunk open with a slow plugin and change things under it: each job must
+//! still see its conversation and link as they are when its turn comes
+//! (RENEWAL.md: read afresh for every job), and each outcome must be in the
+//! store when its own delivery ends, not when the chunk's last one does.
+
+mod renewal_support;
+mod support;
+
+use renewal_support::*;
+use serde_json::{json, Value};
+use support::now_ms;
+
+/// Three conversations of one client, each with an active link to a tab,
+/// and one due job each, inserted at once so that one chunk claims them.
+fn three_due_jobs(d: &support::Daemon, client: &str) {
+    let db = d.db_path();
+    for (lc, tab) in [("lc-a", 3), ("lc-b", 4), ("lc-c", 5)] {
+        seed_route(&db, lc, "chatgpt", "auto", Some(client), Some(tab));
+    }
+    let now = now_ms();
+    let jobs: Vec<_> = [("job-a", "lc-a", 30), ("job-b", "lc-b", 20), ("job-c", "lc-c", 10)]
+        .into_iter()
+        .map(|(id, lc, age)| {
+            let mut j = due_job(id, lc, &format!("[renewal] {id}"));
+            j.next_attempt_at = Some(now - age);
+            j
+        })
+        .collect();
+    seed_jobs_at_once(&db, &jobs);
+}
+
+#[test]
+fn each_job_of_a_chunk_sees_its_conversation_and_link_as_they_are_at_its_turn() {
+    let d = start(json!({}));
+    // Each answer takes 1.5 s: job-a's delivery holds the chunk open while
+    // job-b and job-c are already claimed.
+    let sim = Sim::connect(&d, "firefox-fresh", &["--delay-ms", "1500"]);
+    three_due_jobs(&d, "firefox-fresh");
+    sim.wait_deliveries(1);
+    for id in ["job-b", "job-c"] {
+        assert_eq!(job(&d, id)["status"], "running", "{id} claimed with job-a's chunk");
+    }
+    // Meanwhile: lc-b is paused, and lc-c's page moves to tab 9 (a user
+    // message from there, which the projector does not renew).
+    set_status(&d, "lc-b", "paused");
+    ingest(&d, &message("chatgpt", "remote-lc-c", "msg-moved", "user", "moved", Some("firefox-fresh"), Some(9)));
+
+    wait_job(&d, "job-c", "done", |j| j["status"] == "done");
+    let frames = sim.expect_deliveries(2);
+    let got: Vec<(Value, Value)> = frames.iter().map(|f| (f["message_text"].clone(), f["tab_id"].clone())).collect();
+    assert_eq!(got, [(json!("[renewal] job-a"), json!(3)), (json!("[renewal] job-c"), json!(9))]);
+    // job-b was put back without an attempt, and not sent.
+    let b = job(&d, "job-b");
+    assert_eq!((b["status"].clone(), b["attempt_count"].clone()), (json!("pending"), json!(0)), "{b}");
+    let line = wait_job_line(&d, "job-b", "job_deferred");
+    assert_eq!(line["result"], "automation_paused", "{line}");
+    assert_eq!(conversation(&d, "lc-b")["execution_state"], "idle");
+}
+
+#[test]
+fn a_jobs_outcome_is_stored_when_its_delivery_ends_not_with_its_chunk() {
+    let d = start(json!({ "renewal": { "cooldown_ms": 60000 } }));
+    let sim = Sim::connect(&d, "firefox-prompt", &["--delay-ms", "1500"]);
+    three_due_jobs(&d, "firefox-prompt");
+    sim.wait_deliveries(1);
+    // job-a's delivery ends 1.5 s after it started, job-b's 1.5 s later:
+    // job-a must be done, its conversation cooling down and unlocked,
+    // while job-b is still on its way. Before, all three outcomes were
+    // written after job-c's delivery, so the assistant's answer to job-a
+    // could be projected into a job the cooldown should have held back.
+    let a = wait_job(&d, "job-a", "done", |j| j["status"] == "done");
+    assert_eq!(job(&d, "job-b")["status"], "running", "job-a recorded only after job-b's delivery");
+    let conv = conversation(&d, "lc-a");
+    assert_eq!(conv["execution_state"], "idle", "{conv}");
+    let until = conv["cooldown_until"].as_i64().expect("cooldown set");
+    assert!(until >= a["finished_at"].as_i64().unwrap() + 60000 - 5, "{conv}");
+    for id in ["job-b", "job-c"] {
+        wait_job(&d, id, "done", |j| j["status"] == "done");
+    }
+    sim.expect_deliveries(3);
+}
