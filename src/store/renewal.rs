@@ -426,8 +426,9 @@ fn requeue(conn: &Connection, now: i64, delay_ms: i64) -> Result<RecoveryReport,
     })
 }
 
-/// Deletes at most `batch` finished jobs and `batch` unreferenced old
-/// messages; the pruner repeats until a batch comes back short.
+/// Deletes at most `batch` rows in all: finished jobs first, then
+/// unreferenced old messages with what is left (RENEWAL.md: at most 1000
+/// rows per transaction); the pruner repeats until a batch comes back short.
 pub(super) fn prune(conn: &Connection, p: &PruneBatch) -> Result<PruneReport, StoreError> {
     let jobs = conn
         .prepare_cached(
@@ -435,7 +436,9 @@ pub(super) fn prune(conn: &Connection, p: &PruneBatch) -> Result<PruneReport, St
                 SELECT job_id FROM renewal_jobs WHERE status IN ('done', 'failed') AND finished_at < ?1 LIMIT ?2)",
         )?
         .execute(params![p.jobs_finished_before, p.batch as i64])?;
+    let left = p.batch.saturating_sub(jobs);
     let messages = match p.messages_observed_before {
+        Some(_) if left == 0 => 0,
         None => 0,
         Some(before) => conn
             .prepare_cached(
@@ -445,98 +448,11 @@ pub(super) fn prune(conn: &Connection, p: &PruneBatch) -> Result<PruneReport, St
                     AND m.seq < (SELECT MAX(seq) FROM messages) LIMIT ?2)",
             )?
             // The newest message is kept: the ingest sequence continues from it.
-            .execute(params![before, p.batch as i64])?,
+            .execute(params![before, left as i64])?,
     };
     Ok(PruneReport { jobs: jobs as i64, messages: messages as i64 })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{finish_attempt, recover, render_template};
-    use crate::store::model::{AttemptResult, FinishAttempt};
-    use crate::store::ops::cancel_job;
-    use rusqlite::Connection;
-
-    /// One `auto` conversation with one pending job, due now.
-    fn conversation_with_job(conn: &Connection) {
-        conn.execute_batch(
-            "INSERT INTO local_conversations (local_conversation_id, platform, automation_status, created_at, updated_at)
-                 VALUES ('lc_1', 'chatgpt', 'auto', 1, 1);
-             INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload, payload_kind,
-                 max_attempts, next_attempt_at, created_at, updated_at)
-                 VALUES ('job_1', 'lc_1', 'm1', 'pending', 'renew', 'text', 3, 1, 1, 1);",
-        )
-        .unwrap();
-    }
-
-    fn no_client(now: i64) -> FinishAttempt {
-        FinishAttempt {
-            job_id: "job_1".into(),
-            local_conversation_id: "lc_1".into(),
-            now,
-            result: AttemptResult::Failure { error: "no_active_client".into(), terminal: false, retry_at: now + 1000 },
-            cooldown_ms: 0,
-            failure_pause_threshold: 1,
-            repeat_pause_threshold: 3,
-            log_path: None,
-        }
-    }
-
-    fn job_and_conversation(conn: &Connection) -> (String, String, i64, i64, String) {
-        conn.query_row(
-            "SELECT j.status, j.last_error, j.attempt_count, c.consecutive_failure_count, c.automation_status
-             FROM renewal_jobs j JOIN local_conversations c USING (local_conversation_id) WHERE j.job_id = 'job_1'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
-        )
-        .unwrap()
-    }
-
-    /// The dispatcher fails a job before its claim (no plugin connected)
-    /// while a person cancels it: the cancel, answered 200, must stand, and
-    /// the void attempt must not count against the conversation.
-    #[test]
-    fn a_failure_recorded_after_a_cancel_leaves_the_job_cancelled() {
-        let (_dir, conn) = crate::store::test_dir::migrated_writer("finish-cancelled");
-        conversation_with_job(&conn);
-        cancel_job(&conn, "job_1", 10).unwrap();
-        let outcome = finish_attempt(&conn, &no_client(20)).unwrap();
-        assert!(!outcome.recorded);
-        assert_eq!((outcome.job_status, outcome.paused), ("failed", None));
-        assert_eq!(job_and_conversation(&conn), ("failed".into(), "cancelled".into(), 0, 0, "auto".into()));
-    }
-
-    #[test]
-    fn a_failure_before_the_claim_is_counted_on_a_pending_job() {
-        let (_dir, conn) = crate::store::test_dir::migrated_writer("finish-pending");
-        conversation_with_job(&conn);
-        let outcome = finish_attempt(&conn, &no_client(20)).unwrap();
-        assert!(outcome.recorded);
-        assert_eq!((outcome.job_status, outcome.paused), ("pending", Some("execution_failure")));
-        assert_eq!(
-            job_and_conversation(&conn),
-            ("pending".into(), "no_active_client".into(), 1, 1, "paused".into())
-        );
-    }
-
-    #[test]
-    fn template_is_one_pass() {
-        let out = render_template("[renewal] {summary}\n{link} {unknown} {", &[("summary", "a {link} b"), ("link", "L")]);
-        assert_eq!(out, "[renewal] a {link} b\nL {unknown} {");
-    }
-
-    /// Recovery enlarges the page cache for its one statement; afterwards
-    /// the connection must be as it was, and the writer's connection must
-    /// still never checkpoint by itself (checkpoint.rs).
-    #[test]
-    fn recovery_gives_the_connection_back_as_it_was() {
-        let (_dir, conn) = crate::store::test_dir::migrated_writer("recover");
-        let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
-        recover(&conn, 1_000, 0).unwrap();
-        assert_eq!(pragma("cache_size"), -2000);
-        assert_eq!(pragma("wal_autocheckpoint"), 0);
-        conn.pragma_update(None, "cache_size", -4096).unwrap();
-        recover(&conn, 1_000, 0).unwrap();
-        assert_eq!(pragma("cache_size"), -4096);
-    }
-}
+#[path = "renewal_tests.rs"]
+mod tests;

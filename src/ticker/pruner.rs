@@ -36,7 +36,7 @@ impl Runner for Pruner {
                 Ok(report) => {
                     jobs += report.jobs;
                     messages += report.messages;
-                    if (report.jobs as usize) < BATCH && (report.messages as usize) < BATCH {
+                    if ((report.jobs + report.messages) as usize) < BATCH {
                         break;
                     }
                 }
