@@ -78,36 +78,6 @@ pub struct Status {
     pub runners: Mutex<Vec<RunnerStatus>>,
 }
 
-impl Status {
-    pub fn to_json(&self) -> Value {
-        let recovery = self.last_recovery.lock().clone();
-        let runners: Vec<Value> = self
-            .runners
-            .lock()
-            .iter()
-            .map(|r| {
-                json!({
-                    "name": r.name, "runs": r.runs, "last_started_at": r.last_started_at,
-                    "last_finished_at": r.last_finished_at, "last_result": r.last_result,
-                    "last_details": r.last_details, "next_run_at": r.next_run_at,
-                })
-            })
-            .collect();
-        json!({
-            "interval_ms": self.interval_ms,
-            "role": self.role,
-            "log_dir": self.log_dir,
-            "last_recovery": recovery.map(|r| json!({
-                "recovered_execution_state_count": r.recovered_execution_state_count,
-                "requeued_renewal_job_count": r.requeued_renewal_job_count,
-                "recovery_next_attempt_at": r.recovery_next_attempt_at,
-                "at": r.at,
-            })),
-            "runners": runners,
-        })
-    }
-}
-
 pub fn new_status(config: &Config, log_dir: &std::path::Path, names: &[&'static str]) -> Arc<Status> {
     let runners = names
         .iter()

@@ -247,8 +247,9 @@ impl Server {
         }
         match accept.done.recv_timeout(ACCEPT_JOIN_WAIT) {
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                if accept.handle.join().is_err() {
+                if let Err(panic) = accept.handle.join() {
                     log::error!("http: the accept thread panicked");
+                    std::panic::resume_unwind(panic);
                 }
             }
             _ => log::error!("http: the accept thread did not stop; leaving it behind"),
@@ -339,6 +340,9 @@ impl Shared {
     /// Registers a new connection as idle unless the cap is reached or the
     /// server is stopping.
     fn register(&self, stream: &TcpStream) -> Result<u64, Refusal> {
+        // Cloned before the lock: the registry's lock holds no system call
+        // that could wait.
+        let clone = stream.try_clone().map_err(Refusal::Clone)?;
         let mut state = self.state.lock();
         if state.stopping {
             return Err(Refusal::Stopping);
@@ -346,7 +350,6 @@ impl Shared {
         if state.conns.len() >= self.config.max_connections {
             return Err(Refusal::Full);
         }
-        let clone = stream.try_clone().map_err(Refusal::Clone)?;
         let id = state.next_id;
         state.next_id += 1;
         let entry = Entry {
@@ -414,13 +417,12 @@ impl Shared {
         if !close_rest {
             return false;
         }
-        log::warn!(
-            "http: {} connection(s) still busy after the shutdown grace period; closing them",
-            state.conns.len()
-        );
+        let busy = state.conns.len();
         for entry in state.conns.values() {
             let _ = entry.stream.shutdown(Shutdown::Both);
         }
+        drop(state);
+        log::warn!("http: {busy} connection(s) still busy after the shutdown grace period; closed");
         false
     }
 }
