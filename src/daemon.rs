@@ -83,8 +83,7 @@ pub fn run(config: Config) -> Result<(), Fatal> {
         recovery.requeued_renewal_job_count
     );
     let policy = start_policy(&config, &store)?;
-    let (sweeper_stop, sweeper_rx) = crossbeam_channel::bounded::<()>(0);
-    let sweeper = policy.spawn_sweeper(sweeper_rx).map_err(|e| fatal(format!("cannot start the policy sweeper: {e}")))?;
+    let sweeper = policy.spawn_sweeper().map_err(|e| fatal(format!("cannot start the policy sweeper: {e}")))?;
     let log_dir = state_dir.join("logs").join("timed-jobs");
     let timed = ticker::new_status(&config, &log_dir, &["renewal.projector", "renewal.dispatcher", "store.pruner"]);
     *timed.last_recovery.lock() = Some(recovery);
@@ -163,10 +162,7 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     bridge.shutdown();
     ticker.shutdown();
     log.join();
-    drop(sweeper_stop);
-    if let Err(panic) = sweeper.join() {
-        std::panic::resume_unwind(panic);
-    }
+    sweeper.shutdown();
     drop(policy);
     drop(ctx);
     drop(store);

@@ -16,6 +16,7 @@ use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::mailbox;
+use super::push::PushMsg;
 use super::writer::Out;
 use crate::util::{new_id, now_ms, Permit, Permits};
 
@@ -113,8 +114,9 @@ pub struct Hub {
     /// Open WebSocket connections, counted from accept (before hello).
     connections: Arc<Permits>,
     login_fresh_ms: i64,
-    /// Wakes the state pusher; `bounded(1)` so a burst coalesces into one push.
-    push: Sender<()>,
+    /// The state pusher's inbox; `bounded(1)` so a burst of changes
+    /// coalesces into one push.
+    push: Sender<PushMsg>,
     /// Set by `fail_all_pending`: the daemon is stopping.
     closing: AtomicBool,
 }
@@ -127,7 +129,7 @@ pub struct Registered {
 }
 
 impl Hub {
-    pub fn new(max_connections: usize, login_fresh_ms: i64) -> (Arc<Hub>, Receiver<()>) {
+    pub fn new(max_connections: usize, login_fresh_ms: i64) -> (Arc<Hub>, Receiver<PushMsg>) {
         let (push, push_rx) = bounded(1);
         let hub = Hub {
             state: Mutex::new(State::default()),
@@ -144,13 +146,18 @@ impl Hub {
         self.connections.try_take()
     }
 
+    /// A sender into the pusher's inbox, for its `Handle` (the stop).
+    pub(super) fn pusher(&self) -> Sender<PushMsg> {
+        self.push.clone()
+    }
+
     pub fn connected_count(&self) -> usize {
         self.state.lock().clients.values().filter(|c| c.connected()).count()
     }
 
     /// Asks the state pusher for a `state_snapshot` to every plugin.
     pub fn notify_automation_changed(&self) {
-        let _ = self.push.try_send(());
+        let _ = self.push.try_send(PushMsg::Changed);
     }
 
     /// Registers a client after its `hello`. A connected client with the same
@@ -339,7 +346,10 @@ impl Hub {
     }
 
     fn forget(&self, request_id: &str) {
-        self.state.lock().pending.remove(request_id);
+        // Dropped after the hub's lock: dropping the entry closes its
+        // mailbox, which takes the mailbox's own lock and wakes its waiter.
+        let removed = self.state.lock().pending.remove(request_id);
+        drop(removed);
     }
 
     /// Every client still worth showing, forgetting the ones lost for longer

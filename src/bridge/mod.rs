@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+use crossbeam_channel::Receiver;
 
 pub use hub::{Answer, Hub, PendingRequest, RequestError};
 
@@ -38,30 +38,28 @@ pub struct BridgeCtx {
 
 /// The running bridge: its accept and push threads.
 pub struct Handle {
-    stop: Sender<()>,
     stopping: Arc<AtomicBool>,
     addr: std::net::SocketAddr,
     hub: Arc<Hub>,
     accept: Option<JoinHandle<()>>,
-    push: Option<JoinHandle<()>>,
+    push: Option<push::Handle>,
 }
 
 /// Creates the hub before anything else, so the HTTP API can hold it.
-pub fn new_hub(config: &Config) -> (Arc<Hub>, Receiver<()>) {
+pub fn new_hub(config: &Config) -> (Arc<Hub>, Receiver<push::PushMsg>) {
     Hub::new(config.limits.max_ws_clients, config.bridge.login_fresh_ms as i64)
 }
 
-pub fn start(listener: TcpListener, ctx: BridgeCtx, bell: Receiver<()>) -> std::io::Result<Handle> {
+pub fn start(listener: TcpListener, ctx: BridgeCtx, pushes: Receiver<push::PushMsg>) -> std::io::Result<Handle> {
     let addr = listener.local_addr()?;
     let ctx = Arc::new(ctx);
-    let (stop, stop_rx) = bounded(1);
     let stopping = Arc::new(AtomicBool::new(false));
-    let push = push::spawn(ctx.hub.clone(), ctx.store.clone(), bell, stop_rx)?;
+    let push = push::spawn(ctx.hub.clone(), ctx.store.clone(), pushes)?;
     let accept = {
         let (ctx, stopping) = (ctx.clone(), stopping.clone());
         std::thread::Builder::new().name("bridge-accept".into()).spawn(move || accept_loop(listener, ctx, stopping))?
     };
-    Ok(Handle { stop, stopping, addr, hub: ctx.hub.clone(), accept: Some(accept), push: Some(push) })
+    Ok(Handle { stopping, addr, hub: ctx.hub.clone(), accept: Some(accept), push: Some(push) })
 }
 
 /// Accepts until stopped. An accept error (out of file descriptors, say)
@@ -104,11 +102,13 @@ impl Handle {
         self.stopping.store(true, Ordering::Release);
         // Wakes the blocking accept so the loop sees the flag.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
-        let _ = self.stop.send(());
+        if let Some(push) = self.push.take() {
+            push.shutdown();
+        }
         for outbox in self.hub.outboxes() {
             let _ = outbox.try_send(Out::Close { code: 1001, reason: "shutting down".into() });
         }
-        for join in [self.accept.take(), self.push.take()].into_iter().flatten() {
+        if let Some(join) = self.accept.take() {
             if let Err(panic) = join.join() {
                 std::panic::resume_unwind(panic);
             }

@@ -6,7 +6,7 @@
 
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{select, Receiver};
+use crossbeam_channel::{Receiver, Sender};
 use serde_json::{json, Value};
 
 use super::hub::Hub;
@@ -36,18 +36,54 @@ pub fn snapshot(store: &Store) -> Result<String, StoreError> {
     .to_string())
 }
 
-pub fn spawn(hub: Arc<Hub>, store: Store, bell: Receiver<()>, stop: Receiver<()>) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("bridge-push".into()).spawn(move || loop {
-        select! {
-            recv(bell) -> rang => {
-                if rang.is_err() {
-                    return;
-                }
-                push_once(&hub, &store);
-            }
-            recv(stop) -> _ => return,
+/// The pusher's inbox.
+pub enum PushMsg {
+    /// Something under automation changed: push a fresh snapshot.
+    Changed,
+    /// The bridge is stopping.
+    Stop,
+}
+
+/// The `bridge-push` thread: its inbox (the hub holds another sender for
+/// `Changed`) and its join handle.
+pub struct Handle {
+    tx: Sender<PushMsg>,
+    join: JoinHandle<()>,
+}
+
+impl Handle {
+    /// Stops the pusher after any push it is making, and joins it.
+    pub fn shutdown(self) {
+        // Blocks only while a `Changed` waits in the one slot.
+        let _ = self.tx.send(PushMsg::Stop);
+        if let Err(panic) = self.join.join() {
+            std::panic::resume_unwind(panic);
         }
-    })
+    }
+}
+
+struct Pusher {
+    hub: Arc<Hub>,
+    store: Store,
+}
+
+impl Pusher {
+    fn run(self, rx: Receiver<PushMsg>) {
+        for msg in rx {
+            match msg {
+                PushMsg::Changed => push_once(&self.hub, &self.store),
+                PushMsg::Stop => return,
+            }
+        }
+    }
+}
+
+/// Starts the pusher on `rx`, the inbox whose sender the hub holds.
+pub fn spawn(hub: Arc<Hub>, store: Store, rx: Receiver<PushMsg>) -> std::io::Result<Handle> {
+    let tx = hub.pusher();
+    let pusher = Pusher { hub, store };
+    let join = std::thread::Builder::new().name("bridge-push".into()).spawn(move || pusher.run(rx))?;
+    Ok(Handle { tx, join })
 }
 
 fn push_once(hub: &Hub, store: &Store) {

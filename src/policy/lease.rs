@@ -158,32 +158,21 @@ impl Policy {
     }
 
     /// Releases every lease idle for `stale_lease.idle_ms`; returns how
-    /// many. The daemon calls it from its own timer (or `spawn_sweeper`).
+    /// many. The `policy-sweeper` thread (`spawn_sweeper`) calls it on its
+    /// timer.
     pub fn sweep(&self) -> usize {
         let now = self.clock.now_ms();
         self.locked(|inner| inner.controller.sweep(now)).len()
     }
 
     /// Starts the `policy-sweeper` thread: a sweep every
-    /// `stale_lease.sweep_interval_ms` until `stop` receives a message or
-    /// is disconnected.
-    pub fn spawn_sweeper(self: &Arc<Self>, stop: Receiver<()>) -> io::Result<JoinHandle<()>> {
-        let policy = Arc::clone(self);
+    /// `stale_lease.sweep_interval_ms` until its handle is shut down.
+    pub fn spawn_sweeper(self: &Arc<Self>) -> io::Result<SweeperHandle> {
         let every = Duration::from_millis(self.config.stale_lease.sweep_interval_ms.max(1));
-        std::thread::Builder::new()
-            .name("policy-sweeper".to_string())
-            .spawn(move || {
-                let mut next = Instant::now() + every;
-                // Ends when `stop` receives a message or is disconnected.
-                while let Err(RecvTimeoutError::Timeout) = stop.recv_deadline(next) {
-                    policy.sweep();
-                    next += every;
-                    let now = Instant::now();
-                    if next < now {
-                        next = now + every;
-                    }
-                }
-            })
+        let sweeper = Sweeper { policy: Arc::clone(self), every };
+        let (tx, rx) = bounded(1);
+        let join = std::thread::Builder::new().name("policy-sweeper".to_string()).spawn(move || sweeper.run(rx))?;
+        Ok(SweeperHandle { tx, join })
     }
 
     /// The persisted state document (`{"version":1,"platforms":…,"targets":…}`).
@@ -261,6 +250,53 @@ impl Policy {
             (self.on_change)();
         }
         result
+    }
+}
+
+/// The `policy-sweeper` thread's inbox.
+pub enum SweeperMsg {
+    Stop,
+}
+
+/// The `policy-sweeper` thread: its inbox and join handle.
+pub struct SweeperHandle {
+    tx: Sender<SweeperMsg>,
+    join: JoinHandle<()>,
+}
+
+impl SweeperHandle {
+    #[cfg(test)]
+    pub fn thread_name(&self) -> Option<&str> {
+        self.join.thread().name()
+    }
+
+    /// Stops the sweeper (after a sweep in progress) and joins it.
+    pub fn shutdown(self) {
+        let _ = self.tx.send(SweeperMsg::Stop);
+        if let Err(panic) = self.join.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Releases stale leases on its own timer (POLICY.md "Stale leases").
+struct Sweeper {
+    policy: Arc<Policy>,
+    every: Duration,
+}
+
+impl Sweeper {
+    fn run(self, rx: Receiver<SweeperMsg>) {
+        let mut next = Instant::now() + self.every;
+        // Ends on `Stop`, or when the handle is gone.
+        while let Err(RecvTimeoutError::Timeout) = rx.recv_deadline(next) {
+            self.policy.sweep();
+            next += self.every;
+            let now = Instant::now();
+            if next < now {
+                next = now + self.every;
+            }
+        }
     }
 }
 

@@ -35,7 +35,7 @@ mod tests;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use controller::{Admission, Controller, Grant, LeaseId, Swept, WaiterId};
-pub use lease::{Lease, Policy};
+pub use lease::{Lease, Policy, SweeperHandle};
 pub use rules::{backoff_ms, rate_limit_delay_ms, sample_jitter_ms};
 pub use state::STATE_VERSION;
 pub use view::{PlatformView, PolicyView, TargetView};

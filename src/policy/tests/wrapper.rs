@@ -398,14 +398,12 @@ fn the_sweeper_thread_sweeps_until_stopped() {
     let lease = policy
         .admit(claude(), "stuck", AdmitOptions::default())
         .unwrap();
-    let (stop_tx, stop_rx) = crossbeam_channel::bounded(1);
-    let handle = policy.spawn_sweeper(stop_rx).unwrap();
-    assert_eq!(handle.thread().name(), Some("policy-sweeper"));
+    let handle = policy.spawn_sweeper().unwrap();
+    assert_eq!(handle.thread_name(), Some("policy-sweeper"));
     clock.advance(1_000);
     eventually(|| policy.view(None).targets[0].in_flight == 0);
     assert_eq!(policy.view(None).targets[0].stale_sweep_count, 1);
-    stop_tx.send(()).unwrap();
-    handle.join().unwrap();
+    handle.shutdown();
     assert!(!lease.complete(Outcome::Success));
 }
 
