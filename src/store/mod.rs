@@ -89,7 +89,8 @@ fn is_readonly(err: &rusqlite::Error) -> bool {
 /// Options for opening the store; tests shrink them.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Read-only connections in the pool (the HTTP layer passes `http_threads`).
+    /// The most read-only connections the pool opens (the daemon passes
+    /// 4 per `http_threads`; they are opened on demand).
     pub readers: usize,
     /// Caps the database size in pages, to simulate a full disk in tests.
     pub max_page_count: Option<u64>,
