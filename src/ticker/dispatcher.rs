@@ -6,14 +6,15 @@
 //! RENEWAL.md "Dispatcher" is the contract, step by step.
 //!
 //! Jobs go in chunks of up to `CLAIM_BATCH`, so the store writer commits a
-//! chunk's claims together and its outcomes together instead of twice per
-//! job: (1) each job's conversation and link are read afresh and checked;
-//! (2) the ready ones are claimed — `running`, conversation locked — in one
-//! commit; (3) each is leased and delivered in order (a policy refusal puts
-//! its claim back, without counting an attempt); (4) the outcomes are
-//! recorded in one commit and logged. Deliveries still happen strictly one
-//! after another, after their claim is durable, so a crash leaves them
-//! `running` for the recovery delay (at-least-once, as before).
+//! chunk's claims together instead of one by one: (1) each job's
+//! conversation and link are read afresh and checked; (2) the ready ones are
+//! claimed — `running`, conversation locked — in one commit; (3) each in
+//! turn is read once more (a pause or a moved link since the claim counts),
+//! leased and delivered (a policy refusal puts its claim back, without
+//! counting an attempt), and its outcome queued to the writer as soon as
+//! the delivery ends; (4) the outcomes are confirmed and logged. Deliveries
+//! happen strictly one after another, after their claim is durable, so a
+//! crash leaves them `running` for the recovery delay (at-least-once).
 //! `pipeline` decides the order of these steps across chunks, so that one
 //! chunk's commits overlap another's deliveries.
 
@@ -22,6 +23,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use super::job_lines::{log_job, log_outcome, Fate};
 use super::{RunContext, RunOutcome, Runner};
 use crate::bridge::frames::{delivery_verdict, proxy_delivery, ProxyDelivery};
 use crate::bridge::{Hub, RequestError};
@@ -47,15 +49,6 @@ pub struct Dispatcher {
     /// Whether this run already sent a delivery: the inter-job jitter goes
     /// between two deliveries, not before the first or around deferrals.
     pub sent_in_run: std::sync::atomic::AtomicBool,
-}
-
-/// How one job's turn ended, for the run summary.
-#[derive(Clone, Copy)]
-enum Fate {
-    Succeeded,
-    Retried,
-    Failed,
-    Skipped,
 }
 
 /// A job that passed the checks: what its delivery needs.
@@ -119,15 +112,6 @@ impl Runner for Dispatcher {
     }
 }
 
-/// Logs one stage of one job, with its ids in the details.
-fn log_job(ctx: &RunContext, job: &Job, stage: &'static str, result: &str, extra: Value) {
-    let mut details = json!({ "job_id": job.job_id, "local_conversation_id": job.local_conversation_id });
-    if let (Value::Object(d), Value::Object(e)) = (&mut details, extra) {
-        d.extend(e);
-    }
-    ctx.log(stage, result, details);
-}
-
 impl Dispatcher {
     /// Steps 1–5 for each job of a chunk, then step 7's claims for the
     /// ready ones, queued at once so the writer commits them together.
@@ -148,6 +132,15 @@ impl Dispatcher {
             })
             .collect();
         Claiming { items }
+    }
+
+    /// Why a claim found its conversation no longer `auto` and idle.
+    fn lost_claim_reason(&self, job: &Job) -> &'static str {
+        match self.store.conversation(&job.local_conversation_id) {
+            Ok(Some(c)) if c.automation_status == "paused" => "automation_paused",
+            Ok(Some(c)) if c.automation_status == "manual" => "automation_manual",
+            _ => "execution_busy",
+        }
     }
 
     /// Steps 6, 8 and 9 for each claimed job of a chunk, in order. Each
@@ -288,8 +281,12 @@ impl Dispatcher {
         for (r, answer) in claims.items {
             match answer.recv().unwrap_or(Err(StoreError::Closed)) {
                 Ok(true) => claimed.push(r),
-                // Someone else took the conversation (or the job) meanwhile.
-                Ok(false) => counts[self.defer(ctx, &r.job, self.recheck_at(ctx), "execution_busy") as usize] += 1,
+                // The conversation was paused, switched or taken (or the
+                // job cancelled) between the check and the claim.
+                Ok(false) => {
+                    let reason = self.lost_claim_reason(&r.job);
+                    counts[self.defer(ctx, &r.job, self.recheck_at(ctx), reason) as usize] += 1
+                }
                 Err(e) => {
                     ::log::error!("dispatcher: cannot start {}: {e}", r.job.job_id);
                     counts[Fate::Skipped as usize] += 1;
@@ -443,31 +440,6 @@ impl Dispatcher {
         match self.store.message(&job.message_id) {
             Ok(Some(m)) => summary(m.raw_text.as_deref().unwrap_or(""), limit),
             _ => payload_text(job).unwrap_or_default(),
-        }
-    }
-}
-
-/// Logs a recorded outcome and says how the job's turn ended.
-fn log_outcome(ctx: &RunContext, job: &Job, result: &AttemptResult, outcome: &FinishOutcome) -> Fate {
-    let attempt = job.attempt_count + 1;
-    let (status, paused) = (outcome.job_status, outcome.paused);
-    if !outcome.recorded {
-        // Cancelled (or otherwise settled) while this run was looking at it.
-        log_job(ctx, job, "job_outcome_discarded", "job_changed", json!({ "attempt": attempt, "status": status }));
-        return Fate::Skipped;
-    }
-    match result {
-        AttemptResult::Success { .. } => {
-            log_job(ctx, job, "job_completed", "attempt_succeeded", json!({ "attempt": attempt, "paused": paused }));
-            Fate::Succeeded
-        }
-        AttemptResult::Failure { error, terminal, .. } if status == "failed" => {
-            log_job(ctx, job, "job_failed", error, json!({ "attempt": attempt, "terminal": terminal, "paused": paused }));
-            Fate::Failed
-        }
-        AttemptResult::Failure { error, retry_at, .. } => {
-            log_job(ctx, job, "job_retry_scheduled", error, json!({ "attempt": attempt, "next_attempt_at": retry_at, "paused": paused }));
-            Fate::Retried
         }
     }
 }

@@ -8,6 +8,7 @@
 //! `role = "standby"` the runners are registered but stay idle.
 
 pub mod dispatcher;
+mod job_lines;
 pub mod log;
 mod pipeline;
 pub mod projector;

@@ -1,0 +1,51 @@
+//! The dispatcher's lines about one job (RENEWAL.md "Log": the `job_*`
+//! stages and their results), and how each job's turn ended, for the run's
+//! summary. Split out of `dispatcher.rs`, which decides; this only reports.
+
+use serde_json::{json, Value};
+
+use super::RunContext;
+use crate::store::{AttemptResult, FinishOutcome, Job};
+
+/// How one job's turn ended, for the run summary.
+#[derive(Clone, Copy)]
+pub(super) enum Fate {
+    Succeeded,
+    Retried,
+    Failed,
+    Skipped,
+}
+
+/// Logs one stage of one job, with its ids in the details.
+pub(super) fn log_job(ctx: &RunContext, job: &Job, stage: &'static str, result: &str, extra: Value) {
+    let mut details = json!({ "job_id": job.job_id, "local_conversation_id": job.local_conversation_id });
+    if let (Value::Object(d), Value::Object(e)) = (&mut details, extra) {
+        d.extend(e);
+    }
+    ctx.log(stage, result, details);
+}
+
+/// Logs a recorded outcome and says how the job's turn ended.
+pub(super) fn log_outcome(ctx: &RunContext, job: &Job, result: &AttemptResult, outcome: &FinishOutcome) -> Fate {
+    let attempt = job.attempt_count + 1;
+    let (status, paused) = (outcome.job_status, outcome.paused);
+    if !outcome.recorded {
+        // Cancelled (or otherwise settled) while this run was looking at it.
+        log_job(ctx, job, "job_outcome_discarded", "job_changed", json!({ "attempt": attempt, "status": status }));
+        return Fate::Skipped;
+    }
+    match result {
+        AttemptResult::Success { .. } => {
+            log_job(ctx, job, "job_completed", "attempt_succeeded", json!({ "attempt": attempt, "paused": paused }));
+            Fate::Succeeded
+        }
+        AttemptResult::Failure { error, terminal, .. } if status == "failed" => {
+            log_job(ctx, job, "job_failed", error, json!({ "attempt": attempt, "terminal": terminal, "paused": paused }));
+            Fate::Failed
+        }
+        AttemptResult::Failure { error, retry_at, .. } => {
+            log_job(ctx, job, "job_retry_scheduled", error, json!({ "attempt": attempt, "next_attempt_at": retry_at, "paused": paused }));
+            Fate::Retried
+        }
+    }
+}
