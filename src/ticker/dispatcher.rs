@@ -153,7 +153,7 @@ impl Dispatcher {
     pub(super) fn deliver_all(&self, ctx: &RunContext, claimed: Vec<Ready>, counts: &mut [u64; 4]) -> Recording {
         let mut items = Vec::with_capacity(claimed.len());
         for r in claimed {
-            match self.refresh(ctx, r).and_then(|r| self.deliver(ctx, r)) {
+            match self.deliver(ctx, r) {
                 Ok(d) => {
                     let answer = self.store.finish_attempt_async(d.finish.clone());
                     items.push((d, answer));
@@ -296,12 +296,15 @@ impl Dispatcher {
         claimed
     }
 
-    /// Steps 6 and 8 for one claimed job: the lease, the delivery, the
-    /// lease's outcome. A refusal puts the claim back (a deferral).
+    /// Steps 6 and 8 for one claimed job: the fresh read (`refresh`), the
+    /// lease, the delivery, the lease's outcome. A refusal puts the claim
+    /// back (a deferral).
     fn deliver(&self, ctx: &RunContext, r: Ready) -> Result<Delivered, Fate> {
         if self.sent_in_run.swap(true, std::sync::atomic::Ordering::Relaxed) {
             self.inter_job_pause();
         }
+        // After the pause, which may last seconds (`inter_job_jitter_ms`).
+        let r = self.refresh(ctx, r)?;
         let opts = AdmitOptions { max_wait: MAX_TARGET_WAIT, max_delay_ms: MAX_INLINE_DELAY_MS, one_deadline: false };
         let target = Target::new(r.client.clone(), r.link.platform.clone());
         let lease = match self.policy.admit(target, &r.job.job_id, opts) {
