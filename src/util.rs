@@ -195,6 +195,12 @@ pub fn tune_allocator() {
     }
 }
 
+/// Joins a thread and re-raises its panic, if it panicked, on the joining
+/// thread: a role that died must not let shutdown report a clean stop.
+pub fn join_or_reraise<T>(handle: std::thread::JoinHandle<T>) -> T {
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -109,9 +109,7 @@ impl Handle {
             let _ = outbox.try_send(Out::Close { code: 1001, reason: "shutting down".into() });
         }
         if let Some(join) = self.accept.take() {
-            if let Err(panic) = join.join() {
-                std::panic::resume_unwind(panic);
-            }
+            crate::util::join_or_reraise(join);
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.hub.connected_count() > 0 && Instant::now() < deadline {

@@ -56,9 +56,7 @@ impl Handle {
     pub fn shutdown(self) {
         // Blocks only while a `Changed` waits in the one slot.
         let _ = self.tx.send(PushMsg::Stop);
-        if let Err(panic) = self.join.join() {
-            std::panic::resume_unwind(panic);
-        }
+        crate::util::join_or_reraise(self.join);
     }
 }
 

@@ -273,9 +273,7 @@ impl SweeperHandle {
     /// Stops the sweeper (after a sweep in progress) and joins it.
     pub fn shutdown(self) {
         let _ = self.tx.send(SweeperMsg::Stop);
-        if let Err(panic) = self.join.join() {
-            std::panic::resume_unwind(panic);
-        }
+        crate::util::join_or_reraise(self.join);
     }
 }
 

@@ -172,9 +172,7 @@ impl Checkpoints {
     pub(super) fn stop(&mut self) {
         self.tx = None;
         if let Some(join) = self.join.take() {
-            if let Err(panic) = join.join() {
-                std::panic::resume_unwind(panic);
-            }
+            crate::util::join_or_reraise(join);
         }
     }
 }

@@ -114,9 +114,7 @@ impl Handle {
     pub fn shutdown(mut self) {
         let _ = self.tx.send(StoreMsg::Shutdown);
         if let Some(join) = self.join.take() {
-            if let Err(panic) = join.join() {
-                std::panic::resume_unwind(panic);
-            }
+            crate::util::join_or_reraise(join);
         }
     }
 }

@@ -60,9 +60,7 @@ impl LogHandle {
     /// dropped first (the thread ends when the channel closes).
     pub fn join(self) {
         drop(self.sink);
-        if let Err(panic) = self.join.join() {
-            std::panic::resume_unwind(panic);
-        }
+        crate::util::join_or_reraise(self.join);
     }
 }
 

@@ -116,9 +116,7 @@ impl Handle {
     /// Stops ticking, lets a run in progress finish, joins every thread.
     pub fn shutdown(mut self) {
         self.stop();
-        if let Err(panic) = self.join.join() {
-            std::panic::resume_unwind(panic);
-        }
+        crate::util::join_or_reraise(self.join);
     }
 }
 
@@ -190,9 +188,7 @@ impl Ticker {
         }
         for slot in self.slots {
             drop(slot.tx);
-            if let Err(panic) = slot.join.join() {
-                std::panic::resume_unwind(panic);
-            }
+            crate::util::join_or_reraise(slot.join);
         }
     }
 
