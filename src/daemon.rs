@@ -146,8 +146,10 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     if let Some(signal) = signals.forever().next() {
         log::info!("received signal {signal}; shutting down");
     }
-    // No new runs; a run in progress ends as soon as the bridge is gone
-    // (its pending deliveries fail at once) and is joined after that.
+    // No new runs, and a run in progress starts no new delivery (a job it
+    // reaches goes back to pending, `shutting_down`); a delivery in flight
+    // may still be answered during the HTTP grace, and is failed as
+    // `shutting_down` right after it. The runners are joined after that.
     ticker.stop();
     // Requests still waiting on a plugin when one second of the grace is
     // left are failed, so their callers get a 503 rather than no answer.

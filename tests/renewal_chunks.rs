@@ -34,9 +34,9 @@ fn three_due_jobs(d: &support::Daemon, client: &str) {
 #[test]
 fn each_job_of_a_chunk_sees_its_conversation_and_link_as_they_are_at_its_turn() {
     let d = start(json!({}));
-    // Each answer takes 1.5 s: job-a's delivery holds the chunk open while
+    // Each answer takes 3 s: job-a's delivery holds the chunk open while
     // job-b and job-c are already claimed.
-    let sim = Sim::connect(&d, "firefox-fresh", &["--delay-ms", "1500"]);
+    let sim = Sim::connect(&d, "firefox-fresh", &["--delay-ms", "3000"]);
     three_due_jobs(&d, "firefox-fresh");
     sim.wait_deliveries(1);
     for id in ["job-b", "job-c"] {
@@ -62,10 +62,10 @@ fn each_job_of_a_chunk_sees_its_conversation_and_link_as_they_are_at_its_turn() 
 #[test]
 fn a_jobs_outcome_is_stored_when_its_delivery_ends_not_with_its_chunk() {
     let d = start(json!({ "renewal": { "cooldown_ms": 60000 } }));
-    let sim = Sim::connect(&d, "firefox-prompt", &["--delay-ms", "1500"]);
+    let sim = Sim::connect(&d, "firefox-prompt", &["--delay-ms", "3000"]);
     three_due_jobs(&d, "firefox-prompt");
     sim.wait_deliveries(1);
-    // job-a's delivery ends 1.5 s after it started, job-b's 1.5 s later:
+    // job-a's delivery ends 3 s after it started, job-b's 3 s later:
     // job-a must be done, its conversation cooling down and unlocked,
     // while job-b is still on its way. Before, all three outcomes were
     // written after job-c's delivery, so the assistant's answer to job-a

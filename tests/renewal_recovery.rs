@@ -310,16 +310,22 @@ fn clean_stop_during_a_delivery_leaves_no_running_job() {
     assert_eq!((status.as_str(), attempts, error), ("pending", 0, None));
     let deferred = wait_job_line(&d, &job_id, "job_deferred");
     assert_eq!(deferred["result"], "shutting_down", "{deferred}");
-    let policy: Option<String> = conn
+    // The frame had reached the plugin, which may have delivered it: due
+    // again only after the recovery delay (60 s by default), as after a
+    // crash, not on the next start's first tick.
+    let next = deferred["details"]["next_attempt_at"].as_i64().unwrap();
+    assert!(next >= ts(&deferred) + 59_000, "due again too soon: {deferred}");
+    let policy: String = conn
         .query_row(
             "SELECT value_json FROM browser_request_policy_state WHERE state_key = 'global'",
             [],
             |r| r.get(0),
         )
-        .ok();
+        .expect("the policy state, saved at the stop");
+    assert!(policy.contains("firefox-stop"), "{policy}");
     assert!(
-        !policy.unwrap_or_default().contains("client_disconnected"),
-        "the target was charged a failure"
+        !policy.contains("client_disconnected"),
+        "the target was charged a failure: {policy}"
     );
     let state: String = conn
         .query_row(
@@ -335,3 +341,38 @@ fn clean_stop_during_a_delivery_leaves_no_running_job() {
         0
     );
 }
+
+/// A stop while the dispatcher waits out a long policy jitter: the wait ends
+/// at once (the stop is not held up by it), nothing is sent, and the job is
+/// back to pending without an attempt, due at once (nothing reached the
+/// plugin).
+#[test]
+fn clean_stop_during_a_policy_wait_sends_nothing_and_is_not_held_up() {
+    let mut d = start(json!({
+        "policy": { "jitter": { "min_ms": 30000, "max_ms": 30000, "mu_ms": 30000, "sigma_ms": 0 } }
+    }));
+    let sim = Sim::connect(&d, "firefox-wait", &[]);
+    let db = d.db_path();
+    seed_route(&db, "lc-wait", "chatgpt", "auto", Some("firefox-wait"), Some(8));
+    seed_job(&db, &due_job("job-wait", "lc-wait", "[renewal] wait"));
+    wait_job(&d, "job-wait", "running", |j| j["status"] == "running");
+
+    // A 30 s wait would outlast the harness's 10 s stop deadline.
+    let status = d.stop();
+    assert!(status.success(), "clean exit: {status}");
+    let line = wait_job_line(&d, "job-wait", "job_deferred");
+    assert_eq!(line["result"], "shutting_down", "{line}");
+    assert!(line["details"]["next_attempt_at"].as_i64().unwrap() <= ts(&line) + 10, "{line}");
+    assert!(log_find(&d, |l| is_job_line(l, "job-wait", "job_attempt_started")).is_empty());
+    let conn = support::db(&db);
+    let (status, attempts): (String, i64) = conn
+        .query_row(
+            "SELECT status, attempt_count FROM renewal_jobs WHERE job_id = 'job-wait'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((status.as_str(), attempts), ("pending", 0));
+    assert!(sim.deliveries().is_empty(), "{:?}", sim.transcript());
+}
+

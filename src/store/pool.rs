@@ -89,11 +89,32 @@ impl ReadPool {
         match waiting {
             Some(rx) => rx.recv().map_err(|_| StoreError::Closed),
             // Opened outside the lock: it reads the file's header.
-            None => schema::open_reader(&self.path).inspect_err(|e| {
-                self.state.lock().opened -= 1;
-                log::error!("store: cannot open another read connection: {e}");
-            }),
+            None => match schema::open_reader(&self.path) {
+                Ok(conn) => Ok(conn),
+                Err(e) => self.after_failed_open(e),
+            },
         }
+    }
+
+    /// Another connection could not be opened (out of file descriptors,
+    /// say): wait for one of those already open, as the pool did when it
+    /// opened them all at start; only a pool with none open fails.
+    fn after_failed_open(&self, err: StoreError) -> Result<Connection, StoreError> {
+        let rx = {
+            let mut st = self.state.lock();
+            st.opened -= 1;
+            if let Some(conn) = st.free.pop() {
+                return Ok(conn);
+            }
+            if st.opened == 0 {
+                return Err(err);
+            }
+            let (tx, rx) = bounded(1);
+            st.waiters.push_back(tx);
+            rx
+        };
+        log::warn!("store: cannot open another read connection ({err}); waiting for a busy one");
+        rx.recv().map_err(|_| StoreError::Closed)
     }
 
     fn give_back(&self, conn: Connection) {
@@ -121,6 +142,34 @@ impl ReadPool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// When another connection cannot be opened, a caller waits for a busy
+    /// one instead of failing (the pool used to open them all at start).
+    #[test]
+    fn a_failed_open_waits_for_a_busy_reader() {
+        let (dir, _writer) = crate::store::test_dir::migrated_writer("pool-fail");
+        let db = dir.path().join("test.db");
+        let pool = ReadPool::open(&db, 3).unwrap();
+        let (got_tx, got) = std::sync::mpsc::channel();
+        let pool = &pool;
+        std::thread::scope(|s| {
+            pool.with(|_| {
+                // New connections cannot open now.
+                std::fs::rename(&db, dir.path().join("gone.db")).unwrap();
+                let waiter = s.spawn(move || {
+                    let _ = got_tx.send(pool.with(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)));
+                });
+                while !waiter.is_finished() && pool.state.lock().waiters.is_empty() {
+                    std::thread::yield_now();
+                }
+                assert!(!waiter.is_finished(), "the caller failed instead of waiting");
+                Ok(())
+            })
+            .unwrap();
+        });
+        assert_eq!(got.recv().unwrap().unwrap(), 1, "served by the connection given back");
+        assert_eq!(pool.opened(), 1);
+    }
 
     /// The pool opens one connection at start and another only when every open
     /// one is borrowed, never more than its size; a waiter gets one back.

@@ -19,20 +19,20 @@
 //! chunk's commits overlap another's deliveries.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use super::delivery::{payload_text, prepare};
 use super::job_lines::{log_job, log_outcome, Fate};
 use super::{RunContext, RunOutcome, Runner};
-use crate::bridge::frames::{delivery_verdict, proxy_delivery, ProxyDelivery};
 use crate::bridge::{Hub, RequestError};
 use crate::config::Config;
 use crate::policy::{AdmitOptions, Outcome, Policy, Target};
 use crossbeam_channel::Receiver;
 
 use crate::store::{
-    route_tab, AttemptResult, AutomationState, Conversation, FinishAttempt, FinishOutcome, Job, Link, Store, StoreError,
+    AttemptResult, AutomationState, Conversation, FinishAttempt, FinishOutcome, Job, Link, Store, StoreError,
 };
 use crate::util::{now_ms, random_unit, summary};
 
@@ -40,6 +40,8 @@ use crate::util::{now_ms, random_unit, summary};
 const MAX_INLINE_DELAY_MS: u64 = 1000;
 /// How long the dispatcher queues behind another request on the same target.
 const MAX_TARGET_WAIT: Duration = Duration::from_secs(1);
+/// How often a delivery waiting out its lease's delay looks for a stop.
+const DELAY_NAP_MS: u64 = 50;
 
 pub struct Dispatcher {
     pub store: Store,
@@ -297,11 +299,14 @@ impl Dispatcher {
     }
 
     /// Steps 6 and 8 for one claimed job: the fresh read (`refresh`), the
-    /// lease, the delivery, the lease's outcome. A refusal puts the claim
-    /// back (a deferral).
+    /// lease and its delay, the delivery, the lease's outcome. A refusal,
+    /// a pause meanwhile or a stop puts the claim back (a deferral).
     fn deliver(&self, ctx: &RunContext, r: Ready) -> Result<Delivered, Fate> {
         if self.sent_in_run.swap(true, std::sync::atomic::Ordering::Relaxed) {
             self.inter_job_pause();
+        }
+        if self.stopping(ctx) {
+            return Err(self.release(ctx, &r.job, now_ms(), RequestError::ShuttingDown.code()));
         }
         // After the pause, which may last seconds (`inter_job_jitter_ms`).
         let r = self.refresh(ctx, r)?;
@@ -313,29 +318,74 @@ impl Dispatcher {
                 return Err(self.release(ctx, &r.job, now_ms() + refusal.retry_after_ms as i64, refusal.code.as_str()))
             }
         };
+        if let Err(fate) = self.wait_out(ctx, &r, &lease) {
+            lease.complete(Outcome::Cancelled);
+            return Err(fate);
+        }
         let attempt = r.job.attempt_count + 1;
         log_job(ctx, &r.job, "job_attempt_started", "attempt_started", json!({ "attempt": attempt, "client_id": r.client, "tab_id": r.tab_id }));
-        lease.sleep_until_ready();
         let result = self.send(&r.job, &r.conv, &r.link, r.tab_id, &r.text, &r.client);
-        if result.as_ref().is_err_and(|reason| reason == RequestError::ShuttingDown.code()) {
-            // The daemon is stopping: not the target's failure nor a counted
-            // attempt. The job goes back to pending (recovery at the next
-            // start delivers it again: at least once).
-            lease.complete(Outcome::Cancelled);
-            return Err(self.release(ctx, &r.job, now_ms(), RequestError::ShuttingDown.code()));
+        if let Err((reason, sent)) = &result {
+            if reason == RequestError::ShuttingDown.code() {
+                // The daemon is stopping: not the target's failure nor a
+                // counted attempt; the job goes back to pending. A frame
+                // that reached the plugin may have been delivered, so it
+                // is due again only after the recovery delay, as after a
+                // crash (at least once, with that delay as the guard).
+                lease.complete(Outcome::Cancelled);
+                let after = if *sent { self.config.renewal.effective_recovery_delay_ms(ctx.interval_ms) as i64 } else { 0 };
+                return Err(self.release(ctx, &r.job, now_ms() + after, reason));
+            }
         }
         let result = match result {
             Ok(()) => {
                 lease.complete(Outcome::Success);
                 AttemptResult::Success { summary: r.summary.clone() }
             }
-            Err(reason) => {
+            Err((reason, _)) => {
                 lease.complete(Outcome::failure(reason.clone()));
                 AttemptResult::Failure { error: reason, terminal: false, retry_at: now_ms() + self.retry_delay_ms(attempt) }
             }
         };
         let finish = self.finish(ctx, &r.job, result);
         Ok(Delivered { ready: r, finish })
+    }
+
+    /// The daemon is stopping (the ticker was told, or the bridge is
+    /// closing): deliveries in flight finish, no new one starts.
+    fn stopping(&self, ctx: &RunContext) -> bool {
+        ctx.stopping() || self.hub.is_closing()
+    }
+
+    /// Waits out the lease's delay (rate limit and jitter, which has no
+    /// upper bound here) in short naps that watch for a stop; after a wait,
+    /// the conversation's status is read again, so a pause meanwhile is
+    /// seen. (A link moved during the wait is not followed: the lease is
+    /// for the link's client; the next job of the conversation uses the
+    /// new link.)
+    fn wait_out(&self, ctx: &RunContext, r: &Ready, lease: &crate::policy::Lease) -> Result<(), Fate> {
+        if lease.remaining_delay_ms() == 0 {
+            return Ok(());
+        }
+        loop {
+            if self.stopping(ctx) {
+                return Err(self.release(ctx, &r.job, now_ms(), RequestError::ShuttingDown.code()));
+            }
+            let remaining = lease.remaining_delay_ms();
+            if remaining == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(remaining.min(DELAY_NAP_MS)));
+        }
+        match self.store.conversation(&r.job.local_conversation_id) {
+            Ok(Some(c)) if c.automation_status == "paused" => {
+                Err(self.release(ctx, &r.job, self.recheck_at(ctx), "automation_paused"))
+            }
+            Ok(Some(c)) if c.automation_status == "manual" => {
+                Err(self.release(ctx, &r.job, self.recheck_at(ctx), "automation_manual"))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Steps 10–11 for a chunk: each outcome confirmed and logged.
@@ -354,37 +404,6 @@ impl Dispatcher {
             };
             counts[fate as usize] += 1;
         }
-    }
-
-    /// Step 8: `proxy_delivery` and the plugin's verdict.
-    fn send(&self, job: &Job, conv: &Conversation, link: &Link, tab_id: i64, text: &str, client: &str) -> Result<(), String> {
-        let timeout_ms = self.config.renewal.execution_timeout_ms;
-        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-        let organization = link
-            .target_payload
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<Value>(p).ok())
-            .and_then(|p| p.get("organizationId").cloned())
-            .unwrap_or(Value::Null);
-        let delivery = ProxyDelivery {
-            platform: &link.platform,
-            tab_id,
-            conversation_id: &link.remote_conversation_id,
-            organization_id: organization,
-            page_url: link.page_url.as_deref(),
-            page_title: link.page_title.as_deref(),
-            message_text: text,
-            assistant_message_id: &job.message_id,
-            plan_id: format!("renewal_{}_{}", job.message_id, now_ms()),
-            timeout_ms,
-            local_conversation_id: &conv.local_conversation_id,
-        };
-        let pending = self
-            .hub
-            .request(Some(&link.platform), Some(client), "pd_", |request_id| proxy_delivery(request_id, &delivery))
-            .map_err(|e| e.code().to_string())?;
-        let frame = pending.next(deadline).map_err(|e| e.code().to_string())?;
-        delivery_verdict(&frame)
     }
 
     /// Step 10 for a job that failed before any delivery (no route, no
@@ -445,28 +464,4 @@ impl Dispatcher {
             _ => payload_text(job).unwrap_or_default(),
         }
     }
-}
-
-/// Steps 4–5: the link, its tab and the text, or the failure and whether
-/// it is terminal.
-fn prepare(job: &Job, conv: &Conversation) -> Result<(Link, i64, String), (String, bool)> {
-    let link = conv.active_link.clone().ok_or(("missing_active_link".to_string(), false))?;
-    let tab_id = route_tab(&link).ok_or(("route_unavailable".to_string(), false))?;
-    let text = payload_text(job)?;
-    Ok((link, tab_id, text))
-}
-
-/// Step 5: the text to deliver, or a terminal failure.
-fn payload_text(job: &Job) -> Result<String, (String, bool)> {
-    let text = if job.payload_kind == "text" {
-        job.payload.clone()
-    } else {
-        let value: Value = serde_json::from_str(&job.payload).map_err(|_| ("invalid_payload".to_string(), true))?;
-        let obj = value.as_object().ok_or(("invalid_payload".to_string(), true))?;
-        obj.get("text").and_then(Value::as_str).unwrap_or("").to_string()
-    };
-    if text.trim().is_empty() {
-        return Err(("missing_payload_text".to_string(), true));
-    }
-    Ok(text)
 }

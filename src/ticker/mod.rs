@@ -7,6 +7,7 @@
 //! `tick_overlap` and skips it, so a runner never overlaps itself. With
 //! `role = "standby"` the runners are registered but stay idle.
 
+mod delivery;
 pub mod dispatcher;
 mod job_lines;
 pub mod log;
@@ -39,9 +40,18 @@ pub struct RunContext {
     pub system: AutomationState,
     pub log: LogSink,
     pub runner: &'static str,
+    /// Set when the daemon begins to stop: a run in progress starts no new
+    /// delivery (see `RunContext::stopping`).
+    stopping: Arc<AtomicBool>,
 }
 
 impl RunContext {
+    /// Whether the daemon is stopping: the run should finish what it has
+    /// started and begin nothing new.
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+
     pub fn log(&self, stage: &'static str, result: &str, details: Value) {
         self.log.run_line(self.runner, &self.batch_id, stage, result, details);
     }
@@ -104,12 +114,15 @@ pub fn new_status(config: &Config, log_dir: &std::path::Path, names: &[&'static 
 /// The ticker thread and the runner threads.
 pub struct Handle {
     stop: Option<Sender<()>>,
+    stopping: Arc<AtomicBool>,
     join: JoinHandle<()>,
 }
 
 impl Handle {
-    /// Stops ticking; a run in progress goes on until `shutdown`.
+    /// Stops ticking; a run in progress finishes what it has started (a
+    /// delivery in flight) but starts nothing new, and ends by `shutdown`.
     pub fn stop(&mut self) {
+        self.stopping.store(true, Ordering::Release);
         self.stop.take();
     }
 
@@ -140,8 +153,10 @@ pub fn spawn(settings: TickerSettings, runners: Vec<Box<dyn Runner>>) -> std::io
     for runner in runners {
         slots.push(spawn_runner(runner, settings.status.clone())?);
     }
-    let join = std::thread::Builder::new().name("ticker".into()).spawn(move || Ticker { settings, slots }.run(stop_rx))?;
-    Ok(Handle { stop: Some(stop), join })
+    let stopping = Arc::new(AtomicBool::new(false));
+    let ticker = Ticker { settings, slots, stopping: stopping.clone() };
+    let join = std::thread::Builder::new().name("ticker".into()).spawn(move || ticker.run(stop_rx))?;
+    Ok(Handle { stop: Some(stop), stopping, join })
 }
 
 fn spawn_runner(mut runner: Box<dyn Runner>, status: Arc<Status>) -> std::io::Result<Slot> {
@@ -168,6 +183,7 @@ fn spawn_runner(mut runner: Box<dyn Runner>, status: Arc<Status>) -> std::io::Re
 struct Ticker {
     settings: TickerSettings,
     slots: Vec<Slot>,
+    stopping: Arc<AtomicBool>,
 }
 
 impl Ticker {
@@ -239,6 +255,7 @@ impl Ticker {
             system,
             log: self.settings.log.clone(),
             runner,
+            stopping: self.stopping.clone(),
         }
     }
 }

@@ -1,0 +1,71 @@
+//! The dispatcher's delivery itself (RENEWAL.md steps 4, 5 and 8): the
+//! link, tab and text a job is delivered with, and the `proxy_delivery`
+//! round trip through the hub with the plugin's verdict. Split out of
+//! `dispatcher.rs`, which decides when and whether a job goes out.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::dispatcher::Dispatcher;
+use crate::bridge::frames::{delivery_verdict, proxy_delivery, ProxyDelivery};
+use crate::store::{route_tab, Conversation, Job, Link};
+use crate::util::now_ms;
+
+impl Dispatcher {
+    /// Step 8: `proxy_delivery` and the plugin's verdict; a failure says
+    /// whether the frame had reached the plugin's outbox.
+    pub(super) fn send(&self, job: &Job, conv: &Conversation, link: &Link, tab_id: i64, text: &str, client: &str) -> Result<(), (String, bool)> {
+        let timeout_ms = self.config.renewal.execution_timeout_ms;
+        let deadline = Instant::now() + Duration::from_millis(timeout_ms);
+        let organization = link
+            .target_payload
+            .as_deref()
+            .and_then(|p| serde_json::from_str::<Value>(p).ok())
+            .and_then(|p| p.get("organizationId").cloned())
+            .unwrap_or(Value::Null);
+        let delivery = ProxyDelivery {
+            platform: &link.platform,
+            tab_id,
+            conversation_id: &link.remote_conversation_id,
+            organization_id: organization,
+            page_url: link.page_url.as_deref(),
+            page_title: link.page_title.as_deref(),
+            message_text: text,
+            assistant_message_id: &job.message_id,
+            plan_id: format!("renewal_{}_{}", job.message_id, now_ms()),
+            timeout_ms,
+            local_conversation_id: &conv.local_conversation_id,
+        };
+        let pending = self
+            .hub
+            .request(Some(&link.platform), Some(client), "pd_", |request_id| proxy_delivery(request_id, &delivery))
+            .map_err(|e| (e.code().to_string(), false))?;
+        let frame = pending.next(deadline).map_err(|e| (e.code().to_string(), true))?;
+        delivery_verdict(&frame).map_err(|reason| (reason, true))
+    }
+}
+
+/// Steps 4–5: the link, its tab and the text, or the failure and whether
+/// it is terminal.
+pub(super) fn prepare(job: &Job, conv: &Conversation) -> Result<(Link, i64, String), (String, bool)> {
+    let link = conv.active_link.clone().ok_or(("missing_active_link".to_string(), false))?;
+    let tab_id = route_tab(&link).ok_or(("route_unavailable".to_string(), false))?;
+    let text = payload_text(job)?;
+    Ok((link, tab_id, text))
+}
+
+/// Step 5: the text to deliver, or a terminal failure.
+pub(super) fn payload_text(job: &Job) -> Result<String, (String, bool)> {
+    let text = if job.payload_kind == "text" {
+        job.payload.clone()
+    } else {
+        let value: Value = serde_json::from_str(&job.payload).map_err(|_| ("invalid_payload".to_string(), true))?;
+        let obj = value.as_object().ok_or(("invalid_payload".to_string(), true))?;
+        obj.get("text").and_then(Value::as_str).unwrap_or("").to_string()
+    };
+    if text.trim().is_empty() {
+        return Err(("missing_payload_text".to_string(), true));
+    }
+    Ok(text)
+}
