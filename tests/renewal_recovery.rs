@@ -376,3 +376,31 @@ fn clean_stop_during_a_policy_wait_sends_nothing_and_is_not_held_up() {
     assert!(sim.deliveries().is_empty(), "{:?}", sim.transcript());
 }
 
+
+/// A stop during the pause between two deliveries (`inter_job_jitter_ms`)
+/// ends the pause: the next job is not sent and goes back to pending.
+#[test]
+fn clean_stop_during_the_inter_job_pause_is_not_held_up() {
+    let mut d = start(json!({ "renewal": { "inter_job_jitter_ms": [30000, 30000] } }));
+    let sim = Sim::connect(&d, "firefox-pause-stop", &[]);
+    let db = d.db_path();
+    for (lc, tab) in [("lc-first", 3), ("lc-second", 4)] {
+        seed_route(&db, lc, "chatgpt", "auto", Some("firefox-pause-stop"), Some(tab));
+    }
+    let now = now_ms();
+    let mut first = due_job("job-first", "lc-first", "[renewal] first");
+    first.next_attempt_at = Some(now - 20);
+    let mut second = due_job("job-second", "lc-second", "[renewal] second");
+    second.next_attempt_at = Some(now - 10);
+    seed_jobs_at_once(&db, &[first, second]);
+    wait_job(&d, "job-first", "done", |j| j["status"] == "done");
+
+    // A 30 s pause would outlast the harness's 10 s stop deadline.
+    let status = d.stop();
+    assert!(status.success(), "clean exit: {status}");
+    let line = wait_job_line(&d, "job-second", "job_deferred");
+    assert_eq!(line["result"], "shutting_down", "{line}");
+    let attempts = job_column_i64(&db, "job-second", "attempt_count");
+    assert_eq!(attempts, Some(0));
+    assert_eq!(sim.deliveries().len(), 1, "{:?}", sim.transcript());
+}

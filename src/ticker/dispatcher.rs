@@ -206,11 +206,18 @@ impl Dispatcher {
         Ok(r)
     }
 
-    fn inter_job_pause(&self) {
+    /// The random pause between two deliveries, in naps that end it when
+    /// the daemon begins to stop (it may last seconds).
+    fn inter_job_pause(&self, ctx: &RunContext) {
         let [low, high] = self.config.renewal.inter_job_jitter_ms;
         let ms = low + ((high - low) as f64 * random_unit()) as u64;
-        if ms > 0 {
-            std::thread::sleep(Duration::from_millis(ms));
+        let until = std::time::Instant::now() + Duration::from_millis(ms);
+        while !self.stopping(ctx) {
+            let left = until.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            std::thread::sleep(left.min(Duration::from_millis(DELAY_NAP_MS)));
         }
     }
 
@@ -303,7 +310,7 @@ impl Dispatcher {
     /// a pause meanwhile or a stop puts the claim back (a deferral).
     fn deliver(&self, ctx: &RunContext, r: Ready) -> Result<Delivered, Fate> {
         if self.sent_in_run.swap(true, std::sync::atomic::Ordering::Relaxed) {
-            self.inter_job_pause();
+            self.inter_job_pause(ctx);
         }
         if self.stopping(ctx) {
             return Err(self.release(ctx, &r.job, now_ms(), RequestError::ShuttingDown.code()));
