@@ -404,3 +404,34 @@ fn clean_stop_during_the_inter_job_pause_is_not_held_up() {
     assert_eq!(attempts, Some(0));
     assert_eq!(sim.deliveries().len(), 1, "{:?}", sim.transcript());
 }
+
+/// A stop in the middle of a long scan: the jobs the run has not reached
+/// are left alone — not checked (the plugins are about to disconnect, which
+/// would fail them `no_active_client`), not claimed — and none is charged
+/// an attempt.
+#[test]
+fn clean_stop_in_a_long_scan_charges_no_job() {
+    let mut d = start(json!({ "timed_jobs": { "max_tasks_per_tick": 1000 } }));
+    // Each answer takes 2 s: the stop comes during the first delivery.
+    let sim = Sim::connect(&d, "firefox-scan", &["--delay-ms", "2000"]);
+    let db = d.db_path();
+    let now = now_ms();
+    let mut jobs = Vec::new();
+    for i in 0..100 {
+        let lc = format!("lc-scan-{i:03}");
+        // No client on the link: the check picks a connected plugin.
+        seed_route(&db, &lc, "chatgpt", "auto", None, Some(100 + i));
+        let mut j = due_job(&format!("job-scan-{i:03}"), &lc, "[renewal] scan");
+        j.next_attempt_at = Some(now - 1000 + i);
+        jobs.push(j);
+    }
+    seed_jobs_at_once(&db, &jobs);
+    sim.wait_deliveries(1);
+
+    let status = d.stop();
+    assert!(status.success(), "clean exit: {status}");
+    let charged = count_rows(&db, "SELECT count(*) FROM renewal_jobs WHERE attempt_count > 0 OR last_error IS NOT NULL");
+    assert_eq!(charged, 0, "jobs charged by the stop");
+    let left = count_rows(&db, "SELECT count(*) FROM renewal_jobs WHERE status = 'pending'");
+    assert_eq!(left, 100);
+}

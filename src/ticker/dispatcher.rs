@@ -120,6 +120,13 @@ impl Dispatcher {
     pub(super) fn check_and_claim(&self, ctx: &RunContext, chunk: &[Job], counts: &mut [u64; 4]) -> Claiming {
         let mut ready = Vec::new();
         for job in chunk {
+            // Once the daemon stops, the rest of the scan is left as it is
+            // (pending, untouched): checking it would fail jobs for the
+            // plugins that are about to disconnect.
+            if self.stopping(ctx) {
+                counts[Fate::Skipped as usize] += 1;
+                continue;
+            }
             match self.check(ctx, job) {
                 Ok(r) => ready.push(r),
                 Err(fate) => counts[fate as usize] += 1,
@@ -309,7 +316,7 @@ impl Dispatcher {
     /// lease and its delay, the delivery, the lease's outcome. A refusal,
     /// a pause meanwhile or a stop puts the claim back (a deferral).
     fn deliver(&self, ctx: &RunContext, r: Ready) -> Result<Delivered, Fate> {
-        if self.sent_in_run.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        if self.sent_in_run.load(std::sync::atomic::Ordering::Relaxed) {
             self.inter_job_pause(ctx);
         }
         if self.stopping(ctx) {
@@ -331,6 +338,8 @@ impl Dispatcher {
         }
         let attempt = r.job.attempt_count + 1;
         log_job(ctx, &r.job, "job_attempt_started", "attempt_started", json!({ "attempt": attempt, "client_id": r.client, "tab_id": r.tab_id }));
+        // The pause goes between two deliveries, not around deferrals.
+        self.sent_in_run.store(true, std::sync::atomic::Ordering::Relaxed);
         let result = self.send(&r.job, &r.conv, &r.link, r.tab_id, &r.text, &r.client);
         if let Err((reason, sent)) = &result {
             if reason == RequestError::ShuttingDown.code() {
@@ -371,6 +380,11 @@ impl Dispatcher {
     /// for the link's client; the next job of the conversation uses the
     /// new link.)
     fn wait_out(&self, ctx: &RunContext, r: &Ready, lease: &crate::policy::Lease) -> Result<(), Fate> {
+        // Also without a delay: the admission itself may have waited (up to
+        // 1 s queued behind another request) while the stop began.
+        if self.stopping(ctx) {
+            return Err(self.release(ctx, &r.job, now_ms(), RequestError::ShuttingDown.code()));
+        }
         if lease.remaining_delay_ms() == 0 {
             return Ok(());
         }
