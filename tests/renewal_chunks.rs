@@ -81,3 +81,37 @@ fn a_jobs_outcome_is_stored_when_its_delivery_ends_not_with_its_chunk() {
     }
     sim.expect_deliveries(3);
 }
+
+/// The inter-job pause goes between two deliveries: a job the policy
+/// refuses (here the platform's rate window, filled by a relay) is not a
+/// delivery, so the next job does not wait out a pause after it.
+#[test]
+fn a_refused_job_is_not_followed_by_the_inter_job_pause() {
+    let d = start(json!({
+        "renewal": { "inter_job_jitter_ms": [5000, 5000] },
+        "policy": { "rate_limit": { "requests_per_minute_per_platform": 1, "window_ms": 60000 } }
+    }));
+    let sim = Sim::connect(&d, "firefox-gap", &["--platform", "chatgpt", "--platform", "claude", "--login", "claude"]);
+    // The relay takes claude's one slot of the minute.
+    let relay = d.post_json("/v1/browser/request", &json!({ "platform": "claude", "method": "GET", "path": "/x" }));
+    assert_eq!(relay.status, 200);
+    let db = d.db_path();
+    seed_route(&db, "lc-claude", "claude", "auto", Some("firefox-gap"), Some(3));
+    seed_route(&db, "lc-chatgpt", "chatgpt", "auto", Some("firefox-gap"), Some(4));
+    let now = now_ms();
+    let mut refused = due_job("job-refused", "lc-claude", "[renewal] refused");
+    refused.next_attempt_at = Some(now - 20);
+    let mut sent = due_job("job-sent", "lc-chatgpt", "[renewal] sent");
+    sent.next_attempt_at = Some(now - 10);
+    seed_jobs_at_once(&db, &[refused, sent]);
+
+    let deferred = wait_job_line(&d, "job-refused", "job_deferred");
+    assert_eq!(deferred["result"], "rate_limited", "{deferred}");
+    let started = wait_job_line(&d, "job-sent", "job_attempt_started");
+    assert!(
+        ts(&started) - ts(&deferred) < 2500,
+        "a 5 s pause after a refusal: {deferred} then {started}"
+    );
+    wait_job(&d, "job-sent", "done", |j| j["status"] == "done");
+    assert_eq!(sim.deliveries().len(), 1);
+}
