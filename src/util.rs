@@ -195,6 +195,25 @@ pub fn tune_allocator() {
     }
 }
 
+/// How often `nap_until` asks whether to stop waiting.
+const NAP: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Waits until `until` in naps of at most 50 ms, asking `stop` before each
+/// one: the first reason it gives ends the wait early (a daemon stopping,
+/// a client gone). For waits of up to seconds that must not hold up a stop.
+pub fn nap_until<E>(until: std::time::Instant, mut stop: impl FnMut() -> Option<E>) -> Result<(), E> {
+    loop {
+        if let Some(reason) = stop() {
+            return Err(reason);
+        }
+        let left = until.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Ok(());
+        }
+        std::thread::sleep(left.min(NAP));
+    }
+}
+
 /// Joins a thread and re-raises its panic, if it panicked, on the joining
 /// thread: a role that died must not let shutdown report a clean stop.
 pub fn join_or_reraise<T>(handle: std::thread::JoinHandle<T>) -> T {

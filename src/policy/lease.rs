@@ -362,13 +362,10 @@ impl Lease {
         u64::try_from(self.ready_at().saturating_sub(self.policy.now_ms())).unwrap_or(0)
     }
 
-    /// Sleeps the calling thread until `ready_at` (holds no lock). Only for
-    /// callers that may block that long.
-    pub fn sleep_until_ready(&self) {
-        let remaining = self.remaining_delay_ms();
-        if remaining > 0 {
-            std::thread::sleep(Duration::from_millis(remaining));
-        }
+    /// When the delay is over, on the monotonic clock: what a caller waits
+    /// for (in naps, `util::nap_until`, so that a stop cuts it short).
+    pub fn ready_instant(&self) -> Instant {
+        Instant::now() + Duration::from_millis(self.remaining_delay_ms())
     }
 
     /// Whether this lease is the half-open circuit's single trial.

@@ -34,14 +34,12 @@ use crossbeam_channel::Receiver;
 use crate::store::{
     AttemptResult, AutomationState, Conversation, FinishAttempt, FinishOutcome, Job, Link, Store, StoreError,
 };
-use crate::util::{now_ms, random_unit, summary};
+use crate::util::{nap_until, now_ms, random_unit, summary};
 
 /// A rate-limit delay longer than this defers the job instead of waiting.
 const MAX_INLINE_DELAY_MS: u64 = 1000;
 /// How long the dispatcher queues behind another request on the same target.
 const MAX_TARGET_WAIT: Duration = Duration::from_secs(1);
-/// How often a delivery waiting out its lease's delay looks for a stop.
-const DELAY_NAP_MS: u64 = 50;
 
 pub struct Dispatcher {
     pub store: Store,
@@ -145,11 +143,8 @@ impl Dispatcher {
 
     /// Why a claim found its conversation no longer `auto` and idle.
     fn lost_claim_reason(&self, job: &Job) -> &'static str {
-        match self.store.conversation(&job.local_conversation_id) {
-            Ok(Some(c)) if c.automation_status == "paused" => "automation_paused",
-            Ok(Some(c)) if c.automation_status == "manual" => "automation_manual",
-            _ => "execution_busy",
-        }
+        let conv = self.store.conversation(&job.local_conversation_id);
+        conv.ok().flatten().as_ref().and_then(stopped_reason).unwrap_or("execution_busy")
     }
 
     /// Steps 6, 8 and 9 for each claimed job of a chunk, in order. Each
@@ -190,12 +185,7 @@ impl Dispatcher {
                 return Ok(r);
             }
         };
-        let stopped = match conv.automation_status.as_str() {
-            "paused" => Some("automation_paused"),
-            "manual" => Some("automation_manual"),
-            _ => None,
-        };
-        if let Some(reason) = stopped {
+        if let Some(reason) = stopped_reason(&conv) {
             return Err(self.release(ctx, &r.job, self.recheck_at(ctx), reason));
         }
         let (link, tab_id, _) = match prepare(&r.job, &conv) {
@@ -219,13 +209,8 @@ impl Dispatcher {
         let [low, high] = self.config.renewal.inter_job_jitter_ms;
         let ms = low + ((high - low) as f64 * random_unit()) as u64;
         let until = std::time::Instant::now() + Duration::from_millis(ms);
-        while !self.stopping(ctx) {
-            let left = until.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            std::thread::sleep(left.min(Duration::from_millis(DELAY_NAP_MS)));
-        }
+        // Stopped early: the caller looks at `stopping` next.
+        let _ = nap_until(until, || self.stopping(ctx).then_some(()));
     }
 
     fn log_path(&self, ctx: &RunContext) -> Option<String> {
@@ -251,12 +236,7 @@ impl Dispatcher {
                 return Err(Fate::Skipped);
             }
         };
-        let deferred = match (conv.automation_status.as_str(), conv.execution_state.as_str()) {
-            ("paused", _) => Some("automation_paused"),
-            ("manual", _) => Some("automation_manual"),
-            (_, "idle") => None,
-            _ => Some("execution_busy"),
-        };
+        let deferred = stopped_reason(&conv).or((conv.execution_state != "idle").then_some("execution_busy"));
         if let Some(reason) = deferred {
             return Err(self.defer(ctx, job, self.recheck_at(ctx), reason));
         }
@@ -374,38 +354,25 @@ impl Dispatcher {
     }
 
     /// Waits out the lease's delay (rate limit and jitter, which has no
-    /// upper bound here) in short naps that watch for a stop; after a wait,
+    /// upper bound here) in short naps that watch for a stop — also when
+    /// there is no delay: the admission itself may have waited (up to 1 s
+    /// queued behind another request) while the stop began. After a wait,
     /// the conversation's status is read again, so a pause meanwhile is
     /// seen. (A link moved during the wait is not followed: the lease is
     /// for the link's client; the next job of the conversation uses the
     /// new link.)
     fn wait_out(&self, ctx: &RunContext, r: &Ready, lease: &crate::policy::Lease) -> Result<(), Fate> {
-        // Also without a delay: the admission itself may have waited (up to
-        // 1 s queued behind another request) while the stop began.
-        if self.stopping(ctx) {
+        let waits = lease.remaining_delay_ms() > 0;
+        if nap_until(lease.ready_instant(), || self.stopping(ctx).then_some(())).is_err() {
             return Err(self.release(ctx, &r.job, now_ms(), RequestError::ShuttingDown.code()));
         }
-        if lease.remaining_delay_ms() == 0 {
+        if !waits {
             return Ok(());
         }
-        loop {
-            if self.stopping(ctx) {
-                return Err(self.release(ctx, &r.job, now_ms(), RequestError::ShuttingDown.code()));
-            }
-            let remaining = lease.remaining_delay_ms();
-            if remaining == 0 {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(remaining.min(DELAY_NAP_MS)));
-        }
-        match self.store.conversation(&r.job.local_conversation_id) {
-            Ok(Some(c)) if c.automation_status == "paused" => {
-                Err(self.release(ctx, &r.job, self.recheck_at(ctx), "automation_paused"))
-            }
-            Ok(Some(c)) if c.automation_status == "manual" => {
-                Err(self.release(ctx, &r.job, self.recheck_at(ctx), "automation_manual"))
-            }
-            _ => Ok(()),
+        let conv = self.store.conversation(&r.job.local_conversation_id);
+        match conv.ok().flatten().as_ref().and_then(stopped_reason) {
+            Some(reason) => Err(self.release(ctx, &r.job, self.recheck_at(ctx), reason)),
+            None => Ok(()),
         }
     }
 
@@ -484,5 +451,15 @@ impl Dispatcher {
             Ok(Some(m)) => summary(m.raw_text.as_deref().unwrap_or(""), limit),
             _ => payload_text(job).unwrap_or_default(),
         }
+    }
+}
+
+/// A conversation's automation no longer `auto` (RENEWAL.md step 2): the
+/// deferral's reason, or `None` while it is `auto`.
+fn stopped_reason(conv: &Conversation) -> Option<&'static str> {
+    match conv.automation_status.as_str() {
+        "paused" => Some("automation_paused"),
+        "manual" => Some("automation_manual"),
+        _ => None,
     }
 }

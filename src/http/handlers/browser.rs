@@ -13,7 +13,7 @@ use crate::http::api::{ApiError, ApiRequest, Reply};
 use crate::http::body::{opt_str, Object};
 use crate::http::ctx::Ctx;
 use crate::policy::{AdmitOptions, Lease, Outcome, Refusal, RefusalCode, Target};
-use crate::util::now_ms;
+use crate::util::{nap_until, now_ms};
 
 const LOGIN_STATUSES: [&str; 3] = ["fresh", "stale", "lost"];
 /// Longest a caller may ask an action to wait for the plugin.
@@ -157,27 +157,20 @@ pub fn admit(ctx: &Ctx, client: &str, platform: &str, request_id: &str, deadline
     let lease = ctx.policy.admit(Target::new(client, platform), request_id, opts).map_err(refusal_error)?;
     // The rate delay is waited out in short naps, watching the client: if
     // it goes away meanwhile the caller hears so at once (502), and the
-    // dropped lease counts as cancelled, not as the target's failure.
-    loop {
-        // The daemon stopping while this caller was queued or is waiting:
-        // it answers 503 now rather than being cut off without an answer.
+    // dropped lease counts as cancelled, not as the target's failure. The
+    // daemon stopping while this caller was queued or is waiting: it
+    // answers 503 now rather than being cut off without an answer.
+    let ready = lease.ready_instant();
+    nap_until(ready, || {
         if ctx.hub.is_closing() {
-            return Err(RequestError::ShuttingDown.into());
+            return Some(RequestError::ShuttingDown);
         }
-        let remaining = lease.remaining_delay_ms();
-        if remaining == 0 {
-            return Ok(lease);
-        }
-        if ctx.hub.chosen_client(Some(platform), Some(client)).is_none() {
-            return Err(RequestError::ClientDisconnected.into());
-        }
-        std::thread::sleep(Duration::from_millis(remaining.min(DELAY_NAP_MS)));
-    }
+        // The client is looked up only while there is a delay to wait out.
+        let gone = Instant::now() < ready && ctx.hub.chosen_client(Some(platform), Some(client)).is_none();
+        gone.then_some(RequestError::ClientDisconnected)
+    })?;
+    Ok(lease)
 }
-
-/// How often a caller waiting out a rate delay checks that its client is
-/// still connected.
-const DELAY_NAP_MS: u64 = 50;
 
 /// A request that could not be sent to a client chosen before admission:
 /// that client went away meanwhile (502), which is not a failure of the
