@@ -11,7 +11,7 @@
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 
-use crossbeam_channel::{bounded, Sender};
+use crossbeam_channel::{bounded, Receiver, Sender};
 use rusqlite::Connection;
 
 use super::{schema, StoreError};
@@ -29,6 +29,20 @@ struct PoolState {
     free: Vec<Connection>,
     opened: usize,
     waiters: VecDeque<Sender<Connection>>,
+}
+
+impl PoolState {
+    /// Queues a caller for the next connection given back.
+    fn wait_in_line(&mut self) -> Receiver<Connection> {
+        let (tx, rx) = bounded(1);
+        self.waiters.push_back(tx);
+        rx
+    }
+}
+
+/// A queued caller's connection, when one is handed to it.
+fn wait_for(rx: Receiver<Connection>) -> Result<Connection, StoreError> {
+    rx.recv().map_err(|_| StoreError::Closed)
 }
 
 /// Returns the borrowed connection to the pool when dropped.
@@ -81,13 +95,11 @@ impl ReadPool {
                 st.opened += 1;
                 None
             } else {
-                let (tx, rx) = bounded(1);
-                st.waiters.push_back(tx);
-                Some(rx)
+                Some(st.wait_in_line())
             }
         };
         match waiting {
-            Some(rx) => rx.recv().map_err(|_| StoreError::Closed),
+            Some(rx) => wait_for(rx),
             // Opened outside the lock: it reads the file's header.
             None => match schema::open_reader(&self.path) {
                 Ok(conn) => Ok(conn),
@@ -109,12 +121,10 @@ impl ReadPool {
             if st.opened == 0 {
                 return Err(err);
             }
-            let (tx, rx) = bounded(1);
-            st.waiters.push_back(tx);
-            rx
+            st.wait_in_line()
         };
         log::warn!("store: cannot open another read connection ({err}); waiting for a busy one");
-        rx.recv().map_err(|_| StoreError::Closed)
+        wait_for(rx)
     }
 
     fn give_back(&self, conn: Connection) {

@@ -437,8 +437,7 @@ pub(super) fn prune(conn: &Connection, p: &PruneBatch) -> Result<PruneReport, St
         )?
         .execute(params![p.jobs_finished_before, p.batch as i64])?;
     let left = p.batch.saturating_sub(jobs);
-    let messages = match p.messages_observed_before {
-        Some(_) if left == 0 => 0,
+    let messages = match p.messages_observed_before.filter(|_| left > 0) {
         None => 0,
         Some(before) => conn
             .prepare_cached(
