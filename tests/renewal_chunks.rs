@@ -10,7 +10,6 @@ mod support;
 
 use renewal_support::*;
 use serde_json::{json, Value};
-use support::now_ms;
 
 /// Three conversations of one client, each with an active link to a tab,
 /// and one due job each, inserted at once so that one chunk claims them.
@@ -19,16 +18,7 @@ fn three_due_jobs(d: &support::Daemon, client: &str) {
     for (lc, tab) in [("lc-a", 3), ("lc-b", 4), ("lc-c", 5)] {
         seed_route(&db, lc, "chatgpt", "auto", Some(client), Some(tab));
     }
-    let now = now_ms();
-    let jobs: Vec<_> = [("job-a", "lc-a", 30), ("job-b", "lc-b", 20), ("job-c", "lc-c", 10)]
-        .into_iter()
-        .map(|(id, lc, age)| {
-            let mut j = due_job(id, lc, &format!("[renewal] {id}"));
-            j.next_attempt_at = Some(now - age);
-            j
-        })
-        .collect();
-    seed_jobs_at_once(&db, &jobs);
+    seed_due_in_order(&db, &[("job-a", "lc-a"), ("job-b", "lc-b"), ("job-c", "lc-c")]);
 }
 
 #[test]
@@ -98,12 +88,7 @@ fn a_refused_job_is_not_followed_by_the_inter_job_pause() {
     let db = d.db_path();
     seed_route(&db, "lc-claude", "claude", "auto", Some("firefox-gap"), Some(3));
     seed_route(&db, "lc-chatgpt", "chatgpt", "auto", Some("firefox-gap"), Some(4));
-    let now = now_ms();
-    let mut refused = due_job("job-refused", "lc-claude", "[renewal] refused");
-    refused.next_attempt_at = Some(now - 20);
-    let mut sent = due_job("job-sent", "lc-chatgpt", "[renewal] sent");
-    sent.next_attempt_at = Some(now - 10);
-    seed_jobs_at_once(&db, &[refused, sent]);
+    seed_due_in_order(&db, &[("job-refused", "lc-claude"), ("job-sent", "lc-chatgpt")]);
 
     let deferred = wait_job_line(&d, "job-refused", "job_deferred");
     assert_eq!(deferred["result"], "rate_limited", "{deferred}");

@@ -387,12 +387,7 @@ fn clean_stop_during_the_inter_job_pause_is_not_held_up() {
     for (lc, tab) in [("lc-first", 3), ("lc-second", 4)] {
         seed_route(&db, lc, "chatgpt", "auto", Some("firefox-pause-stop"), Some(tab));
     }
-    let now = now_ms();
-    let mut first = due_job("job-first", "lc-first", "[renewal] first");
-    first.next_attempt_at = Some(now - 20);
-    let mut second = due_job("job-second", "lc-second", "[renewal] second");
-    second.next_attempt_at = Some(now - 10);
-    seed_jobs_at_once(&db, &[first, second]);
+    seed_due_in_order(&db, &[("job-first", "lc-first"), ("job-second", "lc-second")]);
     wait_job(&d, "job-first", "done", |j| j["status"] == "done");
 
     // A 30 s pause would outlast the harness's 10 s stop deadline.
@@ -415,17 +410,13 @@ fn clean_stop_in_a_long_scan_charges_no_job() {
     // Each answer takes 2 s: the stop comes during the first delivery.
     let sim = Sim::connect(&d, "firefox-scan", &["--delay-ms", "2000"]);
     let db = d.db_path();
-    let now = now_ms();
-    let mut jobs = Vec::new();
-    for i in 0..100 {
-        let lc = format!("lc-scan-{i:03}");
+    let ids: Vec<(String, String)> = (0..100).map(|i| (format!("job-scan-{i:03}"), format!("lc-scan-{i:03}"))).collect();
+    for (i, (_, lc)) in ids.iter().enumerate() {
         // No client on the link: the check picks a connected plugin.
-        seed_route(&db, &lc, "chatgpt", "auto", None, Some(100 + i));
-        let mut j = due_job(&format!("job-scan-{i:03}"), &lc, "[renewal] scan");
-        j.next_attempt_at = Some(now - 1000 + i);
-        jobs.push(j);
+        seed_route(&db, lc, "chatgpt", "auto", None, Some(100 + i as i64));
     }
-    seed_jobs_at_once(&db, &jobs);
+    let jobs: Vec<(&str, &str)> = ids.iter().map(|(id, lc)| (id.as_str(), lc.as_str())).collect();
+    seed_due_in_order(&db, &jobs);
     sim.wait_deliveries(1);
 
     let status = d.stop();

@@ -784,3 +784,20 @@ pub fn seed_jobs_at_once(db_path: &Path, jobs: &[JobSeed]) {
     }
     tx.commit().expect("commit");
 }
+
+/// One due job per `(job_id, local_conversation_id)`, text `[renewal]
+/// <job_id>`, due in the order given (10 ms apart, the last 10 ms ago) and
+/// inserted at once, so one dispatcher scan takes them in that order.
+pub fn seed_due_in_order(db_path: &Path, jobs: &[(&str, &str)]) {
+    let now = now_ms();
+    let seeds: Vec<JobSeed> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, (id, lc))| {
+            let mut j = due_job(id, lc, &format!("[renewal] {id}"));
+            j.next_attempt_at = Some(now - 10 * (jobs.len() - i) as i64);
+            j
+        })
+        .collect();
+    seed_jobs_at_once(db_path, &seeds);
+}
