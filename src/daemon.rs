@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::auth::OriginPolicy;
+use crate::auth::{HostPolicy, OriginPolicy};
 use crate::bridge;
 use crate::config::Config;
 use crate::http;
@@ -95,16 +95,19 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     let http_base = format!("http://{}", http_addr);
     let ws_url = format!("ws://{}/ws/browser", ws_addr);
 
+    let public_base = config.public_base_url.clone().unwrap_or_else(|| http_base.clone());
+    let hosts = HostPolicy::new(&config.allowed_hosts, &[http_addr, ws_addr], &[&public_base]);
     let (hub, bell) = bridge::new_hub(&config);
     let bridge_ctx = bridge::BridgeCtx {
         config: config.clone(),
         store: store.clone(),
         hub: hub.clone(),
         origins: OriginPolicy::new(&config.allowed_origins, &[&http_base]),
+        hosts: hosts.clone(),
         ingest_settings: IngestSettings::from_config(&config),
     };
     let bridge = bridge::start(ws_listener, bridge_ctx, bell).map_err(|e| fatal(format!("cannot start bridge: {e}")))?;
-    let ctx = Arc::new(http::Ctx::new(
+    let mut ctx = http::Ctx::new(
         config.clone(),
         store.clone(),
         hub.clone(),
@@ -112,7 +115,9 @@ pub fn run(config: Config) -> Result<(), Fatal> {
         timed.clone(),
         http_base.clone(),
         ws_url.clone(),
-    ));
+    );
+    ctx.hosts = hosts;
+    let ctx = Arc::new(ctx);
     let server = http::start(http_listener, ctx.clone()).map_err(|e| fatal(format!("cannot start HTTP server: {e}")))?;
     let log = ticker::log::spawn(log_dir, config.timed_jobs.log_retention_days)
         .map_err(|e| fatal(format!("cannot start the timed-jobs log: {e}")))?;

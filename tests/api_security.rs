@@ -317,7 +317,7 @@ fn bodies_over_the_limit_get_413() {
     assert_eq!(d.get("/v1/system").data()["automation_state"], "running");
 
     // Chunked, over the limit once decoded.
-    let mut req = b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    let mut req = b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
     for _ in 0..3 {
         req.extend_from_slice(b"200\r\n");
         req.extend_from_slice(&[b' '; 0x200]);
@@ -335,7 +335,7 @@ fn a_huge_content_length_is_refused_without_waiting_for_the_body() {
     let mut d = small_limit_daemon();
     for len in ["1025", "1000000000000", "18446744073709551615"] {
         let head = format!(
-            "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
+            "POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {len}\r\n\r\n"
         );
         let started = Instant::now();
         // Only the head is sent; the answer must come anyway.
@@ -351,7 +351,7 @@ fn a_huge_content_length_is_refused_without_waiting_for_the_body() {
         d.assert_healthy(&format!("Content-Length {len}"));
     }
     // The same with Expect: 100-continue: refused before any 100 Continue.
-    let head = "POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 5000000\r\n\r\n";
+    let head = "POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: 5000000\r\n\r\n";
     let bytes = support::raw(d.addr, head.as_bytes(), Duration::from_secs(8));
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.starts_with("HTTP/1.1 413"), "{text}");
@@ -525,15 +525,15 @@ fn odd_but_valid_text_is_stored_exactly() {
 fn hostile_requests_get_an_answer_and_the_daemon_stays_up() {
     let mut d = Daemon::start(DaemonOpts::new().config(quiet_timed_jobs()));
     let long_header = format!(
-        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
         "a".repeat(20_000)
     );
-    let mut many_headers = String::from("GET /healthz HTTP/1.1\r\nHost: x\r\n");
+    let mut many_headers = String::from("GET /healthz HTTP/1.1\r\nHost: localhost\r\n");
     for i in 0..200 {
         many_headers.push_str(&format!("X-H{i}: v\r\n"));
     }
     many_headers.push_str("\r\n");
-    let long_path = format!("GET /v1/{} HTTP/1.1\r\nHost: x\r\n\r\n", "p".repeat(8000));
+    let long_path = format!("GET /v1/{} HTTP/1.1\r\nHost: localhost\r\n\r\n", "p".repeat(8000));
     let cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
         ("garbage line", b"GARBAGE\r\n\r\n".to_vec(), &[400]),
         ("binary noise", vec![0u8, 1, 2, 255, 254, 13, 10, 13, 10], &[400]),
@@ -541,31 +541,31 @@ fn hostile_requests_get_an_answer_and_the_daemon_stays_up() {
         ("too many headers", many_headers.into_bytes(), &[431]),
         (
             "content-length and chunked",
-            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
+            b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".to_vec(),
             &[400],
         ),
         (
             "two content-lengths",
-            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}x".to_vec(),
+            b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}x".to_vec(),
             &[400],
         ),
-        ("negative content-length", b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n".to_vec(), &[400]),
+        ("negative content-length", b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Length: -1\r\n\r\n".to_vec(), &[400]),
         (
             "bad chunk size",
-            b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".to_vec(),
+            b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n".to_vec(),
             &[400],
         ),
         ("http/2 preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec(), &[400, 404, 405, 505]),
-        ("non-utf8 path", b"GET /v1/messages/\xff\xfe HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[400, 404]),
-        ("bad escape", b"GET /v1/messages/%zz HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[404]),
-        ("bad query escape", b"GET /v1/messages?limit=%ff HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[400]),
+        ("non-utf8 path", b"GET /v1/messages/\xff\xfe HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[400, 404]),
+        ("bad escape", b"GET /v1/messages/%zz HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[404]),
+        ("bad query escape", b"GET /v1/messages?limit=%ff HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[400]),
         ("long path", long_path.into_bytes(), &[404]),
-        ("absolute form", b"GET http://evil.example/v1/system HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[400, 404]),
-        ("dot segments", b"GET /v1/../v1/system HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[404]),
-        ("artifact traversal", b"GET /artifact/../../../../etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[404]),
-        ("artifact encoded traversal", b"GET /artifact/%2e%2e/conductor.db HTTP/1.1\r\nHost: x\r\n\r\n".to_vec(), &[404]),
-        ("header without colon", b"GET /healthz HTTP/1.1\r\nHost: x\r\nNoColonHere\r\n\r\n".to_vec(), &[400]),
-        ("bare LF line ends", b"GET /healthz HTTP/1.1\nHost: x\n\n".to_vec(), &[200, 400]),
+        ("absolute form", b"GET http://evil.example/v1/system HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[400, 404]),
+        ("dot segments", b"GET /v1/../v1/system HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[404]),
+        ("artifact traversal", b"GET /artifact/../../../../etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[404]),
+        ("artifact encoded traversal", b"GET /artifact/%2e%2e/conductor.db HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[404]),
+        ("header without colon", b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nNoColonHere\r\n\r\n".to_vec(), &[400]),
+        ("bare LF line ends", b"GET /healthz HTTP/1.1\nHost: localhost\n\n".to_vec(), &[200, 400]),
     ];
     for (what, bytes, statuses) in cases {
         let resp = d.raw_response(&bytes);
@@ -584,7 +584,7 @@ fn hostile_requests_get_an_answer_and_the_daemon_stays_up() {
         }
         d.assert_healthy(what);
     }
-    let resp = d.raw_response(b"GET /etc/passwd HTTP/1.1\r\nHost: x\r\n\r\n");
+    let resp = d.raw_response(b"GET /etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n");
     assert_eq!(resp.status, 404);
     assert!(!resp.text().contains("root:"));
 
@@ -592,7 +592,7 @@ fn hostile_requests_get_an_answer_and_the_daemon_stays_up() {
     // not keep the daemon from serving others.
     let silent = std::net::TcpStream::connect(d.addr).unwrap();
     let mut half = std::net::TcpStream::connect(d.addr).unwrap();
-    std::io::Write::write_all(&mut half, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow:").unwrap();
+    std::io::Write::write_all(&mut half, b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow:").unwrap();
     d.assert_healthy("slow connections");
     drop(silent);
     drop(half);
@@ -609,9 +609,9 @@ fn many_concurrent_hostile_clients_do_not_take_it_down() {
                 for i in 0..10 {
                     let payloads: [&[u8]; 4] = [
                         b"GARBAGE\r\n\r\n",
-                        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n",
-                        b"POST /v1/messages HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n{",
-                        b"GET /artifact/%2e%2e/conductor.db HTTP/1.1\r\nHost: x\r\n\r\n",
+                        b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 99999999\r\n\r\n",
+                        b"POST /v1/messages HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: 1\r\n\r\n{",
+                        b"GET /artifact/%2e%2e/conductor.db HTTP/1.1\r\nHost: localhost\r\n\r\n",
                     ];
                     let status = support::raw_response(addr, payloads[(t + i) % 4], Duration::from_secs(8)).status;
                     assert!([400, 404, 413].contains(&status), "got {status}");

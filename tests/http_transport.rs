@@ -161,7 +161,7 @@ fn send(client: &mut BufReader<TcpStream>, raw: &str) {
 }
 
 fn get_request(target: &str) -> String {
-    format!("GET {target} HTTP/1.1\r\nHost: test\r\n\r\n")
+    format!("GET {target} HTTP/1.1\r\nHost: localhost\r\n\r\n")
 }
 
 fn read_line(r: &mut BufReader<TcpStream>) -> io::Result<String> {
@@ -378,7 +378,7 @@ fn megabyte_of_headers_is_refused_and_server_keeps_serving() {
     let mut writer = client.get_ref().try_clone().expect("clone");
     let sender = thread::spawn(move || {
         let head = format!(
-            "GET / HTTP/1.1\r\nHost: test\r\nX-Big: {}\r\n\r\n",
+            "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
             "a".repeat(1_000_000)
         );
         // The server may hang up mid-way; that is an allowed outcome.
@@ -691,7 +691,7 @@ fn oversized_content_length_is_answered_without_reading_the_body() {
     let mut client = connect(addr);
     send(
         &mut client,
-        "POST /upload HTTP/1.1\r\nHost: test\r\nContent-Length: 10000000\r\n\r\n",
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n",
     );
     expect_too_large_then_close(&mut client);
 
@@ -699,7 +699,7 @@ fn oversized_content_length_is_answered_without_reading_the_body() {
     let mut client = connect(addr);
     send(
         &mut client,
-        "POST /upload HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 2000\r\n\r\n",
+        "POST /upload HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 2000\r\n\r\n",
     );
     expect_too_large_then_close(&mut client);
 
@@ -707,7 +707,7 @@ fn oversized_content_length_is_answered_without_reading_the_body() {
     let mut client = connect(addr);
     send(
         &mut client,
-        "POST /up HTTP/1.1\r\nHost: test\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
+        "POST /up HTTP/1.1\r\nHost: localhost\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n",
     );
     assert_eq!(read_response(&mut client).expect("100").status, 100);
     send(&mut client, "abc");
@@ -725,7 +725,7 @@ fn oversized_chunked_body_is_cut_off() {
     let mut client = connect(addr);
     send(
         &mut client,
-        "POST /up HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n",
+        "POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n",
     );
     expect_too_large_then_close(&mut client);
 
@@ -734,7 +734,7 @@ fn oversized_chunked_body_is_cut_off() {
     let chunk = format!("190\r\n{}\r\n", "x".repeat(400));
     send(
         &mut client,
-        &format!("POST /up HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}{chunk}"),
+        &format!("POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}{chunk}"),
     );
     expect_too_large_then_close(&mut client);
     assert_eq!(get(addr, "/still-up").status, 200);
@@ -749,7 +749,7 @@ fn pipelined_requests_are_answered_in_order() {
     let (server, _) = start(ServerConfig::default());
     let mut client = connect(server.local_addr());
     let raw = format!(
-        "{}POST /second HTTP/1.1\r\nHost: test\r\nContent-Length: 5\r\n\r\nhello{}",
+        "{}POST /second HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello{}",
         get_request("/first"),
         get_request("/third")
     );
@@ -771,7 +771,7 @@ fn chunked_request_body_is_decoded() {
     let mut client = connect(server.local_addr());
     send(
         &mut client,
-        "POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\n\
+        "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n\
          5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\nX-Trailer: yes\r\n\r\n",
     );
     let resp = read_response(&mut client).expect("response");
@@ -790,7 +790,7 @@ fn invalid_chunked_body_is_rejected() {
     let mut client = connect(server.local_addr());
     send(
         &mut client,
-        "POST /echo HTTP/1.1\r\nHost: test\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
     );
     assert_eq!(read_response(&mut client).expect("response").status, 400);
     time_until_closed(&mut client, Duration::from_secs(3));
@@ -839,7 +839,7 @@ fn slowloris_is_cut_at_header_timeout() {
         .set_read_timeout(Some(Duration::from_millis(50)))
         .expect("timeout");
     let start = Instant::now();
-    let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nX-Slow: ");
+    let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ");
     let mut sink = [0u8; 256];
     let closed_after = loop {
         assert!(
@@ -883,7 +883,7 @@ fn a_partial_head_after_a_request_is_cut_at_header_timeout() {
     let mut client = connect(server.local_addr());
     send(&mut client, &get_request("/once"));
     assert_eq!(read_response(&mut client).expect("response").status, 200);
-    send(&mut client, "GET /twice HTTP/1.1\r\nHost: test\r\nX-Slow: ");
+    send(&mut client, "GET /twice HTTP/1.1\r\nHost: localhost\r\nX-Slow: ");
     let cut = time_until_closed(&mut client, Duration::from_secs(5));
     assert!(cut >= Duration::from_millis(250), "cut too early: {cut:?}");
     assert!(cut < Duration::from_millis(1500), "cut at {cut:?}, not at the header deadline");

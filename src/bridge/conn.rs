@@ -73,7 +73,8 @@ fn ws_config(ctx: &BridgeCtx) -> WebSocketConfig {
         .max_frame_size(Some(max))
 }
 
-/// Decides the upgrade: unknown path 404, web origin 403, bad token 401,
+/// Decides the upgrade: unknown path 404, foreign or missing Host 403/400,
+/// web origin 403, bad token 401,
 /// over `max_ws_clients` 503. Refusals happen before upgrading.
 #[allow(clippy::result_large_err)]
 fn check_upgrade(ctx: &BridgeCtx, has_slot: bool, req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
@@ -82,6 +83,15 @@ fn check_upgrade(ctx: &BridgeCtx, has_slot: bool, req: &Request, resp: Response)
         return Err(refusal(404, "not_found", "Unknown WebSocket path; use /ws/browser."));
     }
     let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
+    let hosts: Vec<_> = req.headers().get_all("host").iter().collect();
+    match hosts.as_slice() {
+        [host] if host.to_str().is_ok_and(|h| ctx.hosts.allows(h)) => {}
+        [host] => {
+            log::warn!("bridge: refused upgrade for host {:?}", String::from_utf8_lossy(host.as_bytes()));
+            return Err(refusal(403, "forbidden_host", "Host is not this daemon; add it to allowed_hosts if it is."));
+        }
+        _ => return Err(refusal(400, "invalid_request", "A WebSocket upgrade needs exactly one Host header.")),
+    }
     if !ctx.origins.allows(header("origin")) {
         log::warn!("bridge: refused upgrade from web origin {:?}", header("origin"));
         return Err(refusal(403, "forbidden_origin", "Web origins may not connect."));

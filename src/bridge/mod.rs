@@ -22,7 +22,7 @@ use crossbeam_channel::Receiver;
 
 pub use hub::{Answer, Hub, PendingRequest, RequestError};
 
-use crate::auth::OriginPolicy;
+use crate::auth::{HostPolicy, OriginPolicy};
 use crate::config::Config;
 use crate::store::{IngestSettings, Store};
 use writer::Out;
@@ -33,6 +33,7 @@ pub struct BridgeCtx {
     pub store: Store,
     pub hub: Arc<Hub>,
     pub origins: OriginPolicy,
+    pub hosts: HostPolicy,
     pub ingest_settings: IngestSettings,
 }
 

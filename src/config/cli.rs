@@ -256,6 +256,9 @@ fn normalize(config: &mut Config, env: Env) -> Result<(), ConfigError> {
         *origin = origin.to_ascii_lowercase();
         strip_one_slash(origin);
     }
+    for host in config.allowed_hosts.iter_mut() {
+        *host = host.to_ascii_lowercase();
+    }
     for (i, root) in config.baa.allowed_roots.iter_mut().enumerate() {
         if let Some(expanded) = expand_home(root, env, i)? {
             *root = expanded;

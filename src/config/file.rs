@@ -98,6 +98,7 @@ pub(super) fn apply(config: &mut Config, root: &Value) -> Result<(), ConfigError
             "token" => config.token = token(v, key)?,
             "public_base_url" => config.public_base_url = opt_string(v, key)?,
             "allowed_origins" => config.allowed_origins = strings(v, key)?,
+            "allowed_hosts" => config.allowed_hosts = strings(v, key)?,
             "limits" => limits(&mut config.limits, object(v, key)?, key)?,
             "timed_jobs" => timed_jobs(&mut config.timed_jobs, object(v, key)?, key)?,
             "renewal" => renewal(&mut config.renewal, object(v, key)?, key)?,

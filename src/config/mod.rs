@@ -103,6 +103,9 @@ pub struct Config {
     pub public_base_url: Option<String>,
     /// Extra web origins allowed to call the API, lower-case, no trailing slash.
     pub allowed_origins: Vec<String>,
+    /// Extra `Host` names (`name` or `name:port`, lower-case) accepted besides
+    /// loopback and the bound addresses: the DNS-rebinding guard.
+    pub allowed_hosts: Vec<String>,
     pub limits: Limits,
     pub timed_jobs: TimedJobs,
     pub renewal: Renewal,
@@ -261,6 +264,7 @@ impl Config {
             token: None,
             public_base_url: None,
             allowed_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             limits: Limits::default(),
             timed_jobs: TimedJobs::default(),
             renewal: Renewal::default(),
@@ -402,6 +406,7 @@ impl fmt::Debug for Config {
             .field("token", &self.token.as_ref().map(|_| "***"))
             .field("public_base_url", &self.public_base_url)
             .field("allowed_origins", &self.allowed_origins)
+            .field("allowed_hosts", &self.allowed_hosts)
             .field("limits", &self.limits)
             .field("timed_jobs", &self.timed_jobs)
             .field("renewal", &self.renewal)

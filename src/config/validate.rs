@@ -37,6 +37,7 @@ pub fn validate(config: &Config) -> Result<(), ConfigError> {
     check_baa(&config.baa)?;
     check_public_base_url(config.public_base_url.as_deref())?;
     check_origins(&config.allowed_origins)?;
+    check_hosts(&config.allowed_hosts)?;
     check_token(config.token.as_deref())?;
     check_addresses(config)
 }
@@ -344,6 +345,16 @@ fn check_origins(origins: &[String]) -> Result<(), ConfigError> {
             let message =
                 format!("must look like scheme://host[:port] without a path (got {origin:?})");
             return Err(err(&format!("allowed_origins[{i}]"), message));
+        }
+    }
+    Ok(())
+}
+
+fn check_hosts(hosts: &[String]) -> Result<(), ConfigError> {
+    for (i, host) in hosts.iter().enumerate() {
+        if !authority_ok(host) {
+            let message = format!("must look like host or host:port (got {host:?})");
+            return Err(err(&format!("allowed_hosts[{i}]"), message));
         }
     }
     Ok(())

@@ -84,6 +84,15 @@ impl ApiError {
         )
     }
 
+    pub fn forbidden_host(host: &str) -> ApiError {
+        ApiError::new(
+            403,
+            "forbidden_host",
+            format!("Host \"{host}\" is not this daemon; add it to allowed_hosts if it is."),
+            json!({ "host": host }),
+        )
+    }
+
     pub fn payload_too_large(limit: usize) -> ApiError {
         ApiError::new(
             413,

@@ -26,6 +26,7 @@ impl App {
 
     fn dispatch(&self, req: Request, request_id: &str) -> Result<super::api::Reply, ApiError> {
         let (path, query) = split_target(&req.target);
+        self.check_host(&req)?;
         self.check_origin(&req)?;
         // The health probe and the status page (static HTML, no data; its
         // script sends the token with every API call) need no token.
@@ -58,6 +59,20 @@ impl App {
             request_id: request_id.to_string(),
         };
         (route.handler)(&self.ctx, &api_req)
+    }
+
+    /// DNS rebinding: a page served under a foreign name is refused before
+    /// anything is read or changed. The transport already answered 400 to an
+    /// HTTP/1.1 request without exactly one Host; an HTTP/1.0 one without
+    /// Host comes from no browser and passes.
+    fn check_host(&self, req: &Request) -> Result<(), ApiError> {
+        match header(&req.headers, "host") {
+            Some(host) if !self.ctx.hosts.allows(host) => {
+                log::warn!("http: refused request for host {host:?} (not loopback, bound or in allowed_hosts)");
+                Err(ApiError::forbidden_host(host))
+            }
+            _ => Ok(()),
+        }
     }
 
     fn check_origin(&self, req: &Request) -> Result<(), ApiError> {

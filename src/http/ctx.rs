@@ -34,6 +34,9 @@ pub struct Ctx {
     pub timed: Arc<crate::ticker::Status>,
     /// Rendered list pages, reused until the next commit.
     pub cache: ReadCache,
+    /// The `Host` values this daemon answers to (loopback only until the
+    /// daemon sets the bound addresses and `allowed_hosts`).
+    pub hosts: crate::auth::HostPolicy,
 }
 
 impl Ctx {
@@ -62,6 +65,7 @@ impl Ctx {
             relays: crate::util::Permits::new(crate::http::handlers::relay::MAX_RELAYS),
             timed,
             cache: ReadCache::default(),
+            hosts: crate::auth::HostPolicy::default(),
         }
     }
 

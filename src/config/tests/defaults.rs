@@ -15,7 +15,7 @@ fn defaults_equal_config_md() {
         "config_path": null,
         "listen": "127.0.0.1:4317", "ws_listen": "127.0.0.1:4318",
         "node_id": "local", "role": "primary", "token": null,
-        "public_base_url": null, "allowed_origins": [],
+        "public_base_url": null, "allowed_origins": [], "allowed_hosts": [],
         "limits": {"http_threads": 4, "max_body_bytes": 1048576, "max_ws_clients": 64, "max_ws_frame_bytes": 8388608},
         "timed_jobs": {"interval_ms": 10000, "settle_delay_ms": 10000, "max_messages_per_tick": 10,
                        "max_tasks_per_tick": 10, "log_retention_days": 14},

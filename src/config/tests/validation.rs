@@ -254,6 +254,17 @@ fn allowed_origin_rules() {
 }
 
 #[test]
+fn allowed_host_rules() {
+    let c = from_file(r#"{"allowed_hosts": ["Conductor.LAN", "box.example:8080", "[fd00::1]:4317", "10.0.0.2"]}"#)
+        .unwrap();
+    assert_eq!(c.allowed_hosts, ["conductor.lan", "box.example:8080", "[fd00::1]:4317", "10.0.0.2"]);
+    for bad in ["", "http://x", "x/y", "x:0", "x:99999", "u@x", "a b", "*.example"] {
+        let json = format!(r#"{{"allowed_hosts": ["ok.example", {}]}}"#, serde_json::Value::from(bad));
+        assert_eq!(file_error(&json).key, "allowed_hosts[1]", "{bad}");
+    }
+}
+
+#[test]
 fn baa_tools_and_roots() {
     let s = Scratch::new();
     let path = s.write("c.json", r#"{"baa": {"allowed_tools": ["exec", "files.write"], "allowed_roots": ["~/notes", "/srv"]}}"#);

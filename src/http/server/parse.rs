@@ -58,6 +58,12 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<Head, TransportError> {
         return Err(bad("incomplete request line"));
     };
     let http10 = version == 0;
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1; never two in any version.
+    match req.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("host")).count() {
+        0 if !http10 => return Err(bad("missing Host header")),
+        0 | 1 => {}
+        _ => return Err(bad("more than one Host header")),
+    }
     let tokens = connection_tokens(req.headers);
     let keep_alive = if http10 {
         tokens.keep_alive && !tokens.close
@@ -195,23 +201,36 @@ mod tests {
 
     #[test]
     fn framing_rules() {
-        let h = head("POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\n").unwrap();
+        let h = head("POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n").unwrap();
         assert_eq!(h.framing, Framing::Length(5));
         assert!(h.keep_alive);
-        let h = head("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
+        let h = head("POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap();
         assert_eq!(h.framing, Framing::Chunked);
         for raw in [
-            "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
-            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: +5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+            "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n",
         ] {
             assert!(
                 matches!(head(raw), Err(TransportError::BadRequest(_))),
                 "{raw}"
             );
         }
+    }
+
+    #[test]
+    fn host_rules() {
+        let reason = |raw: &str| match head(raw) {
+            Err(TransportError::BadRequest(why)) => why,
+            other => panic!("{raw}: {other:?}"),
+        };
+        assert_eq!(reason("GET / HTTP/1.1\r\n\r\n"), "missing Host header");
+        assert_eq!(reason("GET / HTTP/1.1\r\nHost: a\r\nhost: a\r\n\r\n"), "more than one Host header");
+        assert_eq!(reason("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), "more than one Host header");
+        assert!(head("GET / HTTP/1.0\r\n\r\n").is_ok());
+        assert!(head("GET / HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
     }
 
     #[test]
@@ -223,7 +242,7 @@ mod tests {
                 .keep_alive
         );
         assert!(
-            !head("GET / HTTP/1.1\r\nConnection: foo, close\r\n\r\n")
+            !head("GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, close\r\n\r\n")
                 .unwrap()
                 .keep_alive
         );
@@ -231,12 +250,12 @@ mod tests {
 
     #[test]
     fn limits() {
-        let big = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(100));
+        let big = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}", "a".repeat(100));
         assert!(matches!(
             parse_head(big.as_bytes(), 64, 64),
             Err(TransportError::HeadersTooLarge)
         ));
-        let many = format!("GET / HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(3));
+        let many = format!("GET / HTTP/1.1\r\nHost: h\r\n{}\r\n", "A: b\r\n".repeat(3));
         assert!(matches!(
             parse_head(many.as_bytes(), 2, 1024),
             Err(TransportError::HeadersTooLarge)
