@@ -63,9 +63,36 @@ impl Rng {
 }
 
 const WORDS: &[&str] = &[
-    "the", "daemon", "renewal", "conversation", "answer", "summary", "plugin", "browser", "message", "local",
-    "script", "keeps", "asks", "again", "result", "context", "model", "tab", "page", "next", "step", "and",
-    "with", "for", "a", "long", "short", "reply", "check", "state",
+    "the",
+    "daemon",
+    "renewal",
+    "conversation",
+    "answer",
+    "summary",
+    "plugin",
+    "browser",
+    "message",
+    "local",
+    "script",
+    "keeps",
+    "asks",
+    "again",
+    "result",
+    "context",
+    "model",
+    "tab",
+    "page",
+    "next",
+    "step",
+    "and",
+    "with",
+    "for",
+    "a",
+    "long",
+    "short",
+    "reply",
+    "check",
+    "state",
 ];
 
 fn sentence(rng: &mut Rng, chars: usize) -> String {
@@ -94,7 +121,11 @@ fn finish(conn: Connection) {
 
 /// 1000 local conversations with one active link each; returns
 /// (local_conversation_id, link_id, remote conversation id, tab id).
-fn conversations(tx: &rusqlite::Transaction<'_>, rng: &mut Rng, now: i64) -> Vec<(String, String, String, i64)> {
+fn conversations(
+    tx: &rusqlite::Transaction<'_>,
+    rng: &mut Rng,
+    now: i64,
+) -> Vec<(String, String, String, i64)> {
     let mut conv = tx
         .prepare(
             "INSERT INTO local_conversations (local_conversation_id, platform, automation_status,
@@ -115,7 +146,8 @@ fn conversations(tx: &rusqlite::Transaction<'_>, rng: &mut Rng, now: i64) -> Vec
     for i in 0..CONVERSATIONS {
         let lc = rng.id("lc_");
         let link_id = rng.id("link_");
-        let remote = format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", rng.next() as u32, i, i, i, rng.next() >> 16);
+        let remote =
+            format!("{:08x}-{:04x}-4{:03x}-a{:03x}-{:012x}", rng.next() as u32, i, i, i, rng.next() >> 16);
         let tab = (i % 40 + 1) as i64;
         let title = sentence(rng, 40);
         let url = format!("https://chatgpt.com/c/{remote}");
@@ -195,7 +227,15 @@ fn fill_jobs(db: &str, n: u64, ids_file: &str) {
                     Some(created + 1000),
                     Some(created + 90_000),
                 ),
-                _ => (1, None, Some(created + 1000), None, Some(day), Some(created + 1000), Some(created + 3000)),
+                _ => (
+                    1,
+                    None,
+                    Some(created + 1000),
+                    None,
+                    Some(day),
+                    Some(created + 1000),
+                    Some(created + 3000),
+                ),
             };
             let log_path = log.map(|d| format!("logs/timed-jobs/{d}.jsonl"));
             stmt.execute(params![
@@ -268,7 +308,10 @@ fn fill_messages(db: &str, n: u64) {
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn main() {

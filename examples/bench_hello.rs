@@ -44,10 +44,12 @@ fn main() {
         .map(|_| {
             let server = Arc::clone(&server);
             std::thread::spawn(move || {
-                let header: tiny_http::Header = "Content-Type: text/plain".parse().expect("static header parses");
+                let header: tiny_http::Header =
+                    "Content-Type: text/plain".parse().expect("static header parses");
                 loop {
                     let Ok(request) = server.recv() else { return };
-                    let response = tiny_http::Response::from_string("Hello, world!").with_header(header.clone());
+                    let response =
+                        tiny_http::Response::from_string("Hello, world!").with_header(header.clone());
                     let _ = request.respond(response);
                 }
             })

@@ -113,7 +113,11 @@ fn die(msg: impl std::fmt::Display) -> ! {
 
 /// Reads one HTTP/1.1 response with a Content-Length body into `body`;
 /// returns (status, close requested). `line` is a reused buffer.
-fn read_response(reader: &mut BufReader<TcpStream>, line: &mut String, body: &mut Vec<u8>) -> std::io::Result<(u16, bool)> {
+fn read_response(
+    reader: &mut BufReader<TcpStream>,
+    line: &mut String,
+    body: &mut Vec<u8>,
+) -> std::io::Result<(u16, bool)> {
     line.clear();
     if reader.read_line(line)? == 0 {
         return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "connection closed"));
@@ -159,7 +163,8 @@ fn client(addr: &str, run: &str, c: usize, deadline: Instant) -> ClientResult {
     let mut res = ClientResult { ok: 0, errors: 0, latencies_us: Vec::new(), first_error: None };
     let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
     let mut i = 0u64;
-    let (mut payload, mut request, mut line, mut answer) = (Vec::new(), Vec::new(), String::new(), Vec::new());
+    let (mut payload, mut request, mut line, mut answer) =
+        (Vec::new(), Vec::new(), String::new(), Vec::new());
     while Instant::now() < deadline {
         if conn.is_none() {
             let stream = TcpStream::connect(addr).unwrap_or_else(|e| die(format!("connect {addr}: {e}")));
@@ -208,10 +213,12 @@ fn post(base: &str, clients: usize, secs: f64, run: &str) {
     let start_at = Arc::new(std::sync::OnceLock::<Instant>::new());
     let handles: Vec<_> = (0..clients)
         .map(|c| {
-            let (addr, run, barrier, start_at) = (addr.clone(), run.to_string(), barrier.clone(), start_at.clone());
+            let (addr, run, barrier, start_at) =
+                (addr.clone(), run.to_string(), barrier.clone(), start_at.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                let deadline = *start_at.get().expect("start time set before the barrier") + Duration::from_secs_f64(secs);
+                let deadline = *start_at.get().expect("start time set before the barrier")
+                    + Duration::from_secs_f64(secs);
                 client(&addr, &run, c, deadline)
             })
         })
@@ -224,7 +231,13 @@ fn post(base: &str, clients: usize, secs: f64, run: &str) {
     let errors: u64 = results.iter().map(|r| r.errors).sum();
     let mut lat: Vec<u64> = results.iter().flat_map(|r| r.latencies_us.iter().copied()).collect();
     lat.sort_unstable();
-    let pct = |p: f64| if lat.is_empty() { 0.0 } else { lat[((lat.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0 };
+    let pct = |p: f64| {
+        if lat.is_empty() {
+            0.0
+        } else {
+            lat[((lat.len() - 1) as f64 * p).round() as usize] as f64 / 1000.0
+        }
+    };
     // Rows 0..ok of each client were committed when errors == 0 (the bench
     // checks that); the raw baseline inserts exactly those rows.
     let counts: Vec<u64> = results.iter().map(|r| r.ok).collect();
@@ -257,8 +270,10 @@ fn raw(template: &str, db: &str, counts: &[u64], batch: usize, run: &str, mode: 
         die(format!("{db} exists; raw wants a fresh file"));
     }
     {
-        let t = Connection::open_with_flags(template, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
-        let messages: i64 = t.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0)).unwrap_or_else(|e| die(e));
+        let t = Connection::open_with_flags(template, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| die(e));
+        let messages: i64 =
+            t.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get(0)).unwrap_or_else(|e| die(e));
         if messages != 0 {
             die(format!("template {template} is not empty ({messages} messages)"));
         }
@@ -270,10 +285,10 @@ fn raw(template: &str, db: &str, counts: &[u64], batch: usize, run: &str, mode: 
         .unwrap_or_else(|e| die(e));
     // Rows in arrival order: round-robin over clients, like the post run.
     let max = counts.iter().copied().max().unwrap_or(0);
-    let rows: Vec<Row> =
-        (0..max).flat_map(|i| counts.iter().enumerate().filter(move |(_, &n)| i < n).map(move |(c, _)| (c, i)))
-            .map(|(c, i)| row(run, c, i))
-            .collect();
+    let rows: Vec<Row> = (0..max)
+        .flat_map(|i| counts.iter().enumerate().filter(move |(_, &n)| i < n).map(move |(c, _)| (c, i)))
+        .map(|(c, i)| row(run, c, i))
+        .collect();
     // The same sequence numbers the daemon gives (1, 2, … on an empty
     // database), counted here rather than left to the schema's fallback
     // trigger, which would cost an extra UPDATE per row.
@@ -336,13 +351,20 @@ fn raw(template: &str, db: &str, counts: &[u64], batch: usize, run: &str, mode: 
 fn count(db: &str, run: &str) {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
     let n: i64 = conn
-        .query_row("SELECT COUNT(*) FROM messages WHERE id >= ?1 AND id < ?2", params![format!("{run}-"), format!("{run}.")], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE id >= ?1 AND id < ?2",
+            params![format!("{run}-"), format!("{run}.")],
+            |r| r.get(0),
+        )
         .unwrap_or_else(|e| die(e));
     println!("{n}");
 }
 
 fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn main() {

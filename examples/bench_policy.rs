@@ -109,7 +109,8 @@ fn run(threads: usize, secs: f64, batch: usize, pair: impl Fn(usize) + Sync) -> 
         let t0 = Instant::now();
         std::thread::sleep(Duration::from_secs_f64(secs));
         stop.store(true, Ordering::Relaxed);
-        let results: Vec<(Vec<f64>, u64)> = handles.into_iter().map(|h| h.join().expect("bench thread")).collect();
+        let results: Vec<(Vec<f64>, u64)> =
+            handles.into_iter().map(|h| h.join().expect("bench thread")).collect();
         (results, t0.elapsed())
     });
     let mut per_pair_ns = Vec::new();
@@ -121,7 +122,14 @@ fn run(threads: usize, secs: f64, batch: usize, pair: impl Fn(usize) + Sync) -> 
     Stats { per_pair_ns, pairs, wall }
 }
 
-fn policy_pairs(name: &str, threads: usize, targets: usize, secs: f64, batch: usize, daemon_cb: bool) -> Arc<Policy> {
+fn policy_pairs(
+    name: &str,
+    threads: usize,
+    targets: usize,
+    secs: f64,
+    batch: usize,
+    daemon_cb: bool,
+) -> Arc<Policy> {
     let on_change: Box<dyn Fn() + Send + Sync> = if daemon_cb {
         let (tx, rx) = crossbeam_channel::unbounded::<()>();
         std::thread::spawn(move || while rx.recv().is_ok() {});
@@ -182,7 +190,11 @@ fn doc_size(db: &str) {
     let conn = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .unwrap_or_else(|e| panic!("cannot open {db}: {e}"));
     let n: Option<i64> = conn
-        .query_row("SELECT length(value_json) FROM browser_request_policy_state WHERE state_key = 'global'", [], |r| r.get(0))
+        .query_row(
+            "SELECT length(value_json) FROM browser_request_policy_state WHERE state_key = 'global'",
+            [],
+            |r| r.get(0),
+        )
         .ok();
     println!("{}", n.unwrap_or(0));
 }

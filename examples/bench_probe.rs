@@ -54,7 +54,8 @@ fn median(v: &[f64]) -> f64 {
 /// Writes FILE's dirty pages out and drops all its pages from the page cache.
 fn evict(file: &str) {
     let synced = Command::new("sync").arg(file).status();
-    let dropped = Command::new("dd").args([&format!("if={file}"), "iflag=nocache", "count=0", "status=none"]).status();
+    let dropped =
+        Command::new("dd").args([&format!("if={file}"), "iflag=nocache", "count=0", "status=none"]).status();
     if !matches!((synced, dropped), (Ok(a), Ok(b)) if a.success() && b.success()) {
         die(format!("could not evict {file} from the page cache"));
     }
@@ -72,7 +73,15 @@ fn startup(binary: &str, state_dir: &str, runs: usize, idle_ms: u64, evict_file:
         }
         let t0 = Instant::now();
         let mut child = Command::new(binary)
-            .args(["serve", "--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0", "--state-dir", state_dir])
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--ws-listen",
+                "127.0.0.1:0",
+                "--state-dir",
+                state_dir,
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -114,7 +123,11 @@ fn startup(binary: &str, state_dir: &str, runs: usize, idle_ms: u64, evict_file:
     }
     let max_ready = ready.iter().copied().fold(0.0, f64::max);
     println!("ready_ms={}\nrss_kb={}\nhwm_kb={}", list(&ready), list(&rss), list(&hwm));
-    println!("median_ready_ms={:.1}\nmax_ready_ms={max_ready:.1}\nmedian_rss_kb={:.0}", median(&ready), median(&rss));
+    println!(
+        "median_ready_ms={:.1}\nmax_ready_ms={max_ready:.1}\nmedian_rss_kb={:.0}",
+        median(&ready),
+        median(&rss)
+    );
 }
 
 /// Reads one response head plus Content-Length body; true when complete.
@@ -174,11 +187,8 @@ fn strand(addr: &str, path: &str, conns: usize, wait_ms: u64) {
         .collect();
     let results: Vec<_> = handles.into_iter().map(|h| h.join().expect("reader thread")).collect();
     let answered = results.iter().filter(|(ok, _, _)| *ok).count();
-    let max_ms = results
-        .iter()
-        .filter(|(ok, _, _)| *ok)
-        .map(|(_, t, _)| t.as_secs_f64() * 1000.0)
-        .fold(0.0, f64::max);
+    let max_ms =
+        results.iter().filter(|(ok, _, _)| *ok).map(|(_, t, _)| t.as_secs_f64() * 1000.0).fold(0.0, f64::max);
     println!("conns={conns}\nanswered={answered}\nstranded={}\nmax_answer_ms={max_ms:.1}", conns - answered);
 }
 

@@ -156,7 +156,9 @@ fn run_load(callers: &mut [Box<dyn Caller>], pace: Pace, secs: f64) -> RunResult
                                     sample.sched.push((t1 - at).as_micros() as u64);
                                     sample.lag.push(t0.saturating_duration_since(at).as_micros() as u64);
                                 }
-                                sample.done_at_ms.push(t1.saturating_duration_since(start).as_millis() as u64);
+                                sample
+                                    .done_at_ms
+                                    .push(t1.saturating_duration_since(start).as_millis() as u64);
                             }
                             Err(e) => {
                                 sample.errors += 1;
@@ -385,7 +387,8 @@ fn read_response(conn: &mut BufReader<TcpStream>, body: &mut Vec<u8>) -> Result<
         }
         let l = line.trim_end();
         if first {
-            status = l.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(format!("bad status line {l:?}"))?;
+            status =
+                l.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(format!("bad status line {l:?}"))?;
             first = false;
             continue;
         }
@@ -515,7 +518,8 @@ fn direct(sim_bin: &str, kind: &str, conns: usize, paces: &[Pace], secs: f64, si
     listener.set_nonblocking(false).ok();
     let (tcp, _) = accept_within(&listener, Duration::from_secs(10));
     tcp.set_nodelay(true).ok();
-    let mut ws = tungstenite::accept(tcp.try_clone().unwrap_or_else(|e| die(e))).unwrap_or_else(|e| die(format!("handshake: {e}")));
+    let mut ws = tungstenite::accept(tcp.try_clone().unwrap_or_else(|e| die(e)))
+        .unwrap_or_else(|e| die(format!("handshake: {e}")));
     // hello, then hello_ack like the daemon's.
     match ws.read() {
         Ok(Message::Text(t)) if t.contains("\"hello\"") => {}
@@ -523,7 +527,11 @@ fn direct(sim_bin: &str, kind: &str, conns: usize, paces: &[Pace], secs: f64, si
     }
     let ack = json!({"type":"hello_ack","connection_id":"conn_bench","protocol_version":1,"server_time":0,"heartbeat_ms":15000});
     ws.send(Message::text(ack.to_string())).unwrap_or_else(|e| die(e));
-    let conn = Arc::new(Direct { writer: Mutex::new(tcp), pending: Mutex::new(HashMap::new()), next_id: AtomicU64::new(1) });
+    let conn = Arc::new(Direct {
+        writer: Mutex::new(tcp),
+        pending: Mutex::new(HashMap::new()),
+        next_id: AtomicU64::new(1),
+    });
     {
         let conn = conn.clone();
         std::thread::Builder::new()
@@ -549,8 +557,13 @@ fn direct(sim_bin: &str, kind: &str, conns: usize, paces: &[Pace], secs: f64, si
     let mut callers: Vec<Box<dyn Caller>> = (0..conns)
         .map(|_| {
             let (tx, rx) = bounded(1);
-            Box::new(DirectCaller { conn: conn.clone(), kind: kind.to_string(), tx, rx, buf: Vec::with_capacity(512) })
-                as Box<dyn Caller>
+            Box::new(DirectCaller {
+                conn: conn.clone(),
+                kind: kind.to_string(),
+                tx,
+                rx,
+                buf: Vec::with_capacity(512),
+            }) as Box<dyn Caller>
         })
         .collect();
     run_paces(&mut callers, paces, secs);
@@ -575,7 +588,11 @@ fn accept_within(listener: &TcpListener, limit: Duration) -> (TcpStream, std::ne
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| die("missing arguments (see the header of examples/bench_relay.rs)"));
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| die("missing arguments (see the header of examples/bench_relay.rs)"))
+    };
     let num = |i: usize| -> f64 { arg(i).parse().unwrap_or_else(|_| die(format!("bad number {}", arg(i)))) };
     match arg(0).as_str() {
         "http" => {
@@ -583,8 +600,9 @@ fn main() {
             let conns = num(4) as usize;
             let paces = parse_pace(&arg(5));
             let secs = num(6);
-            let mut callers: Vec<Box<dyn Caller>> =
-                (0..conns).map(|_| Box::new(HttpCaller::new(&base, &path, &body)) as Box<dyn Caller>).collect();
+            let mut callers: Vec<Box<dyn Caller>> = (0..conns)
+                .map(|_| Box::new(HttpCaller::new(&base, &path, &body)) as Box<dyn Caller>)
+                .collect();
             run_paces(&mut callers, &paces, secs);
         }
         "direct" => {

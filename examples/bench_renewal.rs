@@ -200,7 +200,15 @@ struct JobDoc {
 }
 
 /// The documents the projector writes (RENEWAL.md step 8).
-fn job_docs(message_id: &str, remote: &str, link_id: &str, client: &str, tab: i64, text: &str, observed_at: i64) -> JobDoc {
+fn job_docs(
+    message_id: &str,
+    remote: &str,
+    link_id: &str,
+    client: &str,
+    tab: i64,
+    text: &str,
+    observed_at: i64,
+) -> JobDoc {
     let summary: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
     let link = format!("http://127.0.0.1:4317/artifact/msg/{message_id}.txt");
     let rendered = TEMPLATE.replace("{summary}", &summary).replace("{link}", &link);
@@ -240,13 +248,12 @@ fn fill(db: &str, spec: &str, busy: u64) {
     let tx = conn.transaction().unwrap_or_else(|e| die(e));
     {
         // 1000 conversations of their own, manual (the projector ignores them).
-        let convs: Vec<(String, String, String)> =
-            (0..1000)
-                .map(|k| {
-                    let created = now - 30 * DAY_MS;
-                    (ordered_id("lc_", created), ordered_id("link_", created), format!("fill-conv-{k:04}"))
-                })
-                .collect();
+        let convs: Vec<(String, String, String)> = (0..1000)
+            .map(|k| {
+                let created = now - 30 * DAY_MS;
+                (ordered_id("lc_", created), ordered_id("link_", created), format!("fill-conv-{k:04}"))
+            })
+            .collect();
         let mut conv = tx
             .prepare(
                 "INSERT INTO local_conversations (local_conversation_id, platform, execution_state, title,
@@ -271,7 +278,8 @@ fn fill(db: &str, spec: &str, busy: u64) {
                 let created = now - rng.range(60_000, 20 * DAY_MS);
                 let text = format!("Filled answer {seq} for the due-job scan and pruning benchmarks; the summary of the assistant message that this renewal job delivers back into its tab.");
                 let docs = job_docs(&message_id, remote, link, "firefox-main", k as i64 + 1, &text, created);
-                let (st, attempts, next, last_attempt, last_error, started, finished) = match status.as_str() {
+                let (st, attempts, next, last_attempt, last_error, started, finished) = match status.as_str()
+                {
                     "done" => {
                         let f = created + rng.range(1_000, 120_000);
                         ("done", 1, None, Some(f - 500), None, Some(f - 500), Some(f))
@@ -280,13 +288,32 @@ fn fill(db: &str, spec: &str, busy: u64) {
                         let f = created + rng.range(1_000, 600_000);
                         ("failed", 3, None, Some(f - 500), Some("no_active_client"), Some(f - 500), Some(f))
                     }
-                    "pending_due" => ("pending", 0, Some(now - rng.range(1_000, 3_600_000)), None, None, None, None),
-                    "pending_future" => ("pending", 0, Some(now + rng.range(DAY_MS, 7 * DAY_MS)), None, None, None, None),
-                    _ => ("running", 0, Some(now - 60_000), Some(now - 60_000), None, Some(now - 60_000), None),
+                    "pending_due" => {
+                        ("pending", 0, Some(now - rng.range(1_000, 3_600_000)), None, None, None, None)
+                    }
+                    "pending_future" => {
+                        ("pending", 0, Some(now + rng.range(DAY_MS, 7 * DAY_MS)), None, None, None, None)
+                    }
+                    _ => {
+                        ("running", 0, Some(now - 60_000), Some(now - 60_000), None, Some(now - 60_000), None)
+                    }
                 };
                 ins.execute(params![
-                    ordered_id("job_", created), lc, message_id, st, docs.payload, docs.snapshot, attempts, next, last_attempt,
-                    last_error, log_path, started, finished, created, finished.unwrap_or(created)
+                    ordered_id("job_", created),
+                    lc,
+                    message_id,
+                    st,
+                    docs.payload,
+                    docs.snapshot,
+                    attempts,
+                    next,
+                    last_attempt,
+                    last_error,
+                    log_path,
+                    started,
+                    finished,
+                    created,
+                    finished.unwrap_or(created)
                 ])
                 .unwrap_or_else(|e| die(e));
             }
@@ -313,7 +340,8 @@ fn read_response(conn: &mut BufReader<TcpStream>, body: &mut Vec<u8>) -> Result<
         }
         let l = line.trim_end();
         if first {
-            status = l.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(format!("bad status line {l:?}"))?;
+            status =
+                l.split(' ').nth(1).and_then(|s| s.parse().ok()).ok_or(format!("bad status line {l:?}"))?;
             first = false;
         } else if l.is_empty() {
             break;
@@ -337,7 +365,8 @@ fn http_connect(addr: &str) -> BufReader<TcpStream> {
 
 fn http_get(addr: &str, path: &str) -> Value {
     let mut c = http_connect(addr);
-    write!(c.get_mut(), "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap_or_else(|e| die(e));
+    write!(c.get_mut(), "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+        .unwrap_or_else(|e| die(e));
     let mut body = Vec::new();
     let status = read_response(&mut c, &mut body).unwrap_or_else(|e| die(e));
     if status != 200 {
@@ -500,7 +529,17 @@ fn e2e_ws(sim: &str, ws_url: &str, db: &str, n: u64, run: &str, client: &str, ti
     let t0 = Instant::now();
     let poller = spawn_poller(db, run, n, t0, timeout);
     let mut child = Command::new(sim)
-        .args(["--url", ws_url, "--client-id", client, "--platform", "chatgpt", "--mode", "succeed", "--quiet"])
+        .args([
+            "--url",
+            ws_url,
+            "--client-id",
+            client,
+            "--platform",
+            "chatgpt",
+            "--mode",
+            "succeed",
+            "--quiet",
+        ])
         .arg("--messages-file")
         .arg(&file)
         .stdin(Stdio::null())
@@ -546,7 +585,8 @@ fn raw(template: &str, db: &str, n: u64, batch: usize) {
         die(format!("{db} exists"));
     }
     {
-        let t = Connection::open_with_flags(template, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
+        let t = Connection::open_with_flags(template, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| die(e));
         t.execute("VACUUM INTO ?1", params![db]).unwrap_or_else(|e| die(e));
     }
     let mut conn = Connection::open(db).unwrap_or_else(|e| die(e));
@@ -557,7 +597,15 @@ fn raw(template: &str, db: &str, n: u64, batch: usize) {
         .map(|i| {
             let remote = format!("raw-conv-{i:06}");
             let mid = format!("raw-msg-{i:06}");
-            let docs = job_docs(&mid, &remote, &ordered_id("link_", now), "sim-renew", i as i64 + 1, &message_text("raw", i), now);
+            let docs = job_docs(
+                &mid,
+                &remote,
+                &ordered_id("link_", now),
+                "sim-renew",
+                i as i64 + 1,
+                &message_text("raw", i),
+                now,
+            );
             (ordered_id("job_", now), ordered_id("lc_", now), mid, docs)
         })
         .collect();
@@ -568,8 +616,21 @@ fn raw(template: &str, db: &str, n: u64, batch: usize) {
             let mut ins = tx.prepare_cached(INSERT_JOB).unwrap_or_else(|e| die(e));
             for (job, lc, mid, docs) in chunk {
                 ins.execute(params![
-                    job, lc, mid, "pending", docs.payload, docs.snapshot, 0, now, None::<i64>, None::<String>,
-                    "/tmp/log.jsonl", None::<i64>, None::<i64>, now, now
+                    job,
+                    lc,
+                    mid,
+                    "pending",
+                    docs.payload,
+                    docs.snapshot,
+                    0,
+                    now,
+                    None::<i64>,
+                    None::<String>,
+                    "/tmp/log.jsonl",
+                    None::<i64>,
+                    None::<i64>,
+                    now,
+                    now
                 ])
                 .unwrap_or_else(|e| die(e));
             }
@@ -646,8 +707,9 @@ const DUE_SQL: &str = "SELECT job_id, local_conversation_id, message_id, status,
              ORDER BY next_attempt_at, created_at LIMIT ?2";
 
 fn scan(db: &str, reps: usize, limit: i64) {
-    let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
-        .unwrap_or_else(|e| die(e));
+    let conn =
+        Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
+            .unwrap_or_else(|e| die(e));
     conn.pragma_update(None, "query_only", "ON").unwrap_or_else(|e| die(e));
     let counts: Vec<(String, i64)> = conn
         .prepare("SELECT status, COUNT(*) FROM renewal_jobs GROUP BY status")
@@ -693,7 +755,8 @@ fn scan(db: &str, reps: usize, limit: i64) {
         std::hint::black_box(got);
     }
     lat.sort_unstable();
-    let q = |p: f64| lat[(((p / 100.0) * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1] as f64 / 1e6;
+    let q =
+        |p: f64| lat[(((p / 100.0) * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1] as f64 / 1e6;
     println!("limit={limit}");
     println!("rows={rows}");
     println!("reps={reps}");
@@ -763,7 +826,11 @@ fn recovery(bin: &str, dir: &str, runs: usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| die("missing arguments (see the header of examples/bench_renewal.rs)"));
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| die("missing arguments (see the header of examples/bench_renewal.rs)"))
+    };
     let num = |i: usize| -> u64 { arg(i).parse().unwrap_or_else(|_| die(format!("bad number {}", arg(i)))) };
     match arg(0).as_str() {
         "seed" => seed(&arg(1), num(2), &arg(3), &arg(4)),

@@ -120,7 +120,8 @@ fn connect(url: &str, client_id: &str) -> WebSocket<TcpStream> {
     let tcp = TcpStream::connect(hostport).unwrap_or_else(|e| die(format!("connect {hostport}: {e}")));
     tcp.set_nodelay(true).ok();
     tcp.set_read_timeout(Some(Duration::from_secs(20))).ok();
-    let (mut ws, _) = tungstenite::client::client(url, tcp).unwrap_or_else(|e| die(format!("handshake: {e}")));
+    let (mut ws, _) =
+        tungstenite::client::client(url, tcp).unwrap_or_else(|e| die(format!("handshake: {e}")));
     let hello = json!({"type":"hello","client_id":client_id,"browser":"bench","version":"0",
                        "platforms":["chatgpt"],"protocol_version":1});
     ws.send(Message::text(hello.to_string())).unwrap_or_else(|e| die(e));
@@ -216,7 +217,8 @@ fn ingest(url: &str, conns: usize, n: u64, run: &str, window: u64) {
         .collect();
     barrier.wait();
     let start = Instant::now();
-    let results: Vec<ConnResult> = handles.into_iter().map(|h| h.join().expect("connection thread")).collect();
+    let results: Vec<ConnResult> =
+        handles.into_iter().map(|h| h.join().expect("connection thread")).collect();
     let end = results.iter().filter_map(|r| r.last_ack).max().unwrap_or(start);
     let secs = (end - start).as_secs_f64();
     let ok: u64 = results.iter().map(|r| r.ok).sum();
@@ -226,7 +228,10 @@ fn ingest(url: &str, conns: usize, n: u64, run: &str, window: u64) {
     println!("secs={secs:.3}");
     println!("rate={:.0}", ok as f64 / secs.max(1e-9));
     println!("counts={}", results.iter().map(|r| r.ok.to_string()).collect::<Vec<_>>().join(","));
-    println!("first_error={}", results.iter().find_map(|r| r.first_error.clone()).unwrap_or_else(|| "-".into()));
+    println!(
+        "first_error={}",
+        results.iter().find_map(|r| r.first_error.clone()).unwrap_or_else(|| "-".into())
+    );
 }
 
 fn idle(url: &str, n: usize, secs: u64) {
@@ -274,7 +279,8 @@ fn raw(template: &str, db: &str, conns: usize, n: u64, run: &str, batch: usize, 
         _ => die("MODE must be messages or effects"),
     };
     {
-        let t = Connection::open_with_flags(template, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
+        let t = Connection::open_with_flags(template, OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .unwrap_or_else(|e| die(e));
         t.execute("VACUUM INTO ?1", params![db]).unwrap_or_else(|e| die(e));
     }
     let mut conn = Connection::open(db).unwrap_or_else(|e| die(e));
@@ -312,8 +318,17 @@ fn raw(template: &str, db: &str, conns: usize, n: u64, run: &str, batch: usize, 
                 let summary = collapse_cut(&r.text);
                 seq += 1;
                 ins.execute(params![
-                    r.message_id, r.conversation_id, r.text, summary, r.page_url, r.page_title, r.tab_id,
-                    r.client_id, r.observed_at, now, seq
+                    r.message_id,
+                    r.conversation_id,
+                    r.text,
+                    summary,
+                    r.page_url,
+                    r.page_title,
+                    r.tab_id,
+                    r.client_id,
+                    r.observed_at,
+                    now,
+                    seq
                 ])
                 .unwrap_or_else(|e| die(e));
                 if !with_effects {
@@ -344,14 +359,22 @@ fn raw(template: &str, db: &str, conns: usize, n: u64, run: &str, batch: usize, 
 fn count(db: &str, run: &str) {
     let conn = Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap_or_else(|e| die(e));
     let n: i64 = conn
-        .query_row("SELECT COUNT(*) FROM messages WHERE id >= ?1 AND id < ?2", params![format!("{run}-"), format!("{run}.")], |r| r.get(0))
+        .query_row(
+            "SELECT COUNT(*) FROM messages WHERE id >= ?1 AND id < ?2",
+            params![format!("{run}-"), format!("{run}.")],
+            |r| r.get(0),
+        )
         .unwrap_or_else(|e| die(e));
     println!("{n}");
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let arg = |i: usize| args.get(i).cloned().unwrap_or_else(|| die("missing arguments (see the header of examples/bench_ws.rs)"));
+    let arg = |i: usize| {
+        args.get(i)
+            .cloned()
+            .unwrap_or_else(|| die("missing arguments (see the header of examples/bench_ws.rs)"))
+    };
     let num = |i: usize| -> u64 { arg(i).parse().unwrap_or_else(|_| die(format!("bad number {}", arg(i)))) };
     match arg(0).as_str() {
         "ingest" => {

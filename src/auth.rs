@@ -161,7 +161,9 @@ fn split_host(value: &str) -> Option<(String, Option<u16>)> {
     };
     let port = match port {
         None => None,
-        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => Some(digits.parse().ok()?),
+        Some(digits) if !digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(digits.parse().ok()?)
+        }
         Some(_) => return None,
     };
     let name = name.strip_suffix('.').unwrap_or(&name).to_string();

@@ -73,7 +73,10 @@ mod tests {
         let v = from_slice(br#"{"text": "cut \ud83d", "t": "\ude00 x \ud83d\ude00", "n": 1}"#).unwrap();
         assert_eq!(v, json!({"text": "cut \u{fffd}", "t": "\u{fffd} x 😀", "n": 1}));
         // Two high halves in a row, and one at the very end of a string.
-        assert_eq!(from_slice(br#"["\ud83d\ud83d\ude00", "\udbff"]"#).unwrap(), json!(["\u{fffd}😀", "\u{fffd}"]));
+        assert_eq!(
+            from_slice(br#"["\ud83d\ud83d\ude00", "\udbff"]"#).unwrap(),
+            json!(["\u{fffd}😀", "\u{fffd}"])
+        );
     }
 
     #[test]

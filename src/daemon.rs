@@ -63,8 +63,9 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     let _lock = lock_state_dir(&state_dir)?;
     // Signals are registered before the ready line so a stop sent right
     // after it is never lost.
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-        .map_err(|e| fatal(format!("cannot install signal handlers: {e}")))?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+            .map_err(|e| fatal(format!("cannot install signal handlers: {e}")))?;
 
     let (store_handle, store) = store::open(
         &state_dir,
@@ -76,16 +77,19 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     // released and interrupted deliveries wait for the recovery delay.
     let interval = config.timed_jobs.interval_ms;
     let delay = config.renewal.effective_recovery_delay_ms(interval) as i64;
-    let recovery = store.recover(now_ms(), delay).map_err(|e| fatal(format!("recovery at start failed: {e}")))?;
+    let recovery =
+        store.recover(now_ms(), delay).map_err(|e| fatal(format!("recovery at start failed: {e}")))?;
     log::info!(
         "recovery: {} execution locks released, {} running jobs requeued",
         recovery.recovered_execution_state_count,
         recovery.requeued_renewal_job_count
     );
     let policy = start_policy(&config, &store)?;
-    let sweeper = policy.spawn_sweeper().map_err(|e| fatal(format!("cannot start the policy sweeper: {e}")))?;
+    let sweeper =
+        policy.spawn_sweeper().map_err(|e| fatal(format!("cannot start the policy sweeper: {e}")))?;
     let log_dir = state_dir.join("logs").join("timed-jobs");
-    let timed = ticker::new_status(&config, &log_dir, &["renewal.projector", "renewal.dispatcher", "store.pruner"]);
+    let timed =
+        ticker::new_status(&config, &log_dir, &["renewal.projector", "renewal.dispatcher", "store.pruner"]);
     *timed.last_recovery.lock() = Some(recovery);
 
     let http_listener = bind(&config.listen, "listen")?;
@@ -106,7 +110,8 @@ pub fn run(config: Config) -> Result<(), Fatal> {
         hosts: hosts.clone(),
         ingest_settings: IngestSettings::from_config(&config),
     };
-    let bridge = bridge::start(ws_listener, bridge_ctx, bell).map_err(|e| fatal(format!("cannot start bridge: {e}")))?;
+    let bridge = bridge::start(ws_listener, bridge_ctx, bell)
+        .map_err(|e| fatal(format!("cannot start bridge: {e}")))?;
     let mut ctx = http::Ctx::new(
         config.clone(),
         store.clone(),
@@ -118,7 +123,8 @@ pub fn run(config: Config) -> Result<(), Fatal> {
     );
     ctx.hosts = hosts;
     let ctx = Arc::new(ctx);
-    let server = http::start(http_listener, ctx.clone()).map_err(|e| fatal(format!("cannot start HTTP server: {e}")))?;
+    let server = http::start(http_listener, ctx.clone())
+        .map_err(|e| fatal(format!("cannot start HTTP server: {e}")))?;
     let log = ticker::log::spawn(log_dir, config.timed_jobs.log_retention_days)
         .map_err(|e| fatal(format!("cannot start the timed-jobs log: {e}")))?;
     let runners: Vec<Box<dyn ticker::Runner>> = vec![
@@ -136,8 +142,14 @@ pub fn run(config: Config) -> Result<(), Fatal> {
         }),
         Box::new(ticker::pruner::Pruner { store: store.clone(), config: config.clone() }),
     ];
-    let settings = ticker::TickerSettings { config: config.clone(), store: store.clone(), log: log.sink.clone(), status: timed };
-    let mut ticker = ticker::spawn(settings, runners).map_err(|e| fatal(format!("cannot start the ticker: {e}")))?;
+    let settings = ticker::TickerSettings {
+        config: config.clone(),
+        store: store.clone(),
+        log: log.sink.clone(),
+        status: timed,
+    };
+    let mut ticker =
+        ticker::spawn(settings, runners).map_err(|e| fatal(format!("cannot start the ticker: {e}")))?;
 
     write_ready_file(&state_dir, ctx.started_at, &http_base, &ws_url);
     // A closed or full stdout (a supervisor that stopped reading) must not
@@ -184,7 +196,11 @@ pub fn run(config: Config) -> Result<(), Fatal> {
 /// can ask it, and hands the writer its debounced save.
 fn start_policy(config: &Config, store: &store::Store) -> Result<Arc<Policy>, Fatal> {
     let dirty = store.clone();
-    let policy = Policy::new(config.policy.clone(), Arc::new(SystemClock), Box::new(move || dirty.mark_policy_dirty()));
+    let policy = Policy::new(
+        config.policy.clone(),
+        Arc::new(SystemClock),
+        Box::new(move || dirty.mark_policy_dirty()),
+    );
     match store.policy_state() {
         Ok(Some(json)) => policy.restore(&json),
         Ok(None) => {}

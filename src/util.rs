@@ -9,10 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Milliseconds since the Unix epoch, the unit of every time in the API.
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 static RNG_STATE: AtomicU64 = AtomicU64::new(0);
@@ -24,10 +21,7 @@ static RNG_STATE: AtomicU64 = AtomicU64::new(0);
 pub fn random_u64() -> u64 {
     const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
     if RNG_STATE.load(Ordering::Relaxed) == 0 {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(1);
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(1);
         let seed = nanos ^ ((std::process::id() as u64) << 32) | 1;
         let _ = RNG_STATE.compare_exchange(0, seed, Ordering::Relaxed, Ordering::Relaxed);
     }

@@ -45,25 +45,15 @@ fn version_and_help_exit_0() {
     for flag in ["--version", "-V"] {
         let o = run(&[flag]);
         assert_eq!(o.status.code(), Some(0));
-        assert_eq!(
-            stdout(&o),
-            format!("baa-conductor {}\n", env!("CARGO_PKG_VERSION"))
-        );
+        assert_eq!(stdout(&o), format!("baa-conductor {}\n", env!("CARGO_PKG_VERSION")));
         assert!(o.stderr.is_empty());
     }
     for flag in ["--help", "-h"] {
         let o = run(&[flag]);
         assert_eq!(o.status.code(), Some(0));
         let text = stdout(&o);
-        for word in [
-            "Usage",
-            "check-config",
-            "--state-dir",
-            "--listen",
-            "--ws-listen",
-            "--token",
-            "--config",
-        ] {
+        for word in ["Usage", "check-config", "--state-dir", "--listen", "--ws-listen", "--token", "--config"]
+        {
             assert!(text.contains(word), "help mentions {word}");
         }
         assert!(o.stderr.is_empty());
@@ -89,8 +79,7 @@ fn check_config_prints_the_effective_config() {
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
         state.join("config.json"),
-        json!({"node_id": "n1", "renewal": {"max_attempts": 5}, "listen": "127.0.0.1:9999"})
-            .to_string(),
+        json!({"node_id": "n1", "renewal": {"max_attempts": 5}, "listen": "127.0.0.1:9999"}).to_string(),
     )
     .unwrap();
     let o = run(&[
@@ -120,62 +109,27 @@ fn a_bad_config_value_exits_2_naming_the_key() {
     let tmp = TempDir::new("cli");
     let state = tmp.join("state");
     std::fs::create_dir_all(&state).unwrap();
-    std::fs::write(
-        state.join("config.json"),
-        r#"{"renewal":{"max_attempts":0}}"#,
-    )
-    .unwrap();
+    std::fs::write(state.join("config.json"), r#"{"renewal":{"max_attempts":0}}"#).unwrap();
     let s = state_arg(&state);
-    let line = assert_config_error(
-        &run(&["check-config", "--state-dir", &s]),
-        "renewal.max_attempts",
-    );
+    let line = assert_config_error(&run(&["check-config", "--state-dir", &s]), "renewal.max_attempts");
     assert!(line.contains('0'), "shows the value: {line}");
     // serve refuses the same way, before binding or writing anything.
-    let o = run(&[
-        "--state-dir",
-        &s,
-        "--listen",
-        "127.0.0.1:0",
-        "--ws-listen",
-        "127.0.0.1:0",
-    ]);
+    let o = run(&["--state-dir", &s, "--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0"]);
     assert_config_error(&o, "renewal.max_attempts");
     assert!(!state.join("conductor.json").exists());
 
     // The same through --config, and a few other bad values.
     let cases = [
-        (
-            json!({"timed_jobs": {"interval_ms": 0}}),
-            "timed_jobs.interval_ms",
-        ),
-        (
-            json!({"limits": {"max_body_bytes": 0}}),
-            "limits.max_body_bytes",
-        ),
-        (
-            json!({"renewal": {"template": "{nope}"}}),
-            "renewal.template",
-        ),
-        (
-            json!({"renewal": {"inter_job_jitter_ms": [10, 5]}}),
-            "renewal.inter_job_jitter_ms",
-        ),
-        (
-            json!({"limits": {"http_threads": "4"}}),
-            "limits.http_threads",
-        ),
+        (json!({"timed_jobs": {"interval_ms": 0}}), "timed_jobs.interval_ms"),
+        (json!({"limits": {"max_body_bytes": 0}}), "limits.max_body_bytes"),
+        (json!({"renewal": {"template": "{nope}"}}), "renewal.template"),
+        (json!({"renewal": {"inter_job_jitter_ms": [10, 5]}}), "renewal.inter_job_jitter_ms"),
+        (json!({"limits": {"http_threads": "4"}}), "limits.http_threads"),
     ];
     for (config, key) in cases {
         let file = tmp.join("bad.json");
         std::fs::write(&file, config.to_string()).unwrap();
-        let o = run(&[
-            "check-config",
-            "--state-dir",
-            &s,
-            "--config",
-            &state_arg(&file),
-        ]);
+        let o = run(&["check-config", "--state-dir", &s, "--config", &state_arg(&file)]);
         assert_config_error(&o, key);
     }
 }
@@ -187,34 +141,13 @@ fn unknown_keys_flags_and_commands_exit_2() {
     let file = tmp.join("c.json");
     std::fs::write(&file, r#"{"renewal":{"max_attempt":3}}"#).unwrap();
     assert_config_error(
-        &run(&[
-            "check-config",
-            "--state-dir",
-            &s,
-            "--config",
-            &state_arg(&file),
-        ]),
+        &run(&["check-config", "--state-dir", &s, "--config", &state_arg(&file)]),
         "renewal.max_attempt",
     );
     std::fs::write(&file, r#"{"colour":"blue"}"#).unwrap();
-    assert_config_error(
-        &run(&[
-            "check-config",
-            "--state-dir",
-            &s,
-            "--config",
-            &state_arg(&file),
-        ]),
-        "colour",
-    );
+    assert_config_error(&run(&["check-config", "--state-dir", &s, "--config", &state_arg(&file)]), "colour");
     std::fs::write(&file, "{not json").unwrap();
-    let o = run(&[
-        "check-config",
-        "--state-dir",
-        &s,
-        "--config",
-        &state_arg(&file),
-    ]);
+    let o = run(&["check-config", "--state-dir", &s, "--config", &state_arg(&file)]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     let missing = state_arg(&tmp.join("missing.json"));
     let o = run(&["check-config", "--state-dir", &s, "--config", &missing]);
@@ -229,70 +162,34 @@ fn a_non_loopback_listener_without_token_exits_2() {
     let tmp = TempDir::new("cli");
     let s = state_arg(&tmp.join("state"));
     assert_config_error(
-        &run(&[
-            "--state-dir",
-            &s,
-            "--listen",
-            "0.0.0.0:0",
-            "--ws-listen",
-            "127.0.0.1:0",
-        ]),
+        &run(&["--state-dir", &s, "--listen", "0.0.0.0:0", "--ws-listen", "127.0.0.1:0"]),
         "token",
     );
     assert_config_error(
-        &run(&[
-            "--state-dir",
-            &s,
-            "--listen",
-            "127.0.0.1:0",
-            "--ws-listen",
-            "0.0.0.0:0",
-        ]),
+        &run(&["--state-dir", &s, "--listen", "127.0.0.1:0", "--ws-listen", "0.0.0.0:0"]),
         "token",
     );
-    assert_config_error(
-        &run(&[
-            "check-config",
-            "--state-dir",
-            &s,
-            "--listen",
-            "0.0.0.0:4317",
-        ]),
-        "token",
-    );
+    assert_config_error(&run(&["check-config", "--state-dir", &s, "--listen", "0.0.0.0:4317"]), "token");
     // With a token it is accepted (checked only; nothing is bound here).
-    let o = run(&[
-        "check-config",
-        "--state-dir",
-        &s,
-        "--listen",
-        "0.0.0.0:4317",
-        "--token",
-        "abcdef",
-    ]);
+    let o = run(&["check-config", "--state-dir", &s, "--listen", "0.0.0.0:4317", "--token", "abcdef"]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
 #[test]
 fn ready_file_names_the_running_daemon() {
     let d = Daemon::start(DaemonOpts::new());
-    let ready = read_json(&d.state_dir().join("conductor.json"))
-        .expect("conductor.json exists at the ready line");
+    let ready =
+        read_json(&d.state_dir().join("conductor.json")).expect("conductor.json exists at the ready line");
     let system = d.get("/v1/system").data();
     assert_eq!(ready["pid"], d.pid());
     assert_eq!(ready["http_base"], d.base);
     assert_eq!(ready["ws_url"], system["ws_url"]);
     let ws = ready["ws_url"].as_str().unwrap();
-    assert!(
-        ws.starts_with("ws://127.0.0.1:") && ws.ends_with("/ws/browser"),
-        "{ws}"
-    );
+    assert!(ws.starts_with("ws://127.0.0.1:") && ws.ends_with("/ws/browser"), "{ws}");
     assert_eq!(ready["started_at"], system["started_at"]);
     assert_eq!(ready["version"], env!("CARGO_PKG_VERSION"));
     // The WebSocket port is bound (it accepts connections).
-    let ws_addr = ws
-        .trim_start_matches("ws://")
-        .trim_end_matches("/ws/browser");
+    let ws_addr = ws.trim_start_matches("ws://").trim_end_matches("/ws/browser");
     std::net::TcpStream::connect(ws_addr).expect("ws listener accepts");
     assert!(d.state_dir().join("conductor.db").exists());
     assert!(d.state_dir().join("conductor.lock").exists());
@@ -302,56 +199,25 @@ fn ready_file_names_the_running_daemon() {
 #[test]
 fn a_second_instance_on_the_same_state_dir_is_refused() {
     let mut d = Daemon::start(DaemonOpts::new());
-    d.post_json(
-        "/v1/messages",
-        &support::message_body("chatgpt", "c", "m1", "hi"),
-    )
-    .data();
+    d.post_json("/v1/messages", &support::message_body("chatgpt", "c", "m1", "hi")).data();
     let s = state_arg(d.state_dir());
-    let o = run(&[
-        "--state-dir",
-        &s,
-        "--listen",
-        "127.0.0.1:0",
-        "--ws-listen",
-        "127.0.0.1:0",
-    ]);
+    let o = run(&["--state-dir", &s, "--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0"]);
     assert_eq!(o.status.code(), Some(1), "stderr: {}", stderr(&o));
-    assert!(
-        stderr(&o).contains("conductor.lock"),
-        "names the lock file: {}",
-        stderr(&o)
-    );
-    assert!(
-        !stdout(&o).contains("listening"),
-        "never ready: {}",
-        stdout(&o)
-    );
+    assert!(stderr(&o).contains("conductor.lock"), "names the lock file: {}", stderr(&o));
+    assert!(!stdout(&o).contains("listening"), "never ready: {}", stdout(&o));
     // The first one is untouched.
     d.assert_healthy("a refused second instance");
-    assert_eq!(
-        read_json(&d.state_dir().join("conductor.json")).unwrap()["pid"],
-        d.pid()
-    );
+    assert_eq!(read_json(&d.state_dir().join("conductor.json")).unwrap()["pid"], d.pid());
     assert_eq!(d.get("/v1/messages/m1").data()["raw_text"], "hi");
 }
 
 #[test]
 fn sigterm_stops_cleanly_and_removes_the_ready_file() {
     let mut d = Daemon::start(DaemonOpts::new());
-    d.post_json("/v1/system/pause", &json!({"reason": "x"}))
-        .data();
+    d.post_json("/v1/system/pause", &json!({"reason": "x"})).data();
     let status = d.stop();
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "clean stop; stderr: {}",
-        d.stderr_text()
-    );
-    assert!(
-        !d.state_dir().join("conductor.json").exists(),
-        "conductor.json removed"
-    );
+    assert_eq!(status.code(), Some(0), "clean stop; stderr: {}", d.stderr_text());
+    assert!(!d.state_dir().join("conductor.json").exists(), "conductor.json removed");
     assert!(!d.stderr_text().contains("panicked"), "{}", d.stderr_text());
     // And it starts again on the same dir.
     d.restart();
@@ -362,12 +228,7 @@ fn sigterm_stops_cleanly_and_removes_the_ready_file() {
 fn sigint_stops_cleanly_too() {
     let mut d = Daemon::start(DaemonOpts::new());
     let status = d.stop_with("INT");
-    assert_eq!(
-        status.code(),
-        Some(0),
-        "clean stop; stderr: {}",
-        d.stderr_text()
-    );
+    assert_eq!(status.code(), Some(0), "clean stop; stderr: {}", d.stderr_text());
     assert!(!d.state_dir().join("conductor.json").exists());
 }
 
@@ -377,27 +238,19 @@ fn token_precedence_flag_over_env_over_file() {
     let d = Daemon::start(DaemonOpts::new().config(json!({"token": "tok-file"})));
     let check = |d: &Daemon, token: &str| {
         let auth = format!("Bearer {token}");
-        d.request("GET", "/v1/system", &[("Authorization", &auth)], None)
-            .status
+        d.request("GET", "/v1/system", &[("Authorization", &auth)], None).status
     };
     assert_eq!(check(&d, "tok-file"), 200);
     assert_eq!(d.request("GET", "/v1/system", &[], None).status, 401);
     drop(d);
     // Environment beats the file.
-    let d = Daemon::start(
-        DaemonOpts::new()
-            .config(json!({"token": "tok-file"}))
-            .env("BAA_TOKEN", "tok-env"),
-    );
+    let d = Daemon::start(DaemonOpts::new().config(json!({"token": "tok-file"})).env("BAA_TOKEN", "tok-env"));
     assert_eq!(check(&d, "tok-env"), 200);
     assert_eq!(check(&d, "tok-file"), 401);
     drop(d);
     // The flag beats both.
     let d = Daemon::start(
-        DaemonOpts::new()
-            .config(json!({"token": "tok-file"}))
-            .env("BAA_TOKEN", "tok-env")
-            .token("tok-flag"),
+        DaemonOpts::new().config(json!({"token": "tok-file"})).env("BAA_TOKEN", "tok-env").token("tok-flag"),
     );
     assert_eq!(check(&d, "tok-flag"), 200);
     assert_eq!(check(&d, "tok-env"), 401);
@@ -411,7 +264,15 @@ fn token_precedence_flag_over_env_over_file() {
 fn an_unwritable_stdout_does_not_stop_the_daemon() {
     for stdout in ["/dev/full", "closed pipe"] {
         let state = TempDir::new("stdout");
-        let mut cmd = command(&["serve", "--state-dir", &state_arg(state.path()), "--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0"]);
+        let mut cmd = command(&[
+            "serve",
+            "--state-dir",
+            &state_arg(state.path()),
+            "--listen",
+            "127.0.0.1:0",
+            "--ws-listen",
+            "127.0.0.1:0",
+        ]);
         if stdout == "/dev/full" {
             cmd.stdout(std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap());
         } else {
@@ -424,7 +285,10 @@ fn an_unwritable_stdout_does_not_stop_the_daemon() {
         let mut child = cmd.spawn().expect("spawn the daemon");
         drop(cmd);
         let ready = state.path().join("conductor.json");
-        assert!(support::wait_until(Duration::from_secs(10), || read_json(&ready).is_some()), "{stdout}: never ready");
+        assert!(
+            support::wait_until(Duration::from_secs(10), || read_json(&ready).is_some()),
+            "{stdout}: never ready"
+        );
         let base = read_json(&ready).unwrap()["http_base"].as_str().unwrap().to_string();
         let addr = base.trim_start_matches("http://").parse().unwrap();
         // Written after the ready line: the daemon is still there to serve.

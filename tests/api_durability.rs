@@ -10,8 +10,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 use support::{
-    message_body, quiet_timed_jobs, read_json, seed_job, try_request, wait_until, Daemon,
-    DaemonOpts, JobSeed,
+    message_body, quiet_timed_jobs, read_json, seed_job, try_request, wait_until, Daemon, DaemonOpts, JobSeed,
 };
 
 fn daemon() -> Daemon {
@@ -41,33 +40,21 @@ fn a_restart_keeps_data_and_system_state() {
     let mut d = daemon();
     let mut lcs = Vec::new();
     for i in 0..5 {
-        let mut body = message_body(
-            "chatgpt",
-            &format!("c{}", i % 3),
-            &format!("m{i}"),
-            &format!("text {i}"),
-        );
+        let mut body =
+            message_body("chatgpt", &format!("c{}", i % 3), &format!("m{i}"), &format!("text {i}"));
         body["tab_id"] = json!(i + 1);
         body["client_id"] = json!("ff-1");
         lcs.push(
-            d.post_json("/v1/messages", &body).data()["local_conversation_id"]
-                .as_str()
-                .unwrap()
-                .to_string(),
+            d.post_json("/v1/messages", &body).data()["local_conversation_id"].as_str().unwrap().to_string(),
         );
     }
-    d.post_json(
-        &format!("/v1/renewal/conversations/{}/paused", lcs[0]),
-        &json!({"reason": "on holiday"}),
-    )
-    .data();
-    d.post_empty(&format!("/v1/renewal/conversations/{}/auto", lcs[1]))
+    d.post_json(&format!("/v1/renewal/conversations/{}/paused", lcs[0]), &json!({"reason": "on holiday"}))
         .data();
+    d.post_empty(&format!("/v1/renewal/conversations/{}/auto", lcs[1])).data();
     seed_job(&d.db_path(), &JobSeed::new("job_p", "pending"));
     seed_job(&d.db_path(), &JobSeed::new("job_f", "failed"));
     d.post_empty("/v1/renewal/jobs/job_p/cancel").data();
-    d.post_json("/v1/system/pause", &json!({"reason": "night"}))
-        .data();
+    d.post_json("/v1/system/pause", &json!({"reason": "night"})).data();
     let before = snapshot(&d);
     let old_pid = d.pid();
 
@@ -79,28 +66,18 @@ fn a_restart_keeps_data_and_system_state() {
     assert_eq!(system["automation_reason"], "night");
     assert_eq!(system["counts"]["messages"], 5);
     assert_eq!(system["counts"]["conversations"], 3);
-    let conv = d
-        .get(&format!("/v1/renewal/conversations/{}", lcs[0]))
-        .data();
+    let conv = d.get(&format!("/v1/renewal/conversations/{}", lcs[0])).data();
     assert_eq!(conv["automation_status"], "paused");
     assert_eq!(conv["pause_reason"], "on holiday");
-    assert_eq!(
-        d.get(&format!("/v1/renewal/conversations/{}", lcs[1]))
-            .data()["automation_status"],
-        "auto"
-    );
-    assert_eq!(
-        d.get("/v1/renewal/jobs/job_p").data()["last_error"],
-        "cancelled"
-    );
+    assert_eq!(d.get(&format!("/v1/renewal/conversations/{}", lcs[1])).data()["automation_status"], "auto");
+    assert_eq!(d.get("/v1/renewal/jobs/job_p").data()["last_error"], "cancelled");
     // The artifact links follow the new address and still work.
     let m = d.get("/v1/messages/m3").data();
     assert!(m["artifact_url"].as_str().unwrap().starts_with(&d.base));
     assert_eq!(d.get("/artifact/msg/m3.txt").text(), "text 3");
 
     // Draining survives a restart too, and resume is durable.
-    d.post_json("/v1/system/drain", &json!({"reason": "upgrade"}))
-        .data();
+    d.post_json("/v1/system/drain", &json!({"reason": "upgrade"})).data();
     d.restart();
     let system = d.get("/v1/system").data();
     assert_eq!(system["automation_state"], "draining");
@@ -140,20 +117,10 @@ fn after_a_clean_stop_the_database_file_alone_holds_everything() {
 fn kill_9_loses_no_acknowledged_write() {
     let mut d = daemon();
     // Acknowledged state changes before the writers start.
-    d.post_json("/v1/system/pause", &json!({"reason": "before the crash"}))
-        .data();
-    let first = d
-        .post_json(
-            "/v1/messages",
-            &message_body("chatgpt", "c", "m-first", "x"),
-        )
-        .data();
+    d.post_json("/v1/system/pause", &json!({"reason": "before the crash"})).data();
+    let first = d.post_json("/v1/messages", &message_body("chatgpt", "c", "m-first", "x")).data();
     let lc = first["local_conversation_id"].as_str().unwrap().to_string();
-    d.post_json(
-        &format!("/v1/renewal/conversations/{lc}/paused"),
-        &json!({"reason": "acked"}),
-    )
-    .data();
+    d.post_json(&format!("/v1/renewal/conversations/{lc}/paused"), &json!({"reason": "acked"})).data();
 
     let addr = d.addr;
     let acked: Arc<Mutex<Vec<String>>> = Arc::new(Mutex::new(Vec::new()));
@@ -206,9 +173,7 @@ fn kill_9_loses_no_acknowledged_write() {
         })
         .collect();
     assert!(
-        wait_until(Duration::from_secs(20), || acked_count
-            .load(Ordering::Relaxed)
-            >= 400),
+        wait_until(Duration::from_secs(20), || acked_count.load(Ordering::Relaxed) >= 400),
         "writers made too little progress: {}",
         acked_count.load(Ordering::Relaxed)
     );
@@ -222,25 +187,15 @@ fn kill_9_loses_no_acknowledged_write() {
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 400);
-    assert!(
-        acked.len() <= after_kill + 8,
-        "at most one answer per writer was in flight at the kill"
-    );
+    assert!(acked.len() <= after_kill + 8, "at most one answer per writer was in flight at the kill");
 
     d.restart();
     let system = d.get("/v1/system").data();
     assert_eq!(system["automation_state"], "paused");
     assert_eq!(system["automation_reason"], "before the crash");
     let stored = system["counts"]["messages"].as_u64().unwrap() as usize;
-    assert!(
-        stored > acked.len(),
-        "{stored} stored, {} acknowledged (+ m-first)",
-        acked.len()
-    );
-    assert_eq!(
-        d.get(&format!("/v1/renewal/conversations/{lc}")).data()["pause_reason"],
-        "acked"
-    );
+    assert!(stored > acked.len(), "{stored} stored, {} acknowledged (+ m-first)", acked.len());
+    assert_eq!(d.get(&format!("/v1/renewal/conversations/{lc}")).data()["pause_reason"], "acked");
     let mut missing = Vec::new();
     for id in &acked {
         let r = d.get(&format!("/v1/messages/{id}"));
@@ -259,10 +214,7 @@ fn kill_9_loses_no_acknowledged_write() {
     // Every message stored has its conversation and link (no half-written ingest).
     let convs = d.get("/v1/renewal/conversations?limit=500").data();
     let links = d.get("/v1/renewal/links?limit=500").data();
-    assert_eq!(
-        convs["count"].as_u64().unwrap(),
-        system["counts"]["conversations"].as_u64().unwrap()
-    );
+    assert_eq!(convs["count"].as_u64().unwrap(), system["counts"]["conversations"].as_u64().unwrap());
     let mut all = Vec::new();
     let mut offset = Some(0u64);
     while let Some(o) = offset {
@@ -274,11 +226,7 @@ fn kill_9_loses_no_acknowledged_write() {
     for m in &all {
         let remote = m["conversation_id"].as_str().unwrap();
         assert!(
-            links["links"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|l| l["remote_conversation_id"] == remote),
+            links["links"].as_array().unwrap().iter().any(|l| l["remote_conversation_id"] == remote),
             "message {} has a link",
             m["message_id"]
         );
@@ -288,8 +236,7 @@ fn kill_9_loses_no_acknowledged_write() {
 #[test]
 fn a_restart_after_kill_9_just_works() {
     let mut d = daemon();
-    d.post_json("/v1/messages", &message_body("chatgpt", "c", "m1", "hello"))
-        .data();
+    d.post_json("/v1/messages", &message_body("chatgpt", "c", "m1", "hello")).data();
     let old_pid = d.pid();
     d.kill9();
     // The killed daemon left its ready file behind; the lock died with it.
@@ -297,11 +244,7 @@ fn a_restart_after_kill_9_just_works() {
     d.restart();
     assert_ne!(d.pid(), old_pid);
     let ready = read_json(&d.state_dir().join("conductor.json")).unwrap();
-    assert_eq!(
-        ready["pid"],
-        d.pid(),
-        "the ready file names the new process"
-    );
+    assert_eq!(ready["pid"], d.pid(), "the ready file names the new process");
     assert_eq!(ready["http_base"], d.base);
     assert_eq!(d.get("/v1/messages/m1").data()["raw_text"], "hello");
     // Twice in a row, then a clean stop.

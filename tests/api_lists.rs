@@ -5,18 +5,12 @@
 mod support;
 
 use serde_json::{json, Value};
-use support::{
-    enc, exec_sql, message_body, quiet_timed_jobs, seed_job, Daemon, DaemonOpts, JobSeed,
-};
+use support::{enc, exec_sql, message_body, quiet_timed_jobs, seed_job, Daemon, DaemonOpts, JobSeed};
 
 /// (path, list key, id field) of every list route.
 const LISTS: &[(&str, &str, &str)] = &[
     ("/v1/messages", "messages", "message_id"),
-    (
-        "/v1/renewal/conversations",
-        "conversations",
-        "local_conversation_id",
-    ),
+    ("/v1/renewal/conversations", "conversations", "local_conversation_id"),
     ("/v1/renewal/links", "links", "link_id"),
     ("/v1/renewal/jobs", "jobs", "job_id"),
 ];
@@ -38,12 +32,7 @@ fn sep(path: &str) -> &'static str {
 }
 
 fn ids(page: &Value, key: &str, id_field: &str) -> Vec<String> {
-    page[key]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v[id_field].as_str().unwrap().to_string())
-        .collect()
+    page[key].as_array().unwrap().iter().map(|v| v[id_field].as_str().unwrap().to_string()).collect()
 }
 
 /// Pages through `path` with every limit from 1 to len+1 and checks each
@@ -56,26 +45,16 @@ fn check_pagination(d: &Daemon, path: &str, key: &str, id_field: &str, expected:
         let mut offset = 0usize;
         let mut seen = Vec::new();
         loop {
-            let page = d
-                .get(&format!("{path}{}limit={limit}&offset={offset}", sep(path)))
-                .data();
+            let page = d.get(&format!("{path}{}limit={limit}&offset={offset}", sep(path))).data();
             let got = ids(&page, key, id_field);
             let want_len = limit.min(expected.len().saturating_sub(offset));
-            assert_eq!(
-                page["count"],
-                got.len(),
-                "{path} limit {limit} offset {offset}"
-            );
+            assert_eq!(page["count"], got.len(), "{path} limit {limit} offset {offset}");
             assert_eq!(got.len(), want_len, "{path} limit {limit} offset {offset}");
             assert_eq!(page["filters"]["limit"], limit);
             assert_eq!(page["filters"]["offset"], offset);
             seen.extend(got);
             if offset + limit < expected.len() {
-                assert_eq!(
-                    page["next_offset"],
-                    offset + limit,
-                    "{path} limit {limit} offset {offset}"
-                );
+                assert_eq!(page["next_offset"], offset + limit, "{path} limit {limit} offset {offset}");
                 offset += limit;
             } else {
                 assert_eq!(
@@ -113,45 +92,20 @@ fn limit_and_offset_are_validated_on_every_list() {
         assert_eq!(page["next_offset"], Value::Null);
         for good in ["1", "500", "50"] {
             let page = d.get(&format!("{path}?limit={good}")).data();
-            assert_eq!(
-                page["filters"]["limit"],
-                good.parse::<u64>().unwrap(),
-                "{path}"
-            );
+            assert_eq!(page["filters"]["limit"], good.parse::<u64>().unwrap(), "{path}");
         }
-        for bad in [
-            "0",
-            "501",
-            "-1",
-            "abc",
-            "1.5",
-            "",
-            "4294967297",
-            "1e2",
-            "%20",
-        ] {
+        for bad in ["0", "501", "-1", "abc", "1.5", "", "4294967297", "1e2", "%20"] {
             let r = d.get(&format!("{path}?limit={bad}"));
             let e = r.error(400, "invalid_request");
             assert_eq!(e["details"]["field"], "limit", "{path}?limit={bad}");
             assert!(e["message"].as_str().unwrap().contains("limit"), "{e}");
         }
-        for bad in [
-            "-1",
-            "x",
-            "1.5",
-            "",
-            "99999999999999999999",
-            "9223372036854775808",
-        ] {
-            let e = d
-                .get(&format!("{path}?offset={bad}"))
-                .error(400, "invalid_request");
+        for bad in ["-1", "x", "1.5", "", "99999999999999999999", "9223372036854775808"] {
+            let e = d.get(&format!("{path}?offset={bad}")).error(400, "invalid_request");
             assert_eq!(e["details"]["field"], "offset", "{path}?offset={bad}");
         }
         // A bad limit is reported even when other parameters are fine.
-        let e = d
-            .get(&format!("{path}?offset=0&limit=0"))
-            .error(400, "invalid_request");
+        let e = d.get(&format!("{path}?offset=0&limit=0")).error(400, "invalid_request");
         assert_eq!(e["details"]["field"], "limit");
         // Unknown parameters are ignored.
         let page = d.get(&format!("{path}?foo=bar&limit=2&x")).data();
@@ -174,7 +128,8 @@ fn the_longest_stored_ids_can_be_filtered_by() {
     ] {
         let page = d.get(&path).data();
         assert_eq!(page[key].as_array().unwrap().len(), count, "{path}");
-        let too_long = path.replacen(&"c".repeat(512), &"c".repeat(513), 1).replacen(&msg, &"m".repeat(513), 1);
+        let too_long =
+            path.replacen(&"c".repeat(512), &"c".repeat(513), 1).replacen(&msg, &"m".repeat(513), 1);
         let field = too_long.split('?').nth(1).unwrap().split('=').next().unwrap().to_string();
         let e = d.get(&too_long).error(400, "invalid_request");
         assert_eq!(e["details"]["field"], field.as_str());
@@ -197,31 +152,19 @@ fn enumerated_filters_reject_unknown_values_naming_the_allowed_ones() {
             "pending, running, done, failed",
             &["weird", "Pending", "", "cancelled"][..],
         ),
-        (
-            "/v1/renewal/links",
-            "active",
-            "true, false",
-            &["yes", "1", "TRUE", ""][..],
-        ),
+        ("/v1/renewal/links", "active", "true, false", &["yes", "1", "TRUE", ""][..]),
     ];
     for (path, field, allowed, bads) in cases {
         for bad in bads {
-            let e = d
-                .get(&format!("{path}?{field}={}", enc(bad)))
-                .error(400, "invalid_request");
+            let e = d.get(&format!("{path}?{field}={}", enc(bad))).error(400, "invalid_request");
             assert_eq!(e["details"]["field"], field, "{path}?{field}={bad}");
             let message = e["message"].as_str().unwrap();
-            assert!(
-                message.contains(allowed),
-                "{path}: {message:?} names {allowed}"
-            );
+            assert!(message.contains(allowed), "{path}: {message:?} names {allowed}");
         }
     }
     // Every allowed value is accepted and echoed.
     for status in ["manual", "auto", "paused"] {
-        let page = d
-            .get(&format!("/v1/renewal/conversations?status={status}"))
-            .data();
+        let page = d.get(&format!("/v1/renewal/conversations?status={status}")).data();
         assert_eq!(page["filters"]["status"], status);
     }
     for status in ["pending", "running", "done", "failed"] {
@@ -282,17 +225,10 @@ fn messages_page_newest_first_and_filter() {
         "message_id",
         &expect(&|r| r.2 == "c1"),
     );
-    check_pagination(
-        &d,
-        "/v1/messages?role=user",
-        "messages",
-        "message_id",
-        &expect(&|r| r.3 == "user"),
-    );
+    check_pagination(&d, "/v1/messages?role=user", "messages", "message_id", &expect(&|r| r.3 == "user"));
     let both = expect(&|r| r.1 == "claude" && r.2 == "c3" && r.3 == "assistant");
-    let page = d
-        .get("/v1/messages?platform=claude&conversation_id=c3&role=assistant&limit=5&offset=0")
-        .data();
+    let page =
+        d.get("/v1/messages?platform=claude&conversation_id=c3&role=assistant&limit=5&offset=0").data();
     assert_eq!(ids(&page, "messages", "message_id"), both);
     assert_eq!(
         page["filters"],
@@ -316,31 +252,20 @@ fn messages_page_newest_first_and_filter() {
 fn conversations_page_by_updated_at_and_filter() {
     let d = daemon();
     let mut convs = Vec::new();
-    for (i, platform) in [
-        "chatgpt", "chatgpt", "claude", "chatgpt", "claude", "gemini",
-    ]
-    .iter()
-    .enumerate()
-    {
-        let data = ingest(
-            &d,
-            &message_body(platform, &format!("c{i}"), &format!("m{i}"), "x"),
-        );
-        convs.push((
-            data["local_conversation_id"].as_str().unwrap().to_string(),
-            platform.to_string(),
-        ));
+    for (i, platform) in ["chatgpt", "chatgpt", "claude", "chatgpt", "claude", "gemini"].iter().enumerate() {
+        let data = ingest(&d, &message_body(platform, &format!("c{i}"), &format!("m{i}"), "x"));
+        convs.push((data["local_conversation_id"].as_str().unwrap().to_string(), platform.to_string()));
     }
-    d.post_empty(&format!("/v1/renewal/conversations/{}/auto", convs[1].0))
-        .data();
-    d.post_empty(&format!("/v1/renewal/conversations/{}/auto", convs[4].0))
-        .data();
-    d.post_empty(&format!("/v1/renewal/conversations/{}/paused", convs[3].0))
-        .data();
+    d.post_empty(&format!("/v1/renewal/conversations/{}/auto", convs[1].0)).data();
+    d.post_empty(&format!("/v1/renewal/conversations/{}/auto", convs[4].0)).data();
+    d.post_empty(&format!("/v1/renewal/conversations/{}/paused", convs[3].0)).data();
     // Fix updated_at (with ties) so the order is known.
     let updated = [10, 30, 20, 30, 30, 5];
     for ((id, _), at) in convs.iter().zip(updated) {
-        exec_sql(&d.db_path(), &format!("UPDATE local_conversations SET updated_at = {at} WHERE local_conversation_id = '{id}'"));
+        exec_sql(
+            &d.db_path(),
+            &format!("UPDATE local_conversations SET updated_at = {at} WHERE local_conversation_id = '{id}'"),
+        );
     }
     let status = |i: usize| match i {
         1 | 4 => "auto",
@@ -349,11 +274,7 @@ fn conversations_page_by_updated_at_and_filter() {
     };
     let expect = |pred: &dyn Fn(usize) -> bool| -> Vec<String> {
         let mut v: Vec<usize> = (0..convs.len()).filter(|i| pred(*i)).collect();
-        v.sort_by(|a, b| {
-            updated[*b]
-                .cmp(&updated[*a])
-                .then(convs[*b].0.cmp(&convs[*a].0))
-        });
+        v.sort_by(|a, b| updated[*b].cmp(&updated[*a]).then(convs[*b].0.cmp(&convs[*a].0)));
         v.iter().map(|i| convs[*i].0.clone()).collect()
     };
     let key = "conversations";
@@ -370,19 +291,11 @@ fn conversations_page_by_updated_at_and_filter() {
         let path = format!("/v1/renewal/conversations?status={s}");
         check_pagination(&d, &path, key, id, &expect(&|i| status(i) == s));
     }
-    let page = d
-        .get("/v1/renewal/conversations?platform=claude&status=auto")
-        .data();
+    let page = d.get("/v1/renewal/conversations?platform=claude&status=auto").data();
     assert_eq!(ids(&page, key, id), vec![convs[4].0.clone()]);
-    assert_eq!(
-        page["filters"],
-        json!({"platform": "claude", "status": "auto", "limit": 50, "offset": 0})
-    );
+    assert_eq!(page["filters"], json!({"platform": "claude", "status": "auto", "limit": 50, "offset": 0}));
     let page = d.get("/v1/renewal/conversations").data();
-    assert_eq!(
-        page["filters"],
-        json!({"platform": null, "status": null, "limit": 50, "offset": 0})
-    );
+    assert_eq!(page["filters"], json!({"platform": null, "status": null, "limit": 50, "offset": 0}));
 }
 
 // ---------------------------------------------------------------------------
@@ -424,13 +337,7 @@ fn links_page_by_observed_at_and_filter() {
     let key = "links";
     let id = "link_id";
     check_pagination(&d, "/v1/renewal/links", key, id, &expect(&|_| true));
-    check_pagination(
-        &d,
-        "/v1/renewal/links?platform=claude",
-        key,
-        id,
-        &expect(&|i| rows[i].1 == "claude"),
-    );
+    check_pagination(&d, "/v1/renewal/links?platform=claude", key, id, &expect(&|i| rows[i].1 == "claude"));
     check_pagination(
         &d,
         "/v1/renewal/links?remote_conversation_id=c1",
@@ -453,23 +360,10 @@ fn links_page_by_observed_at_and_filter() {
         id,
         &expect(&|i| rows[i].2 == Some("ff-1")),
     );
-    check_pagination(
-        &d,
-        "/v1/renewal/links?active=true",
-        key,
-        id,
-        &expect(&active),
-    );
-    check_pagination(
-        &d,
-        "/v1/renewal/links?active=false",
-        key,
-        id,
-        &expect(&|i| !active(i)),
-    );
-    let page = d
-        .get("/v1/renewal/links?platform=chatgpt&client_id=ff-1&active=false&limit=3&offset=0")
-        .data();
+    check_pagination(&d, "/v1/renewal/links?active=true", key, id, &expect(&active));
+    check_pagination(&d, "/v1/renewal/links?active=false", key, id, &expect(&|i| !active(i)));
+    let page =
+        d.get("/v1/renewal/links?platform=chatgpt&client_id=ff-1&active=false&limit=3&offset=0").data();
     assert_eq!(ids(&page, key, id), vec![links[0].0.clone()]);
     assert_eq!(
         page["filters"],
@@ -477,16 +371,10 @@ fn links_page_by_observed_at_and_filter() {
                "client_id": "ff-1", "active": false, "limit": 3, "offset": 0})
     );
     let page = d
-        .get(&format!(
-            "/v1/renewal/links?remote_conversation_id=c2&local_conversation_id={}",
-            links[2].1
-        ))
+        .get(&format!("/v1/renewal/links?remote_conversation_id=c2&local_conversation_id={}", links[2].1))
         .data();
     assert_eq!(page["filters"]["remote_conversation_id"], "c2");
-    assert_eq!(
-        page["filters"]["local_conversation_id"],
-        links[2].1.as_str()
-    );
+    assert_eq!(page["filters"]["local_conversation_id"], links[2].1.as_str());
     assert_eq!(page["filters"]["active"], Value::Null);
     assert_eq!(ids(&page, key, id), vec![links[2].0.clone()]);
 }
@@ -524,36 +412,19 @@ fn jobs_page_by_created_at_and_filter() {
     let key = "jobs";
     let id = "job_id";
     let all = expect(&|_| true);
-    assert_eq!(
-        all,
-        ["job_e", "job_c", "job_b", "job_g", "job_d", "job_a", "job_f"]
-    );
+    assert_eq!(all, ["job_e", "job_c", "job_b", "job_g", "job_d", "job_a", "job_f"]);
     check_pagination(&d, "/v1/renewal/jobs", key, id, &all);
     for s in ["pending", "running", "done", "failed"] {
-        check_pagination(
-            &d,
-            &format!("/v1/renewal/jobs?status={s}"),
-            key,
-            id,
-            &expect(&|r| r.1 == s),
-        );
+        check_pagination(&d, &format!("/v1/renewal/jobs?status={s}"), key, id, &expect(&|r| r.1 == s));
     }
-    check_pagination(
-        &d,
-        "/v1/renewal/jobs?local_conversation_id=lc_2",
-        key,
-        id,
-        &expect(&|r| r.2 == "lc_2"),
-    );
+    check_pagination(&d, "/v1/renewal/jobs?local_conversation_id=lc_2", key, id, &expect(&|r| r.2 == "lc_2"));
     let page = d.get("/v1/renewal/jobs?message_id=msg_job_d").data();
     assert_eq!(ids(&page, key, id), vec!["job_d".to_string()]);
     assert_eq!(
         page["filters"],
         json!({"status": null, "local_conversation_id": null, "message_id": "msg_job_d", "limit": 50, "offset": 0})
     );
-    let page = d
-        .get("/v1/renewal/jobs?status=pending&local_conversation_id=lc_1&offset=0&limit=10")
-        .data();
+    let page = d.get("/v1/renewal/jobs?status=pending&local_conversation_id=lc_1&offset=0&limit=10").data();
     assert_eq!(ids(&page, key, id), vec!["job_a".to_string()]);
     assert_eq!(
         page["filters"],

@@ -21,9 +21,11 @@ fn openapi_lists_exactly_the_described_routes() {
         for (method, op) in item.as_object().unwrap() {
             ops += 1;
             let id = op["operationId"].as_str().unwrap();
-            let route = described.iter().find(|r| r["id"] == id).unwrap_or_else(|| panic!("{id} not described"));
+            let route =
+                described.iter().find(|r| r["id"] == id).unwrap_or_else(|| panic!("{id} not described"));
             assert_eq!(route["method"].as_str().unwrap().to_ascii_lowercase(), *method, "{id}");
-            let params: Vec<&str> = op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+            let params: Vec<&str> =
+                op["parameters"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
             for p in &params {
                 assert!(path.contains(&format!("{{{p}}}")), "{id}: {p} in {path}");
             }

@@ -8,8 +8,7 @@ use std::fs;
 
 use serde_json::{json, Value};
 use support::{
-    enc, exec_sql, message_body, now_ms, quiet_timed_jobs, seed_job, Daemon, DaemonOpts, JobSeed,
-    JOB_KEYS,
+    enc, exec_sql, message_body, now_ms, quiet_timed_jobs, seed_job, Daemon, DaemonOpts, JobSeed, JOB_KEYS,
 };
 
 const JSON_TYPE: &str = "application/json; charset=utf-8";
@@ -19,11 +18,7 @@ fn daemon() -> Daemon {
 }
 
 fn keys(v: &Value) -> BTreeSet<String> {
-    v.as_object()
-        .unwrap_or_else(|| panic!("not an object: {v}"))
-        .keys()
-        .cloned()
-        .collect()
+    v.as_object().unwrap_or_else(|| panic!("not an object: {v}")).keys().cloned().collect()
 }
 
 /// The object has exactly these keys (documented fields, never omitted).
@@ -99,18 +94,11 @@ fn ingest(d: &Daemon, body: &Value) -> Value {
 }
 
 fn conversation(d: &Daemon, id: &str) -> Value {
-    d.get(&format!("/v1/renewal/conversations/{}", enc(id)))
-        .data()
+    d.get(&format!("/v1/renewal/conversations/{}", enc(id))).data()
 }
 
 fn assert_json_response(r: &support::Resp) {
-    assert_eq!(
-        r.header("content-type"),
-        Some(JSON_TYPE),
-        "status {} {}",
-        r.status,
-        r.text()
-    );
+    assert_eq!(r.header("content-type"), Some(JSON_TYPE), "status {} {}", r.status, r.text());
     let rid = r.header("x-request-id").expect("X-Request-Id header");
     assert_eq!(r.json()["request_id"], rid);
 }
@@ -134,48 +122,18 @@ fn healthz_answers_ok() {
 const SPEC_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("probe.health", "GET", "/healthz", "/healthz"),
     ("probe.describe", "GET", "/v1/describe", "/v1/describe"),
-    (
-        "probe.openapi",
-        "GET",
-        "/v1/openapi.json",
-        "/v1/openapi.json",
-    ),
+    ("probe.openapi", "GET", "/v1/openapi.json", "/v1/openapi.json"),
     ("probe.metrics", "GET", "/metrics", "/metrics"),
     // HTTP_API.md "Status page": `GET /`, described under this id.
     ("status.page", "GET", "/", "/"),
     ("system.read", "GET", "/v1/system", "/v1/system"),
-    (
-        "system.pause",
-        "POST",
-        "/v1/system/pause",
-        "/v1/system/pause",
-    ),
-    (
-        "system.resume",
-        "POST",
-        "/v1/system/resume",
-        "/v1/system/resume",
-    ),
-    (
-        "system.drain",
-        "POST",
-        "/v1/system/drain",
-        "/v1/system/drain",
-    ),
+    ("system.pause", "POST", "/v1/system/pause", "/v1/system/pause"),
+    ("system.resume", "POST", "/v1/system/resume", "/v1/system/resume"),
+    ("system.drain", "POST", "/v1/system/drain", "/v1/system/drain"),
     ("messages.list", "GET", "/v1/messages", "/v1/messages"),
-    (
-        "messages.read",
-        "GET",
-        "/v1/messages/:message_id",
-        "/v1/messages/nope",
-    ),
+    ("messages.read", "GET", "/v1/messages/:message_id", "/v1/messages/nope"),
     ("messages.ingest", "POST", "/v1/messages", "/v1/messages"),
-    (
-        "renewal.conversations.list",
-        "GET",
-        "/v1/renewal/conversations",
-        "/v1/renewal/conversations",
-    ),
+    ("renewal.conversations.list", "GET", "/v1/renewal/conversations", "/v1/renewal/conversations"),
     (
         "renewal.conversations.read",
         "GET",
@@ -200,62 +158,17 @@ const SPEC_ROUTES: &[(&str, &str, &str, &str)] = &[
         "/v1/renewal/conversations/:local_conversation_id/paused",
         "/v1/renewal/conversations/nope/paused",
     ),
-    (
-        "renewal.links.list",
-        "GET",
-        "/v1/renewal/links",
-        "/v1/renewal/links",
-    ),
-    (
-        "renewal.jobs.list",
-        "GET",
-        "/v1/renewal/jobs",
-        "/v1/renewal/jobs",
-    ),
-    (
-        "renewal.jobs.read",
-        "GET",
-        "/v1/renewal/jobs/:job_id",
-        "/v1/renewal/jobs/nope",
-    ),
-    (
-        "renewal.jobs.retry",
-        "POST",
-        "/v1/renewal/jobs/:job_id/retry",
-        "/v1/renewal/jobs/nope/retry",
-    ),
-    (
-        "renewal.jobs.cancel",
-        "POST",
-        "/v1/renewal/jobs/:job_id/cancel",
-        "/v1/renewal/jobs/nope/cancel",
-    ),
+    ("renewal.links.list", "GET", "/v1/renewal/links", "/v1/renewal/links"),
+    ("renewal.jobs.list", "GET", "/v1/renewal/jobs", "/v1/renewal/jobs"),
+    ("renewal.jobs.read", "GET", "/v1/renewal/jobs/:job_id", "/v1/renewal/jobs/nope"),
+    ("renewal.jobs.retry", "POST", "/v1/renewal/jobs/:job_id/retry", "/v1/renewal/jobs/nope/retry"),
+    ("renewal.jobs.cancel", "POST", "/v1/renewal/jobs/:job_id/cancel", "/v1/renewal/jobs/nope/cancel"),
     ("browser.read", "GET", "/v1/browser", "/v1/browser"),
-    (
-        "browser.actions",
-        "POST",
-        "/v1/browser/actions",
-        "/v1/browser/actions",
-    ),
-    (
-        "browser.request",
-        "POST",
-        "/v1/browser/request",
-        "/v1/browser/request",
-    ),
+    ("browser.actions", "POST", "/v1/browser/actions", "/v1/browser/actions"),
+    ("browser.request", "POST", "/v1/browser/request", "/v1/browser/request"),
     ("timed_jobs.read", "GET", "/v1/timed-jobs", "/v1/timed-jobs"),
-    (
-        "artifact.message",
-        "GET",
-        "/artifact/msg/:message_id.txt",
-        "/artifact/msg/nope.txt",
-    ),
-    (
-        "artifact.file",
-        "GET",
-        "/artifact/*path",
-        "/artifact/nope.txt",
-    ),
+    ("artifact.message", "GET", "/artifact/msg/:message_id.txt", "/artifact/msg/nope.txt"),
+    ("artifact.file", "GET", "/artifact/*path", "/artifact/nope.txt"),
 ];
 
 /// The routes this daemon must serve already (the rest come with the bridge,
@@ -290,23 +203,14 @@ const REQUIRED_ROUTES: &[&str] = &[
 /// A route counts as served when its method and path reach a handler: not a
 /// route-level 404 (`details.path`) and not a 405.
 fn served(d: &Daemon, method: &str, path: &str) -> bool {
-    let r = if method == "POST" {
-        d.post_json(path, &json!({}))
-    } else {
-        d.get(path)
-    };
+    let r = if method == "POST" { d.post_json(path, &json!({})) } else { d.get(path) };
     assert_has_request_id(&r);
     let route_404 = r.status == 404 && r.json()["error"]["details"].get("path").is_some();
     !(route_404 || r.status == 405)
 }
 
 fn assert_has_request_id(r: &support::Resp) {
-    assert!(
-        r.header("x-request-id").is_some(),
-        "X-Request-Id on every response: {} {}",
-        r.status,
-        r.text()
-    );
+    assert!(r.header("x-request-id").is_some(), "X-Request-Id on every response: {} {}", r.status, r.text());
 }
 
 #[test]
@@ -322,10 +226,7 @@ fn describe_lists_exactly_the_routes_served() {
     for route in routes {
         assert_keys(route, &["id", "kind", "method", "path", "summary"]);
         let id = route["id"].as_str().unwrap();
-        assert!(
-            described.insert(id.to_string()),
-            "route id {id} listed twice"
-        );
+        assert!(described.insert(id.to_string()), "route id {id} listed twice");
         let (_, method, path, sample) = SPEC_ROUTES
             .iter()
             .find(|(sid, ..)| *sid == id)
@@ -340,28 +241,16 @@ fn describe_lists_exactly_the_routes_served() {
             "read"
         };
         assert_eq!(route["kind"], kind, "{id}");
-        assert!(
-            !route["summary"].as_str().unwrap().trim().is_empty(),
-            "{id} has a summary"
-        );
-        assert!(
-            served(&d, method, sample),
-            "described route {id} ({method} {sample}) is not served"
-        );
+        assert!(!route["summary"].as_str().unwrap().trim().is_empty(), "{id} has a summary");
+        assert!(served(&d, method, sample), "described route {id} ({method} {sample}) is not served");
     }
     for required in REQUIRED_ROUTES {
-        assert!(
-            described.contains(*required),
-            "{required} missing from /v1/describe"
-        );
+        assert!(described.contains(*required), "{required} missing from /v1/describe");
     }
     // Conversely, a route of the spec that is not described is not served.
     for (id, method, _, sample) in SPEC_ROUTES {
         if !described.contains(*id) {
-            assert!(
-                !served(&d, method, sample),
-                "{id} ({method} {sample}) is served but not described"
-            );
+            assert!(!served(&d, method, sample), "{id} ({method} {sample}) is served but not described");
         }
     }
 }
@@ -404,15 +293,9 @@ fn system_read_describes_the_daemon() {
     assert_eq!(data["state_dir"], d.state_dir().display().to_string());
     assert_eq!(data["http_base"], d.base);
     let ws = data["ws_url"].as_str().unwrap();
-    assert!(
-        ws.starts_with("ws://127.0.0.1:") && ws.ends_with("/ws/browser"),
-        "{ws}"
-    );
+    assert!(ws.starts_with("ws://127.0.0.1:") && ws.ends_with("/ws/browser"), "{ws}");
     let started = data["started_at"].as_i64().unwrap();
-    assert!(
-        started <= before && started > before - 60_000,
-        "started_at {started}"
-    );
+    assert!(started <= before && started > before - 60_000, "started_at {started}");
     assert!(data["uptime_ms"].as_i64().unwrap() >= 0);
     assert_eq!(data["clients"], 0);
     assert_eq!(
@@ -423,10 +306,7 @@ fn system_read_describes_the_daemon() {
     ingest(&d, &message_body("chatgpt", "c1", "m1", "one"));
     ingest(&d, &message_body("chatgpt", "c1", "m2", "two"));
     ingest(&d, &message_body("claude", "c2", "m3", "three"));
-    for (i, status) in ["pending", "pending", "running", "done", "failed"]
-        .iter()
-        .enumerate()
-    {
+    for (i, status) in ["pending", "pending", "running", "done", "failed"].iter().enumerate() {
         seed_job(&d.db_path(), &JobSeed::new(&format!("job_{i}"), status));
     }
     let counts = d.get("/v1/system").data()["counts"].clone();
@@ -453,55 +333,34 @@ fn system_pause_resume_drain_with_reasons() {
     assert_eq!(data["automation_state"], "paused");
     assert_eq!(data["automation_reason"], Value::Null);
 
-    let data = d
-        .post_json("/v1/system/drain", &json!({"reason": "upgrade"}))
-        .data();
+    let data = d.post_json("/v1/system/drain", &json!({"reason": "upgrade"})).data();
     assert_eq!(data["automation_state"], "draining");
     assert_eq!(data["automation_reason"], "upgrade");
     assert_eq!(data["drained"], true, "draining with no jobs is drained");
 
     // Resume clears the reason, even when one is sent.
-    let data = d
-        .post_json("/v1/system/resume", &json!({"reason": "done"}))
-        .data();
+    let data = d.post_json("/v1/system/resume", &json!({"reason": "done"})).data();
     assert_eq!(data["automation_state"], "running");
     assert_eq!(data["automation_reason"], Value::Null);
     assert_eq!(data["drained"], false);
     assert_eq!(d.get("/v1/system").data()["automation_reason"], Value::Null);
 
     // `{"reason": null}` is the same as no reason, and so is a blank one.
-    let data = d
-        .post_json("/v1/system/drain", &json!({"reason": null}))
-        .data();
+    let data = d.post_json("/v1/system/drain", &json!({"reason": null})).data();
     assert_eq!(data["automation_reason"], Value::Null);
     let data = d.post_json("/v1/system/drain", &json!({"reason": ""})).data();
     assert_eq!(data["automation_reason"], Value::Null);
 
     // Error statuses: wrong type, too long, not an object, malformed.
     for path in ["/v1/system/pause", "/v1/system/drain", "/v1/system/resume"] {
-        let e = d
-            .post_json(path, &json!({"reason": 5}))
-            .error(400, "invalid_request");
+        let e = d.post_json(path, &json!({"reason": 5})).error(400, "invalid_request");
         assert_eq!(e["details"]["field"], "reason", "{path}");
-        let e = d
-            .post_json(path, &json!({"reason": "x".repeat(513)}))
-            .error(400, "invalid_request");
+        let e = d.post_json(path, &json!({"reason": "x".repeat(513)})).error(400, "invalid_request");
         assert_eq!(e["details"]["field"], "reason", "{path}");
-        let e = d
-            .post_json(path, &json!(["reason"]))
-            .error(400, "invalid_request");
+        let e = d.post_json(path, &json!(["reason"])).error(400, "invalid_request");
         assert_eq!(e["details"]["field"], Value::Null, "{path}");
-        let r = d.request(
-            "POST",
-            path,
-            &[("Content-Type", "application/json")],
-            Some(b"{\"reason\":"),
-        );
-        assert_eq!(
-            r.error(400, "invalid_request")["details"]["field"],
-            Value::Null,
-            "{path}"
-        );
+        let r = d.request("POST", path, &[("Content-Type", "application/json")], Some(b"{\"reason\":"));
+        assert_eq!(r.error(400, "invalid_request")["details"]["field"], Value::Null, "{path}");
     }
     // A refused request changed nothing.
     assert_eq!(d.get("/v1/system").data()["automation_state"], "draining");
@@ -526,16 +385,9 @@ fn drained_only_while_draining_without_pending_or_running_jobs() {
     assert_eq!(data["drained"], false);
 
     d.post_empty("/v1/renewal/jobs/job_pending/cancel").data();
-    assert_eq!(
-        d.get("/v1/system").data()["drained"],
-        false,
-        "a running job still holds the drain"
-    );
+    assert_eq!(d.get("/v1/system").data()["drained"], false, "a running job still holds the drain");
 
-    exec_sql(
-        &db,
-        "UPDATE renewal_jobs SET status = 'done' WHERE job_id = 'job_running'",
-    );
+    exec_sql(&db, "UPDATE renewal_jobs SET status = 'done' WHERE job_id = 'job_running'");
     assert_eq!(d.get("/v1/system").data()["drained"], true);
 
     // Drained is about draining: paused or running with no jobs is not drained.
@@ -564,10 +416,7 @@ fn messages_ingest_read_and_list() {
     let r = d.post_json("/v1/messages", &full_message("msg_1", 1_711_800_000_000));
     assert_json_response(&r);
     let data = r.data();
-    assert_keys(
-        &data,
-        &["message", "local_conversation_id", "link_id", "duplicate"],
-    );
+    assert_keys(&data, &["message", "local_conversation_id", "link_id", "duplicate"]);
     assert_eq!(data["duplicate"], false);
     let lc = data["local_conversation_id"].as_str().unwrap();
     assert!(lc.starts_with("lc_"), "{lc}");
@@ -588,10 +437,7 @@ fn messages_ingest_read_and_list() {
     assert_eq!(m["observed_at"], 1_711_800_000_000i64);
     let created = m["created_at"].as_i64().unwrap();
     assert!(created >= before && created <= now_ms());
-    assert_eq!(
-        m["artifact_url"],
-        format!("{}/artifact/msg/msg_1.txt", d.base)
-    );
+    assert_eq!(m["artifact_url"], format!("{}/artifact/msg/msg_1.txt", d.base));
 
     // Read: the same object, raw_text included.
     let read = d.get("/v1/messages/msg_1").data();
@@ -611,17 +457,8 @@ fn messages_ingest_read_and_list() {
     let m = &data["message"];
     assert_eq!(m["role"], "assistant");
     let observed = m["observed_at"].as_i64().unwrap();
-    assert!(
-        observed >= before && observed <= now_ms(),
-        "observed_at defaults to now"
-    );
-    for field in [
-        "page_url",
-        "page_title",
-        "tab_id",
-        "client_id",
-        "organization_id",
-    ] {
+    assert!(observed >= before && observed <= now_ms(), "observed_at defaults to now");
+    for field in ["page_url", "page_title", "tab_id", "client_id", "organization_id"] {
         assert_eq!(m.get(field), Some(&Value::Null), "{field} present as null");
     }
     // An empty text is fine for a non-assistant message; raw_text is "" then.
@@ -639,10 +476,7 @@ fn messages_read_unknown_is_404() {
     assert_eq!(e["details"]["resource"], "message");
     assert_eq!(e["details"]["resource_id"], "nope");
     let e = d.get("/v1/messages/a%20b").error(404, "not_found");
-    assert_eq!(
-        e["details"]["resource_id"], "a b",
-        "the id is reported decoded"
-    );
+    assert_eq!(e["details"]["resource_id"], "a b", "the id is reported decoded");
 }
 
 #[test]
@@ -654,32 +488,17 @@ fn duplicate_ingest_is_a_no_op() {
     again["tab_id"] = json!(99);
     let second = ingest(&d, &again);
     assert_eq!(second["duplicate"], true);
-    assert_eq!(
-        second["local_conversation_id"],
-        first["local_conversation_id"]
-    );
+    assert_eq!(second["local_conversation_id"], first["local_conversation_id"]);
     assert_eq!(second["link_id"], first["link_id"]);
-    assert_eq!(
-        second["message"], first["message"],
-        "the stored message is unchanged"
-    );
-    assert_eq!(
-        d.get("/v1/messages/msg_1").data()["raw_text"],
-        "Hello\n  world"
-    );
+    assert_eq!(second["message"], first["message"], "the stored message is unchanged");
+    assert_eq!(d.get("/v1/messages/msg_1").data()["raw_text"], "Hello\n  world");
     let system = d.get("/v1/system").data();
     assert_eq!(system["counts"]["messages"], 1);
     assert_eq!(system["counts"]["conversations"], 1);
     let links = d.get("/v1/renewal/links").data();
-    assert_eq!(
-        links["count"], 1,
-        "no link for the duplicate's tab: {links}"
-    );
+    assert_eq!(links["count"], 1, "no link for the duplicate's tab: {links}");
     let conv = conversation(&d, first["local_conversation_id"].as_str().unwrap());
-    assert_eq!(
-        conv["repeated_message_count"], 1,
-        "a duplicate does not count as a repeat"
-    );
+    assert_eq!(conv["repeated_message_count"], 1, "a duplicate does not count as a repeat");
 }
 
 #[test]
@@ -727,9 +546,7 @@ fn ingest_validation_names_the_field() {
     }
     let mut body = base.clone();
     body["route"] = json!({"params": []});
-    let e = d
-        .post_json("/v1/messages", &body)
-        .error(400, "invalid_request");
+    let e = d.post_json("/v1/messages", &body).error(400, "invalid_request");
     assert_eq!(e["details"]["field"], "route.params");
     body["route"] = json!({"path": 5});
     let e = d.post_json("/v1/messages", &body).error(400, "invalid_request");
@@ -750,23 +567,13 @@ fn ingest_validation_names_the_field() {
     for field in ["platform", "conversation_id", "message_id", "text"] {
         let mut body = base.clone();
         body.as_object_mut().unwrap().remove(field);
-        let e = d
-            .post_json("/v1/messages", &body)
-            .error(400, "invalid_request");
+        let e = d.post_json("/v1/messages", &body).error(400, "invalid_request");
         assert_eq!(e["details"]["field"], field);
     }
     // Not an object / not JSON: no field to name.
     for bad in [&b"[1,2]"[..], b"\"text\"", b"{\"platform\":", b"nul"] {
-        let r = d.request(
-            "POST",
-            "/v1/messages",
-            &[("Content-Type", "application/json")],
-            Some(bad),
-        );
-        assert_eq!(
-            r.error(400, "invalid_request")["details"]["field"],
-            Value::Null
-        );
+        let r = d.request("POST", "/v1/messages", &[("Content-Type", "application/json")], Some(bad));
+        assert_eq!(r.error(400, "invalid_request")["details"]["field"], Value::Null);
     }
     // An empty body is an empty object: the first required field is missing.
     let e = d.post_empty("/v1/messages").error(400, "invalid_request");
@@ -800,39 +607,27 @@ fn half_an_emoji_does_not_lose_the_message() {
 fn message_ids_with_any_characters_round_trip() {
     let d = daemon();
     let id = "a b/c?d#e%f.txt+ü";
-    let data = ingest(
-        &d,
-        &message_body("chatgpt", "conv/1 ?", id, "Grüße\nline two"),
-    );
+    let data = ingest(&d, &message_body("chatgpt", "conv/1 ?", id, "Grüße\nline two"));
     assert_eq!(data["message"]["message_id"], id);
     let read = d.get(&format!("/v1/messages/{}", enc(id))).data();
     assert_eq!(read["message_id"], id);
     assert_eq!(read["conversation_id"], "conv/1 ?");
     // The artifact URL is a working link to the raw text.
     let url = read["artifact_url"].as_str().unwrap();
-    let path = url
-        .strip_prefix(&d.base)
-        .expect("artifact_url on the daemon's base");
+    let path = url.strip_prefix(&d.base).expect("artifact_url on the daemon's base");
     let r = d.get(path);
     assert_eq!(r.status, 200, "{path}: {}", r.text());
     assert_eq!(r.text(), "Grüße\nline two");
     // Filters take such values too.
-    let list = d
-        .get(&format!("/v1/messages?conversation_id={}", enc("conv/1 ?")))
-        .data();
+    let list = d.get(&format!("/v1/messages?conversation_id={}", enc("conv/1 ?"))).data();
     assert_eq!(list["count"], 1);
 }
 
 #[test]
 fn artifact_url_uses_public_base_url() {
-    let d = Daemon::start(
-        DaemonOpts::new().config(json!({"public_base_url": "https://baa.example/base/"})),
-    );
+    let d = Daemon::start(DaemonOpts::new().config(json!({"public_base_url": "https://baa.example/base/"})));
     let data = ingest(&d, &message_body("chatgpt", "c", "m1", "x"));
-    assert_eq!(
-        data["message"]["artifact_url"],
-        "https://baa.example/base/artifact/msg/m1.txt"
-    );
+    assert_eq!(data["message"]["artifact_url"], "https://baa.example/base/artifact/msg/m1.txt");
 }
 
 // ---------------------------------------------------------------------------
@@ -847,19 +642,13 @@ fn ingest_finds_or_creates_the_local_conversation() {
     m1["page_title"] = json!("Old title");
     let a = ingest(&d, &m1);
     let lc = a["local_conversation_id"].as_str().unwrap().to_string();
-    assert_eq!(
-        a["message"]["summary"], "first answe…",
-        "summary cut at summary_limit"
-    );
+    assert_eq!(a["message"]["summary"], "first answe…", "summary cut at summary_limit");
 
     let conv = conversation(&d, &lc);
     assert_keys(&conv, CONVERSATION_KEYS);
     assert_eq!(conv["local_conversation_id"], lc);
     assert_eq!(conv["platform"], "chatgpt");
-    assert_eq!(
-        conv["automation_status"], "manual",
-        "new conversations start manual"
-    );
+    assert_eq!(conv["automation_status"], "manual", "new conversations start manual");
     assert_eq!(conv["last_non_paused_automation_status"], "manual");
     assert_eq!(conv["execution_state"], "idle");
     for null in ["pause_reason", "last_error", "cooldown_until", "paused_at"] {
@@ -885,10 +674,7 @@ fn ingest_finds_or_creates_the_local_conversation() {
     assert_eq!(conv2["summary"], "second");
     assert_eq!(conv2["last_message_id"], "m2");
     assert_eq!(conv2["last_message_at"], 2000);
-    assert_eq!(
-        conv2["created_at"], conv["created_at"],
-        "an upsert never changes created_at"
-    );
+    assert_eq!(conv2["created_at"], conv["created_at"], "an upsert never changes created_at");
 
     // An older message arriving late does not become the last message.
     let mut m0 = message_body("chatgpt", "abc", "m0", "older");
@@ -902,10 +688,8 @@ fn ingest_finds_or_creates_the_local_conversation() {
     // Another conversation id, or the same id on another platform: new ones.
     let c = ingest(&d, &message_body("chatgpt", "other", "m3", "x"));
     let e = ingest(&d, &message_body("claude", "abc", "m4", "x"));
-    let ids: BTreeSet<String> = [&a, &c, &e]
-        .iter()
-        .map(|v| v["local_conversation_id"].as_str().unwrap().to_string())
-        .collect();
+    let ids: BTreeSet<String> =
+        [&a, &c, &e].iter().map(|v| v["local_conversation_id"].as_str().unwrap().to_string()).collect();
     assert_eq!(ids.len(), 3);
     assert_eq!(d.get("/v1/system").data()["counts"]["conversations"], 3);
 }
@@ -949,41 +733,24 @@ fn a_second_tab_makes_the_first_link_inactive() {
     assert_eq!(b["local_conversation_id"], lc.as_str());
     let link2 = b["link_id"].as_str().unwrap().to_string();
     assert_ne!(link1, link2);
-    let list = d
-        .get(&format!("/v1/renewal/links?local_conversation_id={lc}"))
-        .data();
+    let list = d.get(&format!("/v1/renewal/links?local_conversation_id={lc}")).data();
     assert_eq!(list["count"], 2);
-    let active: Vec<&Value> = list["links"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|l| l["is_active"] == true)
-        .collect();
+    let active: Vec<&Value> =
+        list["links"].as_array().unwrap().iter().filter(|l| l["is_active"] == true).collect();
     assert_eq!(active.len(), 1, "exactly one active link: {list}");
     assert_eq!(active[0]["link_id"], link2.as_str());
-    assert_eq!(
-        conversation(&d, &lc)["active_link"]["link_id"],
-        link2.as_str()
-    );
+    assert_eq!(conversation(&d, &lc)["active_link"]["link_id"], link2.as_str());
 
     // Back in tab 1: its link is reused and active again.
     let mut m3 = full_message("m3", 3000);
     m3["tab_id"] = json!(1);
     let c = ingest(&d, &m3);
     assert_eq!(c["link_id"], link1.as_str());
-    let active = d
-        .get(&format!(
-            "/v1/renewal/links?local_conversation_id={lc}&active=true"
-        ))
-        .data();
+    let active = d.get(&format!("/v1/renewal/links?local_conversation_id={lc}&active=true")).data();
     assert_eq!(active["count"], 1);
     assert_eq!(active["links"][0]["link_id"], link1.as_str());
     assert_eq!(active["links"][0]["observed_at"], 3000);
-    let inactive = d
-        .get(&format!(
-            "/v1/renewal/links?local_conversation_id={lc}&active=false"
-        ))
-        .data();
+    let inactive = d.get(&format!("/v1/renewal/links?local_conversation_id={lc}&active=false")).data();
     assert_eq!(inactive["count"], 1);
     assert_eq!(inactive["links"][0]["link_id"], link2.as_str());
 
@@ -1012,30 +779,18 @@ fn repeated_message_pauses_an_auto_conversation_at_three() {
     assert_eq!(conv["repeated_message_count"], 3);
     assert_eq!(conv["automation_status"], "manual");
 
-    let conv = d
-        .post_empty(&format!("/v1/renewal/conversations/{lc}/auto"))
-        .data();
+    let conv = d.post_empty(&format!("/v1/renewal/conversations/{lc}/auto")).data();
     assert_eq!(conv["automation_status"], "auto");
-    assert_eq!(
-        conv["repeated_message_count"], 0,
-        "switching to auto resets the counter"
-    );
+    assert_eq!(conv["repeated_message_count"], 0, "switching to auto resets the counter");
 
     let count_after = |id: &str, text: &str| {
         ingest(&d, &message_body("chatgpt", "loop", id, text));
         let c = conversation(&d, &lc);
-        (
-            c["repeated_message_count"].as_i64().unwrap(),
-            c["automation_status"].as_str().unwrap().to_string(),
-        )
+        (c["repeated_message_count"].as_i64().unwrap(), c["automation_status"].as_str().unwrap().to_string())
     };
     assert_eq!(count_after("m3", "alpha"), (1, "auto".into()));
     assert_eq!(count_after("m4", "alpha"), (2, "auto".into()));
-    assert_eq!(
-        count_after("m5", "beta"),
-        (1, "auto".into()),
-        "a different text starts over"
-    );
+    assert_eq!(count_after("m5", "beta"), (1, "auto".into()), "a different text starts over");
     assert_eq!(count_after("m6", "beta"), (2, "auto".into()));
     let before = now_ms();
     // Whitespace alone does not make a text different.
@@ -1075,34 +830,19 @@ fn conversation_switches_manual_auto_paused() {
     assert_eq!(conv["pause_reason"], "user");
     assert_eq!(conv["last_non_paused_automation_status"], "manual");
     assert!(conv["paused_at"].as_i64().unwrap() >= before);
-    assert_eq!(
-        conv["consecutive_failure_count"], 2,
-        "pausing keeps the counters"
-    );
-    assert_eq!(
-        conversation(&d, &lc),
-        conv,
-        "the answer is the stored conversation"
-    );
+    assert_eq!(conv["consecutive_failure_count"], 2, "pausing keeps the counters");
+    assert_eq!(conversation(&d, &lc), conv, "the answer is the stored conversation");
 
     // paused with a reason.
-    let conv = d
-        .post_json(
-            &format!("/v1/renewal/conversations/{lc}/paused"),
-            &json!({"reason": "lunch"}),
-        )
-        .data();
+    let conv =
+        d.post_json(&format!("/v1/renewal/conversations/{lc}/paused"), &json!({"reason": "lunch"})).data();
     assert_eq!(conv["pause_reason"], "lunch");
     // A blank reason is no reason: the default again.
-    let conv = d
-        .post_json(&format!("/v1/renewal/conversations/{lc}/paused"), &json!({"reason": " "}))
-        .data();
+    let conv = d.post_json(&format!("/v1/renewal/conversations/{lc}/paused"), &json!({"reason": " "})).data();
     assert_eq!(conv["pause_reason"], "user");
 
     // auto: the pause and every counter are cleared.
-    let conv = d
-        .post_empty(&format!("/v1/renewal/conversations/{lc}/auto"))
-        .data();
+    let conv = d.post_empty(&format!("/v1/renewal/conversations/{lc}/auto")).data();
     assert_eq!(conv["automation_status"], "auto");
     assert_eq!(conv["last_non_paused_automation_status"], "auto");
     assert_eq!(conv["pause_reason"], Value::Null);
@@ -1112,16 +852,12 @@ fn conversation_switches_manual_auto_paused() {
     assert_eq!(conv["repeated_renewal_count"], 0);
 
     // paused remembers auto as the last non-paused status.
-    let conv = d
-        .post_empty(&format!("/v1/renewal/conversations/{lc}/paused"))
-        .data();
+    let conv = d.post_empty(&format!("/v1/renewal/conversations/{lc}/paused")).data();
     assert_eq!(conv["last_non_paused_automation_status"], "auto");
 
     // manual: the same reset.
     exec_sql(&db, &format!("UPDATE local_conversations SET consecutive_failure_count = 3 WHERE local_conversation_id = '{lc}'"));
-    let conv = d
-        .post_empty(&format!("/v1/renewal/conversations/{lc}/manual"))
-        .data();
+    let conv = d.post_empty(&format!("/v1/renewal/conversations/{lc}/manual")).data();
     assert_eq!(conv["automation_status"], "manual");
     assert_eq!(conv["last_non_paused_automation_status"], "manual");
     assert_eq!(conv["pause_reason"], Value::Null);
@@ -1131,19 +867,12 @@ fn conversation_switches_manual_auto_paused() {
 
     // Errors: a reason of the wrong type, unknown ids.
     let e = d
-        .post_json(
-            &format!("/v1/renewal/conversations/{lc}/paused"),
-            &json!({"reason": 1}),
-        )
+        .post_json(&format!("/v1/renewal/conversations/{lc}/paused"), &json!({"reason": 1}))
         .error(400, "invalid_request");
     assert_eq!(e["details"]["field"], "reason");
     for action in ["", "/manual", "/auto", "/paused"] {
         let path = format!("/v1/renewal/conversations/lc_missing{action}");
-        let r = if action.is_empty() {
-            d.get(&path)
-        } else {
-            d.post_empty(&path)
-        };
+        let r = if action.is_empty() { d.get(&path) } else { d.post_empty(&path) };
         let e = r.error(404, "not_found");
         assert_eq!(e["details"]["resource"], "local_conversation", "{path}");
         assert_eq!(e["details"]["resource_id"], "lc_missing", "{path}");
@@ -1173,10 +902,7 @@ fn links_list_renders_links() {
     let link = &data["links"][0];
     assert_keys(link, LINK_KEYS);
     assert_eq!(link["link_id"], a["link_id"]);
-    assert_eq!(
-        link,
-        &conversation(&d, a["local_conversation_id"].as_str().unwrap())["active_link"]
-    );
+    assert_eq!(link, &conversation(&d, a["local_conversation_id"].as_str().unwrap())["active_link"]);
 }
 
 // ---------------------------------------------------------------------------
@@ -1199,26 +925,14 @@ fn job_read_shows_every_field_with_explicit_nulls() {
     assert_eq!(data["message_id"], "msg_job_1");
     assert_eq!(data["status"], "pending");
     assert_eq!(data["payload_kind"], "json");
-    assert_eq!(
-        data["payload"]["kind"], "renewal.message",
-        "payload parsed: {data}"
-    );
+    assert_eq!(data["payload"]["kind"], "renewal.message", "payload parsed: {data}");
     assert_eq!(data["payload_text"], "renew job_1");
-    assert_eq!(
-        data["target_snapshot"],
-        json!({"platform": "chatgpt", "linkId": "link_1"})
-    );
+    assert_eq!(data["target_snapshot"], json!({"platform": "chatgpt", "linkId": "link_1"}));
     assert_eq!(data["attempt_count"], 0);
     assert_eq!(data["max_attempts"], 3);
     assert_eq!(data["next_attempt_at"], job.next_attempt_at.unwrap());
     // `jq .data.finished_at` works on a fresh job: present, null.
-    for null in [
-        "finished_at",
-        "started_at",
-        "last_attempt_at",
-        "last_error",
-        "log_path",
-    ] {
+    for null in ["finished_at", "started_at", "last_attempt_at", "last_error", "log_path"] {
         assert_eq!(data.get(null), Some(&Value::Null), "{null}");
     }
 
@@ -1273,16 +987,9 @@ fn job_retry_moves_failed_to_pending() {
     assert_eq!(job["attempt_count"], 3, "attempts are kept");
     assert_eq!(job["max_attempts"], 4, "raised by one when exhausted");
     let due = job["next_attempt_at"].as_i64().unwrap();
-    assert!(
-        due >= before && due <= after,
-        "due now: {due} not in {before}..={after}"
-    );
+    assert!(due >= before && due <= after, "due now: {due} not in {before}..={after}");
     assert_eq!(job["finished_at"], Value::Null);
-    assert_eq!(
-        d.get("/v1/renewal/jobs/job_exhausted").data(),
-        job,
-        "the answer is the stored job"
-    );
+    assert_eq!(d.get("/v1/renewal/jobs/job_exhausted").data(), job, "the answer is the stored job");
 
     let job = d.post_empty("/v1/renewal/jobs/job_early/retry").data();
     assert_eq!(job["status"], "pending");
@@ -1292,26 +999,16 @@ fn job_retry_moves_failed_to_pending() {
     // Retry of anything but failed: 409 invalid_state naming the state.
     seed_job(&db, &JobSeed::new("job_running", "running"));
     seed_job(&db, &JobSeed::new("job_done", "done"));
-    for (id, state) in [
-        ("job_exhausted", "pending"),
-        ("job_running", "running"),
-        ("job_done", "done"),
-    ] {
+    for (id, state) in [("job_exhausted", "pending"), ("job_running", "running"), ("job_done", "done")] {
         let r = d.post_empty(&format!("/v1/renewal/jobs/{id}/retry"));
         assert_json_response(&r);
         let e = r.error(409, "invalid_state");
         assert_eq!(e["details"]["resource"], "renewal_job");
         assert_eq!(e["details"]["resource_id"], id);
         assert_eq!(e["details"]["state"], state);
-        assert_eq!(
-            d.get(&format!("/v1/renewal/jobs/{id}")).data()["status"],
-            state,
-            "unchanged"
-        );
+        assert_eq!(d.get(&format!("/v1/renewal/jobs/{id}")).data()["status"], state, "unchanged");
     }
-    let e = d
-        .post_empty("/v1/renewal/jobs/nope/retry")
-        .error(404, "not_found");
+    let e = d.post_empty("/v1/renewal/jobs/nope/retry").error(404, "not_found");
     assert_eq!(e["details"]["resource"], "renewal_job");
     assert_eq!(e["details"]["resource_id"], "nope");
 }
@@ -1331,25 +1028,18 @@ fn job_cancel_moves_pending_to_failed() {
     assert_eq!(d.get("/v1/renewal/jobs/job_p").data(), job);
 
     // A cancelled job can be retried.
-    assert_eq!(
-        d.post_empty("/v1/renewal/jobs/job_p/retry").data()["status"],
-        "pending"
-    );
+    assert_eq!(d.post_empty("/v1/renewal/jobs/job_p/retry").data()["status"], "pending");
 
     seed_job(&db, &JobSeed::new("job_r", "running"));
     seed_job(&db, &JobSeed::new("job_d", "done"));
     seed_job(&db, &JobSeed::new("job_f", "failed"));
     for (id, state) in [("job_r", "running"), ("job_d", "done"), ("job_f", "failed")] {
-        let e = d
-            .post_empty(&format!("/v1/renewal/jobs/{id}/cancel"))
-            .error(409, "invalid_state");
+        let e = d.post_empty(&format!("/v1/renewal/jobs/{id}/cancel")).error(409, "invalid_state");
         assert_eq!(e["details"]["resource"], "renewal_job");
         assert_eq!(e["details"]["resource_id"], id);
         assert_eq!(e["details"]["state"], state);
     }
-    let e = d
-        .post_empty("/v1/renewal/jobs/nope/cancel")
-        .error(404, "not_found");
+    let e = d.post_empty("/v1/renewal/jobs/nope/cancel").error(404, "not_found");
     assert_eq!(e["details"]["resource"], "renewal_job");
 }
 
@@ -1375,11 +1065,7 @@ fn unknown_route_is_404_with_path() {
         ("GET", "/v1/nope?x=1", "/v1/nope"),
         ("POST", "/v2/messages", "/v2/messages"),
         ("GET", "/v1/messages/", "/v1/messages/"),
-        (
-            "GET",
-            "/v1/renewal/jobs/j/retry/more",
-            "/v1/renewal/jobs/j/retry/more",
-        ),
+        ("GET", "/v1/renewal/jobs/j/retry/more", "/v1/renewal/jobs/j/retry/more"),
         ("DELETE", "/nothing/here", "/nothing/here"),
         ("GET", "/artifact/", "/artifact/"),
     ] {
@@ -1527,12 +1213,7 @@ fn request_id_is_echoed_or_generated() {
             assert_eq!(r.json()["request_id"], good, "{path}");
         }
     }
-    let r = d.request(
-        "GET",
-        "/artifact/msg/nope.txt",
-        &[("x-request-id", "raw-1")],
-        None,
-    );
+    let r = d.request("GET", "/artifact/msg/nope.txt", &[("x-request-id", "raw-1")], None);
     assert_eq!(r.header("x-request-id"), Some("raw-1"));
     let long = "y".repeat(129);
     for bad in ["has space", "a/b", "ü", long.as_str(), "a\"b", ""] {
@@ -1563,16 +1244,8 @@ fn every_json_answer_has_the_envelope_and_content_type() {
         ("POST", "/v1/messages", Some(b"x=1"), 415),
     ];
     for (method, path, body, status) in cases {
-        let ct = if status == 415 {
-            "application/x-www-form-urlencoded"
-        } else {
-            "application/json"
-        };
-        let headers: Vec<(&str, &str)> = if body.is_some() {
-            vec![("Content-Type", ct)]
-        } else {
-            vec![]
-        };
+        let ct = if status == 415 { "application/x-www-form-urlencoded" } else { "application/json" };
+        let headers: Vec<(&str, &str)> = if body.is_some() { vec![("Content-Type", ct)] } else { vec![] };
         let r = d.request(method, path, &headers, body);
         assert_eq!(r.status, status, "{method} {path}: {}", r.text());
         assert_json_response(&r);

@@ -16,18 +16,14 @@ fn small_limit_daemon() -> Daemon {
 }
 
 fn message_count(d: &Daemon) -> i64 {
-    d.get("/v1/system").data()["counts"]["messages"]
-        .as_i64()
-        .unwrap()
+    d.get("/v1/system").data()["counts"]["messages"].as_i64().unwrap()
 }
 
 /// A `POST /v1/messages` body of exactly `len` bytes.
 fn body_of_len(len: usize, id: &str) -> Vec<u8> {
     let base = message_body("chatgpt", "c", id, "").to_string();
     let pad = len.checked_sub(base.len()).expect("length too small");
-    let body = message_body("chatgpt", "c", id, &"x".repeat(pad))
-        .to_string()
-        .into_bytes();
+    let body = message_body("chatgpt", "c", id, &"x".repeat(pad)).to_string().into_bytes();
     assert_eq!(body.len(), len);
     body
 }
@@ -77,17 +73,13 @@ fn token_is_required_everywhere_but_healthz() {
             }
             let r = d.request(method, path, &headers, body);
             let e = r.error(401, "unauthorized");
-            assert_eq!(
-                r.header("content-type"),
-                Some("application/json; charset=utf-8")
-            );
+            assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
             assert!(!r.text().contains(TOKEN), "401 must not echo the token");
             let _ = e;
         }
     }
     // The token in the query string is for the WebSocket only.
-    d.request("GET", &format!("/v1/system?token={TOKEN}"), &[], None)
-        .error(401, "unauthorized");
+    d.request("GET", &format!("/v1/system?token={TOKEN}"), &[], None).error(401, "unauthorized");
 
     // Nothing the refused requests asked for happened.
     let headers = [("Authorization", good.as_str())];
@@ -97,14 +89,10 @@ fn token_is_required_everywhere_but_healthz() {
 
     // With the token everything works (get/post_json send it).
     assert_eq!(d.get("/v1/describe").status, 200);
-    d.post_json("/v1/messages", &message_body("chatgpt", "c", "m1", "hi"))
-        .data();
+    d.post_json("/v1/messages", &message_body("chatgpt", "c", "m1", "hi")).data();
     assert_eq!(d.get("/artifact/msg/m1.txt").text(), "hi");
     d.get("/v1/nope").error(404, "not_found");
-    assert!(
-        !d.stderr_text().contains(TOKEN),
-        "the token never reaches the log"
-    );
+    assert!(!d.stderr_text().contains(TOKEN), "the token never reaches the log");
     d.assert_healthy("token checks");
 }
 
@@ -114,10 +102,10 @@ fn token_is_required_everywhere_but_healthz() {
 
 #[test]
 fn web_origins_are_refused_extensions_and_allowed_ones_pass() {
-    let mut d =
-        Daemon::start(DaemonOpts::new().config(
-            json!({"allowed_origins": ["https://ok.example/", "HTTP://Dash.Example:8080"]}),
-        ));
+    let mut d = Daemon::start(
+        DaemonOpts::new()
+            .config(json!({"allowed_origins": ["https://ok.example/", "HTTP://Dash.Example:8080"]})),
+    );
     let body = message_body("chatgpt", "c", "m1", "hi").to_string();
     for origin in [
         "https://evil.example",
@@ -138,19 +126,12 @@ fn web_origins_are_refused_extensions_and_allowed_ones_pass() {
             headers.push(("Origin", origin));
             let r = d.request(method, path, &headers, body);
             let e = r.error(403, "forbidden_origin");
-            assert_eq!(
-                r.header("content-type"),
-                Some("application/json; charset=utf-8"),
-                "{origin}"
-            );
+            assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"), "{origin}");
             let _ = e;
         }
     }
     let system = d.get("/v1/system").data();
-    assert_eq!(
-        system["counts"]["messages"], 0,
-        "a refused write wrote nothing"
-    );
+    assert_eq!(system["counts"]["messages"], 0, "a refused write wrote nothing");
     assert_eq!(system["automation_state"], "running");
 
     let own = d.base.clone();
@@ -176,10 +157,7 @@ fn web_origins_are_refused_extensions_and_allowed_ones_pass() {
     let r = d.request(
         "POST",
         "/v1/messages",
-        &[
-            ("Origin", "moz-extension://x"),
-            ("Content-Type", "application/json"),
-        ],
+        &[("Origin", "moz-extension://x"), ("Content-Type", "application/json")],
         Some(body.as_bytes()),
     );
     assert_eq!(r.status, 200, "{}", r.text());
@@ -190,20 +168,13 @@ fn web_origins_are_refused_extensions_and_allowed_ones_pass() {
 fn a_web_origin_is_refused_even_with_the_token() {
     let d = Daemon::start(DaemonOpts::new().token(TOKEN));
     let auth = format!("Bearer {TOKEN}");
-    let r = d.request(
-        "GET",
-        "/v1/system",
-        &[("Authorization", &auth), ("Origin", "https://evil.example")],
-        None,
-    );
+    let r =
+        d.request("GET", "/v1/system", &[("Authorization", &auth), ("Origin", "https://evil.example")], None);
     r.error(403, "forbidden_origin");
     let r = d.request(
         "GET",
         "/v1/system",
-        &[
-            ("Authorization", &auth),
-            ("Origin", "chrome-extension://abc"),
-        ],
+        &[("Authorization", &auth), ("Origin", "chrome-extension://abc")],
         None,
     );
     assert_eq!(r.status, 200);
@@ -228,40 +199,21 @@ fn writes_with_a_body_must_be_json() {
         let headers: Vec<(&str, &str)> = ct.map(|c| vec![("Content-Type", c)]).unwrap_or_default();
         let r = d.request("POST", "/v1/messages", &headers, Some(body.as_bytes()));
         r.error(415, "unsupported_media_type");
-        let r = d.request(
-            "POST",
-            "/v1/system/pause",
-            &headers,
-            Some(b"{\"reason\":\"x\"}"),
-        );
+        let r = d.request("POST", "/v1/system/pause", &headers, Some(b"{\"reason\":\"x\"}"));
         r.error(415, "unsupported_media_type");
     }
     assert_eq!(message_count(&d), 0);
     assert_eq!(d.get("/v1/system").data()["automation_state"], "running");
-    for ct in [
-        "application/json; charset=utf-8",
-        "APPLICATION/JSON",
-        "application/json;charset=UTF-8",
-    ] {
+    for ct in ["application/json; charset=utf-8", "APPLICATION/JSON", "application/json;charset=UTF-8"] {
         let id = format!("m-{}", ct.len());
         let body = message_body("chatgpt", "c", &id, "hi").to_string();
-        let r = d.request(
-            "POST",
-            "/v1/messages",
-            &[("Content-Type", ct)],
-            Some(body.as_bytes()),
-        );
+        let r = d.request("POST", "/v1/messages", &[("Content-Type", ct)], Some(body.as_bytes()));
         assert_eq!(r.status, 200, "{ct}: {}", r.text());
     }
     // No body: no media type needed (`curl -X POST .../pause`).
     let r = d.request("POST", "/v1/system/pause", &[], None);
     assert_eq!(r.status, 200);
-    let r = d.request(
-        "POST",
-        "/v1/system/resume",
-        &[("Content-Type", "text/plain")],
-        Some(b""),
-    );
+    let r = d.request("POST", "/v1/system/resume", &[("Content-Type", "text/plain")], Some(b""));
     assert_eq!(r.status, 200, "an empty body needs no media type");
     d.assert_healthy("media types");
 }
@@ -274,46 +226,25 @@ fn writes_with_a_body_must_be_json() {
 fn bodies_over_the_limit_get_413() {
     let mut d = small_limit_daemon();
     // At the limit: accepted.
-    let r = d.request(
-        "POST",
-        "/v1/messages",
-        &json_headers(),
-        Some(&body_of_len(LIMIT, "at-limit")),
-    );
+    let r = d.request("POST", "/v1/messages", &json_headers(), Some(&body_of_len(LIMIT, "at-limit")));
     assert_eq!(r.status, 200, "{}", r.text());
     // One byte over: refused, nothing stored.
-    let r = d.request(
-        "POST",
-        "/v1/messages",
-        &json_headers(),
-        Some(&body_of_len(LIMIT + 1, "over")),
-    );
+    let r = d.request("POST", "/v1/messages", &json_headers(), Some(&body_of_len(LIMIT + 1, "over")));
     let e = r.error(413, "payload_too_large");
-    assert_eq!(
-        r.header("content-type"),
-        Some("application/json; charset=utf-8")
-    );
-    assert_eq!(
-        r.header("connection")
-            .map(str::to_ascii_lowercase)
-            .as_deref(),
-        Some("close")
-    );
+    assert_eq!(r.header("content-type"), Some("application/json; charset=utf-8"));
+    assert_eq!(r.header("connection").map(str::to_ascii_lowercase).as_deref(), Some("close"));
     let _ = e;
     d.get("/v1/messages/over").error(404, "not_found");
     d.assert_healthy("a body one byte over");
 
     // Much bigger: the same.
     let big = body_of_len(200_000, "big");
-    d.request("POST", "/v1/messages", &json_headers(), Some(&big))
-        .error(413, "payload_too_large");
+    d.request("POST", "/v1/messages", &json_headers(), Some(&big)).error(413, "payload_too_large");
     d.assert_healthy("a 200 KB body");
 
     // Too large on a route that takes no body, and on an unknown route.
-    d.request("POST", "/v1/system/pause", &json_headers(), Some(&big))
-        .error(413, "payload_too_large");
-    d.request("POST", "/v1/nope", &json_headers(), Some(&big))
-        .error(413, "payload_too_large");
+    d.request("POST", "/v1/system/pause", &json_headers(), Some(&big)).error(413, "payload_too_large");
+    d.request("POST", "/v1/nope", &json_headers(), Some(&big)).error(413, "payload_too_large");
     assert_eq!(d.get("/v1/system").data()["automation_state"], "running");
 
     // Chunked, over the limit once decoded.
@@ -341,10 +272,7 @@ fn a_huge_content_length_is_refused_without_waiting_for_the_body() {
         // Only the head is sent; the answer must come anyway.
         let bytes = support::raw(d.addr, head.as_bytes(), Duration::from_secs(8));
         let took = started.elapsed();
-        assert!(
-            !bytes.is_empty(),
-            "no answer to Content-Length {len} within 8 s"
-        );
+        assert!(!bytes.is_empty(), "no answer to Content-Length {len} within 8 s");
         let resp = first_response(&bytes);
         resp.error(413, "payload_too_large");
         assert!(took < Duration::from_secs(5), "answer took {took:?}");
@@ -364,9 +292,7 @@ fn a_huge_content_length_is_refused_without_waiting_for_the_body() {
 
 /// Every write route with a concrete path (ids that exist).
 fn write_routes(d: &Daemon) -> Vec<String> {
-    let data = d
-        .post_json("/v1/messages", &message_body("chatgpt", "c", "m0", "hi"))
-        .data();
+    let data = d.post_json("/v1/messages", &message_body("chatgpt", "c", "m0", "hi")).data();
     let lc = data["local_conversation_id"].as_str().unwrap().to_string();
     support::seed_job(&d.db_path(), &support::JobSeed::new("job_f", "failed"));
     support::seed_job(&d.db_path(), &support::JobSeed::new("job_p", "pending"));
@@ -416,12 +342,7 @@ fn malformed_json_is_400_with_a_null_field_on_every_write_route() {
         for body in [&b"[]"[..], b"\"x\"", b"42", b"null", b"true"] {
             let r = d.request("POST", path, &json_headers(), Some(body));
             let e = r.error(400, "invalid_request");
-            assert_eq!(
-                e["details"]["field"],
-                Value::Null,
-                "POST {path} {}",
-                String::from_utf8_lossy(body)
-            );
+            assert_eq!(e["details"]["field"], Value::Null, "POST {path} {}", String::from_utf8_lossy(body));
         }
     }
     // None of it changed anything.
@@ -436,9 +357,7 @@ fn malformed_json_is_400_with_a_null_field_on_every_write_route() {
 #[test]
 fn wrong_types_are_400_naming_the_field() {
     let mut d = Daemon::start(DaemonOpts::new().config(quiet_timed_jobs()));
-    let data = d
-        .post_json("/v1/messages", &message_body("chatgpt", "c", "m0", "hi"))
-        .data();
+    let data = d.post_json("/v1/messages", &message_body("chatgpt", "c", "m0", "hi")).data();
     let lc = data["local_conversation_id"].as_str().unwrap().to_string();
     let paused = format!("/v1/renewal/conversations/{lc}/paused");
     let cases: Vec<(&str, Value, &str)> = vec![
@@ -487,30 +406,21 @@ fn wrong_types_are_400_naming_the_field() {
     for (path, body, field) in cases {
         let e = d.post_json(path, &body).error(400, "invalid_request");
         assert_eq!(e["details"]["field"], field, "POST {path}");
-        assert!(
-            e["message"]
-                .as_str()
-                .unwrap()
-                .contains(field.split('.').next_back().unwrap()),
-            "{e}"
-        );
+        assert!(e["message"].as_str().unwrap().contains(field.split('.').next_back().unwrap()), "{e}");
     }
     let system = d.get("/v1/system").data();
     assert_eq!(system["automation_state"], "running");
     assert_eq!(system["counts"]["messages"], 1);
-    assert_eq!(
-        d.get(&format!("/v1/renewal/conversations/{lc}")).data()["automation_status"],
-        "manual"
-    );
+    assert_eq!(d.get(&format!("/v1/renewal/conversations/{lc}")).data()["automation_status"], "manual");
     d.assert_healthy("wrong types");
 }
 
 #[test]
 fn odd_but_valid_text_is_stored_exactly() {
     let d = Daemon::start(DaemonOpts::new());
-    let text = "nul \u{0} tab \t emoji 🦀 rtl \u{202e} bom \u{feff} <script>alert(1)</script> ../../etc/passwd";
-    d.post_json("/v1/messages", &message_body("chatgpt", "c", "odd", text))
-        .data();
+    let text =
+        "nul \u{0} tab \t emoji 🦀 rtl \u{202e} bom \u{feff} <script>alert(1)</script> ../../etc/passwd";
+    d.post_json("/v1/messages", &message_body("chatgpt", "c", "odd", text)).data();
     assert_eq!(d.get("/v1/messages/odd").data()["raw_text"], text);
     let r = d.get("/artifact/msg/odd.txt");
     assert_eq!(r.header("content-type"), Some("text/plain; charset=utf-8"));
@@ -524,10 +434,8 @@ fn odd_but_valid_text_is_stored_exactly() {
 #[test]
 fn hostile_requests_get_an_answer_and_the_daemon_stays_up() {
     let mut d = Daemon::start(DaemonOpts::new().config(quiet_timed_jobs()));
-    let long_header = format!(
-        "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(20_000)
-    );
+    let long_header =
+        format!("GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
     let mut many_headers = String::from("GET /healthz HTTP/1.1\r\nHost: localhost\r\n");
     for i in 0..200 {
         many_headers.push_str(&format!("X-H{i}: v\r\n"));
@@ -570,16 +478,8 @@ fn hostile_requests_get_an_answer_and_the_daemon_stays_up() {
     for (what, bytes, statuses) in cases {
         let resp = d.raw_response(&bytes);
         let status = resp.status;
-        assert!(
-            statuses.contains(&status),
-            "{what}: got {status}: {}",
-            resp.text()
-        );
-        if status >= 400
-            && resp
-                .header("content-type")
-                .is_some_and(|c| c.starts_with("application/json"))
-        {
+        assert!(statuses.contains(&status), "{what}: got {status}: {}", resp.text());
+        if status >= 400 && resp.header("content-type").is_some_and(|c| c.starts_with("application/json")) {
             assert_eq!(resp.json()["ok"], false, "{what}");
         }
         d.assert_healthy(what);

@@ -45,11 +45,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 fn db_files(state: &Path) -> Vec<(String, Vec<u8>)> {
     ["conductor.db", "conductor.db-wal", "conductor.db-shm"]
         .iter()
-        .filter_map(|name| {
-            std::fs::read(state.join(name))
-                .ok()
-                .map(|b| (name.to_string(), b))
-        })
+        .filter_map(|name| std::fs::read(state.join(name)).ok().map(|b| (name.to_string(), b)))
         .collect()
 }
 
@@ -95,18 +91,10 @@ fn send_everything(d: &Daemon) {
         }),
     );
     assert_eq!(ack["type"], "ack", "{ack}");
-    let mut dropped: Vec<&str> = ack["dropped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap())
-        .collect();
+    let mut dropped: Vec<&str> =
+        ack["dropped"].as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
     dropped.sort();
-    assert_eq!(
-        dropped,
-        vec!["authorization", "cookies", "headers", "password", "token"],
-        "{ack}"
-    );
+    assert_eq!(dropped, vec!["authorization", "cookies", "headers", "password", "token"], "{ack}");
 
     // A login_state that fails validation after the scrub: the error must
     // not echo anything either.
@@ -140,27 +128,18 @@ fn send_everything(d: &Daemon) {
     let browser = d.get("/v1/browser").text();
     assert_no_secret("GET /v1/browser", browser.as_bytes());
     let v: Value = serde_json::from_str(&browser).unwrap();
-    assert_eq!(
-        v["data"]["login_states"][0]["account"],
-        json!({"email_hint": "a***@x.com", "nested": {}})
-    );
-    for path in [
-        "/v1/messages/msg_secret",
-        "/v1/messages/msg_secret_http",
-        "/v1/messages",
-        "/v1/renewal/links",
-    ] {
+    assert_eq!(v["data"]["login_states"][0]["account"], json!({"email_hint": "a***@x.com", "nested": {}}));
+    for path in
+        ["/v1/messages/msg_secret", "/v1/messages/msg_secret_http", "/v1/messages", "/v1/renewal/links"]
+    {
         assert_no_secret(path, &d.get(path).body);
     }
     c.close();
 }
 
 fn check(log_level: &str) {
-    let mut d = Daemon::start(
-        DaemonOpts::new()
-            .config(support::quiet_timed_jobs())
-            .env("RUST_LOG", log_level),
-    );
+    let mut d =
+        Daemon::start(DaemonOpts::new().config(support::quiet_timed_jobs()).env("RUST_LOG", log_level));
     send_everything(&d);
 
     // While running (the rows are in the WAL) ...
@@ -183,14 +162,8 @@ fn check(log_level: &str) {
 
     let log = d.stderr_text();
     // The log really was verbose: the bridge's per-frame debug lines are there.
-    assert!(
-        log.contains("login_state"),
-        "expected {log_level} logs of the bridge; stderr:\n{log}"
-    );
-    assert!(
-        log.contains("DEBUG"),
-        "RUST_LOG={log_level} did not take effect"
-    );
+    assert!(log.contains("login_state"), "expected {log_level} logs of the bridge; stderr:\n{log}");
+    assert!(log.contains("DEBUG"), "RUST_LOG={log_level} did not take effect");
     assert_no_secret(&format!("stderr (RUST_LOG={log_level})"), log.as_bytes());
 }
 

@@ -80,10 +80,8 @@ fn a_second_connection_replaces_the_first_and_fails_its_pending_action() {
         POST_TIMEOUT,
     );
     let action = second.recv_type("action", FRAME_TIMEOUT);
-    second.send_json(
-        &json!({"type": "action_result", "request_id": action["request_id"],
-                             "accepted": true, "completed": true, "failed": false}),
-    );
+    second.send_json(&json!({"type": "action_result", "request_id": action["request_id"],
+                             "accepted": true, "completed": true, "failed": false}));
     let (resp, _) = call.join().unwrap();
     assert_eq!(resp.data()["connection_id"], ack["connection_id"]);
 }
@@ -105,10 +103,7 @@ fn replacement_fails_a_pending_relay_with_client_replaced() {
     let (resp, elapsed) = call.join().unwrap();
     resp.error(502, "client_replaced");
     assert!(elapsed < Duration::from_secs(5), "{elapsed:?}");
-    assert_eq!(
-        first.expect_close(FRAME_TIMEOUT),
-        (4000, "replaced".to_string())
-    );
+    assert_eq!(first.expect_close(FRAME_TIMEOUT), (4000, "replaced".to_string()));
     // The failure was fed to the policy.
     let view = browser(&d);
     let t = &view["policy"]["targets"][0];
@@ -137,10 +132,8 @@ fn a_pending_action_fails_fast_when_the_plugin_disconnects() {
         elapsed < Duration::from_millis(timeout_ms / 4),
         "answered after {elapsed:?}, timeout was {timeout_ms} ms"
     );
-    assert!(wait_until(Duration::from_secs(5), || client_view(
-        &d, "ff-crash"
-    )
-    .is_some_and(|v| v["status"] == "lost")));
+    assert!(wait_until(Duration::from_secs(5), || client_view(&d, "ff-crash")
+        .is_some_and(|v| v["status"] == "lost")));
     // The platform-bound action's failure reached the policy.
     let view = browser(&d);
     let t = view["policy"]["targets"]
@@ -164,16 +157,10 @@ fn a_pending_action_fails_fast_when_the_plugin_disconnects() {
     c.close();
     let (resp, elapsed) = call.join().unwrap();
     resp.error(502, "client_disconnected");
-    assert!(
-        elapsed < Duration::from_millis(timeout_ms / 4),
-        "{elapsed:?}"
-    );
+    assert!(elapsed < Duration::from_millis(timeout_ms / 4), "{elapsed:?}");
 
     // With nobody connected for the platform: 503 no_active_client at once.
-    let r = d.post_json(
-        "/v1/browser/actions",
-        &json!({"action": "tab_focus", "platform": "chatgpt"}),
-    );
+    let r = d.post_json("/v1/browser/actions", &json!({"action": "tab_focus", "platform": "chatgpt"}));
     r.error(503, "no_active_client");
 }
 
@@ -194,11 +181,7 @@ fn heartbeat_pings_keep_a_reading_client_alive() {
     let watch = Duration::from_millis(1500);
     let started = Instant::now();
     while started.elapsed() < watch {
-        match c.recv_event(
-            watch
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_millis(1)),
-        ) {
+        match c.recv_event(watch.saturating_sub(started.elapsed()).max(Duration::from_millis(1))) {
             Event::Timeout => {}
             Event::Json(v) => panic!("unexpected frame {v}"),
             other => panic!("the connection ended while answering pings: {other:?}"),
@@ -206,11 +189,7 @@ fn heartbeat_pings_keep_a_reading_client_alive() {
     }
     // ~15 pings are due at 100 ms; allow for a loaded machine.
     assert!(c.pings >= 5, "only {} pings in {watch:?}", c.pings);
-    assert!(
-        c.pings <= 30,
-        "{} pings in {watch:?}: more than one per heartbeat_ms",
-        c.pings
-    );
+    assert!(c.pings <= 30, "{} pings in {watch:?}: more than one per heartbeat_ms", c.pings);
     // Pongs count as life: still connected and serving.
     c.ping();
     assert_eq!(client_view(&d, "ff-hb").unwrap()["status"], "connected");
@@ -268,13 +247,7 @@ fn a_stalled_client_is_closed_marked_lost_then_forgotten() {
     assert!(last_seen <= stopped_at + 5, "{view}");
     let b = browser(&d);
     assert_eq!(b["login_states"][0]["status"], "lost", "{b}");
-    assert_eq!(
-        d.get("/v1/browser?status=lost").data()["login_states"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
+    assert_eq!(d.get("/v1/browser?status=lost").data()["login_states"].as_array().unwrap().len(), 1);
     assert_eq!(d.get("/v1/system").data()["clients"], 0);
 
     // Forgotten once login_fresh_ms passed since the disconnect (which came
@@ -298,10 +271,7 @@ fn a_stalled_client_is_closed_marked_lost_then_forgotten() {
 
     // What the stalled plugin would have read: pings, then close 1001.
     let frames = stalled.raw_frames(FRAME_TIMEOUT);
-    assert!(
-        frames.iter().any(|(op, _)| *op == 0x9),
-        "pings were sent to the stalled client: {frames:?}"
-    );
+    assert!(frames.iter().any(|(op, _)| *op == 0x9), "pings were sent to the stalled client: {frames:?}");
     let (op, payload) = frames.last().expect("frames").clone();
     assert_eq!(op, 0x8, "the last frame is a close frame: {frames:?}");
     let code = u16::from_be_bytes([payload[0], payload[1]]);
@@ -324,15 +294,10 @@ fn login_status(d: &Daemon, platform: &str) -> Option<String> {
 #[test]
 fn login_states_go_fresh_stale_and_lost() {
     let fresh = 1000i64;
-    let d = start(
-        json!({"timed_jobs": {"interval_ms": 3_600_000}, "bridge": {"login_fresh_ms": fresh}}),
-    );
+    let d = start(json!({"timed_jobs": {"interval_ms": 3_600_000}, "bridge": {"login_fresh_ms": fresh}}));
     let mut c = hello(&d, "ff-fresh", &["claude", "chatgpt"]);
     let captured = now_ms();
-    let ack = c.call(
-        "l1",
-        json!({"type": "login_state", "platform": "claude", "captured_at": captured}),
-    );
+    let ack = c.call("l1", json!({"type": "login_state", "platform": "claude", "captured_at": captured}));
     assert_eq!(ack["type"], "ack");
     let ack = c.call(
         "l2",
@@ -353,29 +318,18 @@ fn login_states_go_fresh_stale_and_lost() {
     assert_eq!(only("fresh"), vec!["claude"]);
     assert_eq!(only("stale"), vec!["chatgpt"]);
     assert!(only("lost").is_empty());
-    d.get("/v1/browser?status=old")
-        .error(400, "invalid_request");
+    d.get("/v1/browser?status=old").error(400, "invalid_request");
 
     // fresh → stale once login_fresh_ms has passed since captured_at.
     let mut turned = 0;
-    assert!(wait_until(
-        Duration::from_millis((fresh + 5000) as u64),
-        || {
-            let stale = login_status(&d, "claude").as_deref() == Some("stale");
-            turned = now_ms();
-            stale
-        }
-    ));
-    assert!(
-        turned > captured + fresh,
-        "stale after only {} ms",
-        turned - captured
-    );
+    assert!(wait_until(Duration::from_millis((fresh + 5000) as u64), || {
+        let stale = login_status(&d, "claude").as_deref() == Some("stale");
+        turned = now_ms();
+        stale
+    }));
+    assert!(turned > captured + fresh, "stale after only {} ms", turned - captured);
     // A new capture makes it fresh again.
-    let ack = c.call(
-        "l3",
-        json!({"type": "login_state", "platform": "claude", "captured_at": now_ms()}),
-    );
+    let ack = c.call("l3", json!({"type": "login_state", "platform": "claude", "captured_at": now_ms()}));
     assert_eq!(ack["type"], "ack");
     assert_eq!(login_status(&d, "claude").as_deref(), Some("fresh"));
 
@@ -398,16 +352,10 @@ fn login_states_go_fresh_stale_and_lost() {
 
 /// Reads frames until a `state_snapshot` satisfying `want` arrives; returns
 /// it and the time since `since`. Panics after 5 s.
-fn await_snapshot(
-    c: &mut WsClient,
-    since: Instant,
-    want: impl Fn(&Value) -> bool,
-) -> (Value, Duration) {
+fn await_snapshot(c: &mut WsClient, since: Instant, want: impl Fn(&Value) -> bool) -> (Value, Duration) {
     loop {
         let left = Duration::from_secs(5).saturating_sub(since.elapsed());
-        let frame = c
-            .recv_json(left)
-            .expect("no matching state_snapshot within 5 s");
+        let frame = c.recv_json(left).expect("no matching state_snapshot within 5 s");
         if frame["type"] == "state_snapshot" && want(&frame) {
             return (frame, since.elapsed());
         }
@@ -415,11 +363,7 @@ fn await_snapshot(
 }
 
 fn conv_in<'a>(snapshot: &'a Value, lc: &str) -> Option<&'a Value> {
-    snapshot["automation_conversations"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["local_conversation_id"] == lc)
+    snapshot["automation_conversations"].as_array().unwrap().iter().find(|c| c["local_conversation_id"] == lc)
 }
 
 #[test]
@@ -437,12 +381,10 @@ fn automation_changes_are_pushed_as_state_snapshots() {
 
     // → auto: both plugins get the conversation.
     let t0 = Instant::now();
-    d.post_empty(&format!("/v1/renewal/conversations/{lc}/auto"))
-        .data();
+    d.post_empty(&format!("/v1/renewal/conversations/{lc}/auto")).data();
     for c in [&mut a, &mut b] {
-        let (snap, took) = await_snapshot(c, t0, |s| {
-            conv_in(s, &lc).is_some_and(|c| c["automation_status"] == "auto")
-        });
+        let (snap, took) =
+            await_snapshot(c, t0, |s| conv_in(s, &lc).is_some_and(|c| c["automation_status"] == "auto"));
         assert!(took < bound, "snapshot after {took:?}");
         let conv = conv_in(&snap, &lc).unwrap();
         assert_eq!(conv["platform"], "chatgpt");
@@ -454,8 +396,7 @@ fn automation_changes_are_pushed_as_state_snapshots() {
 
     // System pause / resume.
     let t0 = Instant::now();
-    d.post_json("/v1/system/pause", &json!({"reason": "lunch"}))
-        .data();
+    d.post_json("/v1/system/pause", &json!({"reason": "lunch"})).data();
     for c in [&mut a, &mut b] {
         let (_, took) = await_snapshot(c, t0, |s| s["system"]["automation_state"] == "paused");
         assert!(took < bound, "snapshot after {took:?}");
@@ -467,19 +408,13 @@ fn automation_changes_are_pushed_as_state_snapshots() {
 
     // Conversation paused (kept, with its reason), then manual (dropped).
     let t0 = Instant::now();
-    d.post_json(
-        &format!("/v1/renewal/conversations/{lc}/paused"),
-        &json!({"reason": "check"}),
-    )
-    .data();
-    let (snap, took) = await_snapshot(&mut a, t0, |s| {
-        conv_in(s, &lc).is_some_and(|c| c["automation_status"] == "paused")
-    });
+    d.post_json(&format!("/v1/renewal/conversations/{lc}/paused"), &json!({"reason": "check"})).data();
+    let (snap, took) =
+        await_snapshot(&mut a, t0, |s| conv_in(s, &lc).is_some_and(|c| c["automation_status"] == "paused"));
     assert!(took < bound, "snapshot after {took:?}");
     assert_eq!(conv_in(&snap, &lc).unwrap()["pause_reason"], "check");
     let t0 = Instant::now();
-    d.post_empty(&format!("/v1/renewal/conversations/{lc}/manual"))
-        .data();
+    d.post_empty(&format!("/v1/renewal/conversations/{lc}/manual")).data();
     let (_, took) = await_snapshot(&mut a, t0, |s| conv_in(s, &lc).is_none());
     assert!(took < bound, "snapshot after {took:?}");
 

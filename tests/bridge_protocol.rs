@@ -29,32 +29,18 @@ const POST_TIMEOUT: Duration = Duration::from_secs(30);
 
 #[test]
 fn hello_is_answered_with_hello_ack_then_state_snapshot() {
-    let d =
-        start(json!({"timed_jobs": {"interval_ms": 3_600_000}, "bridge": {"heartbeat_ms": 7000}}));
+    let d = start(json!({"timed_jobs": {"interval_ms": 3_600_000}, "bridge": {"heartbeat_ms": 7000}}));
     let mut c = connect(&d.ws_url(), &[]);
     let before = now_ms();
     let (ack, snapshot) = c.hello("firefox-main", &["chatgpt", "claude"]);
     let after = now_ms();
-    assert!(
-        ack["connection_id"].as_str().unwrap().starts_with("conn_"),
-        "{ack}"
-    );
+    assert!(ack["connection_id"].as_str().unwrap().starts_with("conn_"), "{ack}");
     assert_eq!(ack["protocol_version"], 1, "{ack}");
     assert_eq!(ack["heartbeat_ms"], 7000, "{ack}");
     let server_time = ack["server_time"].as_i64().unwrap();
-    assert!(
-        (before - 5..=after + 5).contains(&server_time),
-        "{server_time} not in [{before}, {after}]"
-    );
-    assert_eq!(
-        snapshot["system"]["automation_state"], "running",
-        "{snapshot}"
-    );
-    assert_eq!(
-        snapshot["automation_conversations"],
-        json!([]),
-        "{snapshot}"
-    );
+    assert!((before - 5..=after + 5).contains(&server_time), "{server_time} not in [{before}, {after}]");
+    assert_eq!(snapshot["system"]["automation_state"], "running", "{snapshot}");
+    assert_eq!(snapshot["automation_conversations"], json!([]), "{snapshot}");
 
     let view = client_view(&d, "firefox-main").expect("client listed");
     assert_eq!(view["status"], "connected");
@@ -94,10 +80,7 @@ fn tabs_are_acked_and_shown_in_get_browser() {
         ])
     );
     // A new list replaces the old one.
-    let ack = c.call(
-        "t-2",
-        json!({"type": "tabs", "tabs": [{"tab_id": 3, "platform": "gemini"}]}),
-    );
+    let ack = c.call("t-2", json!({"type": "tabs", "tabs": [{"tab_id": 3, "platform": "gemini"}]}));
     assert_eq!(ack["type"], "ack", "{ack}");
     let tabs = client_view(&d, "ff-tabs").unwrap()["tabs"].clone();
     assert_eq!(tabs.as_array().unwrap().len(), 1, "{tabs}");
@@ -128,18 +111,10 @@ fn login_state_is_acked_with_the_dropped_keys() {
                "account": {"email_hint": "b***@x.com", "deep": [{"Authorization": "Bearer z"}]}}),
     );
     assert_eq!(ack["type"], "ack", "{ack}");
-    let mut dropped: Vec<String> = ack["dropped"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|k| k.as_str().unwrap().to_string())
-        .collect();
+    let mut dropped: Vec<String> =
+        ack["dropped"].as_array().unwrap().iter().map(|k| k.as_str().unwrap().to_string()).collect();
     dropped.sort();
-    assert_eq!(
-        dropped,
-        vec!["Authorization", "cookies", "headers"],
-        "{ack}"
-    );
+    assert_eq!(dropped, vec!["Authorization", "cookies", "headers"], "{ack}");
 
     let view = browser(&d);
     let logins = view["login_states"].as_array().unwrap();
@@ -151,11 +126,7 @@ fn login_state_is_acked_with_the_dropped_keys() {
                 "fingerprint": "sha256:abc", "account": {"email_hint": "a***@x.com", "organization_id": "org_1"}})
     );
     let chatgpt = logins.iter().find(|l| l["platform"] == "chatgpt").unwrap();
-    assert_eq!(
-        chatgpt["account"],
-        json!({"email_hint": "b***@x.com", "deep": [{}]}),
-        "{chatgpt}"
-    );
+    assert_eq!(chatgpt["account"], json!({"email_hint": "b***@x.com", "deep": [{}]}), "{chatgpt}");
     // Filters.
     let only = d.get("/v1/browser?platform=claude").data();
     assert_eq!(only["login_states"].as_array().unwrap().len(), 1);
@@ -185,11 +156,7 @@ fn final_message_is_acked_only_after_commit() {
     // Committed before the ack: a fresh reader sees it at once, both through
     // the database file and through the API.
     let n: i64 = support::db(&d.db_path())
-        .query_row(
-            "SELECT COUNT(*) FROM messages WHERE id = 'msg_1'",
-            [],
-            |r| r.get(0),
-        )
+        .query_row("SELECT COUNT(*) FROM messages WHERE id = 'msg_1'", [], |r| r.get(0))
         .unwrap();
     assert_eq!(n, 1, "message row not committed when the ack arrived");
     let m = d.get("/v1/messages/msg_1").data();
@@ -231,10 +198,7 @@ fn final_message_is_acked_only_after_commit() {
     );
     assert_eq!(ack["type"], "ack", "{ack}");
     let conv = d
-        .get(&format!(
-            "/v1/renewal/conversations/{}",
-            ack["local_conversation_id"].as_str().unwrap()
-        ))
+        .get(&format!("/v1/renewal/conversations/{}", ack["local_conversation_id"].as_str().unwrap()))
         .data();
     assert_eq!(conv["active_link"]["target_kind"], Value::Null, "{conv}");
 }
@@ -272,18 +236,10 @@ fn action_result_answers_a_browser_action() {
     assert_eq!(data["target"]["tab_id"], 17);
     assert_eq!(data["client_id"], "ff-act");
     assert_eq!(data["request_id"], request_id.as_str());
-    assert_eq!(
-        data["connection_id"],
-        client_view(&d, "ff-act").unwrap()["connection_id"]
-    );
+    assert_eq!(data["connection_id"], client_view(&d, "ff-act").unwrap()["connection_id"]);
     // A platform-bound action went through the policy: a success on the target.
     let targets = browser(&d)["policy"]["targets"].clone();
-    let t = targets
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["client_id"] == "ff-act")
-        .expect("policy target");
+    let t = targets.as_array().unwrap().iter().find(|t| t["client_id"] == "ff-act").expect("policy target");
     assert_eq!(t["last_activity_reason"], "complete_success", "{t}");
     assert!(t["last_success_at"].is_i64());
 
@@ -307,10 +263,8 @@ fn api_response_and_stream_frames_answer_relays() {
     let req = c.recv_type("api_request", FRAME_TIMEOUT);
     assert_eq!(req["path"], "/api/organizations");
     assert_eq!(req["stream"], false);
-    c.send_json(
-        &json!({"type": "api_response", "request_id": req["request_id"], "status": 200,
-                        "headers": {"x": "y"}, "body": {"orgs": []}}),
-    );
+    c.send_json(&json!({"type": "api_response", "request_id": req["request_id"], "status": 200,
+                        "headers": {"x": "y"}, "body": {"orgs": []}}));
     let (resp, _) = plain_call.join().unwrap();
     let data = resp.data();
     assert_eq!(data["status"], 200);
@@ -331,10 +285,7 @@ fn api_response_and_stream_frames_answer_relays() {
     c.send_json(&json!({"type": "stream_end", "request_id": rid, "seq": 3, "status": 200}));
     let (resp, _) = stream_call.join().unwrap();
     assert_eq!(resp.status, 200);
-    assert!(resp
-        .header("content-type")
-        .unwrap()
-        .starts_with("text/event-stream"));
+    assert!(resp.header("content-type").unwrap().starts_with("text/event-stream"));
     assert_eq!(
         resp.text(),
         "event: stream_event\ndata: {\"data\":\"a\",\"seq\":1}\n\n\
@@ -353,10 +304,7 @@ fn ping_is_answered_with_pong_and_server_time() {
     let after = now_ms();
     assert_eq!(pong["type"], "pong", "{pong}");
     let t = pong["server_time"].as_i64().expect("server_time");
-    assert!(
-        (before - 5..=after + 5).contains(&t),
-        "{t} not in [{before}, {after}]"
-    );
+    assert!((before - 5..=after + 5).contains(&t), "{t} not in [{before}, {after}]");
 }
 
 #[test]
@@ -426,21 +374,13 @@ fn bad_frames_after_hello_get_errors_and_the_connection_stays_open() {
     ];
     for (text, code, word) in &cases {
         c.send_text(text);
-        let err = c
-            .recv_json(FRAME_TIMEOUT)
-            .unwrap_or_else(|| panic!("no answer to {text}"));
+        let err = c.recv_json(FRAME_TIMEOUT).unwrap_or_else(|| panic!("no answer to {text}"));
         assert_eq!(err["type"], "error", "{text} → {err}");
         assert_eq!(err["code"], *code, "{text} → {err}");
         let message = err["message"].as_str().unwrap_or_default();
         assert!(!message.is_empty(), "{text} → {err}");
-        assert!(
-            message.contains(word),
-            "message of {text} should name {word:?}: {err}"
-        );
-        if let Some(id) = serde_json::from_str::<Value>(text)
-            .ok()
-            .and_then(|v| v.get("id").cloned())
-        {
+        assert!(message.contains(word), "message of {text} should name {word:?}: {err}");
+        if let Some(id) = serde_json::from_str::<Value>(text).ok().and_then(|v| v.get("id").cloned()) {
             assert_eq!(err["id"], id, "{text} → {err}");
         }
     }
@@ -460,9 +400,7 @@ fn bad_frames_after_hello_get_errors_and_the_connection_stays_open() {
 
 #[test]
 fn oversize_frame_closes_with_1009() {
-    let d = start(
-        json!({"timed_jobs": {"interval_ms": 3_600_000}, "limits": {"max_ws_frame_bytes": 1024}}),
-    );
+    let d = start(json!({"timed_jobs": {"interval_ms": 3_600_000}, "limits": {"max_ws_frame_bytes": 1024}}));
     let mut c = hello(&d, "ff-big", &[]);
     // Right at the limit is fine.
     let pad = "p".repeat(1024 - json!({"type": "ping", "pad": ""}).to_string().len());
@@ -561,9 +499,7 @@ fn an_invalid_hello_is_refused_with_1008() {
 
 #[test]
 fn silence_before_hello_closes_with_1008_after_hello_timeout() {
-    let d = start(
-        json!({"timed_jobs": {"interval_ms": 3_600_000}, "bridge": {"hello_timeout_ms": 300}}),
-    );
+    let d = start(json!({"timed_jobs": {"interval_ms": 3_600_000}, "bridge": {"hello_timeout_ms": 300}}));
     let started = Instant::now();
     let mut c = connect(&d.ws_url(), &[]);
     let mut frames = Vec::new();
@@ -577,14 +513,8 @@ fn silence_before_hello_closes_with_1008_after_hello_timeout() {
     let elapsed = started.elapsed();
     assert_eq!(close.expect("close code").0, 1008);
     // The timeout counts from the accept, which is after our connect began.
-    assert!(
-        elapsed >= Duration::from_millis(290),
-        "closed after {elapsed:?}, before hello_timeout_ms"
-    );
-    assert!(
-        elapsed < Duration::from_millis(300 + 2000),
-        "closed only after {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(290), "closed after {elapsed:?}, before hello_timeout_ms");
+    assert!(elapsed < Duration::from_millis(300 + 2000), "closed only after {elapsed:?}");
     // Any frame before the close is the not_hello error.
     for f in &frames {
         assert_eq!(f["code"], "not_hello", "{f}");
@@ -597,45 +527,25 @@ fn silence_before_hello_closes_with_1008_after_hello_timeout() {
 
 #[test]
 fn upgrade_refusals_path_origin_token() {
-    let d = Daemon::start(
-        DaemonOpts::new()
-            .config(quiet_timed_jobs())
-            .token("tok-123"),
-    );
+    let d = Daemon::start(DaemonOpts::new().config(quiet_timed_jobs()).token("tok-123"));
     let url = d.ws_url();
     let bearer = ("Authorization", "Bearer tok-123");
 
     // Token: header or ?token=, wrong or missing → 401.
     assert_eq!(refused_status(&url, &[]), 401);
-    assert_eq!(
-        refused_status(&url, &[("Authorization", "Bearer nope")]),
-        401
-    );
-    assert_eq!(
-        refused_status(&ws::url_with_path(&url, "/ws/browser?token=nope"), &[]),
-        401
-    );
-    assert_eq!(
-        refused_status(&ws::url_with_path(&url, "/ws/browser?token="), &[]),
-        401
-    );
+    assert_eq!(refused_status(&url, &[("Authorization", "Bearer nope")]), 401);
+    assert_eq!(refused_status(&ws::url_with_path(&url, "/ws/browser?token=nope"), &[]), 401);
+    assert_eq!(refused_status(&ws::url_with_path(&url, "/ws/browser?token="), &[]), 401);
     let mut ok = connect(&url, &[bearer]);
     ok.hello("tok-header", &[]);
     let mut ok = connect(&ws::url_with_path(&url, "/ws/browser?token=tok-123"), &[]);
     ok.hello("tok-query", &[]);
-    let mut ok = connect(
-        &ws::url_with_path(&url, "/ws/firefox?x=1&token=tok-123"),
-        &[],
-    );
+    let mut ok = connect(&ws::url_with_path(&url, "/ws/firefox?x=1&token=tok-123"), &[]);
     ok.hello("tok-query2", &[]);
 
     // Web origins → 403, even with the token; extension origins pass.
     for origin in ["https://evil.example", "http://localhost:3000", "null"] {
-        assert_eq!(
-            refused_status(&url, &[bearer, ("Origin", origin)]),
-            403,
-            "{origin}"
-        );
+        assert_eq!(refused_status(&url, &[bearer, ("Origin", origin)]), 403, "{origin}");
     }
     for origin in ["moz-extension://abc-123", "chrome-extension://abcdef"] {
         let mut c = connect(&url, &[bearer, ("Origin", origin)]);
@@ -648,25 +558,12 @@ fn upgrade_refusals_path_origin_token() {
 
     // Unknown path → 404.
     for path in ["/", "/ws", "/ws/chrome", "/v1/system", "/ws/browser/x"] {
-        assert_eq!(
-            refused_status(&ws::url_with_path(&url, path), &[bearer]),
-            404,
-            "{path}"
-        );
+        assert_eq!(refused_status(&ws::url_with_path(&url, path), &[bearer]), 404, "{path}");
     }
 
     // Order (DECISIONS.md): 404, then 403, then 401.
-    assert_eq!(
-        refused_status(
-            &ws::url_with_path(&url, "/nope"),
-            &[("Origin", "https://evil.example")]
-        ),
-        404
-    );
-    assert_eq!(
-        refused_status(&url, &[("Origin", "https://evil.example")]),
-        403
-    );
+    assert_eq!(refused_status(&ws::url_with_path(&url, "/nope"), &[("Origin", "https://evil.example")]), 404);
+    assert_eq!(refused_status(&url, &[("Origin", "https://evil.example")]), 403);
 
     // The refusal body is a JSON error naming the code.
     match try_connect(&url, &[]) {
@@ -703,10 +600,7 @@ fn sixty_four_clients_are_served_and_the_sixty_fifth_is_refused_503() {
     assert_eq!(refused_status(&d.ws_url(), &[]), 503);
     assert_eq!(refused_status(&d.ws_url(), &[]), 503);
     // The refusal order puts capacity last: a bad path is still a 404.
-    assert_eq!(
-        refused_status(&ws::url_with_path(&d.ws_url(), "/x"), &[]),
-        404
-    );
+    assert_eq!(refused_status(&ws::url_with_path(&d.ws_url(), "/x"), &[]), 404);
     // One leaves: its place becomes free again (once its thread ended).
     clients.pop().unwrap().close();
     let mut again = None;
@@ -736,9 +630,7 @@ fn sixty_four_clients_are_served_and_the_sixty_fifth_is_refused_503() {
 fn a_configured_max_ws_clients_is_enforced() {
     let d = Daemon::start(
         DaemonOpts::new()
-            .config(
-                json!({"timed_jobs": {"interval_ms": 3_600_000}, "limits": {"max_ws_clients": 3}}),
-            )
+            .config(json!({"timed_jobs": {"interval_ms": 3_600_000}, "limits": {"max_ws_clients": 3}}))
             .token("tok"),
     );
     let bearer = [("Authorization", "Bearer tok")];

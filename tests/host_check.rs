@@ -35,7 +35,8 @@ fn a_foreign_host_reads_and_changes_nothing() {
         format!("127.0.0.1.nip.io:{port}"),
         format!("192.168.77.1:{port}"),
     ] {
-        for path in ["/v1/messages", "/v1/messages/m1", "/artifact/msg/m1.txt", "/healthz", "/", "/v1/system"] {
+        for path in ["/v1/messages", "/v1/messages/m1", "/artifact/msg/m1.txt", "/healthz", "/", "/v1/system"]
+        {
             let r = get_with_host(&d, path, &host);
             let e = r.error(403, "forbidden_host");
             assert_eq!(e["details"]["host"], host.as_str(), "{host} {path}");
@@ -46,7 +47,11 @@ fn a_foreign_host_reads_and_changes_nothing() {
         );
         d.raw_response(pause.as_bytes()).error(403, "forbidden_host");
     }
-    assert_eq!(d.get("/v1/system").data()["automation_state"], "running", "the refused pause changed nothing");
+    assert_eq!(
+        d.get("/v1/system").data()["automation_state"],
+        "running",
+        "the refused pause changed nothing"
+    );
 }
 
 #[test]
@@ -125,7 +130,8 @@ fn websocket_upgrades_check_the_host_too() {
         "allowed_hosts": ["conductor.lan"],
         "timed_jobs": {"interval_ms": 3600000}
     })));
-    let ws: SocketAddr = d.ws_url().trim_start_matches("ws://").trim_end_matches("/ws/browser").parse().unwrap();
+    let ws: SocketAddr =
+        d.ws_url().trim_start_matches("ws://").trim_end_matches("/ws/browser").parse().unwrap();
     let port = ws.port();
     assert_eq!(upgrade_status(ws, &format!("Host: attacker.example:{port}\r\n")), 403);
     assert_eq!(upgrade_status(ws, "Host: 192.168.77.1\r\n"), 403);

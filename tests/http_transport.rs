@@ -132,10 +132,7 @@ struct Resp {
 
 impl Resp {
     fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     fn text(&self) -> String {
@@ -147,17 +144,12 @@ impl Resp {
 /// of hanging it.
 fn connect(addr: SocketAddr) -> BufReader<TcpStream> {
     let stream = TcpStream::connect(addr).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     BufReader::new(stream)
 }
 
 fn send(client: &mut BufReader<TcpStream>, raw: &str) {
-    client
-        .get_mut()
-        .write_all(raw.as_bytes())
-        .expect("write request");
+    client.get_mut().write_all(raw.as_bytes()).expect("write request");
 }
 
 fn get_request(target: &str) -> String {
@@ -188,18 +180,11 @@ fn read_response(r: &mut BufReader<TcpStream>) -> io::Result<Resp> {
         let (name, value) = line.split_once(':').unwrap_or((&line, ""));
         headers.push((name.to_string(), value.trim().to_string()));
     }
-    let mut resp = Resp {
-        status,
-        headers,
-        body: Vec::new(),
-        chunks: Vec::new(),
-    };
+    let mut resp = Resp { status, headers, body: Vec::new(), chunks: Vec::new() };
     if resp.header("transfer-encoding") == Some("chunked") {
         read_chunks(r, &mut resp)?;
     } else if let Some(len) = resp.header("content-length") {
-        let len: usize = len
-            .parse()
-            .map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
+        let len: usize = len.parse().map_err(|_| io::Error::from(io::ErrorKind::InvalidData))?;
         resp.body = vec![0; len];
         r.read_exact(&mut resp.body)?;
     }
@@ -234,21 +219,13 @@ fn get(addr: SocketAddr, target: &str) -> Resp {
 /// timeout) and returns how long that took.
 fn time_until_closed(client: &mut BufReader<TcpStream>, limit: Duration) -> Duration {
     let start = Instant::now();
-    client
-        .get_ref()
-        .set_read_timeout(Some(limit))
-        .expect("timeout");
+    client.get_ref().set_read_timeout(Some(limit)).expect("timeout");
     let mut sink = [0u8; 1024];
     loop {
         match client.read(&mut sink) {
             Ok(0) => return start.elapsed(),
             Ok(_) => continue,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
                 panic!("connection still open after {limit:?}")
             }
             Err(_) => return start.elapsed(),
@@ -319,11 +296,7 @@ fn soft_fd_limit() -> Option<u64> {
         let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
         return line.split_whitespace().nth(3)?.parse().ok();
     }
-    let out = Command::new("sh")
-        .arg("-c")
-        .arg("ulimit -n")
-        .output()
-        .ok()?;
+    let out = Command::new("sh").arg("-c").arg("ulimit -n").output().ok()?;
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
@@ -337,10 +310,7 @@ fn thousand_idle_connections_do_not_block_a_new_client() {
         }
         _ => {}
     }
-    let config = ServerConfig {
-        max_connections: IDLE + 500,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { max_connections: IDLE + 500, ..ServerConfig::default() };
     let (server, _) = start(config);
     let addr = server.local_addr();
     let mut idle = Vec::with_capacity(IDLE);
@@ -350,19 +320,13 @@ fn thousand_idle_connections_do_not_block_a_new_client() {
         // (an overflow costs a 1 s SYN retransmit, not a server failure).
         if idle.len() % 100 == 0 {
             let opened = idle.len();
-            assert!(wait_until(Duration::from_secs(5), || server
-                .active_connections()
-                >= opened));
+            assert!(wait_until(Duration::from_secs(5), || server.active_connections() >= opened));
         }
     }
     let start = Instant::now();
     let resp = get(addr, "/after-idle");
     assert_eq!(resp.status, 200);
-    assert!(
-        start.elapsed() < Duration::from_secs(1),
-        "took {:?}",
-        start.elapsed()
-    );
+    assert!(start.elapsed() < Duration::from_secs(1), "took {:?}", start.elapsed());
     assert!(server.active_connections() >= IDLE);
 }
 
@@ -377,19 +341,12 @@ fn megabyte_of_headers_is_refused_and_server_keeps_serving() {
     let mut client = connect(addr);
     let mut writer = client.get_ref().try_clone().expect("clone");
     let sender = thread::spawn(move || {
-        let head = format!(
-            "GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n",
-            "a".repeat(1_000_000)
-        );
+        let head = format!("GET / HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\n\r\n", "a".repeat(1_000_000));
         // The server may hang up mid-way; that is an allowed outcome.
         let _ = writer.write_all(head.as_bytes());
     });
     match read_response(&mut client) {
-        Ok(resp) => assert!(
-            [400, 413, 431].contains(&resp.status),
-            "status {}",
-            resp.status
-        ),
+        Ok(resp) => assert!([400, 413, 431].contains(&resp.status), "status {}", resp.status),
         Err(err) => assert_ne!(err.kind(), io::ErrorKind::WouldBlock, "no answer: {err}"),
     }
     sender.join().expect("sender thread");
@@ -454,25 +411,13 @@ fn accept_loop_survives_fd_exhaustion() {
     let addr = SocketAddr::from(([127, 0, 0, 1], child.port));
 
     let (served, refused, conns) = exhaust(addr);
-    assert!(
-        served >= 1,
-        "nothing served; child stderr:\n{}",
-        child.log()
-    );
-    assert!(
-        refused >= 1,
-        "fds were never exhausted; child stderr:\n{}",
-        child.log()
-    );
+    assert!(served >= 1, "nothing served; child stderr:\n{}", child.log());
+    assert!(refused >= 1, "fds were never exhausted; child stderr:\n{}", child.log());
     assert!(child.is_running(), "child died:\n{}", child.log());
     drop(conns);
     let start = Instant::now();
     let answered = wait_until(Duration::from_secs(5), || fresh_request_ok(addr));
-    assert!(
-        answered,
-        "no answer within 5 s after fds came back; child stderr:\n{}",
-        child.log()
-    );
+    assert!(answered, "no answer within 5 s after fds came back; child stderr:\n{}", child.log());
     assert!(start.elapsed() < Duration::from_secs(5));
 
     // The child now has one free descriptor, plus the one its blocked
@@ -484,32 +429,18 @@ fn accept_loop_survives_fd_exhaustion() {
     assert_eq!(read_response(&mut first).expect("last fd").status, 200);
     let mut pending = connect(addr);
     send(&mut pending, &get_request("/while-exhausted"));
-    pending
-        .get_ref()
-        .set_read_timeout(Some(Duration::from_millis(200)))
-        .expect("timeout");
+    pending.get_ref().set_read_timeout(Some(Duration::from_millis(200))).expect("timeout");
     let early = read_response(&mut pending);
     assert!(early.is_err(), "answered while no fd was free: {early:?}");
     child.command("release", "RELEASED");
     let start = Instant::now();
-    pending
-        .get_ref()
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .expect("timeout");
+    pending.get_ref().set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
     let resp = read_response(&mut pending);
-    assert!(
-        matches!(resp, Ok(ref r) if r.status == 200),
-        "{resp:?}; child stderr:\n{}",
-        child.log()
-    );
+    assert!(matches!(resp, Ok(ref r) if r.status == 200), "{resp:?}; child stderr:\n{}", child.log());
     assert!(start.elapsed() < Duration::from_secs(5));
     // The child's stderr arrives through a pipe and a thread; allow it a moment.
     let logged = |log: String| log.contains("accept failed") && log.contains("accepting again");
-    assert!(
-        wait_until(Duration::from_secs(2), || logged(child.log())),
-        "{}",
-        child.log()
-    );
+    assert!(wait_until(Duration::from_secs(2), || logged(child.log())), "{}", child.log());
 }
 
 /// The child process of the fd test; killed if still running when dropped.
@@ -538,12 +469,7 @@ impl ChildServer {
             .expect("spawn child server");
         let stderr = collect(child.stderr.take().expect("stderr"));
         let lines = forward_lines(child.stdout.take().expect("stdout"));
-        let mut server = ChildServer {
-            child,
-            port: 0,
-            lines,
-            stderr,
-        };
+        let mut server = ChildServer { child, port: 0, lines, stderr };
         let port = server.wait_for("PORT ");
         server.port = port.parse().expect("port number");
         server
@@ -553,10 +479,7 @@ impl ChildServer {
     /// print "test <name> ... " before it on the same line.
     fn wait_for(&mut self, marker: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while let Ok(line) = self
-            .lines
-            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
-        {
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
             if let Some(rest) = line.split(marker).nth(1) {
                 return rest.trim().to_string();
             }
@@ -629,17 +552,13 @@ fn exhaust(addr: SocketAddr) -> (usize, usize, Vec<BufReader<TcpStream>>) {
             break;
         };
         let mut client = BufReader::new(stream);
-        let _ = client
-            .get_mut()
-            .write_all(get_request(&format!("/fd{i}")).as_bytes());
+        let _ = client.get_mut().write_all(get_request(&format!("/fd{i}")).as_bytes());
         conns.push(client);
     }
     let deadline = Instant::now() + Duration::from_secs(3);
     let (mut served, mut refused) = (0, 0);
     for client in &mut conns {
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .max(Duration::from_millis(1));
+        let wait = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         let _ = client.get_ref().set_read_timeout(Some(wait));
         match read_response(client) {
             Ok(resp) if resp.status == 200 => served += 1,
@@ -655,11 +574,7 @@ fn fresh_request_ok(addr: SocketAddr) -> bool {
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(1)));
     let mut client = BufReader::new(stream);
-    if client
-        .get_mut()
-        .write_all(get_request("/fresh").as_bytes())
-        .is_err()
-    {
+    if client.get_mut().write_all(get_request("/fresh").as_bytes()).is_err() {
         return false;
     }
     matches!(read_response(&mut client), Ok(resp) if resp.status == 200)
@@ -670,10 +585,7 @@ fn fresh_request_ok(addr: SocketAddr) -> bool {
 // ---------------------------------------------------------------------------
 
 fn small_body_config() -> ServerConfig {
-    ServerConfig {
-        max_body_bytes: 1024,
-        ..ServerConfig::default()
-    }
+    ServerConfig { max_body_bytes: 1024, ..ServerConfig::default() }
 }
 
 /// Reads the answer to an oversized request and checks the connection closes.
@@ -689,10 +601,7 @@ fn oversized_content_length_is_answered_without_reading_the_body() {
     let (server, _) = start(small_body_config());
     let addr = server.local_addr();
     let mut client = connect(addr);
-    send(
-        &mut client,
-        "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n",
-    );
+    send(&mut client, "POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 10000000\r\n\r\n");
     expect_too_large_then_close(&mut client);
 
     // With Expect: 100-continue the server must not invite the body.
@@ -711,10 +620,7 @@ fn oversized_content_length_is_answered_without_reading_the_body() {
     );
     assert_eq!(read_response(&mut client).expect("100").status, 100);
     send(&mut client, "abc");
-    assert_eq!(
-        read_response(&mut client).expect("answer").text(),
-        "POST /up 3"
-    );
+    assert_eq!(read_response(&mut client).expect("answer").text(), "POST /up 3");
 }
 
 #[test]
@@ -723,10 +629,7 @@ fn oversized_chunked_body_is_cut_off() {
     let addr = server.local_addr();
     // One chunk announcing more than the limit.
     let mut client = connect(addr);
-    send(
-        &mut client,
-        "POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n",
-    );
+    send(&mut client, "POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n");
     expect_too_large_then_close(&mut client);
 
     // Small chunks adding up to more than the limit; no terminating chunk.
@@ -734,7 +637,9 @@ fn oversized_chunked_body_is_cut_off() {
     let chunk = format!("190\r\n{}\r\n", "x".repeat(400));
     send(
         &mut client,
-        &format!("POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}{chunk}"),
+        &format!(
+            "POST /up HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n{chunk}{chunk}{chunk}"
+        ),
     );
     expect_too_large_then_close(&mut client);
     assert_eq!(get(addr, "/still-up").status, 200);
@@ -778,20 +683,14 @@ fn chunked_request_body_is_decoded() {
     assert_eq!((resp.status, resp.text().as_str()), (200, "hello world"));
     // The connection stays usable after the trailer.
     send(&mut client, &get_request("/after"));
-    assert_eq!(
-        read_response(&mut client).expect("response").text(),
-        "GET /after 0"
-    );
+    assert_eq!(read_response(&mut client).expect("response").text(), "GET /after 0");
 }
 
 #[test]
 fn invalid_chunked_body_is_rejected() {
     let (server, _) = start(ServerConfig::default());
     let mut client = connect(server.local_addr());
-    send(
-        &mut client,
-        "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    );
+    send(&mut client, "POST /echo HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
     assert_eq!(read_response(&mut client).expect("response").status, 400);
     time_until_closed(&mut client, Duration::from_secs(3));
 }
@@ -804,10 +703,7 @@ fn streaming_response_arrives_as_chunks_and_terminates() {
     let resp = read_response(&mut client).expect("stream");
     assert_eq!(resp.status, 200);
     assert_eq!(resp.header("transfer-encoding"), Some("chunked"));
-    assert_eq!(
-        resp.chunks,
-        vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]
-    );
+    assert_eq!(resp.chunks, vec![b"one".to_vec(), b"two".to_vec(), b"three".to_vec()]);
     send(&mut client, &get_request("/after-stream"));
     assert_eq!(read_response(&mut client).expect("response").status, 200);
 }
@@ -835,39 +731,24 @@ fn handler_panic_becomes_internal_error_and_server_survives() {
 fn slowloris_is_cut_at_header_timeout() {
     let (server, _) = start(short_timeouts());
     let mut stream = TcpStream::connect(server.local_addr()).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_millis(50)))
-        .expect("timeout");
+    stream.set_read_timeout(Some(Duration::from_millis(50))).expect("timeout");
     let start = Instant::now();
     let _ = stream.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nX-Slow: ");
     let mut sink = [0u8; 256];
     let closed_after = loop {
-        assert!(
-            start.elapsed() < Duration::from_secs(3),
-            "slowloris never cut off"
-        );
+        assert!(start.elapsed() < Duration::from_secs(3), "slowloris never cut off");
         if stream.write_all(b"a").is_err() {
             break start.elapsed();
         }
         match stream.read(&mut sink) {
             Ok(0) => break start.elapsed(),
             Ok(_) => panic!("unexpected response to an incomplete head"),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) => {}
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
             Err(_) => break start.elapsed(),
         }
     };
-    assert!(
-        closed_after >= Duration::from_millis(250),
-        "cut too early: {closed_after:?}"
-    );
-    assert!(
-        closed_after < Duration::from_secs(2),
-        "cut too late: {closed_after:?}"
-    );
+    assert!(closed_after >= Duration::from_millis(250), "cut too early: {closed_after:?}");
+    assert!(closed_after < Duration::from_secs(2), "cut too late: {closed_after:?}");
 }
 
 /// The header deadline holds on a keep-alive connection too, where the
@@ -897,22 +778,14 @@ fn idle_keep_alive_connection_is_closed_after_idle_timeout() {
     send(&mut client, &get_request("/once"));
     assert_eq!(read_response(&mut client).expect("response").status, 200);
     let idle = time_until_closed(&mut client, Duration::from_secs(3));
-    assert!(
-        idle >= Duration::from_millis(200),
-        "closed too early: {idle:?}"
-    );
+    assert!(idle >= Duration::from_millis(200), "closed too early: {idle:?}");
     assert!(idle < Duration::from_secs(2), "closed too late: {idle:?}");
 
     // A connection that never sends anything is idle as well.
     let mut silent = connect(addr);
     let idle = time_until_closed(&mut silent, Duration::from_secs(3));
-    assert!(
-        idle < Duration::from_secs(2),
-        "silent connection kept {idle:?}"
-    );
-    assert!(wait_until(Duration::from_secs(2), || server
-        .active_connections()
-        == 0));
+    assert!(idle < Duration::from_secs(2), "silent connection kept {idle:?}");
+    assert!(wait_until(Duration::from_secs(2), || server.active_connections() == 0));
 }
 
 // ---------------------------------------------------------------------------
@@ -928,41 +801,25 @@ fn shutdown_finishes_in_flight_closes_idle_and_stops_accepting() {
     assert_eq!(read_response(&mut idle).expect("warm-up").status, 200);
     let mut slow = connect(addr);
     send(&mut slow, &get_request("/slow"));
-    assert!(wait_until(Duration::from_secs(2), || handler
-        .slow_started
-        .load(Ordering::SeqCst)
-        == 1));
+    assert!(wait_until(Duration::from_secs(2), || handler.slow_started.load(Ordering::SeqCst) == 1));
 
     thread::scope(|scope| {
         let started = Instant::now();
         let shutdown = scope.spawn(|| server.shutdown(Duration::from_secs(5)));
         let idle_closed = time_until_closed(&mut idle, Duration::from_secs(3));
-        assert!(
-            idle_closed < Duration::from_secs(1),
-            "idle connection kept {idle_closed:?}"
-        );
+        assert!(idle_closed < Duration::from_secs(1), "idle connection kept {idle_closed:?}");
 
         let resp = read_response(&mut slow).expect("in-flight response");
         assert_eq!((resp.status, resp.text().as_str()), (200, "slow done"));
         assert_eq!(resp.header("connection"), Some("close"));
         // The slow connection is still registered until we hang up.
-        assert!(
-            !shutdown.is_finished(),
-            "shutdown did not wait for the in-flight request"
-        );
+        assert!(!shutdown.is_finished(), "shutdown did not wait for the in-flight request");
         drop(slow);
         shutdown.join().expect("shutdown thread");
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "shutdown took {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(5), "shutdown took {:?}", started.elapsed());
     });
     assert_eq!(server.active_connections(), 0);
-    assert!(
-        TcpStream::connect(addr).is_err(),
-        "still accepting after shutdown"
-    );
+    assert!(TcpStream::connect(addr).is_err(), "still accepting after shutdown");
     server.shutdown(Duration::from_secs(1));
 }
 
@@ -990,16 +847,10 @@ fn http10_closes_unless_keep_alive_and_client_close_is_honoured() {
     time_until_closed(&mut client, Duration::from_secs(3));
 
     let mut client = connect(addr);
-    send(
-        &mut client,
-        "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n",
-    );
+    send(&mut client, "GET /old HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
     let resp = read_response(&mut client).expect("response");
     assert_eq!(resp.header("connection"), Some("keep-alive"));
-    send(
-        &mut client,
-        "GET /close HTTP/1.1\r\nConnection: close\r\n\r\n",
-    );
+    send(&mut client, "GET /close HTTP/1.1\r\nConnection: close\r\n\r\n");
     let resp = read_response(&mut client).expect("response");
     assert_eq!(resp.header("connection"), Some("close"));
     time_until_closed(&mut client, Duration::from_secs(3));
@@ -1007,17 +858,12 @@ fn http10_closes_unless_keep_alive_and_client_close_is_honoured() {
 
 #[test]
 fn connections_past_the_cap_get_overloaded_response() {
-    let config = ServerConfig {
-        max_connections: 2,
-        ..ServerConfig::default()
-    };
+    let config = ServerConfig { max_connections: 2, ..ServerConfig::default() };
     let (server, _) = start(config);
     let addr = server.local_addr();
     let _a = connect(addr);
     let _b = connect(addr);
-    assert!(wait_until(Duration::from_secs(2), || server
-        .active_connections()
-        == 2));
+    assert!(wait_until(Duration::from_secs(2), || server.active_connections() == 2));
     let mut third = connect(addr);
     let resp = read_response(&mut third).expect("overloaded response");
     assert_eq!((resp.status, resp.text().as_str()), (503, "overloaded"));

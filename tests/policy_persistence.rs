@@ -25,8 +25,7 @@ fn start(policy: Value) -> Daemon {
 
 fn relay(d: &Daemon, path: &str, timeout_ms: u64) -> Resp {
     let body =
-        json!({"platform": "claude", "method": "GET", "path": path, "timeout_ms": timeout_ms})
-            .to_string();
+        json!({"platform": "claude", "method": "GET", "path": path, "timeout_ms": timeout_ms}).to_string();
     support::try_request(
         d.addr,
         "POST",
@@ -43,13 +42,7 @@ fn plugin(d: &Daemon, status: Option<u16>) -> Plugin {
         Some(s) => answer_status(s),
         None => Box::new(answer_ok),
     };
-    Plugin::start(
-        &d.ws_url(),
-        CLIENT,
-        &["claude"],
-        &["claude"],
-        Some(responder),
-    )
+    Plugin::start(&d.ws_url(), CLIENT, &["claude"], &["claude"], Some(responder))
 }
 
 fn view(d: &Daemon) -> Value {
@@ -74,9 +67,8 @@ fn saved(d: &Daemon) -> Option<Value> {
         )
         .ok();
     text.map(|t| {
-        serde_json::from_str(&t).unwrap_or_else(|e| {
-            panic!("the saved policy state is not a JSON document ({e}): {t:?}")
-        })
+        serde_json::from_str(&t)
+            .unwrap_or_else(|e| panic!("the saved policy state is not a JSON document ({e}): {t:?}"))
     })
 }
 
@@ -113,10 +105,7 @@ const TARGET_FIELDS: &[&str] = &[
 /// Asserts the view's target carries exactly the saved values.
 fn assert_target_is(view_target: &Value, saved_target: &Value) {
     for field in TARGET_FIELDS {
-        assert!(
-            saved_target.get(*field).is_some(),
-            "saved document lacks {field}: {saved_target}"
-        );
+        assert!(saved_target.get(*field).is_some(), "saved document lacks {field}: {saved_target}");
         assert_eq!(
             view_target[*field], saved_target[*field],
             "{field} after restart differs from the saved state\nview:  {view_target}\nsaved: {saved_target}"
@@ -134,9 +123,7 @@ fn wait_saved(d: &Daemon) {
     let ok = wait_until(Duration::from_secs(5), || {
         saved(d).is_some_and(|doc| {
             doc["targets"].as_array().is_some_and(|ts| !ts.is_empty())
-                && TARGET_FIELDS
-                    .iter()
-                    .all(|f| saved_target(&doc)[*f] == now[*f])
+                && TARGET_FIELDS.iter().all(|f| saved_target(&doc)[*f] == now[*f])
         })
     });
     assert!(ok, "the policy state was never saved: {:?}", saved(d));
@@ -164,10 +151,7 @@ fn an_open_circuit_is_still_open_after_a_clean_restart() {
     // Shown as before (everything but in_flight/waiting is restored) ...
     let after = target(&d);
     for field in TARGET_FIELDS {
-        assert_eq!(
-            after[*field], before[*field],
-            "{field}: before {before}\nafter {after}"
-        );
+        assert_eq!(after[*field], before[*field], "{field}: before {before}\nafter {after}");
     }
     // ... and still refusing, with the same retry_after arithmetic.
     let _p = plugin(&d, None);
@@ -191,8 +175,7 @@ fn an_open_circuit_is_still_open_after_a_clean_restart() {
 #[test]
 fn a_used_rate_budget_still_delays_after_a_clean_restart() {
     let window = 5000i64;
-    let mut d =
-        start(json!({"rate_limit": {"requests_per_minute_per_platform": 2, "window_ms": window}}));
+    let mut d = start(json!({"rate_limit": {"requests_per_minute_per_platform": 2, "window_ms": window}}));
     let p = plugin(&d, None);
     let a = relay(&d, "/a", 5000).data();
     let b = relay(&d, "/b", 5000).data();
@@ -209,16 +192,9 @@ fn a_used_rate_budget_still_delays_after_a_clean_restart() {
     let _p = plugin(&d, None);
     let c = relay(&d, "/c", 10_000).data();
     let delay = c["admission"]["rate_limit_delay_ms"].as_i64().unwrap();
-    assert!(
-        delay > 0,
-        "the budget used before the restart must delay this one: {c}"
-    );
+    assert!(delay > 0, "the budget used before the restart must delay this one: {c}");
     // Delayed by the rest of the window: until the oldest dispatch leaves it.
-    assert_eq!(
-        c["admission"]["admitted_at"].as_i64().unwrap() + delay,
-        first + window,
-        "{c}"
-    );
+    assert_eq!(c["admission"]["admitted_at"].as_i64().unwrap() + delay, first + window, "{c}");
     let doc = saved(&d).expect("saved");
     let dispatches = doc["platforms"][0]["dispatches"].as_array().unwrap().len();
     assert!(dispatches >= 1, "{doc}");
@@ -274,24 +250,14 @@ fn after_kill_9_the_state_is_the_last_saved_one_and_only_the_last_debounce_windo
     // a margin for the writer thread to be scheduled).
     assert!(failures <= 2, "{saved_now}");
     if b_to_kill >= Duration::from_millis(debounce + 500) {
-        assert_eq!(
-            failures, 2,
-            "change B, {b_to_kill:?} before the kill, was lost"
-        );
+        assert_eq!(failures, 2, "change B, {b_to_kill:?} before the kill, was lost");
     }
     if failures == 1 {
         // B's failure is lost as a whole; A's is intact.
-        for field in [
-            "consecutive_failures",
-            "last_error",
-            "last_failure_at",
-            "backoff_until",
-            "circuit_state",
-        ] {
-            assert_eq!(
-                saved_now[field], saved_a[field],
-                "{field}: {saved_now} vs {saved_a}"
-            );
+        for field in
+            ["consecutive_failures", "last_error", "last_failure_at", "backoff_until", "circuit_state"]
+        {
+            assert_eq!(saved_now[field], saved_a[field], "{field}: {saved_now} vs {saved_a}");
         }
     }
 
@@ -299,10 +265,7 @@ fn after_kill_9_the_state_is_the_last_saved_one_and_only_the_last_debounce_windo
     d.restart();
     assert_target_is(&target(&d), &saved_now);
     let platform = view(&d)["platforms"][0].clone();
-    assert_eq!(
-        platform["last_dispatched_at"], doc["platforms"][0]["last_dispatched_at"],
-        "{platform}"
-    );
+    assert_eq!(platform["last_dispatched_at"], doc["platforms"][0]["last_dispatched_at"], "{platform}");
     assert_eq!(
         platform["recent_dispatch_count"].as_u64().unwrap() as usize,
         doc["platforms"][0]["dispatches"].as_array().unwrap().len(),
@@ -316,10 +279,7 @@ fn after_kill_9_the_state_is_the_last_saved_one_and_only_the_last_debounce_windo
     let p = plugin(&d, Some(500));
     assert_eq!(relay(&d, "/c", 5000).data()["status"], 500);
     let after_c = target(&d);
-    assert_eq!(
-        after_c["consecutive_failures"].as_i64().unwrap(),
-        failures + 1
-    );
+    assert_eq!(after_c["consecutive_failures"].as_i64().unwrap(), failures + 1);
     std::thread::sleep(Duration::from_millis(debounce + 500));
     d.kill9();
     drop(p);

@@ -42,11 +42,7 @@ fn relay_at(addr: std::net::SocketAddr, path: &str, timeout_ms: u64) -> Resp {
     .expect("relay POST")
 }
 
-fn relay_in_thread(
-    d: &Daemon,
-    path: &str,
-    timeout_ms: u64,
-) -> std::thread::JoinHandle<(Resp, Duration)> {
+fn relay_in_thread(d: &Daemon, path: &str, timeout_ms: u64) -> std::thread::JoinHandle<(Resp, Duration)> {
     let addr = d.addr;
     let path = path.to_string();
     std::thread::spawn(move || {
@@ -66,9 +62,7 @@ fn target(d: &Daemon) -> Value {
 /// `retry_after_ms` of a 429 with the expected code.
 fn refused(resp: &Resp, code: &str) -> i64 {
     let err = resp.error(429, code);
-    err["details"]["retry_after_ms"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("retry_after_ms missing: {err}"))
+    err["details"]["retry_after_ms"].as_i64().unwrap_or_else(|| panic!("retry_after_ms missing: {err}"))
 }
 
 /// How many `api_request` frames the plugin has received (drains them).
@@ -88,24 +82,14 @@ fn an_open_circuit_refuses_with_circuit_open_and_retry_after() {
         "circuit_breaker": {"failure_threshold": 1, "open_ms": 60_000},
         "backoff": {"base_ms": 1000, "max_ms": 1000},
     }));
-    let p = Plugin::start(
-        &d.ws_url(),
-        "ff-circ",
-        &["claude"],
-        &["claude"],
-        Some(answer_status(500)),
-    );
+    let p = Plugin::start(&d.ws_url(), "ff-circ", &["claude"], &["claude"], Some(answer_status(500)));
     let resp = relay(&d, "/fail", 5000);
     assert_eq!(resp.data()["status"], 500);
     let t = target(&d);
     assert_eq!(t["circuit_state"], "open", "{t}");
     assert_eq!(t["last_error"], "upstream_500");
     let retry_at = t["circuit_retry_at"].as_i64().unwrap();
-    assert_eq!(
-        retry_at,
-        t["last_failure_at"].as_i64().unwrap() + 60_000,
-        "{t}"
-    );
+    assert_eq!(retry_at, t["last_failure_at"].as_i64().unwrap() + 60_000, "{t}");
     assert_eq!(api_requests(&p), 1);
 
     let before = now_ms();
@@ -124,10 +108,7 @@ fn an_open_circuit_refuses_with_circuit_open_and_retry_after() {
     body["stream"] = json!(true);
     refused(&d.post_json("/v1/browser/request", &body), "circuit_open");
     refused(
-        &d.post_json(
-            "/v1/browser/actions",
-            &json!({"action": "tab_focus", "platform": "claude"}),
-        ),
+        &d.post_json("/v1/browser/actions", &json!({"action": "tab_focus", "platform": "claude"})),
         "circuit_open",
     );
     assert_eq!(api_requests(&p), 0);
@@ -141,13 +122,7 @@ fn backoff_refuses_with_backoff_active_and_doubles() {
         "circuit_breaker": {"failure_threshold": 10, "open_ms": 60_000},
         "backoff": {"base_ms": base, "max_ms": 10_000},
     }));
-    let _p = Plugin::start(
-        &d.ws_url(),
-        "ff-back",
-        &["claude"],
-        &["claude"],
-        Some(answer_status(503)),
-    );
+    let _p = Plugin::start(&d.ws_url(), "ff-back", &["claude"], &["claude"], Some(answer_status(503)));
     for failures in 1..=3i64 {
         assert_eq!(relay(&d, "/fail", 5000).data()["status"], 503);
         let t = target(&d);
@@ -164,21 +139,12 @@ fn backoff_refuses_with_backoff_active_and_doubles() {
         let resp = relay(&d, "/during", 5000);
         let after = now_ms();
         let retry_after = refused(&resp, "backoff_active");
-        assert!(
-            (until - after..=until - before).contains(&retry_after),
-            "{retry_after} vs until {until}"
-        );
+        assert!((until - after..=until - before).contains(&retry_after), "{retry_after} vs until {until}");
         // Wait out the backoff (a point in time the test must let pass).
         assert!(wait_until(Duration::from_secs(10), || now_ms() > until));
     }
     // Success resets the counters.
-    let _ok = Plugin::start(
-        &d.ws_url(),
-        "ff-back",
-        &["claude"],
-        &["claude"],
-        Some(Box::new(answer_ok)),
-    );
+    let _ok = Plugin::start(&d.ws_url(), "ff-back", &["claude"], &["claude"], Some(Box::new(answer_ok)));
     assert_eq!(relay(&d, "/ok", 5000).data()["status"], 200);
     let t = target(&d);
     assert_eq!(t["consecutive_failures"], 0);
@@ -192,13 +158,7 @@ fn a_half_open_trial_that_never_answers_reopens_the_circuit() {
         "circuit_breaker": {"failure_threshold": 1, "open_ms": open_ms},
         "backoff": {"base_ms": 50, "max_ms": 50},
     }));
-    let p = Plugin::start(
-        &d.ws_url(),
-        "ff-trial",
-        &["claude"],
-        &["claude"],
-        Some(answer_status(500)),
-    );
+    let p = Plugin::start(&d.ws_url(), "ff-trial", &["claude"], &["claude"], Some(answer_status(500)));
     assert_eq!(relay(&d, "/fail", 5000).data()["status"], 500);
     let t = target(&d);
     assert_eq!(t["circuit_state"], "open");
@@ -222,24 +182,17 @@ fn a_half_open_trial_that_never_answers_reopens_the_circuit() {
 
     let (resp, elapsed) = trial.join().unwrap();
     resp.error(504, "delivery_timeout");
-    assert!(
-        elapsed >= Duration::from_millis(trial_timeout - 10),
-        "{elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(trial_timeout - 10), "{elapsed:?}");
     let ended = now_ms();
     let t = target(&d);
-    assert_eq!(
-        t["circuit_state"], "open",
-        "a failed trial must reopen the circuit, not stay half_open: {t}"
-    );
+    assert_eq!(t["circuit_state"], "open", "a failed trial must reopen the circuit, not stay half_open: {t}");
     assert_eq!(t["consecutive_failures"], 2);
     assert_eq!(t["last_error"], "timeout");
     assert_eq!(t["in_flight"], 0);
     let retry_at = t["circuit_retry_at"].as_i64().unwrap();
     // Reopened when the trial failed: after its timeout, before we saw it.
     assert!(
-        retry_at >= trial_started + trial_timeout as i64 + open_ms - 5
-            && retry_at <= ended + open_ms,
+        retry_at >= trial_started + trial_timeout as i64 + open_ms - 5 && retry_at <= ended + open_ms,
         "circuit_retry_at {retry_at}, trial started {trial_started}, ended by {ended}: {t}"
     );
     refused(&relay(&d, "/after", 5000), "circuit_open");
@@ -263,14 +216,8 @@ fn a_waiter_gives_up_after_waiter_timeout_ms() {
     let resp = relay(&d, "/queued", 10_000);
     let waited = started.elapsed();
     assert_eq!(refused(&resp, "waiter_timeout"), 0);
-    assert!(
-        waited >= Duration::from_millis(290),
-        "gave up after {waited:?}"
-    );
-    assert!(
-        waited < Duration::from_millis(300 + 3000),
-        "gave up only after {waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(290), "gave up after {waited:?}");
+    assert!(waited < Duration::from_millis(300 + 3000), "gave up only after {waited:?}");
     p.send(answer_ok(&held));
     assert_eq!(first.join().unwrap().0.data()["status"], 200);
     assert_eq!(target(&d)["waiting"], 0);
@@ -278,15 +225,8 @@ fn a_waiter_gives_up_after_waiter_timeout_ms() {
 
 #[test]
 fn a_rate_delay_past_the_timeout_is_refused_rate_limited() {
-    let d =
-        start(json!({"rate_limit": {"requests_per_minute_per_platform": 1, "window_ms": 60_000}}));
-    let p = Plugin::start(
-        &d.ws_url(),
-        "ff-rate",
-        &["claude"],
-        &["claude"],
-        Some(Box::new(answer_ok)),
-    );
+    let d = start(json!({"rate_limit": {"requests_per_minute_per_platform": 1, "window_ms": 60_000}}));
+    let p = Plugin::start(&d.ws_url(), "ff-rate", &["claude"], &["claude"], Some(Box::new(answer_ok)));
     let first = relay(&d, "/one", 5000).data();
     let dispatched = first["admission"]["admitted_at"].as_i64().unwrap();
     let before = now_ms();
@@ -294,15 +234,8 @@ fn a_rate_delay_past_the_timeout_is_refused_rate_limited() {
     let after = now_ms();
     let retry_after = refused(&resp, "rate_limited");
     let until = dispatched + 60_000;
-    assert!(
-        (until - after..=until - before).contains(&retry_after),
-        "{retry_after}"
-    );
-    assert_eq!(
-        api_requests(&p),
-        1,
-        "the refused relay never reached the plugin"
-    );
+    assert!((until - after..=until - before).contains(&retry_after), "{retry_after}");
+    assert_eq!(api_requests(&p), 1, "the refused relay never reached the plugin");
     // Refused, so not charged to the window.
     let platforms = d.get("/v1/browser").data()["policy"]["platforms"].clone();
     assert_eq!(platforms[0]["recent_dispatch_count"], 1, "{platforms}");
@@ -311,15 +244,8 @@ fn a_rate_delay_past_the_timeout_is_refused_rate_limited() {
 #[test]
 fn a_rate_delay_within_the_timeout_is_waited_out() {
     let window = 800i64;
-    let d =
-        start(json!({"rate_limit": {"requests_per_minute_per_platform": 2, "window_ms": window}}));
-    let p = Plugin::start(
-        &d.ws_url(),
-        "ff-delay",
-        &["claude"],
-        &["claude"],
-        Some(Box::new(answer_ok)),
-    );
+    let d = start(json!({"rate_limit": {"requests_per_minute_per_platform": 2, "window_ms": window}}));
+    let p = Plugin::start(&d.ws_url(), "ff-delay", &["claude"], &["claude"], Some(Box::new(answer_ok)));
     let a = relay(&d, "/a", 5000).data();
     let b = relay(&d, "/b", 5000).data();
     assert_eq!(a["admission"]["rate_limit_delay_ms"], 0);
@@ -329,11 +255,7 @@ fn a_rate_delay_within_the_timeout_is_waited_out() {
     assert!(delay > 0 && delay <= window, "delay {delay}");
     let first = a["admission"]["admitted_at"].as_i64().unwrap();
     let charged = c["admission"]["admitted_at"].as_i64().unwrap() + delay;
-    assert_eq!(
-        charged,
-        first + window,
-        "charged when the oldest dispatch leaves the window"
-    );
+    assert_eq!(charged, first + window, "charged when the oldest dispatch leaves the window");
     // The plugin got it no earlier than that (1 ms: the sleep is whole ms).
     let mut arrivals = Vec::new();
     while let Some(r) = p.next_frame(Duration::from_millis(20)) {
@@ -342,26 +264,18 @@ fn a_rate_delay_within_the_timeout_is_waited_out() {
         }
     }
     let c_at = arrivals.iter().find(|(path, _)| path == "/c").unwrap().1;
-    assert!(
-        c_at >= first + window - 1,
-        "sent {} ms before the window allowed",
-        first + window - c_at
-    );
+    assert!(c_at >= first + window - 1, "sent {} ms before the window allowed", first + window - c_at);
 }
 
 #[test]
 fn the_api_request_carries_the_timeout_left_after_the_rate_delay() {
     let window = 800u64;
-    let d =
-        start(json!({"rate_limit": {"requests_per_minute_per_platform": 1, "window_ms": window}}));
+    let d = start(json!({"rate_limit": {"requests_per_minute_per_platform": 1, "window_ms": window}}));
     let p = Plugin::start(&d.ws_url(), "ff-left", &["claude"], &["claude"], None);
     let first = relay_in_thread(&d, "/a", 5000);
     let req = p.next_request(T);
     let left = req["timeout_ms"].as_u64().unwrap();
-    assert!(
-        (4000..=5000).contains(&left),
-        "api_request timeout_ms {left} without any delay"
-    );
+    assert!((4000..=5000).contains(&left), "api_request timeout_ms {left} without any delay");
     p.send(answer_ok(&req));
     first.join().unwrap().0.data();
     let second = relay_in_thread(&d, "/b", 5000);
@@ -371,14 +285,8 @@ fn the_api_request_carries_the_timeout_left_after_the_rate_delay() {
     let delay = data["admission"]["rate_limit_delay_ms"].as_u64().unwrap();
     assert!(delay > 0, "{data}");
     let left = req["timeout_ms"].as_u64().unwrap();
-    assert!(
-        left <= 5000 - delay + 1,
-        "api_request timeout_ms {left} after a {delay} ms delay"
-    );
-    assert!(
-        left > 5000 - delay - 1000,
-        "api_request timeout_ms {left} after a {delay} ms delay"
-    );
+    assert!(left <= 5000 - delay + 1, "api_request timeout_ms {left} after a {delay} ms delay");
+    assert!(left > 5000 - delay - 1000, "api_request timeout_ms {left} after a {delay} ms delay");
 }
 
 /// A stream that keeps delivering events is not an idle lease: the stale
@@ -403,10 +311,7 @@ fn a_live_stream_is_not_swept_as_a_stale_lease() {
         let e = sse.next_event(T).expect("event");
         assert_eq!(e.data["seq"], seq);
         let t = target(&d);
-        assert_eq!(
-            t["stale_sweep_count"], 0,
-            "swept while events were flowing: {t}"
-        );
+        assert_eq!(t["stale_sweep_count"], 0, "swept while events were flowing: {t}");
         assert_eq!(t["in_flight"], 1, "{t}");
         // Paced so that the whole stream outlasts idle_ms several times.
         let next = started + Duration::from_millis(100 * seq as u64);
@@ -417,10 +322,7 @@ fn a_live_stream_is_not_swept_as_a_stale_lease() {
     assert!(wait_until(T, || target(&d)["in_flight"] == 0));
     let t = target(&d);
     assert_eq!(t["stale_sweep_count"], 0, "{t}");
-    assert_eq!(
-        t["last_activity_reason"], "complete_success",
-        "the stream's outcome was recorded: {t}"
-    );
+    assert_eq!(t["last_activity_reason"], "complete_success", "the stream's outcome was recorded: {t}");
 }
 
 /// A platform-bound action goes to the client whose lease the policy
@@ -429,8 +331,7 @@ fn a_live_stream_is_not_swept_as_a_stale_lease() {
 #[test]
 fn a_platform_action_goes_to_the_client_the_policy_admitted() {
     let window = 1500i64;
-    let d =
-        start(json!({"rate_limit": {"requests_per_minute_per_platform": 1, "window_ms": window}}));
+    let d = start(json!({"rate_limit": {"requests_per_minute_per_platform": 1, "window_ms": window}}));
     let mut a = support::ws::connect(&d.ws_url(), &[]);
     a.hello("ff-a", &["chatgpt"]);
     let mut b = support::ws::connect(&d.ws_url(), &[]);
@@ -442,15 +343,20 @@ fn a_platform_action_goes_to_the_client_the_policy_admitted() {
         a.ping();
         let clients = d.get("/v1/browser?platform=chatgpt").data()["clients"].clone();
         let seen = |id: &str| {
-            clients.as_array().unwrap().iter().find(|c| c["client_id"] == id).map(|c| c["last_seen_at"].as_i64().unwrap())
+            clients
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["client_id"] == id)
+                .map(|c| c["last_seen_at"].as_i64().unwrap())
         };
         seen("ff-a") > seen("ff-b")
     }));
     let addr = d.addr;
     let action = move || {
         std::thread::spawn(move || {
-            let body = json!({"action": "tab_focus", "platform": "chatgpt", "timeout_ms": 10_000})
-                .to_string();
+            let body =
+                json!({"action": "tab_focus", "platform": "chatgpt", "timeout_ms": 10_000}).to_string();
             support::try_request(
                 addr,
                 "POST",
@@ -518,9 +424,7 @@ fn a_platform_action_goes_to_the_client_the_policy_admitted() {
 fn fifty_concurrent_relays_are_served_in_fifo_order_within_the_rate_window() {
     const N: usize = 50;
     let (limit, window) = (5usize, 1000i64);
-    let d = start(
-        json!({"rate_limit": {"requests_per_minute_per_platform": limit, "window_ms": window}}),
-    );
+    let d = start(json!({"rate_limit": {"requests_per_minute_per_platform": limit, "window_ms": window}}));
     let p = Plugin::start(&d.ws_url(), "ff-fifo", &["claude"], &["claude"], None);
 
     // Request 0 is held by the plugin, so every later one must queue.
@@ -532,11 +436,7 @@ fn fifty_concurrent_relays_are_served_in_fifo_order_within_the_rate_window() {
     // the queue order is then known without relying on sleeps.
     for i in 1..N {
         calls.push(relay_in_thread(&d, &format!("/seq/{i}"), 60_000));
-        assert!(
-            wait_until(T, || target(&d)["waiting"] == i),
-            "relay {i} did not queue: {}",
-            target(&d)
-        );
+        assert!(wait_until(T, || target(&d)["waiting"] == i), "relay {i} did not queue: {}", target(&d));
     }
     // Release: answer everything from now on, and the held request.
     p.set_responder(Some(Box::new(answer_ok)));
@@ -580,9 +480,7 @@ fn fifty_concurrent_relays_are_served_in_fifo_order_within_the_rate_window() {
             sorted[k] - sorted[k - limit]
         );
     }
-    assert!(admissions
-        .iter()
-        .any(|a| a["rate_limit_delay_ms"].as_i64().unwrap() > 0));
+    assert!(admissions.iter().any(|a| a["rate_limit_delay_ms"].as_i64().unwrap() > 0));
 
     // 2. No request left before its charged time. The daemon sleeps until
     // the charged ms and both clocks are read in whole ms (same machine
@@ -610,11 +508,7 @@ fn fifty_concurrent_relays_are_served_in_fifo_order_within_the_rate_window() {
     // window - tolerance. Checks 1 and 2 above are the exact guarantee.
     let tolerance = Duration::from_millis(250);
     let window_d = Duration::from_millis(window as u64);
-    let lateness: Vec<i64> = arrivals
-        .iter()
-        .enumerate()
-        .map(|(i, a)| a.2 - charged[i])
-        .collect();
+    let lateness: Vec<i64> = arrivals.iter().enumerate().map(|(i, a)| a.2 - charged[i]).collect();
     for k in limit..N {
         let gap = arrivals[k].1.duration_since(arrivals[k - limit].1);
         assert!(

@@ -25,7 +25,8 @@ fn plugin(d: &Daemon, client_id: &str) -> Plugin {
 }
 
 fn relay_body(extra: Value) -> Value {
-    let mut body = json!({"platform": "claude", "method": "GET", "path": "/api/organizations", "timeout_ms": 10_000});
+    let mut body =
+        json!({"platform": "claude", "method": "GET", "path": "/api/organizations", "timeout_ms": 10_000});
     for (k, v) in extra.as_object().unwrap() {
         body[k] = v.clone();
     }
@@ -78,10 +79,8 @@ fn plain_round_trip() {
     let t0 = now_ms();
     let call = relay_in_thread(
         &d,
-        relay_body(
-            json!({"method": "POST", "path": "/api/chat?x=1", "headers": {"x-test": "1"},
-                          "body": {"q": [1, 2]}, "timeout_ms": 8000}),
-        ),
+        relay_body(json!({"method": "POST", "path": "/api/chat?x=1", "headers": {"x-test": "1"},
+                          "body": {"q": [1, 2]}, "timeout_ms": 8000})),
     );
     let req = p.next_request(T);
     assert_eq!(req["type"], "api_request");
@@ -95,10 +94,8 @@ fn plain_round_trip() {
     assert_eq!(req["stream"], false);
     let left = req["timeout_ms"].as_u64().unwrap();
     assert!(left > 0 && left <= 8000, "api_request timeout_ms {left}");
-    p.send_one(
-        json!({"type": "api_response", "request_id": rid, "status": 201,
-                      "headers": {"x-up": "u"}, "body": {"ok": true}}),
-    );
+    p.send_one(json!({"type": "api_response", "request_id": rid, "status": 201,
+                      "headers": {"x-up": "u"}, "body": {"ok": true}}));
     let (resp, _) = call.join().unwrap();
     let t1 = now_ms();
     assert_eq!(resp.status, 200);
@@ -148,19 +145,14 @@ fn streamed_round_trip_passes_each_event_on_as_it_arrives() {
     for (i, data) in events.iter().enumerate() {
         let seq = i as i64 + 1;
         p.send_one(json!({"type": "stream_event", "request_id": rid, "seq": seq, "data": data}));
-        let e = sse
-            .next_event(T)
-            .unwrap_or_else(|| panic!("event {seq} did not arrive"));
+        let e = sse.next_event(T).unwrap_or_else(|| panic!("event {seq} did not arrive"));
         if seq == 1 {
             assert_eq!(sse.status, 200);
             let ct = sse.header("content-type").unwrap();
             assert!(ct.starts_with("text/event-stream"), "{ct}");
             assert!(sse.header("transfer-encoding").unwrap().contains("chunked"));
         }
-        assert_eq!(
-            event(&e),
-            ("stream_event", &json!({"seq": seq, "data": data}))
-        );
+        assert_eq!(event(&e), ("stream_event", &json!({"seq": seq, "data": data})));
     }
     p.send_one(json!({"type": "stream_end", "request_id": rid, "seq": 4, "status": 200}));
     let e = sse.next_event(T).expect("stream_end");
@@ -179,17 +171,10 @@ fn upstream_error_status_is_data_and_a_policy_failure() {
     let p = plugin(&d, "ff-500");
     let call = relay_in_thread(&d, relay_body(json!({})));
     let req = p.next_request(T);
-    p.send_one(
-        json!({"type": "api_response", "request_id": req["request_id"], "status": 500,
-                      "headers": {}, "body": {"error": "boom"}}),
-    );
+    p.send_one(json!({"type": "api_response", "request_id": req["request_id"], "status": 500,
+                      "headers": {}, "body": {"error": "boom"}}));
     let (resp, _) = call.join().unwrap();
-    assert_eq!(
-        resp.status,
-        200,
-        "the upstream status is data: {}",
-        resp.text()
-    );
+    assert_eq!(resp.status, 200, "the upstream status is data: {}", resp.text());
     let data = resp.data();
     assert_eq!(data["status"], 500);
     assert_eq!(data["body"], json!({"error": "boom"}));
@@ -210,10 +195,7 @@ fn upstream_error_status_is_data_and_a_policy_failure() {
     ]);
     let events = sse.rest(T);
     assert_eq!(events.len(), 2, "{events:?}");
-    assert_eq!(
-        event(&events[1]),
-        ("stream_end", &json!({"seq": 2, "status": 503}))
-    );
+    assert_eq!(event(&events[1]), ("stream_end", &json!({"seq": 2, "status": 503})));
     support::wait_until(T, || target(&d, "ff-503")["in_flight"] == 0);
     assert_eq!(target(&d, "ff-503")["last_error"], "upstream_503");
 }
@@ -233,10 +215,7 @@ fn a_sequence_gap_ends_the_stream_with_sequence_gap() {
     let events = sse.rest(T);
     assert!(sse.finished);
     assert_eq!(events.len(), 2, "{events:?}");
-    assert_eq!(
-        event(&events[0]),
-        ("stream_event", &json!({"seq": 1, "data": "a"}))
-    );
+    assert_eq!(event(&events[0]), ("stream_event", &json!({"seq": 1, "data": "a"})));
     assert_eq!(events[1].event, "stream_error");
     assert_eq!(events[1].data["code"], "sequence_gap");
     assert_eq!(events[1].data["partial"], json!({"seq": 1, "received": 1}));
@@ -264,9 +243,7 @@ fn a_sequence_gap_ends_the_stream_with_sequence_gap() {
     let p = plugin(&d, "ff-gap3");
     let mut sse = open_stream(&d, json!({"client_id": "ff-gap3"}));
     let req = p.next_request(T);
-    p.send_one(
-        json!({"type": "stream_event", "request_id": req["request_id"], "seq": 2, "data": "b"}),
-    );
+    p.send_one(json!({"type": "stream_event", "request_id": req["request_id"], "seq": 2, "data": "b"}));
     let events = sse.rest(T);
     assert_eq!(events.len(), 1, "{events:?}");
     assert_eq!(events[0].data["code"], "sequence_gap");
@@ -323,14 +300,8 @@ fn a_plugin_that_drops_mid_stream_ends_it_with_client_disconnected() {
     assert_eq!(sse.next_event(T).unwrap().data["seq"], 2);
     let dropped = Instant::now();
     p.drop_connection();
-    let e = sse
-        .next_event(T)
-        .expect("stream_error after the disconnect");
-    assert!(
-        dropped.elapsed() < Duration::from_secs(5),
-        "not fail-fast: {:?}",
-        dropped.elapsed()
-    );
+    let e = sse.next_event(T).expect("stream_error after the disconnect");
+    assert!(dropped.elapsed() < Duration::from_secs(5), "not fail-fast: {:?}", dropped.elapsed());
     assert_eq!(e.event, "stream_error");
     assert_eq!(e.data["code"], "client_disconnected");
     assert_eq!(e.data["partial"], json!({"seq": 2, "received": 2}));
@@ -362,22 +333,13 @@ fn no_client_no_login_and_timeout_fail_before_the_first_byte() {
     r.error(503, "no_active_client");
 
     // Connected for the platform, but no login state for it.
-    let nologin = Plugin::start(
-        &d.ws_url(),
-        "ff-nologin",
-        &["claude", "chatgpt"],
-        &["chatgpt"],
-        None,
-    );
+    let nologin = Plugin::start(&d.ws_url(), "ff-nologin", &["claude", "chatgpt"], &["chatgpt"], None);
     let r = d.post_json("/v1/browser/request", &relay_body(json!({})));
     let err = r.error(409, "credentials_missing");
     assert_eq!(err["details"]["platform"], "claude", "{err}");
     assert_eq!(err["details"]["client_id"], "ff-nologin", "{err}");
     // A client_id that is not connected.
-    let r = d.post_json(
-        "/v1/browser/request",
-        &relay_body(json!({"client_id": "ff-nobody"})),
-    );
+    let r = d.post_json("/v1/browser/request", &relay_body(json!({"client_id": "ff-nobody"})));
     r.error(503, "no_active_client");
     // Nothing reached the plugin, and nothing was admitted.
     assert!(nologin.next_frame(Duration::from_millis(50)).is_none());
@@ -386,22 +348,13 @@ fn no_client_no_login_and_timeout_fail_before_the_first_byte() {
     // A plugin that never answers: 504 after timeout_ms, a policy failure.
     let p = plugin(&d, "ff-silent");
     let started = Instant::now();
-    let call = relay_in_thread(
-        &d,
-        relay_body(json!({"client_id": "ff-silent", "timeout_ms": 300})),
-    );
+    let call = relay_in_thread(&d, relay_body(json!({"client_id": "ff-silent", "timeout_ms": 300})));
     let req = p.next_request(T);
     assert!(req["timeout_ms"].as_u64().unwrap() <= 300, "{req}");
     let (resp, elapsed) = call.join().unwrap();
     resp.error(504, "delivery_timeout");
-    assert!(
-        elapsed >= Duration::from_millis(290),
-        "504 after only {elapsed:?}"
-    );
-    assert!(
-        started.elapsed() < Duration::from_millis(300 + 3000),
-        "504 only after {elapsed:?}"
-    );
+    assert!(elapsed >= Duration::from_millis(290), "504 after only {elapsed:?}");
+    assert!(started.elapsed() < Duration::from_millis(300 + 3000), "504 only after {elapsed:?}");
     let t = target(&d, "ff-silent");
     assert_eq!(t["last_error"], "timeout", "{t}");
     assert_eq!(t["in_flight"], 0);
@@ -422,46 +375,23 @@ fn invalid_relay_bodies_are_400() {
     let d = start();
     for (body, field) in [
         (json!({"method": "GET", "path": "/x"}), "platform"),
-        (
-            json!({"platform": "Claude", "method": "GET", "path": "/x"}),
-            "platform",
-        ),
+        (json!({"platform": "Claude", "method": "GET", "path": "/x"}), "platform"),
         (json!({"platform": "claude", "path": "/x"}), "method"),
-        (
-            json!({"platform": "claude", "method": "get", "path": "/x"}),
-            "method",
-        ),
+        (json!({"platform": "claude", "method": "get", "path": "/x"}), "method"),
         (json!({"platform": "claude", "method": "GET"}), "path"),
-        (
-            json!({"platform": "claude", "method": "GET", "path": "x"}),
-            "path",
-        ),
+        (json!({"platform": "claude", "method": "GET", "path": "x"}), "path"),
         // A network-path reference would leave the platform's origin.
         (json!({"platform": "claude", "method": "GET", "path": "//evil.example/x"}), "path"),
         (json!({"platform": "claude", "method": "GET", "path": "/\\evil.example/x"}), "path"),
         // Browsers drop tab, CR and LF first: these are `//evil.example/x`.
         (json!({"platform": "claude", "method": "GET", "path": "/\t/evil.example/x"}), "path"),
         (json!({"platform": "claude", "method": "GET", "path": "/\n/evil.example/x"}), "path"),
-        (
-            json!({"platform": "claude", "method": "GET", "path": "/x", "headers": {"a": 1}}),
-            "headers",
-        ),
-        (
-            json!({"platform": "claude", "method": "GET", "path": "/x", "stream": "yes"}),
-            "stream",
-        ),
-        (
-            json!({"platform": "claude", "method": "GET", "path": "/x", "timeout_ms": 0}),
-            "timeout_ms",
-        ),
-        (
-            json!({"platform": "claude", "method": "GET", "path": "/x", "client_id": "a b"}),
-            "client_id",
-        ),
+        (json!({"platform": "claude", "method": "GET", "path": "/x", "headers": {"a": 1}}), "headers"),
+        (json!({"platform": "claude", "method": "GET", "path": "/x", "stream": "yes"}), "stream"),
+        (json!({"platform": "claude", "method": "GET", "path": "/x", "timeout_ms": 0}), "timeout_ms"),
+        (json!({"platform": "claude", "method": "GET", "path": "/x", "client_id": "a b"}), "client_id"),
     ] {
-        let err = d
-            .post_json("/v1/browser/request", &body)
-            .error(400, "invalid_request");
+        let err = d.post_json("/v1/browser/request", &body).error(400, "invalid_request");
         assert_eq!(err["details"]["field"], field, "{body}: {err}");
     }
 }

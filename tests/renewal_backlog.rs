@@ -28,7 +28,15 @@ fn a_backlog_replayed_over_the_websocket_is_renewed_once_per_message() {
     let db = d.db_path();
     for i in 0..N {
         seed_conversation(&db, &format!("lc_{i}"), "chatgpt", "auto", "idle");
-        seed_link(&db, &format!("link_{i}"), &format!("lc_{i}"), "chatgpt", Some(CLIENT), &format!("conv_{i}"), Some(i as i64 + 1));
+        seed_link(
+            &db,
+            &format!("link_{i}"),
+            &format!("lc_{i}"),
+            "chatgpt",
+            Some(CLIENT),
+            &format!("conv_{i}"),
+            Some(i as i64 + 1),
+        );
     }
     let lines: String = (0..N)
         .map(|i| {
@@ -48,7 +56,9 @@ fn a_backlog_replayed_over_the_websocket_is_renewed_once_per_message() {
         "the simulator did not report `{summary}`: {:?}",
         sim.transcript()
     );
-    let done = |d: &support::Daemon| d.get("/v1/renewal/jobs?status=done&limit=500").data()["count"].as_u64().unwrap();
+    let done = |d: &support::Daemon| {
+        d.get("/v1/renewal/jobs?status=done&limit=500").data()["count"].as_u64().unwrap()
+    };
     assert!(wait_until(WAIT, || done(&d) == N as u64), "{} of {N} jobs done: {}", done(&d), log_tail(&d, 20));
 
     // Exactly one job per message, each delivered once, into its own tab.
@@ -56,7 +66,8 @@ fn a_backlog_replayed_over_the_websocket_is_renewed_once_per_message() {
     assert_eq!(jobs.len(), N);
     let messages: HashSet<&str> = jobs.iter().map(|j| j["message_id"].as_str().unwrap()).collect();
     assert_eq!(messages.len(), N);
-    let deliveries: Vec<Value> = sim.received().into_iter().filter(|f| f["type"] == "proxy_delivery").collect();
+    let deliveries: Vec<Value> =
+        sim.received().into_iter().filter(|f| f["type"] == "proxy_delivery").collect();
     assert_eq!(deliveries.len(), N, "one delivery per job");
     for delivery in &deliveries {
         let conv = delivery["conversation_id"].as_str().unwrap();

@@ -35,11 +35,15 @@ fn each_job_of_a_chunk_sees_its_conversation_and_link_as_they_are_at_its_turn() 
     // Meanwhile: lc-b is paused, and lc-c's page moves to tab 9 (a user
     // message from there, which the projector does not renew).
     set_status(&d, "lc-b", "paused");
-    ingest(&d, &message("chatgpt", "remote-lc-c", "msg-moved", "user", "moved", Some("firefox-fresh"), Some(9)));
+    ingest(
+        &d,
+        &message("chatgpt", "remote-lc-c", "msg-moved", "user", "moved", Some("firefox-fresh"), Some(9)),
+    );
 
     wait_job(&d, "job-c", "done", |j| j["status"] == "done");
     let frames = sim.expect_deliveries(2);
-    let got: Vec<(Value, Value)> = frames.iter().map(|f| (f["message_text"].clone(), f["tab_id"].clone())).collect();
+    let got: Vec<(Value, Value)> =
+        frames.iter().map(|f| (f["message_text"].clone(), f["tab_id"].clone())).collect();
     assert_eq!(got, [(json!("[renewal] job-a"), json!(3)), (json!("[renewal] job-c"), json!(9))]);
     // job-b was put back without an attempt, and not sent.
     let b = job(&d, "job-b");
@@ -81,9 +85,14 @@ fn a_refused_job_is_not_followed_by_the_inter_job_pause() {
         "renewal": { "inter_job_jitter_ms": [5000, 5000] },
         "policy": { "rate_limit": { "requests_per_minute_per_platform": 1, "window_ms": 60000 } }
     }));
-    let sim = Sim::connect(&d, "firefox-gap", &["--platform", "chatgpt", "--platform", "claude", "--login", "claude"]);
+    let sim = Sim::connect(
+        &d,
+        "firefox-gap",
+        &["--platform", "chatgpt", "--platform", "claude", "--login", "claude"],
+    );
     // The relay takes claude's one slot of the minute.
-    let relay = d.post_json("/v1/browser/request", &json!({ "platform": "claude", "method": "GET", "path": "/x" }));
+    let relay =
+        d.post_json("/v1/browser/request", &json!({ "platform": "claude", "method": "GET", "path": "/x" }));
     assert_eq!(relay.status, 200);
     let db = d.db_path();
     seed_route(&db, "lc-claude", "claude", "auto", Some("firefox-gap"), Some(3));
@@ -93,10 +102,7 @@ fn a_refused_job_is_not_followed_by_the_inter_job_pause() {
     let deferred = wait_job_line(&d, "job-refused", "job_deferred");
     assert_eq!(deferred["result"], "rate_limited", "{deferred}");
     let started = wait_job_line(&d, "job-sent", "job_attempt_started");
-    assert!(
-        ts(&started) - ts(&deferred) < 2500,
-        "a 5 s pause after a refusal: {deferred} then {started}"
-    );
+    assert!(ts(&started) - ts(&deferred) < 2500, "a 5 s pause after a refusal: {deferred} then {started}");
     wait_job(&d, "job-sent", "done", |j| j["status"] == "done");
     assert_eq!(sim.deliveries().len(), 1);
 }

@@ -16,10 +16,7 @@ use serde_json::{json, Value};
 use support::{exec_sql, now_ms, seed_job, JobSeed};
 
 fn today_log(d: &support::Daemon) -> String {
-    log_dir(d)
-        .join(format!("{}.jsonl", utc_date(now_ms())))
-        .display()
-        .to_string()
+    log_dir(d).join(format!("{}.jsonl", utc_date(now_ms()))).display().to_string()
 }
 
 #[test]
@@ -49,11 +46,7 @@ fn sends_due_pending_jobs_through_proxy_delivery_and_marks_them_done() {
         "conv_dispatch_success",
         Some(17),
     );
-    let mut seed = due_job(
-        "job_dispatch_success",
-        "lc_dispatch_success",
-        "[renewal] keepalive",
-    );
+    let mut seed = due_job("job_dispatch_success", "lc_dispatch_success", "[renewal] keepalive");
     seed.message_id = "msg_dispatch_success".into();
     // A stale snapshot: delivery follows the live link, read afresh.
     seed.target_snapshot = Some(json!({ "stale": true }).to_string());
@@ -62,12 +55,7 @@ fn sends_due_pending_jobs_through_proxy_delivery_and_marks_them_done() {
     let job = wait_job(&d, "job_dispatch_success", "finished", |j| {
         j["status"] == "done" || j["status"] == "failed"
     });
-    assert_eq!(
-        job["status"],
-        "done",
-        "{job} {:?}",
-        job_story(&d, "job_dispatch_success")
-    );
+    assert_eq!(job["status"], "done", "{job} {:?}", job_story(&d, "job_dispatch_success"));
     assert_eq!(job["attempt_count"], 1);
     assert_eq!(job["last_error"], Value::Null);
     assert_eq!(job["next_attempt_at"], Value::Null);
@@ -84,33 +72,20 @@ fn sends_due_pending_jobs_through_proxy_delivery_and_marks_them_done() {
     assert_eq!(f["tab_id"], 17);
     assert_eq!(f["platform"], "chatgpt");
     assert_eq!(f["conversation_id"], "conv_dispatch_success");
-    assert_eq!(
-        f["page_url"],
-        "https://chatgpt.example/c/conv_dispatch_success"
-    );
+    assert_eq!(f["page_url"], "https://chatgpt.example/c/conv_dispatch_success");
     assert_eq!(f["assistant_message_id"], "msg_dispatch_success");
     assert_eq!(f["local_conversation_id"], "lc_dispatch_success");
     assert_eq!(f["timeout_ms"], 5000, "timeout_ms = execution_timeout_ms");
     assert_eq!(f["shell_page"], false);
     assert!(f["request_id"].as_str().unwrap().starts_with("pd_"), "{f}");
-    assert!(
-        f["plan_id"]
-            .as_str()
-            .unwrap()
-            .starts_with("renewal_msg_dispatch_success_"),
-        "{f}"
-    );
+    assert!(f["plan_id"].as_str().unwrap().starts_with("renewal_msg_dispatch_success_"), "{f}");
 
     // The conversation lock is back to idle, counters updated.
     let conv = conversation(&d, "lc_dispatch_success");
     assert_eq!(conv["execution_state"], "idle");
     assert_eq!(conv["consecutive_failure_count"], 0);
     assert_eq!(conv["repeated_renewal_count"], 1);
-    assert_eq!(
-        conv["cooldown_until"].as_i64(),
-        Some(finished),
-        "cooldown_ms 0: {conv}"
-    );
+    assert_eq!(conv["cooldown_until"].as_i64(), Some(finished), "cooldown_ms 0: {conv}");
 
     // The log tells the story.
     wait_job_line(&d, "job_dispatch_success", "job_completed");
@@ -118,10 +93,7 @@ fn sends_due_pending_jobs_through_proxy_delivery_and_marks_them_done() {
     assert_eq!(
         story,
         vec![
-            (
-                "job_attempt_started".to_string(),
-                "attempt_started".to_string()
-            ),
+            ("job_attempt_started".to_string(), "attempt_started".to_string()),
             ("job_completed".to_string(), "attempt_succeeded".to_string())
         ]
     );
@@ -129,10 +101,7 @@ fn sends_due_pending_jobs_through_proxy_delivery_and_marks_them_done() {
     assert_eq!(lines[0]["details"]["attempt"], 1);
     assert_eq!(lines[0]["details"]["client_id"], "firefox-chatgpt");
     assert_eq!(lines[0]["details"]["tab_id"], 17);
-    assert_eq!(
-        lines[1]["details"]["local_conversation_id"],
-        "lc_dispatch_success"
-    );
+    assert_eq!(lines[1]["details"]["local_conversation_id"], "lc_dispatch_success");
     let batch = lines[1]["batch_id"].clone();
     let summary = wait_log(&d, "scan_completed of the delivering run", |l| {
         is_stage(l, "renewal.dispatcher", "scan_completed", None) && l["batch_id"] == batch
@@ -148,11 +117,8 @@ fn defers_paused_jobs_and_retries_transient_proxy_failures_until_failed() {
     let d = start(json!({
         "renewal": { "retry_base_delay_ms": 100, "retry_max_delay_ms": 100, "recheck_delay_ms": 10000 }
     }));
-    let sim = Sim::connect(
-        &d,
-        "firefox-claude",
-        &["--platform", "claude", "--mode", "fail:no_active_client"],
-    );
+    let sim =
+        Sim::connect(&d, "firefox-claude", &["--platform", "claude", "--mode", "fail:no_active_client"]);
     let db = d.db_path();
     let now = now_ms();
     seed_message(
@@ -209,9 +175,7 @@ fn defers_paused_jobs_and_retries_transient_proxy_failures_until_failed() {
     seed_job(&db, &paused);
     seed_job(&db, &retry);
 
-    let failed = wait_job(&d, "job_dispatch_retry", "failed", |j| {
-        j["status"] == "failed"
-    });
+    let failed = wait_job(&d, "job_dispatch_retry", "failed", |j| j["status"] == "failed");
     assert_eq!(failed["attempt_count"], 2);
     assert_eq!(failed["last_error"], "no_active_client");
     assert_eq!(failed["next_attempt_at"], Value::Null);
@@ -229,19 +193,9 @@ fn defers_paused_jobs_and_retries_transient_proxy_failures_until_failed() {
     );
     let lines = job_lines(&d, "job_dispatch_retry");
     let retry_at = lines[1]["details"]["next_attempt_at"].as_i64().unwrap();
-    assert_scheduled(
-        "retry delay (retry_base_delay_ms 100)",
-        retry_at,
-        &lines[0],
-        &lines[1],
-        100,
-        100,
-    );
+    assert_scheduled("retry delay (retry_base_delay_ms 100)", retry_at, &lines[0], &lines[1], 100, 100);
     assert_eq!(lines[1]["details"]["attempt"], 1);
-    assert!(
-        ts(&lines[2]) >= retry_at,
-        "second attempt before its time: {lines:?}"
-    );
+    assert!(ts(&lines[2]) >= retry_at, "second attempt before its time: {lines:?}");
     assert_eq!(lines[3]["details"]["attempt"], 2);
     assert_eq!(lines[3]["details"]["terminal"], false);
 
@@ -271,9 +225,7 @@ fn defers_paused_jobs_and_retries_transient_proxy_failures_until_failed() {
 #[test]
 fn manual_deferral_waits_the_longer_of_recheck_delay_and_interval() {
     // recheck_delay_ms < interval_ms: the interval wins.
-    let d = start(
-        json!({ "timed_jobs": { "interval_ms": 300 }, "renewal": { "recheck_delay_ms": 10 } }),
-    );
+    let d = start(json!({ "timed_jobs": { "interval_ms": 300 }, "renewal": { "recheck_delay_ms": 10 } }));
     let db = d.db_path();
     seed_route(&db, "lc-manual", "chatgpt", "manual", None, Some(3));
     seed_job(&db, &due_job("job-manual", "lc-manual", "[renewal] manual"));
@@ -288,16 +240,8 @@ fn manual_deferral_waits_the_longer_of_recheck_delay_and_interval() {
     }
     let next = lines[0]["details"]["next_attempt_at"].as_i64().unwrap();
     // (a delay of 10 ms, the recheck_delay_ms, would be below the bound)
-    assert_between(
-        "recheck delay = interval",
-        next - ts(&lines[0]),
-        300 - 250,
-        300,
-    );
-    assert!(
-        ts(&lines[1]) >= next,
-        "rechecked before its time: {lines:?}"
-    );
+    assert_between("recheck delay = interval", next - ts(&lines[0]), 300 - 250, 300);
+    assert!(ts(&lines[1]) >= next, "rechecked before its time: {lines:?}");
     let job = job(&d, "job-manual");
     assert_eq!(job["status"], "pending");
     assert_eq!(job["attempt_count"], 0);
@@ -311,20 +255,10 @@ fn busy_conversation_defers_with_execution_busy_until_idle() {
     let sim = Sim::connect(&d, "firefox-busy", &[]);
     let db = d.db_path();
     seed_conversation(&db, "lc-busy", "chatgpt", "auto", "instruction_running");
-    seed_link(
-        &db,
-        "link-busy",
-        "lc-busy",
-        "chatgpt",
-        Some("firefox-busy"),
-        "remote-busy",
-        Some(8),
-    );
+    seed_link(&db, "link-busy", "lc-busy", "chatgpt", Some("firefox-busy"), "remote-busy", Some(8));
     seed_job(&db, &due_job("job-busy", "lc-busy", "[renewal] busy"));
 
-    let line = wait_log(&d, "job_deferred for job-busy", |l| {
-        is_job_line(l, "job-busy", "job_deferred")
-    });
+    let line = wait_log(&d, "job_deferred for job-busy", |l| is_job_line(l, "job-busy", "job_deferred"));
     assert_eq!(line["result"], "execution_busy");
     let next = line["details"]["next_attempt_at"].as_i64().unwrap();
     assert_between("recheck delay", next - ts(&line), 10_000 - 1000, 10_000);
@@ -334,10 +268,7 @@ fn busy_conversation_defers_with_execution_busy_until_idle() {
     assert_eq!(job["next_attempt_at"].as_i64(), Some(next));
     assert!(sim.deliveries().is_empty(), "{:?}", sim.deliveries());
     // The other automation's lock is untouched.
-    assert_eq!(
-        conversation(&d, "lc-busy")["execution_state"],
-        "instruction_running"
-    );
+    assert_eq!(conversation(&d, "lc-busy")["execution_state"], "instruction_running");
 
     // Lock released, job due again: delivered.
     exec_sql(
@@ -356,17 +287,12 @@ fn busy_conversation_defers_with_execution_busy_until_idle() {
 #[test]
 fn missing_conversation_fails_the_job_for_good() {
     let d = start(json!({}));
-    seed_job(
-        &d.db_path(),
-        &due_job("job-orphan", "lc-gone", "[renewal] orphan"),
-    );
+    seed_job(&d.db_path(), &due_job("job-orphan", "lc-gone", "[renewal] orphan"));
     let job = wait_job(&d, "job-orphan", "failed", |j| j["status"] == "failed");
     assert_eq!(job["last_error"], "missing_local_conversation");
     assert_eq!(job["next_attempt_at"], Value::Null);
     assert!(job["finished_at"].is_i64());
-    let line = wait_log(&d, "job_failed for job-orphan", |l| {
-        is_job_line(l, "job-orphan", "job_failed")
-    });
+    let line = wait_log(&d, "job_failed for job-orphan", |l| is_job_line(l, "job-orphan", "job_failed"));
     assert_eq!(line["result"], "missing_local_conversation");
     assert_eq!(line["details"]["terminal"], true);
     // Terminal: never tried again.
@@ -396,14 +322,7 @@ fn missing_link_no_route_and_no_client_are_retryable_failures() {
     );
     // A route, but no plugin serves the platform / the linked client is away.
     seed_route(&db, "lc-noclient", "gemini", "auto", None, Some(6));
-    seed_route(
-        &db,
-        "lc-offline",
-        "chatgpt",
-        "auto",
-        Some("offline-client"),
-        Some(7),
-    );
+    seed_route(&db, "lc-offline", "chatgpt", "auto", Some("offline-client"), Some(7));
     let cases = [
         ("lc-nolink", "missing_active_link"),
         ("lc-notab", "route_unavailable"),
@@ -425,12 +344,7 @@ fn missing_link_no_route_and_no_client_are_retryable_failures() {
         });
         assert_eq!(line["result"], reason, "{id}");
         let next = line["details"]["next_attempt_at"].as_i64().unwrap();
-        assert_between(
-            &format!("{id} retry delay"),
-            next - ts(&line),
-            60_000 - 1000,
-            60_000,
-        );
+        assert_between(&format!("{id} retry delay"), next - ts(&line), 60_000 - 1000, 60_000);
         assert_eq!(job["next_attempt_at"].as_i64(), Some(next), "{id}");
         let conv = conversation(&d, lc);
         assert_eq!(conv["consecutive_failure_count"], 1, "{lc}: {conv}");
@@ -445,47 +359,15 @@ fn unusable_payloads_fail_terminally_and_are_never_sent() {
     let d = start(json!({ "renewal": { "failure_pause_threshold": 100 } }));
     let sim = Sim::connect(&d, "firefox-payload", &[]);
     let db = d.db_path();
-    seed_route(
-        &db,
-        "lc-payload",
-        "chatgpt",
-        "auto",
-        Some("firefox-payload"),
-        Some(9),
-    );
+    seed_route(&db, "lc-payload", "chatgpt", "auto", Some("firefox-payload"), Some(9));
     let cases: &[(&str, &str, &str, Option<&str>)] = &[
         ("job-bad-json", "json", "{not json", Some("invalid_payload")),
         ("job-array", "json", "[1,2]", Some("invalid_payload")),
-        (
-            "job-string",
-            "json",
-            "\"just a string\"",
-            Some("invalid_payload"),
-        ),
-        (
-            "job-no-text",
-            "json",
-            "{\"kind\":\"renewal.message\"}",
-            Some("missing_payload_text"),
-        ),
-        (
-            "job-blank-text",
-            "json",
-            "{\"text\":\"  \\n \"}",
-            Some("missing_payload_text"),
-        ),
-        (
-            "job-number-text",
-            "json",
-            "{\"text\":5}",
-            Some("missing_payload_text"),
-        ),
-        (
-            "job-blank-plain",
-            "text",
-            " \t\n ",
-            Some("missing_payload_text"),
-        ),
+        ("job-string", "json", "\"just a string\"", Some("invalid_payload")),
+        ("job-no-text", "json", "{\"kind\":\"renewal.message\"}", Some("missing_payload_text")),
+        ("job-blank-text", "json", "{\"text\":\"  \\n \"}", Some("missing_payload_text")),
+        ("job-number-text", "json", "{\"text\":5}", Some("missing_payload_text")),
+        ("job-blank-plain", "text", " \t\n ", Some("missing_payload_text")),
         ("job-plain", "text", "[renewal] plain text", None),
     ];
     for (id, kind, payload, _) in cases {
@@ -497,24 +379,18 @@ fn unusable_payloads_fail_terminally_and_are_never_sent() {
         seed_job(&db, &j);
     }
     for (id, _, _, error) in cases {
-        let job = wait_job(&d, id, "finished", |j| {
-            j["status"] == "done" || j["status"] == "failed"
-        });
+        let job = wait_job(&d, id, "finished", |j| j["status"] == "done" || j["status"] == "failed");
         match error {
             Some(error) => {
                 assert_eq!(job["status"], "failed", "{id}: {job}");
                 assert_eq!(job["last_error"], *error, "{id}");
                 assert_eq!(job["next_attempt_at"], Value::Null, "{id}");
                 assert!(job["finished_at"].is_i64(), "{id}");
-                let line = wait_log(&d, &format!("job_failed {id}"), |l| {
-                    is_job_line(l, id, "job_failed")
-                });
+                let line = wait_log(&d, &format!("job_failed {id}"), |l| is_job_line(l, id, "job_failed"));
                 assert_eq!(line["result"], *error, "{id}");
                 assert_eq!(line["details"]["terminal"], true, "{id}");
                 assert!(
-                    job_lines(&d, id)
-                        .iter()
-                        .all(|l| l["stage"] != "job_attempt_started"),
+                    job_lines(&d, id).iter().all(|l| l["stage"] != "job_attempt_started"),
                     "{id} was started: {:?}",
                     job_story(&d, id)
                 );
@@ -533,39 +409,17 @@ fn cooldown_after_a_successful_renewal_skips_new_messages() {
     let lc = auto_conversation(&d, "chatgpt", "conv-cool", Some("firefox-cool"), Some(4));
     ingest(
         &d,
-        &message(
-            "chatgpt",
-            "conv-cool",
-            "msg-cool-1",
-            "assistant",
-            "first",
-            Some("firefox-cool"),
-            Some(4),
-        ),
+        &message("chatgpt", "conv-cool", "msg-cool-1", "assistant", "first", Some("firefox-cool"), Some(4)),
     );
     let job = wait_job_for_message(&d, "msg-cool-1");
-    let job = wait_job(&d, job["job_id"].as_str().unwrap(), "done", |j| {
-        j["status"] == "done"
-    });
+    let job = wait_job(&d, job["job_id"].as_str().unwrap(), "done", |j| j["status"] == "done");
     let finished = job["finished_at"].as_i64().unwrap();
     let conv = conversation(&d, &lc);
-    assert_eq!(
-        conv["cooldown_until"].as_i64(),
-        Some(finished + 600_000),
-        "{conv}"
-    );
+    assert_eq!(conv["cooldown_until"].as_i64(), Some(finished + 600_000), "{conv}");
 
     ingest(
         &d,
-        &message(
-            "chatgpt",
-            "conv-cool",
-            "msg-cool-2",
-            "assistant",
-            "second",
-            Some("firefox-cool"),
-            Some(4),
-        ),
+        &message("chatgpt", "conv-cool", "msg-cool-2", "assistant", "second", Some("firefox-cool"), Some(4)),
     );
     let line = wait_log(&d, "msg-cool-2 examined", |l| {
         l["runner"] == "renewal.projector" && l["details"]["message_id"] == "msg-cool-2"
@@ -583,30 +437,17 @@ fn takes_at_most_max_tasks_per_tick_oldest_due_first_with_inter_job_jitter() {
     }));
     let sim = Sim::connect(&d, "firefox-order", &[]);
     let db = d.db_path();
-    seed_route(
-        &db,
-        "lc-order",
-        "chatgpt",
-        "auto",
-        Some("firefox-order"),
-        Some(3),
-    );
+    seed_route(&db, "lc-order", "chatgpt", "auto", Some("firefox-order"), Some(3));
     let now = now_ms();
     // Inserted out of order (at once); due order is a, b, c, d, e.
-    let jobs: Vec<JobSeed> = [
-        ("job-e", 10),
-        ("job-a", 50),
-        ("job-c", 30),
-        ("job-b", 40),
-        ("job-d", 20),
-    ]
-    .into_iter()
-    .map(|(id, age)| {
-        let mut j = due_job(id, "lc-order", &format!("[renewal] {id}"));
-        j.next_attempt_at = Some(now - age);
-        j
-    })
-    .collect();
+    let jobs: Vec<JobSeed> = [("job-e", 10), ("job-a", 50), ("job-c", 30), ("job-b", 40), ("job-d", 20)]
+        .into_iter()
+        .map(|(id, age)| {
+            let mut j = due_job(id, "lc-order", &format!("[renewal] {id}"));
+            j.next_attempt_at = Some(now - age);
+            j
+        })
+        .collect();
     seed_jobs_at_once(&db, &jobs);
     for id in ["job-a", "job-b", "job-c", "job-d", "job-e"] {
         wait_job(&d, id, "done", |j| j["status"] == "done");
@@ -614,33 +455,14 @@ fn takes_at_most_max_tasks_per_tick_oldest_due_first_with_inter_job_jitter() {
     // The last run's summary is the last line written about these jobs.
     let last = wait_job_line(&d, "job-e", "job_completed");
     wait_log(&d, "scan_completed of the last run", |l| {
-        is_stage(l, "renewal.dispatcher", "scan_completed", None)
-            && l["batch_id"] == last["batch_id"]
+        is_stage(l, "renewal.dispatcher", "scan_completed", None) && l["batch_id"] == last["batch_id"]
     });
-    let starts = log_find(&d, |l| {
-        is_stage(l, "renewal.dispatcher", "job_attempt_started", None)
-    });
-    let order: Vec<&str> = starts
-        .iter()
-        .map(|l| l["details"]["job_id"].as_str().unwrap())
-        .collect();
-    assert_eq!(
-        order,
-        ["job-a", "job-b", "job-c", "job-d", "job-e"],
-        "oldest due first"
-    );
-    let texts: Vec<Value> = sim
-        .expect_deliveries(5)
-        .iter()
-        .map(|f| f["message_text"].clone())
-        .collect();
-    assert_eq!(
-        texts,
-        ["job-a", "job-b", "job-c", "job-d", "job-e"].map(|j| json!(format!("[renewal] {j}")))
-    );
-    let runs = log_find(&d, |l| {
-        is_stage(l, "renewal.dispatcher", "scan_completed", None)
-    });
+    let starts = log_find(&d, |l| is_stage(l, "renewal.dispatcher", "job_attempt_started", None));
+    let order: Vec<&str> = starts.iter().map(|l| l["details"]["job_id"].as_str().unwrap()).collect();
+    assert_eq!(order, ["job-a", "job-b", "job-c", "job-d", "job-e"], "oldest due first");
+    let texts: Vec<Value> = sim.expect_deliveries(5).iter().map(|f| f["message_text"].clone()).collect();
+    assert_eq!(texts, ["job-a", "job-b", "job-c", "job-d", "job-e"].map(|j| json!(format!("[renewal] {j}"))));
+    let runs = log_find(&d, |l| is_stage(l, "renewal.dispatcher", "scan_completed", None));
     assert!(runs.len() >= 3, "five jobs, two per run: {runs:?}");
     let mut delivered = 0;
     for r in &runs {

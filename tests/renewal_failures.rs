@@ -19,14 +19,7 @@ fn plugin_failures_retry_with_exponential_backoff_until_max_attempts() {
     }));
     let sim = Sim::connect(&d, "firefox-fail", &["--mode", "fail:tab_closed"]);
     let db = d.db_path();
-    seed_route(
-        &db,
-        "lc-fail",
-        "chatgpt",
-        "auto",
-        Some("firefox-fail"),
-        Some(2),
-    );
+    seed_route(&db, "lc-fail", "chatgpt", "auto", Some("firefox-fail"), Some(2));
     let mut j = due_job("job-fail", "lc-fail", "[renewal] failing");
     j.max_attempts = 4; // a job's own limit (the config's applies at projection)
     seed_job(&db, &j);
@@ -68,11 +61,7 @@ fn plugin_failures_retry_with_exponential_backoff_until_max_attempts() {
             expected,
             expected,
         );
-        assert!(
-            ts(&lines[2 * i + 2]) >= at,
-            "attempt {} started before its time: {lines:?}",
-            i + 2
-        );
+        assert!(ts(&lines[2 * i + 2]) >= at, "attempt {} started before its time: {lines:?}", i + 2);
     }
     assert_eq!(lines[7]["result"], "tab_closed");
     assert_eq!(lines[7]["details"]["attempt"], 4);
@@ -93,41 +82,24 @@ fn retry_delays_are_jittered_within_the_ratio() {
     let mut delays = Vec::new();
     for i in 0..6 {
         let lc = format!("lc-jitter-{i}");
-        seed_route(
-            &db,
-            &lc,
-            "chatgpt",
-            "auto",
-            Some("firefox-jitter"),
-            Some(i + 1),
-        );
-        seed_job(
-            &db,
-            &due_job(&format!("job-jitter-{i}"), &lc, "[renewal] jitter"),
-        );
+        seed_route(&db, &lc, "chatgpt", "auto", Some("firefox-jitter"), Some(i + 1));
+        seed_job(&db, &due_job(&format!("job-jitter-{i}"), &lc, "[renewal] jitter"));
     }
     for i in 0..6 {
         let id = format!("job-jitter-{i}");
-        let line = wait_log(&d, &format!("first retry of {id}"), |l| {
-            is_job_line(l, &id, "job_retry_scheduled")
-        });
+        let line =
+            wait_log(&d, &format!("first retry of {id}"), |l| is_job_line(l, &id, "job_retry_scheduled"));
         // (A job may first be deferred for the 1 ms policy backoff another
         // job's failure left on the shared target.)
         let lines = job_lines(&d, &id);
-        let start = lines
-            .iter()
-            .find(|l| l["stage"] == "job_attempt_started")
-            .unwrap();
+        let start = lines.iter().find(|l| l["stage"] == "job_attempt_started").unwrap();
         let at = line["details"]["next_attempt_at"].as_i64().unwrap();
         assert_scheduled(&format!("{id} jittered delay"), at, start, &line, 500, 1500);
         delays.push(at - ts(start));
     }
     delays.sort();
     delays.dedup();
-    assert!(
-        delays.len() > 1,
-        "six jittered delays should not all be equal: {delays:?}"
-    );
+    assert!(delays.len() > 1, "six jittered delays should not all be equal: {delays:?}");
 }
 
 #[test]
@@ -135,14 +107,7 @@ fn silent_plugin_times_out_after_execution_timeout() {
     let d = start(json!({ "renewal": { "execution_timeout_ms": 400 } }));
     let sim = Sim::connect(&d, "firefox-silent", &["--mode", "silent"]);
     let db = d.db_path();
-    seed_route(
-        &db,
-        "lc-silent",
-        "chatgpt",
-        "auto",
-        Some("firefox-silent"),
-        Some(3),
-    );
+    seed_route(&db, "lc-silent", "chatgpt", "auto", Some("firefox-silent"), Some(3));
     let mut j = due_job("job-silent", "lc-silent", "[renewal] silent");
     j.max_attempts = 1;
     seed_job(&db, &j);
@@ -151,21 +116,13 @@ fn silent_plugin_times_out_after_execution_timeout() {
     assert_eq!(job["last_error"], "delivery_timeout");
     assert_eq!(job["attempt_count"], 1);
     let frames = sim.expect_deliveries(1);
-    assert_eq!(
-        frames[0]["timeout_ms"], 400,
-        "the frame carries execution_timeout_ms"
-    );
+    assert_eq!(frames[0]["timeout_ms"], 400, "the frame carries execution_timeout_ms");
     wait_job_line(&d, "job-silent", "job_failed");
     let lines = job_lines(&d, "job-silent");
     assert_eq!(lines.len(), 2, "{lines:?}");
     assert_eq!(lines[1]["stage"], "job_failed");
     assert_eq!(lines[1]["result"], "delivery_timeout");
-    assert_between(
-        "time to the timeout",
-        ts(&lines[1]) - ts(&lines[0]),
-        400 - 20,
-        400 + 2000,
-    );
+    assert_between("time to the timeout", ts(&lines[1]) - ts(&lines[0]), 400 - 20, 400 + 2000);
     let conv = conversation(&d, "lc-silent");
     assert_eq!(conv["execution_state"], "idle");
     assert_eq!(conv["last_error"], "delivery_timeout");
@@ -176,14 +133,7 @@ fn upstream_http_error_is_a_failure_with_its_status() {
     let d = start(json!({}));
     let _sim = Sim::connect(&d, "firefox-http", &["--mode", "http:503"]);
     let db = d.db_path();
-    seed_route(
-        &db,
-        "lc-http",
-        "chatgpt",
-        "auto",
-        Some("firefox-http"),
-        Some(3),
-    );
+    seed_route(&db, "lc-http", "chatgpt", "auto", Some("firefox-http"), Some(3));
     let mut j = due_job("job-http", "lc-http", "[renewal] http");
     j.max_attempts = 1;
     seed_job(&db, &j);
@@ -198,14 +148,7 @@ fn plugin_disconnecting_mid_delivery_fails_the_attempt_at_once() {
     }));
     let mut sim = Sim::connect(&d, "firefox-gone", &["--delay-ms", "30000"]);
     let db = d.db_path();
-    seed_route(
-        &db,
-        "lc-gone",
-        "chatgpt",
-        "auto",
-        Some("firefox-gone"),
-        Some(3),
-    );
+    seed_route(&db, "lc-gone", "chatgpt", "auto", Some("firefox-gone"), Some(3));
     let mut j = due_job("job-gone", "lc-gone", "[renewal] gone");
     j.max_attempts = 2;
     seed_job(&db, &j);
@@ -214,19 +157,14 @@ fn plugin_disconnecting_mid_delivery_fails_the_attempt_at_once() {
     // While the plugin holds the delivery, the job runs under the lock.
     let job = wait_job(&d, "job-gone", "running", |j| j["status"] == "running");
     assert!(job["started_at"].is_i64());
-    assert_eq!(
-        conversation(&d, "lc-gone")["execution_state"],
-        "renewal_running"
-    );
+    assert_eq!(conversation(&d, "lc-gone")["execution_state"], "renewal_running");
 
     let killed_at = now_ms();
     sim.kill();
     let job = wait_job(&d, "job-gone", "retried", |j| j["status"] == "pending");
     assert_eq!(job["last_error"], "client_disconnected");
     assert_eq!(job["attempt_count"], 1);
-    let line = wait_log(&d, "job_retry_scheduled", |l| {
-        is_job_line(l, "job-gone", "job_retry_scheduled")
-    });
+    let line = wait_log(&d, "job_retry_scheduled", |l| is_job_line(l, "job-gone", "job_retry_scheduled"));
     assert_eq!(line["result"], "client_disconnected");
     assert!(
         ts(&line) - killed_at < 3000,
@@ -246,21 +184,12 @@ fn open_circuit_defers_the_retry_without_counting_an_attempt() {
     }));
     let sim = Sim::connect(&d, "firefox-circuit", &["--mode", "fail:tab_closed"]);
     let db = d.db_path();
-    seed_route(
-        &db,
-        "lc-circuit",
-        "chatgpt",
-        "auto",
-        Some("firefox-circuit"),
-        Some(3),
-    );
+    seed_route(&db, "lc-circuit", "chatgpt", "auto", Some("firefox-circuit"), Some(3));
     let mut j = due_job("job-circuit", "lc-circuit", "[renewal] circuit");
     j.max_attempts = 5;
     seed_job(&db, &j);
 
-    let line = wait_log(&d, "job_deferred", |l| {
-        is_job_line(l, "job-circuit", "job_deferred")
-    });
+    let line = wait_log(&d, "job_deferred", |l| is_job_line(l, "job-circuit", "job_deferred"));
     assert_eq!(line["result"], "circuit_open");
     let lines = job_lines(&d, "job-circuit");
     assert_eq!(lines[0]["stage"], "job_attempt_started");
@@ -269,14 +198,7 @@ fn open_circuit_defers_the_retry_without_counting_an_attempt() {
     // Deferred to the circuit's retry time: open_ms after the failure.
     // The dispatcher adds the refusal's delay to its own clock read, taken
     // just after the policy's, so the deferral may land a few ms later.
-    assert_scheduled(
-        "deferral to circuit_retry_at",
-        next,
-        &lines[0],
-        &lines[1],
-        60_000,
-        60_000 + 250,
-    );
+    assert_scheduled("deferral to circuit_retry_at", next, &lines[0], &lines[1], 60_000, 60_000 + 250);
     let job = job(&d, "job-circuit");
     assert_eq!(job["status"], "pending");
     assert_eq!(job["attempt_count"], 1, "the refusal is not an attempt");
@@ -302,20 +224,11 @@ fn active_backoff_defers_the_retry() {
     }));
     let sim = Sim::connect(&d, "firefox-backoff", &["--mode", "fail:tab_closed"]);
     let db = d.db_path();
-    seed_route(
-        &db,
-        "lc-backoff",
-        "chatgpt",
-        "auto",
-        Some("firefox-backoff"),
-        Some(3),
-    );
+    seed_route(&db, "lc-backoff", "chatgpt", "auto", Some("firefox-backoff"), Some(3));
     let mut j = due_job("job-backoff", "lc-backoff", "[renewal] backoff");
     j.max_attempts = 5;
     seed_job(&db, &j);
-    let line = wait_log(&d, "job_deferred", |l| {
-        is_job_line(l, "job-backoff", "job_deferred")
-    });
+    let line = wait_log(&d, "job_deferred", |l| is_job_line(l, "job-backoff", "job_deferred"));
     assert_eq!(line["result"], "backoff_active");
     let next = line["details"]["next_attempt_at"].as_i64().unwrap();
     let lines = job_lines(&d, "job-backoff");
@@ -323,14 +236,7 @@ fn active_backoff_defers_the_retry() {
     // Deferred to backoff_until: backoff.base_ms after the failure.
     // The dispatcher adds the refusal's delay to its own clock read, taken
     // just after the policy's, so the deferral may land a few ms later.
-    assert_scheduled(
-        "deferral to backoff_until",
-        next,
-        &lines[0],
-        &lines[1],
-        60_000,
-        60_000 + 250,
-    );
+    assert_scheduled("deferral to backoff_until", next, &lines[0], &lines[1], 60_000, 60_000 + 250);
     let job = job(&d, "job-backoff");
     assert_eq!(job["attempt_count"], 1);
     assert_eq!(job["status"], "pending");
@@ -344,31 +250,15 @@ fn rate_limit_over_one_second_defers_with_rate_limited() {
     }));
     let sim = Sim::connect(&d, "firefox-rate", &[]);
     let db = d.db_path();
-    seed_route(
-        &db,
-        "lc-rate-a",
-        "chatgpt",
-        "auto",
-        Some("firefox-rate"),
-        Some(3),
-    );
-    seed_route(
-        &db,
-        "lc-rate-b",
-        "chatgpt",
-        "auto",
-        Some("firefox-rate"),
-        Some(4),
-    );
+    seed_route(&db, "lc-rate-a", "chatgpt", "auto", Some("firefox-rate"), Some(3));
+    seed_route(&db, "lc-rate-b", "chatgpt", "auto", Some("firefox-rate"), Some(4));
     let mut a = due_job("job-rate-a", "lc-rate-a", "[renewal] a");
     a.next_attempt_at = Some(now_ms() - 10);
     seed_job(&db, &a);
     seed_job(&db, &due_job("job-rate-b", "lc-rate-b", "[renewal] b"));
 
     wait_job(&d, "job-rate-a", "done", |j| j["status"] == "done");
-    let line = wait_log(&d, "job_deferred", |l| {
-        is_job_line(l, "job-rate-b", "job_deferred")
-    });
+    let line = wait_log(&d, "job_deferred", |l| is_job_line(l, "job-rate-b", "job_deferred"));
     assert_eq!(line["result"], "rate_limited");
     let next = line["details"]["next_attempt_at"].as_i64().unwrap();
     // Admission once a's dispatch leaves the 60 s window; a was admitted just
@@ -376,12 +266,7 @@ fn rate_limit_over_one_second_defers_with_rate_limited() {
     // its own clock read, taken just after the policy's, so the
     // deferral may land a few milliseconds past a's start + 60 s.
     let a_started = wait_job_line(&d, "job-rate-a", "job_attempt_started");
-    assert_between(
-        "deferral to the admission time",
-        next - ts(&a_started),
-        60_000 - 1000,
-        60_000 + 250,
-    );
+    assert_between("deferral to the admission time", next - ts(&a_started), 60_000 - 1000, 60_000 + 250);
     let b = job(&d, "job-rate-b");
     assert_eq!(b["status"], "pending");
     assert_eq!(b["attempt_count"], 0);
@@ -398,21 +283,12 @@ fn consecutive_failures_pause_the_conversation_with_execution_failure() {
     }));
     let sim = Sim::connect(&d, "firefox-pause", &["--mode", "fail:tab_closed"]);
     let db = d.db_path();
-    seed_route(
-        &db,
-        "lc-pause",
-        "chatgpt",
-        "auto",
-        Some("firefox-pause"),
-        Some(3),
-    );
+    seed_route(&db, "lc-pause", "chatgpt", "auto", Some("firefox-pause"), Some(3));
     let mut j = due_job("job-pause", "lc-pause", "[renewal] pause");
     j.max_attempts = 10;
     seed_job(&db, &j);
 
-    let conv = wait_conversation(&d, "lc-pause", "paused", |c| {
-        c["automation_status"] == "paused"
-    });
+    let conv = wait_conversation(&d, "lc-pause", "paused", |c| c["automation_status"] == "paused");
     assert_eq!(conv["pause_reason"], "execution_failure");
     assert_eq!(conv["consecutive_failure_count"], 2);
     assert_eq!(conv["last_error"], "tab_closed");
@@ -420,11 +296,7 @@ fn consecutive_failures_pause_the_conversation_with_execution_failure() {
     assert_eq!(conv["execution_state"], "idle");
     let listed = d.get("/v1/renewal/conversations?status=paused").data();
     assert!(
-        listed["conversations"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|c| c["local_conversation_id"] == "lc-pause"),
+        listed["conversations"].as_array().unwrap().iter().any(|c| c["local_conversation_id"] == "lc-pause"),
         "{listed}"
     );
     let mut retries = Vec::new();
@@ -436,9 +308,7 @@ fn consecutive_failures_pause_the_conversation_with_execution_failure() {
     assert_eq!(retries[1]["details"]["paused"], "execution_failure");
 
     // Paused: the job waits (deferred, not attempted).
-    let deferred = wait_log(&d, "job_deferred", |l| {
-        is_job_line(l, "job-pause", "job_deferred")
-    });
+    let deferred = wait_log(&d, "job_deferred", |l| is_job_line(l, "job-pause", "job_deferred"));
     assert_eq!(deferred["result"], "automation_paused");
     wait_runs(&d, "renewal.dispatcher", 3);
     let job = job(&d, "job-pause");
@@ -464,41 +334,10 @@ fn the_same_summary_renewed_repeatedly_pauses_with_repeated_renewal() {
     // Two assistant messages with the same content (whitespace aside), then
     // a different one. Their payload texts differ by link and id: the loop
     // is still seen, because the renewed summary is what counts.
-    seed_message(
-        &db,
-        "msg-rep-1",
-        "chatgpt",
-        "remote-lc-repeat",
-        "assistant",
-        "the same answer",
-        t,
-    );
-    seed_message(
-        &db,
-        "msg-rep-2",
-        "chatgpt",
-        "remote-lc-repeat",
-        "assistant",
-        "the  same\nanswer",
-        t + 1,
-    );
-    seed_message(
-        &db,
-        "msg-rep-3",
-        "chatgpt",
-        "remote-lc-repeat",
-        "assistant",
-        "another answer",
-        t + 2,
-    );
-    seed_route(
-        &db,
-        "lc-repeat",
-        "chatgpt",
-        "auto",
-        Some("firefox-repeat"),
-        Some(3),
-    );
+    seed_message(&db, "msg-rep-1", "chatgpt", "remote-lc-repeat", "assistant", "the same answer", t);
+    seed_message(&db, "msg-rep-2", "chatgpt", "remote-lc-repeat", "assistant", "the  same\nanswer", t + 1);
+    seed_message(&db, "msg-rep-3", "chatgpt", "remote-lc-repeat", "assistant", "another answer", t + 2);
+    seed_route(&db, "lc-repeat", "chatgpt", "auto", Some("firefox-repeat"), Some(3));
     let now = now_ms();
     let jobs: Vec<_> = ["the same answer", "the same answer", "another answer"]
         .iter()
@@ -517,21 +356,15 @@ fn the_same_summary_renewed_repeatedly_pauses_with_repeated_renewal() {
     seed_jobs_at_once(&db, &jobs);
 
     wait_job(&d, "job-rep-2", "done", |j| j["status"] == "done");
-    let conv = wait_conversation(&d, "lc-repeat", "paused", |c| {
-        c["automation_status"] == "paused"
-    });
+    let conv = wait_conversation(&d, "lc-repeat", "paused", |c| c["automation_status"] == "paused");
     assert_eq!(conv["pause_reason"], "repeated_renewal");
     assert_eq!(conv["repeated_renewal_count"], 2);
     assert!(conv["paused_at"].is_i64());
     assert_eq!(job(&d, "job-rep-1")["status"], "done");
-    let completed = wait_log(&d, "job_completed job-rep-2", |l| {
-        is_job_line(l, "job-rep-2", "job_completed")
-    });
+    let completed = wait_log(&d, "job_completed job-rep-2", |l| is_job_line(l, "job-rep-2", "job_completed"));
     assert_eq!(completed["details"]["paused"], "repeated_renewal");
     // The third job waits while paused.
-    let deferred = wait_log(&d, "job_deferred job-rep-3", |l| {
-        is_job_line(l, "job-rep-3", "job_deferred")
-    });
+    let deferred = wait_log(&d, "job_deferred job-rep-3", |l| is_job_line(l, "job-rep-3", "job_deferred"));
     assert_eq!(deferred["result"], "automation_paused");
     sim.expect_deliveries(2);
 

@@ -16,9 +16,7 @@ use support::{exec_sql, now_ms, seed_job, JobSeed};
 
 /// Projector lines that name `message_id`.
 fn projector_lines_for(d: &support::Daemon, message_id: &str) -> Vec<Value> {
-    log_find(d, |l| {
-        l["runner"] == "renewal.projector" && l["details"]["message_id"] == message_id
-    })
+    log_find(d, |l| l["runner"] == "renewal.projector" && l["details"]["message_id"] == message_id)
 }
 
 #[test]
@@ -62,8 +60,7 @@ fn projects_auto_messages_once_and_keeps_cursor_across_restart() {
     // Many more runs change nothing: each message was examined exactly once.
     for mid in ["msg-once-1", "msg-once-2"] {
         wait_log(&d, &format!("job_projected {mid}"), |l| {
-            is_stage(l, "renewal.projector", "job_projected", None)
-                && l["details"]["message_id"] == mid
+            is_stage(l, "renewal.projector", "job_projected", None) && l["details"]["message_id"] == mid
         });
     }
     wait_runs(&d, "renewal.projector", 5);
@@ -107,8 +104,7 @@ fn projects_auto_messages_once_and_keeps_cursor_across_restart() {
     wait_job_for_message(&d, "msg-once-3");
     assert_eq!(all_jobs(&d).len(), 3);
     wait_log(&d, "job_projected msg-once-3", |l| {
-        is_stage(l, "renewal.projector", "job_projected", None)
-            && l["details"]["message_id"] == "msg-once-3"
+        is_stage(l, "renewal.projector", "job_projected", None) && l["details"]["message_id"] == "msg-once-3"
     });
     assert_eq!(projector_lines_for(&d, "msg-once-3").len(), 1);
 }
@@ -143,14 +139,7 @@ fn every_skip_reason_is_logged_with_the_message_id() {
     };
 
     // 1. non_assistant (the conversation is auto: the role decides first).
-    post(
-        "conv-user",
-        "m-user",
-        "user",
-        "a person typed this",
-        Some(10),
-        1,
-    );
+    post("conv-user", "m-user", "user", "a person typed this", Some(10), 1);
     // 2. missing_local_conversation: a message nobody linked (straight into the store).
     exec_sql(
         &db,
@@ -162,31 +151,10 @@ fn every_skip_reason_is_logged_with_the_message_id() {
         ),
     );
     // 3. automation_manual, also for a message that is superseded too.
-    post(
-        "conv-manual",
-        "m-manual-old",
-        "assistant",
-        "manual older",
-        Some(11),
-        3,
-    );
-    post(
-        "conv-manual",
-        "m-manual",
-        "assistant",
-        "manual newest",
-        Some(11),
-        4,
-    );
+    post("conv-manual", "m-manual-old", "assistant", "manual older", Some(11), 3);
+    post("conv-manual", "m-manual", "assistant", "manual newest", Some(11), 4);
     // 3'. automation_paused, even with a cooldown running.
-    post(
-        "conv-paused",
-        "m-paused",
-        "assistant",
-        "paused text",
-        Some(12),
-        5,
-    );
+    post("conv-paused", "m-paused", "assistant", "paused text", Some(12), 5);
     set_status(&d, &lc_paused, "paused");
     exec_sql(
         &db,
@@ -196,22 +164,8 @@ fn every_skip_reason_is_logged_with_the_message_id() {
         ),
     );
     // 4. superseded: an older assistant message of an auto conversation.
-    post(
-        "conv-sup",
-        "m-sup-old",
-        "assistant",
-        "older answer",
-        Some(13),
-        6,
-    );
-    post(
-        "conv-sup",
-        "m-sup-new",
-        "assistant",
-        "newer answer",
-        Some(13),
-        7,
-    );
+    post("conv-sup", "m-sup-old", "assistant", "older answer", Some(13), 6);
+    post("conv-sup", "m-sup-new", "assistant", "newer answer", Some(13), 7);
     // 5. cooldown.
     post("conv-cool", "m-cool", "assistant", "cool text", Some(14), 8);
     exec_sql(
@@ -223,22 +177,8 @@ fn every_skip_reason_is_logged_with_the_message_id() {
     );
     // 6. route_unavailable: no tab; a shell page; a target that is not a
     // proxy delivery. Rule 4 (superseded) comes before rule 6.
-    post(
-        "conv-notab",
-        "m-notab-old",
-        "assistant",
-        "notab older",
-        None,
-        9,
-    );
-    post(
-        "conv-notab",
-        "m-notab",
-        "assistant",
-        "notab newest",
-        None,
-        10,
-    );
+    post("conv-notab", "m-notab-old", "assistant", "notab older", None, 9);
+    post("conv-notab", "m-notab", "assistant", "notab newest", None, 10);
     let mut shell = message(
         "chatgpt",
         "conv-shell",
@@ -251,27 +191,13 @@ fn every_skip_reason_is_logged_with_the_message_id() {
     shell["observed_at"] = at(11);
     shell["shell_page"] = json!(true);
     ingest(&d, &shell);
-    post(
-        "conv-kind",
-        "m-kind",
-        "assistant",
-        "kind text",
-        Some(16),
-        12,
-    );
+    post("conv-kind", "m-kind", "assistant", "kind text", Some(16), 12);
     exec_sql(
         &db,
         &format!("UPDATE conversation_links SET target_kind = 'browser.other' WHERE local_conversation_id = '{lc_kind}'"),
     );
     // A route whose payload lacks tabId still works through target_id "tab:<n>".
-    post(
-        "conv-tabid",
-        "m-tabid",
-        "assistant",
-        "tabid text",
-        Some(17),
-        13,
-    );
+    post("conv-tabid", "m-tabid", "assistant", "tabid text", Some(17), 13);
     exec_sql(
         &db,
         &format!(
@@ -309,14 +235,8 @@ fn every_skip_reason_is_logged_with_the_message_id() {
         });
         assert_eq!(line["stage"], "message_skipped", "{mid}: {line}");
         assert_eq!(line["result"], *reason, "{mid}: {line}");
-        assert!(
-            line["ts"].is_i64() && line["batch_id"].is_string(),
-            "{line}"
-        );
-        assert!(
-            jobs_for_message(&d, mid).is_empty() || *mid == "m-dup",
-            "{mid} got a job"
-        );
+        assert!(line["ts"].is_i64() && line["batch_id"].is_string(), "{line}");
+        assert!(jobs_for_message(&d, mid).is_empty() || *mid == "m-dup", "{mid} got a job");
     }
     // The one pre-existing job is all m-dup has.
     let dup_jobs = jobs_for_message(&d, "m-dup");
@@ -331,35 +251,21 @@ fn every_skip_reason_is_logged_with_the_message_id() {
         assert_eq!(line["stage"], "job_projected", "{line}");
         let job = wait_job_for_message(&d, mid);
         assert_eq!(line["details"]["job_id"], job["job_id"]);
-        assert_eq!(
-            line["details"]["local_conversation_id"],
-            job["local_conversation_id"]
-        );
+        assert_eq!(line["details"]["local_conversation_id"], job["local_conversation_id"]);
     }
-    assert_eq!(
-        wait_job_for_message(&d, "m-tabid")["target_snapshot"]["target"]["id"],
-        "tab:17"
-    );
+    assert_eq!(wait_job_for_message(&d, "m-tabid")["target_snapshot"]["target"]["id"], "tab:17");
 
     // Every message was examined exactly once.
     wait_runs(&d, "renewal.projector", 3);
     for (mid, _) in expected.iter().chain(&[("m-sup-new", ""), ("m-tabid", "")]) {
-        assert_eq!(
-            projector_lines_for(&d, mid).len(),
-            1,
-            "{mid}: {:?}",
-            projector_lines_for(&d, mid)
-        );
+        assert_eq!(projector_lines_for(&d, mid).len(), 1, "{mid}: {:?}", projector_lines_for(&d, mid));
     }
     // A scan that examined messages ends with scan_completed.
     let done = wait_log(&d, "projector scan_completed", |l| {
         is_stage(l, "renewal.projector", "scan_completed", Some("ok"))
     });
     assert!(done["details"]["examined"].as_u64().unwrap() >= 1, "{done}");
-    assert!(
-        done["details"]["cursor"]["message_id"].is_string(),
-        "{done}"
-    );
+    assert!(done["details"]["cursor"]["message_id"].is_string(), "{done}");
 }
 
 #[test]
@@ -374,37 +280,20 @@ fn job_payload_target_snapshot_and_template() {
     pause_settled(&d);
     let lc = auto_conversation(&d, "chatgpt", "conv-tpl", Some("firefox-tpl"), Some(23));
     let lc_short = auto_conversation(&d, "claude", "conv-short", None, Some(24));
-    exec_sql(
-        &db,
-        "UPDATE local_conversations SET execution_state = 'instruction_running'",
-    );
+    exec_sql(&db, "UPDATE local_conversations SET execution_state = 'instruction_running'");
 
     // Long text: collapsed, cut to 20 chars ending in "…"; the placeholders
     // inside the summary stay literal (one pass).
     let long_text = "  Answer {link} and {platform}\n\n  with   many more words here  ";
     // Observed after the conversations were opened: the newest message.
     let observed = now_ms();
-    let mut body = message(
-        "chatgpt",
-        "conv-tpl",
-        "msg-tpl",
-        "assistant",
-        long_text,
-        Some("firefox-tpl"),
-        Some(23),
-    );
+    let mut body =
+        message("chatgpt", "conv-tpl", "msg-tpl", "assistant", long_text, Some("firefox-tpl"), Some(23));
     body["observed_at"] = json!(observed);
     body["organization_id"] = json!("org-7");
     ingest(&d, &body);
-    let mut short = message(
-        "claude",
-        "conv-short",
-        "msg-short",
-        "assistant",
-        "short   answer",
-        None,
-        Some(24),
-    );
+    let mut short =
+        message("claude", "conv-short", "msg-short", "assistant", "short   answer", None, Some(24));
     short["observed_at"] = json!(observed + 1);
     ingest(&d, &short);
     system(&d, "resume");
@@ -439,11 +328,7 @@ fn job_payload_target_snapshot_and_template() {
     assert_eq!(raw.text(), long_text);
 
     // The snapshot is the active link at projection time.
-    let links = d
-        .get(&format!(
-            "/v1/renewal/links?local_conversation_id={lc}&active=true"
-        ))
-        .data();
+    let links = d.get(&format!("/v1/renewal/links?local_conversation_id={lc}&active=true")).data();
     let l = &links["links"][0];
     assert_eq!(
         job["target_snapshot"],
@@ -455,31 +340,18 @@ fn job_payload_target_snapshot_and_template() {
         })
     );
     assert_eq!(job["target_snapshot"]["target"]["payload"]["tabId"], 23);
-    assert_eq!(
-        job["target_snapshot"]["target"]["payload"]["organizationId"],
-        "org-7"
-    );
+    assert_eq!(job["target_snapshot"]["target"]["payload"]["organizationId"], "org-7");
 
     // The projection line and the job agree; the job points at today's log.
     let line = wait_log(&d, "job_projected msg-tpl", |l| {
-        is_stage(l, "renewal.projector", "job_projected", None)
-            && l["details"]["message_id"] == "msg-tpl"
+        is_stage(l, "renewal.projector", "job_projected", None) && l["details"]["message_id"] == "msg-tpl"
     });
     assert_eq!(line["result"], "job_created");
     assert_eq!(line["details"]["job_id"], job["job_id"]);
     let created = job["created_at"].as_i64().unwrap();
-    assert_between(
-        "job_projected ts - created_at",
-        line["ts"].as_i64().unwrap() - created,
-        0,
-        2000,
-    );
+    assert_between("job_projected ts - created_at", line["ts"].as_i64().unwrap() - created, 0, 2000);
     let log_path = job["log_path"].as_str().expect("log_path set");
-    assert_eq!(
-        std::path::Path::new(log_path).parent().unwrap(),
-        log_dir(&d),
-        "log_path {log_path}"
-    );
+    assert_eq!(std::path::Path::new(log_path).parent().unwrap(), log_dir(&d), "log_path {log_path}");
 
     // next_attempt_at = now at projection: the dispatcher found it due on
     // its next run and deferred it (busy conversation) without an attempt.
@@ -487,12 +359,7 @@ fn job_payload_target_snapshot_and_template() {
         is_job_line(l, job["job_id"].as_str().unwrap(), "job_deferred")
     });
     assert_eq!(deferred["result"], "execution_busy");
-    assert_between(
-        "first deferral after projection",
-        deferred["ts"].as_i64().unwrap() - created,
-        0,
-        2000,
-    );
+    assert_between("first deferral after projection", deferred["ts"].as_i64().unwrap() - created, 0, 2000);
 
     // A short text is not cut and gets no ellipsis; no client on the link.
     let job = wait_job_for_message(&d, "msg-short");
@@ -512,15 +379,7 @@ fn unsettled_messages_wait_for_the_settle_delay() {
     let d = start(json!({ "timed_jobs": { "settle_delay_ms": 1500 } }));
     auto_conversation(&d, "chatgpt", "conv-settle", None, Some(3));
     let t = now_ms();
-    let mut body = message(
-        "chatgpt",
-        "conv-settle",
-        "msg-settle",
-        "assistant",
-        "settling",
-        None,
-        Some(3),
-    );
+    let mut body = message("chatgpt", "conv-settle", "msg-settle", "assistant", "settling", None, Some(3));
     body["observed_at"] = json!(t);
     ingest(&d, &body);
     let job = wait_job_for_message(&d, "msg-settle");
@@ -539,23 +398,9 @@ fn scans_in_arrival_order_at_most_max_messages_per_tick() {
     let t = now_ms() - 10_000;
     // Observed out of order, two sharing an observed_at: the projector
     // follows arrival order (docs/DECISIONS.md), so none is passed over.
-    let msgs = [
-        ("ord-c", t + 2),
-        ("ord-b", t + 1),
-        ("ord-e", t + 3),
-        ("ord-a", t + 1),
-        ("ord-d", t + 2),
-    ];
+    let msgs = [("ord-c", t + 2), ("ord-b", t + 1), ("ord-e", t + 3), ("ord-a", t + 1), ("ord-d", t + 2)];
     for (id, at) in msgs {
-        let mut body = message(
-            "chatgpt",
-            "conv-order",
-            id,
-            "user",
-            &format!("text {id}"),
-            None,
-            None,
-        );
+        let mut body = message("chatgpt", "conv-order", id, "user", &format!("text {id}"), None, None);
         body["observed_at"] = json!(at);
         ingest(&d, &body);
     }
@@ -565,28 +410,19 @@ fn scans_in_arrival_order_at_most_max_messages_per_tick() {
         support::wait_until(WAIT, || {
             seen = log_find(&d, |l| {
                 l["runner"] == "renewal.projector"
-                    && l["details"]["message_id"]
-                        .as_str()
-                        .is_some_and(|m| m.starts_with("ord-"))
+                    && l["details"]["message_id"].as_str().is_some_and(|m| m.starts_with("ord-"))
             });
             seen.len() == 5
         }),
         "{seen:?}"
     );
-    let order: Vec<&str> = seen
-        .iter()
-        .map(|l| l["details"]["message_id"].as_str().unwrap())
-        .collect();
+    let order: Vec<&str> = seen.iter().map(|l| l["details"]["message_id"].as_str().unwrap()).collect();
     assert_eq!(order, ["ord-c", "ord-b", "ord-e", "ord-a", "ord-d"]);
     // At most two per run: at least three runs, none examining more than two.
-    let batches: std::collections::BTreeSet<&str> = seen
-        .iter()
-        .map(|l| l["batch_id"].as_str().unwrap())
-        .collect();
+    let batches: std::collections::BTreeSet<&str> =
+        seen.iter().map(|l| l["batch_id"].as_str().unwrap()).collect();
     assert!(batches.len() >= 3, "{seen:?}");
-    for done in log_find(&d, |l| {
-        is_stage(l, "renewal.projector", "scan_completed", None)
-    }) {
+    for done in log_find(&d, |l| is_stage(l, "renewal.projector", "scan_completed", None)) {
         assert!(done["details"]["examined"].as_u64().unwrap() <= 2, "{done}");
     }
 }
@@ -597,24 +433,15 @@ fn link_uses_public_base_url_and_encodes_the_message_id() {
     auto_conversation(&d, "chatgpt", "conv-odd", None, Some(5));
     let id = "odd id/?#ü";
     let raw = "An answer\nwith two lines";
-    ingest(
-        &d,
-        &message("chatgpt", "conv-odd", id, "assistant", raw, None, Some(5)),
-    );
+    ingest(&d, &message("chatgpt", "conv-odd", id, "assistant", raw, None, Some(5)));
     let job = wait_job_for_message(&d, id);
     let url = d.get(&format!("/v1/messages/{}", support::enc(id))).data()["artifact_url"]
         .as_str()
         .unwrap()
         .to_string();
-    assert_eq!(
-        url,
-        "https://conductor.example/base/artifact/msg/odd%20id%2F%3F%23%C3%BC.txt"
-    );
+    assert_eq!(url, "https://conductor.example/base/artifact/msg/odd%20id%2F%3F%23%C3%BC.txt");
     // The default template "[renewal] {summary}\n{link}".
-    assert_eq!(
-        job["payload_text"],
-        format!("[renewal] An answer with two lines\n{url}").as_str()
-    );
+    assert_eq!(job["payload_text"], format!("[renewal] An answer with two lines\n{url}").as_str());
     let served = d.get(url.strip_prefix("https://conductor.example/base").unwrap());
     assert_eq!(served.status, 200);
     assert_eq!(served.text(), raw);
@@ -630,15 +457,32 @@ fn a_message_arriving_after_newer_ones_is_still_projected() {
     auto_conversation(&d, "chatgpt", "conv-late-a", Some("firefox-late"), Some(31));
     // conv-late-b is opened by a user message observed long ago, so the late
     // assistant message below is still its newest one.
-    let mut opener = message("chatgpt", "conv-late-b", "user-late-b", "user", "hello", Some("firefox-late"), Some(32));
+    let mut opener =
+        message("chatgpt", "conv-late-b", "user-late-b", "user", "hello", Some("firefox-late"), Some(32));
     opener["observed_at"] = json!(t - 120_000);
     let lc_b = ingest(&d, &opener)["local_conversation_id"].as_str().unwrap().to_string();
     set_status(&d, &lc_b, "auto");
-    let mut newer = message("chatgpt", "conv-late-a", "m-late-newer", "assistant", "newer text", Some("firefox-late"), Some(31));
+    let mut newer = message(
+        "chatgpt",
+        "conv-late-a",
+        "m-late-newer",
+        "assistant",
+        "newer text",
+        Some("firefox-late"),
+        Some(31),
+    );
     newer["observed_at"] = json!(t + 5_000);
     ingest(&d, &newer);
     wait_log(&d, "m-late-newer examined", |l| l["details"]["message_id"] == "m-late-newer");
-    let mut late = message("chatgpt", "conv-late-b", "m-late-older", "assistant", "older text", Some("firefox-late"), Some(32));
+    let mut late = message(
+        "chatgpt",
+        "conv-late-b",
+        "m-late-older",
+        "assistant",
+        "older text",
+        Some("firefox-late"),
+        Some(32),
+    );
     late["observed_at"] = json!(t - 60_000);
     ingest(&d, &late);
     let line = wait_log(&d, "m-late-older examined", |l| l["details"]["message_id"] == "m-late-older");

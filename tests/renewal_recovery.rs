@@ -32,9 +32,8 @@ fn running_job(job_id: &str, lc: &str, message_id: &str, next_attempt_at: Option
 
 #[test]
 fn startup_recovers_stale_automation_locks_and_running_renewal_jobs() {
-    let mut d = start(
-        json!({ "timed_jobs": { "interval_ms": 100 }, "renewal": { "recovery_delay_ms": 60000 } }),
-    );
+    let mut d =
+        start(json!({ "timed_jobs": { "interval_ms": 100 }, "renewal": { "recovery_delay_ms": 60000 } }));
     // Nothing to recover on a fresh state dir.
     let first = timed_jobs(&d)["last_recovery"].clone();
     assert_eq!(first["recovered_execution_state_count"], 0);
@@ -56,20 +55,8 @@ fn startup_recovers_stale_automation_locks_and_running_renewal_jobs() {
         "runtime recovery message",
         now - 30_000,
     );
-    seed_conversation(
-        &db,
-        "lc-runtime-recovery",
-        "claude",
-        "auto",
-        "renewal_running",
-    );
-    seed_conversation(
-        &db,
-        "lc-instruction",
-        "claude",
-        "auto",
-        "instruction_running",
-    );
+    seed_conversation(&db, "lc-runtime-recovery", "claude", "auto", "renewal_running");
+    seed_conversation(&db, "lc-instruction", "claude", "auto", "instruction_running");
     seed_conversation(&db, "lc-idle", "claude", "auto", "idle");
     exec_sql(
         &db,
@@ -80,20 +67,9 @@ fn startup_recovers_stale_automation_locks_and_running_renewal_jobs() {
             now - 20_000
         ),
     );
-    seed_job(
-        &db,
-        &running_job(
-            "job-runtime-recovery",
-            "lc-runtime-recovery",
-            "msg-runtime-recovery",
-            None,
-        ),
-    );
+    seed_job(&db, &running_job("job-runtime-recovery", "lc-runtime-recovery", "msg-runtime-recovery", None));
     // A running job whose next attempt is already later keeps it.
-    seed_job(
-        &db,
-        &running_job("job-later", "lc-instruction", "msg-later", Some(far)),
-    );
+    seed_job(&db, &running_job("job-later", "lc-instruction", "msg-later", Some(far)));
     let mut pending = JobSeed::new("job-untouched", "pending");
     pending.local_conversation_id = "lc-idle".into();
     seed_job(&db, &pending);
@@ -104,24 +80,11 @@ fn startup_recovers_stale_automation_locks_and_running_renewal_jobs() {
 
     let conv = conversation(&d, "lc-runtime-recovery");
     assert_eq!(conv["execution_state"], "idle");
-    assert_between(
-        "updated_at = max(updated_at, now)",
-        conv["updated_at"].as_i64().unwrap(),
-        t0,
-        t1,
-    );
+    assert_between("updated_at = max(updated_at, now)", conv["updated_at"].as_i64().unwrap(), t0, t1);
     let conv = conversation(&d, "lc-instruction");
     assert_eq!(conv["execution_state"], "idle");
-    assert_eq!(
-        conv["updated_at"].as_i64(),
-        Some(far),
-        "a later updated_at is kept"
-    );
-    assert_eq!(
-        conversation(&d, "lc-idle")["updated_at"],
-        1000,
-        "idle conversations are not touched"
-    );
+    assert_eq!(conv["updated_at"].as_i64(), Some(far), "a later updated_at is kept");
+    assert_eq!(conversation(&d, "lc-idle")["updated_at"], 1000, "idle conversations are not touched");
 
     let job = job(&d, "job-runtime-recovery");
     assert_eq!(job["status"], "pending");
@@ -129,21 +92,13 @@ fn startup_recovers_stale_automation_locks_and_running_renewal_jobs() {
     assert_eq!(job["finished_at"], Value::Null);
     assert_eq!(job["attempt_count"], 1, "attempts are kept");
     let next = job["next_attempt_at"].as_i64().unwrap();
-    assert_between(
-        "next_attempt_at = now + recovery_delay_ms",
-        next,
-        t0 + 60_000,
-        t1 + 60_000,
-    );
+    assert_between("next_attempt_at = now + recovery_delay_ms", next, t0 + 60_000, t1 + 60_000);
     let later = self::job(&d, "job-later");
     assert_eq!(later["status"], "pending");
     assert_eq!(later["next_attempt_at"].as_i64(), Some(far));
     let untouched = self::job(&d, "job-untouched");
     assert_eq!(untouched["updated_at"].as_i64(), Some(pending.updated_at));
-    assert_eq!(
-        untouched["next_attempt_at"].as_i64(),
-        pending.next_attempt_at
-    );
+    assert_eq!(untouched["next_attempt_at"].as_i64(), pending.next_attempt_at);
 
     let recovery = timed_jobs(&d)["last_recovery"].clone();
     assert_eq!(recovery["recovered_execution_state_count"], 2, "{recovery}");
@@ -161,9 +116,8 @@ fn startup_recovers_stale_automation_locks_and_running_renewal_jobs() {
 
 #[test]
 fn recovery_delay_is_at_least_the_interval() {
-    let mut d = start(
-        json!({ "timed_jobs": { "interval_ms": 5000 }, "renewal": { "recovery_delay_ms": 10 } }),
-    );
+    let mut d =
+        start(json!({ "timed_jobs": { "interval_ms": 5000 }, "renewal": { "recovery_delay_ms": 10 } }));
     d.stop();
     let db = d.db_path();
     seed_conversation(&db, "lc-int", "chatgpt", "auto", "renewal_running");
@@ -204,10 +158,7 @@ fn kill_9_during_delivery_then_restart_delivers_exactly_once_more() {
             Some(21),
         ),
     );
-    let job_id = wait_job_for_message(&d, "msg-crash")["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let job_id = wait_job_for_message(&d, "msg-crash")["job_id"].as_str().unwrap().to_string();
     silent.wait_deliveries(1);
     let job = wait_job(&d, &job_id, "running", |j| j["status"] == "running");
     assert!(job["started_at"].is_i64());
@@ -222,10 +173,7 @@ fn kill_9_during_delivery_then_restart_delivers_exactly_once_more() {
     // Recovered before anything could act on it.
     let job = self::job(&d, &job_id);
     let next = job["next_attempt_at"].as_i64().unwrap();
-    assert!(
-        now_ms() < next,
-        "inspected too late for the checks below to mean anything"
-    );
+    assert!(now_ms() < next, "inspected too late for the checks below to mean anything");
     assert_eq!(job["status"], "pending", "{job}");
     assert_eq!(job["started_at"], Value::Null);
     assert_eq!(job["finished_at"], Value::Null);
@@ -248,20 +196,12 @@ fn kill_9_during_delivery_then_restart_delivers_exactly_once_more() {
         .map(|l| ts(&l))
         .max()
         .unwrap();
-    assert!(
-        started >= next,
-        "redelivered before the recovery delay: {started} < {next}"
-    );
+    assert!(started >= next, "redelivered before the recovery delay: {started} < {next}");
     assert_eq!(done["attempt_count"], 1);
     wait_runs(&d, "renewal.dispatcher", 3);
     sim.wait_deliveries(1);
     let frames = sim.deliveries_for("msg-crash");
-    assert_eq!(
-        frames.len(),
-        1,
-        "exactly one redelivery: {:?}",
-        sim.transcript()
-    );
+    assert_eq!(frames.len(), 1, "exactly one redelivery: {:?}", sim.transcript());
     assert_eq!(frames[0]["message_text"], done["payload_text"]);
     assert_eq!(self::job(&d, &job_id)["status"], "done");
     assert_eq!(conversation(&d, &lc)["execution_state"], "idle");
@@ -274,20 +214,9 @@ fn clean_stop_during_a_delivery_leaves_no_running_job() {
     let lc = auto_conversation(&d, "chatgpt", "conv-stop", Some("firefox-stop"), Some(6));
     ingest(
         &d,
-        &message(
-            "chatgpt",
-            "conv-stop",
-            "msg-stop",
-            "assistant",
-            "stop now",
-            Some("firefox-stop"),
-            Some(6),
-        ),
+        &message("chatgpt", "conv-stop", "msg-stop", "assistant", "stop now", Some("firefox-stop"), Some(6)),
     );
-    let job_id = wait_job_for_message(&d, "msg-stop")["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let job_id = wait_job_for_message(&d, "msg-stop")["job_id"].as_str().unwrap().to_string();
     silent.wait_deliveries(1);
     wait_job(&d, &job_id, "running", |j| j["status"] == "running");
 
@@ -323,10 +252,7 @@ fn clean_stop_during_a_delivery_leaves_no_running_job() {
         )
         .expect("the policy state, saved at the stop");
     assert!(policy.contains("firefox-stop"), "{policy}");
-    assert!(
-        !policy.contains("client_disconnected"),
-        "the target was charged a failure: {policy}"
-    );
+    assert!(!policy.contains("client_disconnected"), "the target was charged a failure: {policy}");
     let state: String = conn
         .query_row(
             "SELECT execution_state FROM local_conversations WHERE local_conversation_id = ?1",
@@ -336,10 +262,7 @@ fn clean_stop_during_a_delivery_leaves_no_running_job() {
         .unwrap();
     assert_eq!(state, "idle");
     d.restart();
-    assert_eq!(
-        timed_jobs(&d)["last_recovery"]["requeued_renewal_job_count"],
-        0
-    );
+    assert_eq!(timed_jobs(&d)["last_recovery"]["requeued_renewal_job_count"], 0);
 }
 
 /// A stop while the dispatcher waits out a long policy jitter: the wait ends
@@ -366,16 +289,13 @@ fn clean_stop_during_a_policy_wait_sends_nothing_and_is_not_held_up() {
     assert!(log_find(&d, |l| is_job_line(l, "job-wait", "job_attempt_started")).is_empty());
     let conn = support::db(&db);
     let (status, attempts): (String, i64) = conn
-        .query_row(
-            "SELECT status, attempt_count FROM renewal_jobs WHERE job_id = 'job-wait'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT status, attempt_count FROM renewal_jobs WHERE job_id = 'job-wait'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .unwrap();
     assert_eq!((status.as_str(), attempts), ("pending", 0));
     assert!(sim.deliveries().is_empty(), "{:?}", sim.transcript());
 }
-
 
 /// A stop during the pause between two deliveries (`inter_job_jitter_ms`)
 /// ends the pause: the next job is not sent and goes back to pending.
@@ -410,7 +330,8 @@ fn clean_stop_in_a_long_scan_charges_no_job() {
     // Each answer takes 2 s: the stop comes during the first delivery.
     let sim = Sim::connect(&d, "firefox-scan", &["--delay-ms", "2000"]);
     let db = d.db_path();
-    let ids: Vec<(String, String)> = (0..100).map(|i| (format!("job-scan-{i:03}"), format!("lc-scan-{i:03}"))).collect();
+    let ids: Vec<(String, String)> =
+        (0..100).map(|i| (format!("job-scan-{i:03}"), format!("lc-scan-{i:03}"))).collect();
     for (i, (_, lc)) in ids.iter().enumerate() {
         // No client on the link: the check picks a connected plugin.
         seed_route(&db, lc, "chatgpt", "auto", None, Some(100 + i as i64));
@@ -421,7 +342,10 @@ fn clean_stop_in_a_long_scan_charges_no_job() {
 
     let status = d.stop();
     assert!(status.success(), "clean exit: {status}");
-    let charged = count_rows(&db, "SELECT count(*) FROM renewal_jobs WHERE attempt_count > 0 OR last_error IS NOT NULL");
+    let charged = count_rows(
+        &db,
+        "SELECT count(*) FROM renewal_jobs WHERE attempt_count > 0 OR last_error IS NOT NULL",
+    );
     assert_eq!(charged, 0, "jobs charged by the stop");
     let left = count_rows(&db, "SELECT count(*) FROM renewal_jobs WHERE status = 'pending'");
     assert_eq!(left, 100);

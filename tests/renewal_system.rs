@@ -58,24 +58,16 @@ fn exposes_renewal_jobs_apis_and_registers_the_dispatcher() {
     );
     seed_job(&db, &j);
 
-    let list = d
-        .get("/v1/renewal/jobs?status=pending&local_conversation_id=lc-renewal-job-api")
-        .data();
+    let list = d.get("/v1/renewal/jobs?status=pending&local_conversation_id=lc-renewal-job-api").data();
     assert_eq!(list["count"], 1, "{list}");
     let item = &list["jobs"][0];
     assert_eq!(item["job_id"], "job-renewal-job-api");
     assert_eq!(item["payload_text"], "[renewal] api payload");
-    assert_eq!(
-        item["target_snapshot"]["target"]["kind"],
-        "browser.proxy_delivery"
-    );
-    let by_message = d
-        .get("/v1/renewal/jobs?message_id=msg-renewal-job-api")
-        .data();
+    assert_eq!(item["target_snapshot"]["target"]["kind"], "browser.proxy_delivery");
+    let by_message = d.get("/v1/renewal/jobs?message_id=msg-renewal-job-api").data();
     assert_eq!(by_message["count"], 1);
     assert_eq!(
-        d.get("/v1/renewal/jobs?status=done&local_conversation_id=lc-renewal-job-api")
-            .data()["count"],
+        d.get("/v1/renewal/jobs?status=done&local_conversation_id=lc-renewal-job-api").data()["count"],
         0
     );
 
@@ -84,39 +76,24 @@ fn exposes_renewal_jobs_apis_and_registers_the_dispatcher() {
     assert_eq!(read["local_conversation_id"], "lc-renewal-job-api");
     assert_eq!(read["status"], "pending");
     assert_eq!(read["message_id"], "msg-renewal-job-api");
-    assert_eq!(
-        read["payload"]["sourceMessage"]["id"],
-        "msg-renewal-job-api"
-    );
-    let keys: BTreeSet<&str> = read
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    assert_eq!(read["payload"]["sourceMessage"]["id"], "msg-renewal-job-api");
+    let keys: BTreeSet<&str> = read.as_object().unwrap().keys().map(String::as_str).collect();
     let expected: BTreeSet<&str> = JOB_KEYS.iter().copied().collect();
     assert_eq!(keys, expected, "every field present, null when unknown");
     assert_eq!(read["finished_at"], Value::Null);
 
     d.get("/v1/renewal/jobs/job-nope").error(404, "not_found");
-    let e = d
-        .get("/v1/renewal/jobs?status=waiting")
-        .error(400, "invalid_request");
+    let e = d.get("/v1/renewal/jobs?status=waiting").error(400, "invalid_request");
     assert_eq!(e["details"]["field"], "status");
 
     // The job API drives the dispatcher: cancel, then retry, and a plugin
     // that shows up gets the delivery.
-    let cancelled = d
-        .post_json("/v1/renewal/jobs/job-renewal-job-api/cancel", &json!({}))
-        .data();
+    let cancelled = d.post_json("/v1/renewal/jobs/job-renewal-job-api/cancel", &json!({})).data();
     assert_eq!(cancelled["status"], "failed");
     assert_eq!(cancelled["last_error"], "cancelled");
-    d.post_json("/v1/renewal/jobs/job-renewal-job-api/cancel", &json!({}))
-        .error(409, "invalid_state");
+    d.post_json("/v1/renewal/jobs/job-renewal-job-api/cancel", &json!({})).error(409, "invalid_state");
     let sim = Sim::connect(&d, "firefox-chatgpt", &[]);
-    let retried = d
-        .post_json("/v1/renewal/jobs/job-renewal-job-api/retry", &json!({}))
-        .data();
+    let retried = d.post_json("/v1/renewal/jobs/job-renewal-job-api/retry", &json!({})).data();
     assert_eq!(retried["job_id"], "job-renewal-job-api");
     let done = wait_job(&d, "job-renewal-job-api", "done", |j| j["status"] == "done");
     wait_job_line(&d, "job-renewal-job-api", "job_completed");
@@ -168,33 +145,20 @@ fn drain_stops_projection_but_finishes_pending_jobs() {
 
     // The projector creates nothing while draining, and says why.
     let skipped = wait_log(&d, "projector scan_skipped/system_draining", |l| {
-        is_stage(
-            l,
-            "renewal.projector",
-            "scan_skipped",
-            Some("system_draining"),
-        ) && ts(l) >= t
+        is_stage(l, "renewal.projector", "scan_skipped", Some("system_draining")) && ts(l) >= t
     });
     assert_eq!(skipped["details"], json!({}));
     wait_runs(&d, "renewal.projector", 3);
     assert!(jobs_for_message(&d, "msg-drain").is_empty());
-    assert!(
-        log_find(&d, |l| l["details"]["message_id"] == "msg-drain").is_empty(),
-        "msg-drain was examined"
-    );
-    assert_eq!(
-        runner(&d, "renewal.projector")["last_result"],
-        "system_draining"
-    );
+    assert!(log_find(&d, |l| l["details"]["message_id"] == "msg-drain").is_empty(), "msg-drain was examined");
+    assert_eq!(runner(&d, "renewal.projector")["last_result"], "system_draining");
 
     // Resume: the cursor did not move, so the message is projected now.
     let sys = system(&d, "resume");
     assert_eq!(sys["automation_state"], "running");
     assert_eq!(sys["drained"], false);
     let job = wait_job_for_message(&d, "msg-drain");
-    wait_job(&d, job["job_id"].as_str().unwrap(), "done", |j| {
-        j["status"] == "done"
-    });
+    wait_job(&d, job["job_id"].as_str().unwrap(), "done", |j| j["status"] == "done");
 }
 
 #[test]
@@ -209,15 +173,7 @@ fn system_pause_skips_both_runners_and_leaves_jobs_untouched() {
     seed_job(&d.db_path(), &seed);
     ingest(
         &d,
-        &message(
-            "chatgpt",
-            "conv-sp",
-            "msg-sp",
-            "assistant",
-            "while paused",
-            Some("firefox-sp"),
-            Some(6),
-        ),
+        &message("chatgpt", "conv-sp", "msg-sp", "assistant", "while paused", Some("firefox-sp"), Some(6)),
     );
     let t = now_ms();
 
@@ -233,11 +189,7 @@ fn system_pause_skips_both_runners_and_leaves_jobs_untouched() {
         assert_eq!(job["status"], "pending");
         assert_eq!(job["attempt_count"], 0);
         assert_eq!(job["next_attempt_at"].as_i64(), seed.next_attempt_at);
-        assert_eq!(
-            job["updated_at"].as_i64(),
-            Some(seed.updated_at),
-            "job untouched: {job}"
-        );
+        assert_eq!(job["updated_at"].as_i64(), Some(seed.updated_at), "job untouched: {job}");
         assert_eq!(job["log_path"], Value::Null);
         assert!(jobs_for_message(d, "msg-sp").is_empty());
         assert!(log_find(d, |l| l["details"]["message_id"] == "msg-sp").is_empty());
@@ -258,12 +210,7 @@ fn system_pause_skips_both_runners_and_leaves_jobs_untouched() {
     assert_eq!(d.get("/v1/system").data()["automation_state"], "paused");
     let t = now_ms();
     wait_log(&d, "dispatcher scan_skipped after restart", |l| {
-        is_stage(
-            l,
-            "renewal.dispatcher",
-            "scan_skipped",
-            Some("system_paused"),
-        ) && ts(l) > t
+        is_stage(l, "renewal.dispatcher", "scan_skipped", Some("system_paused")) && ts(l) > t
     });
     wait_runs(&d, "renewal.dispatcher", 2);
     check_untouched(&d);
@@ -273,9 +220,7 @@ fn system_pause_skips_both_runners_and_leaves_jobs_untouched() {
     system(&d, "resume");
     wait_job(&d, "job-sp", "done", |j| j["status"] == "done");
     let job = wait_job_for_message(&d, "msg-sp");
-    wait_job(&d, job["job_id"].as_str().unwrap(), "done", |j| {
-        j["status"] == "done"
-    });
+    wait_job(&d, job["job_id"].as_str().unwrap(), "done", |j| j["status"] == "done");
     sim.expect_deliveries(2);
 }
 
@@ -287,15 +232,7 @@ fn standby_role_keeps_every_runner_idle() {
     let lc = auto_conversation(&d, "chatgpt", "conv-standby", None, Some(7));
     ingest(
         &d,
-        &message(
-            "chatgpt",
-            "conv-standby",
-            "msg-standby",
-            "assistant",
-            "standby text",
-            None,
-            Some(7),
-        ),
+        &message("chatgpt", "conv-standby", "msg-standby", "assistant", "standby text", None, Some(7)),
     );
     let db = d.db_path();
     let seed = due_job("job-standby", &lc, "[renewal] standby");
@@ -307,11 +244,7 @@ fn standby_role_keeps_every_runner_idle() {
     // The ticker ticks (next_run_at keeps moving) but runs nothing.
     let mut seen = BTreeSet::new();
     let ok = wait_until(WAIT, || {
-        seen.insert(
-            runner(&d, "renewal.projector")["next_run_at"]
-                .as_i64()
-                .unwrap_or(0),
-        );
+        seen.insert(runner(&d, "renewal.projector")["next_run_at"].as_i64().unwrap_or(0));
         seen.len() >= 6
     });
     assert!(ok, "the ticker did not tick: {seen:?}");
@@ -324,16 +257,8 @@ fn standby_role_keeps_every_runner_idle() {
     let pending = job(&d, "job-standby");
     assert_eq!(pending["status"], "pending");
     assert_eq!(pending["updated_at"].as_i64(), Some(seed.updated_at));
-    assert_eq!(
-        job(&d, "job-standby-old")["status"],
-        "done",
-        "the pruner is idle too"
-    );
-    assert!(
-        log_lines(&d).is_empty(),
-        "no runner logged: {}",
-        log_tail(&d, 10)
-    );
+    assert_eq!(job(&d, "job-standby-old")["status"], "done", "the pruner is idle too");
+    assert!(log_lines(&d).is_empty(), "no runner logged: {}", log_tail(&d, 10));
 }
 
 #[test]
@@ -344,10 +269,7 @@ fn repeated_assistant_message_pauses_an_auto_conversation_on_ingest() {
     // Keep the runners out of it: the pause comes from the ingest alone.
     pause_settled(&d);
     let post = |conv: &str, mid: &str, text: &str| {
-        ingest(
-            &d,
-            &message("chatgpt", conv, mid, "assistant", text, None, Some(8)),
-        )
+        ingest(&d, &message("chatgpt", conv, mid, "assistant", text, None, Some(8)))
     };
     post("conv-loop", "loop-1", "hello  world");
     assert_eq!(conversation(&d, &lc)["repeated_message_count"], 1);
@@ -399,21 +321,11 @@ fn end_to_end_message_auto_job_delivery_done() {
             "First answer from the page",
         ],
     );
-    assert!(
-        wait_until(WAIT, || d.get("/v1/messages/msg-e2e-1").status == 200),
-        "message not ingested"
-    );
-    let links = d
-        .get("/v1/renewal/links?remote_conversation_id=conv-e2e")
-        .data();
-    let lc = links["links"][0]["local_conversation_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    assert!(wait_until(WAIT, || d.get("/v1/messages/msg-e2e-1").status == 200), "message not ingested");
+    let links = d.get("/v1/renewal/links?remote_conversation_id=conv-e2e").data();
+    let lc = links["links"][0]["local_conversation_id"].as_str().unwrap().to_string();
     assert_eq!(links["links"][0]["client_id"], "firefox-e2e");
-    let skipped = wait_log(&d, "msg-e2e-1 examined", |l| {
-        l["details"]["message_id"] == "msg-e2e-1"
-    });
+    let skipped = wait_log(&d, "msg-e2e-1 examined", |l| l["details"]["message_id"] == "msg-e2e-1");
     assert_eq!(skipped["result"], "automation_manual");
 
     // The person switches it to auto; the plugin reconnects and reports the
@@ -443,10 +355,7 @@ fn end_to_end_message_auto_job_delivery_done() {
     assert_eq!(job["attempt_count"], 1);
 
     // The default template: "[renewal] {summary}\n{link}".
-    let link = d.get("/v1/messages/msg-e2e-2").data()["artifact_url"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let link = d.get("/v1/messages/msg-e2e-2").data()["artifact_url"].as_str().unwrap().to_string();
     let expected = format!("[renewal] Second answer from the page\n{link}");
     assert_eq!(job["payload_text"], expected.as_str());
     sim.wait_deliveries(1);
@@ -467,11 +376,7 @@ fn end_to_end_message_auto_job_delivery_done() {
     let sys = d.get("/v1/system").data();
     assert_eq!(sys["counts"]["jobs"]["done"], 1);
     assert_eq!(sys["clients"], 1);
-    let done = d
-        .get(&format!(
-            "/v1/renewal/jobs?status=done&local_conversation_id={lc}"
-        ))
-        .data();
+    let done = d.get(&format!("/v1/renewal/jobs?status=done&local_conversation_id={lc}")).data();
     assert_eq!(done["count"], 1);
 
     // ...and through the JSONL log the job points at.
@@ -492,9 +397,5 @@ fn end_to_end_message_auto_job_delivery_done() {
         .filter(|l| l["details"]["job_id"] == job_id.as_str())
         .map(|l| l["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        stages,
-        ["job_projected", "job_attempt_started", "job_completed"],
-        "{in_file:?}"
-    );
+    assert_eq!(stages, ["job_projected", "job_attempt_started", "job_completed"], "{in_file:?}");
 }

@@ -47,7 +47,8 @@ fn msg(client: usize, i: usize) -> NewMessage {
 #[test]
 fn the_wal_stays_bounded_under_steady_commits_and_nothing_is_lost() {
     let dir = TempDir::new("ckpt");
-    let (handle, store) = store::open(dir.path(), StoreOptions { readers: 1, max_page_count: None }).expect("open");
+    let (handle, store) =
+        store::open(dir.path(), StoreOptions { readers: 1, max_page_count: None }).expect("open");
     let wal = dir.path().join("conductor.db-wal");
 
     let writers: Vec<_> = (0..CLIENTS)
@@ -69,7 +70,9 @@ fn the_wal_stays_bounded_under_steady_commits_and_nothing_is_lost() {
     assert!(wal_frames <= MAX_WAL_FRAMES, "WAL grew to {wal_frames} frames");
 
     let db = dir.path().join("conductor.db");
-    let count = |conn: &Connection| conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get::<_, i64>(0)).unwrap();
+    let count = |conn: &Connection| {
+        conn.query_row("SELECT COUNT(*) FROM messages", [], |r| r.get::<_, i64>(0)).unwrap()
+    };
     let other = Connection::open_with_flags(&db, OpenFlags::SQLITE_OPEN_READ_ONLY).unwrap();
     assert_eq!(count(&other), (CLIENTS * PER_CLIENT) as i64);
     drop(other);

@@ -10,19 +10,13 @@ use std::thread;
 use std::time::Duration;
 
 use baa_conductor::store::{
-    self, AutomationState, ConversationFilter, IngestSettings, LinkFilter, MessageFilter,
-    NewMessage, Page, Store, StoreError, StoreOptions,
+    self, AutomationState, ConversationFilter, IngestSettings, LinkFilter, MessageFilter, NewMessage, Page,
+    Store, StoreError, StoreOptions,
 };
 use support::TempDir;
 
-const SETTINGS: IngestSettings = IngestSettings {
-    summary_limit: 200,
-    repeat_pause_threshold: 3,
-};
-const ALL: Page = Page {
-    limit: 500,
-    offset: 0,
-};
+const SETTINGS: IngestSettings = IngestSettings { summary_limit: 200, repeat_pause_threshold: 3 };
+const ALL: Page = Page { limit: 500, offset: 0 };
 /// Every caller must be answered within this (a hung writer fails the test
 /// instead of hanging it).
 const ANSWER_DEADLINE: Duration = Duration::from_secs(30);
@@ -46,14 +40,7 @@ fn msg(id: &str, conversation: &str, text: &str) -> NewMessage {
 }
 
 fn open(dir: &TempDir, max_page_count: Option<u64>) -> (store::Handle, Store) {
-    store::open(
-        dir.path(),
-        StoreOptions {
-            readers: 2,
-            max_page_count,
-        },
-    )
-    .expect("open store")
+    store::open(dir.path(), StoreOptions { readers: 2, max_page_count }).expect("open store")
 }
 
 /// Runs `f` on a thread and fails the test if it does not finish in time.
@@ -68,13 +55,7 @@ fn within_deadline<T: Send + 'static>(what: &str, f: impl FnOnce() -> T + Send +
 
 fn conversation_count_for(store: &Store, conversation: &str) -> usize {
     let (links, _) = store
-        .links(
-            &LinkFilter {
-                remote_conversation_id: Some(conversation.into()),
-                ..Default::default()
-            },
-            ALL,
-        )
+        .links(&LinkFilter { remote_conversation_id: Some(conversation.into()), ..Default::default() }, ALL)
         .unwrap();
     links.len()
 }
@@ -98,19 +79,14 @@ fn group_commit_answers_many_concurrent_callers() {
                         let mut out = Vec::new();
                         for i in 0..per_thread {
                             let id = format!("t{t}-m{i}");
-                            let outcome = store.ingest(
-                                msg(&id, &format!("conv-{t}"), &format!("text {id}")),
-                                SETTINGS,
-                            );
+                            let outcome =
+                                store.ingest(msg(&id, &format!("conv-{t}"), &format!("text {id}")), SETTINGS);
                             // Read-your-writes: once answered, the write is visible.
                             let visible = store.message(&id).unwrap().is_some();
                             out.push((id, outcome, visible));
                             if i % 5 == 0 {
                                 store
-                                    .set_system_state(
-                                        AutomationState::Paused,
-                                        Some(format!("t{t}")),
-                                    )
+                                    .set_system_state(AutomationState::Paused, Some(format!("t{t}")))
                                     .unwrap();
                             }
                         }
@@ -118,10 +94,7 @@ fn group_commit_answers_many_concurrent_callers() {
                     })
                 })
                 .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap())
-                .collect::<Vec<_>>()
+            workers.into_iter().flat_map(|w| w.join().unwrap()).collect::<Vec<_>>()
         }
     });
     assert_eq!(results.len(), threads * per_thread);
@@ -137,23 +110,13 @@ fn group_commit_answers_many_concurrent_callers() {
     assert_eq!(counts.messages as usize, threads * per_thread);
     assert_eq!(counts.conversations as usize, threads);
     let (links, _) = store.links(&LinkFilter::default(), ALL).unwrap();
-    assert_eq!(
-        links.len(),
-        threads,
-        "one link per conversation (one tab, one client)"
-    );
-    assert_eq!(
-        store.system_state().unwrap().automation_state,
-        AutomationState::Paused
-    );
+    assert_eq!(links.len(), threads, "one link per conversation (one tab, one client)");
+    assert_eq!(store.system_state().unwrap().automation_state, AutomationState::Paused);
     handle.shutdown();
 
     // Everything answered is on disk: reopen and count again.
     let (handle, store) = open(&dir, None);
-    assert_eq!(
-        store.counts().unwrap().messages as usize,
-        threads * per_thread
-    );
+    assert_eq!(store.counts().unwrap().messages as usize, threads * per_thread);
     handle.shutdown();
 }
 
@@ -194,10 +157,7 @@ fn a_failing_write_is_rolled_back_alone_and_reported_to_its_caller() {
                     })
                 })
                 .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap())
-                .collect::<Vec<_>>()
+            workers.into_iter().flat_map(|w| w.join().unwrap()).collect::<Vec<_>>()
         }
     });
     for (id, r) in &results {
@@ -206,14 +166,9 @@ fn a_failing_write_is_rolled_back_alone_and_reported_to_its_caller() {
                 Err(StoreError::Sqlite(m)) => assert!(m.contains("poisoned"), "{id}: {m}"),
                 other => panic!("{id}: expected the trigger's error, got {other:?}"),
             }
-            assert!(
-                store.message(id).unwrap().is_none(),
-                "{id}: message rolled back"
-            );
+            assert!(store.message(id).unwrap().is_none(), "{id}: message rolled back");
         } else {
-            let outcome = r
-                .as_ref()
-                .unwrap_or_else(|e| panic!("{id}: a neighbour's failure leaked: {e}"));
+            let outcome = r.as_ref().unwrap_or_else(|e| panic!("{id}: a neighbour's failure leaked: {e}"));
             assert!(!outcome.duplicate);
             assert!(store.message(id).unwrap().is_some(), "{id} committed");
         }
@@ -221,26 +176,15 @@ fn a_failing_write_is_rolled_back_alone_and_reported_to_its_caller() {
     // Nothing half-written: no conversation, no link, no message for it.
     let counts = store.counts().unwrap();
     assert_eq!(counts.messages, 160);
-    assert_eq!(
-        counts.conversations, 16,
-        "no conversation was created for the poisoned writes"
-    );
+    assert_eq!(counts.conversations, 16, "no conversation was created for the poisoned writes");
     assert_eq!(conversation_count_for(&store, "poison"), 0);
     let (msgs, _) = store
-        .messages(
-            &MessageFilter {
-                conversation_id: Some("poison".into()),
-                ..Default::default()
-            },
-            ALL,
-        )
+        .messages(&MessageFilter { conversation_id: Some("poison".into()), ..Default::default() }, ALL)
         .unwrap();
     assert!(msgs.is_empty());
     // The writer serves on.
     store.flush().unwrap();
-    store
-        .ingest(msg("after", "conv-after", "x"), SETTINGS)
-        .unwrap();
+    store.ingest(msg("after", "conv-after", "x"), SETTINGS).unwrap();
     assert!(store.message("after").unwrap().is_some());
     handle.shutdown();
 }
@@ -273,11 +217,7 @@ fn a_full_database_fails_the_write_cleanly_and_the_writer_lives_on() {
     assert!(store.message(&full_id).unwrap().is_none());
     let counts = store.counts().unwrap();
     assert_eq!(counts.messages as usize, stored.len());
-    assert_eq!(
-        counts.conversations as usize,
-        stored.len(),
-        "no conversation for the failed write"
-    );
+    assert_eq!(counts.conversations as usize, stored.len(), "no conversation for the failed write");
     let failed_conv = full_id.replace("big-", "conv-");
     assert_eq!(conversation_count_for(&store, &failed_conv), 0);
 
@@ -288,15 +228,10 @@ fn a_full_database_fails_the_write_cleanly_and_the_writer_lives_on() {
     })
     .expect("flush while full");
     for id in &stored {
-        assert_eq!(
-            store.message(id).unwrap().unwrap().raw_text.as_deref(),
-            Some(big.as_str())
-        );
+        assert_eq!(store.message(id).unwrap().unwrap().raw_text.as_deref(), Some(big.as_str()));
     }
     // A duplicate needs no space and is still answered.
-    let dup = store
-        .ingest(msg(&stored[0], "conv-0", "other"), SETTINGS)
-        .unwrap();
+    let dup = store.ingest(msg(&stored[0], "conv-0", "other"), SETTINGS).unwrap();
     assert!(dup.duplicate);
 
     // While full, concurrent writes of any size either succeed (and are
@@ -313,23 +248,15 @@ fn a_full_database_fails_the_write_cleanly_and_the_writer_lives_on() {
                         (0..6)
                             .map(|i| {
                                 let id = format!("w{t}-{i}");
-                                let text = if i % 2 == 0 {
-                                    big.clone()
-                                } else {
-                                    format!("small {id}")
-                                };
-                                let r =
-                                    store.ingest(msg(&id, &format!("cw{t}-{i}"), &text), SETTINGS);
+                                let text = if i % 2 == 0 { big.clone() } else { format!("small {id}") };
+                                let r = store.ingest(msg(&id, &format!("cw{t}-{i}"), &text), SETTINGS);
                                 (id, format!("cw{t}-{i}"), text, r)
                             })
                             .collect::<Vec<_>>()
                     })
                 })
                 .collect();
-            workers
-                .into_iter()
-                .flat_map(|w| w.join().unwrap())
-                .collect::<Vec<_>>()
+            workers.into_iter().flat_map(|w| w.join().unwrap()).collect::<Vec<_>>()
         }
     });
     let mut ok = 0;
@@ -339,26 +266,15 @@ fn a_full_database_fails_the_write_cleanly_and_the_writer_lives_on() {
                 ok += 1;
                 assert!(!outcome.duplicate);
                 assert_eq!(
-                    store
-                        .message(id)
-                        .unwrap()
-                        .and_then(|m| m.raw_text)
-                        .as_deref(),
+                    store.message(id).unwrap().and_then(|m| m.raw_text).as_deref(),
                     Some(text.as_str()),
                     "{id}"
                 );
                 assert_eq!(conversation_count_for(&store, conv), 1, "{id}");
             }
             Err(StoreError::Full) => {
-                assert!(
-                    store.message(id).unwrap().is_none(),
-                    "{id} failed but was stored"
-                );
-                assert_eq!(
-                    conversation_count_for(&store, conv),
-                    0,
-                    "{id} failed but left a link"
-                );
+                assert!(store.message(id).unwrap().is_none(), "{id} failed but was stored");
+                assert_eq!(conversation_count_for(&store, conv), 0, "{id} failed but left a link");
             }
             Err(other) => panic!("{id}: expected Ok or Full, got {other}"),
         }
@@ -372,9 +288,7 @@ fn a_full_database_fails_the_write_cleanly_and_the_writer_lives_on() {
     // Without the limit the same database takes writes again, data intact.
     let (handle, store) = open(&dir, None);
     assert_eq!(store.counts().unwrap().messages as usize, stored.len() + ok);
-    store
-        .ingest(msg(&full_id, &failed_conv, &big), SETTINGS)
-        .unwrap();
+    store.ingest(msg(&full_id, &failed_conv, &big), SETTINGS).unwrap();
     assert!(store.message(&full_id).unwrap().is_some());
     handle.shutdown();
 }
@@ -386,10 +300,7 @@ fn a_duplicate_ingest_is_idempotent() {
     let first = store.ingest(msg("m1", "c1", "original"), SETTINGS).unwrap();
     assert!(!first.duplicate);
     let before = store.counts().unwrap();
-    let conv_before = store
-        .conversation(first.local_conversation_id.as_deref().unwrap())
-        .unwrap()
-        .unwrap();
+    let conv_before = store.conversation(first.local_conversation_id.as_deref().unwrap()).unwrap().unwrap();
 
     let mut again = msg("m1", "c1", "changed text");
     again.tab_id = Some(99);
@@ -403,20 +314,11 @@ fn a_duplicate_ingest_is_idempotent() {
         assert_eq!(dup.message, first.message);
     }
     assert_eq!(store.counts().unwrap(), before);
-    let conv_after = store
-        .conversation(first.local_conversation_id.as_deref().unwrap())
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        conv_after, conv_before,
-        "the conversation is untouched by duplicates"
-    );
+    let conv_after = store.conversation(first.local_conversation_id.as_deref().unwrap()).unwrap().unwrap();
+    assert_eq!(conv_after, conv_before, "the conversation is untouched by duplicates");
     let (links, _) = store.links(&LinkFilter::default(), ALL).unwrap();
     assert_eq!(links.len(), 1);
-    assert_eq!(
-        store.message("m1").unwrap().unwrap().raw_text.as_deref(),
-        Some("original")
-    );
+    assert_eq!(store.message("m1").unwrap().unwrap().raw_text.as_deref(), Some("original"));
 
     // Concurrent duplicates: exactly one is new.
     let results = within_deadline("concurrent duplicates", {
@@ -428,24 +330,13 @@ fn a_duplicate_ingest_is_idempotent() {
                     thread::spawn(move || store.ingest(msg("m2", "c2", "race"), SETTINGS).unwrap())
                 })
                 .collect();
-            workers
-                .into_iter()
-                .map(|w| w.join().unwrap())
-                .collect::<Vec<_>>()
+            workers.into_iter().map(|w| w.join().unwrap()).collect::<Vec<_>>()
         }
     });
     assert_eq!(results.iter().filter(|o| !o.duplicate).count(), 1);
-    let lc: Vec<_> = results
-        .iter()
-        .map(|o| o.local_conversation_id.clone())
-        .collect();
-    assert!(
-        lc.windows(2).all(|w| w[0] == w[1]),
-        "all answers name the same conversation"
-    );
-    let (convs, _) = store
-        .conversations(&ConversationFilter::default(), ALL)
-        .unwrap();
+    let lc: Vec<_> = results.iter().map(|o| o.local_conversation_id.clone()).collect();
+    assert!(lc.windows(2).all(|w| w[0] == w[1]), "all answers name the same conversation");
+    let (convs, _) = store.conversations(&ConversationFilter::default(), ALL).unwrap();
     assert_eq!(convs.len(), 2);
     handle.shutdown();
 }
@@ -459,9 +350,7 @@ fn shutdown_commits_what_is_queued_and_later_calls_see_closed() {
             let store = store.clone();
             thread::spawn(move || {
                 for i in 0..20 {
-                    store
-                        .ingest(msg(&format!("s{t}-{i}"), "c", "x"), SETTINGS)
-                        .unwrap();
+                    store.ingest(msg(&format!("s{t}-{i}"), "c", "x"), SETTINGS).unwrap();
                 }
             })
         })
@@ -470,10 +359,7 @@ fn shutdown_commits_what_is_queued_and_later_calls_see_closed() {
         w.join().unwrap();
     }
     within_deadline("shutdown", move || handle.shutdown());
-    assert_eq!(
-        store.ingest(msg("late", "c", "x"), SETTINGS).unwrap_err(),
-        StoreError::Closed
-    );
+    assert_eq!(store.ingest(msg("late", "c", "x"), SETTINGS).unwrap_err(), StoreError::Closed);
     assert_eq!(store.flush().unwrap_err(), StoreError::Closed);
     drop(store);
     let (handle, store) = open(&dir, None);

@@ -25,54 +25,26 @@ fn timed_jobs_endpoint_shows_runners_and_last_recovery() {
         wait_runs(&d, r, 2);
     }
     let data = timed_jobs(&d);
-    let keys: BTreeSet<&str> = data
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(
-        keys,
-        ["interval_ms", "last_recovery", "log_dir", "role", "runners"]
-            .into_iter()
-            .collect()
-    );
+    let keys: BTreeSet<&str> = data.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(keys, ["interval_ms", "last_recovery", "log_dir", "role", "runners"].into_iter().collect());
     assert_eq!(data["interval_ms"], 50);
     assert_eq!(data["role"], "primary");
     assert_eq!(data["log_dir"], log_dir(&d).display().to_string().as_str());
     let rec = &data["last_recovery"];
-    let rec_keys: BTreeSet<&str> = rec
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
+    let rec_keys: BTreeSet<&str> = rec.as_object().unwrap().keys().map(String::as_str).collect();
     assert_eq!(
         rec_keys,
-        [
-            "at",
-            "recovered_execution_state_count",
-            "recovery_next_attempt_at",
-            "requeued_renewal_job_count"
-        ]
-        .into_iter()
-        .collect()
+        ["at", "recovered_execution_state_count", "recovery_next_attempt_at", "requeued_renewal_job_count"]
+            .into_iter()
+            .collect()
     );
     assert_eq!(rec["recovered_execution_state_count"], 0);
     assert_eq!(rec["requeued_renewal_job_count"], 0);
     assert_eq!(rec["recovery_next_attempt_at"], Value::Null);
-    assert_between(
-        "last_recovery.at",
-        rec["at"].as_i64().unwrap(),
-        started,
-        now_ms(),
-    );
+    assert_between("last_recovery.at", rec["at"].as_i64().unwrap(), started, now_ms());
 
     let runners = data["runners"].as_array().unwrap();
-    let names: Vec<&str> = runners
-        .iter()
-        .map(|r| r["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = runners.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, RUNNERS, "registered in order");
     let now = now_ms();
     for r in runners {
@@ -97,12 +69,7 @@ fn timed_jobs_endpoint_shows_runners_and_last_recovery() {
         assert!(r["last_details"].is_object(), "{r}");
         let last_started = r["last_started_at"].as_i64().unwrap();
         assert_between("last_started_at", last_started, started, now);
-        assert_between(
-            "last_finished_at",
-            r["last_finished_at"].as_i64().unwrap(),
-            started,
-            now,
-        );
+        assert_between("last_finished_at", r["last_finished_at"].as_i64().unwrap(), started, now);
         let next = r["next_run_at"].as_i64().unwrap();
         assert_between("next_run_at", next, last_started, now + 50 + 100);
     }
@@ -110,10 +77,7 @@ fn timed_jobs_endpoint_shows_runners_and_last_recovery() {
         runners[1]["last_details"],
         json!({ "due_jobs": 0, "successful_jobs": 0, "retried_jobs": 0, "failed_jobs": 0, "skipped_jobs": 0 })
     );
-    assert_eq!(
-        runners[2]["last_details"],
-        json!({ "pruned_jobs": 0, "pruned_messages": 0 })
-    );
+    assert_eq!(runners[2]["last_details"], json!({ "pruned_jobs": 0, "pruned_messages": 0 }));
     assert_eq!(runners[0]["last_details"]["examined"], 0);
 }
 
@@ -125,24 +89,11 @@ fn jsonl_log_is_one_file_per_utc_day_and_jobs_point_at_it() {
     auto_conversation(&d, "chatgpt", "conv-log", Some("firefox-log"), Some(3));
     ingest(
         &d,
-        &message(
-            "chatgpt",
-            "conv-log",
-            "msg-log",
-            "assistant",
-            "log me",
-            Some("firefox-log"),
-            Some(3),
-        ),
+        &message("chatgpt", "conv-log", "msg-log", "assistant", "log me", Some("firefox-log"), Some(3)),
     );
-    let job_id = wait_job_for_message(&d, "msg-log")["job_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let job_id = wait_job_for_message(&d, "msg-log")["job_id"].as_str().unwrap().to_string();
     let job = wait_job(&d, &job_id, "done", |j| j["status"] == "done");
-    wait_log(&d, "job_completed", |l| {
-        is_job_line(l, &job_id, "job_completed")
-    });
+    wait_log(&d, "job_completed", |l| is_job_line(l, &job_id, "job_completed"));
     let after = now_ms();
     sim.expect_deliveries(1);
 
@@ -155,48 +106,26 @@ fn jsonl_log_is_one_file_per_utc_day_and_jobs_point_at_it() {
     let days: BTreeSet<String> = [utc_date(before), utc_date(after)].into_iter().collect();
     assert!(!names.is_empty());
     for name in &names {
-        let day = name
-            .strip_suffix(".jsonl")
-            .unwrap_or_else(|| panic!("unexpected file {name}"));
-        assert!(
-            days.contains(day),
-            "{name} is not today's UTC date {days:?}"
-        );
+        let day = name.strip_suffix(".jsonl").unwrap_or_else(|| panic!("unexpected file {name}"));
+        assert!(days.contains(day), "{name} is not today's UTC date {days:?}");
     }
     let path = std::path::PathBuf::from(job["log_path"].as_str().expect("log_path"));
     assert_eq!(path.parent().unwrap(), log_dir(&d));
-    assert!(
-        names.contains(&path.file_name().unwrap().to_string_lossy().into_owned()),
-        "{path:?} {names:?}"
-    );
+    assert!(names.contains(&path.file_name().unwrap().to_string_lossy().into_owned()), "{path:?} {names:?}");
 
     // Every line: exactly ts, runner, batch_id, stage, result, details.
     let text = fs::read_to_string(&path).unwrap();
     let mut lines = Vec::new();
     for raw in text.lines() {
-        let line: Value =
-            serde_json::from_str(raw).unwrap_or_else(|e| panic!("not JSON ({e}): {raw}"));
-        let keys: BTreeSet<&str> = line
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
+        let line: Value = serde_json::from_str(raw).unwrap_or_else(|e| panic!("not JSON ({e}): {raw}"));
+        let keys: BTreeSet<&str> = line.as_object().unwrap().keys().map(String::as_str).collect();
         assert_eq!(
             keys,
-            ["batch_id", "details", "result", "runner", "stage", "ts"]
-                .into_iter()
-                .collect(),
+            ["batch_id", "details", "result", "runner", "stage", "ts"].into_iter().collect(),
             "{raw}"
         );
-        assert!(
-            line["ts"].is_i64() && line["batch_id"].is_string() && line["stage"].is_string(),
-            "{raw}"
-        );
-        assert!(
-            line["result"].is_string() && line["details"].is_object(),
-            "{raw}"
-        );
+        assert!(line["ts"].is_i64() && line["batch_id"].is_string() && line["stage"].is_string(), "{raw}");
+        assert!(line["result"].is_string() && line["details"].is_object(), "{raw}");
         assert!(RUNNERS.contains(&line["runner"].as_str().unwrap()), "{raw}");
         lines.push(line);
     }
@@ -206,19 +135,10 @@ fn jsonl_log_is_one_file_per_utc_day_and_jobs_point_at_it() {
         .filter(|l| l["details"]["job_id"] == job_id.as_str())
         .map(|l| l["stage"].as_str().unwrap())
         .collect();
-    assert_eq!(
-        stages,
-        ["job_projected", "job_attempt_started", "job_completed"]
-    );
+    assert_eq!(stages, ["job_projected", "job_attempt_started", "job_completed"]);
     // Lines of one run share its batch_id.
-    let attempt = lines
-        .iter()
-        .find(|l| l["stage"] == "job_attempt_started")
-        .unwrap();
-    let completed = lines
-        .iter()
-        .find(|l| l["stage"] == "job_completed")
-        .unwrap();
+    let attempt = lines.iter().find(|l| l["stage"] == "job_attempt_started").unwrap();
+    let completed = lines.iter().find(|l| l["stage"] == "job_completed").unwrap();
     assert_eq!(attempt["batch_id"], completed["batch_id"]);
 }
 
@@ -235,17 +155,9 @@ fn log_files_older_than_retention_are_deleted() {
     }
     d.restart();
     // Something to log, so the writer opens today's file.
-    ingest(
-        &d,
-        &message("chatgpt", "conv-ret", "msg-ret", "user", "hi", None, None),
-    );
-    wait_log(&d, "a line after the restart", |l| {
-        l["details"]["message_id"] == "msg-ret"
-    });
-    assert!(
-        wait_until(WAIT, || !old.exists() && !stale.exists()),
-        "old log files still there"
-    );
+    ingest(&d, &message("chatgpt", "conv-ret", "msg-ret", "user", "hi", None, None));
+    wait_log(&d, "a line after the restart", |l| l["details"]["message_id"] == "msg-ret");
+    assert!(wait_until(WAIT, || !old.exists() && !stale.exists()), "old log files still there");
     assert!(recent.exists(), "a file within the retention is kept");
     assert!(other.exists(), "files that are not day logs are left alone");
 }
@@ -254,20 +166,8 @@ fn log_files_older_than_retention_are_deleted() {
 fn a_busy_dispatcher_logs_tick_overlap_while_the_projector_goes_on() {
     let d = start(json!({ "renewal": { "execution_timeout_ms": 30000 } }));
     let mut sim = Sim::connect(&d, "firefox-overlap", &["--mode", "silent"]);
-    let lc = auto_conversation(
-        &d,
-        "chatgpt",
-        "conv-overlap",
-        Some("firefox-overlap"),
-        Some(3),
-    );
-    let lc2 = auto_conversation(
-        &d,
-        "chatgpt",
-        "conv-overlap-2",
-        Some("firefox-overlap"),
-        Some(4),
-    );
+    let lc = auto_conversation(&d, "chatgpt", "conv-overlap", Some("firefox-overlap"), Some(3));
+    let lc2 = auto_conversation(&d, "chatgpt", "conv-overlap-2", Some("firefox-overlap"), Some(4));
     ingest(
         &d,
         &message(
@@ -288,20 +188,15 @@ fn a_busy_dispatcher_logs_tick_overlap_while_the_projector_goes_on() {
     let mut overlaps = Vec::new();
     assert!(
         wait_until(WAIT, || {
-            overlaps = log_find(&d, |l| {
-                is_stage(l, "renewal.dispatcher", "tick_overlap", None) && ts(l) >= t
-            });
+            overlaps =
+                log_find(&d, |l| is_stage(l, "renewal.dispatcher", "tick_overlap", None) && ts(l) >= t);
             overlaps.len() >= 3
         }),
         "no tick_overlap: {}",
         log_tail(&d, 20)
     );
     assert_eq!(overlaps[0]["result"], "skipped");
-    assert_eq!(
-        runner(&d, "renewal.dispatcher")["runs"].as_u64().unwrap(),
-        runs,
-        "no second run started"
-    );
+    assert_eq!(runner(&d, "renewal.dispatcher")["runs"].as_u64().unwrap(), runs, "no second run started");
 
     // Runners are independent: the projector still projects meanwhile, and
     // the new job waits, due, untouched.
@@ -320,16 +215,9 @@ fn a_busy_dispatcher_logs_tick_overlap_while_the_projector_goes_on() {
     let job = wait_job_for_message(&d, "msg-overlap-2");
     assert_eq!(job["local_conversation_id"], lc2.as_str());
     assert_eq!(job["status"], "pending");
-    assert_eq!(
-        job["next_attempt_at"], job["created_at"],
-        "due at once (next_attempt_at = now)"
-    );
+    assert_eq!(job["next_attempt_at"], job["created_at"], "due at once (next_attempt_at = now)");
     assert_eq!(conversation(&d, &lc)["execution_state"], "renewal_running");
-    assert_eq!(
-        runner(&d, "renewal.dispatcher")["runs"].as_u64().unwrap(),
-        runs,
-        "still the same run"
-    );
+    assert_eq!(runner(&d, "renewal.dispatcher")["runs"].as_u64().unwrap(), runs, "still the same run");
     wait_runs(&d, "renewal.projector", 3);
 
     // The plugin goes away: the run ends and the dispatcher runs again.
@@ -384,8 +272,7 @@ fn seed_messages(db_path: &std::path::Path, prefix: &str, n: usize, observed_at:
             )
             .unwrap();
         for i in 0..n {
-            stmt.execute(rusqlite::params![format!("{prefix}-{i}"), observed_at])
-                .unwrap();
+            stmt.execute(rusqlite::params![format!("{prefix}-{i}"), observed_at]).unwrap();
         }
     }
     tx.commit().unwrap();
@@ -393,53 +280,22 @@ fn seed_messages(db_path: &std::path::Path, prefix: &str, n: usize, observed_at:
 
 #[test]
 fn pruner_deletes_old_finished_jobs_and_unreferenced_messages_in_batches() {
-    let mut d =
-        start(json!({ "renewal": { "retention_days": 1 }, "messages": { "retention_days": 1 } }));
+    let mut d = start(json!({ "renewal": { "retention_days": 1 }, "messages": { "retention_days": 1 } }));
     // Seeded while stopped, so the first run after the start sees it all.
     d.stop();
     let db_path = d.db_path();
     let now = now_ms();
     // To prune: 1500 done and 1200 failed jobs finished days ago (2700 rows,
     // more than two batches).
-    seed_jobs(
-        &db_path,
-        "old-done",
-        1500,
-        "done",
-        Some(now - 2 * DAY_MS),
-        |i| format!("gone-msg-{i}"),
-    );
-    seed_jobs(
-        &db_path,
-        "old-failed",
-        1200,
-        "failed",
-        Some(now - 3 * DAY_MS),
-        |i| format!("gone-msg-f-{i}"),
-    );
+    seed_jobs(&db_path, "old-done", 1500, "done", Some(now - 2 * DAY_MS), |i| format!("gone-msg-{i}"));
+    seed_jobs(&db_path, "old-failed", 1200, "failed", Some(now - 3 * DAY_MS), |i| format!("gone-msg-f-{i}"));
     // To keep: recently finished, and unfinished whatever their age.
-    seed_jobs(
-        &db_path,
-        "new-done",
-        5,
-        "done",
-        Some(now - 3_600_000),
-        |i| format!("new-done-msg-{i}"),
-    );
-    seed_jobs(
-        &db_path,
-        "new-failed",
-        5,
-        "failed",
-        Some(now - DAY_MS + 3_600_000),
-        |i| format!("new-failed-msg-{i}"),
-    );
-    seed_jobs(&db_path, "old-pending", 3, "pending", None, |i| {
-        format!("kept-msg-{i}")
+    seed_jobs(&db_path, "new-done", 5, "done", Some(now - 3_600_000), |i| format!("new-done-msg-{i}"));
+    seed_jobs(&db_path, "new-failed", 5, "failed", Some(now - DAY_MS + 3_600_000), |i| {
+        format!("new-failed-msg-{i}")
     });
-    seed_jobs(&db_path, "old-running", 1, "running", None, |i| {
-        format!("kept-running-msg-{i}")
-    });
+    seed_jobs(&db_path, "old-pending", 3, "pending", None, |i| format!("kept-msg-{i}"));
+    seed_jobs(&db_path, "old-running", 1, "running", None, |i| format!("kept-running-msg-{i}"));
     // Messages: 2200 old ones nobody references, 2 old ones referenced by
     // old finished jobs (unreferenced once those go), 4 old ones referenced
     // by kept jobs, 10 recent ones.
@@ -452,21 +308,16 @@ fn pruner_deletes_old_finished_jobs_and_unreferenced_messages_in_batches() {
     assert_eq!(jobs_before, 2714);
 
     d.restart();
-    let line = wait_log(&d, "pruned", |l| {
-        is_stage(l, "store.pruner", "pruned", None)
-    });
+    let line = wait_log(&d, "pruned", |l| is_stage(l, "store.pruner", "pruned", None));
     assert_eq!(line["result"], "ok");
     // One run goes on batch after batch until everything due is gone.
+    assert_eq!(line["details"], json!({ "pruned_jobs": 2700, "pruned_messages": 2202 }));
+    assert_eq!(count_rows(&db_path, "SELECT COUNT(*) FROM renewal_jobs"), 14);
     assert_eq!(
-        line["details"],
-        json!({ "pruned_jobs": 2700, "pruned_messages": 2202 })
-    );
-    assert_eq!(
-        count_rows(&db_path, "SELECT COUNT(*) FROM renewal_jobs"),
-        14
-    );
-    assert_eq!(
-        count_rows(&db_path, "SELECT COUNT(*) FROM renewal_jobs WHERE job_id LIKE 'old-done-%' OR job_id LIKE 'old-failed-%'"),
+        count_rows(
+            &db_path,
+            "SELECT COUNT(*) FROM renewal_jobs WHERE job_id LIKE 'old-done-%' OR job_id LIKE 'old-failed-%'"
+        ),
         0
     );
     let kept: BTreeSet<String> = {
@@ -481,14 +332,8 @@ fn pruner_deletes_old_finished_jobs_and_unreferenced_messages_in_batches() {
     assert_eq!(kept, expected);
     // Nothing more to do afterwards.
     wait_runs(&d, "store.pruner", 2);
-    assert_eq!(
-        log_find(&d, |l| is_stage(l, "store.pruner", "pruned", None)).len(),
-        1
-    );
-    assert_eq!(
-        runner(&d, "store.pruner")["last_details"],
-        json!({ "pruned_jobs": 0, "pruned_messages": 0 })
-    );
+    assert_eq!(log_find(&d, |l| is_stage(l, "store.pruner", "pruned", None)).len(), 1);
+    assert_eq!(runner(&d, "store.pruner")["last_details"], json!({ "pruned_jobs": 0, "pruned_messages": 0 }));
     // The API stays usable and agrees.
     let sys = d.get("/v1/system").data();
     assert_eq!(sys["counts"]["messages"], 14);
@@ -504,20 +349,9 @@ fn messages_are_kept_forever_by_default() {
     old.finished_at = Some(now_ms() - 2 * DAY_MS);
     old.message_id = "ancient-0".into();
     seed_job(&db_path, &old);
-    let line = wait_log(&d, "pruned", |l| {
-        is_stage(l, "store.pruner", "pruned", None)
-    });
-    assert_eq!(
-        line["details"],
-        json!({ "pruned_jobs": 1, "pruned_messages": 0 })
-    );
+    let line = wait_log(&d, "pruned", |l| is_stage(l, "store.pruner", "pruned", None));
+    assert_eq!(line["details"], json!({ "pruned_jobs": 1, "pruned_messages": 0 }));
     wait_runs(&d, "store.pruner", 3);
-    assert_eq!(
-        count_rows(
-            &db_path,
-            "SELECT COUNT(*) FROM messages WHERE id LIKE 'ancient-%'"
-        ),
-        20
-    );
+    assert_eq!(count_rows(&db_path, "SELECT COUNT(*) FROM messages WHERE id LIKE 'ancient-%'"), 20);
     assert_eq!(count_rows(&db_path, "SELECT COUNT(*) FROM renewal_jobs"), 0);
 }

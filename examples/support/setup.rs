@@ -12,7 +12,9 @@ pub fn open(db: &str) -> Result<Connection, String> {
     let conn = Connection::open(db).map_err(|e| format!("cannot open {db}: {e}"))?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| e.to_string())?;
     if version < 1 {
-        return Err(format!("{db} has no schema (user_version {version}); start the daemon on the state dir once first"));
+        return Err(format!(
+            "{db} has no schema (user_version {version}); start the daemon on the state dir once first"
+        ));
     }
     conn.execute_batch("PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -262144;")
         .map_err(|e| e.to_string())?;
@@ -21,7 +23,8 @@ pub fn open(db: &str) -> Result<Connection, String> {
 
 /// Back to WAL like the daemon, and no journal left behind to replay.
 pub fn finish(conn: Connection) -> Result<(), String> {
-    let mode: String = conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| e.to_string())?;
+    let mode: String =
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| e.to_string())?;
     if mode != "wal" {
         return Err(format!("could not put the database back in WAL mode (got {mode})"));
     }

@@ -77,7 +77,12 @@ fn ws_config(ctx: &BridgeCtx) -> WebSocketConfig {
 /// web origin 403, bad token 401,
 /// over `max_ws_clients` 503. Refusals happen before upgrading.
 #[allow(clippy::result_large_err)]
-fn check_upgrade(ctx: &BridgeCtx, has_slot: bool, req: &Request, resp: Response) -> Result<Response, ErrorResponse> {
+fn check_upgrade(
+    ctx: &BridgeCtx,
+    has_slot: bool,
+    req: &Request,
+    resp: Response,
+) -> Result<Response, ErrorResponse> {
     let path = req.uri().path();
     if path != "/ws/browser" && path != "/ws/firefox" {
         return Err(refusal(404, "not_found", "Unknown WebSocket path; use /ws/browser."));
@@ -88,16 +93,24 @@ fn check_upgrade(ctx: &BridgeCtx, has_slot: bool, req: &Request, resp: Response)
         [host] if host.to_str().is_ok_and(|h| ctx.hosts.allows(h)) => {}
         [host] => {
             log::warn!("bridge: refused upgrade for host {:?}", String::from_utf8_lossy(host.as_bytes()));
-            return Err(refusal(403, "forbidden_host", "Host is not this daemon; add it to allowed_hosts if it is."));
+            return Err(refusal(
+                403,
+                "forbidden_host",
+                "Host is not this daemon; add it to allowed_hosts if it is.",
+            ));
         }
-        _ => return Err(refusal(400, "invalid_request", "A WebSocket upgrade needs exactly one Host header.")),
+        _ => {
+            return Err(refusal(400, "invalid_request", "A WebSocket upgrade needs exactly one Host header."))
+        }
     }
     if !ctx.origins.allows(header("origin")) {
         log::warn!("bridge: refused upgrade from web origin {:?}", header("origin"));
         return Err(refusal(403, "forbidden_origin", "Web origins may not connect."));
     }
     let query_token = req.uri().query().and_then(|q| {
-        q.split('&').find_map(|kv| kv.strip_prefix("token=")).and_then(|t| crate::http::query::percent_decode(t, true))
+        q.split('&')
+            .find_map(|kv| kv.strip_prefix("token="))
+            .and_then(|t| crate::http::query::percent_decode(t, true))
     });
     let presented = bearer(header("authorization")).map(str::to_string).or(query_token);
     if !token_ok(ctx.config.token.as_deref(), presented.as_deref()) {
@@ -176,7 +189,9 @@ impl Conn {
                     self.touch();
                     return Ok(msg);
                 }
-                Err(WsError::Io(e)) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                Err(WsError::Io(e))
+                    if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) =>
+                {
                     return Err(ReadEnd::Silent)
                 }
                 Err(WsError::Capacity(e)) => {
@@ -263,7 +278,11 @@ impl Conn {
 
     fn handle_text(&self, text: &str) {
         let Ok(Value::Object(mut obj)) = crate::browser_json::from_slice(text.as_bytes()) else {
-            return self.send(frames::error(None, "invalid_frame", "Frame must be a JSON object with a \"type\"."));
+            return self.send(frames::error(
+                None,
+                "invalid_frame",
+                "Frame must be a JSON object with a \"type\".",
+            ));
         };
         let id = match frames::frame_id(&obj) {
             Ok(id) => id,
@@ -281,9 +300,17 @@ impl Conn {
             "action_result" | "api_response" | "stream_end" | "stream_error" => self.on_answer(id, obj, true),
             "stream_event" => self.on_answer(id, obj, false),
             "ping" => self.send(frames::pong()),
-            "hello" => self.send(frames::error(id, "invalid_frame", "hello was already received on this connection.")),
+            "hello" => self.send(frames::error(
+                id,
+                "invalid_frame",
+                "hello was already received on this connection.",
+            )),
             "error" => log::info!("bridge: plugin reported an error frame"),
-            _ => self.send(frames::error(id, "unknown_type", &format!("Unknown frame type \"{}\".", truncate(&kind)))),
+            _ => self.send(frames::error(
+                id,
+                "unknown_type",
+                &format!("Unknown frame type \"{}\".", truncate(&kind)),
+            )),
         }
     }
 

@@ -24,20 +24,31 @@ fn err(field: &str, message: impl Into<String>) -> FieldError {
 
 /// `[a-z0-9_-]{1,32}`.
 pub fn valid_platform(s: &str) -> bool {
-    (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+    (1..=32).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
 /// `[A-Za-z0-9._:-]{1,128}`: client ids, request ids.
 pub fn valid_token_id(s: &str) -> bool {
-    (1..=128).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+    (1..=128).contains(&s.len())
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
 }
 
-fn string(obj: &Map<String, Value>, key: &str, max: usize, required: bool) -> Result<Option<String>, FieldError> {
+fn string(
+    obj: &Map<String, Value>,
+    key: &str,
+    max: usize,
+    required: bool,
+) -> Result<Option<String>, FieldError> {
     match obj.get(key) {
         None | Some(Value::Null) if required => Err(err(key, format!("Field \"{key}\" is required."))),
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if required && s.is_empty() => Err(err(key, format!("Field \"{key}\" must not be empty."))),
-        Some(Value::String(s)) if s.len() > max => Err(err(key, format!("Field \"{key}\" must be at most {max} bytes."))),
+        Some(Value::String(s)) if required && s.is_empty() => {
+            Err(err(key, format!("Field \"{key}\" must not be empty.")))
+        }
+        Some(Value::String(s)) if s.len() > max => {
+            Err(err(key, format!("Field \"{key}\" must be at most {max} bytes.")))
+        }
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(err(key, format!("Field \"{key}\" must be a string."))),
     }
@@ -46,7 +57,9 @@ fn string(obj: &Map<String, Value>, key: &str, max: usize, required: bool) -> Re
 fn integer(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, FieldError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_i64().map(Some).ok_or_else(|| err(key, format!("Field \"{key}\" must be an integer."))),
+        Some(v) => {
+            v.as_i64().map(Some).ok_or_else(|| err(key, format!("Field \"{key}\" must be an integer.")))
+        }
     }
 }
 
@@ -63,7 +76,12 @@ fn route(obj: &Map<String, Value>) -> Result<Option<RouteInfo>, FieldError> {
     };
     // Named in full in the message too: over the WebSocket the message is
     // the only place the field is named.
-    let nested = |name: &str, e: FieldError| err(&format!("route.{name}"), e.message.replacen(&format!("\"{name}\""), &format!("\"route.{name}\""), 1));
+    let nested = |name: &str, e: FieldError| {
+        err(
+            &format!("route.{name}"),
+            e.message.replacen(&format!("\"{name}\""), &format!("\"route.{name}\""), 1),
+        )
+    };
     let path = string(route, "path", 2048, false).map_err(|e| nested("path", e))?;
     let pattern = string(route, "pattern", 2048, false).map_err(|e| nested("pattern", e))?;
     Ok(Some(RouteInfo { path, pattern, params }))
@@ -151,7 +169,8 @@ mod tests {
 
     #[test]
     fn minimal_message_gets_defaults() {
-        let m = parse(json!({"platform":"chatgpt","conversation_id":"c","message_id":"m","text":"hi"})).unwrap();
+        let m =
+            parse(json!({"platform":"chatgpt","conversation_id":"c","message_id":"m","text":"hi"})).unwrap();
         assert_eq!(m.role, "assistant");
         assert_eq!(m.observed_at, 42);
         assert!(!m.shell_page);
@@ -187,7 +206,9 @@ mod tests {
 
     #[test]
     fn empty_text_allowed_for_user_role() {
-        let m = parse(json!({"platform":"claude","conversation_id":"c","message_id":"m","text":"","role":"user"}));
+        let m = parse(
+            json!({"platform":"claude","conversation_id":"c","message_id":"m","text":"","role":"user"}),
+        );
         assert!(m.is_ok());
     }
 }

@@ -34,7 +34,8 @@ pub fn frame_id(obj: &Map<String, Value>) -> Result<Option<String>, FieldError> 
 }
 
 pub fn parse_hello(obj: &Map<String, Value>) -> Result<Hello, FieldError> {
-    let client_id = opt_string(obj, "client_id", 128)?.ok_or_else(|| err("client_id", "Field \"client_id\" is required."))?;
+    let client_id = opt_string(obj, "client_id", 128)?
+        .ok_or_else(|| err("client_id", "Field \"client_id\" is required."))?;
     if !valid_token_id(&client_id) {
         return Err(err("client_id", "Field \"client_id\" must match [A-Za-z0-9._:-]{1,128}."));
     }
@@ -49,8 +50,12 @@ pub fn parse_hello(obj: &Map<String, Value>) -> Result<Hello, FieldError> {
             .iter()
             .map(|p| p.as_str().filter(|p| valid_platform(p)).map(str::to_string))
             .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| err("platforms", "Field \"platforms\" must list platforms matching [a-z0-9_-]{1,32}."))?,
-        Some(_) => return Err(err("platforms", "Field \"platforms\" must be an array of at most 64 platforms.")),
+            .ok_or_else(|| {
+                err("platforms", "Field \"platforms\" must list platforms matching [a-z0-9_-]{1,32}.")
+            })?,
+        Some(_) => {
+            return Err(err("platforms", "Field \"platforms\" must be an array of at most 64 platforms."))
+        }
     };
     Ok(Hello {
         client_id,
@@ -74,9 +79,11 @@ fn parse_tab(i: usize, item: &Value) -> Result<Tab, FieldError> {
     let field = |name: &str| format!("tabs[{i}].{name}");
     let obj = item.as_object().ok_or_else(|| err(&format!("tabs[{i}]"), "Each tab must be an object."))?;
     let tab_id = obj.get("tab_id").and_then(Value::as_i64).filter(|t| *t > 0);
-    let tab_id = tab_id.ok_or_else(|| err(&field("tab_id"), "Field \"tab_id\" must be a positive integer."))?;
+    let tab_id =
+        tab_id.ok_or_else(|| err(&field("tab_id"), "Field \"tab_id\" must be a positive integer."))?;
     let platform = obj.get("platform").and_then(Value::as_str).filter(|p| valid_platform(p));
-    let platform = platform.ok_or_else(|| err(&field("platform"), "Field \"platform\" must match [a-z0-9_-]{1,32}."))?;
+    let platform =
+        platform.ok_or_else(|| err(&field("platform"), "Field \"platform\" must match [a-z0-9_-]{1,32}."))?;
     let named = |key: &str, max| opt_string(obj, key, max).map_err(|e| err(&field(key), e.message));
     Ok(Tab {
         tab_id,
@@ -90,8 +97,20 @@ fn parse_tab(i: usize, item: &Value) -> Result<Tab, FieldError> {
 /// Keys whose values are credential material. They are dropped wherever
 /// they appear, before anything is stored or logged.
 const CREDENTIAL_KEYS: &[&str] = &[
-    "headers", "cookies", "cookie", "set-cookie", "token", "authorization", "access_token", "refresh_token",
-    "session_token", "id_token", "password", "api_key", "apikey", "secret",
+    "headers",
+    "cookies",
+    "cookie",
+    "set-cookie",
+    "token",
+    "authorization",
+    "access_token",
+    "refresh_token",
+    "session_token",
+    "id_token",
+    "password",
+    "api_key",
+    "apikey",
+    "secret",
 ];
 
 fn is_credential_key(key: &str) -> bool {
@@ -120,17 +139,26 @@ pub fn scrub_credentials(value: &mut Value, dropped: &mut Vec<String>) {
 /// Parses a `login_state` frame that has already been scrubbed.
 pub fn parse_login_state(obj: &Map<String, Value>) -> Result<LoginState, FieldError> {
     let platform = obj.get("platform").and_then(Value::as_str).filter(|p| valid_platform(p));
-    let platform = platform.ok_or_else(|| err("platform", "Field \"platform\" must match [a-z0-9_-]{1,32}."))?;
+    let platform =
+        platform.ok_or_else(|| err("platform", "Field \"platform\" must match [a-z0-9_-]{1,32}."))?;
     let captured_at = match obj.get("captured_at") {
         None | Some(Value::Null) => now_ms(),
-        Some(v) => v.as_i64().filter(|t| *t >= 0).ok_or_else(|| err("captured_at", "Field \"captured_at\" must be an integer (ms)."))?,
+        Some(v) => v
+            .as_i64()
+            .filter(|t| *t >= 0)
+            .ok_or_else(|| err("captured_at", "Field \"captured_at\" must be an integer (ms)."))?,
     };
     let account = match obj.get("account") {
         None | Some(Value::Null) => Value::Null,
         Some(v @ Value::Object(_)) => v.clone(),
         Some(_) => return Err(err("account", "Field \"account\" must be an object.")),
     };
-    Ok(LoginState { platform: platform.to_string(), captured_at, fingerprint: opt_string(obj, "fingerprint", 256)?, account })
+    Ok(LoginState {
+        platform: platform.to_string(),
+        captured_at,
+        fingerprint: opt_string(obj, "fingerprint", 256)?,
+        account,
+    })
 }
 
 pub fn hello_ack(connection_id: &str, heartbeat_ms: u64) -> String {
@@ -212,8 +240,14 @@ mod tests {
     fn verdicts() {
         assert_eq!(delivery_verdict(&json!({"accepted":true,"failed":false})), Ok(()));
         assert_eq!(delivery_verdict(&json!({"accepted":true,"failed":false,"http_status":201})), Ok(()));
-        assert_eq!(delivery_verdict(&json!({"accepted":true,"failed":true,"reason":"tab_closed"})), Err("tab_closed".into()));
-        assert_eq!(delivery_verdict(&json!({"accepted":true,"failed":false,"http_status":429})), Err("upstream_http_429".into()));
+        assert_eq!(
+            delivery_verdict(&json!({"accepted":true,"failed":true,"reason":"tab_closed"})),
+            Err("tab_closed".into())
+        );
+        assert_eq!(
+            delivery_verdict(&json!({"accepted":true,"failed":false,"http_status":429})),
+            Err("upstream_http_429".into())
+        );
         assert_eq!(delivery_verdict(&json!({"accepted":false})), Err("delivery_failed".into()));
     }
 
@@ -223,12 +257,19 @@ mod tests {
 
     #[test]
     fn hello_rules() {
-        let h = parse_hello(&obj(json!({"client_id":"ff-1","platforms":["chatgpt"],"protocol_version":1}))).unwrap();
+        let h = parse_hello(&obj(json!({"client_id":"ff-1","platforms":["chatgpt"],"protocol_version":1})))
+            .unwrap();
         assert_eq!(h.platforms, vec!["chatgpt"]);
         assert_eq!(parse_hello(&obj(json!({}))).unwrap_err().field, "client_id");
         assert_eq!(parse_hello(&obj(json!({"client_id":"a b"}))).unwrap_err().field, "client_id");
-        assert_eq!(parse_hello(&obj(json!({"client_id":"a","protocol_version":2}))).unwrap_err().field, "protocol_version");
-        assert_eq!(parse_hello(&obj(json!({"client_id":"a","platforms":["Bad"]}))).unwrap_err().field, "platforms");
+        assert_eq!(
+            parse_hello(&obj(json!({"client_id":"a","protocol_version":2}))).unwrap_err().field,
+            "protocol_version"
+        );
+        assert_eq!(
+            parse_hello(&obj(json!({"client_id":"a","platforms":["Bad"]}))).unwrap_err().field,
+            "platforms"
+        );
     }
 
     #[test]
@@ -236,8 +277,14 @@ mod tests {
         let ok = parse_tabs(&obj(json!({"tabs":[{"tab_id":1,"platform":"claude","url":"u"}]}))).unwrap();
         assert_eq!(ok[0].tab_id, 1);
         assert_eq!(parse_tabs(&obj(json!({"tabs":{}}))).unwrap_err().field, "tabs");
-        assert_eq!(parse_tabs(&obj(json!({"tabs":[{"tab_id":0,"platform":"x"}]}))).unwrap_err().field, "tabs[0].tab_id");
-        assert_eq!(parse_tabs(&obj(json!({"tabs":[{"tab_id":1,"platform":"x","title":5}]}))).unwrap_err().field, "tabs[0].title");
+        assert_eq!(
+            parse_tabs(&obj(json!({"tabs":[{"tab_id":0,"platform":"x"}]}))).unwrap_err().field,
+            "tabs[0].tab_id"
+        );
+        assert_eq!(
+            parse_tabs(&obj(json!({"tabs":[{"tab_id":1,"platform":"x","title":5}]}))).unwrap_err().field,
+            "tabs[0].title"
+        );
     }
 
     #[test]

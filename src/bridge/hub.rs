@@ -360,7 +360,9 @@ impl Hub {
         let fresh = self.login_fresh_ms;
         st.clients.retain(|_, c| c.lost_at.is_none_or(|at| now - at < fresh));
         let mut list: Vec<Client> = st.clients.values().cloned().collect();
-        list.sort_by(|a, b| b.last_seen_at.cmp(&a.last_seen_at).then_with(|| a.hello.client_id.cmp(&b.hello.client_id)));
+        list.sort_by(|a, b| {
+            b.last_seen_at.cmp(&a.last_seen_at).then_with(|| a.hello.client_id.cmp(&b.hello.client_id))
+        });
         list
     }
 
@@ -375,8 +377,12 @@ impl Hub {
 }
 
 fn take_pending_of(st: &mut State, connection_id: &str) -> Vec<mailbox::Owner<Answer>> {
-    let ids: Vec<String> =
-        st.pending.iter().filter(|(_, p)| p.connection_id == connection_id).map(|(id, _)| id.clone()).collect();
+    let ids: Vec<String> = st
+        .pending
+        .iter()
+        .filter(|(_, p)| p.connection_id == connection_id)
+        .map(|(id, _)| id.clone())
+        .collect();
     ids.into_iter().filter_map(|id| st.pending.remove(&id)).map(|p| p.tx).collect()
 }
 

@@ -46,7 +46,10 @@ impl<T> Drop for Owner<T> {
 }
 
 pub fn new<T>() -> (Owner<T>, Arc<Mailbox<T>>) {
-    let mailbox = Arc::new(Mailbox { state: Mutex::new(State { items: VecDeque::new(), closed: false }), ready: Condvar::new() });
+    let mailbox = Arc::new(Mailbox {
+        state: Mutex::new(State { items: VecDeque::new(), closed: false }),
+        ready: Condvar::new(),
+    });
     (Owner(mailbox.clone()), mailbox)
 }
 
@@ -93,7 +96,10 @@ mod tests {
     #[test]
     fn times_out_and_wakes_a_waiter() {
         let (owner, mailbox) = new::<u32>();
-        assert_eq!(mailbox.recv_deadline(Instant::now() + Duration::from_millis(20)), Err(RecvError::Timeout));
+        assert_eq!(
+            mailbox.recv_deadline(Instant::now() + Duration::from_millis(20)),
+            Err(RecvError::Timeout)
+        );
         let sender = owner.0.clone();
         let t = std::thread::spawn(move || {
             std::thread::sleep(Duration::from_millis(20));

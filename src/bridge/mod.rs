@@ -51,14 +51,20 @@ pub fn new_hub(config: &Config) -> (Arc<Hub>, Receiver<push::PushMsg>) {
     Hub::new(config.limits.max_ws_clients, config.bridge.login_fresh_ms as i64)
 }
 
-pub fn start(listener: TcpListener, ctx: BridgeCtx, pushes: Receiver<push::PushMsg>) -> std::io::Result<Handle> {
+pub fn start(
+    listener: TcpListener,
+    ctx: BridgeCtx,
+    pushes: Receiver<push::PushMsg>,
+) -> std::io::Result<Handle> {
     let addr = listener.local_addr()?;
     let ctx = Arc::new(ctx);
     let stopping = Arc::new(AtomicBool::new(false));
     let push = push::spawn(ctx.hub.clone(), ctx.store.clone(), pushes)?;
     let accept = {
         let (ctx, stopping) = (ctx.clone(), stopping.clone());
-        std::thread::Builder::new().name("bridge-accept".into()).spawn(move || accept_loop(listener, ctx, stopping))?
+        std::thread::Builder::new()
+            .name("bridge-accept".into())
+            .spawn(move || accept_loop(listener, ctx, stopping))?
     };
     Ok(Handle { stopping, addr, hub: ctx.hub.clone(), accept: Some(accept), push: Some(push) })
 }

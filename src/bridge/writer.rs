@@ -151,7 +151,9 @@ impl Writer {
                     self.send(Frame::ping(Vec::new()), &mut buf)
                 }
                 Event::Answered(result) => {
-                    let Some(InLine::Waiting(d)) = line.pop_front() else { unreachable!("the head was waiting") };
+                    let Some(InLine::Waiting(d)) = line.pop_front() else {
+                        unreachable!("the head was waiting")
+                    };
                     let sent = self.send_text((d.render)(result), &mut buf);
                     sent.and_then(|()| self.send_ready(&mut line, &mut buf))
                 }

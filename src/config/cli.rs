@@ -96,11 +96,7 @@ pub fn parse_command(args: &[String], env: Env) -> Result<Command, ConfigError> 
     };
     let config = build(&flags, env)?;
     validate(&config)?;
-    Ok(if check {
-        Command::CheckConfig(config)
-    } else {
-        Command::Serve(config)
-    })
+    Ok(if check { Command::CheckConfig(config) } else { Command::Serve(config) })
 }
 
 /// Left to right, so `--help` after a bad flag reports the bad flag.
@@ -116,10 +112,7 @@ fn parse_flags(args: &[String]) -> Result<Parsed, ConfigError> {
             "--help" | "-h" => return Ok(Parsed::Help),
             "--version" | "-V" => return Ok(Parsed::Version),
             _ if !arg.starts_with('-') => {
-                return Err(ConfigError::new(
-                    arg,
-                    "is an unexpected argument (see --help)",
-                ))
+                return Err(ConfigError::new(arg, "is an unexpected argument (see --help)"))
             }
             _ => {}
         }
@@ -130,17 +123,13 @@ fn parse_flags(args: &[String]) -> Result<Parsed, ConfigError> {
         if inline.is_some() && matches!(name, "--help" | "-h" | "--version" | "-V") {
             return Err(ConfigError::new(name, "does not take a value"));
         }
-        let slot = flags
-            .slot(name)
-            .ok_or_else(|| ConfigError::new(name, "is not a known flag (see --help)"))?;
+        let slot =
+            flags.slot(name).ok_or_else(|| ConfigError::new(name, "is not a known flag (see --help)"))?;
         let value = match inline {
             Some(value) => value,
             None => {
                 i += 1;
-                args.get(i)
-                    .filter(|v| !v.starts_with("--"))
-                    .cloned()
-                    .unwrap_or_default()
+                args.get(i).filter(|v| !v.starts_with("--")).cloned().unwrap_or_default()
             }
         };
         if value.is_empty() {
@@ -215,12 +204,8 @@ fn config_file(
 /// Relative paths are made absolute once, here, so that check-config,
 /// `conductor.json` and `/v1/system` all show where state really lives.
 fn absolute(path: &Path, source: &str) -> Result<PathBuf, ConfigError> {
-    std::path::absolute(path).map_err(|e| {
-        ConfigError::new(
-            source,
-            format!("cannot be made absolute ({}): {e}", path.display()),
-        )
-    })
+    std::path::absolute(path)
+        .map_err(|e| ConfigError::new(source, format!("cannot be made absolute ({}): {e}", path.display())))
 }
 
 /// `$XDG_STATE_HOME/baa-conductor` when XDG_STATE_HOME is set to an
@@ -287,9 +272,5 @@ fn expand_home(root: &str, env: Env, index: usize) -> Result<Option<String>, Con
         )
     })?;
     let expanded = format!("{}{rest}", home.trim_end_matches('/'));
-    Ok(Some(if expanded.is_empty() {
-        "/".to_string()
-    } else {
-        expanded
-    }))
+    Ok(Some(if expanded.is_empty() { "/".to_string() } else { expanded }))
 }

@@ -83,10 +83,7 @@ impl<'de> serde::de::Visitor<'de> for StrictVisitor {
 /// Applies every key of the file's top-level object onto `config`.
 pub(super) fn apply(config: &mut Config, root: &Value) -> Result<(), ConfigError> {
     let obj = root.as_object().ok_or_else(|| {
-        ConfigError::new(
-            "config_file",
-            format!("must hold a JSON object (got {})", shown(root)),
-        )
+        ConfigError::new("config_file", format!("must hold a JSON object (got {})", shown(root)))
     })?;
     for (name, v) in obj {
         let key = name.as_str();
@@ -171,9 +168,7 @@ fn messages(config: &mut Config, obj: &Object, path: &str) -> Result<(), ConfigE
         match name.as_str() {
             "retention_days" if v.is_null() => config.messages.retention_days = None,
             "retention_days" => {
-                let days = v
-                    .as_u64()
-                    .ok_or_else(|| type_error(key, "a positive integer or null", v))?;
+                let days = v.as_u64().ok_or_else(|| type_error(key, "a positive integer or null", v))?;
                 config.messages.retention_days = Some(days);
             }
             _ => return Err(unknown(key)),
@@ -199,12 +194,7 @@ fn policy(p: &mut Policy, obj: &Object, path: &str) -> Result<(), ConfigError> {
 
 /// The five small policy objects share one walk: each (section, key) pair
 /// names exactly one field.
-fn policy_section(
-    p: &mut Policy,
-    section: &str,
-    obj: &Object,
-    path: &str,
-) -> Result<(), ConfigError> {
+fn policy_section(p: &mut Policy, section: &str, obj: &Object, path: &str) -> Result<(), ConfigError> {
     for (name, v) in obj {
         let key = &join(path, name);
         match (section, name.as_str()) {
@@ -223,9 +213,7 @@ fn policy_section(
             ("jitter", "mu_ms") => p.jitter.mu_ms = non_negative(v, key)?,
             ("jitter", "sigma_ms") => p.jitter.sigma_ms = non_negative(v, key)?,
             ("stale_lease", "idle_ms") => p.stale_lease.idle_ms = positive(v, key)?,
-            ("stale_lease", "sweep_interval_ms") => {
-                p.stale_lease.sweep_interval_ms = positive(v, key)?
-            }
+            ("stale_lease", "sweep_interval_ms") => p.stale_lease.sweep_interval_ms = positive(v, key)?,
             _ => return Err(unknown(key)),
         }
     }
@@ -286,18 +274,14 @@ fn object<'a>(v: &'a Value, key: &str) -> Result<&'a Object, ConfigError> {
 }
 
 fn string(v: &Value, key: &str) -> Result<String, ConfigError> {
-    v.as_str()
-        .map(str::to_string)
-        .ok_or_else(|| type_error(key, "a string", v))
+    v.as_str().map(str::to_string).ok_or_else(|| type_error(key, "a string", v))
 }
 
 fn opt_string(v: &Value, key: &str) -> Result<Option<String>, ConfigError> {
     if v.is_null() {
         return Ok(None);
     }
-    v.as_str()
-        .map(|s| Some(s.to_string()))
-        .ok_or_else(|| type_error(key, "a string or null", v))
+    v.as_str().map(|s| Some(s.to_string())).ok_or_else(|| type_error(key, "a string or null", v))
 }
 
 /// Like `opt_string`, but a wrong value is described by its JSON type only:
@@ -306,10 +290,7 @@ fn token(v: &Value, key: &str) -> Result<Option<String>, ConfigError> {
     match v {
         Value::Null => Ok(None),
         Value::String(s) => Ok(Some(s.clone())),
-        other => Err(ConfigError::new(
-            key,
-            format!("must be a string or null (got {})", type_name(other)),
-        )),
+        other => Err(ConfigError::new(key, format!("must be a string or null (got {})", type_name(other)))),
     }
 }
 
@@ -325,8 +306,7 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn boolean(v: &Value, key: &str) -> Result<bool, ConfigError> {
-    v.as_bool()
-        .ok_or_else(|| type_error(key, "true or false", v))
+    v.as_bool().ok_or_else(|| type_error(key, "true or false", v))
 }
 
 fn number(v: &Value, key: &str) -> Result<f64, ConfigError> {
@@ -342,14 +322,8 @@ fn role(v: &Value, key: &str) -> Result<Role, ConfigError> {
 }
 
 fn strings(v: &Value, key: &str) -> Result<Vec<String>, ConfigError> {
-    let items = v
-        .as_array()
-        .ok_or_else(|| type_error(key, "an array of strings", v))?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| string(item, &format!("{key}[{i}]")))
-        .collect()
+    let items = v.as_array().ok_or_else(|| type_error(key, "an array of strings", v))?;
+    items.iter().enumerate().map(|(i, item)| string(item, &format!("{key}[{i}]"))).collect()
 }
 
 // Integers: the type check only asks for a non-negative integer; zero for a
@@ -358,13 +332,11 @@ fn strings(v: &Value, key: &str) -> Result<Vec<String>, ConfigError> {
 // error still says which kind of integer is expected.
 
 fn non_negative(v: &Value, key: &str) -> Result<u64, ConfigError> {
-    v.as_u64()
-        .ok_or_else(|| type_error(key, "a non-negative integer", v))
+    v.as_u64().ok_or_else(|| type_error(key, "a non-negative integer", v))
 }
 
 fn positive(v: &Value, key: &str) -> Result<u64, ConfigError> {
-    v.as_u64()
-        .ok_or_else(|| type_error(key, "a positive integer", v))
+    v.as_u64().ok_or_else(|| type_error(key, "a positive integer", v))
 }
 
 fn count_u32(v: &Value, key: &str) -> Result<u32, ConfigError> {

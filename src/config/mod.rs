@@ -24,13 +24,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 /// The placeholders a renewal template may use (RENEWAL.md), without braces.
-pub const TEMPLATE_PLACEHOLDERS: [&str; 5] = [
-    "summary",
-    "link",
-    "message_id",
-    "platform",
-    "conversation_id",
-];
+pub const TEMPLATE_PLACEHOLDERS: [&str; 5] = ["summary", "link", "message_id", "platform", "conversation_id"];
 
 /// The tools of target `conductor` (BAA.md) that `baa.allowed_tools` may
 /// name. A misspelt tool would otherwise be silently disabled, so the list
@@ -68,10 +62,7 @@ pub struct ConfigError {
 
 impl ConfigError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError {
-            key: key.into(),
-            message: message.into(),
-        }
+        ConfigError { key: key.into(), message: message.into() }
     }
 }
 
@@ -268,9 +259,7 @@ impl Config {
             limits: Limits::default(),
             timed_jobs: TimedJobs::default(),
             renewal: Renewal::default(),
-            messages: Messages {
-                retention_days: None,
-            },
+            messages: Messages { retention_days: None },
             policy: Policy::default(),
             baa: Baa::default(),
             bridge: Bridge::default(),
@@ -338,28 +327,11 @@ impl Default for Renewal {
 impl Default for Policy {
     fn default() -> Policy {
         Policy {
-            rate_limit: RateLimit {
-                requests_per_minute_per_platform: 10,
-                window_ms: 60_000,
-            },
-            backoff: Backoff {
-                base_ms: 5_000,
-                max_ms: 300_000,
-            },
-            circuit_breaker: CircuitBreaker {
-                failure_threshold: 5,
-                open_ms: 60_000,
-            },
-            jitter: Jitter {
-                min_ms: 0,
-                max_ms: 0,
-                mu_ms: 0,
-                sigma_ms: 0,
-            },
-            stale_lease: StaleLease {
-                idle_ms: 300_000,
-                sweep_interval_ms: 30_000,
-            },
+            rate_limit: RateLimit { requests_per_minute_per_platform: 10, window_ms: 60_000 },
+            backoff: Backoff { base_ms: 5_000, max_ms: 300_000 },
+            circuit_breaker: CircuitBreaker { failure_threshold: 5, open_ms: 60_000 },
+            jitter: Jitter { min_ms: 0, max_ms: 0, mu_ms: 0, sigma_ms: 0 },
+            stale_lease: StaleLease { idle_ms: 300_000, sweep_interval_ms: 30_000 },
             waiter_timeout_ms: 120_000,
             persistence_debounce_ms: 25,
         }
@@ -370,11 +342,7 @@ impl Default for Baa {
     fn default() -> Baa {
         Baa {
             enabled: false,
-            allowed_tools: vec![
-                "describe".to_string(),
-                "status".to_string(),
-                "files.read".to_string(),
-            ],
+            allowed_tools: vec!["describe".to_string(), "status".to_string(), "files.read".to_string()],
             allowed_roots: Vec::new(),
             max_blocks_per_message: 8,
         }

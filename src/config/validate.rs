@@ -70,43 +70,23 @@ fn durations(c: &Config) -> [(&'static str, u64, bool); 26] {
         ("renewal.execution_timeout_ms", r.execution_timeout_ms, true),
         ("renewal.retry_base_delay_ms", r.retry_base_delay_ms, true),
         ("renewal.retry_max_delay_ms", r.retry_max_delay_ms, true),
-        (
-            "renewal.inter_job_jitter_ms[0]",
-            r.inter_job_jitter_ms[0],
-            false,
-        ),
-        (
-            "renewal.inter_job_jitter_ms[1]",
-            r.inter_job_jitter_ms[1],
-            false,
-        ),
+        ("renewal.inter_job_jitter_ms[0]", r.inter_job_jitter_ms[0], false),
+        ("renewal.inter_job_jitter_ms[1]", r.inter_job_jitter_ms[1], false),
         ("renewal.recheck_delay_ms", r.recheck_delay_ms, false),
         ("renewal.recovery_delay_ms", r.recovery_delay_ms, false),
         ("renewal.cooldown_ms", r.cooldown_ms, false),
         ("policy.rate_limit.window_ms", p.rate_limit.window_ms, true),
         ("policy.backoff.base_ms", p.backoff.base_ms, true),
         ("policy.backoff.max_ms", p.backoff.max_ms, true),
-        (
-            "policy.circuit_breaker.open_ms",
-            p.circuit_breaker.open_ms,
-            true,
-        ),
+        ("policy.circuit_breaker.open_ms", p.circuit_breaker.open_ms, true),
         ("policy.jitter.min_ms", p.jitter.min_ms, false),
         ("policy.jitter.max_ms", p.jitter.max_ms, false),
         ("policy.jitter.mu_ms", p.jitter.mu_ms, false),
         ("policy.jitter.sigma_ms", p.jitter.sigma_ms, false),
         ("policy.stale_lease.idle_ms", p.stale_lease.idle_ms, true),
-        (
-            "policy.stale_lease.sweep_interval_ms",
-            p.stale_lease.sweep_interval_ms,
-            true,
-        ),
+        ("policy.stale_lease.sweep_interval_ms", p.stale_lease.sweep_interval_ms, true),
         ("policy.waiter_timeout_ms", p.waiter_timeout_ms, true),
-        (
-            "policy.persistence_debounce_ms",
-            p.persistence_debounce_ms,
-            false,
-        ),
+        ("policy.persistence_debounce_ms", p.persistence_debounce_ms, false),
         ("bridge.heartbeat_ms", b.heartbeat_ms, true),
         ("bridge.client_timeout_ms", b.client_timeout_ms, true),
         ("bridge.hello_timeout_ms", b.hello_timeout_ms, true),
@@ -120,10 +100,7 @@ fn check_durations(c: &Config) -> Result<(), ConfigError> {
             return Err(err(key, format!("must be > 0 (got {value})")));
         }
         if value > MAX_MS {
-            return Err(err(
-                key,
-                format!("must be <= {MAX_MS} (ten years) (got {value})"),
-            ));
+            return Err(err(key, format!("must be <= {MAX_MS} (ten years) (got {value})")));
         }
     }
     Ok(())
@@ -137,43 +114,15 @@ fn counts(c: &Config) -> [(&'static str, u64, u64); 15] {
         ("limits.http_threads", n(l.http_threads), MAX_HTTP_THREADS),
         ("limits.max_body_bytes", n(l.max_body_bytes), u64::MAX),
         ("limits.max_ws_clients", n(l.max_ws_clients), u64::MAX),
-        (
-            "limits.max_ws_frame_bytes",
-            n(l.max_ws_frame_bytes),
-            u64::MAX,
-        ),
-        (
-            "timed_jobs.max_messages_per_tick",
-            n(t.max_messages_per_tick),
-            u64::MAX,
-        ),
-        (
-            "timed_jobs.max_tasks_per_tick",
-            n(t.max_tasks_per_tick),
-            u64::MAX,
-        ),
-        (
-            "timed_jobs.log_retention_days",
-            t.log_retention_days,
-            MAX_RETENTION_DAYS,
-        ),
+        ("limits.max_ws_frame_bytes", n(l.max_ws_frame_bytes), u64::MAX),
+        ("timed_jobs.max_messages_per_tick", n(t.max_messages_per_tick), u64::MAX),
+        ("timed_jobs.max_tasks_per_tick", n(t.max_tasks_per_tick), u64::MAX),
+        ("timed_jobs.log_retention_days", t.log_retention_days, MAX_RETENTION_DAYS),
         ("renewal.summary_limit", n(r.summary_limit), u64::MAX),
         ("renewal.max_attempts", u64::from(r.max_attempts), u64::MAX),
-        (
-            "renewal.failure_pause_threshold",
-            u64::from(r.failure_pause_threshold),
-            u64::MAX,
-        ),
-        (
-            "renewal.repeat_pause_threshold",
-            u64::from(r.repeat_pause_threshold),
-            u64::MAX,
-        ),
-        (
-            "renewal.retention_days",
-            r.retention_days,
-            MAX_RETENTION_DAYS,
-        ),
+        ("renewal.failure_pause_threshold", u64::from(r.failure_pause_threshold), u64::MAX),
+        ("renewal.repeat_pause_threshold", u64::from(r.repeat_pause_threshold), u64::MAX),
+        ("renewal.retention_days", r.retention_days, MAX_RETENTION_DAYS),
         (
             "policy.rate_limit.requests_per_minute_per_platform",
             u64::from(p.rate_limit.requests_per_minute_per_platform),
@@ -184,19 +133,12 @@ fn counts(c: &Config) -> [(&'static str, u64, u64); 15] {
             u64::from(p.circuit_breaker.failure_threshold),
             u64::MAX,
         ),
-        (
-            "baa.max_blocks_per_message",
-            n(c.baa.max_blocks_per_message),
-            u64::MAX,
-        ),
+        ("baa.max_blocks_per_message", n(c.baa.max_blocks_per_message), u64::MAX),
     ]
 }
 
 fn check_counts(c: &Config) -> Result<(), ConfigError> {
-    let messages = c
-        .messages
-        .retention_days
-        .map(|d| ("messages.retention_days", d, MAX_RETENTION_DAYS));
+    let messages = c.messages.retention_days.map(|d| ("messages.retention_days", d, MAX_RETENTION_DAYS));
     for (key, value, max) in counts(c).into_iter().chain(messages) {
         if value == 0 {
             return Err(err(key, format!("must be >= 1 (got {value})")));
@@ -215,18 +157,8 @@ fn check_ranges(c: &Config) -> Result<(), ConfigError> {
         let message = format!("must be [min, max] with min <= max (got [{lo}, {hi}])");
         return Err(err("renewal.inter_job_jitter_ms", message));
     }
-    check_min_max(
-        "policy.jitter.min_ms",
-        p.jitter.min_ms,
-        "policy.jitter.max_ms",
-        p.jitter.max_ms,
-    )?;
-    check_min_max(
-        "policy.backoff.base_ms",
-        p.backoff.base_ms,
-        "policy.backoff.max_ms",
-        p.backoff.max_ms,
-    )?;
+    check_min_max("policy.jitter.min_ms", p.jitter.min_ms, "policy.jitter.max_ms", p.jitter.max_ms)?;
+    check_min_max("policy.backoff.base_ms", p.backoff.base_ms, "policy.backoff.max_ms", p.backoff.max_ms)?;
     check_min_max(
         "renewal.retry_base_delay_ms",
         r.retry_base_delay_ms,
@@ -235,30 +167,22 @@ fn check_ranges(c: &Config) -> Result<(), ConfigError> {
     )?;
     let ratio = r.retry_jitter_ratio;
     if !(0.0..=1.0).contains(&ratio) {
-        return Err(err(
-            "renewal.retry_jitter_ratio",
-            format!("must be between 0 and 1 (got {ratio})"),
-        ));
+        return Err(err("renewal.retry_jitter_ratio", format!("must be between 0 and 1 (got {ratio})")));
     }
     Ok(())
 }
 
 fn check_min_max(min_key: &str, min: u64, max_key: &str, max: u64) -> Result<(), ConfigError> {
     if min > max {
-        return Err(err(
-            min_key,
-            format!("must be <= {max_key} (got {min} > {max})"),
-        ));
+        return Err(err(min_key, format!("must be <= {max_key} (got {min} > {max})")));
     }
     Ok(())
 }
 
 fn check_bridge(b: &Bridge) -> Result<(), ConfigError> {
     if b.client_timeout_ms <= b.heartbeat_ms {
-        let message = format!(
-            "must be > bridge.heartbeat_ms (got {} <= {})",
-            b.client_timeout_ms, b.heartbeat_ms
-        );
+        let message =
+            format!("must be > bridge.heartbeat_ms (got {} <= {})", b.client_timeout_ms, b.heartbeat_ms);
         return Err(err("bridge.client_timeout_ms", message));
     }
     Ok(())
@@ -280,14 +204,8 @@ fn check_template(template: &str) -> Result<(), ConfigError> {
         return Err(err(key, format!("must not be empty (got {template:?})")));
     }
     if let Some(name) = placeholders(template).find(|n| !TEMPLATE_PLACEHOLDERS.contains(n)) {
-        let known: Vec<String> = TEMPLATE_PLACEHOLDERS
-            .iter()
-            .map(|p| format!("{{{p}}}"))
-            .collect();
-        let message = format!(
-            "has unknown placeholder {{{name}}} (known: {})",
-            known.join(" ")
-        );
+        let known: Vec<String> = TEMPLATE_PLACEHOLDERS.iter().map(|p| format!("{{{p}}}")).collect();
+        let message = format!("has unknown placeholder {{{name}}} (known: {})", known.join(" "));
         return Err(err(key, message));
     }
     Ok(())
@@ -305,10 +223,7 @@ fn placeholders(template: &str) -> impl Iterator<Item = &str> {
 fn check_baa(baa: &Baa) -> Result<(), ConfigError> {
     for (i, tool) in baa.allowed_tools.iter().enumerate() {
         if !BAA_TOOLS.contains(&tool.as_str()) {
-            let message = format!(
-                "is not a known tool (got {tool:?}; known: {})",
-                BAA_TOOLS.join(" ")
-            );
+            let message = format!("is not a known tool (got {tool:?}; known: {})", BAA_TOOLS.join(" "));
             return Err(err(&format!("baa.allowed_tools[{i}]"), message));
         }
     }
@@ -323,9 +238,7 @@ fn check_baa(baa: &Baa) -> Result<(), ConfigError> {
 
 fn check_public_base_url(url: Option<&str>) -> Result<(), ConfigError> {
     let Some(url) = url else { return Ok(()) };
-    let rest = url
-        .strip_prefix("http://")
-        .or_else(|| url.strip_prefix("https://"));
+    let rest = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://"));
     let problem = match rest {
         None => "must start with http:// or https://",
         Some(r) if r.is_empty() || r.starts_with('/') => "must name a host after the scheme",
@@ -342,8 +255,7 @@ fn check_public_base_url(url: Option<&str>) -> Result<(), ConfigError> {
 fn check_origins(origins: &[String]) -> Result<(), ConfigError> {
     for (i, origin) in origins.iter().enumerate() {
         if !origin_ok(origin) {
-            let message =
-                format!("must look like scheme://host[:port] without a path (got {origin:?})");
+            let message = format!("must look like scheme://host[:port] without a path (got {origin:?})");
             return Err(err(&format!("allowed_origins[{i}]"), message));
         }
     }
@@ -367,9 +279,7 @@ fn origin_ok(origin: &str) -> bool {
     };
     let mut chars = scheme.chars();
     let scheme_ok = chars.next().is_some_and(|ch| ch.is_ascii_lowercase())
-        && chars.all(|ch| {
-            ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '+' | '-' | '.')
-        });
+        && chars.all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '+' | '-' | '.'));
     scheme_ok && authority_ok(authority)
 }
 
@@ -388,15 +298,11 @@ fn authority_ok(authority: &str) -> bool {
 }
 
 fn ipv6_ok(host: &str) -> bool {
-    !host.is_empty()
-        && host
-            .chars()
-            .all(|ch| ch.is_ascii_hexdigit() || ch == ':' || ch == '.')
+    !host.is_empty() && host.chars().all(|ch| ch.is_ascii_hexdigit() || ch == ':' || ch == '.')
 }
 
 fn hostname_ok(host: &str) -> bool {
-    let allowed =
-        |ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '-' | '.' | '_');
+    let allowed = |ch: char| ch.is_ascii_lowercase() || ch.is_ascii_digit() || matches!(ch, '-' | '.' | '_');
     !host.is_empty() && host.chars().all(allowed)
 }
 
@@ -407,9 +313,7 @@ fn port_ok(port: &str) -> bool {
         Some(digits) => {
             digits.len() <= 5
                 && digits.chars().all(|ch| ch.is_ascii_digit())
-                && digits
-                    .parse::<u32>()
-                    .is_ok_and(|n| (1..=65535).contains(&n))
+                && digits.parse::<u32>().is_ok_and(|n| (1..=65535).contains(&n))
         }
     }
 }
@@ -427,9 +331,8 @@ fn check_token(token: Option<&str>) -> Result<(), ConfigError> {
     } else {
         format!("{len} characters, some of them spaces or not printable ASCII")
     };
-    let message = format!(
-        "must be 1 to {MAX_TOKEN_CHARS} printable ASCII characters without spaces (got {detail})"
-    );
+    let message =
+        format!("must be 1 to {MAX_TOKEN_CHARS} printable ASCII characters without spaces (got {detail})");
     Err(err("token", message))
 }
 
@@ -437,17 +340,11 @@ fn check_addresses(c: &Config) -> Result<(), ConfigError> {
     let http = resolve("listen", &c.listen)?;
     let ws = resolve("ws_listen", &c.ws_listen)?;
     if let Some(addr) = http.iter().find(|a| a.port() != 0 && ws.contains(a)) {
-        let message = format!(
-            "must differ from listen (both are {addr}; got {:?})",
-            c.ws_listen
-        );
+        let message = format!("must differ from listen (both are {addr}; got {:?})", c.ws_listen);
         return Err(err("ws_listen", message));
     }
     if c.token.is_none() {
-        for (key, text, addrs) in [
-            ("listen", &c.listen, &http),
-            ("ws_listen", &c.ws_listen, &ws),
-        ] {
+        for (key, text, addrs) in [("listen", &c.listen, &http), ("ws_listen", &c.ws_listen, &ws)] {
             if !all_loopback(addrs) {
                 let message = format!("is required when {key} ({text}) is not a loopback address");
                 return Err(err("token", message));
@@ -463,16 +360,10 @@ fn resolve(key: &str, addr: &str) -> Result<Vec<SocketAddr>, ConfigError> {
         Ok(addrs) => {
             let addrs: Vec<SocketAddr> = addrs.collect();
             if addrs.is_empty() {
-                return Err(err(
-                    key,
-                    format!("must be HOST:PORT that resolves (got {shown}: no address)"),
-                ));
+                return Err(err(key, format!("must be HOST:PORT that resolves (got {shown}: no address)")));
             }
             Ok(addrs)
         }
-        Err(e) => Err(err(
-            key,
-            format!("must be HOST:PORT that resolves (got {shown}: {e})"),
-        )),
+        Err(e) => Err(err(key, format!("must be HOST:PORT that resolves (got {shown}: {e})"))),
     }
 }

@@ -62,7 +62,12 @@ impl ApiError {
         err
     }
 
-    pub fn invalid_state(resource: &'static str, id: &str, state: &str, message: impl Into<String>) -> ApiError {
+    pub fn invalid_state(
+        resource: &'static str,
+        id: &str,
+        state: &str,
+        message: impl Into<String>,
+    ) -> ApiError {
         ApiError::new(
             409,
             "invalid_state",
@@ -72,7 +77,12 @@ impl ApiError {
     }
 
     pub fn unauthorized() -> ApiError {
-        ApiError::new(401, "unauthorized", "A valid \"Authorization: Bearer <token>\" header is required.", json!({}))
+        ApiError::new(
+            401,
+            "unauthorized",
+            "A valid \"Authorization: Bearer <token>\" header is required.",
+            json!({}),
+        )
     }
 
     pub fn forbidden_origin(origin: &str) -> ApiError {
@@ -126,9 +136,24 @@ impl ApiError {
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
         match err {
-            StoreError::Full => ApiError::new(507, "storage_full", "The database disk is full; the write was not applied.", json!({})),
-            StoreError::ReadOnly => ApiError::new(507, "storage_read_only", "The database cannot be written; the write was not applied.", json!({})),
-            StoreError::Busy => ApiError::new(503, "storage_busy", "The database is locked by another process; try again.", json!({})),
+            StoreError::Full => ApiError::new(
+                507,
+                "storage_full",
+                "The database disk is full; the write was not applied.",
+                json!({}),
+            ),
+            StoreError::ReadOnly => ApiError::new(
+                507,
+                "storage_read_only",
+                "The database cannot be written; the write was not applied.",
+                json!({}),
+            ),
+            StoreError::Busy => ApiError::new(
+                503,
+                "storage_busy",
+                "The database is locked by another process; try again.",
+                json!({}),
+            ),
             StoreError::Closed => ApiError::shutting_down(),
             StoreError::Corrupt => {
                 log::error!("store error: the database file is damaged (database disk image is malformed)");
@@ -154,7 +179,11 @@ pub enum Reply {
     /// The `data` member already serialised: views write straight into it,
     /// and the read cache hands out the same text to many requests.
     Encoded(Arc<str>),
-    Raw { status: u16, headers: Vec<(String, String)>, body: Body },
+    Raw {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Body,
+    },
 }
 
 impl Reply {
@@ -164,7 +193,11 @@ impl Reply {
     }
 
     pub fn text(content_type: &str, body: Vec<u8>) -> Reply {
-        Reply::Raw { status: 200, headers: vec![("Content-Type".into(), content_type.into())], body: Body::Full(body) }
+        Reply::Raw {
+            status: 200,
+            headers: vec![("Content-Type".into(), content_type.into())],
+            body: Body::Full(body),
+        }
     }
 }
 
@@ -218,7 +251,10 @@ impl ApiRequest {
 const JSON_TYPE: &str = "application/json; charset=utf-8";
 
 fn json_headers(request_id: &str, extra: Vec<(String, String)>) -> Vec<(String, String)> {
-    let mut headers = vec![("Content-Type".to_string(), JSON_TYPE.to_string()), ("X-Request-Id".to_string(), request_id.to_string())];
+    let mut headers = vec![
+        ("Content-Type".to_string(), JSON_TYPE.to_string()),
+        ("X-Request-Id".to_string(), request_id.to_string()),
+    ];
     headers.extend(extra);
     headers
 }

@@ -36,11 +36,15 @@ impl App {
         }
         let body = match req.body {
             Ok(body) => body,
-            Err(BodyError::TooLarge) => return Err(ApiError::payload_too_large(self.ctx.config.limits.max_body_bytes)),
+            Err(BodyError::TooLarge) => {
+                return Err(ApiError::payload_too_large(self.ctx.config.limits.max_body_bytes))
+            }
         };
         let (route, params) = match resolve(&req.method, &path) {
             Resolution::Found(route, params) => (route, params),
-            Resolution::MethodNotAllowed(allow) => return Err(ApiError::method_not_allowed(&req.method, &allow)),
+            Resolution::MethodNotAllowed(allow) => {
+                return Err(ApiError::method_not_allowed(&req.method, &allow))
+            }
             Resolution::NotFound => return Err(ApiError::route_not_found(&path)),
         };
         if route.kind == Kind::Write && !body.iter().all(u8::is_ascii_whitespace) {
@@ -68,7 +72,9 @@ impl App {
     fn check_host(&self, req: &Request) -> Result<(), ApiError> {
         match header(&req.headers, "host") {
             Some(host) if !self.ctx.hosts.allows(host) => {
-                log::warn!("http: refused request for host {host:?} (not loopback, bound or in allowed_hosts)");
+                log::warn!(
+                    "http: refused request for host {host:?} (not loopback, bound or in allowed_hosts)"
+                );
                 Err(ApiError::forbidden_host(host))
             }
             _ => Ok(()),
@@ -108,11 +114,19 @@ impl Handler for App {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            log::error!("http: handler panicked on {method} {} ({request_id}): {what}", loggable_target(&target));
+            log::error!(
+                "http: handler panicked on {method} {} ({request_id}): {what}",
+                loggable_target(&target)
+            );
             Err(ApiError::internal())
         });
         if let Err(err) = &result {
-            log::debug!("http: {method} {} -> {} {} ({request_id})", loggable_target(&target), err.status, err.code);
+            log::debug!(
+                "http: {method} {} -> {} {} ({request_id})",
+                loggable_target(&target),
+                err.status,
+                err.code
+            );
         }
         let mut response = render(&request_id, result);
         // The unread body is still on the socket; only closing recovers.
@@ -123,7 +137,9 @@ impl Handler for App {
     fn transport_error(&self, err: TransportError) -> Response {
         let request_id = generated_request_id();
         let api_err = match err {
-            TransportError::BadRequest(why) => ApiError::malformed_json(format!("Malformed HTTP request: {why}.")),
+            TransportError::BadRequest(why) => {
+                ApiError::malformed_json(format!("Malformed HTTP request: {why}."))
+            }
             TransportError::HeadersTooLarge => ApiError::new(
                 431,
                 "invalid_request",
@@ -138,7 +154,8 @@ impl Handler for App {
     }
 
     fn overloaded(&self) -> Response {
-        let err = ApiError::new(503, "overloaded", "Too many open connections; try again.", serde_json::json!({}));
+        let err =
+            ApiError::new(503, "overloaded", "Too many open connections; try again.", serde_json::json!({}));
         let mut response = failure(&generated_request_id(), err);
         response.close = true;
         response

@@ -29,7 +29,9 @@ pub fn opt_str(obj: &Object, key: &str, max: usize) -> Result<Option<String>, Ap
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.chars().count() <= max => Ok(Some(s.clone())),
-        Some(Value::String(_)) => Err(ApiError::invalid(key, format!("Field \"{key}\" must be at most {max} characters."))),
+        Some(Value::String(_)) => {
+            Err(ApiError::invalid(key, format!("Field \"{key}\" must be at most {max} characters.")))
+        }
         Some(_) => Err(ApiError::invalid(key, format!("Field \"{key}\" must be a string."))),
     }
 }

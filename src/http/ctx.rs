@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::bridge::Hub;
+use crate::config::Config;
 use crate::http::api::{ApiError, ApiRequest, Reply};
 use crate::http::cache::ReadCache;
-use crate::config::Config;
 use crate::policy::Policy;
 use crate::store::{IngestSettings, Store};
 

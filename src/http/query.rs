@@ -2,10 +2,10 @@
 //! percent-decoding, query parameters, `limit`/`offset` pagination and
 //! enumerated filters, each failing with a 400 that names the parameter.
 
-#[cfg(test)]
-use crate::util::percent_encode;
 use super::api::{ApiError, ApiRequest};
 use crate::store::Page;
+#[cfg(test)]
+use crate::util::percent_encode;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
@@ -73,7 +73,9 @@ impl ApiRequest {
                 _ => {
                     return Err(ApiError::invalid(
                         "limit",
-                        format!("Query parameter \"limit\" must be an integer from 1 to {MAX_LIMIT} (got \"{raw}\")."),
+                        format!(
+                        "Query parameter \"limit\" must be an integer from 1 to {MAX_LIMIT} (got \"{raw}\")."
+                    ),
                     ))
                 }
             },
@@ -95,7 +97,9 @@ impl ApiRequest {
     pub fn text_filter(&self, name: &str) -> Result<Option<String>, ApiError> {
         match self.query_param(name) {
             None => Ok(None),
-            Some("") => Err(ApiError::invalid(name, format!("Query parameter \"{name}\" must not be empty."))),
+            Some("") => {
+                Err(ApiError::invalid(name, format!("Query parameter \"{name}\" must not be empty.")))
+            }
             Some(v) if v.len() > MAX_FILTER_BYTES => Err(ApiError::invalid(
                 name,
                 format!("Query parameter \"{name}\" is longer than {MAX_FILTER_BYTES} bytes."),
@@ -105,7 +109,12 @@ impl ApiRequest {
     }
 
     /// An optional filter restricted to `allowed` values.
-    pub fn enum_filter<T>(&self, name: &str, allowed: &[&str], parse: fn(&str) -> Option<T>) -> Result<Option<T>, ApiError> {
+    pub fn enum_filter<T>(
+        &self,
+        name: &str,
+        allowed: &[&str],
+        parse: fn(&str) -> Option<T>,
+    ) -> Result<Option<T>, ApiError> {
         match self.query_param(name) {
             None => Ok(None),
             Some(v) => parse(v).map(Some).ok_or_else(|| {

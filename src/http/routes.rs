@@ -39,7 +39,14 @@ pub struct Route {
 
 macro_rules! route {
     ($id:literal, $kind:ident, $method:literal, $path:literal, $summary:literal, $handler:path) => {
-        Route { id: $id, kind: Kind::$kind, method: $method, path: $path, summary: $summary, handler: $handler }
+        Route {
+            id: $id,
+            kind: Kind::$kind,
+            method: $method,
+            path: $path,
+            summary: $summary,
+            handler: $handler,
+        }
     };
 }
 
@@ -145,7 +152,10 @@ mod tests {
     fn literal_and_param_segments() {
         assert_eq!(params("/v1/messages", "/v1/messages"), Some(vec![]));
         assert_eq!(params("/v1/messages", "/v1/messages/"), None);
-        assert_eq!(params("/v1/messages/:message_id", "/v1/messages/m%201"), Some(vec![("message_id", "m 1".into())]));
+        assert_eq!(
+            params("/v1/messages/:message_id", "/v1/messages/m%201"),
+            Some(vec![("message_id", "m 1".into())])
+        );
         assert_eq!(params("/v1/messages/:message_id", "/v1/messages"), None);
         assert_eq!(params("/v1/messages/:message_id", "/v1/messages/a/b"), None);
         assert_eq!(
@@ -157,7 +167,10 @@ mod tests {
 
     #[test]
     fn suffix_and_rest_segments() {
-        assert_eq!(params("/artifact/msg/:message_id.txt", "/artifact/msg/m1.txt"), Some(vec![("message_id", "m1".into())]));
+        assert_eq!(
+            params("/artifact/msg/:message_id.txt", "/artifact/msg/m1.txt"),
+            Some(vec![("message_id", "m1".into())])
+        );
         assert_eq!(params("/artifact/msg/:message_id.txt", "/artifact/msg/.txt"), None);
         assert_eq!(params("/artifact/msg/:message_id.txt", "/artifact/msg/m1.json"), None);
         assert_eq!(params("/artifact/*path", "/artifact/a/b.txt"), Some(vec![("path", "a/b.txt".into())]));
@@ -171,7 +184,9 @@ mod tests {
             Resolution::MethodNotAllowed(allow) => assert_eq!(allow, vec!["GET", "POST"]),
             _ => panic!("expected 405"),
         }
-        assert!(matches!(resolve("POST", "/v1/messages"), Resolution::Found(r, _) if r.id == "messages.ingest"));
+        assert!(
+            matches!(resolve("POST", "/v1/messages"), Resolution::Found(r, _) if r.id == "messages.ingest")
+        );
     }
 
     #[test]

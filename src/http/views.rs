@@ -15,8 +15,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-pub use crate::util::artifact_url;
 use crate::store::{Conversation, Job, Link, Message};
+pub use crate::util::artifact_url;
 
 /// Stored JSON text, written as it is when it parses, as a JSON string when
 /// it is damaged (one bad row must not fail a whole page), and as `null` or
@@ -280,7 +280,12 @@ impl<T: Serialize> Serialize for ListView<T> {
     }
 }
 
-pub fn list<T: Serialize>(key: &'static str, items: Vec<T>, filters: Value, next_offset: Option<u64>) -> ListView<T> {
+pub fn list<T: Serialize>(
+    key: &'static str,
+    items: Vec<T>,
+    filters: Value,
+    next_offset: Option<u64>,
+) -> ListView<T> {
     ListView { key, items, filters, next_offset }
 }
 
@@ -372,7 +377,8 @@ mod tests {
     #[test]
     fn list_envelope_counts_its_items() {
         let j = job_row("text", "x", None);
-        let v = serde_json::to_value(list("jobs", vec![job(&j)], serde_json::json!({"limit": 1}), Some(1))).unwrap();
+        let v = serde_json::to_value(list("jobs", vec![job(&j)], serde_json::json!({"limit": 1}), Some(1)))
+            .unwrap();
         assert_eq!(v["count"], 1);
         assert_eq!(v["next_offset"], 1);
         assert_eq!(v["jobs"][0]["job_id"], "job_1");

@@ -28,9 +28,7 @@ pub struct ManualClock {
 
 impl ManualClock {
     pub fn new(start_ms: i64) -> ManualClock {
-        ManualClock {
-            now: AtomicI64::new(start_ms),
-        }
+        ManualClock { now: AtomicI64::new(start_ms) }
     }
 
     pub fn set(&self, ms: i64) {

@@ -112,10 +112,7 @@ impl Controller {
 
     /// A clean controller with its own source of uniform [0, 1) numbers
     /// (tests use a fixed sequence).
-    pub fn with_random(
-        config: config::Policy,
-        random: Box<dyn FnMut() -> f64 + Send>,
-    ) -> Controller {
+    pub fn with_random(config: config::Policy, random: Box<dyn FnMut() -> f64 + Send>) -> Controller {
         Controller {
             config,
             random,
@@ -177,10 +174,7 @@ impl Controller {
                 if state.in_flight.as_ref().is_some_and(|held| held.trial) {
                     // The trial's outcome decides; suggest the smallest
                     // wait the policy ever imposes after a failure.
-                    Some(refuse(
-                        RefusalCode::CircuitOpen,
-                        self.config.backoff.base_ms.max(1),
-                    ))
+                    Some(refuse(RefusalCode::CircuitOpen, self.config.backoff.base_ms.max(1)))
                 } else {
                     // Cannot normally happen (half_open always has its
                     // trial in flight); recover by making this the trial.
@@ -241,11 +235,7 @@ impl Controller {
         let charged = now.saturating_add(ms(delay));
         let at = platform.dispatches.partition_point(|&t| t <= charged);
         platform.dispatches.insert(at, charged);
-        platform.last_dispatched_at = Some(
-            platform
-                .last_dispatched_at
-                .map_or(charged, |t| t.max(charged)),
-        );
+        platform.last_dispatched_at = Some(platform.last_dispatched_at.map_or(charged, |t| t.max(charged)));
 
         let lease_id = self.next_lease;
         self.next_lease += 1;
@@ -289,13 +279,7 @@ impl Controller {
 
     /// Completes a lease. Returns false, changing nothing, when the lease is
     /// not the one in flight on `target` (already completed, or swept).
-    pub fn complete(
-        &mut self,
-        target: &Target,
-        lease_id: LeaseId,
-        outcome: &Outcome,
-        now: i64,
-    ) -> bool {
+    pub fn complete(&mut self, target: &Target, lease_id: LeaseId, outcome: &Outcome, now: i64) -> bool {
         let Some(state) = self.targets.get_mut(target) else {
             return false;
         };
@@ -305,10 +289,7 @@ impl Controller {
         let reason = match outcome {
             Outcome::Success => {
                 if state.circuit_state != CircuitState::Closed {
-                    self.notes.push((
-                        log::Level::Info,
-                        format!("policy: circuit of {target} closed"),
-                    ));
+                    self.notes.push((log::Level::Info, format!("policy: circuit of {target} closed")));
                 }
                 state.consecutive_failures = 0;
                 state.circuit_state = CircuitState::Closed;
@@ -318,15 +299,7 @@ impl Controller {
                 "complete_success"
             }
             Outcome::Failure { code } => {
-                record_failure(
-                    state,
-                    &self.config,
-                    target,
-                    code,
-                    now,
-                    held.trial,
-                    &mut self.notes,
-                );
+                record_failure(state, &self.config, target, code, now, held.trial, &mut self.notes);
                 "complete_failure"
             }
             Outcome::Cancelled => {
@@ -369,9 +342,8 @@ impl Controller {
         let idle_limit = ms(self.config.stale_lease.idle_ms);
         let mut swept = Vec::new();
         for (target, state) in self.targets.iter_mut() {
-            let Some(held) = state
-                .in_flight
-                .take_if(|held| now.saturating_sub(held.activity_at) >= idle_limit)
+            let Some(held) =
+                state.in_flight.take_if(|held| now.saturating_sub(held.activity_at) >= idle_limit)
             else {
                 continue;
             };
@@ -379,19 +351,10 @@ impl Controller {
             state.stale_sweep_count = state.stale_sweep_count.saturating_add(1);
             state.last_stale_sweep_at = Some(now);
             state.last_stale_sweep_idle_ms = Some(idle_ms);
-            state.last_stale_sweep_reason =
-                Some(format!("{}:lease_idle_timeout", held.activity_reason));
+            state.last_stale_sweep_reason = Some(format!("{}:lease_idle_timeout", held.activity_reason));
             state.last_stale_sweep_request_id = Some(held.request_id.clone());
             if held.trial {
-                record_failure(
-                    state,
-                    &self.config,
-                    target,
-                    SWEPT_TRIAL_ERROR,
-                    now,
-                    true,
-                    &mut self.notes,
-                );
+                record_failure(state, &self.config, target, SWEPT_TRIAL_ERROR, now, true, &mut self.notes);
             }
             state.record_activity(now, "stale_sweep");
             promote(state, &mut self.wakes);
@@ -401,11 +364,7 @@ impl Controller {
                     "policy: swept stale lease {} of {target} (request {}, idle {idle_ms} ms{})",
                     held.lease_id,
                     held.request_id,
-                    if held.trial {
-                        ", half-open trial counted as a failure"
-                    } else {
-                        ""
-                    }
+                    if held.trial { ", half-open trial counted as a failure" } else { "" }
                 ),
             ));
             swept.push(Swept {
@@ -490,8 +449,5 @@ fn record_failure(
 }
 
 fn refuse(code: RefusalCode, retry_after_ms: u64) -> Refusal {
-    Refusal {
-        code,
-        retry_after_ms,
-    }
+    Refusal { code, retry_after_ms }
 }

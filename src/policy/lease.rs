@@ -40,9 +40,7 @@ struct Inner {
 
 impl fmt::Debug for Policy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Policy")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+        f.debug_struct("Policy").field("config", &self.config).finish_non_exhaustive()
     }
 }
 
@@ -66,10 +64,7 @@ impl Policy {
         Arc::new(Policy {
             config: controller.config().clone(),
             clock,
-            inner: Mutex::new(Inner {
-                controller,
-                wakers: HashMap::new(),
-            }),
+            inner: Mutex::new(Inner { controller, wakers: HashMap::new() }),
             on_change,
         })
     }
@@ -95,9 +90,7 @@ impl Policy {
         request_id: &str,
         opts: AdmitOptions,
     ) -> Result<Lease, Refusal> {
-        let budget = opts
-            .max_wait
-            .min(Duration::from_millis(self.config.waiter_timeout_ms));
+        let budget = opts.max_wait.min(Duration::from_millis(self.config.waiter_timeout_ms));
         let deadline = Instant::now().checked_add(budget);
         let mut queued: Option<(WaiterId, Receiver<()>)> = None;
         let started = self.clock.now_ms();
@@ -108,12 +101,17 @@ impl Policy {
             // the time already spent queued: a request admitted after its
             // caller's deadline is refused (`rate_limited`), not sent late.
             let waited = u64::try_from(now.saturating_sub(started)).unwrap_or(0);
-            let max_delay_ms = if opts.one_deadline { opts.max_delay_ms.saturating_sub(waited) } else { opts.max_delay_ms };
+            let max_delay_ms =
+                if opts.one_deadline { opts.max_delay_ms.saturating_sub(waited) } else { opts.max_delay_ms };
             let (admission, receiver) = self.locked(|inner| {
-                let admission =
-                    inner
-                        .controller
-                        .try_admit_with(&target, request_id, now, max_delay_ms, opts.one_deadline, waiter);
+                let admission = inner.controller.try_admit_with(
+                    &target,
+                    request_id,
+                    now,
+                    max_delay_ms,
+                    opts.one_deadline,
+                    waiter,
+                );
                 let mut receiver = None;
                 match (&admission, waiter) {
                     (Admission::Wait(id), None) => {
@@ -129,9 +127,7 @@ impl Policy {
                 (admission, receiver)
             });
             match admission {
-                Admission::Granted(grant) => {
-                    return Ok(Lease::new(self, target, request_id, grant))
-                }
+                Admission::Granted(grant) => return Ok(Lease::new(self, target, request_id, grant)),
                 Admission::Refused(refusal) => return Err(refusal),
                 Admission::Wait(id) => {
                     if let Some(rx) = receiver {
@@ -141,8 +137,7 @@ impl Policy {
                         // Unreachable: a first Wait always creates the channel.
                         return Err(self.give_up(&target, id));
                     };
-                    let remaining =
-                        deadline.map_or(budget, |d| d.saturating_duration_since(Instant::now()));
+                    let remaining = deadline.map_or(budget, |d| d.saturating_duration_since(Instant::now()));
                     if remaining.is_zero() {
                         return Err(self.give_up(&target, id));
                     }
@@ -171,7 +166,8 @@ impl Policy {
         let every = Duration::from_millis(self.config.stale_lease.sweep_interval_ms.max(1));
         let sweeper = Sweeper { policy: Arc::clone(self), every };
         let (tx, rx) = bounded(1);
-        let join = std::thread::Builder::new().name("policy-sweeper".to_string()).spawn(move || sweeper.run(rx))?;
+        let join =
+            std::thread::Builder::new().name("policy-sweeper".to_string()).spawn(move || sweeper.run(rx))?;
         Ok(SweeperHandle { tx, join })
     }
 
@@ -206,10 +202,7 @@ impl Policy {
             inner.controller.cancel_waiter(target, waiter);
             inner.wakers.remove(&waiter);
         });
-        Refusal {
-            code: RefusalCode::WaiterTimeout,
-            retry_after_ms: 0,
-        }
+        Refusal { code: RefusalCode::WaiterTimeout, retry_after_ms: 0 }
     }
 
     fn complete(&self, target: &Target, lease_id: LeaseId, outcome: &Outcome) -> bool {
@@ -230,10 +223,7 @@ impl Policy {
             let mut inner = self.inner.lock();
             let result = f(&mut inner);
             let ids = inner.controller.take_wakes();
-            let wake: Vec<Sender<()>> = ids
-                .iter()
-                .filter_map(|id| inner.wakers.get(id).cloned())
-                .collect();
+            let wake: Vec<Sender<()>> = ids.iter().filter_map(|id| inner.wakers.get(id).cloned()).collect();
             let notes: Vec<Note> = inner.controller.take_notes();
             let dirty = inner.controller.take_dirty();
             (result, wake, notes, dirty)
@@ -393,8 +383,7 @@ impl Drop for Lease {
     fn drop(&mut self) {
         if !self.completed {
             self.completed = true;
-            self.policy
-                .complete(&self.target, self.lease_id, &Outcome::Cancelled);
+            self.policy.complete(&self.target, self.lease_id, &Outcome::Cancelled);
         }
     }
 }

@@ -53,10 +53,7 @@ pub struct Target {
 
 impl Target {
     pub fn new(client_id: impl Into<String>, platform: impl Into<String>) -> Target {
-        Target {
-            client_id: client_id.into(),
-            platform: platform.into(),
-        }
+        Target { client_id: client_id.into(), platform: platform.into() }
     }
 }
 
@@ -176,10 +173,6 @@ pub struct AdmitOptions {
 impl Default for AdmitOptions {
     /// Wait up to `waiter_timeout_ms`, accept any delay.
     fn default() -> AdmitOptions {
-        AdmitOptions {
-            max_wait: Duration::MAX,
-            max_delay_ms: u64::MAX,
-            one_deadline: false,
-        }
+        AdmitOptions { max_wait: Duration::MAX, max_delay_ms: u64::MAX, one_deadline: false }
     }
 }

@@ -84,19 +84,14 @@ pub(crate) struct Parsed {
 /// Parses a stored document. `Err` carries the reason the whole document
 /// is ignored (the caller logs it and starts clean).
 pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
-    let value: Value =
-        serde_json::from_str(json).map_err(|e| format!("policy state is not JSON: {e}"))?;
-    let object = value
-        .as_object()
-        .ok_or_else(|| "policy state is not a JSON object".to_string())?;
+    let value: Value = serde_json::from_str(json).map_err(|e| format!("policy state is not JSON: {e}"))?;
+    let object = value.as_object().ok_or_else(|| "policy state is not a JSON object".to_string())?;
     match object.get("version").and_then(Value::as_u64) {
         Some(STATE_VERSION) => {}
         _ => {
             return Err(format!(
                 "policy state has unknown version {} (expected {STATE_VERSION})",
-                object
-                    .get("version")
-                    .map_or("none".to_string(), Value::to_string)
+                object.get("version").map_or("none".to_string(), Value::to_string)
             ))
         }
     }
@@ -117,11 +112,7 @@ pub(crate) fn parse(json: &str) -> Result<Parsed, String> {
             _ => skipped += 1,
         }
     }
-    Ok(Parsed {
-        platforms,
-        targets,
-        skipped,
-    })
+    Ok(Parsed { platforms, targets, skipped })
 }
 
 fn array(value: Option<&Value>) -> &[Value] {
@@ -174,11 +165,7 @@ impl Controller {
                 last_stale_sweep_request_id: s.last_stale_sweep_request_id.clone(),
             })
             .collect();
-        StateDoc {
-            version: STATE_VERSION,
-            platforms,
-            targets,
-        }
+        StateDoc { version: STATE_VERSION, platforms, targets }
     }
 
     /// Loads a persisted document (at start, before any admission):
@@ -195,10 +182,7 @@ impl Controller {
             let mut dispatches = doc.dispatches;
             dispatches.sort_unstable();
             prune(&mut dispatches, now, window_ms, limit);
-            let platform = self
-                .platforms
-                .entry(doc.platform.trim().to_string())
-                .or_default();
+            let platform = self.platforms.entry(doc.platform.trim().to_string()).or_default();
             platform.dispatches = dispatches;
             platform.last_dispatched_at = doc.last_dispatched_at;
         }
@@ -229,10 +213,6 @@ impl Controller {
 
 /// Serialises the document; our plain structs cannot fail to serialise.
 pub(crate) fn to_json(doc: &StateDoc) -> String {
-    serde_json::to_string(doc).unwrap_or_else(|_| {
-        format!(
-            r#"{{"version":{},"platforms":[],"targets":[]}}"#,
-            STATE_VERSION
-        )
-    })
+    serde_json::to_string(doc)
+        .unwrap_or_else(|_| format!(r#"{{"version":{},"platforms":[],"targets":[]}}"#, STATE_VERSION))
 }

@@ -77,9 +77,8 @@ impl Controller {
                 let state = self.platforms.get(name);
                 PlatformView {
                     platform: name.to_string(),
-                    recent_dispatch_count: state.map_or(0, |p| {
-                        p.dispatches.iter().filter(|&&t| t > window_start).count()
-                    }),
+                    recent_dispatch_count: state
+                        .map_or(0, |p| p.dispatches.iter().filter(|&&t| t > window_start).count()),
                     last_dispatched_at: state.and_then(|p| p.last_dispatched_at),
                     waiting: self
                         .targets
@@ -115,10 +114,6 @@ impl Controller {
                 last_stale_sweep_request_id: s.last_stale_sweep_request_id.clone(),
             })
             .collect();
-        PolicyView {
-            defaults: self.config.clone(),
-            platforms,
-            targets,
-        }
+        PolicyView { defaults: self.config.clone(), platforms, targets }
     }
 }

@@ -106,14 +106,16 @@ const TRUNCATE: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
 /// copied). The SQL is a constant so that the call after every commit
 /// formats nothing.
 fn wal_checkpoint(conn: &Connection, sql: &str) -> rusqlite::Result<(bool, i64, i64)> {
-    conn.prepare_cached(sql)?
-        .query_row([], |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?)))
+    conn.prepare_cached(sql)?.query_row([], |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?)))
 }
 
 impl Checkpoints {
     /// Opens the checkpointer's connection and starts its thread.
     pub(super) fn start(path: &Path) -> Result<Checkpoints, StoreError> {
-        let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )?;
         // The same syncs as the writer's connection had for its own
         // checkpoints: the WAL before pages are copied, the database after.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
@@ -185,7 +187,9 @@ impl Checkpoints {
 pub(super) fn copy_everything(conn: &Connection) {
     match wal_checkpoint(conn, TRUNCATE) {
         Ok((false, _, _)) => {}
-        Ok((true, _, _)) => log::warn!("store: the final checkpoint was blocked by a reader; the WAL keeps the rest"),
+        Ok((true, _, _)) => {
+            log::warn!("store: the final checkpoint was blocked by a reader; the WAL keeps the rest")
+        }
         Err(e) => log::warn!("store: the final checkpoint failed: {e}; the WAL keeps the rest"),
     }
 }

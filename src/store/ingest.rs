@@ -91,7 +91,13 @@ fn duplicate(conn: &Connection, message_id: &str) -> Result<IngestOutcome, Store
         Some(lc) => active_link(conn, lc)?.map(|(link_id, _, _)| link_id),
         None => None,
     };
-    Ok(IngestOutcome { message, local_conversation_id: local, link_id, duplicate: true, automation_changed: false })
+    Ok(IngestOutcome {
+        message,
+        local_conversation_id: local,
+        link_id,
+        duplicate: true,
+        automation_changed: false,
+    })
 }
 
 /// `OR FAIL`: the `messages_seq_default` trigger (sql/004) makes SQLite
@@ -141,8 +147,9 @@ pub(super) fn find_local_conversation(
     remote_id: &str,
 ) -> Result<Option<String>, StoreError> {
     // The aggregate always yields one row; its id is NULL when no link exists.
-    let id: Option<String> =
-        conn.prepare_cached(LINKED_LOCAL_CONVERSATION)?.query_row(params![platform, remote_id], |row| row.get(0))?;
+    let id: Option<String> = conn
+        .prepare_cached(LINKED_LOCAL_CONVERSATION)?
+        .query_row(params![platform, remote_id], |row| row.get(0))?;
     Ok(id)
 }
 
@@ -200,7 +207,14 @@ const REFRESH_LINK: &str = "UPDATE conversation_links SET page_url = ?2, page_ti
 /// them opens a temporary b-tree).
 #[cfg(test)]
 pub(super) fn per_message_statements() -> Vec<&'static str> {
-    vec![insert_message_sql(), LINKED_LOCAL_CONVERSATION, APPLY_TO_CONVERSATION, CONVERSATION_COUNTER, ACTIVE_LINK, REFRESH_LINK]
+    vec![
+        insert_message_sql(),
+        LINKED_LOCAL_CONVERSATION,
+        APPLY_TO_CONVERSATION,
+        CONVERSATION_COUNTER,
+        ACTIVE_LINK,
+        REFRESH_LINK,
+    ]
 }
 
 /// Finds or creates the local conversation and applies the message to it.
@@ -256,7 +270,12 @@ fn upsert_conversation(
 
 /// Makes the link `(conversation, client, tab)` the conversation's single
 /// active link, creating it when new. Returns its id.
-fn upsert_active_link(conn: &Connection, local_id: &str, prepared: &PreparedMessage, now: i64) -> Result<String, StoreError> {
+fn upsert_active_link(
+    conn: &Connection,
+    local_id: &str,
+    prepared: &PreparedMessage,
+    now: i64,
+) -> Result<String, StoreError> {
     let m = &prepared.input;
     let target_id = prepared.target.as_ref().map(|(id, _)| id.as_str());
     let target_payload = prepared.target.as_ref().map(|(_, payload)| payload.as_str());
@@ -269,8 +288,16 @@ fn upsert_active_link(conn: &Connection, local_id: &str, prepared: &PreparedMess
             && active_target.as_deref().unwrap_or("") == target_id.unwrap_or("")
         {
             conn.prepare_cached(REFRESH_LINK)?.execute(params![
-                link_id, m.page_url, m.page_title, route.path, route.pattern, route.params, target_kind,
-                target_payload, m.observed_at, now
+                link_id,
+                m.page_url,
+                m.page_title,
+                route.path,
+                route.pattern,
+                route.params,
+                target_kind,
+                target_payload,
+                m.observed_at,
+                now
             ])?;
             return Ok(link_id);
         }

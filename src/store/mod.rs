@@ -74,7 +74,9 @@ impl From<rusqlite::Error> for StoreError {
         use rusqlite::ErrorCode;
         match err.sqlite_error_code() {
             Some(ErrorCode::DiskFull) => StoreError::Full,
-            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) if is_readonly(&err) => StoreError::ReadOnly,
+            Some(ErrorCode::ReadOnly) | Some(ErrorCode::CannotOpen) if is_readonly(&err) => {
+                StoreError::ReadOnly
+            }
             Some(ErrorCode::DatabaseBusy) | Some(ErrorCode::DatabaseLocked) => StoreError::Busy,
             Some(ErrorCode::DatabaseCorrupt) | Some(ErrorCode::NotADatabase) => StoreError::Corrupt,
             _ => StoreError::Sqlite(err.to_string()),
@@ -150,7 +152,10 @@ pub fn open(state_dir: &Path, options: StoreOptions) -> Result<(Handle, Store), 
     let checkpoints = checkpoint::Checkpoints::start(&path)?;
     let join = writer::spawn(conn, checkpoints, rx, generation.clone(), policy_dirty_sent.clone())
         .map_err(|e| StoreError::Sqlite(format!("cannot spawn store writer: {e}")))?;
-    Ok((Handle { tx: tx.clone(), join: Some(join) }, Store { tx, reads, path, generation, policy_dirty_sent }))
+    Ok((
+        Handle { tx: tx.clone(), join: Some(join) },
+        Store { tx, reads, path, generation, policy_dirty_sent },
+    ))
 }
 
 impl Store {
@@ -192,7 +197,8 @@ impl Store {
     ) -> crossbeam_channel::Receiver<Result<IngestOutcome, StoreError>> {
         let (reply, answer) = bounded(1);
         let input = ingest::prepare(input, settings);
-        if let Err(e) = self.tx.send(StoreMsg::Ingest { input, settings, now: crate::util::now_ms(), reply }) {
+        if let Err(e) = self.tx.send(StoreMsg::Ingest { input, settings, now: crate::util::now_ms(), reply })
+        {
             // The writer is gone: answer Closed through the same channel.
             if let StoreMsg::Ingest { reply, .. } = e.into_inner() {
                 let _ = reply.send(Err(StoreError::Closed));
@@ -201,7 +207,11 @@ impl Store {
         answer
     }
 
-    pub fn set_system_state(&self, state: AutomationState, reason: Option<String>) -> Result<SystemState, StoreError> {
+    pub fn set_system_state(
+        &self,
+        state: AutomationState,
+        reason: Option<String>,
+    ) -> Result<SystemState, StoreError> {
         self.call(|reply| StoreMsg::SetSystemState { state, reason, now: crate::util::now_ms(), reply })
     }
 
@@ -212,7 +222,13 @@ impl Store {
         reason: Option<String>,
     ) -> Result<Transition<()>, StoreError> {
         let id = id.to_string();
-        self.call(|reply| StoreMsg::SetConversationStatus { id, status, reason, now: crate::util::now_ms(), reply })
+        self.call(|reply| StoreMsg::SetConversationStatus {
+            id,
+            status,
+            reason,
+            now: crate::util::now_ms(),
+            reply,
+        })
     }
 
     pub fn retry_job(&self, job_id: &str) -> Result<Transition<()>, StoreError> {
@@ -230,13 +246,28 @@ impl Store {
     /// before any later write: the projector logs its jobs there, so a
     /// job's `job_projected` line always comes before the dispatcher's
     /// lines for it (the dispatcher can only claim it in a later commit).
-    pub fn project(&self, settings: ProjectSettings, on_commit: CommitHook<ProjectionReport>) -> Result<ProjectionReport, StoreError> {
+    pub fn project(
+        &self,
+        settings: ProjectSettings,
+        on_commit: CommitHook<ProjectionReport>,
+    ) -> Result<ProjectionReport, StoreError> {
         self.call(|reply| StoreMsg::Project { settings, on_commit, reply })
     }
 
-    pub fn defer_job(&self, job_id: &str, next_attempt_at: i64, log_path: Option<String>) -> Result<(), StoreError> {
+    pub fn defer_job(
+        &self,
+        job_id: &str,
+        next_attempt_at: i64,
+        log_path: Option<String>,
+    ) -> Result<(), StoreError> {
         let job_id = job_id.to_string();
-        self.call(|reply| StoreMsg::DeferJob { job_id, next_attempt_at, log_path, now: crate::util::now_ms(), reply })
+        self.call(|reply| StoreMsg::DeferJob {
+            job_id,
+            next_attempt_at,
+            log_path,
+            now: crate::util::now_ms(),
+            reply,
+        })
     }
 
     pub fn fail_job(&self, job_id: &str, error: &str, log_path: Option<String>) -> Result<(), StoreError> {
@@ -244,7 +275,13 @@ impl Store {
         self.call(|reply| StoreMsg::FailJob { job_id, error, log_path, now: crate::util::now_ms(), reply })
     }
 
-    pub fn start_attempt(&self, job_id: &str, local_conversation_id: &str, log_path: Option<String>, now: i64) -> Result<bool, StoreError> {
+    pub fn start_attempt(
+        &self,
+        job_id: &str,
+        local_conversation_id: &str,
+        log_path: Option<String>,
+        now: i64,
+    ) -> Result<bool, StoreError> {
         let (job_id, local_conversation_id) = (job_id.to_string(), local_conversation_id.to_string());
         self.call(|reply| StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply })
     }
@@ -275,7 +312,12 @@ impl Store {
     }
 
     /// Puts a claimed job back to pending without counting an attempt.
-    pub fn release_claim(&self, job: &Job, next_attempt_at: i64, log_path: Option<String>) -> Result<(), StoreError> {
+    pub fn release_claim(
+        &self,
+        job: &Job,
+        next_attempt_at: i64,
+        log_path: Option<String>,
+    ) -> Result<(), StoreError> {
         let (job_id, local_conversation_id) = (job.job_id.clone(), job.local_conversation_id.clone());
         let last_attempt_at = job.last_attempt_at;
         self.call(|reply| StoreMsg::ReleaseClaim {
@@ -338,9 +380,11 @@ impl Store {
     pub fn policy_state(&self) -> Result<Option<String>, StoreError> {
         use rusqlite::OptionalExtension;
         self.reads.with(|c| {
-            Ok(c.prepare_cached("SELECT value_json FROM browser_request_policy_state WHERE state_key = 'global'")?
-                .query_row([], |r| r.get(0))
-                .optional()?)
+            Ok(c.prepare_cached(
+                "SELECT value_json FROM browser_request_policy_state WHERE state_key = 'global'",
+            )?
+            .query_row([], |r| r.get(0))
+            .optional()?)
         })
     }
 

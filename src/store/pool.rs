@@ -167,7 +167,8 @@ mod tests {
                 // New connections cannot open now.
                 std::fs::rename(&db, dir.path().join("gone.db")).unwrap();
                 let waiter = s.spawn(move || {
-                    let _ = got_tx.send(pool.with(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)));
+                    let _ =
+                        got_tx.send(pool.with(|c| Ok(c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0))?)));
                 });
                 while !waiter.is_finished() && pool.state.lock().waiters.is_empty() {
                     std::thread::yield_now();
@@ -189,7 +190,8 @@ mod tests {
         let pool = ReadPool::open(&dir.path().join("test.db"), 3).unwrap();
         assert_eq!(pool.opened(), 1);
         for _ in 0..5 {
-            pool.with(|c| Ok(c.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))?)).unwrap();
+            pool.with(|c| Ok(c.query_row("SELECT count(*) FROM messages", [], |r| r.get::<_, i64>(0))?))
+                .unwrap();
         }
         assert_eq!(pool.opened(), 1, "one caller at a time needs one connection");
         let nested = pool.with(|_| pool.with(|_| pool.with(|_| Ok(pool.opened())))).unwrap();

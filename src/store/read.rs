@@ -30,17 +30,23 @@ fn message_from_row(row: &Row<'_>, with_text: bool) -> rusqlite::Result<Message>
     })
 }
 
-pub(super) fn message_by_id(conn: &Connection, id: &str, with_text: bool) -> Result<Option<Message>, StoreError> {
+pub(super) fn message_by_id(
+    conn: &Connection,
+    id: &str,
+    with_text: bool,
+) -> Result<Option<Message>, StoreError> {
     // Lists leave the text out; selecting NULL in its place keeps one mapper.
     let text_col = if with_text { "raw_text" } else { "NULL" };
-    let sql = format!("SELECT {} FROM messages WHERE id = ?1", MESSAGE_COLUMNS.replacen("raw_text", text_col, 1));
+    let sql =
+        format!("SELECT {} FROM messages WHERE id = ?1", MESSAGE_COLUMNS.replacen("raw_text", text_col, 1));
     Ok(conn
         .prepare_cached(&sql)?
         .query_row(params![id], |row| message_from_row(row, with_text))
         .optional()?)
 }
 
-const LINK_COLUMNS: &str = "link_id, local_conversation_id, platform, client_id, remote_conversation_id, page_url, \
+const LINK_COLUMNS: &str =
+    "link_id, local_conversation_id, platform, client_id, remote_conversation_id, page_url, \
      page_title, route_path, route_pattern, route_params, target_kind, target_id, target_payload, is_active, \
      observed_at, created_at, updated_at";
 
@@ -98,7 +104,11 @@ fn projection_target_sql() -> &'static str {
 /// The local conversation a platform conversation is linked to (as
 /// `ingest::find_local_conversation` finds it), with its active link, in
 /// one query: the projector runs this for every message it examines.
-pub(super) fn projection_target(conn: &Connection, platform: &str, remote_id: &str) -> Result<Option<ProjectionTarget>, StoreError> {
+pub(super) fn projection_target(
+    conn: &Connection,
+    platform: &str,
+    remote_id: &str,
+) -> Result<Option<ProjectionTarget>, StoreError> {
     let mut stmt = conn.prepare_cached(projection_target_sql())?;
     let target = stmt
         .query_row(params![platform, remote_id], |row| {
@@ -116,7 +126,9 @@ pub(super) fn projection_target(conn: &Connection, platform: &str, remote_id: &s
 }
 
 pub(super) fn active_link(conn: &Connection, local_id: &str) -> Result<Option<Link>, StoreError> {
-    let sql = format!("SELECT {LINK_COLUMNS} FROM conversation_links WHERE local_conversation_id = ?1 AND is_active = 1");
+    let sql = format!(
+        "SELECT {LINK_COLUMNS} FROM conversation_links WHERE local_conversation_id = ?1 AND is_active = 1"
+    );
     Ok(conn.prepare_cached(&sql)?.query_row(params![local_id], link_from_row).optional()?)
 }
 
@@ -152,8 +164,11 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
 }
 
 pub(super) fn conversation_by_id(conn: &Connection, id: &str) -> Result<Option<Conversation>, StoreError> {
-    let sql = format!("SELECT {CONVERSATION_COLUMNS} FROM local_conversations WHERE local_conversation_id = ?1");
-    let Some(mut conv) = conn.prepare_cached(&sql)?.query_row(params![id], conversation_from_row).optional()? else {
+    let sql =
+        format!("SELECT {CONVERSATION_COLUMNS} FROM local_conversations WHERE local_conversation_id = ?1");
+    let Some(mut conv) =
+        conn.prepare_cached(&sql)?.query_row(params![id], conversation_from_row).optional()?
+    else {
         return Ok(None);
     };
     conv.active_link = active_link(conn, id)?;
@@ -225,9 +240,15 @@ fn page_query<T>(
     page: Page,
     map: impl Fn(&Row<'_>) -> rusqlite::Result<T>,
 ) -> Result<(Vec<T>, Option<u64>), StoreError> {
-    let sql = format!("{base} {} ORDER BY {order} LIMIT {} OFFSET {}", filter.sql(), page.limit as u64 + 1, page.offset);
+    let sql = format!(
+        "{base} {} ORDER BY {order} LIMIT {} OFFSET {}",
+        filter.sql(),
+        page.limit as u64 + 1,
+        page.offset
+    );
     let mut stmt = conn.prepare_cached(&sql)?;
-    let mut items = stmt.query_map(params_from_iter(filter.values.iter()), map)?.collect::<Result<Vec<_>, _>>()?;
+    let mut items =
+        stmt.query_map(params_from_iter(filter.values.iter()), map)?.collect::<Result<Vec<_>, _>>()?;
     let next = if items.len() > page.limit as usize {
         items.truncate(page.limit as usize);
         Some(page.offset + page.limit as u64)
@@ -245,12 +266,19 @@ impl Store {
 
     pub fn messages(&self, f: &MessageFilter, page: Page) -> Result<(Vec<Message>, Option<u64>), StoreError> {
         let mut w = Where::default();
-        w.eq("platform", text(&f.platform)).eq("conversation_id", text(&f.conversation_id)).eq("role", text(&f.role));
+        w.eq("platform", text(&f.platform))
+            .eq("conversation_id", text(&f.conversation_id))
+            .eq("role", text(&f.role));
         let cols = MESSAGE_COLUMNS.replacen("raw_text", "NULL", 1);
         self.reads.with(|c| {
-            page_query(c, &format!("SELECT {cols} FROM messages"), &w, "observed_at DESC, id DESC", page, |r| {
-                message_from_row(r, false)
-            })
+            page_query(
+                c,
+                &format!("SELECT {cols} FROM messages"),
+                &w,
+                "observed_at DESC, id DESC",
+                page,
+                |r| message_from_row(r, false),
+            )
         })
     }
 

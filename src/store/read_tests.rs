@@ -37,7 +37,9 @@ fn explain(queries: &[(&str, usize)], how: &str, column: usize) -> Vec<Vec<Strin
 /// for every database, empty or full.
 #[test]
 fn job_queries_use_the_intended_indexes() {
-    let list = |filter: &str| format!("SELECT {JOB_COLUMNS} FROM renewal_jobs {filter} ORDER BY created_at DESC, job_id DESC LIMIT 51 OFFSET 0");
+    let list = |filter: &str| {
+        format!("SELECT {JOB_COLUMNS} FROM renewal_jobs {filter} ORDER BY created_at DESC, job_id DESC LIMIT 51 OFFSET 0")
+    };
     let got = plans(&[
         (due_jobs_sql(), 2),
         (&list("WHERE status = ?1"), 1),
@@ -52,7 +54,10 @@ fn job_queries_use_the_intended_indexes() {
         &["SEARCH renewal_jobs USING INDEX renewal_jobs_conversation (local_conversation_id=?)"],
         &["SCAN renewal_jobs USING INDEX renewal_jobs_created"],
     ];
-    assert_eq!(got, want.iter().map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>());
+    assert_eq!(
+        got,
+        want.iter().map(|w| w.iter().map(|s| s.to_string()).collect::<Vec<_>>()).collect::<Vec<_>>()
+    );
 }
 
 /// The projector's one query per message searches indexes only (the
@@ -86,5 +91,9 @@ fn per_message_statements_open_no_temporary_btree() {
 
 /// The highest `?N` in a statement: how many parameters it takes.
 fn highest_parameter(sql: &str) -> usize {
-    sql.split('?').skip(1).filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()).max().unwrap_or(0)
+    sql.split('?')
+        .skip(1)
+        .filter_map(|rest| rest.split(|c: char| !c.is_ascii_digit()).next()?.parse().ok())
+        .max()
+        .unwrap_or(0)
 }

@@ -119,7 +119,9 @@ fn project_one(conn: &Connection, m: &Candidate, s: &ProjectSettings) -> Result<
     };
     let local_id = target.local_conversation_id;
     match insert_job(conn, m, link, &local_id, s)? {
-        Some(job_id) => Ok(Projection::Projected { message_id: m.id.clone(), job_id, local_conversation_id: local_id }),
+        Some(job_id) => {
+            Ok(Projection::Projected { message_id: m.id.clone(), job_id, local_conversation_id: local_id })
+        }
         // The message already has a job (the unique message_id).
         None => skip("duplicate"),
     }
@@ -132,26 +134,37 @@ pub fn route_tab(link: &Link) -> Option<i64> {
     if link.target_kind.as_deref() != Some("browser.proxy_delivery") {
         return None;
     }
-    let payload: Value = link.target_payload.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
+    let payload: Value =
+        link.target_payload.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
     if payload.get("shellPage").and_then(Value::as_bool) == Some(true) {
         return None;
     }
     let from_payload = payload.get("tabId").and_then(Value::as_i64);
-    let from_id = link.target_id.as_deref().and_then(|t| t.strip_prefix("tab:")).and_then(|n| n.parse::<i64>().ok());
+    let from_id =
+        link.target_id.as_deref().and_then(|t| t.strip_prefix("tab:")).and_then(|n| n.parse::<i64>().ok());
     from_payload.or(from_id).filter(|t| *t > 0)
 }
 
 /// Inserts the message's job; `None` when the message already has one.
-fn insert_job(conn: &Connection, m: &Candidate, link: &Link, local_id: &str, s: &ProjectSettings) -> Result<Option<String>, StoreError> {
+fn insert_job(
+    conn: &Connection,
+    m: &Candidate,
+    link: &Link,
+    local_id: &str,
+    s: &ProjectSettings,
+) -> Result<Option<String>, StoreError> {
     let summary = summary(&m.text, s.summary_limit);
     let link_url = format!("{}{}.txt", s.link_base, crate::util::percent_encode(&m.id));
-    let text = render_template(&s.template, &[
-        ("summary", &summary),
-        ("link", &link_url),
-        ("message_id", &m.id),
-        ("platform", &m.platform),
-        ("conversation_id", &m.conversation_id),
-    ]);
+    let text = render_template(
+        &s.template,
+        &[
+            ("summary", &summary),
+            ("link", &link_url),
+            ("message_id", &m.id),
+            ("platform", &m.platform),
+            ("conversation_id", &m.conversation_id),
+        ],
+    );
     let source = job_doc::Source {
         id: &m.id,
         platform: &m.platform,
@@ -161,9 +174,16 @@ fn insert_job(conn: &Connection, m: &Candidate, link: &Link, local_id: &str, s: 
     let payload = job_doc::payload(&text, &source);
     let snapshot = job_doc::snapshot(link);
     let job_id = new_id("job_");
-    let inserted = conn
-        .prepare_cached(INSERT_JOB)?
-        .execute(params![job_id, local_id, m.id, payload, snapshot, s.max_attempts, s.now, s.log_path])?;
+    let inserted = conn.prepare_cached(INSERT_JOB)?.execute(params![
+        job_id,
+        local_id,
+        m.id,
+        payload,
+        snapshot,
+        s.max_attempts,
+        s.now,
+        s.log_path
+    ])?;
     Ok((inserted == 1).then_some(job_id))
 }
 
@@ -175,7 +195,9 @@ pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
     while let Some(open) = rest.find('{') {
         out.push_str(&rest[..open]);
         let after = &rest[open + 1..];
-        let hit = after.find('}').and_then(|close| values.iter().find(|(k, _)| *k == &after[..close]).map(|(_, v)| (close, v)));
+        let hit = after
+            .find('}')
+            .and_then(|close| values.iter().find(|(k, _)| *k == &after[..close]).map(|(_, v)| (close, v)));
         match hit {
             Some((close, value)) => {
                 out.push_str(value);
@@ -192,7 +214,13 @@ pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
 }
 
 /// Moves a job's next attempt without counting an attempt (a deferral).
-pub(super) fn defer_job(conn: &Connection, job_id: &str, next_attempt_at: i64, log_path: Option<&str>, now: i64) -> Result<(), StoreError> {
+pub(super) fn defer_job(
+    conn: &Connection,
+    job_id: &str,
+    next_attempt_at: i64,
+    log_path: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE renewal_jobs SET next_attempt_at = ?2, log_path = COALESCE(?3, log_path), updated_at = MAX(updated_at, ?4)
          WHERE job_id = ?1 AND status = 'pending'",
@@ -202,7 +230,13 @@ pub(super) fn defer_job(conn: &Connection, job_id: &str, next_attempt_at: i64, l
 }
 
 /// A terminal failure before any attempt (the conversation is gone).
-pub(super) fn fail_job(conn: &Connection, job_id: &str, error: &str, log_path: Option<&str>, now: i64) -> Result<(), StoreError> {
+pub(super) fn fail_job(
+    conn: &Connection,
+    job_id: &str,
+    error: &str,
+    log_path: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
     conn.prepare_cached(
         "UPDATE renewal_jobs SET status = 'failed', last_error = ?2, next_attempt_at = NULL, finished_at = ?3,
             log_path = COALESCE(?4, log_path), updated_at = MAX(updated_at, ?3)
@@ -244,11 +278,15 @@ pub(super) fn per_job_statements() -> Vec<&'static str> {
 
 /// Takes the conversation's execution lock and marks the job running, or
 /// changes nothing and answers false when either is no longer as expected.
-pub(super) fn start_attempt(conn: &Connection, job_id: &str, local_id: &str, log_path: Option<&str>, now: i64) -> Result<bool, StoreError> {
-    let status: Option<String> = conn
-        .prepare_cached(JOB_STATUS)?
-        .query_row(params![job_id], |r| r.get(0))
-        .optional()?;
+pub(super) fn start_attempt(
+    conn: &Connection,
+    job_id: &str,
+    local_id: &str,
+    log_path: Option<&str>,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let status: Option<String> =
+        conn.prepare_cached(JOB_STATUS)?.query_row(params![job_id], |r| r.get(0)).optional()?;
     if status.as_deref() != Some("pending") {
         return Ok(false);
     }
@@ -319,7 +357,8 @@ const CONVERSATION_AFTER_FAILURE: &str = "UPDATE local_conversations SET executi
  WHERE local_conversation_id = ?1";
 
 /// The two loop-protection counters and the automation status.
-const CONVERSATION_COUNTERS: &str = "SELECT repeated_renewal_count, consecutive_failure_count, automation_status
+const CONVERSATION_COUNTERS: &str =
+    "SELECT repeated_renewal_count, consecutive_failure_count, automation_status
  FROM local_conversations WHERE local_conversation_id = ?1";
 
 /// Records an attempt's outcome on the job and its conversation, releases
@@ -331,7 +370,9 @@ const CONVERSATION_COUNTERS: &str = "SELECT repeated_renewal_count, consecutive_
 /// is its conversation: the outcome is not recorded (`recorded: false`).
 pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<FinishOutcome, StoreError> {
     let changed = match &f.result {
-        AttemptResult::Success { .. } => conn.prepare_cached(JOB_DONE)?.execute(params![f.job_id, f.now, f.log_path])?,
+        AttemptResult::Success { .. } => {
+            conn.prepare_cached(JOB_DONE)?.execute(params![f.job_id, f.now, f.log_path])?
+        }
         AttemptResult::Failure { error, terminal, retry_at } => conn
             .prepare_cached(JOB_FAILED_ATTEMPT)?
             .execute(params![f.job_id, error, terminal, retry_at, f.now, f.log_path])?,
@@ -348,17 +389,17 @@ pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<Fin
     Ok(FinishOutcome { job_status, paused, recorded: true })
 }
 
-fn update_conversation_after(conn: &Connection, f: &FinishAttempt) -> Result<Option<&'static str>, StoreError> {
+fn update_conversation_after(
+    conn: &Connection,
+    f: &FinishAttempt,
+) -> Result<Option<&'static str>, StoreError> {
     let changed = match &f.result {
-        AttemptResult::Success { summary } => conn.prepare_cached(CONVERSATION_AFTER_SUCCESS)?.execute(params![
-            f.local_conversation_id,
-            f.now + f.cooldown_ms,
-            fingerprint(summary),
-            f.now
-        ])?,
-        AttemptResult::Failure { error, .. } => {
-            conn.prepare_cached(CONVERSATION_AFTER_FAILURE)?.execute(params![f.local_conversation_id, error, f.now])?
-        }
+        AttemptResult::Success { summary } => conn
+            .prepare_cached(CONVERSATION_AFTER_SUCCESS)?
+            .execute(params![f.local_conversation_id, f.now + f.cooldown_ms, fingerprint(summary), f.now])?,
+        AttemptResult::Failure { error, .. } => conn
+            .prepare_cached(CONVERSATION_AFTER_FAILURE)?
+            .execute(params![f.local_conversation_id, error, f.now])?,
     };
     if changed == 0 {
         return Ok(None);

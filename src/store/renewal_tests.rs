@@ -25,7 +25,11 @@ fn no_client(now: i64) -> FinishAttempt {
         job_id: "job_1".into(),
         local_conversation_id: "lc_1".into(),
         now,
-        result: AttemptResult::Failure { error: "no_active_client".into(), terminal: false, retry_at: now + 1000 },
+        result: AttemptResult::Failure {
+            error: "no_active_client".into(),
+            terminal: false,
+            retry_at: now + 1000,
+        },
         cooldown_ms: 0,
         failure_pause_threshold: 1,
         repeat_pause_threshold: 3,
@@ -72,7 +76,10 @@ fn a_failure_before_the_claim_is_counted_on_a_pending_job() {
 
 #[test]
 fn template_is_one_pass() {
-    let out = render_template("[renewal] {summary}\n{link} {unknown} {", &[("summary", "a {link} b"), ("link", "L")]);
+    let out = render_template(
+        "[renewal] {summary}\n{link} {unknown} {",
+        &[("summary", "a {link} b"), ("link", "L")],
+    );
     assert_eq!(out, "[renewal] a {link} b\nL {unknown} {");
 }
 

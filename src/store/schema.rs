@@ -32,7 +32,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// is in the OS before the writer answers) while an fsync happens only at
 /// checkpoints. docs/DECISIONS.md explains the trade-off against power loss.
 pub fn open_writer(path: &Path, max_page_count: Option<u64>) -> Result<Connection, StoreError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let flags =
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
     // Through the WAL-gathering VFS (walvfs.rs): the writer's commits go to
     // the WAL in a few large writes instead of two small ones per page.
     let conn = if super::walvfs::register() {
@@ -100,8 +101,7 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
         let version = index as i64 + 1;
         let tx = conn.transaction()?;
         let cookie: i64 = tx.query_row("PRAGMA schema_version", [], |row| row.get(0))?;
-        tx.execute_batch(sql)
-            .map_err(|e| StoreError::Schema(format!("migration {name} failed: {e}")))?;
+        tx.execute_batch(sql).map_err(|e| StoreError::Schema(format!("migration {name} failed: {e}")))?;
         if tx.query_row("PRAGMA schema_version", [], |row| row.get::<_, i64>(0))? == cookie {
             tx.pragma_update(None, "schema_version", cookie + 1)?;
         }
@@ -186,7 +186,9 @@ mod tests {
             .unwrap();
         assert_eq!(due, vec!["job_a".to_string()]);
         let index_sql: String = conn
-            .query_row("SELECT sql FROM sqlite_schema WHERE name = 'renewal_jobs_conversation'", [], |r| r.get(0))
+            .query_row("SELECT sql FROM sqlite_schema WHERE name = 'renewal_jobs_conversation'", [], |r| {
+                r.get(0)
+            })
             .unwrap();
         assert!(!index_sql.contains("status"), "{index_sql}");
         drop(conn);
@@ -216,13 +218,16 @@ mod tests {
         let mut conn = open_writer(&path, None).unwrap();
         assert_eq!(migrate(&mut conn).unwrap(), SCHEMA_VERSION);
         let row: (String, String, String) = conn
-            .query_row("SELECT automation_status, execution_state, summary FROM local_conversations", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
+            .query_row(
+                "SELECT automation_status, execution_state, summary FROM local_conversations",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
             .unwrap();
         assert_eq!(row, ("auto".into(), "renewal_running".into(), "hi".into()));
-        let job: (String, String) =
-            conn.query_row("SELECT status, payload_kind FROM renewal_jobs", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+        let job: (String, String) = conn
+            .query_row("SELECT status, payload_kind FROM renewal_jobs", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .unwrap();
         assert_eq!(job, ("running".into(), "json".into()));
         // The link still points at its conversation, and the key is enforced.
         let orphan = conn.execute("DELETE FROM local_conversations WHERE local_conversation_id = 'lc_1'", []);

@@ -10,7 +10,11 @@ pub struct TestDir(PathBuf);
 
 impl TestDir {
     pub fn new(tag: &str) -> TestDir {
-        let dir = std::env::temp_dir().join(format!("baa-{tag}-{}-{}", std::process::id(), crate::util::new_id("")));
+        let dir = std::env::temp_dir().join(format!(
+            "baa-{tag}-{}-{}",
+            std::process::id(),
+            crate::util::new_id("")
+        ));
         std::fs::create_dir_all(&dir).unwrap();
         TestDir(dir)
     }

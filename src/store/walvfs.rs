@@ -94,7 +94,12 @@ unsafe fn flush(f: *mut ffi::sqlite3_file) -> c_int {
     rc
 }
 
-unsafe extern "C" fn x_write(f: *mut ffi::sqlite3_file, data: *const c_void, amt: c_int, offset: i64) -> c_int {
+unsafe extern "C" fn x_write(
+    f: *mut ffi::sqlite3_file,
+    data: *const c_void,
+    amt: c_int,
+    offset: i64,
+) -> c_int {
     // Not a WAL file, or the WAL header (offset 0): in order, as is.
     if shim(f).buffer.is_null() || offset < 32 {
         let rc = flush(f);
@@ -222,7 +227,13 @@ unsafe extern "C" fn x_open(
     // there is nothing to close if the open fails.
     ptr::write(
         f as *mut ShimFile,
-        ShimFile { base: ffi::sqlite3_file { pMethods: ptr::null() }, real, buffer: ptr::null_mut(), start: 0, commit_next: false },
+        ShimFile {
+            base: ffi::sqlite3_file { pMethods: ptr::null() },
+            real,
+            buffer: ptr::null_mut(),
+            start: 0,
+            commit_next: false,
+        },
     );
     let rc = ((*root).xOpen.unwrap())(root, name, real, flags, out_flags);
     if rc != ffi::SQLITE_OK || (*real).pMethods.is_null() {

@@ -27,7 +27,9 @@ fn plain(path: &std::path::Path) -> Connection {
 fn check(conn: &Connection, rows: i64, sum: i64) {
     let ok: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0)).unwrap();
     assert_eq!(ok, "ok");
-    let got: (i64, i64) = conn.query_row("SELECT COUNT(*), IFNULL(SUM(length(v)), 0) FROM t", [], |r| Ok((r.get(0)?, r.get(1)?))).unwrap();
+    let got: (i64, i64) = conn
+        .query_row("SELECT COUNT(*), IFNULL(SUM(length(v)), 0) FROM t", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
     assert_eq!(got, (rows, sum));
 }
 
@@ -60,7 +62,8 @@ fn commits_are_visible_to_plain_connections_at_once_across_checkpoints() {
 fn spills_and_rollbacks_leave_exactly_the_committed_rows() {
     let (_d, path, mut w) = setup("spill");
     w.pragma_update(None, "cache_size", 10).unwrap();
-    let big = |tag: &str, n: usize| (0..n).map(|i| format!("{tag}-{i}-{}", "y".repeat(700))).collect::<Vec<_>>();
+    let big =
+        |tag: &str, n: usize| (0..n).map(|i| format!("{tag}-{i}-{}", "y".repeat(700))).collect::<Vec<_>>();
     let (mut rows, mut sum) = (0, 0);
     for round in 0..6 {
         let tx = w.transaction().unwrap();

@@ -108,11 +108,16 @@ pub enum StoreMsg {
         reply: Sender<Result<PruneReport, StoreError>>,
     },
     /// Where the writer gets the policy document to save, and the debounce.
-    PolicySource { source: Option<PolicySource>, debounce: Duration },
+    PolicySource {
+        source: Option<PolicySource>,
+        debounce: Duration,
+    },
     /// The policy's persisted state changed; save it within the debounce.
     PolicyDirty,
     /// A barrier: answered after everything queued before it is committed.
-    Flush { reply: Sender<Result<(), StoreError>> },
+    Flush {
+        reply: Sender<Result<(), StoreError>>,
+    },
     /// Commit what is queued before it, then stop.
     Shutdown,
 }
@@ -124,7 +129,10 @@ pub type CommitHook<T> = std::sync::Arc<dyn Fn(&T) + Send + Sync>;
 /// Sends a write's result once the fate of its transaction is known.
 type Responder = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 
-fn responder<T: Send + 'static>(reply: Sender<Result<T, StoreError>>, value: Result<T, StoreError>) -> Responder {
+fn responder<T: Send + 'static>(
+    reply: Sender<Result<T, StoreError>>,
+    value: Result<T, StoreError>,
+) -> Responder {
     Box::new(move |commit: Result<(), StoreError>| {
         // A caller that gave up waiting has dropped its receiver; that is fine.
         let _ = reply.send(commit.and(value));
@@ -138,9 +146,9 @@ pub(super) fn spawn(
     generation: Arc<AtomicU64>,
     policy_dirty_sent: Arc<AtomicBool>,
 ) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new()
-        .name("store-writer".into())
-        .spawn(move || Writer { conn, checkpoints, policy: PolicySaver::default(), generation, policy_dirty_sent }.run(rx))
+    std::thread::Builder::new().name("store-writer".into()).spawn(move || {
+        Writer { conn, checkpoints, policy: PolicySaver::default(), generation, policy_dirty_sent }.run(rx)
+    })
 }
 
 struct Writer {
@@ -346,7 +354,10 @@ impl Writer {
             if let Some((respond, error)) = aborted {
                 drop(tx);
                 let err = error.unwrap_or_else(|| StoreError::Sqlite("transaction rolled back".into()));
-                log::error!("store: transaction of {} writes rolled back by SQLite: {err}", responders.len() + 1);
+                log::error!(
+                    "store: transaction of {} writes rolled back by SQLite: {err}",
+                    responders.len() + 1
+                );
                 respond(Ok(()));
                 for earlier in responders {
                     earlier(Err(err.clone()));
@@ -391,7 +402,10 @@ struct Applied {
     send: Responder,
 }
 
-fn applied<T: Send + 'static>(reply: &Sender<Result<T, StoreError>>, value: Result<T, StoreError>) -> Applied {
+fn applied<T: Send + 'static>(
+    reply: &Sender<Result<T, StoreError>>,
+    value: Result<T, StoreError>,
+) -> Applied {
     Applied { error: value.as_ref().err().cloned(), send: responder(reply.clone(), value) }
 }
 
@@ -431,10 +445,19 @@ fn apply(conn: &Connection, msg: &StoreMsg) -> Applied {
         StoreMsg::FailJob { job_id, error, log_path, now, reply } => {
             applied(reply, renewal::fail_job(conn, job_id, error, log_path.as_deref(), *now))
         }
-        StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply } => {
-            applied(reply, renewal::start_attempt(conn, job_id, local_conversation_id, log_path.as_deref(), *now))
-        }
-        StoreMsg::ReleaseClaim { job_id, local_conversation_id, next_attempt_at, last_attempt_at, log_path, now, reply } => {
+        StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply } => applied(
+            reply,
+            renewal::start_attempt(conn, job_id, local_conversation_id, log_path.as_deref(), *now),
+        ),
+        StoreMsg::ReleaseClaim {
+            job_id,
+            local_conversation_id,
+            next_attempt_at,
+            last_attempt_at,
+            log_path,
+            now,
+            reply,
+        } => {
             let release = renewal::Release {
                 job_id,
                 local_conversation_id,

@@ -15,7 +15,15 @@ use crate::util::now_ms;
 impl Dispatcher {
     /// Step 8: `proxy_delivery` and the plugin's verdict; a failure says
     /// whether the frame had reached the plugin's outbox.
-    pub(super) fn send(&self, job: &Job, conv: &Conversation, link: &Link, tab_id: i64, text: &str, client: &str) -> Result<(), (String, bool)> {
+    pub(super) fn send(
+        &self,
+        job: &Job,
+        conv: &Conversation,
+        link: &Link,
+        tab_id: i64,
+        text: &str,
+        client: &str,
+    ) -> Result<(), (String, bool)> {
         let timeout_ms = self.config.renewal.execution_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let organization = link
@@ -39,7 +47,9 @@ impl Dispatcher {
         };
         let pending = self
             .hub
-            .request(Some(&link.platform), Some(client), "pd_", |request_id| proxy_delivery(request_id, &delivery))
+            .request(Some(&link.platform), Some(client), "pd_", |request_id| {
+                proxy_delivery(request_id, &delivery)
+            })
             .map_err(|e| (e.code().to_string(), false))?;
         let frame = pending.next(deadline).map_err(|e| (e.code().to_string(), true))?;
         delivery_verdict(&frame).map_err(|reason| (reason, true))
@@ -60,7 +70,8 @@ pub(super) fn payload_text(job: &Job) -> Result<String, (String, bool)> {
     let text = if job.payload_kind == "text" {
         job.payload.clone()
     } else {
-        let value: Value = serde_json::from_str(&job.payload).map_err(|_| ("invalid_payload".to_string(), true))?;
+        let value: Value =
+            serde_json::from_str(&job.payload).map_err(|_| ("invalid_payload".to_string(), true))?;
         let obj = value.as_object().ok_or(("invalid_payload".to_string(), true))?;
         obj.get("text").and_then(Value::as_str).unwrap_or("").to_string()
     };

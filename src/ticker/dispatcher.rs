@@ -94,7 +94,10 @@ impl Runner for Dispatcher {
             Ok(jobs) => jobs,
             Err(e) => {
                 ::log::error!("dispatcher: {e}");
-                return RunOutcome { result: "store_error".into(), details: json!({ "error": e.to_string() }) };
+                return RunOutcome {
+                    result: "store_error".into(),
+                    details: json!({ "error": e.to_string() }),
+                };
             }
         };
         let mut counts = [0u64; 4];
@@ -134,7 +137,12 @@ impl Dispatcher {
         let items = ready
             .into_iter()
             .map(|r| {
-                let answer = self.store.start_attempt_async(&r.job.job_id, &r.conv.local_conversation_id, self.log_path(ctx), now);
+                let answer = self.store.start_attempt_async(
+                    &r.job.job_id,
+                    &r.conv.local_conversation_id,
+                    self.log_path(ctx),
+                    now,
+                );
                 (r, answer)
             })
             .collect();
@@ -154,7 +162,12 @@ impl Dispatcher {
     /// turns that answer into a job the cooldown should have held back.
     /// The answers are confirmed later (`recorded`), so the writer still
     /// commits while the next job is delivered.
-    pub(super) fn deliver_all(&self, ctx: &RunContext, claimed: Vec<Ready>, counts: &mut [u64; 4]) -> Recording {
+    pub(super) fn deliver_all(
+        &self,
+        ctx: &RunContext,
+        claimed: Vec<Ready>,
+        counts: &mut [u64; 4],
+    ) -> Recording {
         let mut items = Vec::with_capacity(claimed.len());
         for r in claimed {
             match self.deliver(ctx, r) {
@@ -193,7 +206,8 @@ impl Dispatcher {
             Err((error, terminal)) => return Err(self.finish_failure(ctx, &r.job, &error, terminal)),
         };
         if link.link_id != r.link.link_id || link.client_id != r.link.client_id {
-            let client = link.client_id.clone().or_else(|| self.hub.chosen_client(Some(&link.platform), None));
+            let client =
+                link.client_id.clone().or_else(|| self.hub.chosen_client(Some(&link.platform), None));
             let Some(client) = client else {
                 return Err(self.finish_failure(ctx, &r.job, "no_active_client", false));
             };
@@ -304,12 +318,21 @@ impl Dispatcher {
         }
         // After the pause, which may last seconds (`inter_job_jitter_ms`).
         let r = self.refresh(ctx, r)?;
-        let opts = AdmitOptions { max_wait: MAX_TARGET_WAIT, max_delay_ms: MAX_INLINE_DELAY_MS, one_deadline: false };
+        let opts = AdmitOptions {
+            max_wait: MAX_TARGET_WAIT,
+            max_delay_ms: MAX_INLINE_DELAY_MS,
+            one_deadline: false,
+        };
         let target = Target::new(r.client.clone(), r.link.platform.clone());
         let lease = match self.policy.admit(target, &r.job.job_id, opts) {
             Ok(lease) => lease,
             Err(refusal) => {
-                return Err(self.release(ctx, &r.job, now_ms() + refusal.retry_after_ms as i64, refusal.code.as_str()))
+                return Err(self.release(
+                    ctx,
+                    &r.job,
+                    now_ms() + refusal.retry_after_ms as i64,
+                    refusal.code.as_str(),
+                ))
             }
         };
         if let Err(fate) = self.wait_out(ctx, &r, &lease) {
@@ -317,7 +340,13 @@ impl Dispatcher {
             return Err(fate);
         }
         let attempt = r.job.attempt_count + 1;
-        log_job(ctx, &r.job, "job_attempt_started", "attempt_started", json!({ "attempt": attempt, "client_id": r.client, "tab_id": r.tab_id }));
+        log_job(
+            ctx,
+            &r.job,
+            "job_attempt_started",
+            "attempt_started",
+            json!({ "attempt": attempt, "client_id": r.client, "tab_id": r.tab_id }),
+        );
         // The pause goes between two deliveries, not around deferrals.
         self.sent_in_run.store(true, std::sync::atomic::Ordering::Relaxed);
         let result = self.send(&r.job, &r.conv, &r.link, r.tab_id, &r.text, &r.client);
@@ -329,7 +358,11 @@ impl Dispatcher {
                 // is due again only after the recovery delay, as after a
                 // crash (at least once, with that delay as the guard).
                 lease.complete(Outcome::Cancelled);
-                let after = if *sent { self.config.renewal.effective_recovery_delay_ms(ctx.interval_ms) as i64 } else { 0 };
+                let after = if *sent {
+                    self.config.renewal.effective_recovery_delay_ms(ctx.interval_ms) as i64
+                } else {
+                    0
+                };
                 return Err(self.release(ctx, &r.job, now_ms() + after, reason));
             }
         }
@@ -340,7 +373,11 @@ impl Dispatcher {
             }
             Err((reason, _)) => {
                 lease.complete(Outcome::failure(reason.clone()));
-                AttemptResult::Failure { error: reason, terminal: false, retry_at: now_ms() + self.retry_delay_ms(attempt) }
+                AttemptResult::Failure {
+                    error: reason,
+                    terminal: false,
+                    retry_at: now_ms() + self.retry_delay_ms(attempt),
+                }
             }
         };
         let finish = self.finish(ctx, &r.job, result);
@@ -399,7 +436,11 @@ impl Dispatcher {
     /// for good.
     fn finish_failure(&self, ctx: &RunContext, job: &Job, error: &str, terminal: bool) -> Fate {
         let attempt = job.attempt_count + 1;
-        let result = AttemptResult::Failure { error: error.to_string(), terminal, retry_at: now_ms() + self.retry_delay_ms(attempt) };
+        let result = AttemptResult::Failure {
+            error: error.to_string(),
+            terminal,
+            retry_at: now_ms() + self.retry_delay_ms(attempt),
+        };
         let finish = self.finish(ctx, job, result);
         match self.store.finish_attempt(finish.clone()) {
             Ok(outcome) => {

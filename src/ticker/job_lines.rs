@@ -26,25 +26,54 @@ pub(super) fn log_job(ctx: &RunContext, job: &Job, stage: &'static str, result: 
 }
 
 /// Logs a recorded outcome and says how the job's turn ended.
-pub(super) fn log_outcome(ctx: &RunContext, job: &Job, result: &AttemptResult, outcome: &FinishOutcome) -> Fate {
+pub(super) fn log_outcome(
+    ctx: &RunContext,
+    job: &Job,
+    result: &AttemptResult,
+    outcome: &FinishOutcome,
+) -> Fate {
     let attempt = job.attempt_count + 1;
     let (status, paused) = (outcome.job_status, outcome.paused);
     if !outcome.recorded {
         // Cancelled (or otherwise settled) while this run was looking at it.
-        log_job(ctx, job, "job_outcome_discarded", "job_changed", json!({ "attempt": attempt, "status": status }));
+        log_job(
+            ctx,
+            job,
+            "job_outcome_discarded",
+            "job_changed",
+            json!({ "attempt": attempt, "status": status }),
+        );
         return Fate::Skipped;
     }
     match result {
         AttemptResult::Success { .. } => {
-            log_job(ctx, job, "job_completed", "attempt_succeeded", json!({ "attempt": attempt, "paused": paused }));
+            log_job(
+                ctx,
+                job,
+                "job_completed",
+                "attempt_succeeded",
+                json!({ "attempt": attempt, "paused": paused }),
+            );
             Fate::Succeeded
         }
         AttemptResult::Failure { error, terminal, .. } if status == "failed" => {
-            log_job(ctx, job, "job_failed", error, json!({ "attempt": attempt, "terminal": terminal, "paused": paused }));
+            log_job(
+                ctx,
+                job,
+                "job_failed",
+                error,
+                json!({ "attempt": attempt, "terminal": terminal, "paused": paused }),
+            );
             Fate::Failed
         }
         AttemptResult::Failure { error, retry_at, .. } => {
-            log_job(ctx, job, "job_retry_scheduled", error, json!({ "attempt": attempt, "next_attempt_at": retry_at, "paused": paused }));
+            log_job(
+                ctx,
+                job,
+                "job_retry_scheduled",
+                error,
+                json!({ "attempt": attempt, "next_attempt_at": retry_at, "paused": paused }),
+            );
             Fate::Retried
         }
     }

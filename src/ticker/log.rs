@@ -36,8 +36,22 @@ impl LogSink {
     }
 
     /// One line of `runner`'s run `batch_id`, stamped now.
-    pub fn run_line(&self, runner: &'static str, batch_id: &str, stage: &'static str, result: &str, details: Value) {
-        self.log(LogLine { ts: crate::util::now_ms(), runner, batch_id: batch_id.to_string(), stage, result: result.to_string(), details });
+    pub fn run_line(
+        &self,
+        runner: &'static str,
+        batch_id: &str,
+        stage: &'static str,
+        result: &str,
+        details: Value,
+    ) {
+        self.log(LogLine {
+            ts: crate::util::now_ms(),
+            runner,
+            batch_id: batch_id.to_string(),
+            stage,
+            result: result.to_string(),
+            details,
+        });
     }
 
     /// The file a line written at `ts` goes to: what jobs record as `log_path`.

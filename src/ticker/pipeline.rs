@@ -191,8 +191,12 @@ mod tests {
 
     #[test]
     fn chunks_never_hold_a_conversation_twice_and_keep_order() {
-        let jobs: Vec<Job> = [("a", "1"), ("b", "2"), ("c", "1"), ("d", "3"), ("e", "3")].iter().map(|(i, l)| job(i, l)).collect();
-        let ids: Vec<Vec<&str>> = chunks(&jobs).iter().map(|c| c.iter().map(|j| j.job_id.as_str()).collect()).collect();
+        let jobs: Vec<Job> = [("a", "1"), ("b", "2"), ("c", "1"), ("d", "3"), ("e", "3")]
+            .iter()
+            .map(|(i, l)| job(i, l))
+            .collect();
+        let ids: Vec<Vec<&str>> =
+            chunks(&jobs).iter().map(|c| c.iter().map(|j| j.job_id.as_str()).collect()).collect();
         assert_eq!(ids, vec![vec!["a", "b"], vec!["c", "d"], vec!["e"]]);
         let many: Vec<Job> = (0..70).map(|i| job(&i.to_string(), &i.to_string())).collect();
         let sizes: Vec<usize> = chunks(&many).iter().map(|c| c.len()).collect();

@@ -68,7 +68,10 @@ impl Runner for Projector {
                 Err(e) => {
                     ::log::error!("projector: {e}");
                     ctx.log("scan_failed", "store_error", json!({ "error": e.to_string() }));
-                    return RunOutcome { result: "store_error".into(), details: json!({ "error": e.to_string() }) };
+                    return RunOutcome {
+                        result: "store_error".into(),
+                        details: json!({ "error": e.to_string() }),
+                    };
                 }
             };
             let short = part.outcomes.len() < chunk;
@@ -97,7 +100,13 @@ fn log_outcomes(sink: &LogSink, runner: &'static str, batch_id: &str, part: &Pro
     for outcome in &part.outcomes {
         match outcome {
             Projection::Skipped { message_id, reason } => {
-                sink.run_line(runner, batch_id, "message_skipped", reason, json!({ "message_id": message_id }));
+                sink.run_line(
+                    runner,
+                    batch_id,
+                    "message_skipped",
+                    reason,
+                    json!({ "message_id": message_id }),
+                );
             }
             Projection::Projected { message_id, job_id, local_conversation_id } => {
                 sink.run_line(runner, batch_id, "job_projected", "job_created", json!({

@@ -27,7 +27,11 @@ impl Runner for Pruner {
     fn run(&mut self, ctx: &RunContext) -> RunOutcome {
         let batch = PruneBatch {
             jobs_finished_before: ctx.now - self.config.renewal.retention_days as i64 * DAY_MS,
-            messages_observed_before: self.config.messages.retention_days.map(|d| ctx.now - d as i64 * DAY_MS),
+            messages_observed_before: self
+                .config
+                .messages
+                .retention_days
+                .map(|d| ctx.now - d as i64 * DAY_MS),
             batch: BATCH,
         };
         let (mut jobs, mut messages) = (0, 0);
@@ -43,7 +47,10 @@ impl Runner for Pruner {
                 Err(e) => {
                     ::log::error!("pruner: {e}");
                     ctx.log("prune_failed", "store_error", json!({ "error": e.to_string() }));
-                    return RunOutcome { result: "store_error".into(), details: json!({ "error": e.to_string() }) };
+                    return RunOutcome {
+                        result: "store_error".into(),
+                        details: json!({ "error": e.to_string() }),
+                    };
                 }
             }
         }

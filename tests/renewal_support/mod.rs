@@ -107,20 +107,7 @@ pub fn utc_date(ms: i64) -> String {
         days -= len;
         year += 1;
     }
-    let months = [
-        31,
-        if is_leap(year) { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
+    let months = [31, if is_leap(year) { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
     let mut month = 0;
     while days >= months[month] {
         days -= months[month];
@@ -174,10 +161,7 @@ pub fn wait_log(d: &Daemon, what: &str, pred: impl Fn(&Value) -> bool) -> Value 
         found.is_some()
     });
     if !ok {
-        panic!(
-            "no log line {what} within {WAIT:?}; log tail:\n{}",
-            log_tail(d, 40)
-        );
+        panic!("no log line {what} within {WAIT:?}; log tail:\n{}", log_tail(d, 40));
     }
     found.unwrap()
 }
@@ -186,11 +170,7 @@ pub fn wait_log(d: &Daemon, what: &str, pred: impl Fn(&Value) -> bool) -> Value 
 pub fn log_tail(d: &Daemon, n: usize) -> String {
     let lines = log_lines(d);
     let start = lines.len().saturating_sub(n);
-    lines[start..]
-        .iter()
-        .map(|l| l.to_string())
-        .collect::<Vec<_>>()
-        .join("\n")
+    lines[start..].iter().map(|l| l.to_string()).collect::<Vec<_>>().join("\n")
 }
 
 /// A line of `runner` with this `stage` (and `result` when given).
@@ -205,9 +185,7 @@ pub fn is_job_line(l: &Value, job_id: &str, stage: &str) -> bool {
 
 /// Every dispatcher line about `job_id`, in order.
 pub fn job_lines(d: &Daemon, job_id: &str) -> Vec<Value> {
-    log_find(d, |l| {
-        l["runner"] == "renewal.dispatcher" && l["details"]["job_id"] == job_id
-    })
+    log_find(d, |l| l["runner"] == "renewal.dispatcher" && l["details"]["job_id"] == job_id)
 }
 
 /// `(stage, result)` of every dispatcher line about `job_id`, for messages.
@@ -215,10 +193,7 @@ pub fn job_story(d: &Daemon, job_id: &str) -> Vec<(String, String)> {
     job_lines(d, job_id)
         .iter()
         .map(|l| {
-            (
-                l["stage"].as_str().unwrap_or("").to_string(),
-                l["result"].as_str().unwrap_or("").to_string(),
-            )
+            (l["stage"].as_str().unwrap_or("").to_string(), l["result"].as_str().unwrap_or("").to_string())
         })
         .collect()
 }
@@ -232,12 +207,7 @@ pub fn job(d: &Daemon, job_id: &str) -> Value {
 }
 
 pub fn jobs_for_message(d: &Daemon, message_id: &str) -> Vec<Value> {
-    let data = d
-        .get(&format!(
-            "/v1/renewal/jobs?message_id={}&limit=500",
-            enc(message_id)
-        ))
-        .data();
+    let data = d.get(&format!("/v1/renewal/jobs?message_id={}&limit=500", enc(message_id))).data();
     data["jobs"].as_array().unwrap().clone()
 }
 
@@ -247,8 +217,7 @@ pub fn all_jobs(d: &Daemon) -> Vec<Value> {
 }
 
 pub fn conversation(d: &Daemon, lc: &str) -> Value {
-    d.get(&format!("/v1/renewal/conversations/{}", enc(lc)))
-        .data()
+    d.get(&format!("/v1/renewal/conversations/{}", enc(lc))).data()
 }
 
 /// Waits until the job satisfies `pred`; panics with the job and its log.
@@ -259,10 +228,7 @@ pub fn wait_job(d: &Daemon, job_id: &str, what: &str, pred: impl Fn(&Value) -> b
         pred(&last)
     });
     if !ok {
-        panic!(
-            "job {job_id} not {what} within {WAIT:?}: {last}\nits log: {:?}",
-            job_story(d, job_id)
-        );
+        panic!("job {job_id} not {what} within {WAIT:?}: {last}\nits log: {:?}", job_story(d, job_id));
     }
     last
 }
@@ -286,10 +252,7 @@ pub fn wait_job_for_message(d: &Daemon, message_id: &str) -> Value {
         !jobs.is_empty()
     });
     if !ok {
-        panic!(
-            "no job for message {message_id} within {WAIT:?}; log tail:\n{}",
-            log_tail(d, 40)
-        );
+        panic!("no job for message {message_id} within {WAIT:?}; log tail:\n{}", log_tail(d, 40));
     }
     assert_eq!(jobs.len(), 1, "one job per message: {jobs:?}");
     jobs[0].clone()
@@ -352,34 +315,19 @@ pub fn new_conversation(
     tab_id: Option<i64>,
 ) -> String {
     let mid = format!("user-{conversation_id}");
-    let data = ingest(
-        d,
-        &message(
-            platform,
-            conversation_id,
-            &mid,
-            "user",
-            "open the page",
-            client_id,
-            tab_id,
-        ),
-    );
+    let data =
+        ingest(d, &message(platform, conversation_id, &mid, "user", "open the page", client_id, tab_id));
     data["local_conversation_id"].as_str().unwrap().to_string()
 }
 
 /// `POST /v1/renewal/conversations/:id/<status>` (auto, manual, paused).
 pub fn set_status(d: &Daemon, lc: &str, status: &str) -> Value {
-    d.post_json(
-        &format!("/v1/renewal/conversations/{}/{status}", enc(lc)),
-        &json!({}),
-    )
-    .data()
+    d.post_json(&format!("/v1/renewal/conversations/{}/{status}", enc(lc)), &json!({})).data()
 }
 
 /// `POST /v1/system/<action>` (pause, resume, drain).
 pub fn system(d: &Daemon, action: &str) -> Value {
-    d.post_json(&format!("/v1/system/{action}"), &json!({}))
-        .data()
+    d.post_json(&format!("/v1/system/{action}"), &json!({})).data()
 }
 
 pub fn timed_jobs(d: &Daemon) -> Value {
@@ -402,27 +350,15 @@ pub fn runner(d: &Daemon, name: &str) -> Value {
 /// (its `runs` grew by `n + 1`, so the `n`-th new run has certainly ended).
 pub fn wait_runs(d: &Daemon, name: &str, n: u64) {
     let start = runner(d, name)["runs"].as_u64().unwrap();
-    let ok = wait_until(WAIT, || {
-        runner(d, name)["runs"].as_u64().unwrap() > start + n
-    });
-    assert!(
-        ok,
-        "{name} did not run {n} more times within {WAIT:?}: {}",
-        runner(d, name)
-    );
+    let ok = wait_until(WAIT, || runner(d, name)["runs"].as_u64().unwrap() > start + n);
+    assert!(ok, "{name} did not run {n} more times within {WAIT:?}: {}", runner(d, name));
 }
 
 // ---------------------------------------------------------------------------
 // Store fixtures
 // ---------------------------------------------------------------------------
 
-pub fn seed_conversation(
-    db_path: &Path,
-    lc: &str,
-    platform: &str,
-    status: &str,
-    execution_state: &str,
-) {
+pub fn seed_conversation(db_path: &Path, lc: &str, platform: &str, status: &str, execution_state: &str) {
     let now = now_ms();
     db(db_path)
         .execute(
@@ -542,14 +478,8 @@ impl Sim {
     /// waiting for anything.
     pub fn spawn(d: &Daemon, client_id: &str, args: &[&str]) -> Sim {
         let mut cmd = Command::new(sim_bin());
-        cmd.arg("--url")
-            .arg(d.ws_url())
-            .arg("--client-id")
-            .arg(client_id)
-            .args(args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+        cmd.arg("--url").arg(d.ws_url()).arg("--client-id").arg(client_id).args(args);
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::null());
         let mut child = cmd.spawn().expect("spawn baa-plugin-sim");
         let stdout = child.stdout.take().unwrap();
         let lines = Arc::new(Mutex::new(Vec::new()));
@@ -562,31 +492,21 @@ impl Sim {
                 }
             }
         });
-        Sim {
-            child: Some(child),
-            lines,
-            client_id: client_id.to_string(),
-        }
+        Sim { child: Some(child), lines, client_id: client_id.to_string() }
     }
 
     /// Starts the simulator and waits until the daemon lists it as a
     /// connected client (a new connection, if the id was seen before).
     pub fn connect(d: &Daemon, client_id: &str, args: &[&str]) -> Sim {
-        let before: Vec<Value> = client_entries(d, client_id)
-            .into_iter()
-            .map(|c| c["connection_id"].clone())
-            .collect();
+        let before: Vec<Value> =
+            client_entries(d, client_id).into_iter().map(|c| c["connection_id"].clone()).collect();
         let sim = Sim::spawn(d, client_id, args);
         let ok = wait_until(WAIT, || {
             client_entries(d, client_id)
                 .iter()
                 .any(|c| c["status"] == "connected" && !before.contains(&c["connection_id"]))
         });
-        assert!(
-            ok,
-            "simulator {client_id} did not connect: {:?}",
-            sim.transcript()
-        );
+        assert!(ok, "simulator {client_id} did not connect: {:?}", sim.transcript());
         sim
     }
 
@@ -604,28 +524,18 @@ impl Sim {
     }
 
     pub fn deliveries(&self) -> Vec<Value> {
-        self.received()
-            .into_iter()
-            .filter(|f| f["type"] == "proxy_delivery")
-            .collect()
+        self.received().into_iter().filter(|f| f["type"] == "proxy_delivery").collect()
     }
 
     /// `proxy_delivery` frames for one assistant message.
     pub fn deliveries_for(&self, message_id: &str) -> Vec<Value> {
-        self.deliveries()
-            .into_iter()
-            .filter(|f| f["assistant_message_id"] == message_id)
-            .collect()
+        self.deliveries().into_iter().filter(|f| f["assistant_message_id"] == message_id).collect()
     }
 
     /// Waits until at least `n` `proxy_delivery` frames arrived.
     pub fn wait_deliveries(&self, n: usize) -> Vec<Value> {
         let ok = wait_until(WAIT, || self.deliveries().len() >= n);
-        assert!(
-            ok,
-            "simulator got fewer than {n} proxy_delivery frames: {:?}",
-            self.transcript()
-        );
+        assert!(ok, "simulator got fewer than {n} proxy_delivery frames: {:?}", self.transcript());
         self.deliveries()
     }
 
@@ -634,11 +544,7 @@ impl Sim {
     /// a delivery the daemon already recorded may still be on its way here.
     #[track_caller]
     pub fn expect_deliveries(&self, n: usize) -> Vec<Value> {
-        let frames = if n == 0 {
-            self.deliveries()
-        } else {
-            self.wait_deliveries(n)
-        };
+        let frames = if n == 0 { self.deliveries() } else { self.wait_deliveries(n) };
         assert_eq!(frames.len(), n, "proxy_delivery frames: {frames:?}");
         frames
     }
@@ -669,22 +575,12 @@ impl Drop for Sim {
 /// `/v1/browser` entries of one client id.
 pub fn client_entries(d: &Daemon, client_id: &str) -> Vec<Value> {
     let data = d.get("/v1/browser").data();
-    data["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|c| c["client_id"] == client_id)
-        .cloned()
-        .collect()
+    data["clients"].as_array().unwrap().iter().filter(|c| c["client_id"] == client_id).cloned().collect()
 }
 
 /// Waits until the daemon no longer lists `client_id` as connected.
 pub fn wait_client_gone(d: &Daemon, client_id: &str) {
-    let ok = wait_until(WAIT, || {
-        client_entries(d, client_id)
-            .iter()
-            .all(|c| c["status"] != "connected")
-    });
+    let ok = wait_until(WAIT, || client_entries(d, client_id).iter().all(|c| c["status"] != "connected"));
     assert!(ok, "client {client_id} still connected");
 }
 
@@ -706,8 +602,7 @@ pub fn pause_settled(d: &Daemon) {
     system(d, "pause");
     for r in ["renewal.projector", "renewal.dispatcher"] {
         wait_log(d, &format!("{r} scan_skipped/system_paused"), |l| {
-            is_stage(l, r, "scan_skipped", Some("system_paused"))
-                && l["ts"].as_i64().unwrap_or(0) >= t
+            is_stage(l, r, "scan_skipped", Some("system_paused")) && l["ts"].as_i64().unwrap_or(0) >= t
         });
     }
 }
@@ -736,31 +631,19 @@ pub fn seed_route(
     tab_id: Option<i64>,
 ) {
     seed_conversation(db_path, lc, platform, status, "idle");
-    seed_link(
-        db_path,
-        &format!("link-{lc}"),
-        lc,
-        platform,
-        client_id,
-        &format!("remote-{lc}"),
-        tab_id,
-    );
+    seed_link(db_path, &format!("link-{lc}"), lc, platform, client_id, &format!("remote-{lc}"), tab_id);
 }
 
 /// The `ts` of a log line.
 pub fn ts(line: &Value) -> i64 {
-    line["ts"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("no ts: {line}"))
+    line["ts"].as_i64().unwrap_or_else(|| panic!("no ts: {line}"))
 }
 
 /// Waits until the dispatcher's `stage` line about `job_id` is on disk. The
 /// log is written asynchronously, after the store: a job's final state can
 /// be visible before its last line is.
 pub fn wait_job_line(d: &Daemon, job_id: &str, stage: &str) -> Value {
-    wait_log(d, &format!("{stage} for {job_id}"), |l| {
-        is_job_line(l, job_id, stage)
-    })
+    wait_log(d, &format!("{stage} for {job_id}"), |l| is_job_line(l, job_id, stage))
 }
 
 /// `at` was computed as `now + delay` at a moment between the log lines

@@ -20,12 +20,7 @@ pub fn browser(d: &Daemon) -> Value {
 
 /// The entry of `client_id` in `/v1/browser`'s `clients`, if any.
 pub fn client_view(d: &Daemon, client_id: &str) -> Option<Value> {
-    browser(d)["clients"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["client_id"] == client_id)
-        .cloned()
+    browser(d)["clients"].as_array().unwrap().iter().find(|c| c["client_id"] == client_id).cloned()
 }
 
 /// An introduced client.

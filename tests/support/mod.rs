@@ -27,13 +27,7 @@ pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Environment variables of the daemon that must not leak in from the
 /// environment the tests run in.
-const BAA_VARS: [&str; 5] = [
-    "BAA_CONFIG",
-    "BAA_STATE_DIR",
-    "BAA_LISTEN",
-    "BAA_WS_LISTEN",
-    "BAA_TOKEN",
-];
+const BAA_VARS: [&str; 5] = ["BAA_CONFIG", "BAA_STATE_DIR", "BAA_LISTEN", "BAA_WS_LISTEN", "BAA_TOKEN"];
 
 /// Path of the daemon binary built for these tests.
 pub fn bin() -> &'static str {
@@ -41,10 +35,7 @@ pub fn bin() -> &'static str {
 }
 
 pub fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
 /// Polls `cond` until it holds or `timeout` passes; true if it held.
@@ -74,14 +65,8 @@ impl TempDir {
     pub fn new(tag: &str) -> TempDir {
         static COUNTER: AtomicU64 = AtomicU64::new(0);
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        let path = std::env::temp_dir().join(format!(
-            "baa-test-{tag}-{}-{n}-{nanos:x}",
-            std::process::id()
-        ));
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+        let path = std::env::temp_dir().join(format!("baa-test-{tag}-{}-{n}-{nanos:x}", std::process::id()));
         fs::create_dir_all(&path).expect("create temp dir");
         TempDir { path }
     }
@@ -141,11 +126,7 @@ pub fn run_to_exit(mut cmd: Command, timeout: Duration) -> Output {
             panic!("baa-conductor did not exit within {timeout:?} (killed: {status})");
         }
     };
-    Output {
-        status,
-        stdout: out_reader.join().unwrap(),
-        stderr: err_reader.join().unwrap(),
-    }
+    Output { status, stdout: out_reader.join().unwrap(), stderr: err_reader.join().unwrap() }
 }
 
 /// Waits for a child to exit, at most `timeout`.
@@ -257,8 +238,7 @@ impl Daemon {
 
     fn spawn(&mut self) -> Result<(), String> {
         if let Some(config) = &self.opts.config {
-            fs::write(self.state.join("config.json"), config)
-                .map_err(|e| format!("write config: {e}"))?;
+            fs::write(self.state.join("config.json"), config).map_err(|e| format!("write config: {e}"))?;
         }
         let stderr = OpenOptions::new()
             .create(true)
@@ -266,14 +246,8 @@ impl Daemon {
             .open(&self.stderr_path)
             .map_err(|e| format!("open stderr log: {e}"))?;
         let state = self.state.to_string_lossy().into_owned();
-        let mut cmd = command(&[
-            "--state-dir",
-            &state,
-            "--listen",
-            "127.0.0.1:0",
-            "--ws-listen",
-            "127.0.0.1:0",
-        ]);
+        let mut cmd =
+            command(&["--state-dir", &state, "--listen", "127.0.0.1:0", "--ws-listen", "127.0.0.1:0"]);
         if let Some(token) = &self.opts.token {
             cmd.arg("--token").arg(token);
         }
@@ -302,12 +276,9 @@ impl Daemon {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
-                    if let Some(hostport) = line.strip_prefix("baa-conductor listening on http://")
-                    {
-                        let addr: SocketAddr = hostport
-                            .trim()
-                            .parse()
-                            .map_err(|e| format!("bad ready line {line:?}: {e}"))?;
+                    if let Some(hostport) = line.strip_prefix("baa-conductor listening on http://") {
+                        let addr: SocketAddr =
+                            hostport.trim().parse().map_err(|e| format!("bad ready line {line:?}: {e}"))?;
                         self.addr = addr;
                         self.base = format!("http://{addr}");
                         self.child = Some(child);
@@ -345,10 +316,7 @@ impl Daemon {
     /// The plugin WebSocket URL, from the ready file `conductor.json`.
     pub fn ws_url(&self) -> String {
         let ready = read_json(&self.state.join("conductor.json")).expect("conductor.json");
-        ready["ws_url"]
-            .as_str()
-            .expect("ws_url in conductor.json")
-            .to_string()
+        ready["ws_url"].as_str().expect("ws_url in conductor.json").to_string()
     }
 
     /// The test's temp dir (parent of the state dir).
@@ -428,16 +396,14 @@ impl Daemon {
     /// GET with the daemon's token (if any).
     pub fn get(&self, path: &str) -> Resp {
         let auth = self.auth_headers();
-        let headers: Vec<(&str, &str)> =
-            auth.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.request("GET", path, &headers, None)
     }
 
     /// POST of a JSON value with the daemon's token (if any).
     pub fn post_json(&self, path: &str, body: &Value) -> Resp {
         let auth = self.auth_headers();
-        let mut headers: Vec<(&str, &str)> =
-            auth.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let mut headers: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         headers.push(("Content-Type", "application/json"));
         let body = body.to_string();
         self.request("POST", path, &headers, Some(body.as_bytes()))
@@ -446,20 +412,13 @@ impl Daemon {
     /// POST without a body (with the daemon's token, if any).
     pub fn post_empty(&self, path: &str) -> Resp {
         let auth = self.auth_headers();
-        let headers: Vec<(&str, &str)> =
-            auth.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let headers: Vec<(&str, &str)> = auth.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
         self.request("POST", path, &headers, None)
     }
 
     /// Exactly the given headers (plus Host, Connection: close and, for a
     /// body, Content-Length unless given); no token is added.
-    pub fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[(&str, &str)],
-        body: Option<&[u8]>,
-    ) -> Resp {
+    pub fn request(&self, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
         request(self.addr, method, path, headers, body)
     }
 
@@ -477,11 +436,7 @@ impl Daemon {
 
     /// Asserts the daemon is alive and answers `/healthz`.
     pub fn assert_healthy(&mut self, after: &str) {
-        assert!(
-            self.is_running(),
-            "daemon died after {after}; stderr:\n{}",
-            self.stderr_text()
-        );
+        assert!(self.is_running(), "daemon died after {after}; stderr:\n{}", self.stderr_text());
         let r = self.request("GET", "/healthz", &[], None);
         assert_eq!(r.status, 200, "healthz after {after}: {}", r.text());
         assert_eq!(r.json()["data"]["status"], "ok");
@@ -519,10 +474,7 @@ pub struct Resp {
 impl Resp {
     /// The first header with this name (case-insensitive).
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn text(&self) -> String {
@@ -531,24 +483,13 @@ impl Resp {
 
     /// The body as JSON; panics with the body when it is not.
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "response {} is not JSON ({e}): {}",
-                self.status,
-                self.text()
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("response {} is not JSON ({e}): {}", self.status, self.text()))
     }
 
     /// `data` of a success envelope; panics unless status 200 and ok.
     pub fn data(&self) -> Value {
-        assert_eq!(
-            self.status,
-            200,
-            "expected 200, got {}: {}",
-            self.status,
-            self.text()
-        );
+        assert_eq!(self.status, 200, "expected 200, got {}: {}", self.status, self.text());
         let v = self.json();
         assert_eq!(v["ok"], true, "{v}");
         v["data"].clone()
@@ -556,21 +497,12 @@ impl Resp {
 
     /// `error` of an error envelope, after checking the status and the code.
     pub fn error(&self, status: u16, code: &str) -> Value {
-        assert_eq!(
-            self.status,
-            status,
-            "expected {status} {code}, got {}: {}",
-            self.status,
-            self.text()
-        );
+        assert_eq!(self.status, status, "expected {status} {code}, got {}: {}", self.status, self.text());
         let v = self.json();
         assert_eq!(v["ok"], false, "{v}");
         assert_eq!(v["error"]["code"], code, "{v}");
         assert!(v["error"]["message"].is_string(), "{v}");
-        assert!(
-            v["error"].get("details").is_some(),
-            "details always present: {v}"
-        );
+        assert!(v["error"].get("details").is_some(), "details always present: {v}");
         v["error"].clone()
     }
 }
@@ -622,11 +554,7 @@ pub fn try_request(
 }
 
 /// Reads one response from a stream (skipping `1xx` interim responses).
-pub fn read_response(
-    stream: &mut TcpStream,
-    head_request: bool,
-    timeout: Duration,
-) -> io::Result<Resp> {
+pub fn read_response(stream: &mut TcpStream, head_request: bool, timeout: Duration) -> io::Result<Resp> {
     let deadline = Instant::now() + timeout;
     let mut buf = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
@@ -644,10 +572,7 @@ pub fn read_response(
             Parsed::Incomplete => {}
         }
         if Instant::now() >= deadline {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "response deadline passed",
-            ));
+            return Err(io::Error::new(io::ErrorKind::TimedOut, "response deadline passed"));
         }
         match stream.read(&mut chunk) {
             Ok(0) => eof = true,
@@ -696,33 +621,15 @@ pub fn parse_response(buf: &[u8], eof: bool, head_request: bool) -> Parsed {
             start = body_start;
             continue;
         }
-        let get = |name: &str| {
-            headers
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v.clone())
-        };
+        let get =
+            |name: &str| headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
         let rest = &buf[body_start..];
         if head_request || status == 204 || status == 304 {
-            return Parsed::Done(
-                Resp {
-                    status,
-                    headers,
-                    body: Vec::new(),
-                },
-                body_start,
-            );
+            return Parsed::Done(Resp { status, headers, body: Vec::new() }, body_start);
         }
         if get("transfer-encoding").is_some_and(|te| te.to_ascii_lowercase().contains("chunked")) {
             return match decode_chunked(rest) {
-                Ok(Some((body, used))) => Parsed::Done(
-                    Resp {
-                        status,
-                        headers,
-                        body,
-                    },
-                    body_start + used,
-                ),
+                Ok(Some((body, used))) => Parsed::Done(Resp { status, headers, body }, body_start + used),
                 Ok(None) => Parsed::Incomplete,
                 Err(why) => Parsed::Bad(why),
             };
@@ -734,24 +641,10 @@ pub fn parse_response(buf: &[u8], eof: bool, head_request: bool) -> Parsed {
             if rest.len() < len {
                 return Parsed::Incomplete;
             }
-            return Parsed::Done(
-                Resp {
-                    status,
-                    headers,
-                    body: rest[..len].to_vec(),
-                },
-                body_start + len,
-            );
+            return Parsed::Done(Resp { status, headers, body: rest[..len].to_vec() }, body_start + len);
         }
         if eof {
-            return Parsed::Done(
-                Resp {
-                    status,
-                    headers,
-                    body: rest.to_vec(),
-                },
-                buf.len(),
-            );
+            return Parsed::Done(Resp { status, headers, body: rest.to_vec() }, buf.len());
         }
         return Parsed::Incomplete;
     }
@@ -767,8 +660,8 @@ fn decode_chunked(buf: &[u8]) -> Result<Option<(Vec<u8>, usize)>, String> {
         };
         let line = String::from_utf8_lossy(&buf[pos..pos + line_end]).into_owned();
         let size_text = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size_text, 16)
-            .map_err(|_| format!("bad chunk size line {line:?}"))?;
+        let size =
+            usize::from_str_radix(size_text, 16).map_err(|_| format!("bad chunk size line {line:?}"))?;
         pos += line_end + 2;
         if size == 0 {
             // Trailers, then an empty line.
@@ -831,10 +724,7 @@ pub fn raw_response(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Resp {
     let _ = stream.write_all(bytes);
     match read_response(&mut stream, false, timeout) {
         Ok(resp) => resp,
-        Err(e) => panic!(
-            "no response to {:?}: {e}",
-            String::from_utf8_lossy(&bytes[..bytes.len().min(80)])
-        ),
+        Err(e) => panic!("no response to {:?}: {e}", String::from_utf8_lossy(&bytes[..bytes.len().min(80)])),
     }
 }
 
@@ -842,10 +732,7 @@ pub fn raw_response(addr: SocketAddr, bytes: &[u8], timeout: Duration) -> Resp {
 pub fn first_response(bytes: &[u8]) -> Resp {
     match parse_response(bytes, true, false) {
         Parsed::Done(resp, _) => resp,
-        Parsed::Incomplete => panic!(
-            "no complete response in {:?}",
-            String::from_utf8_lossy(bytes)
-        ),
+        Parsed::Incomplete => panic!("no complete response in {:?}", String::from_utf8_lossy(bytes)),
         Parsed::Bad(why) => panic!("bad response ({why}): {:?}", String::from_utf8_lossy(bytes)),
     }
 }
@@ -882,8 +769,7 @@ pub fn enc(s: &str) -> String {
 /// A connection to a daemon's database; safe while it runs (WAL).
 pub fn db(path: &Path) -> rusqlite::Connection {
     let conn = rusqlite::Connection::open(path).expect("open conductor.db");
-    conn.busy_timeout(Duration::from_secs(10))
-        .expect("busy timeout");
+    conn.busy_timeout(Duration::from_secs(10)).expect("busy timeout");
     conn
 }
 
@@ -929,11 +815,7 @@ impl JobSeed {
             target_snapshot: None,
             attempt_count: 0,
             max_attempts: 3,
-            next_attempt_at: if status == "pending" {
-                Some(now + 3_600_000)
-            } else {
-                None
-            },
+            next_attempt_at: if status == "pending" { Some(now + 3_600_000) } else { None },
             last_attempt_at: None,
             last_error: None,
             log_path: None,
@@ -1004,9 +886,7 @@ pub const JOB_KEYS: &[&str] = &[
 
 /// Runs SQL against a daemon's database (fixtures, e.g. equal timestamps).
 pub fn exec_sql(db_path: &Path, sql: &str) {
-    db(db_path)
-        .execute_batch(sql)
-        .unwrap_or_else(|e| panic!("fixture SQL failed ({e}): {sql}"));
+    db(db_path).execute_batch(sql).unwrap_or_else(|e| panic!("fixture SQL failed ({e}): {sql}"));
 }
 
 /// Config that keeps the timed jobs (projector, dispatcher) from running

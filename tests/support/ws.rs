@@ -79,26 +79,17 @@ pub fn url_with_path(url: &str, path_and_query: &str) -> String {
 /// Connects to `url` sending the extra `headers` (e.g. `Authorization`,
 /// `Origin`) with the upgrade request.
 pub fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, ConnectError> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| ConnectError::Other(format!("bad url {url}: {e}")))?;
-    let authority = uri
-        .authority()
-        .ok_or_else(|| ConnectError::Other(format!("no authority in {url}")))?
-        .to_string();
-    let addr: SocketAddr = authority
-        .parse()
-        .map_err(|e| ConnectError::Other(format!("bad address {authority}: {e}")))?;
+    let uri: Uri = url.parse().map_err(|e| ConnectError::Other(format!("bad url {url}: {e}")))?;
+    let authority =
+        uri.authority().ok_or_else(|| ConnectError::Other(format!("no authority in {url}")))?.to_string();
+    let addr: SocketAddr =
+        authority.parse().map_err(|e| ConnectError::Other(format!("bad address {authority}: {e}")))?;
     let tcp = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
         .map_err(|e| ConnectError::Other(format!("connect {addr}: {e}")))?;
     let _ = tcp.set_nodelay(true);
-    tcp.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| ConnectError::Other(e.to_string()))?;
-    tcp.set_write_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| ConnectError::Other(e.to_string()))?;
-    let mut request = url
-        .into_client_request()
-        .map_err(|e| ConnectError::Other(format!("request: {e}")))?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10))).map_err(|e| ConnectError::Other(e.to_string()))?;
+    tcp.set_write_timeout(Some(Duration::from_secs(10))).map_err(|e| ConnectError::Other(e.to_string()))?;
+    let mut request = url.into_client_request().map_err(|e| ConnectError::Other(format!("request: {e}")))?;
     for (k, v) in headers {
         let name = HeaderName::from_bytes(k.as_bytes()).expect("header name");
         let value = HeaderValue::from_str(v).expect("header value");
@@ -108,16 +99,12 @@ pub fn try_connect(url: &str, headers: &[(&str, &str)]) -> Result<WsClient, Conn
         Ok((ws, _resp)) => Ok(WsClient::new(ws, addr)),
         Err(HandshakeError::Failure(WsError::Http(resp))) => Err(ConnectError::Refused {
             status: resp.status().as_u16(),
-            body: resp
-                .body()
-                .as_ref()
-                .map(|b| String::from_utf8_lossy(b).into_owned())
-                .unwrap_or_default(),
+            body: resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default(),
         }),
         Err(HandshakeError::Failure(e)) => Err(ConnectError::Other(format!("handshake: {e}"))),
-        Err(HandshakeError::Interrupted(_)) => Err(ConnectError::Other(
-            "handshake interrupted (timeout)".into(),
-        )),
+        Err(HandshakeError::Interrupted(_)) => {
+            Err(ConnectError::Other("handshake interrupted (timeout)".into()))
+        }
     }
 }
 
@@ -179,14 +166,7 @@ impl std::fmt::Debug for WsClient {
 
 impl WsClient {
     fn new(ws: WebSocket<TcpStream>, peer: SocketAddr) -> WsClient {
-        WsClient {
-            ws,
-            peer,
-            pings: 0,
-            last_ping_at: None,
-            skipped: Vec::new(),
-            closed: false,
-        }
+        WsClient { ws, peer, pings: 0, last_ping_at: None, skipped: Vec::new(), closed: false }
     }
 
     /// The underlying socket (e.g. to shut it down abruptly).
@@ -195,16 +175,12 @@ impl WsClient {
     }
 
     pub fn send_text(&mut self, text: &str) {
-        self.ws
-            .send(Message::text(text.to_string()))
-            .unwrap_or_else(|e| panic!("send text: {e}"));
+        self.ws.send(Message::text(text.to_string())).unwrap_or_else(|e| panic!("send text: {e}"));
     }
 
     /// Sends a text frame; an error (the daemon already closed) is returned.
     pub fn try_send_text(&mut self, text: &str) -> Result<(), String> {
-        self.ws
-            .send(Message::text(text.to_string()))
-            .map_err(|e| e.to_string())
+        self.ws.send(Message::text(text.to_string())).map_err(|e| e.to_string())
     }
 
     pub fn send_json(&mut self, value: &Value) {
@@ -212,9 +188,7 @@ impl WsClient {
     }
 
     pub fn send_binary(&mut self, bytes: &[u8]) {
-        self.ws
-            .send(Message::binary(bytes.to_vec()))
-            .unwrap_or_else(|e| panic!("send binary: {e}"));
+        self.ws.send(Message::binary(bytes.to_vec())).unwrap_or_else(|e| panic!("send binary: {e}"));
     }
 
     /// Writes bytes straight to the socket, bypassing tungstenite (whose
@@ -273,15 +247,10 @@ impl WsClient {
                 Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => {}
                 Ok(Message::Close(frame)) => {
                     self.closed = true;
-                    return Event::Close(
-                        frame.map(|f| (u16::from(f.code), f.reason.as_str().to_string())),
-                    );
+                    return Event::Close(frame.map(|f| (u16::from(f.code), f.reason.as_str().to_string())));
                 }
                 Err(WsError::Io(e))
-                    if matches!(
-                        e.kind(),
-                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                    ) => {}
+                    if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
                 Err(WsError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.closed = true;
@@ -303,8 +272,7 @@ impl WsClient {
 
     /// The next JSON frame; panics if none arrives within `timeout`.
     pub fn expect_json(&mut self, timeout: Duration) -> Value {
-        self.recv_json(timeout)
-            .unwrap_or_else(|| panic!("no frame within {timeout:?}"))
+        self.recv_json(timeout).unwrap_or_else(|| panic!("no frame within {timeout:?}"))
     }
 
     /// The next frame of type `kind`, passing over (and keeping in
@@ -316,14 +284,10 @@ impl WsClient {
             match self.recv_event(left) {
                 Event::Json(v) if v["type"] == kind => return v,
                 Event::Json(v) => self.skipped.push(v),
-                Event::Timeout => panic!(
-                    "no {kind} frame within {timeout:?}; passed over: {:?}",
-                    self.skipped
-                ),
-                other => panic!(
-                    "waiting for {kind}: got {other:?}; passed over: {:?}",
-                    self.skipped
-                ),
+                Event::Timeout => {
+                    panic!("no {kind} frame within {timeout:?}; passed over: {:?}", self.skipped)
+                }
+                other => panic!("waiting for {kind}: got {other:?}; passed over: {:?}", self.skipped),
             }
         }
     }
@@ -335,14 +299,11 @@ impl WsClient {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.recv_event(left) {
-                Event::Json(v) if v["id"] == id && (v["type"] == "ack" || v["type"] == "error") => {
-                    return v
-                }
+                Event::Json(v) if v["id"] == id && (v["type"] == "ack" || v["type"] == "error") => return v,
                 Event::Json(v) => self.skipped.push(v),
-                Event::Timeout => panic!(
-                    "no answer to frame {id} within {timeout:?}; passed over: {:?}",
-                    self.skipped
-                ),
+                Event::Timeout => {
+                    panic!("no answer to frame {id} within {timeout:?}; passed over: {:?}", self.skipped)
+                }
                 other => panic!("waiting for the answer to {id}: got {other:?}"),
             }
         }
@@ -364,10 +325,7 @@ impl WsClient {
         let ack = self.expect_json(FRAME_TIMEOUT);
         assert_eq!(ack["type"], "hello_ack", "first answer to hello: {ack}");
         let snapshot = self.expect_json(FRAME_TIMEOUT);
-        assert_eq!(
-            snapshot["type"], "state_snapshot",
-            "second answer to hello: {snapshot}"
-        );
+        assert_eq!(snapshot["type"], "state_snapshot", "second answer to hello: {snapshot}");
         (ack, snapshot)
     }
 
@@ -393,10 +351,7 @@ impl WsClient {
                 Event::Close(Some(close)) => return close,
                 Event::Close(None) => panic!("close frame without a code"),
                 Event::Json(v) => self.skipped.push(v),
-                Event::Timeout => panic!(
-                    "no close frame within {timeout:?}; frames: {:?}",
-                    self.skipped
-                ),
+                Event::Timeout => panic!("no close frame within {timeout:?}; frames: {:?}", self.skipped),
                 other => panic!("expected a close frame, got {other:?}"),
             }
         }
@@ -588,10 +543,8 @@ pub fn answer_ok(request: &Value) -> Vec<Value> {
 pub fn answer_status(status: u16) -> Responder {
     Box::new(move |request: &Value| {
         if request["type"] == "api_request" {
-            vec![
-                json!({"type": "api_response", "request_id": request["request_id"],
-                        "status": status, "headers": {}, "body": {"error": status}}),
-            ]
+            vec![json!({"type": "api_response", "request_id": request["request_id"],
+                        "status": status, "headers": {}, "body": {"error": status}})]
         } else {
             Vec::new()
         }
@@ -623,10 +576,7 @@ impl Plugin {
             .expect("spawn plugin thread");
         Plugin {
             client_id: client_id.to_string(),
-            connection_id: ack["connection_id"]
-                .as_str()
-                .unwrap_or_default()
-                .to_string(),
+            connection_id: ack["connection_id"].as_str().unwrap_or_default().to_string(),
             cmd: cmd_tx,
             frames: frame_rx,
             join: Some(join),
@@ -675,10 +625,9 @@ impl Plugin {
             match self.frames.recv_deadline(deadline) {
                 Ok(r) if r.frame["type"] == kind => return r,
                 Ok(r) => passed.push(r.frame),
-                Err(_) => panic!(
-                    "plugin {}: no {kind} within {timeout:?}; passed over {passed:?}",
-                    self.client_id
-                ),
+                Err(_) => {
+                    panic!("plugin {}: no {kind} within {timeout:?}; passed over {passed:?}", self.client_id)
+                }
             }
         }
     }
@@ -737,11 +686,7 @@ fn plugin_loop(
                         }
                     }
                 }
-                let _ = frames.send(Received {
-                    frame,
-                    at: Instant::now(),
-                    at_ms: now_ms(),
-                });
+                let _ = frames.send(Received { frame, at: Instant::now(), at_ms: now_ms() });
             }
             Event::Timeout | Event::Text(_) | Event::Binary(_) => {}
             Event::Close(close) => {
@@ -870,10 +815,7 @@ impl Sse {
     }
 
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Reads more bytes (until `deadline`); false on EOF or timeout.
@@ -894,14 +836,7 @@ impl Sse {
                 true
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                false
-            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => false,
             Err(_) => {
                 self.finished = true;
                 false
@@ -933,10 +868,7 @@ impl Sse {
                 return;
             }
             if !self.fill(deadline) {
-                panic!(
-                    "no response head within {timeout:?}: {:?}",
-                    String::from_utf8_lossy(&self.buf)
-                );
+                panic!("no response head within {timeout:?}: {:?}", String::from_utf8_lossy(&self.buf));
             }
         }
     }
@@ -991,11 +923,7 @@ impl Sse {
                     }
                 }
                 let data = serde_json::from_str(&data).unwrap_or(Value::String(data));
-                return Some(SseEvent {
-                    event,
-                    data,
-                    at: Instant::now(),
-                });
+                return Some(SseEvent { event, data, at: Instant::now() });
             }
             if self.finished || !self.fill(deadline) {
                 return None;
@@ -1025,10 +953,7 @@ impl Sse {
             };
             if complete {
                 return serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-                    panic!(
-                        "body is not JSON ({e}): {}",
-                        String::from_utf8_lossy(&self.body)
-                    )
+                    panic!("body is not JSON ({e}): {}", String::from_utf8_lossy(&self.body))
                 });
             }
             if self.finished || !self.fill(deadline) {

@@ -32,9 +32,7 @@ impl Responder<'_> {
         }
         match kind {
             "proxy_delivery" | "action" => Ok(vec![self.action_result(request, request_id)]),
-            "api_request" if request["stream"].as_bool() == Some(true) => {
-                Ok(self.stream(request_id))
-            }
+            "api_request" if request["stream"].as_bool() == Some(true) => Ok(self.stream(request_id)),
             "api_request" => Ok(vec![self.api_response(request, request_id)]),
             _ => Err(format!("`{kind}` is not a request")),
         }
@@ -48,12 +46,7 @@ impl Responder<'_> {
         };
         let (completed, failed, reason, http_status) = match self.mode {
             Mode::Fail(reason) => (false, true, json!(reason), Value::Null),
-            Mode::Http(status) => (
-                (200..300).contains(status),
-                false,
-                Value::Null,
-                json!(status),
-            ),
+            Mode::Http(status) => ((200..300).contains(status), false, Value::Null, json!(status)),
             _ => (true, false, Value::Null, json!(200)),
         };
         json!({
@@ -107,9 +100,7 @@ impl Responder<'_> {
             Mode::Fail(_) => FAIL_STREAM_EVENTS,
             _ => DEFAULT_STREAM_EVENTS,
         };
-        let mut frames: Vec<Value> = (1..=events)
-            .map(|seq| stream_event(request_id, seq))
-            .collect();
+        let mut frames: Vec<Value> = (1..=events).map(|seq| stream_event(request_id, seq)).collect();
         let seq = events + 1;
         frames.push(match self.mode {
             Mode::Fail(code) => json!({
@@ -142,11 +133,7 @@ mod tests {
     use super::*;
 
     fn answer(mode: Mode, request: Value) -> Vec<Value> {
-        let r = Responder {
-            client_id: "sim-1",
-            default_platform: "chatgpt",
-            mode: &mode,
-        };
+        let r = Responder { client_id: "sim-1", default_platform: "chatgpt", mode: &mode };
         r.answer(&request).unwrap()
     }
 
@@ -163,46 +150,28 @@ mod tests {
         let a = &answer(Mode::Succeed, delivery())[0];
         assert_eq!(a["type"], "action_result");
         assert_eq!(a["action"], "proxy_delivery");
-        assert_eq!(
-            (a["completed"].clone(), a["failed"].clone()),
-            (json!(true), json!(false))
-        );
+        assert_eq!((a["completed"].clone(), a["failed"].clone()), (json!(true), json!(false)));
         assert_eq!(a["http_status"], 200);
-        assert_eq!(
-            a["target"],
-            json!({"client_id":"sim-1","platform":"claude","tab_id":17})
-        );
+        assert_eq!(a["target"], json!({"client_id":"sim-1","platform":"claude","tab_id":17}));
     }
 
     #[test]
     fn action_fails_and_http() {
         let req = json!({"type":"action","request_id":"act_1","action":"tab_focus"});
         let a = &answer(Mode::Fail("boom".into()), req.clone())[0];
-        assert_eq!(
-            (a["action"].clone(), a["reason"].clone()),
-            (json!("tab_focus"), json!("boom"))
-        );
+        assert_eq!((a["action"].clone(), a["reason"].clone()), (json!("tab_focus"), json!("boom")));
         assert_eq!(a["target"]["platform"], "chatgpt");
         let h = &answer(Mode::Http(503), req)[0];
-        assert_eq!(
-            (h["failed"].clone(), h["http_status"].clone()),
-            (json!(false), json!(503))
-        );
+        assert_eq!((h["failed"].clone(), h["http_status"].clone()), (json!(false), json!(503)));
     }
 
     #[test]
     fn api_response_modes() {
         let ok = &answer(Mode::Succeed, api(false))[0];
-        assert_eq!(
-            ok["body"],
-            json!({"simulated":true,"method":"GET","path":"/x"})
-        );
+        assert_eq!(ok["body"], json!({"simulated":true,"method":"GET","path":"/x"}));
         assert_eq!(answer(Mode::Http(404), api(false))[0]["status"], 404);
         let f = &answer(Mode::Fail("nope".into()), api(false))[0];
-        assert_eq!(
-            (f["status"].clone(), f["body"].clone()),
-            (json!(500), json!({"error":"nope"}))
-        );
+        assert_eq!((f["status"].clone(), f["body"].clone()), (json!(500), json!({"error":"nope"})));
     }
 
     #[test]
@@ -210,10 +179,7 @@ mod tests {
         let s = answer(Mode::Stream(5), api(true));
         assert_eq!(s.len(), 6);
         assert_eq!(s[4]["data"], "chunk-5");
-        assert_eq!(
-            (s[5]["type"].clone(), s[5]["seq"].clone()),
-            (json!("stream_end"), json!(6))
-        );
+        assert_eq!((s[5]["type"].clone(), s[5]["seq"].clone()), (json!("stream_end"), json!(6)));
         let d = answer(Mode::Succeed, api(true));
         assert_eq!(d.len(), 4);
         let f = answer(Mode::Fail("reset".into()), api(true));
@@ -226,11 +192,7 @@ mod tests {
     #[test]
     fn silent_and_invalid() {
         assert!(answer(Mode::Silent, delivery()).is_empty());
-        let r = Responder {
-            client_id: "c",
-            default_platform: "p",
-            mode: &Mode::Succeed,
-        };
+        let r = Responder { client_id: "c", default_platform: "p", mode: &Mode::Succeed };
         assert!(r.answer(&json!({"type":"action"})).is_err());
     }
 }

@@ -200,9 +200,7 @@ fn push_unique(list: &mut Vec<String>, value: String) {
 }
 
 fn number<T: std::str::FromStr>(flag: &str, value: &str) -> Result<T, String> {
-    value
-        .parse()
-        .map_err(|_| format!("{flag}: `{value}` is not a valid number"))
+    value.parse().map_err(|_| format!("{flag}: `{value}` is not a valid number"))
 }
 
 pub fn parse_mode(value: &str) -> Result<Mode, String> {
@@ -237,9 +235,7 @@ pub fn parse_tab(value: &str) -> Result<Tab, String> {
     let id = parts.next().unwrap_or_default();
     let platform = parts.next().filter(|p| !p.is_empty());
     let (Ok(tab_id), Some(platform)) = (id.parse::<i64>(), platform) else {
-        return Err(format!(
-            "--tab: `{value}` is not TAB_ID:PLATFORM[:CONVERSATION_ID]"
-        ));
+        return Err(format!("--tab: `{value}` is not TAB_ID:PLATFORM[:CONVERSATION_ID]"));
     };
     Ok(Tab {
         tab_id,

@@ -20,24 +20,19 @@ pub fn connect(opts: &Options) -> Result<WebSocket<TcpStream>, String> {
     let stream = open_tcp(&request)?;
     // Nagle would hold back small answers while the daemon waits for them.
     let _ = stream.set_nodelay(true);
-    stream
-        .set_read_timeout(Some(CONNECT_TIMEOUT))
-        .map_err(|e| format!("cannot set a read timeout: {e}"))?;
+    stream.set_read_timeout(Some(CONNECT_TIMEOUT)).map_err(|e| format!("cannot set a read timeout: {e}"))?;
     match tungstenite::client::client_with_config(request, stream, None) {
         Ok((ws, _response)) => Ok(ws),
-        Err(HandshakeError::Interrupted(_)) => Err(format!(
-            "no WebSocket upgrade answer within {CONNECT_TIMEOUT:?}"
-        )),
+        Err(HandshakeError::Interrupted(_)) => {
+            Err(format!("no WebSocket upgrade answer within {CONNECT_TIMEOUT:?}"))
+        }
         Err(HandshakeError::Failure(e)) => Err(describe_failure(e)),
     }
 }
 
 fn build_request(opts: &Options) -> Result<Request, String> {
-    let mut request = opts
-        .url
-        .as_str()
-        .into_client_request()
-        .map_err(|e| format!("bad --url {}: {e}", opts.url))?;
+    let mut request =
+        opts.url.as_str().into_client_request().map_err(|e| format!("bad --url {}: {e}", opts.url))?;
     if let Some(token) = &opts.token {
         add_header(&mut request, AUTHORIZATION, &format!("Bearer {token}"))?;
     }
@@ -48,8 +43,7 @@ fn build_request(opts: &Options) -> Result<Request, String> {
 }
 
 fn add_header(request: &mut Request, name: HeaderName, value: &str) -> Result<(), String> {
-    let value =
-        HeaderValue::from_str(value).map_err(|_| format!("{name}: not a valid header value"))?;
+    let value = HeaderValue::from_str(value).map_err(|_| format!("{name}: not a valid header value"))?;
     request.headers_mut().insert(name, value);
     Ok(())
 }
@@ -62,9 +56,7 @@ fn open_tcp(request: &Request) -> Result<TcpStream, String> {
     let host = uri.host().ok_or(format!("{uri}: no host"))?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     let port = uri.port_u16().unwrap_or(80);
-    let addrs = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {host}:{port}: {e}"))?;
+    let addrs = (host, port).to_socket_addrs().map_err(|e| format!("cannot resolve {host}:{port}: {e}"))?;
     let mut last = format!("{host}:{port}: no address");
     for addr in addrs {
         match TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT) {
@@ -80,16 +72,8 @@ fn open_tcp(request: &Request) -> Result<TcpStream, String> {
 fn describe_failure(e: Error) -> String {
     match e {
         Error::Http(response) => {
-            let body = response
-                .body()
-                .as_deref()
-                .map(String::from_utf8_lossy)
-                .unwrap_or_default();
-            format!(
-                "WebSocket upgrade refused: HTTP {} {}",
-                response.status(),
-                body.trim()
-            )
+            let body = response.body().as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            format!("WebSocket upgrade refused: HTTP {} {}", response.status(), body.trim())
         }
         other => format!("WebSocket handshake failed: {other}"),
     }

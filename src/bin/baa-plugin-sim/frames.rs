@@ -12,10 +12,7 @@ pub const FINAL_MESSAGE_ID: &str = "sim-f-1";
 pub const TABS_ID: &str = "sim-tabs-1";
 
 pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 /// Serializes a frame with `type` first. serde_json (without its
@@ -81,10 +78,7 @@ pub fn login_state(platform: &str) -> Value {
 pub fn final_message(opts: &Options, text: &str) -> Value {
     let conv = &opts.conversation;
     let platform = opts.first_platform();
-    let message_id = opts
-        .message_id
-        .clone()
-        .unwrap_or_else(|| format!("sim-{}", now_ms()));
+    let message_id = opts.message_id.clone().unwrap_or_else(|| format!("sim-{}", now_ms()));
     let mut frame = json!({
         "type": "browser.final_message",
         "id": FINAL_MESSAGE_ID,

@@ -147,9 +147,7 @@ impl<'a> Session<'a> {
             self.check_stop()?;
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
-                return Err(End::Failed(format!(
-                    "no hello_ack within {HELLO_ACK_TIMEOUT:?}"
-                )));
+                return Err(End::Failed(format!("no hello_ack within {HELLO_ACK_TIMEOUT:?}")));
             }
             self.set_read_timeout(left.clamp(MIN_WAIT, IDLE_POLL));
             match self.ws.read() {
@@ -212,9 +210,7 @@ impl<'a> Session<'a> {
         match message {
             Message::Ping(_) => self.out.note("<-", "ping"),
             Message::Pong(_) => self.out.note("<-", "pong"),
-            Message::Binary(b) => self
-                .out
-                .error(&format!("unexpected binary frame ({} bytes)", b.len())),
+            Message::Binary(b) => self.out.error(&format!("unexpected binary frame ({} bytes)", b.len())),
             _ => {}
         }
     }
@@ -327,9 +323,7 @@ impl<'a> Session<'a> {
                 .map_err(|e| End::Failed(format!("send failed: {}", describe(e))))?;
             self.out.sent(text);
         }
-        self.ws
-            .flush()
-            .map_err(|e| End::Failed(format!("send failed: {}", describe(e))))
+        self.ws.flush().map_err(|e| End::Failed(format!("send failed: {}", describe(e))))
     }
 
     fn send_due(&mut self) -> Step {
@@ -344,9 +338,7 @@ impl<'a> Session<'a> {
 
     fn next_wait(&self) -> Duration {
         match self.delayed.front() {
-            Some((due, _)) => due
-                .saturating_duration_since(Instant::now())
-                .clamp(MIN_WAIT, IDLE_POLL),
+            Some((due, _)) => due.saturating_duration_since(Instant::now()).clamp(MIN_WAIT, IDLE_POLL),
             None => IDLE_POLL,
         }
     }
@@ -384,10 +376,7 @@ impl<'a> Session<'a> {
     /// Best effort: start the close handshake and give the daemon a moment
     /// to answer it, so it sees a clean disconnect rather than a reset.
     fn close_ours(&mut self, reason: &str) {
-        let frame = CloseFrame {
-            code: CloseCode::Normal,
-            reason: reason.into(),
-        };
+        let frame = CloseFrame { code: CloseCode::Normal, reason: reason.into() };
         if self.ws.close(Some(frame)).is_ok() {
             self.out.note("->", &format!("close 1000 {reason}"));
             self.drain();
@@ -437,9 +426,7 @@ fn describe(e: Error) -> String {
 /// "4000 replaced", the way `closed:` prints it.
 fn describe_close(frame: &Option<CloseFrame>) -> String {
     match frame {
-        Some(f) => format!("{} {}", u16::from(f.code), f.reason)
-            .trim_end()
-            .to_string(),
+        Some(f) => format!("{} {}", u16::from(f.code), f.reason).trim_end().to_string(),
         None => "1005 (no status)".to_string(),
     }
 }

@@ -7,10 +7,7 @@ fn commands_and_info_flags() {
     let s = Scratch::new();
     assert!(matches!(run(&[], &s.env()), Ok(Command::Serve(_))));
     assert!(matches!(run(&["serve"], &s.env()), Ok(Command::Serve(_))));
-    assert!(matches!(
-        run(&["check-config"], &s.env()),
-        Ok(Command::CheckConfig(_))
-    ));
+    assert!(matches!(run(&["check-config"], &s.env()), Ok(Command::CheckConfig(_))));
     for (arg, want) in [
         ("--version", Command::Version),
         ("-V", Command::Version),
@@ -43,22 +40,13 @@ fn command_line_errors_name_the_argument() {
     let env = s.env();
     let e = error_of(&["--frob"], &env);
     assert_eq!(e.key, "--frob");
-    assert_eq!(
-        e.to_string(),
-        "config: --frob is not a known flag (see --help)"
-    );
+    assert_eq!(e.to_string(), "config: --frob is not a known flag (see --help)");
     assert_eq!(error_of(&["--frob=1"], &env).key, "--frob");
     assert_eq!(error_of(&["-x"], &env).key, "-x");
     assert_eq!(error_of(&["start"], &env).key, "start");
     assert_eq!(error_of(&["serve", "extra"], &env).key, "extra");
-    assert_eq!(
-        error_of(&["--listen"], &env).to_string(),
-        "config: --listen needs a value"
-    );
-    assert_eq!(
-        error_of(&["--listen", "--token", "x"], &env).key,
-        "--listen"
-    );
+    assert_eq!(error_of(&["--listen"], &env).to_string(), "config: --listen needs a value");
+    assert_eq!(error_of(&["--listen", "--token", "x"], &env).key, "--listen");
     assert_eq!(error_of(&["--listen="], &env).key, "--listen");
     assert_eq!(error_of(&["--help=1"], &env).key, "--help");
     let e = error_of(&["--listen", "127.0.0.1:1", "--listen=127.0.0.1:2"], &env);

@@ -58,15 +58,9 @@ fn state_dir_prefers_absolute_xdg_over_home() {
     let env = with(&[("XDG_STATE_HOME", xdg.to_str().unwrap())], s.env());
     assert_eq!(config_of(&[], &env).state_dir, xdg.join("baa-conductor"));
     let relative = with(&[("XDG_STATE_HOME", "rel/xdg")], s.env());
-    assert_eq!(
-        config_of(&[], &relative).state_dir,
-        s.dir.join(".local/state/baa-conductor")
-    );
+    assert_eq!(config_of(&[], &relative).state_dir, s.dir.join(".local/state/baa-conductor"));
     let empty = with(&[("XDG_STATE_HOME", "")], s.env());
-    assert_eq!(
-        config_of(&[], &empty).state_dir,
-        s.dir.join(".local/state/baa-conductor")
-    );
+    assert_eq!(config_of(&[], &empty).state_dir, s.dir.join(".local/state/baa-conductor"));
 }
 
 #[test]

@@ -15,10 +15,7 @@ fn file_sets_nested_values_and_nulls() {
     .unwrap();
     assert_eq!(c.role, Role::Standby);
     assert_eq!(c.public_base_url.as_deref(), Some("https://x.example/base"));
-    assert_eq!(
-        c.allowed_origins,
-        vec!["https://app.example:8443".to_string()]
-    );
+    assert_eq!(c.allowed_origins, vec!["https://app.example:8443".to_string()]);
     assert_eq!(c.limits.http_threads, 8);
     assert_eq!(c.limits.max_body_bytes, 1_048_576);
     assert_eq!(c.renewal.retry_jitter_ratio, 0.0);
@@ -27,34 +24,21 @@ fn file_sets_nested_values_and_nulls() {
     assert_eq!(c.policy.jitter.max_ms, 100);
     assert!(c.baa.enabled);
     assert_eq!(c.bridge.login_fresh_ms, 1);
-    let c =
-        from_file(r#"{"messages": {"retention_days": null}, "public_base_url": null}"#).unwrap();
+    let c = from_file(r#"{"messages": {"retention_days": null}, "public_base_url": null}"#).unwrap();
     assert_eq!(c.messages.retention_days, None);
     assert_eq!(c.public_base_url, None);
 }
 
 #[test]
 fn unknown_keys_are_named_by_dotted_path() {
-    assert_eq!(
-        file_error(r#"{"listne": "x"}"#).to_string(),
-        "config: listne is not a known key"
-    );
+    assert_eq!(file_error(r#"{"listne": "x"}"#).to_string(), "config: listne is not a known key");
     assert_eq!(
         file_error(r#"{"limits": {"max_threads": 2}}"#).to_string(),
         "config: limits.max_threads is not a known key"
     );
-    assert_eq!(
-        file_error(r#"{"policy": {"jitter": {"mean_ms": 1}}}"#).key,
-        "policy.jitter.mean_ms"
-    );
-    assert_eq!(
-        file_error(r#"{"policy": {"rate_limit": {"base_ms": 1}}}"#).key,
-        "policy.rate_limit.base_ms"
-    );
-    assert_eq!(
-        file_error(r#"{"messages": {"keep": 1}}"#).key,
-        "messages.keep"
-    );
+    assert_eq!(file_error(r#"{"policy": {"jitter": {"mean_ms": 1}}}"#).key, "policy.jitter.mean_ms");
+    assert_eq!(file_error(r#"{"policy": {"rate_limit": {"base_ms": 1}}}"#).key, "policy.rate_limit.base_ms");
+    assert_eq!(file_error(r#"{"messages": {"keep": 1}}"#).key, "messages.keep");
     assert_eq!(file_error(r#"{"state_dir": "/x"}"#).key, "state_dir");
     assert_eq!(file_error(r#"{"config": "/x"}"#).key, "config");
 }
@@ -67,62 +51,22 @@ fn wrong_types_name_key_and_expected_type() {
     );
     let cases = [
         (r#"{"listen": 4317}"#, "listen", "a string"),
-        (
-            r#"{"role": "leader"}"#,
-            "role",
-            "\"primary\" or \"standby\"",
-        ),
+        (r#"{"role": "leader"}"#, "role", "\"primary\" or \"standby\""),
         (r#"{"limits": 4}"#, "limits", "an object"),
         (
             r#"{"timed_jobs": {"settle_delay_ms": -1}}"#,
             "timed_jobs.settle_delay_ms",
             "a non-negative integer",
         ),
-        (
-            r#"{"renewal": {"max_attempts": 2.5}}"#,
-            "renewal.max_attempts",
-            "a positive integer",
-        ),
-        (
-            r#"{"renewal": {"max_attempts": 4294967296}}"#,
-            "renewal.max_attempts",
-            "<= 4294967295",
-        ),
-        (
-            r#"{"renewal": {"retry_jitter_ratio": "0.2"}}"#,
-            "renewal.retry_jitter_ratio",
-            "a number",
-        ),
-        (
-            r#"{"renewal": {"inter_job_jitter_ms": [1]}}"#,
-            "renewal.inter_job_jitter_ms",
-            "two non-negative",
-        ),
-        (
-            r#"{"messages": {"retention_days": "7"}}"#,
-            "messages.retention_days",
-            "a positive integer or null",
-        ),
-        (
-            r#"{"baa": {"enabled": "yes"}}"#,
-            "baa.enabled",
-            "true or false",
-        ),
-        (
-            r#"{"allowed_origins": "http://x"}"#,
-            "allowed_origins",
-            "an array of strings",
-        ),
-        (
-            r#"{"baa": {"allowed_tools": ["status", 3]}}"#,
-            "baa.allowed_tools[1]",
-            "a string",
-        ),
-        (
-            r#"{"public_base_url": 1}"#,
-            "public_base_url",
-            "a string or null",
-        ),
+        (r#"{"renewal": {"max_attempts": 2.5}}"#, "renewal.max_attempts", "a positive integer"),
+        (r#"{"renewal": {"max_attempts": 4294967296}}"#, "renewal.max_attempts", "<= 4294967295"),
+        (r#"{"renewal": {"retry_jitter_ratio": "0.2"}}"#, "renewal.retry_jitter_ratio", "a number"),
+        (r#"{"renewal": {"inter_job_jitter_ms": [1]}}"#, "renewal.inter_job_jitter_ms", "two non-negative"),
+        (r#"{"messages": {"retention_days": "7"}}"#, "messages.retention_days", "a positive integer or null"),
+        (r#"{"baa": {"enabled": "yes"}}"#, "baa.enabled", "true or false"),
+        (r#"{"allowed_origins": "http://x"}"#, "allowed_origins", "an array of strings"),
+        (r#"{"baa": {"allowed_tools": ["status", 3]}}"#, "baa.allowed_tools[1]", "a string"),
+        (r#"{"public_base_url": 1}"#, "public_base_url", "a string or null"),
     ];
     for (json, key, expected) in cases {
         let e = file_error(json);
@@ -158,6 +102,7 @@ fn a_repeated_key_is_an_error_not_the_last_one_winning() {
     assert!(e.message.contains("\"http_threads\" appears twice"), "{e}");
     // Equal keys in different objects are fine, and so are arrays of objects.
     from_file(r#"{"limits": {"http_threads": 4}, "policy": {"jitter": {"max_ms": 4}}}"#).unwrap();
-    let c = from_file(r#"{"allowed_origins": ["https://a.example", "https://b.example"], "token": "x"}"#).unwrap();
+    let c = from_file(r#"{"allowed_origins": ["https://a.example", "https://b.example"], "token": "x"}"#)
+        .unwrap();
     assert_eq!(c.token.as_deref(), Some("x"));
 }

@@ -7,13 +7,7 @@ use super::*;
 fn check_config_json_hides_the_token() {
     let s = Scratch::new();
     let state = s.dir.join("st");
-    let args = [
-        "check-config",
-        "--token",
-        "hunter2-secret",
-        "--state-dir",
-        state.to_str().unwrap(),
-    ];
+    let args = ["check-config", "--token", "hunter2-secret", "--state-dir", state.to_str().unwrap()];
     let c = match run(&args, &s.env()) {
         Ok(Command::CheckConfig(c)) => c,
         other => panic!("{other:?}"),
@@ -29,9 +23,6 @@ fn check_config_json_hides_the_token() {
 #[test]
 fn error_display_format() {
     let e = ConfigError::new("renewal.max_attempts", "must be >= 1 (got 0)");
-    assert_eq!(
-        e.to_string(),
-        "config: renewal.max_attempts must be >= 1 (got 0)"
-    );
+    assert_eq!(e.to_string(), "config: renewal.max_attempts must be >= 1 (got 0)");
     let _: &dyn std::error::Error = &e;
 }

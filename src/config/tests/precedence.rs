@@ -19,27 +19,13 @@ fn precedence_flag_over_env_over_file_over_default() {
     assert_eq!(c.config_path, Some(state.join("config.json")));
 
     // The environment overrides the file.
-    let env = with(
-        &[("BAA_LISTEN", "127.0.0.1:1002"), ("BAA_TOKEN", "env-token")],
-        s.env(),
-    );
+    let env = with(&[("BAA_LISTEN", "127.0.0.1:1002"), ("BAA_TOKEN", "env-token")], s.env());
     let c = config_of(&[&state_arg], &env);
-    assert_eq!(
-        (c.listen.as_str(), c.ws_listen.as_str()),
-        ("127.0.0.1:1002", "127.0.0.1:2001")
-    );
+    assert_eq!((c.listen.as_str(), c.ws_listen.as_str()), ("127.0.0.1:1002", "127.0.0.1:2001"));
     assert_eq!(c.token.as_deref(), Some("env-token"));
 
     // A flag overrides the environment.
-    let c = config_of(
-        &[
-            &state_arg,
-            "--listen",
-            "127.0.0.1:1003",
-            "--token=flag-token",
-        ],
-        &env,
-    );
+    let c = config_of(&[&state_arg, "--listen", "127.0.0.1:1003", "--token=flag-token"], &env);
     assert_eq!(c.listen, "127.0.0.1:1003");
     assert_eq!(c.token.as_deref(), Some("flag-token"));
 }
@@ -50,10 +36,7 @@ fn state_dir_flag_over_env() {
     let (a, b) = (s.dir.join("a"), s.dir.join("b"));
     let env = with(&[("BAA_STATE_DIR", a.to_str().unwrap())], s.env());
     assert_eq!(config_of(&[], &env).state_dir, a);
-    assert_eq!(
-        config_of(&["--state-dir", b.to_str().unwrap()], &env).state_dir,
-        b
-    );
+    assert_eq!(config_of(&["--state-dir", b.to_str().unwrap()], &env).state_dir, b);
 }
 
 #[test]
@@ -64,10 +47,7 @@ fn config_flag_over_env_over_state_dir_file() {
     let env_file = s.write("env.json", r#"{"node_id": "from-env"}"#);
     let flag_file = s.write("flag.json", r#"{"node_id": "from-flag"}"#);
     let env = with(
-        &[
-            ("BAA_STATE_DIR", state.to_str().unwrap()),
-            ("BAA_CONFIG", env_file.to_str().unwrap()),
-        ],
+        &[("BAA_STATE_DIR", state.to_str().unwrap()), ("BAA_CONFIG", env_file.to_str().unwrap())],
         s.env(),
     );
     assert_eq!(config_of(&[], &env).node_id, "from-env");
@@ -81,10 +61,7 @@ fn ws_listen_env_and_flag() {
     let s = Scratch::new();
     let env = with(&[("BAA_WS_LISTEN", "127.0.0.1:5001")], s.env());
     assert_eq!(config_of(&[], &env).ws_listen, "127.0.0.1:5001");
-    assert_eq!(
-        config_of(&["--ws-listen=127.0.0.1:5002"], &env).ws_listen,
-        "127.0.0.1:5002"
-    );
+    assert_eq!(config_of(&["--ws-listen=127.0.0.1:5002"], &env).ws_listen, "127.0.0.1:5002");
 }
 
 #[test]

@@ -13,7 +13,9 @@ pub fn handle_message(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let id = req.param("message_id");
     match ctx.store.message(id)? {
         // The text was taken from a web page: the same guards as any artifact.
-        Some(m) => Ok(inert(Reply::text("text/plain; charset=utf-8", m.raw_text.unwrap_or_default().into_bytes()))),
+        Some(m) => {
+            Ok(inert(Reply::text("text/plain; charset=utf-8", m.raw_text.unwrap_or_default().into_bytes())))
+        }
         None => Err(ApiError::resource_not_found("message", id)),
     }
 }
@@ -39,9 +41,9 @@ fn inert(mut reply: Reply) -> Reply {
 /// Resolves `rel` inside `root`, or `None` if it is not a plain relative
 /// path to a regular file that stays inside `root` after following links.
 pub fn confined(root: &Path, rel: &str) -> Option<PathBuf> {
-    let plain = rel
-        .split('/')
-        .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\') && !seg.contains('\0'));
+    let plain = rel.split('/').all(|seg| {
+        !seg.is_empty() && seg != "." && seg != ".." && !seg.contains('\\') && !seg.contains('\0')
+    });
     if !plain || rel.starts_with('/') {
         return None;
     }
@@ -74,7 +76,15 @@ mod tests {
         std::fs::create_dir_all(root.join("sub")).unwrap();
         std::fs::write(root.join("sub/ok.txt"), "ok").unwrap();
         assert!(confined(&root, "sub/ok.txt").is_some());
-        for bad in ["../etc/passwd", "sub/../../x", "/etc/passwd", "sub//ok.txt", "./sub/ok.txt", "sub", "missing.txt"] {
+        for bad in [
+            "../etc/passwd",
+            "sub/../../x",
+            "/etc/passwd",
+            "sub//ok.txt",
+            "./sub/ok.txt",
+            "sub",
+            "missing.txt",
+        ] {
             assert!(confined(&root, bad).is_none(), "{bad}");
         }
         #[cfg(unix)]

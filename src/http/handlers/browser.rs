@@ -21,7 +21,8 @@ const MAX_ACTION_TIMEOUT_MS: u64 = 300_000;
 
 pub fn handle_read(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let platform = req.text_filter("platform")?;
-    let status = req.enum_filter("status", &LOGIN_STATUSES, |s| LOGIN_STATUSES.iter().find(|x| **x == s).copied())?;
+    let status =
+        req.enum_filter("status", &LOGIN_STATUSES, |s| LOGIN_STATUSES.iter().find(|x| **x == s).copied())?;
     let now = now_ms();
     let clients = ctx.hub.clients();
     let listed = |c: &&Client| platform.as_ref().is_none_or(|p| c.hello.platforms.contains(p));
@@ -30,7 +31,9 @@ pub fn handle_read(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     for c in &clients {
         for login in c.login_states.values() {
             let login_status = login_status(c, login.captured_at, now, ctx.hub.login_fresh_ms());
-            if platform.as_ref().is_some_and(|p| *p != login.platform) || status.is_some_and(|s| s != login_status) {
+            if platform.as_ref().is_some_and(|p| *p != login.platform)
+                || status.is_some_and(|s| s != login_status)
+            {
                 continue;
             }
             logins.push(json!({
@@ -83,7 +86,10 @@ pub fn timeout_ms(body: &Object, default: u64) -> Result<u64, ApiError> {
     match body.get("timeout_ms") {
         None | Some(Value::Null) => Ok(default),
         Some(v) => v.as_u64().filter(|t| (1..=MAX_ACTION_TIMEOUT_MS).contains(t)).ok_or_else(|| {
-            ApiError::invalid("timeout_ms", format!("Field \"timeout_ms\" must be an integer from 1 to {MAX_ACTION_TIMEOUT_MS}."))
+            ApiError::invalid(
+                "timeout_ms",
+                format!("Field \"timeout_ms\" must be an integer from 1 to {MAX_ACTION_TIMEOUT_MS}."),
+            )
         }),
     }
 }
@@ -91,7 +97,9 @@ pub fn timeout_ms(body: &Object, default: u64) -> Result<u64, ApiError> {
 pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let body = req.json_object()?;
     let action = opt_str(&body, "action", 64)?.filter(|a| valid_action(a));
-    let action = action.ok_or_else(|| ApiError::invalid("action", "Field \"action\" is required and must match [a-z][a-z0-9_.]{0,63}."))?;
+    let action = action.ok_or_else(|| {
+        ApiError::invalid("action", "Field \"action\" is required and must match [a-z][a-z0-9_.]{0,63}.")
+    })?;
     let platform = opt_str(&body, "platform", 32)?;
     if platform.as_deref().is_some_and(|p| !valid_platform(p)) {
         return Err(ApiError::invalid("platform", "Field \"platform\" must match [a-z0-9_-]{1,32}."));
@@ -100,10 +108,13 @@ pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     if client_id.as_deref().is_some_and(|c| !valid_token_id(c)) {
         return Err(ApiError::invalid("client_id", "Field \"client_id\" must match [A-Za-z0-9._:-]{1,128}."));
     }
-    let tab_id = match body.get("tab_id") {
-        None | Some(Value::Null) => None,
-        Some(v) => Some(v.as_i64().filter(|t| *t > 0).ok_or_else(|| ApiError::invalid("tab_id", "Field \"tab_id\" must be a positive integer."))?),
-    };
+    let tab_id =
+        match body.get("tab_id") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(v.as_i64().filter(|t| *t > 0).ok_or_else(|| {
+                ApiError::invalid("tab_id", "Field \"tab_id\" must be a positive integer.")
+            })?),
+        };
     let payload = match body.get("payload") {
         None | Some(Value::Null) => json!({}),
         Some(v @ Value::Object(_)) => v.clone(),
@@ -116,7 +127,8 @@ pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     // is most recently seen after the admission's rate delay.
     let (lease, send_to) = match &platform {
         Some(p) => {
-            let client = ctx.hub.chosen_client(Some(p), client_id.as_deref()).ok_or(RequestError::NoActiveClient)?;
+            let client =
+                ctx.hub.chosen_client(Some(p), client_id.as_deref()).ok_or(RequestError::NoActiveClient)?;
             (Some(admit(ctx, &client, p, &req.request_id, deadline)?), Some(client))
         }
         None => (None, client_id.clone()),
@@ -151,7 +163,13 @@ pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
 
 /// Asks the policy for a lease, waiting in the target's queue and through
 /// the rate delay only as long as `deadline` allows; sleeps the delay.
-pub fn admit(ctx: &Ctx, client: &str, platform: &str, request_id: &str, deadline: Instant) -> Result<Lease, ApiError> {
+pub fn admit(
+    ctx: &Ctx,
+    client: &str,
+    platform: &str,
+    request_id: &str,
+    deadline: Instant,
+) -> Result<Lease, ApiError> {
     let left = deadline.saturating_duration_since(Instant::now());
     let opts = AdmitOptions { max_wait: left, max_delay_ms: left.as_millis() as u64, one_deadline: true };
     let lease = ctx.policy.admit(Target::new(client, platform), request_id, opts).map_err(refusal_error)?;

@@ -40,7 +40,8 @@ pub fn handle_read(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
 
 pub fn handle_ingest(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let body = req.json_object()?;
-    let input = parse_final_message(&body, true, now_ms()).map_err(|e| ApiError::invalid(&e.field, e.message))?;
+    let input =
+        parse_final_message(&body, true, now_ms()).map_err(|e| ApiError::invalid(&e.field, e.message))?;
     let outcome = ctx.store.ingest(input, ctx.ingest_settings())?;
     if outcome.automation_changed {
         ctx.automation_changed();

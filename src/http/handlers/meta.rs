@@ -19,8 +19,11 @@ fn openapi_path(pattern: &str) -> (String, Vec<String>) {
     let segments: Vec<String> = pattern
         .split('/')
         .map(|seg| {
-            let Some(spec) = seg.strip_prefix(':').or_else(|| seg.strip_prefix('*')) else { return seg.to_string() };
-            let (name, suffix) = spec.split_once('.').map_or((spec, String::new()), |(n, s)| (n, format!(".{s}")));
+            let Some(spec) = seg.strip_prefix(':').or_else(|| seg.strip_prefix('*')) else {
+                return seg.to_string();
+            };
+            let (name, suffix) =
+                spec.split_once('.').map_or((spec, String::new()), |(n, s)| (n, format!(".{s}")));
             names.push(name.to_string());
             format!("{{{name}}}{suffix}")
         })
@@ -101,11 +104,22 @@ pub fn handle_metrics(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
     let system = ctx.store.system_state()?;
     let mut out = String::with_capacity(4096);
     let one = |v: i64| vec![(String::new(), v as f64)];
-    gauge(&mut out, "baa_uptime_seconds", "Seconds since the daemon started.", &[(String::new(), (now_ms() - ctx.started_at) as f64 / 1000.0)]);
+    gauge(
+        &mut out,
+        "baa_uptime_seconds",
+        "Seconds since the daemon started.",
+        &[(String::new(), (now_ms() - ctx.started_at) as f64 / 1000.0)],
+    );
     gauge(&mut out, "baa_messages", "Messages stored.", &one(counts.messages));
     gauge(&mut out, "baa_conversations", "Local conversations stored.", &one(counts.conversations));
-    let jobs = [("pending", counts.jobs.pending), ("running", counts.jobs.running), ("done", counts.jobs.done), ("failed", counts.jobs.failed)];
-    let samples: Vec<(String, f64)> = jobs.iter().map(|(s, n)| (format!("{{status=\"{s}\"}}"), *n as f64)).collect();
+    let jobs = [
+        ("pending", counts.jobs.pending),
+        ("running", counts.jobs.running),
+        ("done", counts.jobs.done),
+        ("failed", counts.jobs.failed),
+    ];
+    let samples: Vec<(String, f64)> =
+        jobs.iter().map(|(s, n)| (format!("{{status=\"{s}\"}}"), *n as f64)).collect();
     gauge(&mut out, "baa_renewal_jobs", "Renewal jobs by status.", &samples);
     let states = ["running", "paused", "draining"];
     let samples: Vec<(String, f64)> = states
@@ -113,17 +127,42 @@ pub fn handle_metrics(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
         .map(|s| (format!("{{state=\"{s}\"}}"), f64::from(u8::from(system.automation_state.as_str() == *s))))
         .collect();
     gauge(&mut out, "baa_automation_state", "1 for the current system automation state.", &samples);
-    gauge(&mut out, "baa_plugin_clients_connected", "Connected browser plugins.", &one(ctx.hub.connected_count() as i64));
+    gauge(
+        &mut out,
+        "baa_plugin_clients_connected",
+        "Connected browser plugins.",
+        &one(ctx.hub.connected_count() as i64),
+    );
     let view = ctx.policy.view(None);
     let target_samples = |f: &dyn Fn(&crate::policy::TargetView) -> f64| -> Vec<(String, f64)> {
         view.targets
             .iter()
-            .map(|t| (format!("{{client_id=\"{}\",platform=\"{}\"}}", label(&t.client_id), label(&t.platform)), f(t)))
+            .map(|t| {
+                (
+                    format!("{{client_id=\"{}\",platform=\"{}\"}}", label(&t.client_id), label(&t.platform)),
+                    f(t),
+                )
+            })
             .collect()
     };
-    gauge(&mut out, "baa_policy_circuit_open", "1 while a target's circuit is open or half-open.", &target_samples(&|t| f64::from(u8::from(t.circuit_state.as_str() != "closed"))));
-    gauge(&mut out, "baa_policy_consecutive_failures", "Consecutive failures of a target.", &target_samples(&|t| f64::from(t.consecutive_failures)));
-    gauge(&mut out, "baa_policy_waiting", "Requests waiting for a target.", &target_samples(&|t| t.waiting as f64));
+    gauge(
+        &mut out,
+        "baa_policy_circuit_open",
+        "1 while a target's circuit is open or half-open.",
+        &target_samples(&|t| f64::from(u8::from(t.circuit_state.as_str() != "closed"))),
+    );
+    gauge(
+        &mut out,
+        "baa_policy_consecutive_failures",
+        "Consecutive failures of a target.",
+        &target_samples(&|t| f64::from(t.consecutive_failures)),
+    );
+    gauge(
+        &mut out,
+        "baa_policy_waiting",
+        "Requests waiting for a target.",
+        &target_samples(&|t| t.waiting as f64),
+    );
     let samples: Vec<(String, f64)> = view
         .platforms
         .iter()
@@ -131,7 +170,8 @@ pub fn handle_metrics(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
         .collect();
     gauge(&mut out, "baa_policy_recent_dispatches", "Dispatches in the platform's rate window.", &samples);
     let runners = ctx.timed.runners.lock().clone();
-    let samples: Vec<(String, f64)> = runners.iter().map(|r| (format!("{{runner=\"{}\"}}", r.name), r.runs as f64)).collect();
+    let samples: Vec<(String, f64)> =
+        runners.iter().map(|r| (format!("{{runner=\"{}\"}}", r.name), r.runs as f64)).collect();
     let _ = writeln!(out, "# HELP baa_timed_job_runs_total Runs started per timed-job runner.\n# TYPE baa_timed_job_runs_total counter");
     for (labels, value) in samples {
         let _ = writeln!(out, "baa_timed_job_runs_total{labels} {value}");
@@ -145,7 +185,10 @@ mod tests {
 
     #[test]
     fn paths_become_openapi_templates() {
-        assert_eq!(openapi_path("/v1/messages/:message_id"), ("/v1/messages/{message_id}".into(), vec!["message_id".into()]));
+        assert_eq!(
+            openapi_path("/v1/messages/:message_id"),
+            ("/v1/messages/{message_id}".into(), vec!["message_id".into()])
+        );
         assert_eq!(openapi_path("/artifact/msg/:message_id.txt").0, "/artifact/msg/{message_id}.txt");
         assert_eq!(openapi_path("/artifact/*path").0, "/artifact/{path}");
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");

@@ -15,5 +15,7 @@ pub fn handle_describe(_ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError>
         .iter()
         .map(|r| json!({ "id": r.id, "kind": r.kind.as_str(), "method": r.method, "path": r.path, "summary": r.summary }))
         .collect();
-    Ok(Reply::Json(json!({ "name": "baa-conductor", "version": env!("CARGO_PKG_VERSION"), "routes": routes })))
+    Ok(Reply::Json(
+        json!({ "name": "baa-conductor", "version": env!("CARGO_PKG_VERSION"), "routes": routes }),
+    ))
 }

@@ -44,23 +44,36 @@ struct RelayInput {
 
 fn parse(body: &Object) -> Result<RelayInput, ApiError> {
     let platform = opt_str(body, "platform", 32)?.filter(|p| valid_platform(p));
-    let platform = platform.ok_or_else(|| ApiError::invalid("platform", "Field \"platform\" is required and must match [a-z0-9_-]{1,32}."))?;
-    let method = opt_str(body, "method", 16)?.filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()));
-    let method = method.ok_or_else(|| ApiError::invalid("method", "Field \"method\" is required: an upper-case HTTP method such as GET."))?;
+    let platform = platform.ok_or_else(|| {
+        ApiError::invalid("platform", "Field \"platform\" is required and must match [a-z0-9_-]{1,32}.")
+    })?;
+    let method =
+        opt_str(body, "method", 16)?.filter(|m| !m.is_empty() && m.bytes().all(|b| b.is_ascii_uppercase()));
+    let method = method.ok_or_else(|| {
+        ApiError::invalid("method", "Field \"method\" is required: an upper-case HTTP method such as GET.")
+    })?;
     // `//host/x` (or `/\host/x`, which browsers read alike) would resolve to
     // another host rather than the platform's origin; and browsers drop tab,
     // CR and LF from a URL before resolving it (`/\t/host` is `//host`), so
     // no control character is allowed at all.
     let path = opt_str(body, "path", 8192)?.filter(|p| {
-        p.starts_with('/') && !p.starts_with("//") && !p.starts_with("/\\") && !p.chars().any(char::is_control)
+        p.starts_with('/')
+            && !p.starts_with("//")
+            && !p.starts_with("/\\")
+            && !p.chars().any(char::is_control)
     });
     let path = path.ok_or_else(|| {
-        ApiError::invalid("path", "Field \"path\" is required and must start with one \"/\" (a path on the platform's origin).")
+        ApiError::invalid(
+            "path",
+            "Field \"path\" is required and must start with one \"/\" (a path on the platform's origin).",
+        )
     })?;
     let headers = match body.get("headers") {
         None | Some(Value::Null) => json!({}),
         Some(Value::Object(h)) if h.values().all(Value::is_string) => Value::Object(h.clone()),
-        Some(_) => return Err(ApiError::invalid("headers", "Field \"headers\" must be an object of strings.")),
+        Some(_) => {
+            return Err(ApiError::invalid("headers", "Field \"headers\" must be an object of strings."))
+        }
     };
     let stream = match body.get("stream") {
         None | Some(Value::Null) => false,
@@ -135,7 +148,12 @@ pub fn handle_request(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
         Some(t) if t.starts_with("stream_") => stream_answer(first, lease, pending, input.timeout_ms, slot),
         _ => {
             lease.complete(Outcome::failure("invalid_response"));
-            Err(ApiError::new(502, "invalid_response", "The plugin answered with an unexpected frame.", json!({})))
+            Err(ApiError::new(
+                502,
+                "invalid_response",
+                "The plugin answered with an unexpected frame.",
+                json!({}),
+            ))
         }
     }
 }
@@ -149,7 +167,13 @@ fn outcome_for_status(status: Option<i64>) -> Outcome {
     }
 }
 
-fn plain_answer(frame: Value, lease: Lease, pending: &PendingRequest, platform: &str, admission: Value) -> Reply {
+fn plain_answer(
+    frame: Value,
+    lease: Lease,
+    pending: &PendingRequest,
+    platform: &str,
+    admission: Value,
+) -> Reply {
     let status = frame.get("status").and_then(Value::as_i64);
     lease.complete(outcome_for_status(status));
     let field = |k: &str| frame.get(k).cloned().unwrap_or(Value::Null);
@@ -159,7 +183,13 @@ fn plain_answer(frame: Value, lease: Lease, pending: &PendingRequest, platform: 
     }))
 }
 
-fn stream_answer(first: Value, lease: Lease, pending: PendingRequest, idle_ms: u64, slot: Permit) -> Result<Reply, ApiError> {
+fn stream_answer(
+    first: Value,
+    lease: Lease,
+    pending: PendingRequest,
+    idle_ms: u64,
+    slot: Permit,
+) -> Result<Reply, ApiError> {
     let (tx, rx) = bounded::<Vec<u8>>(64);
     let pump = Pump { tx, seq: 0, received: 0, idle: Duration::from_millis(idle_ms) };
     std::thread::Builder::new()
@@ -238,7 +268,8 @@ impl Pump {
             }
             _ => {
                 let code = frame.get("code").and_then(Value::as_str).unwrap_or("stream_error").to_string();
-                let message = frame.get("message").and_then(Value::as_str).unwrap_or("The plugin's stream failed.");
+                let message =
+                    frame.get("message").and_then(Value::as_str).unwrap_or("The plugin's stream failed.");
                 self.error(&code, message);
                 Step::Done(Outcome::failure(code))
             }

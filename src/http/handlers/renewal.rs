@@ -21,7 +21,12 @@ pub fn handle_conversations_list(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, A
             "platform": filter.platform, "status": filter.status.map(|s| s.as_str()),
             "limit": page.limit, "offset": page.offset,
         });
-        encode_text(&views::list("conversations", items.iter().map(views::conversation).collect(), filters, next))
+        encode_text(&views::list(
+            "conversations",
+            items.iter().map(views::conversation).collect(),
+            filters,
+            next,
+        ))
     })
 }
 
@@ -49,9 +54,12 @@ fn switch(ctx: &Ctx, req: &ApiRequest, status: ConversationStatus) -> Result<Rep
             read_conversation(ctx, id)
         }
         Transition::NotFound => Err(ApiError::resource_not_found("local_conversation", id)),
-        Transition::InvalidState(state) => {
-            Err(ApiError::invalid_state("local_conversation", id, &state, "Conversation cannot be switched now."))
-        }
+        Transition::InvalidState(state) => Err(ApiError::invalid_state(
+            "local_conversation",
+            id,
+            &state,
+            "Conversation cannot be switched now.",
+        )),
     }
 }
 

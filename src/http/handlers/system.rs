@@ -13,7 +13,9 @@ pub fn handle_read(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
     let state = ctx.store.system_state()?;
     let counts = ctx.store.counts()?;
     // Drained means: draining, and nothing left to finish.
-    let drained = state.automation_state == AutomationState::Draining && counts.jobs.pending == 0 && counts.jobs.running == 0;
+    let drained = state.automation_state == AutomationState::Draining
+        && counts.jobs.pending == 0
+        && counts.jobs.running == 0;
     let now = now_ms();
     Ok(Reply::Json(json!({
         "node_id": ctx.config.node_id,

@@ -65,9 +65,7 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, limiter: 
             return;
         }
         Err(Refusal::Clone(err)) => {
-            limiter.warn(format_args!(
-                "http: cannot track connection from {peer}: {err}"
-            ));
+            limiter.warn(format_args!("http: cannot track connection from {peer}: {err}"));
             refuse(shared, stream);
             return;
         }
@@ -78,9 +76,7 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, limiter: 
         .stack_size(CONN_STACK_BYTES)
         .spawn(move || conn::run(conn_shared, id, stream, peer));
     if let Err(err) = spawned {
-        limiter.warn(format_args!(
-            "http: cannot spawn a thread for {peer}: {err}"
-        ));
+        limiter.warn(format_args!("http: cannot spawn a thread for {peer}: {err}"));
         // The closure (and the stream in it) is gone; answer on the clone.
         if let Some(clone) = shared.unregister(id) {
             refuse(shared, clone);
@@ -92,11 +88,7 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, limiter: 
 /// then closes the connection.
 fn refuse(shared: &Shared, mut stream: TcpStream) {
     let handler = Arc::clone(&shared.handler);
-    let response = conn::guarded(
-        || handler.overloaded(),
-        || write::fallback(503),
-        "overloaded",
-    );
+    let response = conn::guarded(|| handler.overloaded(), || write::fallback(503), "overloaded");
     let bytes = write::encode_refusal(response);
     if stream.set_nonblocking(true).is_err() {
         return;
@@ -136,13 +128,8 @@ impl AcceptFailures {
         }
         self.count += 1;
         self.since.get_or_insert_with(Instant::now);
-        self.limiter
-            .warn(format_args!("http: accept failed: {err}; retrying"));
-        let pause = if is_exhaustion(err) {
-            EXHAUSTED_BACKOFF
-        } else {
-            OTHER_BACKOFF
-        };
+        self.limiter.warn(format_args!("http: accept failed: {err}; retrying"));
+        let pause = if is_exhaustion(err) { EXHAUSTED_BACKOFF } else { OTHER_BACKOFF };
         std::thread::sleep(pause);
     }
 
@@ -185,18 +172,12 @@ struct LogLimiter {
 impl LogLimiter {
     fn warn(&mut self, message: std::fmt::Arguments<'_>) {
         let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|last| now.duration_since(last) < Duration::from_secs(1))
-        {
+        if self.last.is_some_and(|last| now.duration_since(last) < Duration::from_secs(1)) {
             self.suppressed += 1;
             return;
         }
         if self.suppressed > 0 {
-            log::warn!(
-                "{message} ({} similar message(s) suppressed)",
-                self.suppressed
-            );
+            log::warn!("{message} ({} similar message(s) suppressed)", self.suppressed);
         } else {
             log::warn!("{message}");
         }

@@ -62,23 +62,10 @@ enum BodyRead {
 /// Entry point of an `http-conn` thread.
 pub(super) fn run(shared: Arc<Shared>, id: u64, stream: TcpStream, peer: SocketAddr) {
     // Unregisters even if this thread unwinds.
-    let _registration = Registration {
-        shared: &shared,
-        id,
-    };
-    let mut conn = Conn {
-        shared: &shared,
-        id,
-        stream,
-        peer,
-        buf: Vec::new(),
-        scratch: Vec::new(),
-        read_timeout: None,
-    };
-    if let Err(err) = conn
-        .stream
-        .set_write_timeout(Some(at_least_1ms(shared.config.idle_timeout)))
-    {
+    let _registration = Registration { shared: &shared, id };
+    let mut conn =
+        Conn { shared: &shared, id, stream, peer, buf: Vec::new(), scratch: Vec::new(), read_timeout: None };
+    if let Err(err) = conn.stream.set_write_timeout(Some(at_least_1ms(shared.config.idle_timeout))) {
         log::debug!("http: cannot set write timeout for {peer}: {err}");
         return;
     }
@@ -106,10 +93,7 @@ pub(super) fn guarded(
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(response) => response,
         Err(payload) => {
-            log::error!(
-                "http: handler panicked in {what}: {}",
-                panic_message(&*payload)
-            );
+            log::error!("http: handler panicked in {what}: {}", panic_message(&*payload));
             fallback()
         }
     }
@@ -210,9 +194,7 @@ impl Conn<'_> {
         let body = match self.read_body(&head) {
             BodyRead::Done(bytes) => Ok(bytes),
             BodyRead::TooLarge => Err(BodyError::TooLarge),
-            BodyRead::Invalid(message) => {
-                return Some(self.reject(TransportError::BadRequest(message)))
-            }
+            BodyRead::Invalid(message) => return Some(self.reject(TransportError::BadRequest(message))),
             BodyRead::Gone => return Some(Ending::Quiet),
         };
         // After an unread body the stream position is unknown: close. A
@@ -227,11 +209,7 @@ impl Conn<'_> {
             peer: self.peer,
         };
         let (response, panicked) = self.call_handler(request);
-        let options = Options {
-            head_only,
-            http10,
-            close: !keep_alive || body_failed || panicked,
-        };
+        let options = Options { head_only, http10, close: !keep_alive || body_failed || panicked };
         self.respond(response, options)
     }
 
@@ -241,10 +219,7 @@ impl Conn<'_> {
         match catch_unwind(AssertUnwindSafe(|| handler.handle(request))) {
             Ok(response) => (response, false),
             Err(payload) => {
-                log::error!(
-                    "http: handler panicked on {method} {target}: {}",
-                    panic_message(&*payload)
-                );
+                log::error!("http: handler panicked on {method} {target}: {}", panic_message(&*payload));
                 (self.error_response(TransportError::Internal), true)
             }
         }
@@ -257,22 +232,14 @@ impl Conn<'_> {
             TransportError::HeadersTooLarge => 431,
             TransportError::Internal => 500,
         };
-        guarded(
-            || handler.transport_error(err),
-            || write::fallback(status),
-            "transport_error",
-        )
+        guarded(|| handler.transport_error(err), || write::fallback(status), "transport_error")
     }
 
     /// Answers a request the transport refuses, then closes.
     fn reject(&mut self, err: TransportError) -> Ending {
         log::debug!("http: rejecting request from {}: {err:?}", self.peer);
         let response = self.error_response(err);
-        let options = Options {
-            head_only: false,
-            http10: false,
-            close: true,
-        };
+        let options = Options { head_only: false, http10: false, close: true };
         self.respond(response, options).unwrap_or(Ending::Linger)
     }
 
@@ -347,9 +314,7 @@ impl Conn<'_> {
                     Err(read) => read,
                 };
             }
-            let total = usize::try_from(size)
-                .ok()
-                .and_then(|s| s.checked_add(body.len()));
+            let total = usize::try_from(size).ok().and_then(|s| s.checked_add(body.len()));
             let Some(size) = total.filter(|&t| t <= max).map(|t| t - body.len()) else {
                 return BodyRead::TooLarge;
             };
@@ -376,9 +341,7 @@ impl Conn<'_> {
         self.buf.drain(..size);
         let end = self.take_line(deadline, 2)?;
         if !end.is_empty() {
-            return Err(BodyRead::Invalid(
-                "chunk data longer than its size".to_string(),
-            ));
+            return Err(BodyRead::Invalid("chunk data longer than its size".to_string()));
         }
         Ok(())
     }
@@ -408,9 +371,7 @@ impl Conn<'_> {
                 return Ok(line);
             }
             if self.buf.len() > max {
-                return Err(BodyRead::Invalid(
-                    "chunked framing line too long".to_string(),
-                ));
+                return Err(BodyRead::Invalid("chunked framing line too long".to_string()));
             }
             if !matches!(self.fill(deadline, 0), Fill::Data) {
                 return Err(BodyRead::Gone);
@@ -454,9 +415,7 @@ impl Conn<'_> {
                 Err(err)
                     if matches!(
                         err.kind(),
-                        io::ErrorKind::WouldBlock
-                            | io::ErrorKind::TimedOut
-                            | io::ErrorKind::Interrupted
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted
                     ) => {}
                 Err(err) => return Fill::Failed(err),
             }
@@ -501,11 +460,7 @@ fn linger(mut stream: TcpStream) {
     let mut discarded = 0;
     while discarded < LINGER_BYTES {
         let now = Instant::now();
-        if now >= deadline
-            || stream
-                .set_read_timeout(Some(at_least_1ms(deadline - now)))
-                .is_err()
-        {
+        if now >= deadline || stream.set_read_timeout(Some(at_least_1ms(deadline - now))).is_err() {
             return;
         }
         match stream.read(&mut sink) {

@@ -82,10 +82,7 @@ pub struct Request {
 impl Request {
     /// The first header with this name, compared case-insensitively.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -186,17 +183,11 @@ impl Server {
         let shared = Arc::new(Shared::new(config, handler));
         let (done_tx, done) = crossbeam_channel::bounded::<()>(0);
         let loop_shared = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name("http-accept".to_string())
-            .spawn(move || {
-                let _done = done_tx;
-                accept::run(listener, loop_shared);
-            })?;
-        Ok(Server {
-            shared,
-            local_addr,
-            accept: Mutex::new(Some(AcceptThread { handle, done })),
-        })
+        let handle = std::thread::Builder::new().name("http-accept".to_string()).spawn(move || {
+            let _done = done_tx;
+            accept::run(listener, loop_shared);
+        })?;
+        Ok(Server { shared, local_addr, accept: Mutex::new(Some(AcceptThread { handle, done })) })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -322,11 +313,7 @@ impl Shared {
             handler,
             stopping: AtomicBool::new(false),
             finished: AtomicBool::new(false),
-            state: Mutex::new(State {
-                stopping: false,
-                next_id: 0,
-                conns: HashMap::new(),
-            }),
+            state: Mutex::new(State { stopping: false, next_id: 0, conns: HashMap::new() }),
             changed: Condvar::new(),
             stop_rx,
             stop_tx: Mutex::new(Some(stop_tx)),
@@ -352,10 +339,7 @@ impl Shared {
         }
         let id = state.next_id;
         state.next_id += 1;
-        let entry = Entry {
-            stream: clone,
-            idle: true,
-        };
+        let entry = Entry { stream: clone, idle: true };
         state.conns.insert(id, entry);
         Ok(id)
     }

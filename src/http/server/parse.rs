@@ -34,19 +34,13 @@ pub(super) enum Parsed {
 
 /// Parses the head at the start of `buf`, enforcing the size and
 /// header-count limits.
-pub(super) fn parse_head(
-    buf: &[u8],
-    max_headers: usize,
-    max_bytes: usize,
-) -> Result<Parsed, TransportError> {
+pub(super) fn parse_head(buf: &[u8], max_headers: usize, max_bytes: usize) -> Result<Parsed, TransportError> {
     let mut slots = vec![httparse::EMPTY_HEADER; max_headers];
     let mut req = httparse::Request::new(&mut slots);
     match req.parse(buf) {
         Ok(httparse::Status::Complete(n)) if n > max_bytes => Err(TransportError::HeadersTooLarge),
         Ok(httparse::Status::Complete(n)) => Ok(Parsed::Complete(build_head(&req)?, n)),
-        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => {
-            Err(TransportError::HeadersTooLarge)
-        }
+        Ok(httparse::Status::Partial) if buf.len() >= max_bytes => Err(TransportError::HeadersTooLarge),
         Ok(httparse::Status::Partial) => Ok(Parsed::Partial),
         Err(httparse::Error::TooManyHeaders) => Err(TransportError::HeadersTooLarge),
         Err(err) => Err(bad(&format!("malformed request head: {err}"))),
@@ -65,11 +59,7 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<Head, TransportError> {
         _ => return Err(bad("more than one Host header")),
     }
     let tokens = connection_tokens(req.headers);
-    let keep_alive = if http10 {
-        tokens.keep_alive && !tokens.close
-    } else {
-        !tokens.close
-    };
+    let keep_alive = if http10 { tokens.keep_alive && !tokens.close } else { !tokens.close };
     Ok(Head {
         method: method.to_string(),
         target: target.to_string(),
@@ -77,12 +67,7 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<Head, TransportError> {
         headers: req
             .headers
             .iter()
-            .map(|h| {
-                (
-                    h.name.to_string(),
-                    String::from_utf8_lossy(h.value).into_owned(),
-                )
-            })
+            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
             .collect(),
         framing: framing(req.headers)?,
         keep_alive,
@@ -140,10 +125,7 @@ struct ConnectionTokens {
 
 fn connection_tokens(headers: &[httparse::Header<'_>]) -> ConnectionTokens {
     let mut found = ConnectionTokens::default();
-    for header in headers
-        .iter()
-        .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-    {
+    for header in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
         for token in tokens(header.value) {
             found.close |= token.eq_ignore_ascii_case(b"close");
             found.keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
@@ -154,27 +136,19 @@ fn connection_tokens(headers: &[httparse::Header<'_>]) -> ConnectionTokens {
 
 fn expects_continue(headers: &[httparse::Header<'_>]) -> bool {
     headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("expect")
-            && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
+        h.name.eq_ignore_ascii_case("expect") && h.value.trim_ascii().eq_ignore_ascii_case(b"100-continue")
     })
 }
 
 /// The non-empty, trimmed elements of a comma-separated header value.
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(<[u8]>::trim_ascii)
-        .filter(|t| !t.is_empty())
+    value.split(|&b| b == b',').map(<[u8]>::trim_ascii).filter(|t| !t.is_empty())
 }
 
 /// Parses a chunk-size line (extensions after `;` are ignored). More than 16
 /// hex digits cannot be a size we would accept anyway.
 pub(super) fn parse_chunk_size(line: &[u8]) -> Option<u64> {
-    let size = line
-        .split(|&b| b == b';')
-        .next()
-        .unwrap_or_default()
-        .trim_ascii();
+    let size = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii();
     if size.is_empty() || size.len() > 16 || !size.iter().all(u8::is_ascii_hexdigit) {
         return None;
     }
@@ -213,10 +187,7 @@ mod tests {
             "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
             "POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 99999999999999999999999\r\n\r\n",
         ] {
-            assert!(
-                matches!(head(raw), Err(TransportError::BadRequest(_))),
-                "{raw}"
-            );
+            assert!(matches!(head(raw), Err(TransportError::BadRequest(_))), "{raw}");
         }
     }
 
@@ -236,30 +207,16 @@ mod tests {
     #[test]
     fn keep_alive_rules() {
         assert!(!head("GET / HTTP/1.0\r\n\r\n").unwrap().keep_alive);
-        assert!(
-            head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
-        assert!(
-            !head("GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, close\r\n\r\n")
-                .unwrap()
-                .keep_alive
-        );
+        assert!(head("GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n").unwrap().keep_alive);
+        assert!(!head("GET / HTTP/1.1\r\nHost: h\r\nConnection: foo, close\r\n\r\n").unwrap().keep_alive);
     }
 
     #[test]
     fn limits() {
         let big = format!("GET / HTTP/1.1\r\nHost: h\r\nX: {}", "a".repeat(100));
-        assert!(matches!(
-            parse_head(big.as_bytes(), 64, 64),
-            Err(TransportError::HeadersTooLarge)
-        ));
+        assert!(matches!(parse_head(big.as_bytes(), 64, 64), Err(TransportError::HeadersTooLarge)));
         let many = format!("GET / HTTP/1.1\r\nHost: h\r\n{}\r\n", "A: b\r\n".repeat(3));
-        assert!(matches!(
-            parse_head(many.as_bytes(), 2, 1024),
-            Err(TransportError::HeadersTooLarge)
-        ));
+        assert!(matches!(parse_head(many.as_bytes(), 2, 1024), Err(TransportError::HeadersTooLarge)));
     }
 
     #[test]

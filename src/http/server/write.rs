@@ -50,11 +50,7 @@ pub(super) fn write_response<W: Write>(
     let no_body = !status_has_body(status);
     match response.body {
         Body::Full(bytes) => {
-            let framing = if no_body {
-                Framing::Bodyless
-            } else {
-                Framing::Length(bytes.len())
-            };
+            let framing = if no_body { Framing::Bodyless } else { Framing::Length(bytes.len()) };
             let mut buf = encode_head(status, &response.headers, &framing, &options);
             if !no_body && !options.head_only {
                 buf.extend_from_slice(&bytes);
@@ -157,12 +153,7 @@ fn write_chunk<W: Write>(out: &mut W, data: &[u8], chunked: bool) -> io::Result<
     out.flush()
 }
 
-fn encode_head(
-    status: u16,
-    headers: &[(String, String)],
-    framing: &Framing,
-    options: &Options,
-) -> Vec<u8> {
+fn encode_head(status: u16, headers: &[(String, String)], framing: &Framing, options: &Options) -> Vec<u8> {
     let mut buf = Vec::with_capacity(256);
     buf.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
     for (name, value) in headers {
@@ -212,19 +203,13 @@ pub(super) fn encode_refusal(response: Response) -> Vec<u8> {
     let status = valid_status(response.status);
     let body = match response.body {
         Body::Full(bytes) if status_has_body(status) => bytes,
-        Body::Parts(parts) if status_has_body(status) => parts.iter().flat_map(|p| p.bytes().iter().copied()).collect(),
+        Body::Parts(parts) if status_has_body(status) => {
+            parts.iter().flat_map(|p| p.bytes().iter().copied()).collect()
+        }
         _ => Vec::new(),
     };
-    let options = Options {
-        head_only: false,
-        http10: false,
-        close: true,
-    };
-    let framing = if status_has_body(status) {
-        Framing::Length(body.len())
-    } else {
-        Framing::Bodyless
-    };
+    let options = Options { head_only: false, http10: false, close: true };
+    let framing = if status_has_body(status) { Framing::Length(body.len()) } else { Framing::Bodyless };
     let mut buf = encode_head(status, &response.headers, &framing, &options);
     buf.extend_from_slice(&body);
     buf
@@ -235,10 +220,7 @@ pub(super) fn encode_refusal(response: Response) -> Vec<u8> {
 pub(super) fn fallback(status: u16) -> Response {
     Response {
         status,
-        headers: vec![(
-            "Content-Type".to_string(),
-            "text/plain; charset=utf-8".to_string(),
-        )],
+        headers: vec![("Content-Type".to_string(), "text/plain; charset=utf-8".to_string())],
         body: Body::Full(format!("{status} {}\n", reason(status)).into_bytes()),
         close: true,
     }
@@ -247,18 +229,14 @@ pub(super) fn fallback(status: u16) -> Response {
 /// These headers describe the connection and framing, which only the
 /// transport knows; copies from the handler would contradict ours.
 fn is_managed(name: &str) -> bool {
-    ["content-length", "transfer-encoding", "connection"]
-        .iter()
-        .any(|m| name.eq_ignore_ascii_case(m))
+    ["content-length", "transfer-encoding", "connection"].iter().any(|m| name.eq_ignore_ascii_case(m))
 }
 
 /// A `Connection: close` from the handler is honoured like `close: true`.
 fn asks_close(headers: &[(String, String)]) -> bool {
     headers.iter().any(|(name, value)| {
         name.eq_ignore_ascii_case("connection")
-            && value
-                .split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("close"))
+            && value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
     })
 }
 
@@ -266,12 +244,8 @@ fn asks_close(headers: &[(String, String)]) -> bool {
 /// a handler echoing input cannot split the response.
 fn valid_header(name: &str, value: &str) -> bool {
     let name_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
-    let value_ok = value
-        .bytes()
-        .all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let value_ok = value.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f));
     name_ok && value_ok
 }
 
@@ -347,11 +321,7 @@ mod tests {
         (String::from_utf8(out).unwrap(), close)
     }
 
-    const KEEP: Options = Options {
-        head_only: false,
-        http10: false,
-        close: false,
-    };
+    const KEEP: Options = Options { head_only: false, http10: false, close: false };
 
     #[test]
     fn full_body_with_length_and_filtered_headers() {
@@ -366,39 +336,19 @@ mod tests {
             close: false,
         };
         let (text, close) = render(response, KEEP);
-        assert_eq!(
-            text,
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello"
-        );
+        assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello");
         assert!(!close);
     }
 
     #[test]
     fn head_and_bodyless_statuses() {
-        let response = Response {
-            status: 200,
-            headers: vec![],
-            body: Body::Full(b"hello".to_vec()),
-            close: true,
-        };
-        let (text, close) = render(
-            response,
-            Options {
-                head_only: true,
-                ..KEEP
-            },
-        );
-        assert_eq!(
-            text,
-            "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
-        );
+        let response =
+            Response { status: 200, headers: vec![], body: Body::Full(b"hello".to_vec()), close: true };
+        let (text, close) = render(response, Options { head_only: true, ..KEEP });
+        assert_eq!(text, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n");
         assert!(close);
-        let response = Response {
-            status: 204,
-            headers: vec![],
-            body: Body::Full(b"x".to_vec()),
-            close: false,
-        };
+        let response =
+            Response { status: 204, headers: vec![], body: Body::Full(b"x".to_vec()), close: false };
         assert_eq!(render(response, KEEP).0, "HTTP/1.1 204 No Content\r\n\r\n");
     }
 
@@ -409,12 +359,7 @@ mod tests {
             tx.send(part.as_bytes().to_vec()).unwrap();
         }
         drop(tx);
-        let response = Response {
-            status: 200,
-            headers: vec![],
-            body: Body::Stream(rx),
-            close: false,
-        };
+        let response = Response { status: 200, headers: vec![], body: Body::Stream(rx), close: false };
         let (text, close) = render(response, KEEP);
         assert_eq!(
             text,
@@ -450,7 +395,8 @@ mod tests {
         let (_tx, stop) = crossbeam_channel::bounded(0);
         let mut out = Trickle(Vec::new());
         let response = Response { status: 200, headers: Vec::new(), body: parts(), close: false };
-        write_response(&mut out, response, Options { head_only: false, http10: false, close: false }, &stop).unwrap();
+        write_response(&mut out, response, Options { head_only: false, http10: false, close: false }, &stop)
+            .unwrap();
         let text = String::from_utf8(out.0).unwrap();
         assert!(text.starts_with("HTTP/1.1 200 OK\r\n"), "{text}");
         assert!(text.contains("Content-Length: 16\r\n"), "{text}");
@@ -458,7 +404,8 @@ mod tests {
 
         let mut head = Trickle(Vec::new());
         let response = Response { status: 200, headers: Vec::new(), body: parts(), close: false };
-        write_response(&mut head, response, Options { head_only: true, http10: false, close: false }, &stop).unwrap();
+        write_response(&mut head, response, Options { head_only: true, http10: false, close: false }, &stop)
+            .unwrap();
         let text = String::from_utf8(head.0).unwrap();
         assert!(text.contains("Content-Length: 16\r\n") && text.ends_with("\r\n\r\n"), "{text}");
     }

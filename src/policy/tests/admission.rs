@@ -8,10 +8,7 @@ fn fresh_target_is_admitted_at_once_and_recorded() {
     let mut ctl = Controller::new(cfg());
     let t = claude();
     let g = grant(&mut ctl, &t, T0);
-    assert_eq!(
-        (g.admitted_at, g.rate_limit_delay_ms, g.jitter_ms, g.trial),
-        (T0, 0, 0, false)
-    );
+    assert_eq!((g.admitted_at, g.rate_limit_delay_ms, g.jitter_ms, g.trial), (T0, 0, 0, false));
     assert_eq!(g.ready_at(), T0);
     let v = tv(&ctl, &t, T0);
     assert_eq!(v.circuit_state, CircuitState::Closed);
@@ -19,10 +16,7 @@ fn fresh_target_is_admitted_at_once_and_recorded() {
     assert_eq!(v.last_activity_at, Some(T0));
     assert_eq!(v.last_activity_reason.as_deref(), Some("admitted"));
     let p = pv(&ctl, "claude", T0);
-    assert_eq!(
-        (p.recent_dispatch_count, p.last_dispatched_at, p.waiting),
-        (1, Some(T0), 0)
-    );
+    assert_eq!((p.recent_dispatch_count, p.last_dispatched_at, p.waiting), (1, Some(T0), 0));
     assert!(ctl.take_dirty());
     assert!(!ctl.take_dirty());
 }
@@ -34,10 +28,7 @@ fn refusal_codes_have_their_api_names() {
     assert_eq!(RefusalCode::WaiterTimeout.as_str(), "waiter_timeout");
     assert_eq!(RefusalCode::RateLimited.as_str(), "rate_limited");
     assert_eq!(CircuitState::HalfOpen.as_str(), "half_open");
-    let r = Refusal {
-        code: RefusalCode::RateLimited,
-        retry_after_ms: 5,
-    };
+    let r = Refusal { code: RefusalCode::RateLimited, retry_after_ms: 5 };
     assert_eq!(
         serde_json::to_value(r).unwrap(),
         serde_json::json!({"code": "rate_limited", "retry_after_ms": 5})

@@ -5,9 +5,7 @@ use super::*;
 
 #[test]
 fn backoff_doubles_from_base_and_is_capped() {
-    let expected = [
-        0, 5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000,
-    ];
+    let expected = [0, 5_000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000];
     for (n, want) in expected.iter().enumerate() {
         assert_eq!(backoff_ms(5_000, 300_000, n as u32), *want, "n = {n}");
     }
@@ -25,11 +23,8 @@ fn failures_set_backoff_and_refuse_until_it_ends() {
     let mut ctl = Controller::new(c);
     let t = claude();
     let mut now = T0;
-    for (n, backoff) in [
-        5_000i64, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000,
-    ]
-    .into_iter()
-    .enumerate()
+    for (n, backoff) in
+        [5_000i64, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000].into_iter().enumerate()
     {
         fail(&mut ctl, &t, now);
         let v = tv(&ctl, &t, now);
@@ -37,10 +32,7 @@ fn failures_set_backoff_and_refuse_until_it_ends() {
         assert_eq!(v.backoff_until, Some(now + backoff));
         assert_eq!(v.circuit_state, CircuitState::Closed);
         let r = refusal(&mut ctl, &t, now + 1);
-        assert_eq!(
-            (r.code, r.retry_after_ms),
-            (RefusalCode::BackoffActive, backoff as u64 - 1)
-        );
+        assert_eq!((r.code, r.retry_after_ms), (RefusalCode::BackoffActive, backoff as u64 - 1));
         let r = refusal(&mut ctl, &t, now + backoff - 1);
         assert_eq!(r.retry_after_ms, 1);
         now += backoff;
@@ -67,10 +59,7 @@ fn cancelled_changes_no_counter_but_frees_the_target() {
     assert_eq!(after.backoff_until, before.backoff_until);
     assert_eq!(after.last_error, before.last_error);
     assert_eq!(after.last_activity_at, Some(T0 + 5_001));
-    assert_eq!(
-        after.last_activity_reason.as_deref(),
-        Some("complete_cancelled")
-    );
+    assert_eq!(after.last_activity_reason.as_deref(), Some("complete_cancelled"));
     assert_eq!(after.in_flight, 0);
     grant(&mut ctl, &t, T0 + 5_001);
 }

@@ -21,11 +21,7 @@ fn open_circuit_refuses_with_exact_retry_after() {
     let t = claude();
     let opened = open_circuit(&mut ctl, &t);
     // Circuit comes before backoff (backoff_until = opened + 4_000 here).
-    for (now, expected) in [
-        (opened, 60_000),
-        (opened + 10_000, 50_000),
-        (opened + 59_999, 1),
-    ] {
+    for (now, expected) in [(opened, 60_000), (opened + 10_000, 50_000), (opened + 59_999, 1)] {
         let r = refusal(&mut ctl, &t, now);
         assert_eq!(r.code, RefusalCode::CircuitOpen);
         assert_eq!(r.retry_after_ms, expected);
@@ -49,13 +45,7 @@ fn open_circuit_becomes_half_open_with_a_single_trial() {
     assert_eq!(tv(&ctl, &t, retry_at).circuit_state, CircuitState::HalfOpen);
     // Anyone else is refused while the trial is out (hint: backoff.base_ms).
     let r = refusal(&mut ctl, &t, retry_at + 5);
-    assert_eq!(
-        r,
-        Refusal {
-            code: RefusalCode::CircuitOpen,
-            retry_after_ms: 1_000
-        }
-    );
+    assert_eq!(r, Refusal { code: RefusalCode::CircuitOpen, retry_after_ms: 1_000 });
     assert_eq!(tv(&ctl, &t, retry_at + 5).waiting, 0);
 }
 
@@ -92,10 +82,7 @@ fn trial_failure_reopens_with_a_new_retry_time() {
     assert_eq!(v.backoff_until, Some(now + 100 + 8_000));
     assert_eq!(v.last_error.as_deref(), Some("upstream_429"));
     let r = refusal(&mut ctl, &t, now + 100);
-    assert_eq!(
-        (r.code, r.retry_after_ms),
-        (RefusalCode::CircuitOpen, 60_000)
-    );
+    assert_eq!((r.code, r.retry_after_ms), (RefusalCode::CircuitOpen, 60_000));
 }
 
 #[test]
@@ -115,10 +102,7 @@ fn a_half_open_trial_failure_reopens_even_below_the_threshold() {
     assert!(g.trial);
     ctl.complete(&t, g.lease_id, &Outcome::failure("timeout"), T0);
     let v = tv(&ctl, &t, T0);
-    assert_eq!(
-        (v.circuit_state, v.consecutive_failures),
-        (CircuitState::Open, 2)
-    );
+    assert_eq!((v.circuit_state, v.consecutive_failures), (CircuitState::Open, 2));
     assert_eq!(v.circuit_retry_at, Some(T0 + 60_000));
 }
 
@@ -146,10 +130,7 @@ fn a_swept_trial_counts_as_a_failure() {
     assert_eq!(v.in_flight, 0);
     // The owner's late completion is ignored.
     assert!(!ctl.complete(&t, g.lease_id, &Outcome::Success, now + idle + 1));
-    assert_eq!(
-        tv(&ctl, &t, now + idle + 1).circuit_state,
-        CircuitState::Open
-    );
+    assert_eq!(tv(&ctl, &t, now + idle + 1).circuit_state, CircuitState::Open);
 }
 
 #[test]
@@ -163,15 +144,8 @@ fn a_cancelled_trial_reopens_and_the_next_caller_is_the_trial() {
     let v = tv(&ctl, &t, now + 50);
     assert_eq!(v.circuit_state, CircuitState::Open);
     assert_eq!(v.consecutive_failures, 3);
-    assert_eq!(
-        v.circuit_retry_at,
-        Some(now),
-        "retry time kept (already due)"
-    );
-    assert_eq!(
-        v.last_activity_reason.as_deref(),
-        Some("complete_cancelled")
-    );
+    assert_eq!(v.circuit_retry_at, Some(now), "retry time kept (already due)");
+    assert_eq!(v.last_activity_reason.as_deref(), Some("complete_cancelled"));
     let next = grant(&mut ctl, &t, now + 50);
     assert!(next.trial);
     assert_eq!(tv(&ctl, &t, now + 50).circuit_state, CircuitState::HalfOpen);

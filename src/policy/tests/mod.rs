@@ -64,11 +64,7 @@ fn tv(ctl: &Controller, t: &Target, now: i64) -> TargetView {
 }
 
 fn pv(ctl: &Controller, platform: &str, now: i64) -> PlatformView {
-    ctl.view(Some(platform), now)
-        .platforms
-        .into_iter()
-        .next()
-        .expect("platform in view")
+    ctl.view(Some(platform), now).platforms.into_iter().next().expect("platform in view")
 }
 
 fn fail(ctl: &mut Controller, t: &Target, now: i64) {
@@ -92,12 +88,7 @@ fn max_in_any_window(times: &[i64], w: i64) -> usize {
     let mut sorted = times.to_vec();
     sorted.sort_unstable();
     (0..sorted.len())
-        .map(|i| {
-            sorted[i..]
-                .iter()
-                .take_while(|&&t| t < sorted[i] + w)
-                .count()
-        })
+        .map(|i| sorted[i..].iter().take_while(|&&t| t < sorted[i] + w).count())
         .max()
         .unwrap_or(0)
 }
@@ -147,10 +138,5 @@ fn rate_cfg(n: u32, window_ms: u64) -> config::Policy {
 // Jitter (also used by `wrapper`)
 
 fn jitter(min_ms: u64, max_ms: u64, mu_ms: u64, sigma_ms: u64) -> config::Jitter {
-    config::Jitter {
-        min_ms,
-        max_ms,
-        mu_ms,
-        sigma_ms,
-    }
+    config::Jitter { min_ms, max_ms, mu_ms, sigma_ms }
 }

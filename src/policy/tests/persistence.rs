@@ -29,10 +29,7 @@ fn persisted_document_has_exactly_the_spec_keys_and_round_trips() {
     };
     assert_eq!(keys(&doc), ["platforms", "targets", "version"]);
     let platform = &doc["platforms"][0];
-    assert_eq!(
-        keys(platform),
-        ["dispatches", "last_dispatched_at", "platform"]
-    );
+    assert_eq!(keys(platform), ["dispatches", "last_dispatched_at", "platform"]);
     let target_keys = [
         "backoff_until",
         "circuit_retry_at",
@@ -55,21 +52,14 @@ fn persisted_document_has_exactly_the_spec_keys_and_round_trips() {
         assert_eq!(keys(entry), target_keys);
     }
     assert_eq!(doc["targets"].as_array().unwrap().len(), 2);
-    assert_eq!(
-        doc["platforms"][1]["dispatches"],
-        serde_json::json!([T0, T0 + 1_000, T0 + 3_000])
-    );
+    assert_eq!(doc["platforms"][1]["dispatches"], serde_json::json!([T0, T0 + 1_000, T0 + 3_000]));
 
     // Round trip: a fresh controller restored at the same time writes the
     // same document and shows the same view (minus process-local fields).
     let mut restored = Controller::new(c);
     assert_eq!(restored.restore(&json, T0 + 3_300), Ok(0));
     assert_eq!(restored.persisted_json(T0 + 3_300), json);
-    assert_eq!(
-        restored.view(None, T0 + 3_300),
-        ctl.view(None, T0 + 3_300),
-        "no lease or waiter was live"
-    );
+    assert_eq!(restored.view(None, T0 + 3_300), ctl.view(None, T0 + 3_300), "no lease or waiter was live");
     assert!(!restored.take_dirty(), "restoring is not a change to save");
 }
 
@@ -100,10 +90,7 @@ fn restore_drops_out_of_window_dispatches_and_reopens_half_open() {
     assert_eq!(p.recent_dispatch_count, 1);
     assert_eq!(p.last_dispatched_at, Some(trial_at));
     let saved = fresh.persisted_json(later);
-    assert!(
-        saved.contains(&format!(r#""dispatches":[{trial_at}]"#)),
-        "{saved}"
-    );
+    assert!(saved.contains(&format!(r#""dispatches":[{trial_at}]"#)), "{saved}");
     assert!(saved.contains(r#""circuit_state":"open""#));
     // The retry time has passed: the next caller is the new trial.
     assert!(grant(&mut fresh, &t, later).trial);

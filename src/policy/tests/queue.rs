@@ -20,10 +20,7 @@ fn one_in_flight_per_target_and_strict_fifo_handoff() {
     ctl.complete(&t, a.lease_id, &Outcome::Success, T0 + 10);
     assert_eq!(ctl.take_wakes(), vec![b]);
     // While b has the turn, c (spuriously retrying) and a newcomer wait.
-    assert_eq!(
-        wait_id(ctl.try_admit(&t, "c", T0 + 11, u64::MAX, Some(c))),
-        c
-    );
+    assert_eq!(wait_id(ctl.try_admit(&t, "c", T0 + 11, u64::MAX, Some(c))), c);
     let d = wait_id(ctl.try_admit(&t, "d", T0 + 11, u64::MAX, None));
     assert_eq!(tv(&ctl, &t, T0 + 11).waiting, 3);
     let gb = match ctl.try_admit(&t, "b", T0 + 12, u64::MAX, Some(b)) {
@@ -57,10 +54,7 @@ fn a_waiter_giving_up_passes_the_turn_on() {
     // b gives up after being handed the turn: d gets it.
     ctl.cancel_waiter(&t, b);
     assert_eq!(ctl.take_wakes(), vec![d]);
-    assert!(matches!(
-        ctl.try_admit(&t, "d", T0 + 2, u64::MAX, Some(d)),
-        Admission::Granted(_)
-    ));
+    assert!(matches!(ctl.try_admit(&t, "d", T0 + 2, u64::MAX, Some(d)), Admission::Granted(_)));
     assert_eq!(tv(&ctl, &t, T0 + 2).waiting, 0);
 }
 
@@ -76,10 +70,7 @@ fn woken_waiters_recheck_circuit_and_backoff() {
     ctl.complete(&t, a.lease_id, &Outcome::failure("upstream_503"), T0 + 100);
     assert_eq!(ctl.take_wakes(), vec![b]);
     match ctl.try_admit(&t, "b", T0 + 101, u64::MAX, Some(b)) {
-        Admission::Refused(r) => assert_eq!(
-            (r.code, r.retry_after_ms),
-            (RefusalCode::CircuitOpen, 59_999)
-        ),
+        Admission::Refused(r) => assert_eq!((r.code, r.retry_after_ms), (RefusalCode::CircuitOpen, 59_999)),
         other => panic!("{other:?}"),
     }
     assert_eq!(ctl.take_wakes(), vec![c]);

@@ -18,29 +18,14 @@ fn rate_limit_delays_with_exact_values_and_never_refuses_unbounded_callers() {
     let g = grant(&mut ctl, &target("c4", "claude"), T0 + 10_000);
     assert_eq!(g.rate_limit_delay_ms, 50_000);
     // 6th: T0 + 60s (x2) and T0: still T0 + 60s; 7th: next slot T0 + 120s.
-    assert_eq!(
-        grant(&mut ctl, &target("c5", "claude"), T0 + 10_000).rate_limit_delay_ms,
-        50_000
-    );
-    assert_eq!(
-        grant(&mut ctl, &target("c6", "claude"), T0 + 10_000).rate_limit_delay_ms,
-        110_000
-    );
-    assert_eq!(
-        pv(&ctl, "claude", T0 + 10_000).last_dispatched_at,
-        Some(T0 + 120_000)
-    );
+    assert_eq!(grant(&mut ctl, &target("c5", "claude"), T0 + 10_000).rate_limit_delay_ms, 50_000);
+    assert_eq!(grant(&mut ctl, &target("c6", "claude"), T0 + 10_000).rate_limit_delay_ms, 110_000);
+    assert_eq!(pv(&ctl, "claude", T0 + 10_000).last_dispatched_at, Some(T0 + 120_000));
     // Other platforms have their own window.
-    assert_eq!(
-        grant(&mut ctl, &target("c0", "chatgpt"), T0).rate_limit_delay_ms,
-        0
-    );
+    assert_eq!(grant(&mut ctl, &target("c0", "chatgpt"), T0).rate_limit_delay_ms, 0);
     // Once the window has passed, no delay.
     let later = T0 + 120_000 + 60_000;
-    assert_eq!(
-        grant(&mut ctl, &target("c7", "claude"), later).rate_limit_delay_ms,
-        0
-    );
+    assert_eq!(grant(&mut ctl, &target("c7", "claude"), later).rate_limit_delay_ms, 0);
     assert_eq!(pv(&ctl, "claude", later).recent_dispatch_count, 1);
 }
 
@@ -49,10 +34,7 @@ fn rate_limit_delay_function() {
     assert_eq!(rate_limit_delay_ms(&[], T0, 1, 60_000), 0);
     assert_eq!(rate_limit_delay_ms(&[T0 - 1_000], T0, 2, 60_000), 0);
     assert_eq!(rate_limit_delay_ms(&[T0 - 1_000], T0, 1, 60_000), 59_000);
-    assert_eq!(
-        rate_limit_delay_ms(&[T0 - 1_000, T0], T0, 1, 60_000),
-        60_000
-    );
+    assert_eq!(rate_limit_delay_ms(&[T0 - 1_000, T0], T0, 1, 60_000), 60_000);
     assert_eq!(rate_limit_delay_ms(&[T0 - 59_999, T0], T0, 2, 60_000), 1);
 }
 
@@ -81,10 +63,7 @@ fn charged_window_never_holds_more_than_n_dispatches() {
                 ctl.complete(&t, g.lease_id, &Outcome::Success, now);
             }
         }
-        assert!(
-            max_in_any_window(&charged, window as i64) <= n as usize,
-            "n={n} window={window}"
-        );
+        assert!(max_in_any_window(&charged, window as i64) <= n as usize, "n={n} window={window}");
         // Bounded memory: only in-window dispatches are kept.
         let last = *charged.iter().max().unwrap();
         grant(&mut ctl, &target("final", "claude"), last + window as i64);
@@ -97,19 +76,11 @@ fn rate_limited_when_delay_exceeds_max_delay_without_charging_or_holding() {
     let mut ctl = Controller::new(rate_cfg(1, 60_000));
     let t = claude();
     let first = grant(&mut ctl, &target("other", "claude"), T0);
-    ctl.complete(
-        &target("other", "claude"),
-        first.lease_id,
-        &Outcome::Success,
-        T0,
-    );
+    ctl.complete(&target("other", "claude"), first.lease_id, &Outcome::Success, T0);
     ctl.take_dirty();
     // Delay 50_000 > max 49_999 → refused, retry_after = delay.
     match ctl.try_admit(&t, "r", T0 + 10_000, 49_999, None) {
-        Admission::Refused(r) => assert_eq!(
-            (r.code, r.retry_after_ms),
-            (RefusalCode::RateLimited, 50_000)
-        ),
+        Admission::Refused(r) => assert_eq!((r.code, r.retry_after_ms), (RefusalCode::RateLimited, 50_000)),
         other => panic!("{other:?}"),
     }
     assert!(!ctl.take_dirty());
@@ -137,10 +108,7 @@ fn rate_limited_refusal_of_a_woken_waiter_passes_the_turn() {
     assert_eq!(ctl.take_wakes(), vec![b]);
     assert!(matches!(
         ctl.try_admit(&t, "b", T0 + 1, 0, Some(b)),
-        Admission::Refused(Refusal {
-            code: RefusalCode::RateLimited,
-            retry_after_ms: 59_999
-        })
+        Admission::Refused(Refusal { code: RefusalCode::RateLimited, retry_after_ms: 59_999 })
     ));
     assert_eq!(ctl.take_wakes(), vec![c]);
     match ctl.try_admit(&t, "c", T0 + 1, u64::MAX, Some(c)) {

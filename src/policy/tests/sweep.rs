@@ -9,12 +9,7 @@ fn completing_twice_or_a_foreign_lease_changes_nothing() {
     let t = claude();
     let g = grant(&mut ctl, &t, T0);
     assert!(!ctl.complete(&t, g.lease_id + 1, &Outcome::Success, T0));
-    assert!(!ctl.complete(
-        &target("nobody", "claude"),
-        g.lease_id,
-        &Outcome::Success,
-        T0
-    ));
+    assert!(!ctl.complete(&target("nobody", "claude"), g.lease_id, &Outcome::Success, T0));
     assert!(ctl.complete(&t, g.lease_id, &Outcome::failure("x"), T0));
     ctl.take_dirty();
     assert!(!ctl.complete(&t, g.lease_id, &Outcome::failure("x"), T0));
@@ -48,17 +43,11 @@ fn stale_sweep_releases_idle_leases_with_diagnostics() {
     assert_eq!(v.stale_sweep_count, 1);
     assert_eq!(v.last_stale_sweep_at, Some(T0 + 1_000));
     assert_eq!(v.last_stale_sweep_idle_ms, Some(1_000));
-    assert_eq!(
-        v.last_stale_sweep_reason.as_deref(),
-        Some("admitted:lease_idle_timeout")
-    );
+    assert_eq!(v.last_stale_sweep_reason.as_deref(), Some("admitted:lease_idle_timeout"));
     assert_eq!(v.last_stale_sweep_request_id.as_deref(), Some("req"));
     assert_eq!(v.last_activity_reason.as_deref(), Some("stale_sweep"));
     assert_eq!(v.last_activity_at, Some(T0 + 1_000));
-    assert_eq!(
-        (v.consecutive_failures, v.circuit_state),
-        (0, CircuitState::Closed)
-    );
+    assert_eq!((v.consecutive_failures, v.circuit_state), (0, CircuitState::Closed));
     assert!(ctl.take_dirty());
     // The waiter gets the turn; the swept owner's completion is ignored.
     assert_eq!(ctl.take_wakes(), vec![w]);
@@ -80,10 +69,7 @@ fn stale_sweep_releases_idle_leases_with_diagnostics() {
     assert_eq!(swept.len(), 1);
     let v = tv(&ctl, &t, ready + 1_900);
     assert_eq!(v.stale_sweep_count, 2);
-    assert_eq!(
-        v.last_stale_sweep_reason.as_deref(),
-        Some("stream_event:lease_idle_timeout")
-    );
+    assert_eq!(v.last_stale_sweep_reason.as_deref(), Some("stream_event:lease_idle_timeout"));
     assert_eq!(v.last_stale_sweep_request_id.as_deref(), Some("delayed"));
     assert!(!ctl.touch(&t, g.lease_id, "late", ready + 2_000));
 }

@@ -14,43 +14,21 @@ fn seed_scenario_open_circuit_survives_a_restart() {
     c.circuit_breaker.open_ms = 60_000;
     let first = manual_policy(c.clone(), &clock);
     let t = target("firefox-claude", "claude");
-    let lease = first
-        .admit(
-            t.clone(),
-            "request-persisted-circuit",
-            AdmitOptions::default(),
-        )
-        .unwrap();
+    let lease = first.admit(t.clone(), "request-persisted-circuit", AdmitOptions::default()).unwrap();
     assert!(lease.complete(Outcome::failure("upstream_429")));
-    let refused = first
-        .admit(t.clone(), "again", AdmitOptions::default())
-        .unwrap_err();
-    assert_eq!(
-        refused,
-        Refusal {
-            code: RefusalCode::CircuitOpen,
-            retry_after_ms: 60_000
-        }
-    );
+    let refused = first.admit(t.clone(), "again", AdmitOptions::default()).unwrap_err();
+    assert_eq!(refused, Refusal { code: RefusalCode::CircuitOpen, retry_after_ms: 60_000 });
     let json = first.persisted_json();
 
     let restarted = manual_policy(c, &clock);
     restarted.restore(&json);
     let view = restarted.view(Some("claude"));
     assert_eq!(view.platforms[0].recent_dispatch_count, 1);
-    let refused = restarted
-        .admit(t.clone(), "request-after-restart", AdmitOptions::default())
-        .unwrap_err();
+    let refused = restarted.admit(t.clone(), "request-after-restart", AdmitOptions::default()).unwrap_err();
     assert_eq!(refused.code.as_str(), "circuit_open");
     assert_eq!(refused.retry_after_ms, 60_000);
     clock.advance(59_000);
-    assert_eq!(
-        restarted
-            .admit(t, "r", AdmitOptions::default())
-            .unwrap_err()
-            .retry_after_ms,
-        1_000
-    );
+    assert_eq!(restarted.admit(t, "r", AdmitOptions::default()).unwrap_err().retry_after_ms, 1_000);
 }
 
 #[test]
@@ -59,26 +37,15 @@ fn seed_scenario_rate_window_survives_a_restart() {
     let c = rate_cfg(1, 60_000);
     let first = manual_policy(c.clone(), &clock);
     let t = target("firefox-chatgpt", "chatgpt");
-    let lease = first
-        .admit(
-            t.clone(),
-            "request-persisted-rate-limit",
-            AdmitOptions::default(),
-        )
-        .unwrap();
+    let lease = first.admit(t.clone(), "request-persisted-rate-limit", AdmitOptions::default()).unwrap();
     assert_eq!(lease.rate_limit_delay_ms, 0);
     lease.complete(Outcome::Success);
     let json = first.persisted_json();
 
     let restarted = manual_policy(c.clone(), &clock);
     restarted.restore(&json);
-    assert_eq!(
-        restarted.view(Some("chatgpt")).platforms[0].recent_dispatch_count,
-        1
-    );
-    let delayed = restarted
-        .admit(t.clone(), "request-after-restart", AdmitOptions::default())
-        .unwrap();
+    assert_eq!(restarted.view(Some("chatgpt")).platforms[0].recent_dispatch_count, 1);
+    let delayed = restarted.admit(t.clone(), "request-after-restart", AdmitOptions::default()).unwrap();
     assert_eq!(delayed.rate_limit_delay_ms, 60_000);
     assert_eq!(delayed.ready_at(), T0 + 60_000);
     assert_eq!(delayed.remaining_delay_ms(), 60_000);
@@ -100,22 +67,15 @@ fn dropping_a_lease_cancels_it_and_late_completion_is_ignored() {
     let policy = manual_policy(c, &clock);
     let t = claude();
     {
-        let lease = policy
-            .admit(t.clone(), "dropped", AdmitOptions::default())
-            .unwrap();
+        let lease = policy.admit(t.clone(), "dropped", AdmitOptions::default()).unwrap();
         assert_eq!(policy.view(None).targets[0].in_flight, 1);
         let _ = &lease;
     }
     let v = &policy.view(None).targets[0];
     assert_eq!(v.in_flight, 0);
-    assert_eq!(
-        v.last_activity_reason.as_deref(),
-        Some("complete_cancelled")
-    );
+    assert_eq!(v.last_activity_reason.as_deref(), Some("complete_cancelled"));
 
-    let lease = policy
-        .admit(t.clone(), "swept", AdmitOptions::default())
-        .unwrap();
+    let lease = policy.admit(t.clone(), "swept", AdmitOptions::default()).unwrap();
     assert!(lease.touch("stream_event"));
     clock.advance(1_000);
     assert_eq!(policy.sweep(), 1);
@@ -124,10 +84,7 @@ fn dropping_a_lease_cancels_it_and_late_completion_is_ignored() {
     let v = &policy.view(None).targets[0];
     assert_eq!(v.consecutive_failures, 0);
     assert_eq!(v.stale_sweep_count, 1);
-    assert_eq!(
-        v.last_stale_sweep_reason.as_deref(),
-        Some("stream_event:lease_idle_timeout")
-    );
+    assert_eq!(v.last_stale_sweep_reason.as_deref(), Some("stream_event:lease_idle_timeout"));
 }
 
 #[test]
@@ -149,21 +106,13 @@ fn on_change_runs_after_the_lock_is_released_for_each_persisted_change() {
     );
     me.set(Arc::downgrade(&policy)).unwrap();
     let t = claude();
-    let lease = policy
-        .admit(t.clone(), "a", AdmitOptions::default())
-        .unwrap();
+    let lease = policy.admit(t.clone(), "a", AdmitOptions::default()).unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     lease.complete(Outcome::Success);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     // A refusal changes nothing persisted.
-    let opts = AdmitOptions {
-        max_delay_ms: 0,
-        ..AdmitOptions::default()
-    };
-    assert_eq!(
-        policy.admit(t, "b", opts).unwrap_err().code,
-        RefusalCode::RateLimited
-    );
+    let opts = AdmitOptions { max_delay_ms: 0, ..AdmitOptions::default() };
+    assert_eq!(policy.admit(t, "b", opts).unwrap_err().code, RefusalCode::RateLimited);
     let _ = policy.view(None);
     assert_eq!(policy.sweep(), 0);
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -173,10 +122,7 @@ fn on_change_runs_after_the_lock_is_released_for_each_persisted_change() {
 fn eventually(cond: impl Fn() -> bool) {
     let start = Instant::now();
     while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "condition never held"
-        );
+        assert!(start.elapsed() < Duration::from_secs(5), "condition never held");
         std::thread::sleep(Duration::from_millis(1));
     }
 }
@@ -186,9 +132,7 @@ fn five_blocked_waiters_are_served_in_fifo_order() {
     let clock = Arc::new(ManualClock::new(T0));
     let policy = manual_policy(cfg(), &clock);
     let t = claude();
-    let holder = policy
-        .admit(t.clone(), "holder", AdmitOptions::default())
-        .unwrap();
+    let holder = policy.admit(t.clone(), "holder", AdmitOptions::default()).unwrap();
     let order = Arc::new(parking_lot::Mutex::new(Vec::new()));
     let mut threads = Vec::new();
     for i in 0..5 {
@@ -223,13 +167,8 @@ fn a_waiter_gives_up_after_the_effective_wait() {
     c.waiter_timeout_ms = 40;
     let policy = manual_policy(c, &clock);
     let t = claude();
-    let holder = policy
-        .admit(t.clone(), "holder", AdmitOptions::default())
-        .unwrap();
-    let timeout = Refusal {
-        code: RefusalCode::WaiterTimeout,
-        retry_after_ms: 0,
-    };
+    let holder = policy.admit(t.clone(), "holder", AdmitOptions::default()).unwrap();
+    let timeout = Refusal { code: RefusalCode::WaiterTimeout, retry_after_ms: 0 };
 
     // max_wait bounds the wait…
     let start = Instant::now();
@@ -240,38 +179,22 @@ fn a_waiter_gives_up_after_the_effective_wait() {
     };
     assert_eq!(policy.admit(t.clone(), "w", opts).unwrap_err(), timeout);
     let waited = start.elapsed();
-    assert!(
-        waited >= Duration::from_millis(20) && waited < Duration::from_secs(20),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(20) && waited < Duration::from_secs(20), "{waited:?}");
     // …and so does waiter_timeout_ms.
     let start = Instant::now();
-    let opts = AdmitOptions {
-        max_wait: Duration::from_secs(60),
-        max_delay_ms: u64::MAX,
-        ..AdmitOptions::default()
-    };
+    let opts =
+        AdmitOptions { max_wait: Duration::from_secs(60), max_delay_ms: u64::MAX, ..AdmitOptions::default() };
     assert_eq!(policy.admit(t.clone(), "w", opts).unwrap_err(), timeout);
     let waited = start.elapsed();
-    assert!(
-        waited >= Duration::from_millis(40) && waited < Duration::from_secs(20),
-        "{waited:?}"
-    );
+    assert!(waited >= Duration::from_millis(40) && waited < Duration::from_secs(20), "{waited:?}");
     // max_wait zero: a busy target is refused at once.
-    let opts = AdmitOptions {
-        max_wait: Duration::ZERO,
-        max_delay_ms: u64::MAX,
-        ..AdmitOptions::default()
-    };
+    let opts = AdmitOptions { max_wait: Duration::ZERO, max_delay_ms: u64::MAX, ..AdmitOptions::default() };
     assert_eq!(policy.admit(t.clone(), "w", opts).unwrap_err(), timeout);
     assert_eq!(policy.view(None).targets[0].waiting, 0);
 
     // The holder completing later still works, and nobody is left queued.
     holder.complete(Outcome::Success);
-    policy
-        .admit(t, "after", AdmitOptions::default())
-        .unwrap()
-        .complete(Outcome::Success);
+    policy.admit(t, "after", AdmitOptions::default()).unwrap().complete(Outcome::Success);
 }
 
 /// With `one_deadline` (relays, actions), a waiter's allowance for a rate
@@ -281,7 +204,10 @@ fn a_waiter_gives_up_after_the_effective_wait() {
 /// the limit is on the delay alone and the same delay is granted.
 #[test]
 fn time_spent_queued_comes_off_the_rate_delay_allowance() {
-    assert_eq!(queued_then_delayed(true).unwrap_err(), Refusal { code: RefusalCode::RateLimited, retry_after_ms: 4_000 });
+    assert_eq!(
+        queued_then_delayed(true).unwrap_err(),
+        Refusal { code: RefusalCode::RateLimited, retry_after_ms: 4_000 }
+    );
     assert!(queued_then_delayed(false).is_ok());
 }
 
@@ -318,7 +244,8 @@ fn a_jitter_over_the_limit_is_taken_unless_the_caller_has_one_deadline() {
     let mut c = cfg();
     c.jitter = jitter(1_500, 2_000, 1_500, 0);
     let policy = manual_policy(c, &clock);
-    let dispatcher = AdmitOptions { max_wait: Duration::from_secs(1), max_delay_ms: 1_000, one_deadline: false };
+    let dispatcher =
+        AdmitOptions { max_wait: Duration::from_secs(1), max_delay_ms: 1_000, one_deadline: false };
     let lease = policy.admit(claude(), "job", dispatcher).expect("admitted");
     assert_eq!((lease.rate_limit_delay_ms, lease.jitter_ms), (0, 1_500));
     lease.complete(Outcome::Success);
@@ -334,9 +261,7 @@ fn a_blocked_waiter_is_refused_when_the_holder_opens_the_circuit() {
     c.circuit_breaker.failure_threshold = 1;
     let policy = manual_policy(c, &clock);
     let t = claude();
-    let holder = policy
-        .admit(t.clone(), "holder", AdmitOptions::default())
-        .unwrap();
+    let holder = policy.admit(t.clone(), "holder", AdmitOptions::default()).unwrap();
     let waiter = {
         let (policy, t) = (policy.clone(), t.clone());
         std::thread::spawn(move || {
@@ -352,10 +277,7 @@ fn a_blocked_waiter_is_refused_when_the_holder_opens_the_circuit() {
     clock.advance(10);
     holder.complete(Outcome::failure("upstream_500"));
     let refused = waiter.join().unwrap().unwrap_err();
-    assert_eq!(
-        (refused.code, refused.retry_after_ms),
-        (RefusalCode::CircuitOpen, 60_000)
-    );
+    assert_eq!((refused.code, refused.retry_after_ms), (RefusalCode::CircuitOpen, 60_000));
 }
 
 #[test]
@@ -370,9 +292,7 @@ fn concurrent_admissions_never_overshoot_the_window() {
                 for i in 0..25 {
                     let t = target(&format!("c{thread}-{i}"), "claude");
                     let lease = policy.admit(t, "r", AdmitOptions::default()).unwrap();
-                    charged
-                        .lock()
-                        .push(lease.admitted_at + lease.rate_limit_delay_ms as i64);
+                    charged.lock().push(lease.admitted_at + lease.rate_limit_delay_ms as i64);
                     lease.complete(Outcome::Success);
                 }
             })
@@ -395,9 +315,7 @@ fn the_sweeper_thread_sweeps_until_stopped() {
     c.stale_lease.idle_ms = 1_000;
     c.stale_lease.sweep_interval_ms = 5;
     let policy = manual_policy(c, &clock);
-    let lease = policy
-        .admit(claude(), "stuck", AdmitOptions::default())
-        .unwrap();
+    let lease = policy.admit(claude(), "stuck", AdmitOptions::default()).unwrap();
     let handle = policy.spawn_sweeper().unwrap();
     assert_eq!(handle.thread_name(), Some("policy-sweeper"));
     clock.advance(1_000);
@@ -414,10 +332,7 @@ fn restore_of_a_broken_document_starts_clean() {
     policy.restore("{\"version\":99}");
     policy.restore("garbage");
     assert!(policy.view(None).targets.is_empty());
-    assert_eq!(
-        policy.persisted_json(),
-        r#"{"version":1,"platforms":[],"targets":[]}"#
-    );
+    assert_eq!(policy.persisted_json(), r#"{"version":1,"platforms":[],"targets":[]}"#);
     assert_eq!(policy.config(), &cfg());
 }
 
@@ -429,13 +344,7 @@ fn deterministic_jitter_through_the_policy() {
     let ctl = Controller::with_random(c, Box::new(seeded(7)));
     let policy = Policy::with_controller(ctl, clock.clone(), noop());
     for i in 0..50 {
-        let lease = policy
-            .admit(
-                target(&format!("c{i}"), "claude"),
-                "r",
-                AdmitOptions::default(),
-            )
-            .unwrap();
+        let lease = policy.admit(target(&format!("c{i}"), "claude"), "r", AdmitOptions::default()).unwrap();
         assert!((100..=900).contains(&lease.jitter_ms));
         assert_eq!(
             lease.ready_at(),
