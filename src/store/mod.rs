@@ -25,12 +25,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{bounded, unbounded, Sender};
+use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
 pub use model::*;
 pub use pool::ReadPool;
 pub use renewal::{render_template, route_tab};
-pub use writer::{CommitHook, PolicySource, StoreMsg};
+use writer::StoreMsg;
+pub use writer::{CommitHook, PolicySource};
 
 /// Why a store operation failed. Cloneable because one failed commit answers
 /// every caller whose write was in that batch.
@@ -175,17 +176,34 @@ impl Store {
         &self.reads
     }
 
-    /// Sends one message to the writer and waits for its answer.
-    fn call<T>(&self, make: impl FnOnce(Sender<Result<T, StoreError>>) -> StoreMsg) -> Result<T, StoreError> {
+    /// Queues a write and returns at once; the answer arrives on the
+    /// returned channel after the commit (`Closed` if the writer is gone).
+    /// `apply` runs inside the writer's transaction, perhaps twice (see
+    /// [`writer::Write`]). Several writes queued back to back share a commit.
+    fn queue<T: Send + 'static>(
+        &self,
+        apply: impl Fn(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+        on_commit: Option<CommitHook<T>>,
+    ) -> Receiver<Result<T, StoreError>> {
         let (reply, answer) = bounded(1);
-        self.tx.send(make(reply)).map_err(|_| StoreError::Closed)?;
-        answer.recv().unwrap_or(Err(StoreError::Closed))
+        let write = writer::Write::new(apply, on_commit, reply.clone());
+        if self.tx.send(StoreMsg::Write(write)).is_err() {
+            let _ = reply.send(Err(StoreError::Closed));
+        }
+        answer
+    }
+
+    /// Queues a write and waits until it is committed.
+    fn write<T: Send + 'static>(
+        &self,
+        apply: impl Fn(&rusqlite::Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.queue(apply, None).recv().unwrap_or(Err(StoreError::Closed))
     }
 
     /// The effects of `browser.final_message`, in one transaction.
     pub fn ingest(&self, input: NewMessage, settings: IngestSettings) -> Result<IngestOutcome, StoreError> {
-        let input = ingest::prepare(input, settings);
-        self.call(|reply| StoreMsg::Ingest { input, settings, now: crate::util::now_ms(), reply })
+        self.ingest_async(input, settings).recv().unwrap_or(Err(StoreError::Closed))
     }
 
     /// Queues an ingest and returns at once; the answer arrives on the
@@ -194,17 +212,10 @@ impl Store {
         &self,
         input: NewMessage,
         settings: IngestSettings,
-    ) -> crossbeam_channel::Receiver<Result<IngestOutcome, StoreError>> {
-        let (reply, answer) = bounded(1);
+    ) -> Receiver<Result<IngestOutcome, StoreError>> {
         let input = ingest::prepare(input, settings);
-        if let Err(e) = self.tx.send(StoreMsg::Ingest { input, settings, now: crate::util::now_ms(), reply })
-        {
-            // The writer is gone: answer Closed through the same channel.
-            if let StoreMsg::Ingest { reply, .. } = e.into_inner() {
-                let _ = reply.send(Err(StoreError::Closed));
-            }
-        }
-        answer
+        let now = crate::util::now_ms();
+        self.queue(move |c| ingest::ingest(c, &input, settings, now), None)
     }
 
     pub fn set_system_state(
@@ -212,7 +223,8 @@ impl Store {
         state: AutomationState,
         reason: Option<String>,
     ) -> Result<SystemState, StoreError> {
-        self.call(|reply| StoreMsg::SetSystemState { state, reason, now: crate::util::now_ms(), reply })
+        let now = crate::util::now_ms();
+        self.write(move |c| ops::set_system_state(c, state, reason.clone(), now))
     }
 
     pub fn set_conversation_status(
@@ -221,26 +233,22 @@ impl Store {
         status: ConversationStatus,
         reason: Option<String>,
     ) -> Result<Transition<()>, StoreError> {
-        let id = id.to_string();
-        self.call(|reply| StoreMsg::SetConversationStatus {
-            id,
-            status,
-            reason,
-            now: crate::util::now_ms(),
-            reply,
-        })
+        let (id, now) = (id.to_string(), crate::util::now_ms());
+        self.write(move |c| ops::set_conversation_status(c, &id, status, reason.clone(), now))
     }
 
     pub fn retry_job(&self, job_id: &str) -> Result<Transition<()>, StoreError> {
-        let job_id = job_id.to_string();
-        self.call(|reply| StoreMsg::RetryJob { job_id, now: crate::util::now_ms(), reply })
+        let (job_id, now) = (job_id.to_string(), crate::util::now_ms());
+        self.write(move |c| ops::retry_job(c, &job_id, now))
     }
 
     pub fn cancel_job(&self, job_id: &str) -> Result<Transition<()>, StoreError> {
-        let job_id = job_id.to_string();
-        self.call(|reply| StoreMsg::CancelJob { job_id, now: crate::util::now_ms(), reply })
+        let (job_id, now) = (job_id.to_string(), crate::util::now_ms());
+        self.write(move |c| ops::cancel_job(c, &job_id, now))
     }
 
+    /// Projects settled messages into jobs, with the cursor, in one
+    /// transaction.
     ///
     /// `on_commit` sees the report once it is committed, on the writer,
     /// before any later write: the projector logs its jobs there, so a
@@ -251,7 +259,9 @@ impl Store {
         settings: ProjectSettings,
         on_commit: CommitHook<ProjectionReport>,
     ) -> Result<ProjectionReport, StoreError> {
-        self.call(|reply| StoreMsg::Project { settings, on_commit, reply })
+        self.queue(move |c| renewal::project(c, &settings), Some(on_commit))
+            .recv()
+            .unwrap_or(Err(StoreError::Closed))
     }
 
     pub fn defer_job(
@@ -260,19 +270,13 @@ impl Store {
         next_attempt_at: i64,
         log_path: Option<String>,
     ) -> Result<(), StoreError> {
-        let job_id = job_id.to_string();
-        self.call(|reply| StoreMsg::DeferJob {
-            job_id,
-            next_attempt_at,
-            log_path,
-            now: crate::util::now_ms(),
-            reply,
-        })
+        let (job_id, now) = (job_id.to_string(), crate::util::now_ms());
+        self.write(move |c| renewal::defer_job(c, &job_id, next_attempt_at, log_path.as_deref(), now))
     }
 
     pub fn fail_job(&self, job_id: &str, error: &str, log_path: Option<String>) -> Result<(), StoreError> {
-        let (job_id, error) = (job_id.to_string(), error.to_string());
-        self.call(|reply| StoreMsg::FailJob { job_id, error, log_path, now: crate::util::now_ms(), reply })
+        let (job_id, error, now) = (job_id.to_string(), error.to_string(), crate::util::now_ms());
+        self.write(move |c| renewal::fail_job(c, &job_id, &error, log_path.as_deref(), now))
     }
 
     pub fn start_attempt(
@@ -282,8 +286,9 @@ impl Store {
         log_path: Option<String>,
         now: i64,
     ) -> Result<bool, StoreError> {
-        let (job_id, local_conversation_id) = (job_id.to_string(), local_conversation_id.to_string());
-        self.call(|reply| StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply })
+        self.start_attempt_async(job_id, local_conversation_id, log_path, now)
+            .recv()
+            .unwrap_or(Err(StoreError::Closed))
     }
 
     /// Queues a claim and returns at once; several queued back to back
@@ -294,21 +299,12 @@ impl Store {
         local_conversation_id: &str,
         log_path: Option<String>,
         now: i64,
-    ) -> crossbeam_channel::Receiver<Result<bool, StoreError>> {
-        let (reply, answer) = bounded(1);
-        let msg = StoreMsg::StartAttempt {
-            job_id: job_id.to_string(),
-            local_conversation_id: local_conversation_id.to_string(),
-            log_path,
-            now,
-            reply,
-        };
-        if let Err(e) = self.tx.send(msg) {
-            if let StoreMsg::StartAttempt { reply, .. } = e.into_inner() {
-                let _ = reply.send(Err(StoreError::Closed));
-            }
-        }
-        answer
+    ) -> Receiver<Result<bool, StoreError>> {
+        let (job_id, local_conversation_id) = (job_id.to_string(), local_conversation_id.to_string());
+        self.queue(
+            move |c| renewal::start_attempt(c, &job_id, &local_conversation_id, log_path.as_deref(), now),
+            None,
+        )
     }
 
     /// Puts a claimed job back to pending without counting an attempt.
@@ -319,43 +315,36 @@ impl Store {
         log_path: Option<String>,
     ) -> Result<(), StoreError> {
         let (job_id, local_conversation_id) = (job.job_id.clone(), job.local_conversation_id.clone());
-        let last_attempt_at = job.last_attempt_at;
-        self.call(|reply| StoreMsg::ReleaseClaim {
-            job_id,
-            local_conversation_id,
-            next_attempt_at,
-            last_attempt_at,
-            log_path,
-            now: crate::util::now_ms(),
-            reply,
+        let (last_attempt_at, now) = (job.last_attempt_at, crate::util::now_ms());
+        self.write(move |c| {
+            let release = renewal::Release {
+                job_id: &job_id,
+                local_conversation_id: &local_conversation_id,
+                next_attempt_at,
+                last_attempt_at,
+                log_path: log_path.as_deref(),
+                now,
+            };
+            renewal::release_claim(c, &release)
         })
     }
 
     pub fn finish_attempt(&self, finish: FinishAttempt) -> Result<FinishOutcome, StoreError> {
-        self.call(|reply| StoreMsg::FinishAttempt { finish, reply })
+        self.finish_attempt_async(finish).recv().unwrap_or(Err(StoreError::Closed))
     }
 
     /// Queues `finish_attempt` and returns at once; the answer arrives after
     /// the commit. Lets the dispatcher share a commit with its next start.
-    pub fn finish_attempt_async(
-        &self,
-        finish: FinishAttempt,
-    ) -> crossbeam_channel::Receiver<Result<FinishOutcome, StoreError>> {
-        let (reply, answer) = bounded(1);
-        if let Err(e) = self.tx.send(StoreMsg::FinishAttempt { finish, reply }) {
-            if let StoreMsg::FinishAttempt { reply, .. } = e.into_inner() {
-                let _ = reply.send(Err(StoreError::Closed));
-            }
-        }
-        answer
+    pub fn finish_attempt_async(&self, finish: FinishAttempt) -> Receiver<Result<FinishOutcome, StoreError>> {
+        self.queue(move |c| renewal::finish_attempt(c, &finish), None)
     }
 
     pub fn recover(&self, now: i64, delay_ms: i64) -> Result<RecoveryReport, StoreError> {
-        self.call(|reply| StoreMsg::Recover { now, delay_ms, reply })
+        self.write(move |c| renewal::recover(c, now, delay_ms))
     }
 
     pub fn prune(&self, batch: PruneBatch) -> Result<PruneReport, StoreError> {
-        self.call(|reply| StoreMsg::Prune { batch, reply })
+        self.write(move |c| renewal::prune(c, &batch))
     }
 
     /// Gives the writer the policy's document source and debounce.
@@ -390,7 +379,7 @@ impl Store {
 
     /// Returns once everything queued before it is committed.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.call(|reply| StoreMsg::Flush { reply })
+        self.write(|_| Ok(()))
     }
 }
 

@@ -5,6 +5,11 @@
 //! writes (group commit), a failed write is rolled back alone and reported to
 //! its own caller, and a failed commit is reported to every caller in the
 //! batch. The loop never exits on an error; it stops only on `Shutdown`.
+//!
+//! A write is a [`Write`]: a function of the transaction and the caller's
+//! reply channel, queued by a `Store` method. Adding one is the function
+//! (in `ops.rs`, `renewal.rs` or a file of its own) and the `Store` method
+//! that queues it; nothing here changes.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -15,98 +20,16 @@ use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use rusqlite::{Connection, TransactionBehavior};
 
 use super::checkpoint::Checkpoints;
-use super::model::*;
-use super::{ingest, ops, renewal, StoreError};
+use super::StoreError;
 
 /// Largest number of writes committed in one transaction. It bounds how long
 /// the last caller of a burst waits for the first one's commit.
 const MAX_BATCH: usize = 256;
 
-/// The writer's inbox. Every write carries its reply channel (`bounded(1)`).
-/// `Ingest` is much the largest variant; it is the most frequent one too, so
-/// boxing it would add an allocation to every message for nothing.
-#[allow(clippy::large_enum_variant)]
-pub enum StoreMsg {
-    Ingest {
-        input: ingest::PreparedMessage,
-        settings: IngestSettings,
-        now: i64,
-        reply: Sender<Result<IngestOutcome, StoreError>>,
-    },
-    SetSystemState {
-        state: AutomationState,
-        reason: Option<String>,
-        now: i64,
-        reply: Sender<Result<SystemState, StoreError>>,
-    },
-    SetConversationStatus {
-        id: String,
-        status: ConversationStatus,
-        reason: Option<String>,
-        now: i64,
-        reply: Sender<Result<Transition<()>, StoreError>>,
-    },
-    RetryJob {
-        job_id: String,
-        now: i64,
-        reply: Sender<Result<Transition<()>, StoreError>>,
-    },
-    CancelJob {
-        job_id: String,
-        now: i64,
-        reply: Sender<Result<Transition<()>, StoreError>>,
-    },
-    Project {
-        settings: ProjectSettings,
-        /// Runs on the writer right after the commit, before any later
-        /// write is applied (see `Store::project`).
-        on_commit: CommitHook<ProjectionReport>,
-        reply: Sender<Result<ProjectionReport, StoreError>>,
-    },
-    DeferJob {
-        job_id: String,
-        next_attempt_at: i64,
-        log_path: Option<String>,
-        now: i64,
-        reply: Sender<Result<(), StoreError>>,
-    },
-    FailJob {
-        job_id: String,
-        error: String,
-        log_path: Option<String>,
-        now: i64,
-        reply: Sender<Result<(), StoreError>>,
-    },
-    StartAttempt {
-        job_id: String,
-        local_conversation_id: String,
-        log_path: Option<String>,
-        now: i64,
-        reply: Sender<Result<bool, StoreError>>,
-    },
-    ReleaseClaim {
-        job_id: String,
-        local_conversation_id: String,
-        next_attempt_at: i64,
-        /// Restored: no attempt took place.
-        last_attempt_at: Option<i64>,
-        log_path: Option<String>,
-        now: i64,
-        reply: Sender<Result<(), StoreError>>,
-    },
-    FinishAttempt {
-        finish: FinishAttempt,
-        reply: Sender<Result<FinishOutcome, StoreError>>,
-    },
-    Recover {
-        now: i64,
-        delay_ms: i64,
-        reply: Sender<Result<RecoveryReport, StoreError>>,
-    },
-    Prune {
-        batch: PruneBatch,
-        reply: Sender<Result<PruneReport, StoreError>>,
-    },
+/// The writer's inbox. Every write is a [`Write`]: the work to run inside
+/// the writer's transaction and the caller's reply channel (`bounded(1)`).
+pub(crate) enum StoreMsg {
+    Write(Box<dyn Queued>),
     /// Where the writer gets the policy document to save, and the debounce.
     PolicySource {
         source: Option<PolicySource>,
@@ -114,10 +37,6 @@ pub enum StoreMsg {
     },
     /// The policy's persisted state changed; save it within the debounce.
     PolicyDirty,
-    /// A barrier: answered after everything queued before it is committed.
-    Flush {
-        reply: Sender<Result<(), StoreError>>,
-    },
     /// Commit what is queued before it, then stop.
     Shutdown,
 }
@@ -126,18 +45,69 @@ pub enum StoreMsg {
 /// writer thread, before the caller is answered and before any later write.
 pub type CommitHook<T> = std::sync::Arc<dyn Fn(&T) + Send + Sync>;
 
-/// Sends a write's result once the fate of its transaction is known.
-type Responder = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
-
-fn responder<T: Send + 'static>(
+/// One write: a function of the writer's transaction, run again if the batch
+/// it was in is replayed write by write, so it must have no effect outside
+/// the connection (its result is what the caller receives).
+pub(crate) struct Write<T, F> {
+    apply: F,
+    /// Runs after the commit, before the caller is answered ([`CommitHook`]).
+    on_commit: Option<CommitHook<T>>,
+    /// The result of the last `apply`, sent once the commit's fate is known.
+    result: Option<Result<T, StoreError>>,
     reply: Sender<Result<T, StoreError>>,
-    value: Result<T, StoreError>,
-) -> Responder {
-    Box::new(move |commit: Result<(), StoreError>| {
-        // A caller that gave up waiting has dropped its receiver; that is fine.
-        let _ = reply.send(commit.and(value));
-    })
 }
+
+impl<T, F> Write<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    pub(crate) fn new(
+        apply: F,
+        on_commit: Option<CommitHook<T>>,
+        reply: Sender<Result<T, StoreError>>,
+    ) -> Box<Self> {
+        Box::new(Write { apply, on_commit, result: None, reply })
+    }
+}
+
+/// What the writer needs of a [`Write`] without knowing its result type.
+pub(crate) trait Queued: Send {
+    /// Runs the write in the current transaction; returns its own error.
+    fn apply(&mut self, conn: &Connection) -> Option<StoreError>;
+    /// Answers the caller once the fate of the transaction is known: the
+    /// commit's error if it failed, else the write's own result.
+    fn answer(self: Box<Self>, commit: Result<(), StoreError>);
+}
+
+impl<T, F> Queued for Write<T, F>
+where
+    T: Send + 'static,
+    F: Fn(&Connection) -> Result<T, StoreError> + Send + 'static,
+{
+    fn apply(&mut self, conn: &Connection) -> Option<StoreError> {
+        let result = (self.apply)(conn);
+        let error = result.as_ref().err().cloned();
+        self.result = Some(result);
+        error
+    }
+
+    fn answer(self: Box<Self>, commit: Result<(), StoreError>) {
+        let value = match (commit, self.result) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Some(value)) => value,
+            (Ok(()), None) => Err(StoreError::Sqlite("write was not applied".into())),
+        };
+        if let (Some(hook), Ok(value)) = (&self.on_commit, &value) {
+            hook(value);
+        }
+        // A caller that gave up waiting has dropped its receiver; that is fine.
+        let _ = self.reply.send(value);
+    }
+}
+
+/// A queued write to answer once its transaction's fate is known.
+type Responder = Box<dyn Queued>;
 
 pub(super) fn spawn(
     conn: Connection,
@@ -208,10 +178,10 @@ impl Writer {
                 batch.truncate(pos);
                 stopping = true;
             }
-            batch.retain_mut(|msg| self.take_policy_msg(msg));
+            let writes: Vec<Responder> = batch.into_iter().filter_map(|msg| self.take_write(msg)).collect();
             // A batch of policy messages alone commits nothing to look at.
-            let wrote = !batch.is_empty();
-            self.commit_batch(batch);
+            let wrote = !writes.is_empty();
+            self.commit_batch(writes);
             if wrote {
                 self.checkpoints.after_commit(&self.conn);
             }
@@ -234,23 +204,23 @@ impl Writer {
     }
 
     /// Handles the policy messages (they are not writes of their own);
-    /// returns whether `msg` still needs the batch.
-    fn take_policy_msg(&mut self, msg: &mut StoreMsg) -> bool {
+    /// returns the write, if `msg` is one.
+    fn take_write(&mut self, msg: StoreMsg) -> Option<Responder> {
         match msg {
+            StoreMsg::Write(write) => return Some(write),
             StoreMsg::PolicySource { source, debounce } => {
-                self.policy.source = source.take();
-                self.policy.debounce = *debounce;
-                false
+                self.policy.source = source;
+                self.policy.debounce = debounce;
             }
             StoreMsg::PolicyDirty => {
                 self.policy_dirty_sent.store(false, Ordering::SeqCst);
                 if self.policy.due.is_none() {
                     self.policy.due = Some(Instant::now() + self.policy.debounce);
                 }
-                false
             }
-            _ => true,
+            StoreMsg::Shutdown => {}
         }
+        None
     }
 
     fn save_policy(&mut self) {
@@ -280,12 +250,12 @@ impl Writer {
     /// load (docs/BENCHMARKS.md). Only if some write fails is that
     /// transaction rolled back and the batch replayed one savepoint per write,
     /// so a failure still undoes only its own write.
-    fn commit_batch(&mut self, batch: Vec<StoreMsg>) {
+    fn commit_batch(&mut self, mut batch: Vec<Responder>) {
         if batch.is_empty() {
             return;
         }
-        if let Some((responders, outcome)) = self.apply_all_at_once(&batch) {
-            self.answer(responders, outcome);
+        if let Some(outcome) = self.apply_all_at_once(&mut batch) {
+            self.answer(batch, outcome);
             return;
         }
         self.commit_write_by_write(batch);
@@ -293,19 +263,16 @@ impl Writer {
 
     /// The fast path: every write in one transaction, no savepoints. `None`
     /// (with the transaction rolled back) as soon as a write fails.
-    fn apply_all_at_once(&mut self, batch: &[StoreMsg]) -> Option<(Vec<Responder>, Result<(), StoreError>)> {
+    fn apply_all_at_once(&mut self, batch: &mut [Responder]) -> Option<Result<(), StoreError>> {
         // A failure to begin is reported by the write-by-write path.
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate).ok()?;
-        let mut responders = Vec::with_capacity(batch.len());
-        for msg in batch {
-            let applied = apply(&tx, msg);
-            if applied.error.is_some() || tx.is_autocommit() {
-                // Dropping `tx` rolls back; the responders answer nobody.
+        for write in batch.iter_mut() {
+            if write.apply(&tx).is_some() || tx.is_autocommit() {
+                // Dropping `tx` rolls back; the replay applies every write again.
                 return None;
             }
-            responders.push(applied.send);
         }
-        Some((responders, tx.commit().map_err(StoreError::from)))
+        Some(tx.commit().map_err(StoreError::from))
     }
 
     /// Answers the callers of one attempted commit.
@@ -317,13 +284,13 @@ impl Writer {
         // must never be served a cached read from before it.
         self.generation.fetch_add(1, Ordering::SeqCst);
         for respond in responders {
-            respond(outcome.clone());
+            respond.answer(outcome.clone());
         }
     }
 
     /// The slow path: one savepoint per write, so a failed write is rolled
     /// back alone and reported to its own caller.
-    fn commit_write_by_write(&mut self, batch: Vec<StoreMsg>) {
+    fn commit_write_by_write(&mut self, batch: Vec<Responder>) {
         let mut rest = batch.into_iter().peekable();
         while rest.peek().is_some() {
             let mut tx = match self.conn.transaction_with_behavior(TransactionBehavior::Immediate) {
@@ -331,8 +298,8 @@ impl Writer {
                 Err(e) => {
                     let err = StoreError::from(e);
                     log::error!("store: cannot begin a write transaction: {err}");
-                    for msg in rest {
-                        answer_without_commit(msg, err.clone());
+                    for write in rest {
+                        write.answer(Err(err.clone()));
                     }
                     return;
                 }
@@ -358,9 +325,9 @@ impl Writer {
                     "store: transaction of {} writes rolled back by SQLite: {err}",
                     responders.len() + 1
                 );
-                respond(Ok(()));
+                respond.answer(Ok(()));
                 for earlier in responders {
-                    earlier(Err(err.clone()));
+                    earlier.answer(Err(err.clone()));
                 }
                 // The rest of the batch gets a fresh transaction.
                 continue;
@@ -373,128 +340,40 @@ impl Writer {
 
 /// Runs one write inside a savepoint so that its failure rolls back only its
 /// own changes, never its neighbours' in the batch.
-/// Returns the responder and the write's own error, if it failed.
-fn apply_in_savepoint(tx: &mut rusqlite::Transaction<'_>, msg: StoreMsg) -> (Responder, Option<StoreError>) {
+/// Returns the write and its own error, if it failed.
+fn apply_in_savepoint(
+    tx: &mut rusqlite::Transaction<'_>,
+    mut write: Responder,
+) -> (Responder, Option<StoreError>) {
     let mut sp = match tx.savepoint() {
         Ok(sp) => sp,
         Err(e) => {
             let err = StoreError::from(e);
-            let answer = err.clone();
-            return (Box::new(move |_| answer_without_commit(msg, answer)), Some(err));
+            return (Box::new(Failed(write, err.clone())), Some(err));
         }
     };
-    let respond = apply(&sp, &msg);
-    if let Some(e) = &respond.error {
+    let error = write.apply(&sp);
+    if let Some(e) = &error {
         log::warn!("store: write failed: {e}");
         // Dropping the savepoint without commit rolls it back.
         let _ = sp.rollback();
     } else if let Err(e) = sp.commit() {
         let err = StoreError::from(e);
         log::error!("store: savepoint release failed: {err}");
-        let answer = err.clone();
-        return (Box::new(move |_| (respond.send)(Err(answer))), Some(err));
+        return (Box::new(Failed(write, err.clone())), Some(err));
     }
-    (respond.send, respond.error)
+    (write, error)
 }
 
-struct Applied {
-    error: Option<StoreError>,
-    send: Responder,
-}
+/// A write whose savepoint could not be taken or released: answered with
+/// that error whatever the commit does.
+struct Failed(Responder, StoreError);
 
-fn applied<T: Send + 'static>(
-    reply: &Sender<Result<T, StoreError>>,
-    value: Result<T, StoreError>,
-) -> Applied {
-    Applied { error: value.as_ref().err().cloned(), send: responder(reply.clone(), value) }
-}
-
-/// Applies one write. It borrows the message so that a batch can be
-/// replayed after a rollback; the responder holds its own handle on the
-/// caller's reply channel.
-fn apply(conn: &Connection, msg: &StoreMsg) -> Applied {
-    match msg {
-        StoreMsg::Ingest { input, settings, now, reply } => {
-            applied(reply, ingest::ingest(conn, input, *settings, *now))
-        }
-        StoreMsg::SetSystemState { state, reason, now, reply } => {
-            applied(reply, ops::set_system_state(conn, *state, reason.clone(), *now))
-        }
-        StoreMsg::SetConversationStatus { id, status, reason, now, reply } => {
-            applied(reply, ops::set_conversation_status(conn, id, *status, reason.clone(), *now))
-        }
-        StoreMsg::RetryJob { job_id, now, reply } => applied(reply, ops::retry_job(conn, job_id, *now)),
-        StoreMsg::CancelJob { job_id, now, reply } => applied(reply, ops::cancel_job(conn, job_id, *now)),
-        StoreMsg::Project { settings, on_commit, reply } => {
-            let report = renewal::project(conn, settings);
-            let value = report.as_ref().err().cloned();
-            let (reply, hook) = (reply.clone(), on_commit.clone());
-            Applied {
-                error: value,
-                send: Box::new(move |commit: Result<(), StoreError>| {
-                    if let (Ok(()), Ok(report)) = (&commit, &report) {
-                        hook(report);
-                    }
-                    let _ = reply.send(commit.and(report));
-                }),
-            }
-        }
-        StoreMsg::DeferJob { job_id, next_attempt_at, log_path, now, reply } => {
-            applied(reply, renewal::defer_job(conn, job_id, *next_attempt_at, log_path.as_deref(), *now))
-        }
-        StoreMsg::FailJob { job_id, error, log_path, now, reply } => {
-            applied(reply, renewal::fail_job(conn, job_id, error, log_path.as_deref(), *now))
-        }
-        StoreMsg::StartAttempt { job_id, local_conversation_id, log_path, now, reply } => applied(
-            reply,
-            renewal::start_attempt(conn, job_id, local_conversation_id, log_path.as_deref(), *now),
-        ),
-        StoreMsg::ReleaseClaim {
-            job_id,
-            local_conversation_id,
-            next_attempt_at,
-            last_attempt_at,
-            log_path,
-            now,
-            reply,
-        } => {
-            let release = renewal::Release {
-                job_id,
-                local_conversation_id,
-                next_attempt_at: *next_attempt_at,
-                last_attempt_at: *last_attempt_at,
-                log_path: log_path.as_deref(),
-                now: *now,
-            };
-            applied(reply, renewal::release_claim(conn, &release))
-        }
-        StoreMsg::FinishAttempt { finish, reply } => applied(reply, renewal::finish_attempt(conn, finish)),
-        StoreMsg::Recover { now, delay_ms, reply } => applied(reply, renewal::recover(conn, *now, *delay_ms)),
-        StoreMsg::Prune { batch, reply } => applied(reply, renewal::prune(conn, batch)),
-        StoreMsg::Flush { reply } => applied(reply, Ok(())),
-        StoreMsg::Shutdown | StoreMsg::PolicySource { .. } | StoreMsg::PolicyDirty => {
-            Applied { error: None, send: Box::new(|_| {}) }
-        }
+impl Queued for Failed {
+    fn apply(&mut self, _: &Connection) -> Option<StoreError> {
+        Some(self.1.clone())
     }
-}
-
-/// Answers a message whose transaction never started.
-fn answer_without_commit(msg: StoreMsg, err: StoreError) {
-    match msg {
-        StoreMsg::Ingest { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::SetSystemState { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::SetConversationStatus { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::RetryJob { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::CancelJob { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::Project { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::DeferJob { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::FailJob { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::StartAttempt { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::FinishAttempt { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::ReleaseClaim { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::Recover { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::Prune { reply, .. } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::Flush { reply } => drop(reply.send(Err(err.clone()))),
-        StoreMsg::Shutdown | StoreMsg::PolicySource { .. } | StoreMsg::PolicyDirty => {}
+    fn answer(self: Box<Self>, _: Result<(), StoreError>) {
+        self.0.answer(Err(self.1))
     }
 }
