@@ -3,6 +3,7 @@
 //! everything else is one module per thread role (see docs/ARCHITECTURE.md).
 
 pub mod auth;
+pub mod baa;
 pub mod bridge;
 pub mod browser_json;
 pub mod config;

@@ -6,6 +6,7 @@
 //! see plain Rust types (`model`), never SQL.
 
 mod checkpoint;
+mod exec_model;
 mod ingest;
 mod job_doc;
 pub mod model;
@@ -27,6 +28,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
+pub use exec_model::*;
 pub use model::*;
 pub use pool::ReadPool;
 pub use renewal::{render_template, route_tab};
