@@ -14,3 +14,6 @@ pub mod policy;
 pub mod store;
 pub mod ticker;
 pub mod util;
+
+#[cfg(test)]
+mod test_alloc;

@@ -9,6 +9,8 @@ pub mod final_message;
 pub mod frames;
 pub mod hub;
 mod mailbox;
+#[cfg(test)]
+mod props;
 mod push;
 pub mod writer;
 

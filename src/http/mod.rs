@@ -9,6 +9,8 @@ pub mod cache;
 pub mod ctx;
 pub mod handlers;
 pub mod query;
+#[cfg(test)]
+mod query_props;
 pub mod routes;
 pub mod server;
 pub mod views;

@@ -23,9 +23,10 @@ pub fn percent_decode(s: &str, plus_space: bool) -> Option<String> {
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3)?;
-                let hex = std::str::from_utf8(hex).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
+                // Two hex digits exactly: `from_str_radix` alone would also
+                // take a sign, reading `%+1` as the byte 0x01.
+                let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
                 i += 3;
             }
             b'+' if plus_space => {
@@ -152,6 +153,8 @@ mod tests {
         assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
         assert_eq!(percent_decode("%zz", true), None);
         assert_eq!(percent_decode("%4", true), None);
+        assert_eq!(percent_decode("%+1", true), None);
+        assert_eq!(percent_decode("%-1", true), None);
         assert_eq!(percent_decode(&percent_encode("x/y ü?"), false).as_deref(), Some("x/y ü?"));
     }
 

@@ -15,6 +15,7 @@ mod defaults;
 mod file;
 mod output;
 mod precedence;
+mod props;
 mod validation;
 
 /// A unique scratch directory, removed on drop. It also serves as HOME so

@@ -16,6 +16,8 @@
 mod accept;
 mod conn;
 mod parse;
+#[cfg(test)]
+mod props;
 mod write;
 
 use std::collections::HashMap;
