@@ -13,13 +13,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
+use signal_hook::iterator::Signals;
 
 use crate::auth::{HostPolicy, OriginPolicy};
 use crate::bridge;
 use crate::config::Config;
 use crate::http;
-use crate::policy::{Policy, SystemClock};
-use crate::store::{self, IngestSettings, StoreOptions};
+use crate::policy::{Policy, SweeperHandle, SystemClock};
+use crate::store::{self, IngestSettings, RecoveryReport, Store, StoreOptions};
 use crate::ticker;
 use crate::util::now_ms;
 
@@ -54,29 +55,150 @@ fn fatal(what: impl fmt::Display) -> Fatal {
 
 /// Runs the daemon until SIGINT or SIGTERM; `Ok` is a clean stop.
 pub fn run(config: Config) -> Result<(), Fatal> {
+    let mut running = start(config)?;
+    running.wait_for_signal();
+    running.shutdown();
+    Ok(())
+}
+
+/// The started daemon: every role's handle. [`Running::shutdown`] takes
+/// it down in the order ARCHITECTURE.md describes. Each handle also stops
+/// and joins its threads when dropped, so a start that fails half-way (an
+/// early `?` in [`start`]) or a panic leaves no thread behind; the fields
+/// are declared in an order in which dropping them is safe.
+pub struct Running {
+    ticker: ticker::Handle,
+    server: http::server::Server,
+    ctx: Arc<http::Ctx>,
+    bridge: bridge::Handle,
+    log: ticker::log::LogHandle,
+    sweeper: SweeperHandle,
+    policy: Arc<Policy>,
+    store: Store,
+    /// The writer goes last: everything the other threads queued is committed.
+    store_writer: store::Handle,
+    signals: Signals,
+    state_dir: PathBuf,
+    /// Held for the life of the process; the OS drops it when we die, so a
+    /// restart after kill -9 just works.
+    _lock: File,
+}
+
+/// Starts every role in order: state dir and lock, signals, store and
+/// recovery, policy, listeners, bridge, HTTP, timed jobs; then writes the
+/// ready file and prints the ready line.
+pub fn start(config: Config) -> Result<Running, Fatal> {
     crate::util::tune_allocator();
     let config = Arc::new(config);
     let state_dir = config.state_dir.clone();
     prepare_state_dir(&state_dir)?;
-    // Held for the life of the process; the OS drops it when we die, so a
-    // restart after kill -9 just works.
-    let _lock = lock_state_dir(&state_dir)?;
+    let lock = lock_state_dir(&state_dir)?;
     // Signals are registered before the ready line so a stop sent right
     // after it is never lost.
-    let mut signals =
-        signal_hook::iterator::Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
-            .map_err(|e| fatal(format!("cannot install signal handlers: {e}")))?;
+    let signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
+        .map_err(|e| fatal(format!("cannot install signal handlers: {e}")))?;
+    let (store_writer, store) = open_store(&config)?;
+    let recovery = recover(&config, &store)?;
+    let policy = start_policy(&config, &store)?;
+    let sweeper =
+        policy.spawn_sweeper().map_err(|e| fatal(format!("cannot start the policy sweeper: {e}")))?;
+    let log_dir = state_dir.join("logs").join("timed-jobs");
+    let timed = ticker::new_status(&config, &log_dir, &RUNNER_NAMES);
+    *timed.last_recovery.lock() = Some(recovery);
 
-    let (store_handle, store) = store::open(
-        &state_dir,
-        StoreOptions { readers: config.limits.http_threads * READERS_PER_HTTP_THREAD, max_page_count: None },
-    )
-    .map_err(|e| fatal(format!("cannot open {}: {e}", store::db_path(&state_dir).display())))?;
+    let Bound { http, ws, names } = Bound::bind(&config)?;
+    let (hub, bell) = bridge::new_hub(&config);
+    let ctx = http_ctx(&config, &store, hub, &policy, &timed, names);
+    let bridge =
+        bridge::start(ws, bridge_ctx(&ctx), bell).map_err(|e| fatal(format!("cannot start bridge: {e}")))?;
+    let server =
+        http::start(http, ctx.clone()).map_err(|e| fatal(format!("cannot start HTTP server: {e}")))?;
+    let log = ticker::log::spawn(log_dir, config.timed_jobs.log_retention_days)
+        .map_err(|e| fatal(format!("cannot start the timed-jobs log: {e}")))?;
+    let ticker = start_ticker(&ctx, &log, timed)?;
 
-    // Recovery happens before the bridge or the ticker can act: every lock is
-    // released and interrupted deliveries wait for the recovery delay.
-    let interval = config.timed_jobs.interval_ms;
-    let delay = config.renewal.effective_recovery_delay_ms(interval) as i64;
+    announce(&state_dir, &ctx);
+    Ok(Running {
+        ticker,
+        server,
+        ctx,
+        bridge,
+        log,
+        sweeper,
+        policy,
+        store,
+        store_writer,
+        signals,
+        state_dir,
+        _lock: lock,
+    })
+}
+
+/// The runners, by the names the ticker's figures show.
+const RUNNER_NAMES: [&str; 3] = ["renewal.projector", "renewal.dispatcher", "store.pruner"];
+
+impl Running {
+    /// Blocks until SIGINT or SIGTERM.
+    pub fn wait_for_signal(&mut self) {
+        if let Some(signal) = self.signals.forever().next() {
+            log::info!("received signal {signal}; shutting down");
+        }
+    }
+
+    /// Stops every role in order and removes the ready file.
+    pub fn shutdown(self) {
+        let Running {
+            mut ticker,
+            server,
+            ctx,
+            bridge,
+            log,
+            sweeper,
+            policy,
+            store,
+            store_writer,
+            signals,
+            state_dir,
+            _lock,
+        } = self;
+        // No new runs, and a run in progress starts no new delivery (a job it
+        // reaches goes back to pending, `shutting_down`); a delivery in flight
+        // may still be answered during the HTTP grace, and is failed as
+        // `shutting_down` right after it. The runners are joined after that.
+        ticker.stop();
+        // Requests still waiting on a plugin when one second of the grace is
+        // left are failed, so their callers get a 503 rather than no answer.
+        let hub = ctx.hub.clone();
+        server.shutdown_with(SHUTDOWN_GRACE, SHUTDOWN_GIVE_UP, move || hub.fail_all_pending());
+        drop(server);
+        // With no HTTP request left the give-up above never ran: fail what still
+        // waits on a plugin (a renewal delivery) as `shutting_down` now, before
+        // closing the plugins would fail it as `client_disconnected` and charge
+        // the job an attempt and its target a failure.
+        ctx.hub.fail_all_pending();
+        bridge.shutdown();
+        ticker.shutdown();
+        log.join();
+        sweeper.shutdown();
+        drop((policy, ctx, store, signals));
+        // The writer goes last: everything the other threads queued is committed.
+        store_writer.shutdown();
+        let _ = fs::remove_file(state_dir.join("conductor.json"));
+        log::info!("stopped cleanly");
+    }
+}
+
+/// Opens the store with the daemon's read-pool size.
+fn open_store(config: &Config) -> Result<(store::Handle, Store), Fatal> {
+    let readers = config.limits.http_threads * READERS_PER_HTTP_THREAD;
+    store::open(&config.state_dir, StoreOptions { readers, max_page_count: None })
+        .map_err(|e| fatal(format!("cannot open {}: {e}", store::db_path(&config.state_dir).display())))
+}
+
+/// Recovery happens before the bridge or the ticker can act: every lock is
+/// released and interrupted deliveries wait for the recovery delay.
+fn recover(config: &Config, store: &Store) -> Result<RecoveryReport, Fatal> {
+    let delay = config.renewal.effective_recovery_delay_ms(config.timed_jobs.interval_ms) as i64;
     let recovery =
         store.recover(now_ms(), delay).map_err(|e| fatal(format!("recovery at start failed: {e}")))?;
     log::info!(
@@ -84,49 +206,71 @@ pub fn run(config: Config) -> Result<(), Fatal> {
         recovery.recovered_execution_state_count,
         recovery.requeued_renewal_job_count
     );
-    let policy = start_policy(&config, &store)?;
-    let sweeper =
-        policy.spawn_sweeper().map_err(|e| fatal(format!("cannot start the policy sweeper: {e}")))?;
-    let log_dir = state_dir.join("logs").join("timed-jobs");
-    let timed =
-        ticker::new_status(&config, &log_dir, &["renewal.projector", "renewal.dispatcher", "store.pruner"]);
-    *timed.last_recovery.lock() = Some(recovery);
+    Ok(recovery)
+}
 
-    let http_listener = bind(&config.listen, "listen")?;
-    let ws_listener = bind(&config.ws_listen, "ws_listen")?;
-    let http_addr = local_addr(&http_listener)?;
-    let ws_addr = local_addr(&ws_listener)?;
-    let http_base = format!("http://{}", http_addr);
-    let ws_url = format!("ws://{}/ws/browser", ws_addr);
+/// Both listeners, bound early so that a taken port is a start-up error,
+/// and the names their addresses give the daemon.
+struct Bound {
+    http: TcpListener,
+    ws: TcpListener,
+    names: Names,
+}
 
-    let public_base = config.public_base_url.clone().unwrap_or_else(|| http_base.clone());
-    let hosts = HostPolicy::new(&config.allowed_hosts, &[http_addr, ws_addr], &[&public_base]);
-    let (hub, bell) = bridge::new_hub(&config);
-    let bridge_ctx = bridge::BridgeCtx {
-        config: config.clone(),
-        store: store.clone(),
-        hub: hub.clone(),
-        origins: OriginPolicy::new(&config.allowed_origins, &[&http_base]),
-        hosts: hosts.clone(),
-        ingest_settings: IngestSettings::from_config(&config),
-    };
-    let bridge = bridge::start(ws_listener, bridge_ctx, bell)
-        .map_err(|e| fatal(format!("cannot start bridge: {e}")))?;
-    let mut ctx = http::Ctx::new(
-        config.clone(),
-        store.clone(),
-        hub.clone(),
-        policy.clone(),
-        timed.clone(),
-        http_base.clone(),
-        ws_url.clone(),
-    );
+struct Names {
+    http_base: String,
+    ws_url: String,
+    hosts: HostPolicy,
+}
+
+impl Bound {
+    fn bind(config: &Config) -> Result<Bound, Fatal> {
+        let http = bind(&config.listen, "listen")?;
+        let ws = bind(&config.ws_listen, "ws_listen")?;
+        let (http_addr, ws_addr) = (local_addr(&http)?, local_addr(&ws)?);
+        let http_base = format!("http://{}", http_addr);
+        let ws_url = format!("ws://{}/ws/browser", ws_addr);
+        let public_base = config.public_base_url.clone().unwrap_or_else(|| http_base.clone());
+        let hosts = HostPolicy::new(&config.allowed_hosts, &[http_addr, ws_addr], &[&public_base]);
+        Ok(Bound { http, ws, names: Names { http_base, ws_url, hosts } })
+    }
+}
+
+/// What every HTTP handler needs.
+fn http_ctx(
+    config: &Arc<Config>,
+    store: &Store,
+    hub: Arc<bridge::Hub>,
+    policy: &Arc<Policy>,
+    timed: &Arc<ticker::Status>,
+    names: Names,
+) -> Arc<http::Ctx> {
+    let Names { http_base, ws_url, hosts } = names;
+    let mut ctx =
+        http::Ctx::new(config.clone(), store.clone(), hub, policy.clone(), timed.clone(), http_base, ws_url);
     ctx.hosts = hosts;
-    let ctx = Arc::new(ctx);
-    let server = http::start(http_listener, ctx.clone())
-        .map_err(|e| fatal(format!("cannot start HTTP server: {e}")))?;
-    let log = ticker::log::spawn(log_dir, config.timed_jobs.log_retention_days)
-        .map_err(|e| fatal(format!("cannot start the timed-jobs log: {e}")))?;
+    Arc::new(ctx)
+}
+
+/// What every bridge connection thread needs.
+fn bridge_ctx(ctx: &http::Ctx) -> bridge::BridgeCtx {
+    bridge::BridgeCtx {
+        config: ctx.config.clone(),
+        store: ctx.store.clone(),
+        hub: ctx.hub.clone(),
+        origins: OriginPolicy::new(&ctx.config.allowed_origins, &[&ctx.http_base]),
+        hosts: ctx.hosts.clone(),
+        ingest_settings: IngestSettings::from_config(&ctx.config),
+    }
+}
+
+/// The three runners and the ticker that drives them.
+fn start_ticker(
+    ctx: &http::Ctx,
+    log: &ticker::log::LogHandle,
+    status: Arc<ticker::Status>,
+) -> Result<ticker::Handle, Fatal> {
+    let (config, store) = (&ctx.config, &ctx.store);
     let runners: Vec<Box<dyn ticker::Runner>> = vec![
         Box::new(ticker::projector::Projector {
             store: store.clone(),
@@ -136,8 +280,8 @@ pub fn run(config: Config) -> Result<(), Fatal> {
         Box::new(ticker::dispatcher::Dispatcher {
             store: store.clone(),
             config: config.clone(),
-            hub: hub.clone(),
-            policy: policy.clone(),
+            hub: ctx.hub.clone(),
+            policy: ctx.policy.clone(),
             sent_in_run: Default::default(),
         }),
         Box::new(ticker::pruner::Pruner { store: store.clone(), config: config.clone() }),
@@ -146,55 +290,26 @@ pub fn run(config: Config) -> Result<(), Fatal> {
         config: config.clone(),
         store: store.clone(),
         log: log.sink.clone(),
-        status: timed,
+        status,
     };
-    let mut ticker =
-        ticker::spawn(settings, runners).map_err(|e| fatal(format!("cannot start the ticker: {e}")))?;
+    ticker::spawn(settings, runners).map_err(|e| fatal(format!("cannot start the ticker: {e}")))
+}
 
-    write_ready_file(&state_dir, ctx.started_at, &http_base, &ws_url);
+/// Writes the ready file and prints the ready line.
+fn announce(state_dir: &Path, ctx: &http::Ctx) {
+    write_ready_file(state_dir, ctx.started_at, &ctx.http_base, &ctx.ws_url);
     // A closed or full stdout (a supervisor that stopped reading) must not
     // stop a daemon that is ready; `conductor.json` says the same thing.
     let mut out = std::io::stdout();
-    if let Err(e) = writeln!(out, "baa-conductor listening on {http_base}").and_then(|()| out.flush()) {
+    if let Err(e) = writeln!(out, "baa-conductor listening on {}", ctx.http_base).and_then(|()| out.flush()) {
         log::warn!("cannot write the ready line to stdout: {e}");
     }
-    log::info!("ready: http {http_base}, ws {ws_url}, state dir {}", state_dir.display());
-
-    if let Some(signal) = signals.forever().next() {
-        log::info!("received signal {signal}; shutting down");
-    }
-    // No new runs, and a run in progress starts no new delivery (a job it
-    // reaches goes back to pending, `shutting_down`); a delivery in flight
-    // may still be answered during the HTTP grace, and is failed as
-    // `shutting_down` right after it. The runners are joined after that.
-    ticker.stop();
-    // Requests still waiting on a plugin when one second of the grace is
-    // left are failed, so their callers get a 503 rather than no answer.
-    let hub = ctx.hub.clone();
-    server.shutdown_with(SHUTDOWN_GRACE, SHUTDOWN_GIVE_UP, move || hub.fail_all_pending());
-    drop(server);
-    // With no HTTP request left the give-up above never ran: fail what still
-    // waits on a plugin (a renewal delivery) as `shutting_down` now, before
-    // closing the plugins would fail it as `client_disconnected` and charge
-    // the job an attempt and its target a failure.
-    ctx.hub.fail_all_pending();
-    bridge.shutdown();
-    ticker.shutdown();
-    log.join();
-    sweeper.shutdown();
-    drop(policy);
-    drop(ctx);
-    drop(store);
-    // The writer goes last: everything the other threads queued is committed.
-    store_handle.shutdown();
-    let _ = fs::remove_file(state_dir.join("conductor.json"));
-    log::info!("stopped cleanly");
-    Ok(())
+    log::info!("ready: http {}, ws {}, state dir {}", ctx.http_base, ctx.ws_url, state_dir.display());
 }
 
 /// Creates the request policy, restores its persisted state before anything
 /// can ask it, and hands the writer its debounced save.
-fn start_policy(config: &Config, store: &store::Store) -> Result<Arc<Policy>, Fatal> {
+fn start_policy(config: &Config, store: &Store) -> Result<Arc<Policy>, Fatal> {
     let dirty = store.clone();
     let policy = Policy::new(
         config.policy.clone(),

@@ -208,10 +208,50 @@ pub fn nap_until<E>(until: std::time::Instant, mut stop: impl FnMut() -> Option<
     }
 }
 
-/// Joins a thread and re-raises its panic, if it panicked, on the joining
-/// thread: a role that died must not let shutdown report a clean stop.
-pub fn join_or_reraise<T>(handle: std::thread::JoinHandle<T>) -> T {
-    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+/// A role's thread, joined when the handle is dropped (rust-analyzer's
+/// `jod_thread`): no path — an early `?` at start, a panic on the owning
+/// thread — leaves it running detached. Its panic is re-raised on the
+/// joining thread, so a role that died cannot let shutdown report a clean
+/// stop; while that thread is already unwinding, it is only logged (a second
+/// panic would abort).
+///
+/// The join waits for the thread to end: whoever holds one must tell its
+/// thread to stop first (the handles that own one do so in their `Drop`,
+/// which runs before their fields are dropped, or by declaring the inbox's
+/// sender before this field).
+pub struct JoinOnDrop<T>(Option<std::thread::JoinHandle<T>>);
+
+impl<T: Send + 'static> JoinOnDrop<T> {
+    /// Starts a thread named `name`.
+    pub fn spawn(name: &str, run: impl FnOnce() -> T + Send + 'static) -> std::io::Result<Self> {
+        Ok(JoinOnDrop(Some(std::thread::Builder::new().name(name.into()).spawn(run)?)))
+    }
+}
+
+impl<T> JoinOnDrop<T> {
+    pub fn thread(&self) -> Option<&std::thread::Thread> {
+        self.0.as_ref().map(|join| join.thread())
+    }
+
+    /// Waits for the thread and returns its result, re-raising its panic.
+    pub fn join(mut self) -> T {
+        let join = self.0.take().expect("joined once");
+        join.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    }
+}
+
+impl<T> Drop for JoinOnDrop<T> {
+    fn drop(&mut self) {
+        let Some(join) = self.0.take() else { return };
+        let name = join.thread().name().unwrap_or("unnamed").to_string();
+        if let Err(panic) = join.join() {
+            if std::thread::panicking() {
+                log::error!("thread {name} panicked");
+            } else {
+                std::panic::resume_unwind(panic);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -277,5 +317,31 @@ mod tests {
             let x = random_unit();
             assert!((0.0..1.0).contains(&x));
         }
+    }
+
+    #[test]
+    fn a_dropped_thread_handle_joins_its_thread() {
+        let (tx, rx) = crossbeam_channel::bounded::<()>(0);
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = done.clone();
+        let handle = JoinOnDrop::spawn("test-jod", move || {
+            let _ = rx.recv();
+            flag.store(true, Ordering::SeqCst);
+        })
+        .unwrap();
+        assert_eq!(handle.thread().and_then(|t| t.name()), Some("test-jod"));
+        drop(tx);
+        drop(handle);
+        assert!(done.load(Ordering::SeqCst), "drop returned before the thread ended");
+    }
+
+    #[test]
+    fn a_dropped_thread_handle_reraises_the_threads_panic() {
+        let handle = JoinOnDrop::spawn("test-jod-panic", || panic!("role died")).unwrap();
+        let dropped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(handle)));
+        let panic = dropped.expect_err("the role's panic was swallowed");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"role died"));
+        let joined = JoinOnDrop::spawn("test-jod-panic", || panic!("role died")).unwrap();
+        assert!(std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || joined.join())).is_err());
     }
 }

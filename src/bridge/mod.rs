@@ -17,7 +17,6 @@ pub mod writer;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::Receiver;
@@ -27,6 +26,7 @@ pub use hub::{Answer, Hub, PendingRequest, RequestError};
 use crate::auth::{HostPolicy, OriginPolicy};
 use crate::config::Config;
 use crate::store::{IngestSettings, Store};
+use crate::util::JoinOnDrop;
 use writer::Out;
 
 /// What every connection thread needs.
@@ -39,12 +39,13 @@ pub struct BridgeCtx {
     pub ingest_settings: IngestSettings,
 }
 
-/// The running bridge: its accept and push threads.
+/// The running bridge: its accept and push threads. Dropping it is
+/// [`Handle::shutdown`].
 pub struct Handle {
     stopping: Arc<AtomicBool>,
     addr: std::net::SocketAddr,
     hub: Arc<Hub>,
-    accept: Option<JoinHandle<()>>,
+    accept: Option<JoinOnDrop<()>>,
     push: Option<push::Handle>,
 }
 
@@ -64,9 +65,7 @@ pub fn start(
     let push = push::spawn(ctx.hub.clone(), ctx.store.clone(), pushes)?;
     let accept = {
         let (ctx, stopping) = (ctx.clone(), stopping.clone());
-        std::thread::Builder::new()
-            .name("bridge-accept".into())
-            .spawn(move || accept_loop(listener, ctx, stopping))?
+        JoinOnDrop::spawn("bridge-accept", move || accept_loop(listener, ctx, stopping))?
     };
     Ok(Handle { stopping, addr, hub: ctx.hub.clone(), accept: Some(accept), push: Some(push) })
 }
@@ -107,7 +106,13 @@ impl Handle {
 
     /// Stops accepting, closes every plugin connection with 1001, and waits
     /// (bounded) for the connection threads to end.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
         self.stopping.store(true, Ordering::Release);
         // Wakes the blocking accept so the loop sees the flag.
         let _ = TcpStream::connect_timeout(&self.addr, Duration::from_millis(200));
@@ -118,7 +123,7 @@ impl Handle {
             let _ = outbox.try_send(Out::Close { code: 1001, reason: "shutting down".into() });
         }
         if let Some(join) = self.accept.take() {
-            crate::util::join_or_reraise(join);
+            join.join();
         }
         let deadline = Instant::now() + Duration::from_secs(2);
         while self.hub.connected_count() > 0 && Instant::now() < deadline {

@@ -4,7 +4,7 @@
 //! ring a `bounded(1)` bell on the hub, so a burst of changes collapses into
 //! one push, built from the store once and sent after the hub lock is gone.
 
-use std::thread::JoinHandle;
+use crate::util::JoinOnDrop;
 
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::{json, Value};
@@ -48,15 +48,21 @@ pub enum PushMsg {
 /// `Changed`) and its join handle.
 pub struct Handle {
     tx: Sender<PushMsg>,
-    join: JoinHandle<()>,
+    /// Joined on drop, after the fields above.
+    _join: JoinOnDrop<()>,
 }
 
 impl Handle {
     /// Stops the pusher after any push it is making, and joins it.
     pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
         // Blocks only while a `Changed` waits in the one slot.
         let _ = self.tx.send(PushMsg::Stop);
-        crate::util::join_or_reraise(self.join);
     }
 }
 
@@ -80,8 +86,8 @@ impl Pusher {
 pub fn spawn(hub: Arc<Hub>, store: Store, rx: Receiver<PushMsg>) -> std::io::Result<Handle> {
     let tx = hub.pusher();
     let pusher = Pusher { hub, store };
-    let join = std::thread::Builder::new().name("bridge-push".into()).spawn(move || pusher.run(rx))?;
-    Ok(Handle { tx, join })
+    let join = JoinOnDrop::spawn("bridge-push", move || pusher.run(rx))?;
+    Ok(Handle { tx, _join: join })
 }
 
 fn push_once(hub: &Hub, store: &Store) {

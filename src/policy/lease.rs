@@ -7,11 +7,11 @@
 //! callback all happen after it is released, and a queued caller waits on
 //! its own channel without holding anything.
 
+use crate::util::JoinOnDrop;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
@@ -166,9 +166,8 @@ impl Policy {
         let every = Duration::from_millis(self.config.stale_lease.sweep_interval_ms.max(1));
         let sweeper = Sweeper { policy: Arc::clone(self), every };
         let (tx, rx) = bounded(1);
-        let join =
-            std::thread::Builder::new().name("policy-sweeper".to_string()).spawn(move || sweeper.run(rx))?;
-        Ok(SweeperHandle { tx, join })
+        let join = JoinOnDrop::spawn("policy-sweeper", move || sweeper.run(rx))?;
+        Ok(SweeperHandle { tx, _join: join })
     }
 
     /// The persisted state document (`{"version":1,"platforms":…,"targets":…}`).
@@ -248,22 +247,29 @@ pub enum SweeperMsg {
     Stop,
 }
 
-/// The `policy-sweeper` thread: its inbox and join handle.
+/// The `policy-sweeper` thread: its inbox and join handle. Dropping it is
+/// [`SweeperHandle::shutdown`].
 pub struct SweeperHandle {
     tx: Sender<SweeperMsg>,
-    join: JoinHandle<()>,
+    /// Joined on drop, after the fields above.
+    _join: JoinOnDrop<()>,
 }
 
 impl SweeperHandle {
     #[cfg(test)]
     pub fn thread_name(&self) -> Option<&str> {
-        self.join.thread().name()
+        self._join.thread().and_then(|t| t.name())
     }
 
     /// Stops the sweeper (after a sweep in progress) and joins it.
     pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for SweeperHandle {
+    fn drop(&mut self) {
         let _ = self.tx.send(SweeperMsg::Stop);
-        crate::util::join_or_reraise(self.join);
     }
 }
 

@@ -25,7 +25,6 @@
 //! SQLite lets any connection do concurrently with the one writer.
 
 use std::path::Path;
-use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use rusqlite::{Connection, OpenFlags};
@@ -62,7 +61,7 @@ enum CheckpointMsg {
 /// The writer's side: the checkpointer thread and when to use it.
 pub(super) struct Checkpoints {
     tx: Option<Sender<CheckpointMsg>>,
-    join: Option<JoinHandle<()>>,
+    join: Option<crate::util::JoinOnDrop<()>>,
     /// The writer's own checkpoint is not tried again before the WAL has
     /// grown past this (a reader holding an old snapshot can keep SQLite
     /// from starting the WAL over; retrying after every commit would then
@@ -120,10 +119,9 @@ impl Checkpoints {
         // checkpoints: the WAL before pages are copied, the database after.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let (tx, rx) = bounded(1);
-        let join = std::thread::Builder::new()
-            .name("store-checkpointer".into())
-            .spawn(move || Checkpointer { conn }.run(rx))
-            .map_err(|e| StoreError::Sqlite(format!("cannot spawn the checkpointer: {e}")))?;
+        let join =
+            crate::util::JoinOnDrop::spawn("store-checkpointer", move || Checkpointer { conn }.run(rx))
+                .map_err(|e| StoreError::Sqlite(format!("cannot spawn the checkpointer: {e}")))?;
         Ok(Checkpoints { tx: Some(tx), join: Some(join), own_after: 0, last_log: 0 })
     }
 
@@ -170,11 +168,12 @@ impl Checkpoints {
     /// Stops the checkpointer and joins it, re-raising its panic. Called by
     /// the writer before it closes its own connection, so that the writer's
     /// connection is the last one and its close checkpoints the rest and
-    /// removes the WAL, as before.
+    /// removes the WAL. (Dropped without it, say while the writer
+    /// unwinds, it stops and is joined all the same: `tx` goes first.)
     pub(super) fn stop(&mut self) {
         self.tx = None;
         if let Some(join) = self.join.take() {
-            crate::util::join_or_reraise(join);
+            join.join();
         }
     }
 }

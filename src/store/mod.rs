@@ -24,7 +24,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
@@ -107,20 +106,27 @@ impl Default for StoreOptions {
     }
 }
 
-/// The writer thread: its inbox and its join handle.
+/// The writer thread: its inbox and its join handle. Dropping it is
+/// [`Handle::shutdown`].
 pub struct Handle {
     tx: Sender<StoreMsg>,
-    join: Option<JoinHandle<()>>,
+    /// Joined on drop, after the fields above.
+    _join: crate::util::JoinOnDrop<()>,
 }
 
 impl Handle {
     /// Stops the writer after everything queued before this call is
     /// committed, joins it, and re-raises a panic of the writer thread.
-    pub fn shutdown(mut self) {
+    pub fn shutdown(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // The other senders (every `Store`) may outlive this handle, so the
+        // writer is told to stop; `join` then waits for it.
         let _ = self.tx.send(StoreMsg::Shutdown);
-        if let Some(join) = self.join.take() {
-            crate::util::join_or_reraise(join);
-        }
     }
 }
 
@@ -155,10 +161,7 @@ pub fn open(state_dir: &Path, options: StoreOptions) -> Result<(Handle, Store), 
     let checkpoints = checkpoint::Checkpoints::start(&path)?;
     let join = writer::spawn(conn, checkpoints, rx, generation.clone(), policy_dirty_sent.clone())
         .map_err(|e| StoreError::Sqlite(format!("cannot spawn store writer: {e}")))?;
-    Ok((
-        Handle { tx: tx.clone(), join: Some(join) },
-        Store { tx, reads, path, generation, policy_dirty_sent },
-    ))
+    Ok((Handle { tx: tx.clone(), _join: join }, Store { tx, reads, path, generation, policy_dirty_sent }))
 }
 
 impl Store {

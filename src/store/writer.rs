@@ -13,7 +13,6 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
@@ -115,8 +114,8 @@ pub(super) fn spawn(
     rx: Receiver<StoreMsg>,
     generation: Arc<AtomicU64>,
     policy_dirty_sent: Arc<AtomicBool>,
-) -> std::io::Result<JoinHandle<()>> {
-    std::thread::Builder::new().name("store-writer".into()).spawn(move || {
+) -> std::io::Result<crate::util::JoinOnDrop<()>> {
+    crate::util::JoinOnDrop::spawn("store-writer", move || {
         Writer { conn, checkpoints, policy: PolicySaver::default(), generation, policy_dirty_sent }.run(rx)
     })
 }

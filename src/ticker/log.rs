@@ -3,10 +3,10 @@
 //! and never wait for the disk; a named thread appends them, switches files
 //! at midnight UTC, and deletes files older than `log_retention_days`.
 
+use crate::util::JoinOnDrop;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::thread::JoinHandle;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
 use serde_json::{json, Value};
@@ -64,25 +64,27 @@ impl LogSink {
     }
 }
 
+/// The `timed-jobs-log` thread. Dropping it is [`LogHandle::join`].
 pub struct LogHandle {
+    /// Declared before `join`: dropped first, so the thread can end.
     pub sink: LogSink,
-    join: JoinHandle<()>,
+    /// Joined on drop, after the fields above.
+    _join: JoinOnDrop<()>,
 }
 
 impl LogHandle {
     /// Stops after every line sent before is written. All sinks must be
     /// dropped first (the thread ends when the channel closes).
     pub fn join(self) {
-        drop(self.sink);
-        crate::util::join_or_reraise(self.join);
+        drop(self);
     }
 }
 
 pub fn spawn(dir: PathBuf, retention_days: u64) -> std::io::Result<LogHandle> {
     let (tx, rx) = unbounded();
     let writer = LogWriter { dir: dir.clone(), retention_days, day: String::new(), file: None };
-    let join = std::thread::Builder::new().name("timed-jobs-log".into()).spawn(move || writer.run(rx))?;
-    Ok(LogHandle { sink: LogSink { tx, dir }, join })
+    let join = JoinOnDrop::spawn("timed-jobs-log", move || writer.run(rx))?;
+    Ok(LogHandle { sink: LogSink { tx, dir }, _join: join })
 }
 
 struct LogWriter {

@@ -15,9 +15,9 @@ mod pipeline;
 pub mod projector;
 pub mod pruner;
 
+use crate::util::JoinOnDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
@@ -111,11 +111,13 @@ pub fn new_status(config: &Config, log_dir: &std::path::Path, names: &[&'static 
     })
 }
 
-/// The ticker thread and the runner threads.
+/// The ticker thread and the runner threads. Dropping it is
+/// [`Handle::shutdown`].
 pub struct Handle {
     stop: Option<Sender<()>>,
     stopping: Arc<AtomicBool>,
-    join: JoinHandle<()>,
+    /// Joined on drop, after the fields above.
+    _join: JoinOnDrop<()>,
 }
 
 impl Handle {
@@ -127,17 +129,24 @@ impl Handle {
     }
 
     /// Stops ticking, lets a run in progress finish, joins every thread.
-    pub fn shutdown(mut self) {
-        self.stop();
-        crate::util::join_or_reraise(self.join);
+    pub fn shutdown(self) {
+        drop(self);
     }
 }
 
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A runner's thread. Dropping it ends the runner's inbox (`tx` is
+/// declared first) and joins the thread after the run in progress.
 struct Slot {
     name: &'static str,
     busy: Arc<AtomicBool>,
     tx: Sender<RunContext>,
-    join: JoinHandle<()>,
+    join: JoinOnDrop<()>,
 }
 
 pub struct TickerSettings {
@@ -155,8 +164,8 @@ pub fn spawn(settings: TickerSettings, runners: Vec<Box<dyn Runner>>) -> std::io
     }
     let stopping = Arc::new(AtomicBool::new(false));
     let ticker = Ticker { settings, slots, stopping: stopping.clone() };
-    let join = std::thread::Builder::new().name("ticker".into()).spawn(move || ticker.run(stop_rx))?;
-    Ok(Handle { stop: Some(stop), stopping, join })
+    let join = JoinOnDrop::spawn("ticker", move || ticker.run(stop_rx))?;
+    Ok(Handle { stop: Some(stop), stopping, _join: join })
 }
 
 fn spawn_runner(mut runner: Box<dyn Runner>, status: Arc<Status>) -> std::io::Result<Slot> {
@@ -164,7 +173,7 @@ fn spawn_runner(mut runner: Box<dyn Runner>, status: Arc<Status>) -> std::io::Re
     let busy = Arc::new(AtomicBool::new(false));
     let (tx, rx) = bounded::<RunContext>(1);
     let flag = busy.clone();
-    let join = std::thread::Builder::new().name(format!("runner-{name}")).spawn(move || {
+    let join = JoinOnDrop::spawn(&format!("runner-{name}"), move || {
         for ctx in rx {
             let outcome = runner.run(&ctx);
             let mut runners = status.runners.lock();
@@ -204,7 +213,7 @@ impl Ticker {
         }
         for slot in self.slots {
             drop(slot.tx);
-            crate::util::join_or_reraise(slot.join);
+            slot.join.join();
         }
     }
 
