@@ -20,7 +20,7 @@ use crate::bridge;
 use crate::config::Config;
 use crate::http;
 use crate::policy::{Policy, SweeperHandle, SystemClock};
-use crate::store::{self, IngestSettings, RecoveryReport, Store, StoreOptions};
+use crate::store::{self, AutomationState, IngestSettings, RecoveryReport, Store, StoreOptions, SystemState};
 use crate::ticker;
 use crate::util::now_ms;
 
@@ -304,7 +304,33 @@ fn announce(state_dir: &Path, ctx: &http::Ctx) {
     if let Err(e) = writeln!(out, "baa-conductor listening on {}", ctx.http_base).and_then(|()| out.flush()) {
         log::warn!("cannot write the ready line to stdout: {e}");
     }
-    log::info!("ready: http {}, ws {}, state dir {}", ctx.http_base, ctx.ws_url, state_dir.display());
+    let ready =
+        format!("ready: http {}, ws {}, state dir {}", ctx.http_base, ctx.ws_url, state_dir.display());
+    match ctx.store.system_state().map(|s| automation_note(&s)) {
+        Ok(None) => log::info!("{ready}, automation running"),
+        Ok(Some(note)) => log::warn!("{ready}, {note}"),
+        Err(e) => log::warn!("{ready}; cannot read the automation state: {e}"),
+    }
+}
+
+/// What the start-up line says about an automation state other than
+/// running, so a restart while paused (durable across restarts) is no
+/// surprise: since when, why, and how to undo it.
+fn automation_note(state: &SystemState) -> Option<String> {
+    let what = match state.automation_state {
+        AutomationState::Running => return None,
+        AutomationState::Paused => "automation PAUSED: nothing is renewed until POST /v1/system/resume",
+        AutomationState::Draining => "automation DRAINING: no new renewal jobs until POST /v1/system/resume",
+    };
+    let since = state.updated_at.map(|ms| {
+        let (h, m) = ((ms / 3_600_000) % 24, (ms / 60_000) % 60);
+        format!(" (since {} {h:02}:{m:02} UTC)", ticker::log::utc_date(ms))
+    });
+    let reason = match &state.automation_reason {
+        Some(r) => format!(", reason {r:?}"),
+        None => ", no reason given".to_string(),
+    };
+    Some(format!("{what}{}{reason}", since.unwrap_or_default()))
 }
 
 /// Creates the request policy, restores its persisted state before anything

@@ -16,7 +16,13 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Version) => {
-            println!("baa-conductor {}", env!("CARGO_PKG_VERSION"));
+            // The schema version says which databases this build can open
+            // (docs/OPERATIONS.md, "Upgrades").
+            println!(
+                "baa-conductor {} (database schema {})",
+                env!("CARGO_PKG_VERSION"),
+                baa_conductor::store::SCHEMA_VERSION
+            );
             ExitCode::SUCCESS
         }
         Ok(Command::CheckConfig(config)) => {
@@ -28,7 +34,8 @@ fn main() -> ExitCode {
             match daemon::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
-                    log::error!("{err}");
+                    // One line on stderr (the journal under a service
+                    // manager), not a log line and a copy of it.
                     eprintln!("baa-conductor: {err}");
                     ExitCode::from(1)
                 }

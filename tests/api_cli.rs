@@ -1,4 +1,4 @@
-//! The command line (CONFIG.md): version/help, check-config, configuration
+//! The command line (docs/CONFIG.md): version/help, check-config, configuration
 //! errors with exit 2, the ready file, the single-instance lock, and a clean
 //! stop on SIGTERM/SIGINT.
 
@@ -45,7 +45,11 @@ fn version_and_help_exit_0() {
     for flag in ["--version", "-V"] {
         let o = run(&[flag]);
         assert_eq!(o.status.code(), Some(0));
-        assert_eq!(stdout(&o), format!("baa-conductor {}\n", env!("CARGO_PKG_VERSION")));
+        let schema = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql")).unwrap().count();
+        assert_eq!(
+            stdout(&o),
+            format!("baa-conductor {} (database schema {schema})\n", env!("CARGO_PKG_VERSION"))
+        );
         assert!(o.stderr.is_empty());
     }
     for flag in ["--help", "-h"] {

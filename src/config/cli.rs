@@ -94,9 +94,45 @@ pub fn parse_command(args: &[String], env: Env) -> Result<Command, ConfigError> 
         Parsed::Version => return Ok(Command::Version),
         Parsed::Flags(flags) => flags,
     };
-    let config = build(&flags, env)?;
-    validate(&config)?;
+    let (config, origins) = build(&flags, env)?;
+    validate(&config).map_err(|e| origins.annotate(e))?;
     Ok(if check { Command::CheckConfig(config) } else { Command::Serve(config) })
+}
+
+/// Where the values that can come from several places came from, so that a
+/// validation error can say which setting to fix.
+#[derive(Default)]
+struct Origins {
+    /// The config file, as read.
+    file: Option<(PathBuf, serde_json::Value)>,
+    /// `(key, flag or variable)` for the keys a flag or variable set.
+    overridden: Vec<(&'static str, &'static str)>,
+}
+
+impl Origins {
+    fn annotate(&self, err: ConfigError) -> ConfigError {
+        // `allowed_hosts[2]` was set wherever `allowed_hosts` was.
+        let key = err.key.split('[').next().unwrap_or(&err.key).to_string();
+        if let Some((_, by)) = self.overridden.iter().find(|(k, _)| *k == key) {
+            return err.with_origin(format!("set by {by}"));
+        }
+        match &self.file {
+            Some((path, root)) if file_has(root, &key) => err.with_origin(format!("in {}", path.display())),
+            _ => err,
+        }
+    }
+}
+
+/// True when the file's JSON sets the dotted `key`.
+fn file_has(root: &serde_json::Value, key: &str) -> bool {
+    let mut node = root;
+    for part in key.split('.') {
+        match node.get(part) {
+            Some(next) => node = next,
+            None => return false,
+        }
+    }
+    true
 }
 
 /// Left to right, so `--help` after a bad flag reports the bad flag.
@@ -123,8 +159,7 @@ fn parse_flags(args: &[String]) -> Result<Parsed, ConfigError> {
         if inline.is_some() && matches!(name, "--help" | "-h" | "--version" | "-V") {
             return Err(ConfigError::new(name, "does not take a value"));
         }
-        let slot =
-            flags.slot(name).ok_or_else(|| ConfigError::new(name, "is not a known flag (see --help)"))?;
+        let slot = flags.slot(name).ok_or_else(|| unknown_flag(name))?;
         let value = match inline {
             Some(value) => value,
             None => {
@@ -142,6 +177,17 @@ fn parse_flags(args: &[String]) -> Result<Parsed, ConfigError> {
         i += 1;
     }
     Ok(Parsed::Flags(flags))
+}
+
+const FLAGS: [&str; 5] = ["--config", "--state-dir", "--listen", "--ws-listen", "--token"];
+
+fn unknown_flag(name: &str) -> ConfigError {
+    match super::suggest::closest(name, FLAGS) {
+        Some(flag) => {
+            ConfigError::new(name, format!("is not a known flag; did you mean {flag}? (see --help)"))
+        }
+        None => ConfigError::new(name, "is not a known flag (see --help)"),
+    }
 }
 
 /// The environment with empty variables treated as unset, which is what
@@ -164,27 +210,33 @@ fn pick(
     }
 }
 
-fn build(flags: &Flags, env: Env) -> Result<Config, ConfigError> {
+fn build(flags: &Flags, env: Env) -> Result<(Config, Origins), ConfigError> {
     let state_dir = match pick(&flags.state_dir, "--state-dir", env, "BAA_STATE_DIR") {
         Some((dir, source)) => absolute(Path::new(&dir), source)?,
         None => default_state_dir(env)?,
     };
     let mut config = Config::with_state_dir(state_dir);
+    let mut origins = Origins::default();
     if let Some((path, source)) = config_file(flags, env, &config.state_dir)? {
-        file::apply(&mut config, &file::read(&path, source)?)?;
-        config.config_path = Some(path);
+        let root = file::read(&path, source)?;
+        file::apply(&mut config, &root).map_err(|e| e.with_origin(format!("in {}", path.display())))?;
+        config.config_path = Some(path.clone());
+        origins.file = Some((path, root));
     }
-    if let Some((v, _)) = pick(&flags.listen, "--listen", env, "BAA_LISTEN") {
+    if let Some((v, by)) = pick(&flags.listen, "--listen", env, "BAA_LISTEN") {
         config.listen = v;
+        origins.overridden.push(("listen", by));
     }
-    if let Some((v, _)) = pick(&flags.ws_listen, "--ws-listen", env, "BAA_WS_LISTEN") {
+    if let Some((v, by)) = pick(&flags.ws_listen, "--ws-listen", env, "BAA_WS_LISTEN") {
         config.ws_listen = v;
+        origins.overridden.push(("ws_listen", by));
     }
-    if let Some((v, _)) = pick(&flags.token, "--token", env, "BAA_TOKEN") {
+    if let Some((v, by)) = pick(&flags.token, "--token", env, "BAA_TOKEN") {
         config.token = Some(v);
+        origins.overridden.push(("token", by));
     }
-    normalize(&mut config, env)?;
-    Ok(config)
+    normalize(&mut config, env).map_err(|e| origins.annotate(e))?;
+    Ok((config, origins))
 }
 
 /// The config file to read, if any, and the setting that named it. An

@@ -253,7 +253,10 @@ fn join(path: &str, name: &str) -> String {
 }
 
 fn unknown(key: &str) -> ConfigError {
-    ConfigError::new(key, "is not a known key")
+    match super::suggest::key(key) {
+        Some(known) => ConfigError::new(key, format!("is not a known key; did you mean {known}?")),
+        None => ConfigError::new(key, "is not a known key"),
+    }
 }
 
 fn type_error(key: &str, expected: &str, got: &Value) -> ConfigError {
@@ -328,7 +331,7 @@ fn strings(v: &Value, key: &str) -> Result<Vec<String>, ConfigError> {
 
 // Integers: the type check only asks for a non-negative integer; zero for a
 // value that must be >= 1 passes here and is refused by `validate` with the
-// `must be >= 1 (got 0)` message CONFIG.md shows. The wording of the type
+// `must be >= 1 (got 0)` message docs/CONFIG.md shows. The wording of the type
 // error still says which kind of integer is expected.
 
 fn non_negative(v: &Value, key: &str) -> Result<u64, ConfigError> {

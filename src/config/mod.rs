@@ -1,7 +1,7 @@
 //! The daemon's configuration: the typed settings every other module reads,
 //! the command line, the environment and the JSON config file they come
 //! from, and the validation that turns a bad value into one clear exit-2
-//! line naming the key (CONFIG.md). Everything is parsed and checked once,
+//! line naming the key (docs/CONFIG.md). Everything is parsed and checked once,
 //! at start, so the rest of the daemon can trust these values and never has
 //! to handle a zero period, an inverted range or an open non-loopback API.
 //!
@@ -11,6 +11,7 @@
 
 mod cli;
 mod file;
+mod suggest;
 mod validate;
 
 #[cfg(test)]
@@ -23,10 +24,10 @@ use serde::{Serialize, Serializer};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-/// The placeholders a renewal template may use (RENEWAL.md), without braces.
+/// The placeholders a renewal template may use (docs/RENEWAL.md), without braces.
 pub const TEMPLATE_PLACEHOLDERS: [&str; 5] = ["summary", "link", "message_id", "platform", "conversation_id"];
 
-/// The tools of target `conductor` (BAA.md) that `baa.allowed_tools` may
+/// The tools of target `conductor` (docs/CONFIG.md, `baa`) that `baa.allowed_tools` may
 /// name. A misspelt tool would otherwise be silently disabled, so the list
 /// is checked; extend it when a tool is added.
 pub const BAA_TOOLS: [&str; 8] = [
@@ -58,24 +59,38 @@ pub struct ConfigError {
     pub key: String,
     /// Why, always with the offending value except for secrets.
     pub message: String,
+    /// Where the offending value was set when that is not obvious from
+    /// `key`: `in FILE` for a config file, `set by BAA_LISTEN` for the
+    /// environment, `set by --listen` for a flag.
+    pub origin: Option<String>,
 }
 
 impl ConfigError {
     pub fn new(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
-        ConfigError { key: key.into(), message: message.into() }
+        ConfigError { key: key.into(), message: message.into(), origin: None }
+    }
+
+    /// The same error, saying where its value came from (kept if already known).
+    pub fn with_origin(mut self, origin: impl Into<String>) -> ConfigError {
+        self.origin.get_or_insert_with(|| origin.into());
+        self
     }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "config: {} {}", self.key, self.message)
+        write!(f, "config: {} {}", self.key, self.message)?;
+        match &self.origin {
+            Some(origin) => write!(f, " ({origin})"),
+            None => Ok(()),
+        }
     }
 }
 
 impl std::error::Error for ConfigError {}
 
 /// The effective configuration. Field names are exactly the JSON keys of
-/// CONFIG.md, so `to_json` doubles as the `check-config` output.
+/// docs/CONFIG.md, so `to_json` doubles as the `check-config` output.
 #[derive(Clone, PartialEq, Serialize)]
 pub struct Config {
     #[serde(serialize_with = "ser_path")]
@@ -243,7 +258,7 @@ pub struct Bridge {
 }
 
 impl Config {
-    /// Every CONFIG.md default, with the given state directory.
+    /// Every docs/CONFIG.md default, with the given state directory.
     pub fn with_state_dir(state_dir: PathBuf) -> Config {
         Config {
             state_dir,

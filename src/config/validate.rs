@@ -1,8 +1,8 @@
-//! The rules of CONFIG.md, checked once at start. Each rule names the key
+//! The rules of docs/CONFIG.md, checked once at start. Each rule names the key
 //! and shows the offending value (never the token), so a bad setting ends
 //! the start with one line that says exactly what to fix.
 //!
-//! Decisions where CONFIG.md is silent, all in the same spirit of refusing
+//! Decisions of our own (docs/CONFIG.md lists them with the rules), all in the spirit of refusing
 //! values that would misbehave later rather than at start:
 //! - `bridge.client_timeout_ms` must be greater than `bridge.heartbeat_ms`:
 //!   an idle plugin is only heard from when it answers a ping, so a shorter

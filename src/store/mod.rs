@@ -31,6 +31,7 @@ pub use exec_model::*;
 pub use model::*;
 pub use pool::ReadPool;
 pub use renewal::{render_template, route_tab};
+pub use schema::SCHEMA_VERSION;
 use writer::StoreMsg;
 pub use writer::{CommitHook, PolicySource};
 
@@ -49,8 +50,11 @@ pub enum StoreError {
     /// The database file is damaged (SQLITE_CORRUPT, SQLITE_NOTADB): an
     /// outside cause (disk, another program), not a bug of ours.
     Corrupt,
-    /// The schema could not be created or is newer than this build.
+    /// The schema could not be created.
     Schema(String),
+    /// The database was written by a newer build (its schema version); it
+    /// is refused and left as it is.
+    TooNew(i64),
     /// Any other SQLite or I/O failure, with SQLite's message.
     Sqlite(String),
 }
@@ -64,6 +68,11 @@ impl fmt::Display for StoreError {
             StoreError::Corrupt => f.write_str("database disk image is malformed"),
             StoreError::Closed => f.write_str("store writer has stopped"),
             StoreError::Schema(msg) => write!(f, "schema: {msg}"),
+            StoreError::TooNew(found) => write!(
+                f,
+                "it was written by a newer baa-conductor (database schema {found}; this build knows up to {SCHEMA_VERSION}); \
+                 run that version or a newer one, or restore a backup made by this one (the file was not changed)"
+            ),
             StoreError::Sqlite(msg) => write!(f, "sqlite: {msg}"),
         }
     }

@@ -43,6 +43,8 @@ pub fn open_writer(path: &Path, max_page_count: Option<u64>) -> Result<Connectio
     };
     conn.busy_timeout(BUSY_TIMEOUT)?;
     stable_plans(&conn)?;
+    // Before the first pragma that could write (journal_mode).
+    refuse_newer(&conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -91,12 +93,7 @@ fn stable_plans(conn: &Connection) -> Result<(), StoreError> {
 /// increase it by one, so that every connection parses the schema again.
 /// `migrate` does that for any migration that left it unchanged.
 pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
-    let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
-    if current > SCHEMA_VERSION {
-        return Err(StoreError::Schema(format!(
-            "database schema version {current} is newer than this build understands ({SCHEMA_VERSION})"
-        )));
-    }
+    let current = refuse_newer(conn)?;
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
         let tx = conn.transaction()?;
@@ -111,6 +108,16 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
         log::info!("store: applied migration {name} (schema version {version})");
     }
     Ok(SCHEMA_VERSION)
+}
+
+/// The database's schema version, or `TooNew` for one written by a newer
+/// build: such a file is refused as it is, never half-migrated or changed.
+fn refuse_newer(conn: &Connection) -> Result<i64, StoreError> {
+    let current: i64 = conn.query_row("PRAGMA user_version", [], |row| row.get(0))?;
+    if current > SCHEMA_VERSION {
+        return Err(StoreError::TooNew(current));
+    }
+    Ok(current)
 }
 
 /// What a migration that edits table definitions as text must have done;

@@ -31,9 +31,9 @@ fn file_sets_nested_values_and_nulls() {
 
 #[test]
 fn unknown_keys_are_named_by_dotted_path() {
-    assert_eq!(file_error(r#"{"listne": "x"}"#).to_string(), "config: listne is not a known key");
+    assert_eq!(bare(&file_error(r#"{"colour": "x"}"#)), "config: colour is not a known key");
     assert_eq!(
-        file_error(r#"{"limits": {"max_threads": 2}}"#).to_string(),
+        bare(&file_error(r#"{"limits": {"max_threads": 2}}"#)),
         "config: limits.max_threads is not a known key"
     );
     assert_eq!(file_error(r#"{"policy": {"jitter": {"mean_ms": 1}}}"#).key, "policy.jitter.mean_ms");
@@ -46,7 +46,7 @@ fn unknown_keys_are_named_by_dotted_path() {
 #[test]
 fn wrong_types_name_key_and_expected_type() {
     assert_eq!(
-        file_error(r#"{"limits": {"http_threads": "4"}}"#).to_string(),
+        bare(&file_error(r#"{"limits": {"http_threads": "4"}}"#)),
         r#"config: limits.http_threads must be a positive integer (got "4")"#
     );
     let cases = [
@@ -105,4 +105,55 @@ fn a_repeated_key_is_an_error_not_the_last_one_winning() {
     let c = from_file(r#"{"allowed_origins": ["https://a.example", "https://b.example"], "token": "x"}"#)
         .unwrap();
     assert_eq!(c.token.as_deref(), Some("x"));
+}
+
+#[test]
+fn a_misspelt_key_gets_the_closest_known_one() {
+    let e = file_error(r#"{"timed_jobs": {"intervall_ms": 5}}"#);
+    assert_eq!(
+        bare(&e),
+        "config: timed_jobs.intervall_ms is not a known key; did you mean timed_jobs.interval_ms?"
+    );
+    assert_eq!(file_error(r#"{"listne": "x"}"#).message, "is not a known key; did you mean listen?");
+    // The right key in the wrong object.
+    let e = file_error(r#"{"interval_ms": 5}"#);
+    assert_eq!(e.message, "is not a known key; did you mean timed_jobs.interval_ms?");
+}
+
+/// A bad value names the file it was read from, whether the walk over the
+/// file or a later rule refused it; a flag or variable names itself.
+#[test]
+fn errors_say_where_the_value_came_from() {
+    let s = Scratch::new();
+    let path = s.write("conf.json", r#"{"renewal": {"max_attempts": 0}}"#);
+    let shown = path.display().to_string();
+    let e = error_of(&["--config", &shown], &s.env());
+    assert_eq!(e.to_string(), format!("config: renewal.max_attempts must be >= 1 (got 0) (in {shown})"));
+    let path = s.write("typo.json", r#"{"bridge": {"heartbeat": 5}}"#);
+    let e = error_of(&["--config", &path.display().to_string()], &s.env());
+    assert_eq!(e.origin, Some(format!("in {}", path.display())));
+    // The default config file in the state dir is named too.
+    s.write("state/config.json", r#"{"allowed_hosts": ["ok.example", "Bad Host"]}"#);
+    let state = s.dir.join("state").display().to_string();
+    let e = error_of(&["--state-dir", &state], &s.env());
+    assert_eq!(e.key, "allowed_hosts[1]");
+    assert_eq!(e.origin, Some(format!("in {state}/config.json")));
+    // The environment beats the file, and is the one blamed.
+    let path = s.write("listen.json", r#"{"listen": "127.0.0.1:4000"}"#);
+    let env = with(&[("BAA_LISTEN", "nowhere")], s.env());
+    let e = error_of(&["--config", &path.display().to_string()], &env);
+    assert_eq!((e.key.as_str(), e.origin.as_deref()), ("listen", Some("set by BAA_LISTEN")));
+    let e = error_of(&["--listen", "nowhere"], &env);
+    assert_eq!(e.origin.as_deref(), Some("set by --listen"));
+    // A default that a rule refuses has no origin to name.
+    let e = error_of(&["--listen", "0.0.0.0:0"], &s.env());
+    assert_eq!((e.key.as_str(), e.origin.as_deref()), ("token", None));
+}
+
+#[test]
+fn a_misspelt_flag_gets_the_closest_known_one() {
+    let s = Scratch::new();
+    let e = error_of(&["--lisen", "x"], &s.env());
+    assert_eq!(e.to_string(), "config: --lisen is not a known flag; did you mean --listen? (see --help)");
+    assert_eq!(error_of(&["--frobnicate"], &s.env()).message, "is not a known flag (see --help)");
 }

@@ -94,6 +94,11 @@ fn file_error(json: &str) -> ConfigError {
     from_file(json).expect_err("expected an error")
 }
 
+/// The error's line without where the value came from (a scratch path).
+fn bare(e: &ConfigError) -> String {
+    ConfigError { origin: None, ..e.clone() }.to_string()
+}
+
 /// One edit to a default config, for the table-driven rule tests.
 type Change = fn(&mut Config);
 

@@ -6,7 +6,7 @@ use super::*;
 #[test]
 fn periods_must_be_positive() {
     let e = file_error(r#"{"timed_jobs": {"interval_ms": 0}}"#);
-    assert_eq!(e.to_string(), "config: timed_jobs.interval_ms must be > 0 (got 0)");
+    assert_eq!(bare(&e), "config: timed_jobs.interval_ms must be > 0 (got 0)");
     let cases: [(&str, Change); 15] = [
         ("bridge.heartbeat_ms", |c| c.bridge.heartbeat_ms = 0),
         ("bridge.client_timeout_ms", |c| c.bridge.client_timeout_ms = 0),
@@ -46,7 +46,7 @@ fn switchable_delays_may_be_zero_but_not_huge() {
 #[test]
 fn counts_must_be_at_least_one() {
     let e = file_error(r#"{"renewal": {"max_attempts": 0}}"#);
-    assert_eq!(e.to_string(), "config: renewal.max_attempts must be >= 1 (got 0)");
+    assert_eq!(bare(&e), "config: renewal.max_attempts must be >= 1 (got 0)");
     let cases: [(&str, Change); 16] = [
         ("limits.http_threads", |c| c.limits.http_threads = 0),
         ("limits.max_body_bytes", |c| c.limits.max_body_bytes = 0),
@@ -86,7 +86,7 @@ fn ranges_must_be_ordered() {
     assert_eq!(invalid(|c| c.policy.backoff.base_ms = 400_000).key, "policy.backoff.base_ms");
     assert_eq!(invalid(|c| c.renewal.retry_base_delay_ms = 400_000).key, "renewal.retry_base_delay_ms");
     let e = file_error(r#"{"renewal": {"retry_jitter_ratio": 1.5}}"#);
-    assert_eq!(e.to_string(), "config: renewal.retry_jitter_ratio must be between 0 and 1 (got 1.5)");
+    assert_eq!(bare(&e), "config: renewal.retry_jitter_ratio must be between 0 and 1 (got 1.5)");
     assert_eq!(invalid(|c| c.renewal.retry_jitter_ratio = -0.1).key, "renewal.retry_jitter_ratio");
     assert_eq!(invalid(|c| c.renewal.retry_jitter_ratio = f64::NAN).key, "renewal.retry_jitter_ratio");
     let ok = from_file(r#"{"renewal": {"retry_jitter_ratio": 1, "inter_job_jitter_ms": [3, 3]}}"#);
