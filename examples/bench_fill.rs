@@ -13,7 +13,7 @@
 //!                                   picks random ones from it)
 //!   bench_fill messages DB N        N messages over 1000 conversations
 //!
-//! Row shapes follow RENEWAL.md: a job's payload is the projected
+//! Row shapes follow docs/RENEWAL.md: a job's payload is the projected
 //! `renewal.message` document with the default template's text, its
 //! target_snapshot is built from a browser.proxy_delivery link; ids are
 //! `prefix` + 16 random hex digits, in random order. (That was the daemon's

@@ -199,7 +199,7 @@ struct JobDoc {
     snapshot: String,
 }
 
-/// The documents the projector writes (RENEWAL.md step 8).
+/// The documents the projector writes (docs/RENEWAL.md step 8).
 fn job_docs(
     message_id: &str,
     remote: &str,

@@ -1,4 +1,4 @@
-//! The foundation issue's first robustness check, as a standalone probe so
+//! The HTTP transport's first robustness check, as a standalone probe so
 //! it can be pointed at any server: N keep-alive clients connect at the same
 //! instant (behind a barrier) and each sends two requests on its connection;
 //! a client counts as served when both answers arrive within 1 s. Used to

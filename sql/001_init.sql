@@ -1,4 +1,4 @@
--- Initial schema: every table of RENEWAL.md.
+-- Initial schema: every table of docs/RENEWAL.md.
 -- Applied once under PRAGMA user_version = 1; never edit a released migration,
 -- add a new numbered file instead.
 

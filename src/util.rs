@@ -91,7 +91,7 @@ pub fn fingerprint(text: &str) -> String {
     format!("fnv1a64:{hash:016x}")
 }
 
-/// A message's summary (RENEWAL.md): the whitespace-collapsed text, cut to
+/// A message's summary (docs/RENEWAL.md): the whitespace-collapsed text, cut to
 /// `limit` characters. Ingest stores it, the projector renders it into the
 /// template and the dispatcher compares it for the repeated-renewal counter,
 /// so all three must cut the same way.

@@ -1,4 +1,4 @@
-//! Pagination and filters on every list route (HTTP_API.md "Pagination and
+//! Pagination and filters on every list route (docs/API.md "Lists: pagination and
 //! filters"): limit/offset validation, enumerated filters, next_offset,
 //! newest-first ordering with the id tie-break, and the filters echo.
 

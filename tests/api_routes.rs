@@ -1,5 +1,5 @@
 //! Every route of the HTTP API: its success path and each of its error
-//! statuses (HTTP_API.md), plus the envelope details every route shares.
+//! statuses (docs/API.md), plus the envelope details every route shares.
 
 mod support;
 
@@ -118,13 +118,13 @@ fn healthz_answers_ok() {
     assert!(v["request_id"].as_str().unwrap().starts_with("req_"));
 }
 
-/// Every route of HTTP_API.md: (id, method, path pattern, a concrete path).
+/// Every route of docs/API.md: (id, method, path pattern, a concrete path).
 const SPEC_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("probe.health", "GET", "/healthz", "/healthz"),
     ("probe.describe", "GET", "/v1/describe", "/v1/describe"),
     ("probe.openapi", "GET", "/v1/openapi.json", "/v1/openapi.json"),
     ("probe.metrics", "GET", "/metrics", "/metrics"),
-    // HTTP_API.md "Status page": `GET /`, described under this id.
+    // docs/API.md "Status page": `GET /`, described under this id.
     ("status.page", "GET", "/", "/"),
     ("system.read", "GET", "/v1/system", "/v1/system"),
     ("system.pause", "POST", "/v1/system/pause", "/v1/system/pause"),
@@ -230,7 +230,7 @@ fn describe_lists_exactly_the_routes_served() {
         let (_, method, path, sample) = SPEC_ROUTES
             .iter()
             .find(|(sid, ..)| *sid == id)
-            .unwrap_or_else(|| panic!("described route {id} is not in HTTP_API.md"));
+            .unwrap_or_else(|| panic!("described route {id} is not in docs/API.md"));
         assert_eq!(route["method"], *method, "{id}");
         assert_eq!(route["path"], *path, "{id}");
         let kind = if ["/healthz", "/v1/describe", "/v1/openapi.json", "/metrics"].contains(path) {
@@ -247,7 +247,7 @@ fn describe_lists_exactly_the_routes_served() {
     for required in REQUIRED_ROUTES {
         assert!(described.contains(*required), "{required} missing from /v1/describe");
     }
-    // Conversely, a route of the spec that is not described is not served.
+    // Conversely, a route of docs/API.md that is not described is not served.
     for (id, method, _, sample) in SPEC_ROUTES {
         if !described.contains(*id) {
             assert!(!served(&d, method, sample), "{id} ({method} {sample}) is served but not described");

@@ -1,5 +1,5 @@
 //! Auth, origins, media types, body limits and hostile input: each gets its
-//! documented answer (HTTP_API.md) and the daemon stays up afterwards.
+//! documented answer (docs/API.md) and the daemon stays up afterwards.
 
 mod support;
 

@@ -1,5 +1,5 @@
 //! Credential material a plugin sends never reaches the database file or
-//! the logs (BRIDGE_PROTOCOL.md `login_state`, DECISIONS.md "Credential keys
+//! the logs (docs/BRIDGE.md `login_state`, DECISIONS.md "Credential keys
 //! dropped" and "Raw frames are never logged"). The daemon runs with verbose
 //! logging; afterwards the raw bytes of `conductor.db`, its `-wal`/`-shm`
 //! and the daemon's stderr are searched for the secret values, both as

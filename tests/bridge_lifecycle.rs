@@ -1,4 +1,4 @@
-//! The life of a plugin connection (BRIDGE_PROTOCOL.md "Rules", HTTP_API.md
+//! The life of a plugin connection (docs/BRIDGE.md "Rules", docs/API.md
 //! "Browser"), with real WebSocket clients against the real daemon:
 //! replacement by a second connection with the same `client_id`, fail-fast of
 //! pending requests on disconnect, heartbeat pings and the silent-client

@@ -1,4 +1,4 @@
-//! The plugin bridge (BRIDGE_PROTOCOL.md) frame by frame, with a real
+//! The plugin bridge (docs/BRIDGE.md) frame by frame, with a real
 //! WebSocket client against the real daemon: every plugin → daemon frame
 //! type and its answer, every error path before and after `hello`, and the
 //! upgrade refusals (path, origin, token, capacity).

@@ -1,4 +1,4 @@
-//! The request policy's state survives restarts (POLICY.md "Persistence"):
+//! The request policy's state survives restarts (docs/POLICY.md "What survives a restart"):
 //! across a clean restart an open circuit is still open with the same
 //! `retry_after_ms` arithmetic and a used rate budget still delays the next
 //! admission; across `kill -9` the state is the last one saved, and what is
@@ -82,7 +82,7 @@ fn saved_target(doc: &Value) -> Value {
         .unwrap_or_else(|| panic!("no saved target: {doc}"))
 }
 
-/// Every persisted field of a target (POLICY.md document shape).
+/// Every persisted field of a target (docs/POLICY.md document shape).
 const TARGET_FIELDS: &[&str] = &[
     "client_id",
     "platform",

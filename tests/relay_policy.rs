@@ -1,4 +1,4 @@
-//! The request policy (POLICY.md) as seen through the raw relay, with real
+//! The request policy (docs/POLICY.md) as seen through the raw relay, with real
 //! HTTP and a real plugin WebSocket: circuit breaker and backoff refusals
 //! (429 with `retry_after_ms`), a half-open trial that never answers, the
 //! waiter timeout, rate-limit delays and refusals, and 50 concurrent relays
@@ -290,7 +290,7 @@ fn the_api_request_carries_the_timeout_left_after_the_rate_delay() {
 }
 
 /// A stream that keeps delivering events is not an idle lease: the stale
-/// sweeper must not release it while events flow (POLICY.md "Stale leases";
+/// sweeper must not release it while events flow (docs/POLICY.md "Stale leases";
 /// `Lease::touch` exists for exactly this).
 #[test]
 fn a_live_stream_is_not_swept_as_a_stale_lease() {

@@ -1,5 +1,5 @@
-//! The raw relay `POST /v1/browser/request` (HTTP_API.md "Raw relay",
-//! BRIDGE_PROTOCOL.md `api_request` and its answers) through real HTTP and a
+//! The raw relay `POST /v1/browser/request` (docs/API.md "Raw relay",
+//! docs/BRIDGE.md `api_request` and its answers) through real HTTP and a
 //! real plugin WebSocket: plain and streamed round trips, upstream error
 //! statuses as data, sequence checking, plugin stream errors, and every
 //! failure before the first byte (no client, no login state, timeout,

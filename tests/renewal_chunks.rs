@@ -2,7 +2,7 @@
 //! delivers them one by one (src/ticker/pipeline.rs). These tests hold a
 //! chunk open with a slow plugin and change things under it: each job must
 //! still see its conversation and link as they are when its turn comes
-//! (RENEWAL.md: read afresh for every job), and each outcome must be in the
+//! (docs/RENEWAL.md: read afresh for every job), and each outcome must be in the
 //! store when its own delivery ends, not when the chunk's last one does.
 
 mod renewal_support;

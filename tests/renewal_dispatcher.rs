@@ -1,4 +1,4 @@
-//! `renewal.dispatcher` (RENEWAL.md "Dispatcher"), one branch per test:
+//! `renewal.dispatcher` (docs/RENEWAL.md "The dispatcher"), one branch per test:
 //! delivery through `proxy_delivery` to the plugin simulator, deferrals that
 //! do not count an attempt (paused, manual, busy), retryable failures before
 //! any delivery (no link, no route, no client), terminal failures (missing

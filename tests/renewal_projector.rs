@@ -1,4 +1,4 @@
-//! `renewal.projector` (RENEWAL.md "Projector"): settled assistant messages
+//! `renewal.projector` (docs/RENEWAL.md "The projector"): settled assistant messages
 //! of `auto` conversations become renewal jobs, at most once per message even
 //! across restarts; every other message is skipped for the first rule that
 //! applies, one JSONL line each; the job's payload, target snapshot and

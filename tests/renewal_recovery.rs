@@ -1,4 +1,4 @@
-//! Recovery at start (RENEWAL.md "Recovery at start"): execution locks left
+//! Recovery at start (docs/RENEWAL.md "Recovery at start"): execution locks left
 //! by a crash are released, interrupted (`running`) jobs go back to
 //! `pending` after the recovery delay, `/v1/timed-jobs` shows the counts, and
 //! a delivery cut short by `kill -9` is sent exactly once more after the

@@ -1,5 +1,5 @@
-//! Renewal as a whole (RENEWAL.md "System automation state", "Loop
-//! protection", HTTP_API.md "Renewal"): the jobs API, system pause / drain /
+//! Renewal as a whole (docs/RENEWAL.md "System: `automation_state`", "Loop
+//! protection", docs/API.md "Renewal"): the jobs API, system pause / drain /
 //! resume, the standby role, the repeated-message pause on ingest, and one
 //! end-to-end run through the real bridge with the plugin simulator:
 //! message → auto → job → delivery → done.

@@ -1,5 +1,5 @@
-//! The timed-jobs machinery (RENEWAL.md "Timed jobs", "Pruning";
-//! HTTP_API.md "Timed jobs"): `GET /v1/timed-jobs`, the JSONL log (file per
+//! The timed-jobs machinery (docs/RENEWAL.md "Timed jobs", "Pruning";
+//! docs/API.md "Timed jobs"): `GET /v1/timed-jobs`, the JSONL log (file per
 //! UTC day, line format, jobs' `log_path`, retention), `tick_overlap` when a
 //! runner is still busy (and the other runners going on meanwhile), and the
 //! `store.pruner` with its batches.

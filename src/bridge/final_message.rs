@@ -1,4 +1,4 @@
-//! The wire shape of a final assistant message (BRIDGE_PROTOCOL.md
+//! The wire shape of a final assistant message (docs/BRIDGE.md
 //! `browser.final_message`), parsed and validated in one place because the
 //! WebSocket frame and `POST /v1/messages` carry the same fields and must be
 //! held to the same rules. The result is a store `NewMessage`.
@@ -110,7 +110,7 @@ pub fn parse_final_message(
         None | Some(Value::Null) => return Err(err("text", "Field \"text\" is required.")),
         Some(_) => return Err(err("text", "Field \"text\" must be a string.")),
     };
-    // Only an empty text is refused (BRIDGE_PROTOCOL.md): a text of
+    // Only an empty text is refused (docs/BRIDGE.md): a text of
     // whitespace is still what the page showed, and is stored like any other.
     if text.is_empty() && role == "assistant" {
         return Err(err("text", "Field \"text\" must not be empty for an assistant message."));
@@ -121,7 +121,7 @@ pub fn parse_final_message(
     }
     // A message stamped far ahead would stay its conversation's newest for
     // good, and every real message after it would be skipped as superseded
-    // (RENEWAL.md), so the conversation would never be renewed again.
+    // (docs/RENEWAL.md), so the conversation would never be renewed again.
     if observed_at > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
         return Err(err(
             "observed_at",

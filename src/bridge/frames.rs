@@ -1,4 +1,4 @@
-//! The wire shapes of the plugin protocol (BRIDGE_PROTOCOL.md): validation
+//! The wire shapes of the plugin protocol (docs/BRIDGE.md): validation
 //! of `hello`, `tabs` and `login_state`, the credential scrub, and the
 //! builders of the frames the daemon sends. Kept apart from the connection
 //! loop so every rule is unit-tested on plain JSON.
@@ -185,7 +185,7 @@ pub fn pong() -> String {
     json!({ "type": "pong", "server_time": now_ms() }).to_string()
 }
 
-/// What a `proxy_delivery` frame carries (BRIDGE_PROTOCOL.md), in the
+/// What a `proxy_delivery` frame carries (docs/BRIDGE.md), in the
 /// dispatcher's terms; `proxy_delivery` turns it into the frame.
 pub struct ProxyDelivery<'a> {
     pub platform: &'a str,
@@ -213,7 +213,7 @@ pub fn proxy_delivery(request_id: &str, d: &ProxyDelivery<'_>) -> String {
     .to_string()
 }
 
-/// BRIDGE_PROTOCOL.md `action_result`: success iff accepted, not failed,
+/// docs/BRIDGE.md `action_result`: success iff accepted, not failed,
 /// and `http_status` absent or 2xx; otherwise the reason, else
 /// `upstream_http_<status>`, else `delivery_failed`.
 pub fn delivery_verdict(frame: &Value) -> Result<(), String> {

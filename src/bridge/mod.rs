@@ -1,7 +1,7 @@
 //! The browser bridge thread role: the plugin WebSocket endpoint on its own
 //! listener (`ws_listen`), one reader and one writer thread per connection,
 //! the hub through which other threads send requests to plugins and wait for
-//! answers, and the state pusher. BRIDGE_PROTOCOL.md is the contract;
+//! answers, and the state pusher. docs/BRIDGE.md is the contract;
 //! docs/ARCHITECTURE.md explains the threads.
 
 mod conn;

@@ -1,5 +1,5 @@
 //! The API's edge types: `ApiError` (status, code, message, details) and the
-//! JSON envelope every route answers with (HTTP_API.md "Envelope"), plus the
+//! JSON envelope every route answers with (docs/API.md "The envelope"), plus the
 //! request and reply types handlers work with. Handlers return
 //! `Result<Reply, ApiError>` and never build HTTP responses themselves, which
 //! keeps them testable without sockets and the envelope in one place.

@@ -1,4 +1,4 @@
-//! JSON renderings of store rows: the API's object shapes (HTTP_API.md
+//! JSON renderings of store rows: the API's object shapes (docs/API.md
 //! "Message object", "Conversation object", "Link object", "Job object").
 //! Every documented field is always present, `null` when unknown, so
 //! `jq .data.finished_at` works on every object.
@@ -260,7 +260,7 @@ pub fn job(j: &Job) -> JobView<'_> {
     }
 }
 
-/// The list envelope of HTTP_API.md "Pagination and filters": `count`,
+/// The list envelope of docs/API.md "Lists: pagination and filters": `count`,
 /// `filters`, `next_offset`, and the items under `key`.
 pub struct ListView<T> {
     pub key: &'static str,

@@ -130,7 +130,7 @@ impl Controller {
         &self.config
     }
 
-    /// One admission attempt, in the order of POLICY.md: circuit, backoff,
+    /// One admission attempt, in the order of docs/POLICY.md: circuit, backoff,
     /// concurrency, rate limit, jitter. `waiter` is the id returned by an
     /// earlier `Wait` when a queued caller tries again after being woken.
     /// `max_delay_ms` bounds the rate delay plus the jitter (see

@@ -273,7 +273,7 @@ impl Drop for SweeperHandle {
     }
 }
 
-/// Releases stale leases on its own timer (POLICY.md "Stale leases").
+/// Releases stale leases on its own timer (docs/POLICY.md "Stale leases").
 struct Sweeper {
     policy: Arc<Policy>,
     every: Duration,

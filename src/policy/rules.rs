@@ -1,4 +1,4 @@
-//! The stateless arithmetic of the policy's rules (POLICY.md): backoff
+//! The stateless arithmetic of the policy's rules (docs/POLICY.md): backoff
 //! growth, the sliding-window rate-limit delay, jitter sampling, window
 //! pruning and the ms conversions. These are pure functions of their
 //! arguments, kept apart from the [`Controller`](super::Controller) state

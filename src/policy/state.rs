@@ -1,4 +1,4 @@
-//! The persisted policy document (POLICY.md "Persistence"), saved by the
+//! The persisted policy document (docs/POLICY.md "What survives a restart"), saved by the
 //! store writer in `browser_request_policy_state` under key `"global"`:
 //! `{"version":1,"platforms":[...],"targets":[...]}` with exactly the keys
 //! below, in this order. Parsing is lenient per entry (a bad entry is

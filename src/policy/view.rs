@@ -1,4 +1,4 @@
-//! The `policy` part of `GET /v1/browser` (HTTP_API.md "Policy view"):
+//! The `policy` part of `GET /v1/browser` (docs/POLICY.md "Reading `policy` in `GET /v1/browser`"):
 //! plain serialisable structs whose field names are the API's keys.
 //!
 //! This file also owns `Controller::view`, the read-only projection of the

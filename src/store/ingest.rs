@@ -1,4 +1,4 @@
-//! The effects of one final message (BRIDGE_PROTOCOL.md `browser.final_message`),
+//! The effects of one final message (docs/BRIDGE.md `browser.final_message`),
 //! kept in exactly one place because the bridge and `POST /v1/messages` must
 //! behave identically. Runs inside the writer's transaction: the message, its
 //! local conversation, the repeated-message counter and the active link are
@@ -26,7 +26,7 @@ pub struct PreparedMessage {
 
 pub(super) fn prepare(input: NewMessage, settings: IngestSettings) -> PreparedMessage {
     let summary = summary(&input.text, settings.summary_limit);
-    // The repeated-message counter (RENEWAL.md "Loop protection") counts
+    // The repeated-message counter (docs/RENEWAL.md "Loop protection") counts
     // assistant messages only: the loop it guards against is the assistant
     // answering the same thing to each renewal, and a person's own messages
     // in between must neither reset nor trip it.

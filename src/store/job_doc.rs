@@ -1,5 +1,5 @@
 //! The two JSON documents the projector writes into every renewal job
-//! (RENEWAL.md "Projector"): the payload with the follow-up text, and the
+//! (docs/RENEWAL.md "The projector"): the payload with the follow-up text, and the
 //! snapshot of the link the job was made for.
 //!
 //! They are serialised from borrowed structs rather than built as

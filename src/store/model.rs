@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-/// System-wide automation switch (RENEWAL.md "System automation state").
+/// System-wide automation switch (docs/RENEWAL.md "System: `automation_state`").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AutomationState {
     Running,
@@ -200,7 +200,7 @@ pub struct Job {
     pub updated_at: i64,
 }
 
-/// Route of the page a message was seen on (BRIDGE_PROTOCOL.md `route`).
+/// Route of the page a message was seen on (docs/BRIDGE.md `route`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct RouteInfo {
     pub path: Option<String>,
@@ -326,7 +326,7 @@ pub struct AutomatedConversation {
     pub execution_state: String,
 }
 
-/// What one projector run needs (RENEWAL.md "Projector").
+/// What one projector run needs (docs/RENEWAL.md "The projector").
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProjectSettings {
     pub now: i64,

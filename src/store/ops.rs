@@ -45,7 +45,7 @@ pub(super) fn set_conversation_status(
             )?
             .execute(params![id, reason.unwrap_or_else(|| "user".into()), now])?,
         // Switching to auto or manual is a fresh start: the pause and every
-        // loop-protection counter are cleared (RENEWAL.md "Loop protection").
+        // loop-protection counter are cleared (docs/RENEWAL.md "Loop protection").
         ConversationStatus::Auto | ConversationStatus::Manual => conn
             .prepare_cached(
                 "UPDATE local_conversations SET automation_status = ?2, last_non_paused_automation_status = ?2,

@@ -3,7 +3,7 @@
 //! message is projected at most once even across restarts), the dispatcher's
 //! job transitions and their effects on the conversation (locks, counters,
 //! loop-protection pauses), recovery at start, and pruning in small batches.
-//! RENEWAL.md is the contract for every rule here.
+//! docs/RENEWAL.md is the contract for every rule here.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
@@ -468,7 +468,7 @@ fn requeue(conn: &Connection, now: i64, delay_ms: i64) -> Result<RecoveryReport,
 }
 
 /// Deletes at most `batch` rows in all: finished jobs first, then
-/// unreferenced old messages with what is left (RENEWAL.md: at most 1000
+/// unreferenced old messages with what is left (docs/RENEWAL.md: at most 1000
 /// rows per transaction); the pruner repeats until a batch comes back short.
 pub(super) fn prune(conn: &Connection, p: &PruneBatch) -> Result<PruneReport, StoreError> {
     let jobs = conn

@@ -98,7 +98,7 @@ fn recovery_gives_the_connection_back_as_it_was() {
     assert_eq!(pragma("cache_size"), -4096);
 }
 
-/// A prune batch holds at most `batch` rows in all, jobs first (RENEWAL.md:
+/// A prune batch holds at most `batch` rows in all, jobs first (docs/RENEWAL.md:
 /// at most 1000 rows per transaction), not `batch` of each.
 #[test]
 fn a_prune_batch_deletes_at_most_its_size_in_all() {

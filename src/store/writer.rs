@@ -132,7 +132,7 @@ struct Writer {
     policy_dirty_sent: Arc<AtomicBool>,
 }
 
-/// Debounced persistence of the request policy's state (POLICY.md): a
+/// Debounced persistence of the request policy's state (docs/POLICY.md): a
 /// change only marks it dirty; the writer saves the current document at
 /// most once per debounce window, off every caller's path, and once more at
 /// shutdown.

@@ -1,4 +1,4 @@
-//! The dispatcher's delivery itself (RENEWAL.md steps 4, 5 and 8): the
+//! The dispatcher's delivery itself (docs/RENEWAL.md steps 4, 5 and 8): the
 //! link, tab and text a job is delivered with, and the `proxy_delivery`
 //! round trip through the hub with the plugin's verdict. Split out of
 //! `dispatcher.rs`, which decides when and whether a job goes out.

@@ -3,7 +3,7 @@
 //! and the conversation's execution lock. Deferrals (paused, busy, policy
 //! refusal) move the job without counting an attempt; failures count, back
 //! off with jitter, and pause the conversation at the failure threshold.
-//! RENEWAL.md "Dispatcher" is the contract, step by step.
+//! docs/RENEWAL.md "The dispatcher" is the contract, step by step.
 //!
 //! Jobs go in chunks of up to `CLAIM_BATCH`, so the store writer commits a
 //! chunk's claims together instead of one by one: (1) each job's
@@ -184,7 +184,7 @@ impl Dispatcher {
     /// Steps 3–6 again on a fresh read, right before the delivery: a
     /// chunk's jobs are checked and claimed together (pipeline.rs), and a
     /// conversation paused, switched to manual or moved to another tab or
-    /// client meanwhile must be seen (RENEWAL.md: the conversation and its
+    /// client meanwhile must be seen (docs/RENEWAL.md: the conversation and its
     /// link are read afresh for every job). The claim holds the
     /// conversation's lock, so only its status and its link can change.
     fn refresh(&self, ctx: &RunContext, mut r: Ready) -> Result<Ready, Fate> {
@@ -495,7 +495,7 @@ impl Dispatcher {
     }
 }
 
-/// A conversation's automation no longer `auto` (RENEWAL.md step 2): the
+/// A conversation's automation no longer `auto` (docs/RENEWAL.md step 2): the
 /// deferral's reason, or `None` while it is `auto`.
 fn stopped_reason(conv: &Conversation) -> Option<&'static str> {
     match conv.automation_status.as_str() {

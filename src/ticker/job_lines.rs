@@ -1,4 +1,4 @@
-//! The dispatcher's lines about one job (RENEWAL.md "Log": the `job_*`
+//! The dispatcher's lines about one job (docs/RENEWAL.md "The log": the `job_*`
 //! stages and their results), and how each job's turn ended, for the run's
 //! summary. Split out of `dispatcher.rs`, which decides; this only reports.
 

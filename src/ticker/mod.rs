@@ -29,7 +29,7 @@ use crate::store::{AutomationState, RecoveryReport, Store};
 use crate::util::{new_id, now_ms};
 use log::LogSink;
 
-/// What a run gets (RENEWAL.md "Timed jobs").
+/// What a run gets (docs/RENEWAL.md "Timed jobs").
 pub struct RunContext {
     pub batch_id: String,
     pub now: i64,

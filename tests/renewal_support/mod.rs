@@ -608,7 +608,7 @@ pub fn pause_settled(d: &Daemon) {
 }
 
 /// The whitespace-collapsed text cut to `limit` chars, the last one `…`
-/// when cut: what `{summary}` becomes (RENEWAL.md).
+/// when cut: what `{summary}` becomes (docs/RENEWAL.md).
 pub fn summary_of(text: &str, limit: usize) -> String {
     let collapsed = text.split_whitespace().collect::<Vec<_>>().join(" ");
     if collapsed.chars().count() <= limit {

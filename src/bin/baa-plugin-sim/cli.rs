@@ -18,7 +18,8 @@ USAGE:
 
 CONNECTION:
     --url URL             bridge endpoint [default: ws://127.0.0.1:4318/ws/browser]
-    --token T             send `Authorization: Bearer T`
+    --token T             send `Authorization: Bearer T` [default: $BAA_TOKEN, which
+                          unlike a flag does not show in `ps`]
     --origin O            send an `Origin: O` header (to test origin refusal)
     --client-id ID        hello client_id [default: sim-1]
     --platform P          a platform served; repeatable [default: chatgpt]

@@ -1,4 +1,4 @@
-//! The frames the simulator sends of its own accord (BRIDGE_PROTOCOL.md
+//! The frames the simulator sends of its own accord (docs/BRIDGE.md
 //! "Plugin → daemon"): pure functions of the options, so they are easy to
 //! check without a socket.
 
@@ -98,7 +98,7 @@ pub fn final_message(opts: &Options, text: &str) -> Value {
         },
         "shell_page": false,
     });
-    // "Without tab_id" in the spec: leave the key out rather than send null.
+    // "Without `tab_id`" (docs/BRIDGE.md): leave the key out rather than send null.
     if opts.tab_id.is_none() {
         frame.as_object_mut().map(|o| o.remove("tab_id"));
     }

@@ -1,7 +1,7 @@
 //! `baa-plugin-sim`: a stand-in for the browser plugin of baa-conductor.
 //!
 //! It speaks the plugin's side of the bridge protocol
-//! (docs: BRIDGE_PROTOCOL.md) over the daemon's WebSocket, so that a person
+//! (docs: docs/BRIDGE.md) over the daemon's WebSocket, so that a person
 //! can watch the daemon work without a browser, and tests and benchmarks can
 //! drive it: it says hello, reports tabs and login states, can post one
 //! final message, and answers the daemon's `proxy_delivery`, `action` and
@@ -28,7 +28,13 @@ fn main() {
     // tungstenite logs through `log`; RUST_LOG=debug shows its side.
     env_logger::init();
     let opts = match cli::parse(std::env::args().skip(1)) {
-        Ok(Parsed::Run(opts)) => opts,
+        Ok(Parsed::Run(mut opts)) => {
+            // The daemon's own variable, so one `export BAA_TOKEN=…` serves both.
+            if opts.token.is_none() {
+                opts.token = std::env::var("BAA_TOKEN").ok().filter(|t| !t.is_empty());
+            }
+            opts
+        }
         Ok(Parsed::Help) => return print!("{}", cli::HELP),
         Ok(Parsed::Version) => {
             return println!("baa-plugin-sim {}", env!("CARGO_PKG_VERSION"));

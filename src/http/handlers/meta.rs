@@ -65,7 +65,7 @@ pub fn handle_openapi(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
     let mut doc = json!({
         "openapi": "3.1.0",
         "info": { "title": "baa-conductor", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Local HTTP API of baa-conductor (see HTTP_API.md)." },
+                  "description": "Local HTTP API of baa-conductor (see docs/API.md)." },
         "servers": [{ "url": ctx.http_base }],
         "paths": paths,
         "components": {
