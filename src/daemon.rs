@@ -134,8 +134,9 @@ pub fn start(config: Config) -> Result<Running, Fatal> {
     })
 }
 
-/// The runners, by the names the ticker's figures show.
-const RUNNER_NAMES: [&str; 3] = ["renewal.projector", "renewal.dispatcher", "store.pruner"];
+/// The runners, in the order the ticker starts them.
+const RUNNER_NAMES: [&str; 3] =
+    [ticker::projector::Projector::NAME, ticker::dispatcher::Dispatcher::NAME, ticker::pruner::Pruner::NAME];
 
 impl Running {
     /// Blocks until SIGINT or SIGTERM.

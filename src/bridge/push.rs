@@ -23,8 +23,8 @@ pub fn snapshot(store: &Store) -> Result<String, StoreError> {
         .map(|c| {
             json!({
                 "local_conversation_id": c.local_conversation_id, "platform": c.platform,
-                "remote_conversation_id": c.remote_conversation_id, "automation_status": c.automation_status,
-                "pause_reason": c.pause_reason, "execution_state": c.execution_state,
+                "remote_conversation_id": c.remote_conversation_id, "automation_status": c.automation_status.as_str(),
+                "pause_reason": c.pause_reason, "execution_state": c.execution_state.as_str(),
             })
         })
         .collect();

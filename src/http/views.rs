@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::store::{Conversation, Job, Link, Message};
+use crate::store::{Conversation, Job, Link, Message, PayloadKind};
 pub use crate::util::artifact_url;
 
 /// Stored JSON text, written as it is when it parses, as a JSON string when
@@ -156,11 +156,11 @@ pub fn conversation(c: &Conversation) -> ConversationView<'_> {
     ConversationView {
         local_conversation_id: &c.local_conversation_id,
         platform: &c.platform,
-        automation_status: &c.automation_status,
-        last_non_paused_automation_status: &c.last_non_paused_automation_status,
+        automation_status: c.automation_status.as_str(),
+        last_non_paused_automation_status: c.last_non_paused_automation_status.as_str(),
         pause_reason: &c.pause_reason,
         last_error: &c.last_error,
-        execution_state: &c.execution_state,
+        execution_state: c.execution_state.as_str(),
         consecutive_failure_count: c.consecutive_failure_count,
         repeated_message_count: c.repeated_message_count,
         repeated_renewal_count: c.repeated_renewal_count,
@@ -204,9 +204,9 @@ struct PayloadView<'a>(&'a Job);
 
 impl Serialize for PayloadView<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match &self.0.payload_kind[..] {
-            "json" => Stored { text: Some(&self.0.payload), empty_object: false }.serialize(s),
-            _ => s.serialize_str(&self.0.payload),
+        match self.0.payload_kind {
+            PayloadKind::Json => Stored { text: Some(&self.0.payload), empty_object: false }.serialize(s),
+            PayloadKind::Text => s.serialize_str(&self.0.payload),
         }
     }
 }
@@ -226,13 +226,12 @@ struct TextField<'a> {
 impl Serialize for PayloadText<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let job = self.0;
-        match &job.payload_kind[..] {
-            "text" => s.serialize_str(&job.payload),
-            "json" => match serde_json::from_str::<TextField>(&job.payload) {
+        match job.payload_kind {
+            PayloadKind::Text => s.serialize_str(&job.payload),
+            PayloadKind::Json => match serde_json::from_str::<TextField>(&job.payload) {
                 Ok(TextField { text: Some(raw) }) if raw.get().starts_with('"') => raw.serialize(s),
                 _ => s.serialize_none(),
             },
-            _ => s.serialize_none(),
         }
     }
 }
@@ -242,8 +241,8 @@ pub fn job(j: &Job) -> JobView<'_> {
         job_id: &j.job_id,
         local_conversation_id: &j.local_conversation_id,
         message_id: &j.message_id,
-        status: &j.status,
-        payload_kind: &j.payload_kind,
+        status: j.status.as_str(),
+        payload_kind: j.payload_kind.as_str(),
         payload: PayloadView(j),
         payload_text: PayloadText(j),
         target_snapshot: stored(&j.target_snapshot),
@@ -292,14 +291,15 @@ pub fn list<T: Serialize>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::JobStatus;
 
     fn job_row(kind: &str, payload: &str, snapshot: Option<&str>) -> Job {
         Job {
             job_id: "job_1".into(),
             local_conversation_id: "lc_1".into(),
             message_id: "msg_1".into(),
-            status: "pending".into(),
-            payload_kind: kind.into(),
+            status: JobStatus::Pending,
+            payload_kind: PayloadKind::parse(kind).unwrap(),
             payload: payload.into(),
             target_snapshot: snapshot.map(String::from),
             attempt_count: 0,

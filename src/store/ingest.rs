@@ -54,7 +54,8 @@ pub(super) fn ingest(
     if !insert_message(conn, input, &prepared.summary, now)? {
         return duplicate(conn, &input.message_id);
     }
-    let (local_id, automation_changed) = upsert_conversation(conn, prepared, settings, now)?;
+    let Upserted { local_id, paused: automation_changed } =
+        upsert_conversation(conn, prepared, settings, now)?;
     let link_id = upsert_active_link(conn, &local_id, prepared, now)?;
     let summary = prepared.summary.clone();
     let message = Message {
@@ -217,14 +218,20 @@ pub(super) fn per_message_statements() -> Vec<&'static str> {
     ]
 }
 
+/// The local conversation a message was applied to.
+struct Upserted {
+    local_id: String,
+    /// The message paused the conversation (repeated message).
+    paused: bool,
+}
+
 /// Finds or creates the local conversation and applies the message to it.
-/// Returns its id and whether its automation status changed (a pause).
 fn upsert_conversation(
     conn: &Connection,
     prepared: &PreparedMessage,
     settings: IngestSettings,
     now: i64,
-) -> Result<(String, bool), StoreError> {
+) -> Result<Upserted, StoreError> {
     let m = &prepared.input;
     let local_id = match find_local_conversation(conn, &m.platform, &m.conversation_id)? {
         Some(id) => id,
@@ -252,20 +259,21 @@ fn upsert_conversation(
         now,
         fp
     ])?;
-    let (count, status): (i64, String) = conn
+    let (count, status): (i64, ConversationStatus) = conn
         .prepare_cached(CONVERSATION_COUNTER)?
         .query_row(params![local_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    let paused = fp.is_some() && status == "auto" && count >= settings.repeat_pause_threshold as i64;
+    let paused =
+        fp.is_some() && status == ConversationStatus::Auto && count >= settings.repeat_pause_threshold as i64;
     if paused {
         conn.prepare_cached(
-            "UPDATE local_conversations SET automation_status = 'paused', pause_reason = 'repeated_message',
+            "UPDATE local_conversations SET automation_status = 'paused', pause_reason = ?3,
                 paused_at = ?2, updated_at = MAX(updated_at, ?2)
              WHERE local_conversation_id = ?1",
         )?
-        .execute(params![local_id, now])?;
+        .execute(params![local_id, now, PauseReason::RepeatedMessage.as_str()])?;
         log::info!("store: conversation {local_id} paused: repeated_message ({count} in a row)");
     }
-    Ok((local_id, paused))
+    Ok(Upserted { local_id, paused })
 }
 
 /// Makes the link `(conversation, client, tab)` the conversation's single

@@ -6,6 +6,7 @@
 //! see plain Rust types (`model`), never SQL.
 
 mod checkpoint;
+mod columns;
 mod exec_model;
 mod ingest;
 mod job_doc;

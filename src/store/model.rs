@@ -113,6 +113,115 @@ impl fmt::Display for JobStatus {
     }
 }
 
+/// A conversation's execution lock (docs/RENEWAL.md "Conversation:
+/// `execution_state`"): two automations never act on one conversation at
+/// once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutionState {
+    Idle,
+    RenewalRunning,
+    InstructionRunning,
+}
+
+impl ExecutionState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionState::Idle => "idle",
+            ExecutionState::RenewalRunning => "renewal_running",
+            ExecutionState::InstructionRunning => "instruction_running",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "idle" => Some(ExecutionState::Idle),
+            "renewal_running" => Some(ExecutionState::RenewalRunning),
+            "instruction_running" => Some(ExecutionState::InstructionRunning),
+            _ => None,
+        }
+    }
+}
+
+/// How a job's `payload` is stored: the text itself, or a JSON document
+/// whose `text` is delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadKind {
+    Text,
+    Json,
+}
+
+impl PayloadKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PayloadKind::Text => "text",
+            PayloadKind::Json => "json",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "text" => Some(PayloadKind::Text),
+            "json" => Some(PayloadKind::Json),
+            _ => None,
+        }
+    }
+}
+
+/// The pause reasons the daemon sets itself (docs/RENEWAL.md "Conversation:
+/// `pause_reason`"); a person's pause may carry any text instead, so the
+/// column stays text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PauseReason {
+    /// `POST …/paused` without a reason.
+    User,
+    /// `consecutive_failure_count` reached `renewal.failure_pause_threshold`.
+    ExecutionFailure,
+    /// The same assistant text `renewal.repeat_pause_threshold` times in a row.
+    RepeatedMessage,
+    /// The same renewed summary `renewal.repeat_pause_threshold` times in a row.
+    RepeatedRenewal,
+}
+
+impl PauseReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PauseReason::User => "user",
+            PauseReason::ExecutionFailure => "execution_failure",
+            PauseReason::RepeatedMessage => "repeated_message",
+            PauseReason::RepeatedRenewal => "repeated_renewal",
+        }
+    }
+}
+
+/// Why the projector made no job of a message (docs/RENEWAL.md "The projector",
+/// in the order the rules apply).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    NonAssistant,
+    MissingLocalConversation,
+    AutomationManual,
+    AutomationPaused,
+    Superseded,
+    Cooldown,
+    RouteUnavailable,
+    Duplicate,
+}
+
+impl SkipReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::NonAssistant => "non_assistant",
+            SkipReason::MissingLocalConversation => "missing_local_conversation",
+            SkipReason::AutomationManual => "automation_manual",
+            SkipReason::AutomationPaused => "automation_paused",
+            SkipReason::Superseded => "superseded",
+            SkipReason::Cooldown => "cooldown",
+            SkipReason::RouteUnavailable => "route_unavailable",
+            SkipReason::Duplicate => "duplicate",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Message {
     pub message_id: String,
@@ -158,11 +267,11 @@ pub struct Link {
 pub struct Conversation {
     pub local_conversation_id: String,
     pub platform: String,
-    pub automation_status: String,
-    pub last_non_paused_automation_status: String,
+    pub automation_status: ConversationStatus,
+    pub last_non_paused_automation_status: ConversationStatus,
     pub pause_reason: Option<String>,
     pub last_error: Option<String>,
-    pub execution_state: String,
+    pub execution_state: ExecutionState,
     pub consecutive_failure_count: i64,
     pub repeated_message_count: i64,
     pub repeated_renewal_count: i64,
@@ -184,8 +293,8 @@ pub struct Job {
     pub job_id: String,
     pub local_conversation_id: String,
     pub message_id: String,
-    pub status: String,
-    pub payload_kind: String,
+    pub status: JobStatus,
+    pub payload_kind: PayloadKind,
     pub payload: String,
     pub target_snapshot: Option<String>,
     pub attempt_count: i64,
@@ -321,9 +430,9 @@ pub struct AutomatedConversation {
     pub local_conversation_id: String,
     pub platform: String,
     pub remote_conversation_id: Option<String>,
-    pub automation_status: String,
+    pub automation_status: ConversationStatus,
     pub pause_reason: Option<String>,
-    pub execution_state: String,
+    pub execution_state: ExecutionState,
 }
 
 /// What one projector run needs (docs/RENEWAL.md "The projector").
@@ -345,7 +454,7 @@ pub struct ProjectSettings {
 /// The fate of one examined message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Projection {
-    Skipped { message_id: String, reason: &'static str },
+    Skipped { message_id: String, reason: SkipReason },
     Projected { message_id: String, job_id: String, local_conversation_id: String },
 }
 
@@ -381,11 +490,11 @@ pub struct FinishAttempt {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FinishOutcome {
     /// The job's status afterwards: `done`, `pending` (retry scheduled) or
-    /// `failed` when recorded; otherwise whatever it is now (`missing` when
-    /// it no longer exists).
-    pub job_status: &'static str,
+    /// `failed` when recorded; otherwise whatever it is now (`None` when it
+    /// no longer exists).
+    pub job_status: Option<JobStatus>,
     /// The pause reason when this attempt paused the conversation.
-    pub paused: Option<&'static str>,
+    pub paused: Option<PauseReason>,
     /// False when the job was no longer pending or running, so nothing was
     /// written (it was cancelled meanwhile).
     pub recorded: bool,

@@ -43,7 +43,7 @@ pub(super) fn set_conversation_status(
                     paused_at = ?3, updated_at = MAX(updated_at, ?3)
                  WHERE local_conversation_id = ?1",
             )?
-            .execute(params![id, reason.unwrap_or_else(|| "user".into()), now])?,
+            .execute(params![id, reason.as_deref().unwrap_or(PauseReason::User.as_str()), now])?,
         // Switching to auto or manual is a fresh start: the pause and every
         // loop-protection counter are cleared (docs/RENEWAL.md "Loop protection").
         ConversationStatus::Auto | ConversationStatus::Manual => conn
@@ -60,7 +60,7 @@ pub(super) fn set_conversation_status(
     Ok(if changed == 0 { Transition::NotFound } else { Transition::Changed(()) })
 }
 
-fn job_state(conn: &Connection, job_id: &str) -> Result<Option<String>, StoreError> {
+fn job_state(conn: &Connection, job_id: &str) -> Result<Option<JobStatus>, StoreError> {
     Ok(conn
         .prepare_cached("SELECT status FROM renewal_jobs WHERE job_id = ?1")?
         .query_row(params![job_id], |row| row.get(0))
@@ -72,7 +72,7 @@ fn job_state(conn: &Connection, job_id: &str) -> Result<Option<String>, StoreErr
 pub(super) fn retry_job(conn: &Connection, job_id: &str, now: i64) -> Result<Transition<()>, StoreError> {
     match job_state(conn, job_id)? {
         None => Ok(Transition::NotFound),
-        Some(status) if status != "failed" => Ok(Transition::InvalidState(status)),
+        Some(status) if status != JobStatus::Failed => Ok(Transition::InvalidState(status.as_str().into())),
         Some(_) => {
             conn.prepare_cached(
                 "UPDATE renewal_jobs SET status = 'pending', next_attempt_at = ?2, finished_at = NULL,
@@ -91,7 +91,7 @@ pub(super) fn retry_job(conn: &Connection, job_id: &str, now: i64) -> Result<Tra
 pub(super) fn cancel_job(conn: &Connection, job_id: &str, now: i64) -> Result<Transition<()>, StoreError> {
     match job_state(conn, job_id)? {
         None => Ok(Transition::NotFound),
-        Some(status) if status != "pending" => Ok(Transition::InvalidState(status)),
+        Some(status) if status != JobStatus::Pending => Ok(Transition::InvalidState(status.as_str().into())),
         Some(_) => {
             conn.prepare_cached(
                 "UPDATE renewal_jobs SET status = 'failed', last_error = 'cancelled', next_attempt_at = NULL,

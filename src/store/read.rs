@@ -80,7 +80,7 @@ fn link_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Link> {
 /// What the projector needs of the conversation a message belongs to.
 pub(super) struct ProjectionTarget {
     pub local_conversation_id: String,
-    pub automation_status: String,
+    pub automation_status: ConversationStatus,
     pub last_message_id: Option<String>,
     pub cooldown_until: Option<i64>,
     pub active_link: Option<Link>,
@@ -387,15 +387,14 @@ impl Store {
                 c.prepare_cached("SELECT COUNT(*) FROM local_conversations")?.query_row([], |r| r.get(0))?;
             let mut jobs = JobCounts::default();
             let mut stmt = c.prepare_cached("SELECT status, COUNT(*) FROM renewal_jobs GROUP BY status")?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, JobStatus>(0)?, r.get::<_, i64>(1)?)))?;
             for row in rows {
                 let (status, n) = row?;
-                match status.as_str() {
-                    "pending" => jobs.pending = n,
-                    "running" => jobs.running = n,
-                    "done" => jobs.done = n,
-                    "failed" => jobs.failed = n,
-                    _ => {}
+                match status {
+                    JobStatus::Pending => jobs.pending = n,
+                    JobStatus::Running => jobs.running = n,
+                    JobStatus::Done => jobs.done = n,
+                    JobStatus::Failed => jobs.failed = n,
                 }
             }
             Ok(Counts { messages, conversations, jobs })

@@ -96,26 +96,26 @@ struct Candidate {
 
 /// The ordered skip rules, then the job. The first rule that applies decides.
 fn project_one(conn: &Connection, m: &Candidate, s: &ProjectSettings) -> Result<Projection, StoreError> {
-    let skip = |reason: &'static str| Ok(Projection::Skipped { message_id: m.id.clone(), reason });
+    let skip = |reason: SkipReason| Ok(Projection::Skipped { message_id: m.id.clone(), reason });
     if m.role != "assistant" {
-        return skip("non_assistant");
+        return skip(SkipReason::NonAssistant);
     }
     let Some(target) = projection_target(conn, &m.platform, &m.conversation_id)? else {
-        return skip("missing_local_conversation");
+        return skip(SkipReason::MissingLocalConversation);
     };
-    match target.automation_status.as_str() {
-        "manual" => return skip("automation_manual"),
-        "paused" => return skip("automation_paused"),
-        _ => {}
+    match target.automation_status {
+        ConversationStatus::Manual => return skip(SkipReason::AutomationManual),
+        ConversationStatus::Paused => return skip(SkipReason::AutomationPaused),
+        ConversationStatus::Auto => {}
     }
     if target.last_message_id.as_deref() != Some(m.id.as_str()) {
-        return skip("superseded");
+        return skip(SkipReason::Superseded);
     }
     if target.cooldown_until.is_some_and(|until| until > s.now) {
-        return skip("cooldown");
+        return skip(SkipReason::Cooldown);
     }
     let Some(link) = target.active_link.as_ref().filter(|l| route_tab(l).is_some()) else {
-        return skip("route_unavailable");
+        return skip(SkipReason::RouteUnavailable);
     };
     let local_id = target.local_conversation_id;
     match insert_job(conn, m, link, &local_id, s)? {
@@ -123,7 +123,7 @@ fn project_one(conn: &Connection, m: &Candidate, s: &ProjectSettings) -> Result<
             Ok(Projection::Projected { message_id: m.id.clone(), job_id, local_conversation_id: local_id })
         }
         // The message already has a job (the unique message_id).
-        None => skip("duplicate"),
+        None => skip(SkipReason::Duplicate),
     }
 }
 
@@ -377,11 +377,10 @@ pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<Fin
             .prepare_cached(JOB_FAILED_ATTEMPT)?
             .execute(params![f.job_id, error, terminal, retry_at, f.now, f.log_path])?,
     };
-    let status: Option<String> = match (&f.result, changed) {
-        (AttemptResult::Success { .. }, 1) => Some("done".to_string()),
+    let job_status: Option<JobStatus> = match (&f.result, changed) {
+        (AttemptResult::Success { .. }, 1) => Some(JobStatus::Done),
         _ => conn.prepare_cached(JOB_STATUS)?.query_row(params![f.job_id], |r| r.get(0)).optional()?,
     };
-    let job_status = status.as_deref().and_then(JobStatus::parse).map_or("missing", JobStatus::as_str);
     if changed == 0 {
         return Ok(FinishOutcome { job_status, paused: None, recorded: false });
     }
@@ -392,7 +391,7 @@ pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<Fin
 fn update_conversation_after(
     conn: &Connection,
     f: &FinishAttempt,
-) -> Result<Option<&'static str>, StoreError> {
+) -> Result<Option<PauseReason>, StoreError> {
     let changed = match &f.result {
         AttemptResult::Success { summary } => conn
             .prepare_cached(CONVERSATION_AFTER_SUCCESS)?
@@ -406,7 +405,7 @@ fn update_conversation_after(
     }
     // Read back by key rather than with `RETURNING`, which buffers its rows
     // in a temporary b-tree opened per run.
-    let (repeated, failures, status): (i64, i64, String) = conn
+    let (repeated, failures, status): (i64, i64, ConversationStatus) = conn
         .prepare_cached(CONVERSATION_COUNTERS)?
         .query_row(params![f.local_conversation_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
     let count = match f.result {
@@ -414,17 +413,17 @@ fn update_conversation_after(
         AttemptResult::Failure { .. } => failures,
     };
     let (threshold, reason) = match f.result {
-        AttemptResult::Success { .. } => (f.repeat_pause_threshold, "repeated_renewal"),
-        AttemptResult::Failure { .. } => (f.failure_pause_threshold, "execution_failure"),
+        AttemptResult::Success { .. } => (f.repeat_pause_threshold, PauseReason::RepeatedRenewal),
+        AttemptResult::Failure { .. } => (f.failure_pause_threshold, PauseReason::ExecutionFailure),
     };
-    if status != "auto" || count < threshold as i64 {
+    if status != ConversationStatus::Auto || count < threshold as i64 {
         return Ok(None);
     }
     conn.prepare_cached(
         "UPDATE local_conversations SET automation_status = 'paused', pause_reason = ?2, paused_at = ?3
          WHERE local_conversation_id = ?1",
     )?
-    .execute(params![f.local_conversation_id, reason, f.now])?;
+    .execute(params![f.local_conversation_id, reason.as_str(), f.now])?;
     Ok(Some(reason))
 }
 

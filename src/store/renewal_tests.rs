@@ -4,7 +4,7 @@
 
 use super::{finish_attempt, prune, recover, render_template};
 use crate::store::model::PruneBatch;
-use crate::store::model::{AttemptResult, FinishAttempt};
+use crate::store::model::{AttemptResult, FinishAttempt, JobStatus, PauseReason};
 use crate::store::ops::cancel_job;
 use rusqlite::Connection;
 
@@ -57,7 +57,7 @@ fn a_failure_recorded_after_a_cancel_leaves_the_job_cancelled() {
     cancel_job(&conn, "job_1", 10).unwrap();
     let outcome = finish_attempt(&conn, &no_client(20)).unwrap();
     assert!(!outcome.recorded);
-    assert_eq!((outcome.job_status, outcome.paused), ("failed", None));
+    assert_eq!((outcome.job_status, outcome.paused), (Some(JobStatus::Failed), None));
     assert_eq!(job_and_conversation(&conn), ("failed".into(), "cancelled".into(), 0, 0, "auto".into()));
 }
 
@@ -67,7 +67,10 @@ fn a_failure_before_the_claim_is_counted_on_a_pending_job() {
     conversation_with_job(&conn);
     let outcome = finish_attempt(&conn, &no_client(20)).unwrap();
     assert!(outcome.recorded);
-    assert_eq!((outcome.job_status, outcome.paused), ("pending", Some("execution_failure")));
+    assert_eq!(
+        (outcome.job_status, outcome.paused),
+        (Some(JobStatus::Pending), Some(PauseReason::ExecutionFailure))
+    );
     assert_eq!(
         job_and_conversation(&conn),
         ("pending".into(), "no_active_client".into(), 1, 1, "paused".into())

@@ -8,13 +8,13 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::dispatcher::Dispatcher;
+use super::reasons::Failure;
 use crate::bridge::frames::{delivery_verdict, proxy_delivery, ProxyDelivery};
-use crate::store::{route_tab, Conversation, Job, Link};
+use crate::store::{route_tab, Conversation, Job, Link, PayloadKind};
 use crate::util::now_ms;
 
 impl Dispatcher {
-    /// Step 8: `proxy_delivery` and the plugin's verdict; a failure says
-    /// whether the frame had reached the plugin's outbox.
+    /// Step 8: `proxy_delivery` and the plugin's verdict.
     pub(super) fn send(
         &self,
         job: &Job,
@@ -23,7 +23,7 @@ impl Dispatcher {
         tab_id: i64,
         text: &str,
         client: &str,
-    ) -> Result<(), (String, bool)> {
+    ) -> Result<(), SendFailure> {
         let timeout_ms = self.config.renewal.execution_timeout_ms;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let organization = link
@@ -50,33 +50,41 @@ impl Dispatcher {
             .request(Some(&link.platform), Some(client), "pd_", |request_id| {
                 proxy_delivery(request_id, &delivery)
             })
-            .map_err(|e| (e.code().to_string(), false))?;
-        let frame = pending.next(deadline).map_err(|e| (e.code().to_string(), true))?;
-        delivery_verdict(&frame).map_err(|reason| (reason, true))
+            .map_err(|e| SendFailure { reason: Failure::Request(e), sent: false })?;
+        let frame =
+            pending.next(deadline).map_err(|e| SendFailure { reason: Failure::Request(e), sent: true })?;
+        delivery_verdict(&frame)
+            .map_err(|reason| SendFailure { reason: Failure::Verdict(reason), sent: true })
     }
 }
 
-/// Steps 4–5: the link, its tab and the text, or the failure and whether
-/// it is terminal.
-pub(super) fn prepare(job: &Job, conv: &Conversation) -> Result<(Link, i64, String), (String, bool)> {
-    let link = conv.active_link.clone().ok_or(("missing_active_link".to_string(), false))?;
-    let tab_id = route_tab(&link).ok_or(("route_unavailable".to_string(), false))?;
+/// A delivery that failed, and whether its frame had reached the plugin's
+/// outbox (then it may have been delivered).
+pub(super) struct SendFailure {
+    pub reason: Failure,
+    pub sent: bool,
+}
+
+/// Steps 4–5: the link, its tab and the text, or the failure.
+pub(super) fn prepare(job: &Job, conv: &Conversation) -> Result<(Link, i64, String), Failure> {
+    let link = conv.active_link.clone().ok_or(Failure::MissingActiveLink)?;
+    let tab_id = route_tab(&link).ok_or(Failure::RouteUnavailable)?;
     let text = payload_text(job)?;
     Ok((link, tab_id, text))
 }
 
 /// Step 5: the text to deliver, or a terminal failure.
-pub(super) fn payload_text(job: &Job) -> Result<String, (String, bool)> {
-    let text = if job.payload_kind == "text" {
-        job.payload.clone()
-    } else {
-        let value: Value =
-            serde_json::from_str(&job.payload).map_err(|_| ("invalid_payload".to_string(), true))?;
-        let obj = value.as_object().ok_or(("invalid_payload".to_string(), true))?;
-        obj.get("text").and_then(Value::as_str).unwrap_or("").to_string()
+pub(super) fn payload_text(job: &Job) -> Result<String, Failure> {
+    let text = match job.payload_kind {
+        PayloadKind::Text => job.payload.clone(),
+        PayloadKind::Json => {
+            let value: Value = serde_json::from_str(&job.payload).map_err(|_| Failure::InvalidPayload)?;
+            let obj = value.as_object().ok_or(Failure::InvalidPayload)?;
+            obj.get("text").and_then(Value::as_str).unwrap_or("").to_string()
+        }
     };
     if text.trim().is_empty() {
-        return Err(("missing_payload_text".to_string(), true));
+        return Err(Failure::MissingPayloadText);
     }
     Ok(text)
 }

@@ -23,16 +23,18 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::delivery::{payload_text, prepare};
-use super::job_lines::{log_job, log_outcome, Fate};
-use super::{RunContext, RunOutcome, Runner};
+use super::delivery::{payload_text, prepare, SendFailure};
+use super::job_lines::{log_job, log_outcome, Fate, Tally};
+use super::reasons::{Deferral, Failure};
+use super::{RunContext, RunOutcome, RunResult, Runner};
 use crate::bridge::{Hub, RequestError};
 use crate::config::Config;
 use crate::policy::{AdmitOptions, Outcome, Policy, Target};
 use crossbeam_channel::Receiver;
 
 use crate::store::{
-    AttemptResult, AutomationState, Conversation, FinishAttempt, FinishOutcome, Job, Link, Store, StoreError,
+    AttemptResult, AutomationState, Conversation, ExecutionState, FinishAttempt, FinishOutcome, Job, Link,
+    PauseReason, Store, StoreError,
 };
 use crate::util::{nap_until, now_ms, random_unit, summary};
 
@@ -80,57 +82,61 @@ pub(super) struct Recording {
     items: Vec<(Delivered, Receiver<Result<FinishOutcome, StoreError>>)>,
 }
 
+impl Dispatcher {
+    pub const NAME: &'static str = "renewal.dispatcher";
+}
+
 impl Runner for Dispatcher {
     fn name(&self) -> &'static str {
-        "renewal.dispatcher"
+        Self::NAME
     }
 
     fn run(&mut self, ctx: &RunContext) -> RunOutcome {
         if ctx.system == AutomationState::Paused {
-            ctx.log("scan_skipped", "system_paused", json!({}));
-            return RunOutcome { result: "system_paused".into(), details: json!({}) };
+            ctx.log("scan_skipped", RunResult::SystemPaused.as_str(), json!({}));
+            return RunOutcome { result: RunResult::SystemPaused, details: json!({}) };
         }
         let jobs = match self.store.due_jobs(ctx.now, ctx.max_tasks_per_tick) {
             Ok(jobs) => jobs,
             Err(e) => {
                 ::log::error!("dispatcher: {e}");
                 return RunOutcome {
-                    result: "store_error".into(),
+                    result: RunResult::StoreError,
                     details: json!({ "error": e.to_string() }),
                 };
             }
         };
-        let mut counts = [0u64; 4];
+        let mut tally = Tally::default();
         self.sent_in_run.store(false, std::sync::atomic::Ordering::Relaxed);
-        super::pipeline::run(self, ctx, &jobs, &mut counts);
+        super::pipeline::run(self, ctx, &jobs, &mut tally);
         let details = json!({
-            "due_jobs": jobs.len(), "successful_jobs": counts[0], "retried_jobs": counts[1],
-            "failed_jobs": counts[2], "skipped_jobs": counts[3],
+            "due_jobs": jobs.len(), "successful_jobs": tally.succeeded, "retried_jobs": tally.retried,
+            "failed_jobs": tally.failed, "skipped_jobs": tally.skipped,
         });
         // An idle scan is not logged: one line per tick would bury the log.
         if !jobs.is_empty() {
-            ctx.log("scan_completed", "ok", details.clone());
+            ctx.log("scan_completed", RunResult::Ok.as_str(), details.clone());
         }
-        RunOutcome { result: "ok".into(), details }
+        RunOutcome { result: RunResult::Ok, details }
     }
 }
 
 impl Dispatcher {
     /// Steps 1–5 for each job of a chunk, then step 7's claims for the
     /// ready ones, queued at once so the writer commits them together.
-    pub(super) fn check_and_claim(&self, ctx: &RunContext, chunk: &[Job], counts: &mut [u64; 4]) -> Claiming {
+    pub(super) fn check_and_claim(&self, ctx: &RunContext, chunk: &[Job], tally: &mut Tally) -> Claiming {
         let mut ready = Vec::new();
         for job in chunk {
             // Once the daemon stops, the rest of the scan is left as it is
             // (pending, untouched): checking it would fail jobs for the
             // plugins that are about to disconnect.
             if self.stopping(ctx) {
-                counts[Fate::Skipped as usize] += 1;
+                tally.count(Fate::Skipped);
                 continue;
             }
             match self.check(ctx, job) {
                 Ok(r) => ready.push(r),
-                Err(fate) => counts[fate as usize] += 1,
+                Err(fate) => tally.count(fate),
             }
         }
         let now = now_ms();
@@ -150,9 +156,9 @@ impl Dispatcher {
     }
 
     /// Why a claim found its conversation no longer `auto` and idle.
-    fn lost_claim_reason(&self, job: &Job) -> &'static str {
+    fn lost_claim_reason(&self, job: &Job) -> Deferral {
         let conv = self.store.conversation(&job.local_conversation_id);
-        conv.ok().flatten().as_ref().and_then(stopped_reason).unwrap_or("execution_busy")
+        conv.ok().flatten().as_ref().and_then(Deferral::stopped).unwrap_or(Deferral::ExecutionBusy)
     }
 
     /// Steps 6, 8 and 9 for each claimed job of a chunk, in order. Each
@@ -162,12 +168,7 @@ impl Dispatcher {
     /// turns that answer into a job the cooldown should have held back.
     /// The answers are confirmed later (`recorded`), so the writer still
     /// commits while the next job is delivered.
-    pub(super) fn deliver_all(
-        &self,
-        ctx: &RunContext,
-        claimed: Vec<Ready>,
-        counts: &mut [u64; 4],
-    ) -> Recording {
+    pub(super) fn deliver_all(&self, ctx: &RunContext, claimed: Vec<Ready>, tally: &mut Tally) -> Recording {
         let mut items = Vec::with_capacity(claimed.len());
         for r in claimed {
             match self.deliver(ctx, r) {
@@ -175,7 +176,7 @@ impl Dispatcher {
                     let answer = self.store.finish_attempt_async(d.finish.clone());
                     items.push((d, answer));
                 }
-                Err(fate) => counts[fate as usize] += 1,
+                Err(fate) => tally.count(fate),
             }
         }
         Recording { items }
@@ -198,18 +199,18 @@ impl Dispatcher {
                 return Ok(r);
             }
         };
-        if let Some(reason) = stopped_reason(&conv) {
+        if let Some(reason) = Deferral::stopped(&conv) {
             return Err(self.release(ctx, &r.job, self.recheck_at(ctx), reason));
         }
         let (link, tab_id, _) = match prepare(&r.job, &conv) {
             Ok(plan) => plan,
-            Err((error, terminal)) => return Err(self.finish_failure(ctx, &r.job, &error, terminal)),
+            Err(failure) => return Err(self.finish_failure(ctx, &r.job, failure)),
         };
         if link.link_id != r.link.link_id || link.client_id != r.link.client_id {
             let client =
                 link.client_id.clone().or_else(|| self.hub.chosen_client(Some(&link.platform), None));
             let Some(client) = client else {
-                return Err(self.finish_failure(ctx, &r.job, "no_active_client", false));
+                return Err(self.finish_failure(ctx, &r.job, Failure::NoActiveClient));
             };
             r.client = client;
         }
@@ -241,8 +242,9 @@ impl Dispatcher {
         let conv = match self.store.conversation(&job.local_conversation_id) {
             Ok(Some(conv)) => conv,
             Ok(None) => {
-                let _ = self.store.fail_job(&job.job_id, "missing_local_conversation", self.log_path(ctx));
-                log_job(ctx, job, "job_failed", "missing_local_conversation", json!({ "terminal": true }));
+                let reason = Failure::MissingLocalConversation;
+                let _ = self.store.fail_job(&job.job_id, reason.as_str(), self.log_path(ctx));
+                log_job(ctx, job, "job_failed", reason.as_str(), json!({ "terminal": reason.is_terminal() }));
                 return Err(Fate::Failed);
             }
             Err(e) => {
@@ -250,17 +252,18 @@ impl Dispatcher {
                 return Err(Fate::Skipped);
             }
         };
-        let deferred = stopped_reason(&conv).or((conv.execution_state != "idle").then_some("execution_busy"));
+        let busy = conv.execution_state != ExecutionState::Idle;
+        let deferred = Deferral::stopped(&conv).or(busy.then_some(Deferral::ExecutionBusy));
         if let Some(reason) = deferred {
             return Err(self.defer(ctx, job, self.recheck_at(ctx), reason));
         }
         let (link, tab_id, text) = match prepare(job, &conv) {
             Ok(plan) => plan,
-            Err((error, terminal)) => return Err(self.finish_failure(ctx, job, &error, terminal)),
+            Err(failure) => return Err(self.finish_failure(ctx, job, failure)),
         };
         let client = link.client_id.clone().or_else(|| self.hub.chosen_client(Some(&link.platform), None));
         let Some(client) = client else {
-            return Err(self.finish_failure(ctx, job, "no_active_client", false));
+            return Err(self.finish_failure(ctx, job, Failure::NoActiveClient));
         };
         let summary = self.renewed_summary(job);
         Ok(Ready { job: job.clone(), conv, link, tab_id, text, client, summary })
@@ -268,25 +271,25 @@ impl Dispatcher {
 
     /// Like `defer`, for a job already claimed (its conversation locked):
     /// the claim is put back, due at `at`, no attempt counted.
-    fn release(&self, ctx: &RunContext, job: &Job, at: i64, reason: &str) -> Fate {
+    fn release(&self, ctx: &RunContext, job: &Job, at: i64, reason: Deferral) -> Fate {
         if let Err(e) = self.store.release_claim(job, at, self.log_path(ctx)) {
             ::log::error!("dispatcher: cannot release {}: {e}", job.job_id);
         }
-        log_job(ctx, job, "job_deferred", reason, json!({ "next_attempt_at": at }));
+        log_job(ctx, job, "job_deferred", reason.as_str(), json!({ "next_attempt_at": at }));
         Fate::Skipped
     }
 
-    fn defer(&self, ctx: &RunContext, job: &Job, at: i64, reason: &str) -> Fate {
+    fn defer(&self, ctx: &RunContext, job: &Job, at: i64, reason: Deferral) -> Fate {
         if let Err(e) = self.store.defer_job(&job.job_id, at, self.log_path(ctx)) {
             ::log::error!("dispatcher: cannot defer {}: {e}", job.job_id);
         }
-        log_job(ctx, job, "job_deferred", reason, json!({ "next_attempt_at": at }));
+        log_job(ctx, job, "job_deferred", reason.as_str(), json!({ "next_attempt_at": at }));
         Fate::Skipped
     }
 
     /// The end of step 7: waits for a chunk's claims to be committed.
     /// Returns the jobs actually claimed.
-    pub(super) fn claimed(&self, ctx: &RunContext, claims: Claiming, counts: &mut [u64; 4]) -> Vec<Ready> {
+    pub(super) fn claimed(&self, ctx: &RunContext, claims: Claiming, tally: &mut Tally) -> Vec<Ready> {
         let mut claimed = Vec::with_capacity(claims.items.len());
         for (r, answer) in claims.items {
             match answer.recv().unwrap_or(Err(StoreError::Closed)) {
@@ -295,11 +298,11 @@ impl Dispatcher {
                 // job cancelled) between the check and the claim.
                 Ok(false) => {
                     let reason = self.lost_claim_reason(&r.job);
-                    counts[self.defer(ctx, &r.job, self.recheck_at(ctx), reason) as usize] += 1
+                    tally.count(self.defer(ctx, &r.job, self.recheck_at(ctx), reason))
                 }
                 Err(e) => {
                     ::log::error!("dispatcher: cannot start {}: {e}", r.job.job_id);
-                    counts[Fate::Skipped as usize] += 1;
+                    tally.count(Fate::Skipped);
                 }
             }
         }
@@ -314,7 +317,7 @@ impl Dispatcher {
             self.inter_job_pause(ctx);
         }
         if self.stopping(ctx) {
-            return Err(self.release(ctx, &r.job, now_ms(), RequestError::ShuttingDown.code()));
+            return Err(self.release(ctx, &r.job, now_ms(), Deferral::ShuttingDown));
         }
         // After the pause, which may last seconds (`inter_job_jitter_ms`).
         let r = self.refresh(ctx, r)?;
@@ -331,7 +334,7 @@ impl Dispatcher {
                     ctx,
                     &r.job,
                     now_ms() + refusal.retry_after_ms as i64,
-                    refusal.code.as_str(),
+                    Deferral::Refused(refusal.code),
                 ))
             }
         };
@@ -350,32 +353,30 @@ impl Dispatcher {
         // The pause goes between two deliveries, not around deferrals.
         self.sent_in_run.store(true, std::sync::atomic::Ordering::Relaxed);
         let result = self.send(&r.job, &r.conv, &r.link, r.tab_id, &r.text, &r.client);
-        if let Err((reason, sent)) = &result {
-            if reason == RequestError::ShuttingDown.code() {
-                // The daemon is stopping: not the target's failure nor a
-                // counted attempt; the job goes back to pending. A frame
-                // that reached the plugin may have been delivered, so it
-                // is due again only after the recovery delay, as after a
-                // crash (at least once, with that delay as the guard).
-                lease.complete(Outcome::Cancelled);
-                let after = if *sent {
-                    self.config.renewal.effective_recovery_delay_ms(ctx.interval_ms) as i64
-                } else {
-                    0
-                };
-                return Err(self.release(ctx, &r.job, now_ms() + after, reason));
-            }
+        if let Err(SendFailure { reason: Failure::Request(RequestError::ShuttingDown), sent }) = &result {
+            // The daemon is stopping: not the target's failure nor a
+            // counted attempt; the job goes back to pending. A frame
+            // that reached the plugin may have been delivered, so it
+            // is due again only after the recovery delay, as after a
+            // crash (at least once, with that delay as the guard).
+            lease.complete(Outcome::Cancelled);
+            let after = if *sent {
+                self.config.renewal.effective_recovery_delay_ms(ctx.interval_ms) as i64
+            } else {
+                0
+            };
+            return Err(self.release(ctx, &r.job, now_ms() + after, Deferral::ShuttingDown));
         }
         let result = match result {
             Ok(()) => {
                 lease.complete(Outcome::Success);
                 AttemptResult::Success { summary: r.summary.clone() }
             }
-            Err((reason, _)) => {
-                lease.complete(Outcome::failure(reason.clone()));
+            Err(SendFailure { reason, .. }) => {
+                lease.complete(Outcome::failure(reason.as_str().to_string()));
                 AttemptResult::Failure {
-                    error: reason,
-                    terminal: false,
+                    error: reason.as_str().to_string(),
+                    terminal: reason.is_terminal(),
                     retry_at: now_ms() + self.retry_delay_ms(attempt),
                 }
             }
@@ -401,20 +402,20 @@ impl Dispatcher {
     fn wait_out(&self, ctx: &RunContext, r: &Ready, lease: &crate::policy::Lease) -> Result<(), Fate> {
         let waits = lease.remaining_delay_ms() > 0;
         if nap_until(lease.ready_instant(), || self.stopping(ctx).then_some(())).is_err() {
-            return Err(self.release(ctx, &r.job, now_ms(), RequestError::ShuttingDown.code()));
+            return Err(self.release(ctx, &r.job, now_ms(), Deferral::ShuttingDown));
         }
         if !waits {
             return Ok(());
         }
         let conv = self.store.conversation(&r.job.local_conversation_id);
-        match conv.ok().flatten().as_ref().and_then(stopped_reason) {
+        match conv.ok().flatten().as_ref().and_then(Deferral::stopped) {
             Some(reason) => Err(self.release(ctx, &r.job, self.recheck_at(ctx), reason)),
             None => Ok(()),
         }
     }
 
     /// Steps 10–11 for a chunk: each outcome confirmed and logged.
-    pub(super) fn recorded(&self, ctx: &RunContext, outcomes: Recording, counts: &mut [u64; 4]) {
+    pub(super) fn recorded(&self, ctx: &RunContext, outcomes: Recording, tally: &mut Tally) {
         for (d, answer) in outcomes.items {
             let job = &d.ready.job;
             let fate = match answer.recv().unwrap_or(Err(StoreError::Closed)) {
@@ -427,18 +428,18 @@ impl Dispatcher {
                     Fate::Skipped
                 }
             };
-            counts[fate as usize] += 1;
+            tally.count(fate);
         }
     }
 
     /// Step 10 for a job that failed before any delivery (no route, no
     /// client, bad payload): count the attempt; retry with backoff, or fail
     /// for good.
-    fn finish_failure(&self, ctx: &RunContext, job: &Job, error: &str, terminal: bool) -> Fate {
+    fn finish_failure(&self, ctx: &RunContext, job: &Job, failure: Failure) -> Fate {
         let attempt = job.attempt_count + 1;
         let result = AttemptResult::Failure {
-            error: error.to_string(),
-            terminal,
+            error: failure.as_str().to_string(),
+            terminal: failure.is_terminal(),
             retry_at: now_ms() + self.retry_delay_ms(attempt),
         };
         let finish = self.finish(ctx, job, result);
@@ -469,7 +470,7 @@ impl Dispatcher {
         }
     }
 
-    fn after_pause(&self, paused: Option<&'static str>) {
+    fn after_pause(&self, paused: Option<PauseReason>) {
         if paused.is_some() {
             self.hub.notify_automation_changed();
         }
@@ -492,15 +493,5 @@ impl Dispatcher {
             Ok(Some(m)) => summary(m.raw_text.as_deref().unwrap_or(""), limit),
             _ => payload_text(job).unwrap_or_default(),
         }
-    }
-}
-
-/// A conversation's automation no longer `auto` (docs/RENEWAL.md step 2): the
-/// deferral's reason, or `None` while it is `auto`.
-fn stopped_reason(conv: &Conversation) -> Option<&'static str> {
-    match conv.automation_status.as_str() {
-        "paused" => Some("automation_paused"),
-        "manual" => Some("automation_manual"),
-        _ => None,
     }
 }

@@ -5,15 +5,45 @@
 use serde_json::{json, Value};
 
 use super::RunContext;
-use crate::store::{AttemptResult, FinishOutcome, Job};
+use crate::store::{AttemptResult, FinishOutcome, Job, JobStatus, PauseReason};
 
 /// How one job's turn ended, for the run summary.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Fate {
     Succeeded,
     Retried,
     Failed,
+    /// Deferred, or left as it was (a stop, a store error, an outcome
+    /// discarded because the job changed meanwhile).
     Skipped,
+}
+
+/// How many jobs of a run ended each way: the run summary's
+/// `successful_jobs`, `retried_jobs`, `failed_jobs`, `skipped_jobs`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct Tally {
+    pub succeeded: u64,
+    pub retried: u64,
+    pub failed: u64,
+    pub skipped: u64,
+}
+
+impl Tally {
+    pub fn count(&mut self, fate: Fate) {
+        match fate {
+            Fate::Succeeded => self.succeeded += 1,
+            Fate::Retried => self.retried += 1,
+            Fate::Failed => self.failed += 1,
+            Fate::Skipped => self.skipped += 1,
+        }
+    }
+
+    pub fn add(&mut self, more: Tally) {
+        self.succeeded += more.succeeded;
+        self.retried += more.retried;
+        self.failed += more.failed;
+        self.skipped += more.skipped;
+    }
 }
 
 /// Logs one stage of one job, with its ids in the details.
@@ -33,7 +63,8 @@ pub(super) fn log_outcome(
     outcome: &FinishOutcome,
 ) -> Fate {
     let attempt = job.attempt_count + 1;
-    let (status, paused) = (outcome.job_status, outcome.paused);
+    let status = outcome.job_status;
+    let paused = outcome.paused.map(PauseReason::as_str);
     if !outcome.recorded {
         // Cancelled (or otherwise settled) while this run was looking at it.
         log_job(
@@ -41,7 +72,7 @@ pub(super) fn log_outcome(
             job,
             "job_outcome_discarded",
             "job_changed",
-            json!({ "attempt": attempt, "status": status }),
+            json!({ "attempt": attempt, "status": status.map_or("missing", JobStatus::as_str) }),
         );
         return Fate::Skipped;
     }
@@ -56,7 +87,7 @@ pub(super) fn log_outcome(
             );
             Fate::Succeeded
         }
-        AttemptResult::Failure { error, terminal, .. } if status == "failed" => {
+        AttemptResult::Failure { error, terminal, .. } if status == Some(JobStatus::Failed) => {
             log_job(
                 ctx,
                 job,

@@ -14,6 +14,7 @@ pub mod log;
 mod pipeline;
 pub mod projector;
 pub mod pruner;
+mod reasons;
 
 use crate::util::JoinOnDrop;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,8 +60,31 @@ impl RunContext {
 
 /// A run's outcome as `/v1/timed-jobs` shows it.
 pub struct RunOutcome {
-    pub result: String,
+    pub result: RunResult,
     pub details: Value,
+}
+
+/// How a run ended (its `last_result`, and the `result` of its
+/// `scan_skipped` / `scan_failed` / `prune_failed` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunResult {
+    Ok,
+    /// The system automation state is `paused`.
+    SystemPaused,
+    /// The system automation state is `draining` (the projector only).
+    SystemDraining,
+    StoreError,
+}
+
+impl RunResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunResult::Ok => "ok",
+            RunResult::SystemPaused => "system_paused",
+            RunResult::SystemDraining => "system_draining",
+            RunResult::StoreError => "store_error",
+        }
+    }
 }
 
 pub trait Runner: Send + 'static {
@@ -75,7 +99,7 @@ pub struct RunnerStatus {
     pub runs: u64,
     pub last_started_at: Option<i64>,
     pub last_finished_at: Option<i64>,
-    pub last_result: Option<String>,
+    pub last_result: Option<RunResult>,
     pub last_details: Value,
     pub next_run_at: Option<i64>,
 }

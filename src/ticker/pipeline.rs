@@ -31,6 +31,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 use super::dispatcher::{Dispatcher, Ready, Recording};
+use super::job_lines::Tally;
 use super::RunContext;
 use crate::store::Job;
 
@@ -69,22 +70,16 @@ fn shares(chunk: &[Job], in_flight: &HashSet<&str>) -> bool {
 
 /// A chunk's jobs claimed and ready to deliver, with the fates counted
 /// while preparing them.
-type Prepared = (Vec<Ready>, [u64; 4]);
+type Prepared = (Vec<Ready>, Tally);
 
 /// Steps 1–7 for a chunk: checks, claims, and the wait for the claims'
 /// commit. Runs on the preparing thread while the previous chunk is
 /// delivered.
 fn prepare(d: &Dispatcher, ctx: &RunContext, chunk: &[Job]) -> Prepared {
-    let mut counts = [0u64; 4];
-    let claims = d.check_and_claim(ctx, chunk, &mut counts);
-    let ready = d.claimed(ctx, claims, &mut counts);
-    (ready, counts)
-}
-
-fn add(counts: &mut [u64; 4], more: [u64; 4]) {
-    for (c, m) in counts.iter_mut().zip(more) {
-        *c += m;
-    }
+    let mut tally = Tally::default();
+    let claims = d.check_and_claim(ctx, chunk, &mut tally);
+    let ready = d.claimed(ctx, claims, &mut tally);
+    (ready, tally)
 }
 
 /// The helper's work for one round: confirm and log the outcomes of the
@@ -93,29 +88,29 @@ fn add(counts: &mut [u64; 4], more: [u64; 4]) {
 /// a conversation with the one before the current one be prepared here.
 type HelperWork<'a> = (Option<Recording>, Option<&'a [Job]>);
 
-fn help(d: &Dispatcher, ctx: &RunContext, work: Option<HelperWork<'_>>) -> (Option<Vec<Ready>>, [u64; 4]) {
-    let mut counts = [0u64; 4];
-    let Some((previous, next)) = work else { return (None, counts) };
+fn help(d: &Dispatcher, ctx: &RunContext, work: Option<HelperWork<'_>>) -> (Option<Vec<Ready>>, Tally) {
+    let mut tally = Tally::default();
+    let Some((previous, next)) = work else { return (None, tally) };
     if let Some(outcomes) = previous {
-        d.recorded(ctx, outcomes, &mut counts);
+        d.recorded(ctx, outcomes, &mut tally);
     }
     let ready = next.map(|n| {
         let (ready, more) = prepare(d, ctx, n);
-        add(&mut counts, more);
+        tally.add(more);
         ready
     });
-    (ready, counts)
+    (ready, tally)
 }
 
 /// Runs every chunk through check → claim → deliver → record, overlapped
 /// as the module documentation describes: while this thread delivers chunk
 /// k, a scoped helper thread confirms chunk k-1's outcomes and then checks
-/// and claims chunk k+1. `counts` gets each job's fate.
-pub fn run(d: &Dispatcher, ctx: &RunContext, jobs: &[Job], counts: &mut [u64; 4]) {
+/// and claims chunk k+1. `tally` gets each job's fate.
+pub fn run(d: &Dispatcher, ctx: &RunContext, jobs: &[Job], tally: &mut Tally) {
     let mut rest = chunks(jobs).into_iter();
     let Some(first) = rest.next() else { return };
     let (ready, more) = prepare(d, ctx, first);
-    add(counts, more);
+    tally.add(more);
     let mut current: Option<(&[Job], Vec<Ready>)> = Some((first, ready));
     let mut recording: Option<Recording> = None;
     std::thread::scope(|scope| {
@@ -136,22 +131,22 @@ pub fn run(d: &Dispatcher, ctx: &RunContext, jobs: &[Job], counts: &mut [u64; 4]
                     Err(help(d, ctx, work.lock().take()))
                 }
             };
-            recording = Some(d.deliver_all(ctx, claimed, counts));
+            recording = Some(d.deliver_all(ctx, claimed, tally));
             let (ready, more) = match helper {
                 Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
                 Err(done) => done,
             };
-            add(counts, more);
+            tally.add(more);
             current = match (ready, next) {
                 (Some(ready), Some(n)) => Some((n, ready)),
                 (None, Some(n)) => {
                     // It shares a conversation with the chunk just
                     // delivered: that chunk's outcomes are committed first.
                     if let Some(outcomes) = recording.take() {
-                        d.recorded(ctx, outcomes, counts);
+                        d.recorded(ctx, outcomes, tally);
                     }
                     let (ready, more) = prepare(d, ctx, n);
-                    add(counts, more);
+                    tally.add(more);
                     Some((n, ready))
                 }
                 _ => None,
@@ -159,7 +154,7 @@ pub fn run(d: &Dispatcher, ctx: &RunContext, jobs: &[Job], counts: &mut [u64; 4]
         }
     });
     if let Some(outcomes) = recording.take() {
-        d.recorded(ctx, outcomes, counts);
+        d.recorded(ctx, outcomes, tally);
     }
 }
 
@@ -172,8 +167,8 @@ mod tests {
             job_id: id.into(),
             local_conversation_id: lc.into(),
             message_id: id.into(),
-            status: "pending".into(),
-            payload_kind: "text".into(),
+            status: crate::store::JobStatus::Pending,
+            payload_kind: crate::store::PayloadKind::Text,
             payload: "x".into(),
             target_snapshot: None,
             attempt_count: 0,

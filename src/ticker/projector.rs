@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use super::log::LogSink;
-use super::{RunContext, RunOutcome, Runner};
+use super::{RunContext, RunOutcome, RunResult, Runner};
 use crate::config::Config;
 use crate::store::{AutomationState, CommitHook, ProjectSettings, Projection, ProjectionReport, Store};
 
@@ -37,21 +37,25 @@ impl Projector {
     }
 }
 
+impl Projector {
+    pub const NAME: &'static str = "renewal.projector";
+}
+
 impl Runner for Projector {
     fn name(&self) -> &'static str {
-        "renewal.projector"
+        Self::NAME
     }
 
     fn run(&mut self, ctx: &RunContext) -> RunOutcome {
         // Paused or draining: nothing is projected and the cursor stays.
         let skip = match ctx.system {
             AutomationState::Running => None,
-            AutomationState::Paused => Some("system_paused"),
-            AutomationState::Draining => Some("system_draining"),
+            AutomationState::Paused => Some(RunResult::SystemPaused),
+            AutomationState::Draining => Some(RunResult::SystemDraining),
         };
         if let Some(reason) = skip {
-            ctx.log("scan_skipped", reason, json!({}));
-            return RunOutcome { result: reason.into(), details: json!({}) };
+            ctx.log("scan_skipped", reason.as_str(), json!({}));
+            return RunOutcome { result: reason, details: json!({}) };
         }
         // Each chunk's lines are logged by the writer right after its commit
         // (`Store::project`), before the dispatcher can claim its jobs.
@@ -67,9 +71,9 @@ impl Runner for Projector {
                 Ok(part) => part,
                 Err(e) => {
                     ::log::error!("projector: {e}");
-                    ctx.log("scan_failed", "store_error", json!({ "error": e.to_string() }));
+                    ctx.log("scan_failed", RunResult::StoreError.as_str(), json!({ "error": e.to_string() }));
                     return RunOutcome {
-                        result: "store_error".into(),
+                        result: RunResult::StoreError,
                         details: json!({ "error": e.to_string() }),
                     };
                 }
@@ -89,9 +93,9 @@ impl Runner for Projector {
         });
         // An idle scan is not logged: one line per tick would bury the log.
         if !report.outcomes.is_empty() {
-            ctx.log("scan_completed", "ok", details.clone());
+            ctx.log("scan_completed", RunResult::Ok.as_str(), details.clone());
         }
-        RunOutcome { result: "ok".into(), details }
+        RunOutcome { result: RunResult::Ok, details }
     }
 }
 
@@ -104,7 +108,7 @@ fn log_outcomes(sink: &LogSink, runner: &'static str, batch_id: &str, part: &Pro
                     runner,
                     batch_id,
                     "message_skipped",
-                    reason,
+                    reason.as_str(),
                     json!({ "message_id": message_id }),
                 );
             }

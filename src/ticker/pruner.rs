@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use serde_json::json;
 
-use super::{RunContext, RunOutcome, Runner};
+use super::{RunContext, RunOutcome, RunResult, Runner};
 use crate::config::Config;
 use crate::store::{PruneBatch, Store};
 
@@ -19,9 +19,13 @@ pub struct Pruner {
     pub config: Arc<Config>,
 }
 
+impl Pruner {
+    pub const NAME: &'static str = "store.pruner";
+}
+
 impl Runner for Pruner {
     fn name(&self) -> &'static str {
-        "store.pruner"
+        Self::NAME
     }
 
     fn run(&mut self, ctx: &RunContext) -> RunOutcome {
@@ -46,9 +50,13 @@ impl Runner for Pruner {
                 }
                 Err(e) => {
                     ::log::error!("pruner: {e}");
-                    ctx.log("prune_failed", "store_error", json!({ "error": e.to_string() }));
+                    ctx.log(
+                        "prune_failed",
+                        RunResult::StoreError.as_str(),
+                        json!({ "error": e.to_string() }),
+                    );
                     return RunOutcome {
-                        result: "store_error".into(),
+                        result: RunResult::StoreError,
                         details: json!({ "error": e.to_string() }),
                     };
                 }
@@ -56,8 +64,8 @@ impl Runner for Pruner {
         }
         let details = json!({ "pruned_jobs": jobs, "pruned_messages": messages });
         if jobs > 0 || messages > 0 {
-            ctx.log("pruned", "ok", details.clone());
+            ctx.log("pruned", RunResult::Ok.as_str(), details.clone());
         }
-        RunOutcome { result: "ok".into(), details }
+        RunOutcome { result: RunResult::Ok, details }
     }
 }

@@ -10,6 +10,7 @@ use serde_json::{json, Map, Value};
 use crate::http::api::{ApiError, ApiRequest, Reply};
 use crate::http::ctx::Ctx;
 use crate::http::routes::{Kind, ROUTES};
+use crate::policy::CircuitState;
 use crate::util::now_ms;
 
 /// `/v1/messages/:message_id` → `/v1/messages/{message_id}`, and the
@@ -149,7 +150,7 @@ pub fn handle_metrics(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
         &mut out,
         "baa_policy_circuit_open",
         "1 while a target's circuit is open or half-open.",
-        &target_samples(&|t| f64::from(u8::from(t.circuit_state.as_str() != "closed"))),
+        &target_samples(&|t| f64::from(u8::from(t.circuit_state != CircuitState::Closed))),
     );
     gauge(
         &mut out,

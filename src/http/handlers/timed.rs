@@ -21,7 +21,7 @@ fn render(status: &Status) -> Value {
         .map(|r| {
             json!({
                 "name": r.name, "runs": r.runs, "last_started_at": r.last_started_at,
-                "last_finished_at": r.last_finished_at, "last_result": r.last_result,
+                "last_finished_at": r.last_finished_at, "last_result": r.last_result.map(|r| r.as_str()),
                 "last_details": r.last_details, "next_run_at": r.next_run_at,
             })
         })
