@@ -113,23 +113,10 @@ pub fn cut_chars(text: &str, limit: usize) -> String {
     out
 }
 
-/// Encodes a URL path segment so ids with any characters round-trip.
-pub fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b':') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The artifact URL of a message: what `GET /v1/messages/:id` shows as
 /// `artifact_url` and what a renewal template's `{link}` becomes.
 pub fn artifact_url(public_base: &str, message_id: &str) -> String {
-    format!("{public_base}/artifact/msg/{}.txt", percent_encode(message_id))
+    format!("{public_base}/artifact/msg/{}.txt", crate::percent::percent_encode(message_id))
 }
 
 /// A fixed number of permits (open plugin connections, open relays): taken

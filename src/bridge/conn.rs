@@ -110,7 +110,7 @@ fn check_upgrade(
     let query_token = req.uri().query().and_then(|q| {
         q.split('&')
             .find_map(|kv| kv.strip_prefix("token="))
-            .and_then(|t| crate::http::query::percent_decode(t, true))
+            .and_then(|t| crate::percent::percent_decode(t, true))
     });
     let presented = bearer(header("authorization")).map(str::to_string).or(query_token);
     if !token_ok(ctx.config.token.as_deref(), presented.as_deref()) {

@@ -218,7 +218,8 @@ fn loggable_target(target: &str) -> String {
 /// password, secret, session, cookie or auth, also percent-encoded.
 fn is_secret_name(key: &str) -> bool {
     const NAMES: [&str; 8] = ["token", "key", "pass", "secret", "session", "cookie", "auth", "sig"];
-    let key = super::query::percent_decode(key, true).unwrap_or_else(|| key.to_string()).to_ascii_lowercase();
+    let key =
+        crate::percent::percent_decode(key, true).unwrap_or_else(|| key.to_string()).to_ascii_lowercase();
     NAMES.iter().any(|name| key.contains(name))
 }
 

@@ -12,6 +12,9 @@ use crate::http::cache::ReadCache;
 use crate::policy::Policy;
 use crate::store::{IngestSettings, Store};
 
+/// Relays open at once (waiting or streaming; see `handlers::relay`).
+pub const MAX_RELAYS: usize = 64;
+
 pub struct Ctx {
     pub config: Arc<Config>,
     pub store: Store,
@@ -62,7 +65,7 @@ impl Ctx {
             artifacts_dir,
             hub,
             policy,
-            relays: crate::util::Permits::new(crate::http::handlers::relay::MAX_RELAYS),
+            relays: crate::util::Permits::new(MAX_RELAYS),
             timed,
             cache: ReadCache::default(),
             hosts: crate::auth::HostPolicy::default(),

@@ -8,6 +8,7 @@ mod body;
 pub mod cache;
 pub mod ctx;
 pub mod handlers;
+pub mod leased;
 pub mod query;
 #[cfg(test)]
 mod query_props;

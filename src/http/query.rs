@@ -1,11 +1,10 @@
 //! Request-target parsing and the validation shared by every list route:
-//! percent-decoding, query parameters, `limit`/`offset` pagination and
+//! query parameters (decoded with `crate::percent`), `limit`/`offset` pagination and
 //! enumerated filters, each failing with a 400 that names the parameter.
 
 use super::api::{ApiError, ApiRequest};
+use crate::percent::percent_decode;
 use crate::store::Page;
-#[cfg(test)]
-use crate::util::percent_encode;
 
 pub const DEFAULT_LIMIT: u32 = 50;
 pub const MAX_LIMIT: u32 = 500;
@@ -13,34 +12,6 @@ pub const MAX_LIMIT: u32 = 500;
 /// message's or conversation's id may be 512 bytes), so that anything it
 /// stored can be filtered by.
 pub const MAX_FILTER_BYTES: usize = 512;
-
-/// Decodes `%XX` escapes (and `+` as space when `plus_space`); `None` on a
-/// broken escape or a result that is not UTF-8.
-pub fn percent_decode(s: &str, plus_space: bool) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                // Two hex digits exactly: `from_str_radix` alone would also
-                // take a sign, reading `%+1` as the byte 0x01.
-                let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
-                out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
-                i += 3;
-            }
-            b'+' if plus_space => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
 
 /// Splits a raw request-target into its path and decoded query pairs.
 /// Undecodable query pairs are kept raw: unknown parameters are ignored
@@ -145,17 +116,6 @@ mod tests {
         let mut r = ApiRequest::new("GET", &path);
         r.query = query;
         r
-    }
-
-    #[test]
-    fn decodes_percent_and_plus() {
-        assert_eq!(percent_decode("a%20b+c", true).as_deref(), Some("a b c"));
-        assert_eq!(percent_decode("a+b", false).as_deref(), Some("a+b"));
-        assert_eq!(percent_decode("%zz", true), None);
-        assert_eq!(percent_decode("%4", true), None);
-        assert_eq!(percent_decode("%+1", true), None);
-        assert_eq!(percent_decode("%-1", true), None);
-        assert_eq!(percent_decode(&percent_encode("x/y ü?"), false).as_deref(), Some("x/y ü?"));
     }
 
     #[test]

@@ -6,9 +6,10 @@
 
 use proptest::prelude::*;
 
-use super::query::{percent_decode, split_target};
+use super::query::split_target;
+use crate::percent::percent_decode;
+use crate::percent::percent_encode;
 use crate::test_alloc::peak_during;
-use crate::util::percent_encode;
 
 /// RFC 3986 §2.1: a percent-encoded octet is "%" HEXDIG HEXDIG.
 fn reference_decode(s: &str, plus_space: bool) -> Option<String> {

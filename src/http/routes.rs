@@ -7,7 +7,7 @@
 use super::api::{ApiError, ApiRequest, Reply};
 use super::ctx::Ctx;
 use super::handlers::{artifact, browser, messages, meta, probe, relay, renewal, status, system, timed};
-use super::query::percent_decode;
+use crate::percent::percent_decode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

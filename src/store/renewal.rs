@@ -154,7 +154,7 @@ fn insert_job(
     s: &ProjectSettings,
 ) -> Result<Option<String>, StoreError> {
     let summary = summary(&m.text, s.summary_limit);
-    let link_url = format!("{}{}.txt", s.link_base, crate::util::percent_encode(&m.id));
+    let link_url = format!("{}{}.txt", s.link_base, crate::percent::percent_encode(&m.id));
     let text = render_template(
         &s.template,
         &[

@@ -9,7 +9,7 @@
 //!
 //! Waiting never holds anything shared: the transport gives each connection
 //! its own thread, and a relay holds only that thread and one of
-//! `MAX_RELAYS` relay slots (past the bound: 503 `relay_busy`). A streamed
+//! `ctx::MAX_RELAYS` relay slots (past the bound: 503 `relay_busy`). A streamed
 //! answer is pumped by its own `relay-stream` thread, within the same slot.
 
 use std::time::{Duration, Instant};
@@ -17,18 +17,16 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Sender};
 use serde_json::{json, Value};
 
-use super::browser::{admit, policy_outcome, timeout_ms, unsent};
 use crate::bridge::final_message::{valid_platform, valid_token_id};
 use crate::bridge::{PendingRequest, RequestError};
 use crate::http::api::{ApiError, ApiRequest, Reply};
 use crate::http::body::{opt_str, Object};
 use crate::http::ctx::Ctx;
+use crate::http::leased::{admit, policy_outcome, timeout_ms, unsent};
 use crate::http::server::Body;
 use crate::policy::{Lease, Outcome};
 use crate::util::Permit;
 
-/// Relays open at once (waiting or streaming).
-pub const MAX_RELAYS: usize = 64;
 const DEFAULT_TIMEOUT_MS: u64 = 60_000;
 
 struct RelayInput {
