@@ -28,9 +28,10 @@ impl App {
         let (path, query) = split_target(&req.target);
         self.check_host(&req)?;
         self.check_origin(&req)?;
-        // The health probe and the status page (static HTML, no data; its
-        // script sends the token with every API call) need no token.
-        let open = req.method == "GET" && (path == "/healthz" || path == "/");
+        let resolution = resolve(&req.method, &path);
+        // Routes the table marks `open` need no token; an unknown route
+        // does, so that nobody learns which paths exist without it.
+        let open = matches!(resolution, Resolution::Found(route, _) if route.open);
         if !open {
             self.check_token(&req)?;
         }
@@ -40,7 +41,7 @@ impl App {
                 return Err(ApiError::payload_too_large(self.ctx.config.limits.max_body_bytes))
             }
         };
-        let (route, params) = match resolve(&req.method, &path) {
+        let (route, params) = match resolution {
             Resolution::Found(route, params) => (route, params),
             Resolution::MethodNotAllowed(allow) => {
                 return Err(ApiError::method_not_allowed(&req.method, &allow))

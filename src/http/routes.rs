@@ -1,6 +1,7 @@
 //! The route table: one row per route (id, kind, method, path pattern,
-//! summary, handler). It drives both dispatch and `GET /v1/describe`, so the
-//! API can never describe a route it does not serve. Patterns use `:name` for
+//! summary, handler, and whether it needs the token). It drives dispatch,
+//! the token check, `GET /v1/describe` and the OpenAPI document, so the API
+//! can never describe a route it does not serve. Patterns use `:name` for
 //! one segment (optionally with a literal suffix, `:id.txt`) and `*name` for
 //! the rest of the path.
 
@@ -33,11 +34,28 @@ pub struct Route {
     pub kind: Kind,
     pub method: &'static str,
     pub path: &'static str,
-    pub summary: &'static str,
+    summary: &'static str,
     pub handler: HandlerFn,
+    /// Served without the token (`open` in the table below).
+    pub open: bool,
+}
+
+impl Route {
+    /// The summary `/v1/describe` and the OpenAPI document show; an open
+    /// route says that it needs no token.
+    pub fn summary(&self) -> std::borrow::Cow<'static, str> {
+        if self.open {
+            format!("{}; needs no token.", self.summary.trim_end_matches('.')).into()
+        } else {
+            self.summary.into()
+        }
+    }
 }
 
 macro_rules! route {
+    (open $($row:tt)*) => {
+        Route { open: true, ..route!($($row)*) }
+    };
     ($id:literal, $kind:ident, $method:literal, $path:literal, $summary:literal, $handler:path) => {
         Route {
             id: $id,
@@ -46,17 +64,21 @@ macro_rules! route {
             path: $path,
             summary: $summary,
             handler: $handler,
+            open: false,
         }
     };
 }
 
-/// Every route, in matching order (more specific patterns first).
+/// Every route, in matching order (more specific patterns first). `open`
+/// marks the routes served without the token: the health probe, and the
+/// status page (static HTML with no data; its script sends the token with
+/// every API call).
 pub static ROUTES: &[Route] = &[
-    route!("probe.health", Probe, "GET", "/healthz", "Liveness probe; needs no token.", probe::handle_health),
+    route!(open "probe.health", Probe, "GET", "/healthz", "Liveness probe", probe::handle_health),
     route!("probe.describe", Probe, "GET", "/v1/describe", "This list of routes.", probe::handle_describe),
     route!("probe.openapi", Probe, "GET", "/v1/openapi.json", "OpenAPI 3.1 document of this API.", meta::handle_openapi),
     route!("probe.metrics", Probe, "GET", "/metrics", "Prometheus text exposition.", meta::handle_metrics),
-    route!("status.page", Read, "GET", "/", "The status page (HTML).", status::handle_page),
+    route!(open "status.page", Read, "GET", "/", "The status page (HTML)", status::handle_page),
     route!("system.read", Read, "GET", "/v1/system", "Daemon, automation state, counts and clients.", system::handle_read),
     route!("system.pause", Write, "POST", "/v1/system/pause", "Pause all automation (optional reason).", system::handle_pause),
     route!("system.resume", Write, "POST", "/v1/system/resume", "Resume automation.", system::handle_resume),
@@ -187,6 +209,13 @@ mod tests {
         assert!(
             matches!(resolve("POST", "/v1/messages"), Resolution::Found(r, _) if r.id == "messages.ingest")
         );
+    }
+
+    #[test]
+    fn only_the_probe_and_the_status_page_need_no_token() {
+        let open: Vec<_> = ROUTES.iter().filter(|r| r.open).map(|r| (r.method, r.path)).collect();
+        assert_eq!(open, [("GET", "/healthz"), ("GET", "/")]);
+        assert_eq!(ROUTES[0].summary(), "Liveness probe; needs no token.");
     }
 
     #[test]

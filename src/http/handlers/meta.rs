@@ -39,7 +39,7 @@ fn operation(route: &crate::http::routes::Route, params: &[String]) -> Value {
         .collect();
     let mut op = json!({
         "operationId": route.id,
-        "summary": route.summary,
+        "summary": route.summary(),
         "tags": [route.id.split('.').next().unwrap_or("api")],
         "parameters": parameters,
         "responses": {
@@ -50,7 +50,7 @@ fn operation(route: &crate::http::routes::Route, params: &[String]) -> Value {
     if route.kind == Kind::Write {
         op["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": { "type": "object" } } } });
     }
-    if route.id == "probe.health" {
+    if route.open {
         op["security"] = json!([]);
     }
     op

@@ -13,7 +13,7 @@ pub fn handle_health(_ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
 pub fn handle_describe(_ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
     let routes: Vec<Value> = ROUTES
         .iter()
-        .map(|r| json!({ "id": r.id, "kind": r.kind.as_str(), "method": r.method, "path": r.path, "summary": r.summary }))
+        .map(|r| json!({ "id": r.id, "kind": r.kind.as_str(), "method": r.method, "path": r.path, "summary": r.summary() }))
         .collect();
     Ok(Reply::Json(
         json!({ "name": "baa-conductor", "version": env!("CARGO_PKG_VERSION"), "routes": routes }),
