@@ -10,6 +10,7 @@ pub mod config;
 pub mod daemon;
 pub mod http;
 pub mod logging;
+pub mod ops;
 pub mod percent;
 pub mod policy;
 pub mod store;

@@ -25,6 +25,23 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
+        Ok(Command::Backup(config, path)) => match baa_conductor::ops::backup(&config, &path) {
+            Ok(line) => {
+                println!("{line}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("baa-conductor: {err}");
+                ExitCode::from(1)
+            }
+        },
+        Ok(Command::Service(request)) => match baa_conductor::ops::service::run(&request, &env) {
+            Ok(code) => ExitCode::from(code),
+            Err(err) => {
+                eprintln!("baa-conductor: service {}: {err}", request.action.as_str());
+                ExitCode::from(1)
+            }
+        },
         Ok(Command::CheckConfig(config)) => {
             println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default());
             ExitCode::SUCCESS

@@ -130,6 +130,7 @@ const SPEC_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("system.pause", "POST", "/v1/system/pause", "/v1/system/pause"),
     ("system.resume", "POST", "/v1/system/resume", "/v1/system/resume"),
     ("system.drain", "POST", "/v1/system/drain", "/v1/system/drain"),
+    ("system.backup", "POST", "/v1/system/backup", "/v1/system/backup"),
     ("messages.list", "GET", "/v1/messages", "/v1/messages"),
     ("messages.read", "GET", "/v1/messages/:message_id", "/v1/messages/nope"),
     ("messages.ingest", "POST", "/v1/messages", "/v1/messages"),

@@ -84,9 +84,14 @@ fn the_readme_walkthrough_runs_as_written() {
         "paused",
         "running",
         r#""stage":"job_completed""#,
+        "ok",
+        "backup: ",
+        "integrity ok",
     ] {
         assert!(has(want), "stdout has {want:?}:\n{stdout}");
     }
+    // After the restore the daemon has the two messages of the backup.
+    assert_eq!(lines.iter().rev().find(|l| l.parse::<u32>().is_ok()), Some(&"2"), "{stdout}");
     // The teardown removed the scratch state directory.
     let left: Vec<_> = std::fs::read_dir(tmp.path()).unwrap().collect();
     assert!(left.is_empty(), "the teardown leaves nothing behind: {left:?}");

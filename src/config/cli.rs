@@ -3,7 +3,7 @@
 //! The environment is read through an injected lookup so that tests never
 //! touch (or race on) the real process environment.
 
-use super::{file, validate, Command, Config, ConfigError};
+use super::{file, validate, Command, Config, ConfigError, ServiceAction, ServiceRequest};
 use std::path::{Path, PathBuf};
 
 /// An environment lookup, e.g. `&|k| std::env::var(k).ok()`.
@@ -15,7 +15,14 @@ baa-conductor - local daemon between an AI-chat browser plugin and your scripts
 Usage:
   baa-conductor [serve] [FLAGS]          run the daemon (the default command)
   baa-conductor check-config [FLAGS]     validate the configuration, print it as JSON
-  baa-conductor --version | -V           print the version
+  baa-conductor backup PATH [FLAGS]      copy the database to PATH (a new file, or a
+                                         directory to create a dated file in); safe
+                                         while the daemon runs
+  baa-conductor service install|uninstall|status [--user] [FLAGS]
+                                         run the daemon as a systemd (Linux) or launchd
+                                         (macOS) service with these flags; --user for
+                                         a per-user service
+  baa-conductor --version | -V           print the version and the database schema
   baa-conductor --help | -h              print this help
 
 Flags (also accepted as --flag=value):
@@ -32,6 +39,10 @@ Environment (an empty variable counts as unset):
   BAA_CONFIG, BAA_STATE_DIR, BAA_LISTEN, BAA_WS_LISTEN, BAA_TOKEN
                           same as the flags above
   RUST_LOG                log filter (default info)
+  BAA_SERVICE_DIR         service: where to write the unit/plist instead of the
+                          service manager's directory
+  BAA_SERVICE_CTL         service: program run instead of systemctl/launchctl
+                          (none = run nothing, print the commands)
 
 Precedence: flag > environment > config file > default.
 
@@ -75,28 +86,88 @@ enum Parsed {
     Flags(Flags),
 }
 
+/// The command word and what follows it.
+enum Verb {
+    Serve,
+    CheckConfig,
+    Backup(String),
+    Service(ServiceAction, bool),
+}
+
+const COMMANDS: &str = "serve, check-config, backup or service";
+
+/// Splits off the command word (and a command's own arguments: backup's
+/// PATH, service's action and `--user`), leaving the flags.
+fn verb(args: &[String]) -> Result<(Verb, Vec<String>), ConfigError> {
+    let rest = |from: usize| args.get(from..).unwrap_or_default().to_vec();
+    match args.first().map(String::as_str) {
+        Some("serve") => Ok((Verb::Serve, rest(1))),
+        Some("check-config") => Ok((Verb::CheckConfig, rest(1))),
+        Some("backup") => match args.get(1) {
+            Some(path) if !path.starts_with('-') => Ok((Verb::Backup(path.clone()), rest(2))),
+            _ => Err(ConfigError::new("backup", "needs a destination: baa-conductor backup PATH [FLAGS]")),
+        },
+        Some("service") => {
+            let action = args.get(1).and_then(|w| ServiceAction::parse(w)).ok_or_else(|| {
+                ConfigError::new("service", "needs an action: install, uninstall or status (see --help)")
+            })?;
+            let flags: Vec<String> = rest(2);
+            let user = flags.iter().any(|a| a == "--user");
+            Ok((Verb::Service(action, user), flags.into_iter().filter(|a| a != "--user").collect()))
+        }
+        Some(word) if !word.starts_with('-') => {
+            let message =
+                match super::suggest::closest(word, COMMANDS.split(", ").flat_map(|w| w.split(" or "))) {
+                    Some(known) => format!("is not a known command; did you mean {known}? (see --help)"),
+                    None => format!("is not a known command (expected {COMMANDS}; see --help)"),
+                };
+            Err(ConfigError::new(word, message))
+        }
+        _ => Ok((Verb::Serve, args.to_vec())),
+    }
+}
+
 /// Parses the arguments (without argv[0]), reads the config file, applies
 /// the environment and validates the result.
 pub fn parse_command(args: &[String], env: Env) -> Result<Command, ConfigError> {
-    let (check, rest) = match args.first().map(String::as_str) {
-        Some("serve") => (false, &args[1..]),
-        Some("check-config") => (true, &args[1..]),
-        Some(word) if !word.starts_with('-') => {
-            return Err(ConfigError::new(
-                word,
-                "is not a known command (expected serve or check-config; see --help)",
-            ))
-        }
-        _ => (false, args),
-    };
-    let flags = match parse_flags(rest)? {
+    let (verb, rest) = verb(args)?;
+    let flags = match parse_flags(&rest)? {
         Parsed::Help => return Ok(Command::Help),
         Parsed::Version => return Ok(Command::Version),
         Parsed::Flags(flags) => flags,
     };
     let (config, origins) = build(&flags, env)?;
     validate(&config).map_err(|e| origins.annotate(e))?;
-    Ok(if check { Command::CheckConfig(config) } else { Command::Serve(config) })
+    Ok(match verb {
+        Verb::Serve => Command::Serve(config),
+        Verb::CheckConfig => Command::CheckConfig(config),
+        Verb::Backup(path) => Command::Backup(config, absolute(Path::new(&path), "backup")?),
+        Verb::Service(action, user) => {
+            let mut overrides: Vec<(&'static str, String)> = Vec::new();
+            for (key, _) in &origins.overridden {
+                let value = match *key {
+                    "listen" => config.listen.clone(),
+                    "ws_listen" => config.ws_listen.clone(),
+                    _ => continue,
+                };
+                overrides.push((flag_of(key), value));
+            }
+            if let Some(path) =
+                config.config_path.as_ref().filter(|p| **p != config.state_dir.join("config.json"))
+            {
+                overrides.push(("--config", path.to_string_lossy().into_owned()));
+            }
+            let token_outside_file = origins.overridden.iter().any(|(k, _)| *k == "token");
+            Command::Service(Box::new(ServiceRequest { config, action, user, overrides, token_outside_file }))
+        }
+    })
+}
+
+fn flag_of(key: &str) -> &'static str {
+    match key {
+        "listen" => "--listen",
+        _ => "--ws-listen",
+    }
 }
 
 /// Where the values that can come from several places came from, so that a

@@ -46,8 +46,53 @@ pub const BAA_TOOLS: [&str; 8] = [
 pub enum Command {
     Serve(Config),
     CheckConfig(Config),
+    /// `backup PATH`: copy the database to PATH (a new file, or a
+    /// directory to create one in).
+    Backup(Config, PathBuf),
+    /// `service install|uninstall|status [--user]`.
+    Service(Box<ServiceRequest>),
     Version,
     Help,
+}
+
+/// What `service install|uninstall|status` was asked, with what the unit
+/// needs to start the daemon the way this command line would.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceRequest {
+    pub config: Config,
+    pub action: ServiceAction,
+    /// A per-user service (`--user`) rather than a system-wide one.
+    pub user: bool,
+    /// `(flag, value)` of the settings given by flag or environment
+    /// variable (not the token), to repeat on the service's command line.
+    pub overrides: Vec<(&'static str, String)>,
+    /// The token was given by flag or `BAA_TOKEN`, so the service needs it
+    /// in a private environment file.
+    pub token_outside_file: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServiceAction {
+    Install,
+    Uninstall,
+    Status,
+}
+
+impl ServiceAction {
+    pub const ALL: [ServiceAction; 3] =
+        [ServiceAction::Install, ServiceAction::Uninstall, ServiceAction::Status];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ServiceAction::Install => "install",
+            ServiceAction::Uninstall => "uninstall",
+            ServiceAction::Status => "status",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<ServiceAction> {
+        ServiceAction::ALL.into_iter().find(|a| a.as_str() == word)
+    }
 }
 
 /// A configuration or command-line problem; the daemon prints it as one

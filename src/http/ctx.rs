@@ -40,6 +40,8 @@ pub struct Ctx {
     /// The `Host` values this daemon answers to (loopback only until the
     /// daemon sets the bound addresses and `allowed_hosts`).
     pub hosts: crate::auth::HostPolicy,
+    /// Held while `POST /v1/system/backup` copies: one backup at a time.
+    pub backup: parking_lot::Mutex<()>,
 }
 
 impl Ctx {
@@ -69,6 +71,7 @@ impl Ctx {
             timed,
             cache: ReadCache::default(),
             hosts: crate::auth::HostPolicy::default(),
+            backup: parking_lot::Mutex::new(()),
         }
     }
 

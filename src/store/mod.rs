@@ -5,6 +5,7 @@
 //! of read-only connections that callers borrow, never the writer's. Callers
 //! see plain Rust types (`model`), never SQL.
 
+mod backup;
 mod checkpoint;
 mod columns;
 mod exec_model;
@@ -28,6 +29,7 @@ use std::sync::Arc;
 
 use crossbeam_channel::{bounded, unbounded, Receiver, Sender};
 
+pub use backup::{backup, BackupError, BackupReport};
 pub use exec_model::*;
 pub use model::*;
 pub use pool::ReadPool;

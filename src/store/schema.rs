@@ -25,7 +25,7 @@ pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
 
 /// How long a connection waits on a lock held by another before failing.
 /// Only the writer writes, so this covers checkpoints and startup races.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Opens the one write connection: WAL, and `synchronous = NORMAL`, which in
 /// WAL mode makes every commit durable against a killed process (the commit

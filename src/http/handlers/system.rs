@@ -1,12 +1,16 @@
-//! System routes: the daemon's own state and the durable automation switch
-//! (pause, resume, drain). Every change is pushed to plugins via the hook.
+//! System routes: the daemon's own state, the durable automation switch
+//! (pause, resume, drain; every change is pushed to plugins via the hook),
+//! and online backups, which the daemon writes only under
+//! `STATE_DIR/backups/` with a name it chooses: a web request never names a
+//! path on the host.
 
 use serde_json::json;
 
 use crate::http::api::{ApiError, ApiRequest, Reply};
 use crate::http::body::opt_reason;
 use crate::http::ctx::Ctx;
-use crate::store::AutomationState;
+use crate::ops;
+use crate::store::{self, AutomationState, BackupError};
 use crate::util::now_ms;
 
 pub fn handle_read(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
@@ -61,4 +65,46 @@ pub fn handle_resume(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
 
 pub fn handle_drain(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     set_state(ctx, req, AutomationState::Draining)
+}
+
+pub fn handle_backup(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    let body = req.json_object()?;
+    if let Some(field) = body.keys().next() {
+        return Err(ApiError::invalid(
+            field,
+            format!("Field \"{field}\" is not accepted: the daemon chooses where a backup goes (STATE_DIR/backups/)."),
+        ));
+    }
+    let Some(_one_at_a_time) = ctx.backup.try_lock() else {
+        return Err(ApiError::new(
+            409,
+            "backup_running",
+            "Another backup is being written; try again when it is done.",
+            json!({}),
+        ));
+    };
+    let dir = ops::backups_dir(&ctx.config.state_dir);
+    ops::private_dir(&dir).map_err(|e| {
+        log::error!("backup: cannot create {}: {e}", dir.display());
+        ApiError::internal()
+    })?;
+    let started_at = now_ms();
+    let file = ops::backup_file_name(started_at);
+    let report = store::backup(ctx.store.path(), &dir.join(&file)).map_err(|e| match e {
+        BackupError::Store(e) => ApiError::from(e),
+        other => {
+            log::error!("backup failed: {other}");
+            ApiError::internal()
+        }
+    })?;
+    log::info!("backup: wrote {} ({} bytes) ({})", report.path.display(), report.bytes, req.request_id);
+    Ok(Reply::Json(json!({
+        "file": file,
+        "path": report.path.display().to_string(),
+        "bytes": report.bytes,
+        "schema_version": report.schema_version,
+        "integrity": "ok",
+        "started_at": started_at,
+        "finished_at": now_ms(),
+    })))
 }
