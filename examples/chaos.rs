@@ -372,8 +372,7 @@ impl Harness {
     fn final_stop(&mut self, previous: Option<AtKill>) {
         let cycle = self.o.cycles;
         let mut d = self.start(cycle, previous);
-        let pid = d.child.id().to_string();
-        let _ = std::process::Command::new("kill").args(["-TERM", &pid]).status();
+        daemon::terminate(d.child.id());
         let status = d.child.wait().expect("wait");
         if !status.success() {
             self.t.integrity.push(format!("clean stop: exit {status}"));

@@ -115,7 +115,7 @@ fn main() {
     let load = Load::start(&load_config, d.http, &d.ws_url, &ledger);
     let samples = watch(pid, &o, &ledger);
     load.stop();
-    let _ = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    daemon::terminate(pid);
     let status = d.child.wait().expect("wait");
     let flat = verdict(&samples, o.warmup);
     let c = &ledger.counts;

@@ -68,6 +68,12 @@ pub fn start(
     Ok(Daemon { child, http, ws_url, ready_in })
 }
 
+/// SIGTERM, the clean stop (`Child::kill` is SIGKILL). Through the shell's
+/// own `kill`, which every system has, since std has no signal call.
+pub fn terminate(pid: u32) {
+    let _ = Command::new("sh").args(["-c", "kill -TERM \"$0\"", &pid.to_string()]).status();
+}
+
 fn ready_file_ws_url(path: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;
