@@ -16,11 +16,14 @@ use serde_json::json;
 use signal_hook::iterator::Signals;
 
 use crate::auth::{HostPolicy, OriginPolicy};
+use crate::baa;
 use crate::bridge;
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::http;
 use crate::policy::{Policy, SweeperHandle, SystemClock};
-use crate::store::{self, AutomationState, IngestSettings, RecoveryReport, Store, StoreOptions, SystemState};
+use crate::store::{
+    self, AutomationState, IngestSettings, RecoveryReport, ReplySettings, Store, StoreOptions, SystemState,
+};
 use crate::ticker;
 use crate::util::now_ms;
 
@@ -67,6 +70,8 @@ pub fn run(config: Config) -> Result<(), Fatal> {
 /// early `?` in [`start`]) or a panic leaves no thread behind; the fields
 /// are declared in an order in which dropping them is safe.
 pub struct Running {
+    /// First: a block running is interrupted before anything it uses stops.
+    baa_worker: Option<baa::worker::Handle>,
     ticker: ticker::Handle,
     server: http::server::Server,
     ctx: Arc<http::Ctx>,
@@ -109,6 +114,9 @@ pub fn start(config: Config) -> Result<Running, Fatal> {
     let Bound { http, ws, names } = Bound::bind(&config)?;
     let (hub, bell) = bridge::new_hub(&config);
     let ctx = http_ctx(&config, &store, hub, &policy, &timed, names);
+    // Before the bridge and HTTP start: from the first ingest on, recorded
+    // blocks ring the worker's inbox (it starts last; the rings wait).
+    let (baa_inbox, baa_reply) = prepare_baa(&ctx)?;
     let bridge =
         bridge::start(ws, bridge_ctx(&ctx), bell).map_err(|e| fatal(format!("cannot start bridge: {e}")))?;
     let server =
@@ -116,9 +124,14 @@ pub fn start(config: Config) -> Result<Running, Fatal> {
     let log = ticker::log::spawn(log_dir, config.timed_jobs.log_retention_days)
         .map_err(|e| fatal(format!("cannot start the timed-jobs log: {e}")))?;
     let ticker = start_ticker(&ctx, &log, timed)?;
+    let baa_worker = match config.role {
+        Role::Primary => Some(start_baa_worker(&ctx, baa_inbox, baa_reply, ticker.kicker())?),
+        Role::Standby => None,
+    };
 
     announce(&state_dir, &ctx);
     Ok(Running {
+        baa_worker,
         ticker,
         server,
         ctx,
@@ -149,6 +162,7 @@ impl Running {
     /// Stops every role in order and removes the ready file.
     pub fn shutdown(self) {
         let Running {
+            baa_worker,
             mut ticker,
             server,
             ctx,
@@ -162,6 +176,9 @@ impl Running {
             state_dir,
             _lock,
         } = self;
+        // A block running is interrupted (its process group killed) and
+        // recorded; the message's other blocks wait for the next start.
+        drop(baa_worker);
         // No new runs, and a run in progress starts no new delivery (a job it
         // reaches goes back to pending, `shutting_down`); a delivery in flight
         // may still be answered during the HTTP grace, and is failed as
@@ -208,6 +225,41 @@ fn recover(config: &Config, store: &Store) -> Result<RecoveryReport, Fatal> {
         recovery.requeued_renewal_job_count
     );
     Ok(recovery)
+}
+
+/// Instruction blocks' recovery (blocks left `running` are `interrupted`)
+/// and the worker's inbox, rung by the store writer from now on.
+fn prepare_baa(ctx: &http::Ctx) -> Result<(baa::worker::Inbox, ReplySettings), Fatal> {
+    let reply = ReplySettings {
+        artifact_base: format!("{}/artifact/", ctx.public_base),
+        max_attempts: ctx.config.renewal.max_attempts,
+    };
+    let recovery = ctx
+        .store
+        .recover_executions(&reply)
+        .map_err(|e| fatal(format!("recovery of instruction blocks failed: {e}")))?;
+    if recovery.interrupted > 0 {
+        log::info!(
+            "recovery: {} instruction blocks interrupted (failed, not run again), {} replies made",
+            recovery.interrupted,
+            recovery.replies.len()
+        );
+    }
+    let inbox = baa::worker::inbox();
+    ctx.store.on_blocks_recorded(inbox.bell());
+    Ok((inbox, reply))
+}
+
+/// The instruction worker (primary nodes only: a standby acts on nothing).
+fn start_baa_worker(
+    ctx: &Arc<http::Ctx>,
+    inbox: baa::worker::Inbox,
+    reply: ReplySettings,
+    kicker: ticker::Kicker,
+) -> Result<baa::worker::Handle, Fatal> {
+    let tools = baa::tools::Tools { ctx: ctx.clone(), home: std::env::var("HOME").ok() };
+    let deps = baa::worker::Deps { store: ctx.store.clone(), tools, reply, kicker };
+    inbox.spawn(deps).map_err(|e| fatal(format!("cannot start the instruction worker: {e}")))
 }
 
 /// Both listeners, bound early so that a taken port is a start-up error,

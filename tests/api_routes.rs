@@ -164,6 +164,9 @@ const SPEC_ROUTES: &[(&str, &str, &str, &str)] = &[
     ("renewal.jobs.read", "GET", "/v1/renewal/jobs/:job_id", "/v1/renewal/jobs/nope"),
     ("renewal.jobs.retry", "POST", "/v1/renewal/jobs/:job_id/retry", "/v1/renewal/jobs/nope/retry"),
     ("renewal.jobs.cancel", "POST", "/v1/renewal/jobs/:job_id/cancel", "/v1/renewal/jobs/nope/cancel"),
+    // docs/BAA.md "Looking at what happened".
+    ("executions.list", "GET", "/v1/executions", "/v1/executions"),
+    ("executions.read", "GET", "/v1/executions/:instruction_id", "/v1/executions/nope"),
     ("browser.read", "GET", "/v1/browser", "/v1/browser"),
     ("browser.actions", "POST", "/v1/browser/actions", "/v1/browser/actions"),
     ("browser.request", "POST", "/v1/browser/request", "/v1/browser/request"),
@@ -197,6 +200,8 @@ const REQUIRED_ROUTES: &[&str] = &[
     "renewal.jobs.read",
     "renewal.jobs.retry",
     "renewal.jobs.cancel",
+    "executions.list",
+    "executions.read",
     "artifact.message",
     "artifact.file",
 ];

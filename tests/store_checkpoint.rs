@@ -12,7 +12,7 @@ use baa_conductor::store::{self, IngestSettings, NewMessage, StoreOptions};
 use rusqlite::{Connection, OpenFlags};
 use support::TempDir;
 
-const SETTINGS: IngestSettings = IngestSettings { summary_limit: 200, repeat_pause_threshold: 3 };
+const SETTINGS: IngestSettings = IngestSettings { summary_limit: 200, repeat_pause_threshold: 3, baa: None };
 const CLIENTS: usize = 8;
 const PER_CLIENT: usize = 300;
 /// Large enough that each message spills into several overflow pages: the

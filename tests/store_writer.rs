@@ -15,7 +15,7 @@ use baa_conductor::store::{
 };
 use support::TempDir;
 
-const SETTINGS: IngestSettings = IngestSettings { summary_limit: 200, repeat_pause_threshold: 3 };
+const SETTINGS: IngestSettings = IngestSettings { summary_limit: 200, repeat_pause_threshold: 3, baa: None };
 const ALL: Page = Page { limit: 500, offset: 0 };
 /// Every caller must be answered within this (a hung writer fails the test
 /// instead of hanging it).

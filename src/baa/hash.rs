@@ -1,4 +1,4 @@
-//! `instruction_id = hash(message_id, block_index, block text)` (BAA.md
+//! `instruction_id = hash(message_id, block_index, block text)` (docs/BAA.md
 //! "Exactly once"), with a small SHA-256 of our own (FIPS 180-4).
 //!
 //! Why SHA-256 and not something shorter: the id is the primary key that

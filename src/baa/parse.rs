@@ -1,4 +1,4 @@
-//! The instruction-block parser (BAA.md "Syntax"): finds the fenced `baa`
+//! The instruction-block parser (docs/BAA.md "Writing a block"): finds the fenced `baa`
 //! blocks of an assistant message and reads each one's `@target.tool` line
 //! and params. A pure function of the text — no I/O, no clock, no config
 //! beyond the block limit — so ingest can run it on the caller's thread and
@@ -22,6 +22,7 @@
 use serde_json::{Map, Value};
 
 use super::Reason;
+use crate::store::ParamsKind;
 
 /// Blocks past `max_blocks_per_message` are kept (as `too_many_blocks`
 /// rejections) up to this many; any further ones are dropped, so a hostile
@@ -43,10 +44,12 @@ pub struct Block {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     Instruction(Instruction),
-    /// Malformed: becomes an `invalid` execution with this reason.
+    /// Malformed: becomes an `invalid` execution with this reason. `name`
+    /// is `(target, tool)` when the first line could be read.
     Invalid {
         reason: Reason,
         message: String,
+        name: Option<(String, String)>,
     },
     /// Past `max_blocks_per_message`: becomes a `rejected` execution.
     TooMany,
@@ -71,18 +74,10 @@ pub enum Params {
 
 impl Params {
     /// The stored `params_kind`.
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> ParamsKind {
         match self {
-            Params::Json(_) => "json",
-            Params::Text(_) => "text",
-        }
-    }
-
-    /// The stored `params`: the object's JSON text, or the text itself.
-    pub fn stored(&self) -> String {
-        match self {
-            Params::Json(map) => Value::Object(map.clone()).to_string(),
-            Params::Text(text) => text.clone(),
+            Params::Json(_) => ParamsKind::Json,
+            Params::Text(_) => ParamsKind::Text,
         }
     }
 }
@@ -206,7 +201,7 @@ impl<'a> Iterator for Lines<'a> {
 }
 
 fn invalid(reason: Reason, message: impl Into<String>) -> Outcome {
-    Outcome::Invalid { reason, message: message.into() }
+    Outcome::Invalid { reason, message: message.into(), name: None }
 }
 
 /// Reads a closed block's content: blank lines, the `@target.tool` line,
@@ -239,10 +234,17 @@ fn read_block(content: &str) -> Outcome {
     };
     let params_text = rest.trim_matches(|c: char| c.is_ascii_whitespace());
     let params = if params_text.starts_with('{') {
-        match serde_json::from_str::<Value>(params_text) {
-            Ok(Value::Object(map)) => Params::Json(map),
-            Ok(_) => return invalid(Reason::InvalidJson, "params starting with { must be one JSON object"),
-            Err(e) => return invalid(Reason::InvalidJson, format!("params are not a JSON object: {e}")),
+        let parsed = match serde_json::from_str::<Value>(params_text) {
+            Ok(Value::Object(map)) => Ok(map),
+            Ok(_) => Err("params starting with { must be one JSON object".to_string()),
+            Err(e) => Err(format!("params are not a JSON object: {e}")),
+        };
+        match parsed {
+            Ok(map) => Params::Json(map),
+            Err(message) => {
+                let name = Some((target.to_string(), tool.to_string()));
+                return Outcome::Invalid { reason: Reason::InvalidJson, message, name };
+            }
         }
     } else {
         Params::Text(params_text.to_string())

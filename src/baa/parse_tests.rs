@@ -20,7 +20,7 @@ fn instruction(text: &str) -> Instruction {
 
 fn invalid_reason(text: &str) -> Reason {
     match one(text).outcome {
-        Outcome::Invalid { reason, message } => {
+        Outcome::Invalid { reason, message, .. } => {
             assert!(!message.is_empty());
             reason
         }
@@ -46,7 +46,7 @@ fn header_alone_has_empty_text_params() {
     let i = instruction("```baa\n@conductor.status\n```");
     assert_eq!((i.target.as_str(), i.tool.as_str()), ("conductor", "status"));
     assert_eq!(i.params, Params::Text(String::new()));
-    assert_eq!(i.params.kind(), "text");
+    assert_eq!(i.params.kind(), crate::store::ParamsKind::Text);
 }
 
 #[test]
@@ -64,17 +64,19 @@ fn json_params_on_the_same_line_or_the_next_lines() {
     let i = instruction("```baa\n@conductor.files.read {\"path\": \"~/notes/todo.md\"}\n```");
     assert_eq!((i.target.as_str(), i.tool.as_str()), ("conductor", "files.read"));
     assert_eq!(i.params, obj(json!({"path": "~/notes/todo.md"})));
-    assert_eq!(i.params.kind(), "json");
+    assert_eq!(i.params.kind(), crate::store::ParamsKind::Json);
     let i = instruction(
         "```baa\n@conductor.files.write\n{\n  \"path\": \"a.txt\",\n  \"content\": \"x\"\n}\n```",
     );
     assert_eq!(i.params, obj(json!({"path": "a.txt", "content": "x"})));
-    assert_eq!(i.params.stored(), r#"{"content":"x","path":"a.txt"}"#);
 }
 
 #[test]
 fn params_starting_with_a_brace_must_be_one_json_object() {
     assert_eq!(invalid_reason("```baa\n@conductor.exec {\"command\": \n```"), Reason::InvalidJson);
+    // The first line was read: the block still names its tool.
+    let Outcome::Invalid { name, .. } = one("```baa\n@conductor.exec {1}\n```").outcome else { panic!() };
+    assert_eq!(name, Some(("conductor".to_string(), "exec".to_string())));
     assert_eq!(invalid_reason("```baa\n@conductor.exec {\"a\":1} trailing\n```"), Reason::InvalidJson);
     assert_eq!(invalid_reason("```baa\n@conductor.exec {echo hi; }\n```"), Reason::InvalidJson);
     // Other JSON values are text: they do not start with a brace.

@@ -95,16 +95,18 @@ impl Reason {
         }
     }
 
-    /// Reasons that stop a block because automation was switched off for
-    /// it (not because of the block itself).
-    pub fn is_gate(self) -> bool {
-        matches!(
-            self,
-            Reason::AutomationPaused
-                | Reason::AutomationManual
-                | Reason::SystemPaused
-                | Reason::ConversationMissing
-                | Reason::Disabled
-        )
+    /// The reasons that stop a block because automation was switched off
+    /// for it, not because of anything in the block.
+    pub const GATE: [Reason; 5] = [
+        Reason::AutomationPaused,
+        Reason::AutomationManual,
+        Reason::SystemPaused,
+        Reason::ConversationMissing,
+        Reason::Disabled,
+    ];
+
+    /// Whether a stored `error` is one of the `GATE` reasons.
+    pub fn is_gate_code(code: &str) -> bool {
+        Reason::GATE.iter().any(|r| r.code() == code)
     }
 }

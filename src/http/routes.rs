@@ -7,7 +7,9 @@
 
 use super::api::{ApiError, ApiRequest, Reply};
 use super::ctx::Ctx;
-use super::handlers::{artifact, browser, messages, meta, probe, relay, renewal, status, system, timed};
+use super::handlers::{
+    artifact, browser, executions, messages, meta, probe, relay, renewal, status, system, timed,
+};
 use crate::percent::percent_decode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,6 +99,8 @@ pub static ROUTES: &[Route] = &[
     route!("renewal.jobs.read", Read, "GET", "/v1/renewal/jobs/:job_id", "One renewal job.", renewal::handle_jobs_read),
     route!("renewal.jobs.retry", Write, "POST", "/v1/renewal/jobs/:job_id/retry", "Retry a failed job now.", renewal::handle_jobs_retry),
     route!("renewal.jobs.cancel", Write, "POST", "/v1/renewal/jobs/:job_id/cancel", "Cancel a pending job.", renewal::handle_jobs_cancel),
+    route!("executions.list", Read, "GET", "/v1/executions", "Instruction blocks run or refused, newest first; filters message_id, local_conversation_id, status, tool.", executions::handle_list),
+    route!("executions.read", Read, "GET", "/v1/executions/:instruction_id", "One instruction block's execution.", executions::handle_read),
     route!("browser.read", Read, "GET", "/v1/browser", "Plugin clients, tabs and login states; filters platform, status.", browser::handle_read),
     route!("browser.actions", Write, "POST", "/v1/browser/actions", "Send an action to a plugin and wait for its result.", browser::handle_actions),
     route!("browser.request", Write, "POST", "/v1/browser/request", "Raw relay: the plugin performs an HTTP request in the page.", relay::handle_request),

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::store::{Conversation, Job, Link, Message, PayloadKind};
+use crate::store::{Conversation, Execution, Job, Link, Message, ParamsKind, PayloadKind};
 pub use crate::util::artifact_url;
 
 /// Stored JSON text, written as it is when it parses, as a JSON string when
@@ -256,6 +256,69 @@ pub fn job(j: &Job) -> JobView<'_> {
         finished_at: j.finished_at,
         created_at: j.created_at,
         updated_at: j.updated_at,
+    }
+}
+
+/// An execution (docs/BAA.md): every column, `result_json` as `result`
+/// (the stored object, or null), `params` parsed when its kind is `json`,
+/// and `artifact_url` beside `artifact_path` (null without an artifact).
+#[derive(Serialize)]
+pub struct ExecutionView<'a> {
+    instruction_id: &'a str,
+    message_id: &'a str,
+    local_conversation_id: &'a str,
+    block_index: i64,
+    target: &'a Option<String>,
+    tool: &'a Option<String>,
+    params_kind: Option<&'static str>,
+    params: ParamsView<'a>,
+    status: &'static str,
+    summary: &'a Option<String>,
+    result: Stored<'a>,
+    error: &'a Option<String>,
+    artifact_path: &'a Option<String>,
+    artifact_url: Option<String>,
+    started_at: Option<i64>,
+    finished_at: Option<i64>,
+    created_at: i64,
+}
+
+/// A block's params: the object for `json`, else the text (or null).
+struct ParamsView<'a>(&'a Execution);
+
+impl Serialize for ParamsView<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match (self.0.params_kind, &self.0.params) {
+            (Some(ParamsKind::Json), params) => stored(params).serialize(s),
+            (_, Some(text)) => s.serialize_str(text),
+            (_, None) => s.serialize_none(),
+        }
+    }
+}
+
+pub fn execution<'a>(e: &'a Execution, public_base: &str) -> ExecutionView<'a> {
+    let artifact_url = e.artifact_path.as_deref().map(|p| {
+        let rel = p.strip_prefix("artifacts/").unwrap_or(p);
+        format!("{public_base}/artifact/{rel}")
+    });
+    ExecutionView {
+        instruction_id: &e.instruction_id,
+        message_id: &e.message_id,
+        local_conversation_id: &e.local_conversation_id,
+        block_index: e.block_index,
+        target: &e.target,
+        tool: &e.tool,
+        params_kind: e.params_kind.map(ParamsKind::as_str),
+        params: ParamsView(e),
+        status: e.status.as_str(),
+        summary: &e.summary,
+        result: stored(&e.result_json),
+        error: &e.error,
+        artifact_path: &e.artifact_path,
+        artifact_url,
+        started_at: e.started_at,
+        finished_at: e.finished_at,
+        created_at: e.created_at,
     }
 }
 

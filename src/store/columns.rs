@@ -5,6 +5,7 @@
 
 use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
+use super::exec_model::{ExecutionStatus, ParamsKind};
 use super::model::{ConversationStatus, ExecutionState, JobStatus, PayloadKind};
 
 macro_rules! text_column {
@@ -26,7 +27,7 @@ macro_rules! text_column {
     )*};
 }
 
-text_column!(ConversationStatus, ExecutionState, JobStatus, PayloadKind);
+text_column!(ConversationStatus, ExecutionState, JobStatus, PayloadKind, ExecutionStatus, ParamsKind);
 
 #[cfg(test)]
 mod tests {

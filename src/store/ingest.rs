@@ -10,6 +10,7 @@ use serde_json::json;
 use super::model::*;
 use super::read::{message_by_id, MESSAGE_COLUMNS};
 use super::StoreError;
+use super::{NewExecution, ReplySettings};
 use crate::util::{fingerprint, new_id, summary};
 
 /// A message ready for the writer: the input and everything derived from it
@@ -22,6 +23,8 @@ pub struct PreparedMessage {
     fingerprint: Option<String>,
     /// The link's delivery target: `target_id` and `target_payload`.
     target: Option<(String, String)>,
+    /// Its instruction blocks, read when BAA is on (docs/BAA.md "Writing a block").
+    pub(super) blocks: Vec<NewExecution>,
 }
 
 pub(super) fn prepare(input: NewMessage, settings: IngestSettings) -> PreparedMessage {
@@ -38,7 +41,13 @@ pub(super) fn prepare(input: NewMessage, settings: IngestSettings) -> PreparedMe
         });
         (format!("tab:{tab}"), payload.to_string())
     });
-    PreparedMessage { input, summary, fingerprint, target }
+    let blocks = match settings.baa {
+        Some(baa) if input.role == "assistant" => {
+            crate::baa::blocks_to_record(&input.message_id, &input.text, baa.max_blocks)
+        }
+        _ => Vec::new(),
+    };
+    PreparedMessage { input, summary, fingerprint, target, blocks }
 }
 
 pub(super) fn ingest(
@@ -57,6 +66,14 @@ pub(super) fn ingest(
     let Upserted { local_id, paused: automation_changed } =
         upsert_conversation(conn, prepared, settings, now)?;
     let link_id = upsert_active_link(conn, &local_id, prepared, now)?;
+    let recorded_blocks = match settings.baa {
+        Some(baa) if !prepared.blocks.is_empty() => {
+            // A reply made here has no artifact to link to: every block is invalid.
+            let reply = ReplySettings { artifact_base: String::new(), max_attempts: baa.max_attempts };
+            super::executions::record_live(conn, &input.message_id, &local_id, &prepared.blocks, &reply, now)?
+        }
+        _ => 0,
+    };
     let summary = prepared.summary.clone();
     let message = Message {
         message_id: input.message_id.clone(),
@@ -79,6 +96,7 @@ pub(super) fn ingest(
         link_id: Some(link_id),
         duplicate: false,
         automation_changed,
+        recorded_blocks,
     })
 }
 
@@ -98,6 +116,7 @@ fn duplicate(conn: &Connection, message_id: &str) -> Result<IngestOutcome, Store
         link_id,
         duplicate: true,
         automation_changed: false,
+        recorded_blocks: 0,
     })
 }
 

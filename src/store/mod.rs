@@ -9,6 +9,8 @@ mod backup;
 mod checkpoint;
 mod columns;
 mod exec_model;
+mod exec_store;
+mod executions;
 mod ingest;
 mod job_doc;
 pub mod model;
@@ -18,7 +20,7 @@ mod read;
 mod renewal;
 mod schema;
 #[cfg(test)]
-mod test_dir;
+pub(crate) mod test_dir;
 mod walvfs;
 mod writer;
 
@@ -152,7 +154,13 @@ pub struct Store {
     generation: Arc<AtomicU64>,
     /// A `PolicyDirty` is on its way to the writer and not yet taken.
     policy_dirty_sent: Arc<AtomicBool>,
+    /// Rung after the commit of an ingest that recorded instruction blocks
+    /// (`Store::on_blocks_recorded`).
+    blocks_bell: Arc<std::sync::OnceLock<Bell>>,
 }
+
+/// A callback that must not block (it runs on the store writer).
+pub type Bell = Arc<dyn Fn() + Send + Sync>;
 
 /// Path of the database inside the state directory.
 pub fn db_path(state_dir: &Path) -> PathBuf {
@@ -173,7 +181,10 @@ pub fn open(state_dir: &Path, options: StoreOptions) -> Result<(Handle, Store), 
     let checkpoints = checkpoint::Checkpoints::start(&path)?;
     let join = writer::spawn(conn, checkpoints, rx, generation.clone(), policy_dirty_sent.clone())
         .map_err(|e| StoreError::Sqlite(format!("cannot spawn store writer: {e}")))?;
-    Ok((Handle { tx: tx.clone(), _join: join }, Store { tx, reads, path, generation, policy_dirty_sent }))
+    Ok((
+        Handle { tx: tx.clone(), _join: join },
+        Store { tx, reads, path, generation, policy_dirty_sent, blocks_bell: Default::default() },
+    ))
 }
 
 impl Store {
@@ -232,7 +243,24 @@ impl Store {
     ) -> Receiver<Result<IngestOutcome, StoreError>> {
         let input = ingest::prepare(input, settings);
         let now = crate::util::now_ms();
-        self.queue(move |c| ingest::ingest(c, &input, settings, now), None)
+        // Only a message with blocks can wake the instruction worker.
+        let hook = (!input.blocks.is_empty()).then(|| {
+            let bell = self.blocks_bell.clone();
+            let hook: CommitHook<IngestOutcome> = Arc::new(move |outcome: &IngestOutcome| {
+                if let (true, Some(ring)) = (outcome.recorded_blocks > 0, bell.get()) {
+                    ring();
+                }
+            });
+            hook
+        });
+        self.queue(move |c| ingest::ingest(c, &input, settings, now), hook)
+    }
+
+    /// Sets what to call, on the writer right after the commit, when an
+    /// ingest recorded instruction blocks: the instruction worker's wake-up.
+    /// Set once, before the bridge and HTTP start.
+    pub fn on_blocks_recorded(&self, bell: Bell) {
+        let _ = self.blocks_bell.set(bell);
     }
 
     pub fn set_system_state(

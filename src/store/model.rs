@@ -205,6 +205,9 @@ pub enum SkipReason {
     Cooldown,
     RouteUnavailable,
     Duplicate,
+    /// The message's instruction blocks were recorded: the `[baa]` reply
+    /// keeps the conversation going (docs/BAA.md).
+    BaaInstructions,
 }
 
 impl SkipReason {
@@ -218,6 +221,7 @@ impl SkipReason {
             SkipReason::Cooldown => "cooldown",
             SkipReason::RouteUnavailable => "route_unavailable",
             SkipReason::Duplicate => "duplicate",
+            SkipReason::BaaInstructions => "baa_instructions",
         }
     }
 }
@@ -342,13 +346,30 @@ pub struct NewMessage {
 pub struct IngestSettings {
     pub summary_limit: usize,
     pub repeat_pause_threshold: u32,
+    /// Instruction blocks (docs/BAA.md): read and recorded only when set, that is
+    /// with `baa.enabled` on a primary node.
+    pub baa: Option<BaaIngest>,
+}
+
+/// What ingest needs to record a message's instruction blocks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BaaIngest {
+    pub max_blocks: usize,
+    /// Of the reply job made at once for a message whose blocks are all
+    /// invalid (`renewal.max_attempts`).
+    pub max_attempts: u32,
 }
 
 impl IngestSettings {
     pub fn from_config(config: &crate::config::Config) -> IngestSettings {
+        let primary = config.role == crate::config::Role::Primary;
         IngestSettings {
             summary_limit: config.renewal.summary_limit,
             repeat_pause_threshold: config.renewal.repeat_pause_threshold,
+            baa: (config.baa.enabled && primary).then_some(BaaIngest {
+                max_blocks: config.baa.max_blocks_per_message,
+                max_attempts: config.renewal.max_attempts,
+            }),
         }
     }
 }
@@ -362,6 +383,8 @@ pub struct IngestOutcome {
     /// True when this ingest paused an `auto` conversation (repeated message),
     /// so connected plugins must be told.
     pub automation_changed: bool,
+    /// Instruction blocks recorded for execution (docs/BAA.md "What happens to a message").
+    pub recorded_blocks: usize,
 }
 
 /// Result of a state transition asked of one resource.

@@ -203,13 +203,13 @@ fn job_from_row(row: &Row<'_>) -> rusqlite::Result<Job> {
 
 /// A WHERE clause assembled from optional equality filters.
 #[derive(Default)]
-struct Where {
+pub(super) struct Where {
     clauses: Vec<String>,
     values: Vec<Value>,
 }
 
 impl Where {
-    fn eq(&mut self, column: &str, value: Option<Value>) -> &mut Self {
+    pub(super) fn eq(&mut self, column: &str, value: Option<Value>) -> &mut Self {
         if let Some(value) = value {
             self.values.push(value);
             self.clauses.push(format!("{column} = ?{}", self.values.len()));
@@ -226,13 +226,13 @@ impl Where {
     }
 }
 
-fn text(v: &Option<String>) -> Option<Value> {
+pub(super) fn text(v: &Option<String>) -> Option<Value> {
     v.clone().map(Value::Text)
 }
 
 /// Runs a paged list query: fetches one row more than asked to learn whether
 /// a next page exists, without a COUNT over the table.
-fn page_query<T>(
+pub(super) fn page_query<T>(
     conn: &Connection,
     base: &str,
     filter: &Where,
@@ -404,7 +404,7 @@ impl Store {
 
 /// Reads the stored system state; a damaged value falls back to `running`
 /// with a log line rather than keeping the daemon from starting.
-fn parse_system_state(json: &str, updated_at: i64) -> SystemState {
+pub(super) fn parse_system_state(json: &str, updated_at: i64) -> SystemState {
     let value: serde_json::Value = serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
     let state = value.get("automation_state").and_then(|v| v.as_str()).and_then(AutomationState::parse);
     match state {

@@ -108,6 +108,11 @@ fn project_one(conn: &Connection, m: &Candidate, s: &ProjectSettings) -> Result<
         ConversationStatus::Paused => return skip(SkipReason::AutomationPaused),
         ConversationStatus::Auto => {}
     }
+    // Its instruction blocks were recorded: the `[baa]` reply keeps the
+    // conversation going (docs/BAA.md), not a renewal.
+    if super::executions::has_executions(conn, &m.id)? {
+        return skip(SkipReason::BaaInstructions);
+    }
     if target.last_message_id.as_deref() != Some(m.id.as_str()) {
         return skip(SkipReason::Superseded);
     }
@@ -246,7 +251,7 @@ pub(super) fn fail_job(
     Ok(())
 }
 
-const INSERT_JOB: &str = "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload,
+pub(super) const INSERT_JOB: &str = "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload,
     payload_kind, target_snapshot, attempt_count, max_attempts, next_attempt_at, log_path, created_at, updated_at)
  VALUES (?1, ?2, ?3, 'pending', ?4, 'json', ?5, 0, ?6, ?7, ?8, ?7, ?7)
  ON CONFLICT (message_id) DO NOTHING";

@@ -18,6 +18,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("004_message_seq.sql", include_str!("../../sql/004_message_seq.sql")),
     ("005_job_status_indexes.sql", include_str!("../../sql/005_job_status_indexes.sql")),
     ("006_check_without_lists.sql", include_str!("../../sql/006_check_without_lists.sql")),
+    ("007_executions.sql", include_str!("../../sql/007_executions.sql")),
 ];
 
 /// The schema version this build expects.

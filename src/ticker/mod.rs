@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{bounded, select, Receiver, Sender};
 use parking_lot::Mutex;
 use serde_json::{json, Value};
 
@@ -139,6 +139,7 @@ pub fn new_status(config: &Config, log_dir: &std::path::Path, names: &[&'static 
 /// [`Handle::shutdown`].
 pub struct Handle {
     stop: Option<Sender<()>>,
+    kicks: Sender<&'static str>,
     stopping: Arc<AtomicBool>,
     /// Joined on drop, after the fields above.
     _join: JoinOnDrop<()>,
@@ -155,6 +156,28 @@ impl Handle {
     /// Stops ticking, lets a run in progress finish, joins every thread.
     pub fn shutdown(self) {
         drop(self);
+    }
+
+    /// Lets another role start a runner before its next tick.
+    pub fn kicker(&self) -> Kicker {
+        Kicker { tx: self.kicks.clone() }
+    }
+}
+
+/// Starts a runner now, out of turn (the instruction worker does, so a
+/// `[baa]` reply job is delivered at once rather than at the next tick).
+/// A runner still busy is not started again: its next run, at the latest
+/// the next tick, picks the work up.
+#[derive(Clone)]
+pub struct Kicker {
+    tx: Sender<&'static str>,
+}
+
+impl Kicker {
+    /// Never blocks; kicks beyond the few already queued are dropped (one
+    /// run serves them all).
+    pub fn kick(&self, runner: &'static str) {
+        let _ = self.tx.try_send(runner);
     }
 }
 
@@ -187,9 +210,10 @@ pub fn spawn(settings: TickerSettings, runners: Vec<Box<dyn Runner>>) -> std::io
         slots.push(spawn_runner(runner, settings.status.clone())?);
     }
     let stopping = Arc::new(AtomicBool::new(false));
-    let ticker = Ticker { settings, slots, stopping: stopping.clone() };
-    let join = JoinOnDrop::spawn("ticker", move || ticker.run(stop_rx))?;
-    Ok(Handle { stop: Some(stop), stopping, _join: join })
+    let (kicks, kick_rx) = bounded::<&'static str>(4);
+    let ticker = Ticker { settings, slots, stopping: stopping.clone(), _kicks: kicks.clone() };
+    let join = JoinOnDrop::spawn("ticker", move || ticker.run(stop_rx, kick_rx))?;
+    Ok(Handle { stop: Some(stop), kicks, stopping, _join: join })
 }
 
 fn spawn_runner(mut runner: Box<dyn Runner>, status: Arc<Status>) -> std::io::Result<Slot> {
@@ -217,23 +241,35 @@ struct Ticker {
     settings: TickerSettings,
     slots: Vec<Slot>,
     stopping: Arc<AtomicBool>,
+    /// Keeps the kick channel open, so waiting on it never sees it closed.
+    _kicks: Sender<&'static str>,
 }
 
 impl Ticker {
-    fn run(self, stop: Receiver<()>) {
+    fn run(self, stop: Receiver<()>, kicks: Receiver<&'static str>) {
         let interval = Duration::from_millis(self.settings.config.timed_jobs.interval_ms);
         let mut next = Instant::now() + interval;
         self.set_next_run(interval);
-        // Anything but a timeout means the handle was dropped (or sent): stop.
-        while let Err(RecvTimeoutError::Timeout) = stop.recv_deadline(next) {
-            // Deadlines advance by the interval, so ticks do not drift; after
-            // a long stall the ticker skips ahead rather than bursting.
-            next += interval;
-            if next < Instant::now() {
-                next = Instant::now() + interval;
+        loop {
+            select! {
+                // Anything on `stop` means the handle was dropped (or sent).
+                recv(stop) -> _ => break,
+                recv(kicks) -> runner => {
+                    if let Ok(runner) = runner {
+                        self.start_now(runner);
+                    }
+                }
+                default(next.saturating_duration_since(Instant::now())) => {
+                    // Deadlines advance by the interval, so ticks do not drift;
+                    // after a long stall the ticker skips ahead rather than bursting.
+                    next += interval;
+                    if next < Instant::now() {
+                        next = Instant::now() + interval;
+                    }
+                    self.tick();
+                    self.set_next_run(next.saturating_duration_since(Instant::now()));
+                }
             }
-            self.tick();
-            self.set_next_run(next.saturating_duration_since(Instant::now()));
         }
         for slot in self.slots {
             drop(slot.tx);
@@ -266,13 +302,37 @@ impl Ticker {
                 ctx.log("tick_overlap", "skipped", json!({ "reason": "previous run still in progress" }));
                 continue;
             }
-            if let Some(r) = self.settings.status.runners.lock().iter_mut().find(|r| r.name == slot.name) {
-                r.runs += 1;
-                r.last_started_at = Some(ctx.now);
+            self.start(slot, ctx);
+        }
+    }
+
+    /// A kicked runner's run, between ticks (`Kicker`); a busy runner is
+    /// left alone, silently: its current run or the next tick will do.
+    fn start_now(&self, runner: &str) {
+        let Some(slot) = self.slots.iter().find(|s| s.name == runner) else { return };
+        if self.settings.config.role == Role::Standby || self.stopping.load(Ordering::Acquire) {
+            return;
+        }
+        let system = match self.settings.store.system_state() {
+            Ok(state) => state.automation_state,
+            Err(e) => {
+                ::log::error!("ticker: cannot read system state: {e}");
+                return;
             }
-            if slot.tx.try_send(ctx).is_err() {
-                slot.busy.store(false, Ordering::Release);
-            }
+        };
+        if !slot.busy.swap(true, Ordering::AcqRel) {
+            self.start(slot, self.context(slot.name, &new_id("tick_"), system));
+        }
+    }
+
+    /// Hands a run to a runner marked busy.
+    fn start(&self, slot: &Slot, ctx: RunContext) {
+        if let Some(r) = self.settings.status.runners.lock().iter_mut().find(|r| r.name == slot.name) {
+            r.runs += 1;
+            r.last_started_at = Some(ctx.now);
+        }
+        if slot.tx.try_send(ctx).is_err() {
+            slot.busy.store(false, Ordering::Release);
         }
     }
 

@@ -122,6 +122,18 @@ pub fn handle_metrics(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
     let samples: Vec<(String, f64)> =
         jobs.iter().map(|(s, n)| (format!("{{status=\"{s}\"}}"), *n as f64)).collect();
     gauge(&mut out, "baa_renewal_jobs", "Renewal jobs by status.", &samples);
+    let samples: Vec<(String, f64)> = ctx
+        .store
+        .execution_counts()?
+        .iter()
+        .map(|(tool, status, n)| (format!("{{tool=\"{}\",status=\"{status}\"}}", label(tool)), *n as f64))
+        .collect();
+    gauge(
+        &mut out,
+        "baa_executions",
+        "Instruction blocks by tool and status (tool \"\" = unreadable).",
+        &samples,
+    );
     let states = ["running", "paused", "draining"];
     let samples: Vec<(String, f64)> = states
         .iter()

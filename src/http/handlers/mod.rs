@@ -4,6 +4,7 @@
 
 pub mod artifact;
 pub mod browser;
+pub mod executions;
 pub mod messages;
 pub mod meta;
 pub mod probe;

@@ -14,6 +14,12 @@ use crate::store::{self, AutomationState, BackupError};
 use crate::util::now_ms;
 
 pub fn handle_read(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
+    Ok(Reply::Json(summary(ctx)?))
+}
+
+/// The `/v1/system` object; also what the `conductor.status` instruction
+/// answers (docs/BAA.md), so the two can never differ.
+pub fn summary(ctx: &Ctx) -> Result<serde_json::Value, ApiError> {
     let state = ctx.store.system_state()?;
     let counts = ctx.store.counts()?;
     // Drained means: draining, and nothing left to finish.
@@ -21,7 +27,7 @@ pub fn handle_read(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
         && counts.jobs.pending == 0
         && counts.jobs.running == 0;
     let now = now_ms();
-    Ok(Reply::Json(json!({
+    Ok(json!({
         "node_id": ctx.config.node_id,
         "role": ctx.config.role,
         "version": env!("CARGO_PKG_VERSION"),
@@ -43,7 +49,7 @@ pub fn handle_read(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
             },
         },
         "clients": ctx.hub.connected_count(),
-    })))
+    }))
 }
 
 fn set_state(ctx: &Ctx, req: &ApiRequest, state: AutomationState) -> Result<Reply, ApiError> {
