@@ -114,6 +114,7 @@ fn main() {
     };
     let load = Load::start(&load_config, d.http, &d.ws_url, &ledger);
     let samples = watch(pid, &o, &ledger);
+    print_breakdown(pid);
     load.stop();
     daemon::terminate(pid);
     let status = d.child.wait().expect("wait");
@@ -184,6 +185,46 @@ fn sample(pid: u32, at: Duration, ledger: &Ledger) -> Option<Sample> {
         reads: c.reads.load(Relaxed),
         errors: c.http_errors.load(Relaxed) + c.rejected.load(Relaxed) + c.relays_failed.load(Relaxed),
     })
+}
+
+/// Where the resident memory is at the end, from /proc/PID/smaps: the main
+/// heap, anonymous mappings of 1 MiB or more (glibc's per-thread arenas,
+/// large blocks), smaller anonymous ones (thread stacks, small mappings),
+/// mapped files.
+fn print_breakdown(pid: u32) {
+    let Ok(smaps) = std::fs::read_to_string(format!("/proc/{pid}/smaps")) else { return };
+    let (mut kind, mut size_kb) = ("files", 0u64);
+    let mut rss = std::collections::BTreeMap::<&str, (u64, u32)>::new();
+    for line in smaps.lines() {
+        let mut fields = line.split_whitespace();
+        let first = fields.next().unwrap_or_default();
+        if first.contains('-') && !first.ends_with(':') {
+            let (perms, path) = (fields.next().unwrap_or_default(), fields.nth(3));
+            kind = match path {
+                Some("[heap]") => "main heap",
+                Some(p) if p.starts_with('[') => "other",
+                Some(_) => "files",
+                None if perms.starts_with("rw") => "anon",
+                None => "other",
+            };
+        } else if first == "Size:" {
+            size_kb = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        } else if first == "Rss:" {
+            let kb: u64 = fields.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+            let key = match kind {
+                "anon" if size_kb >= 1024 => "anonymous maps >= 1 MiB (allocator arenas, large blocks)",
+                "anon" => "anonymous maps < 1 MiB (thread stacks, small maps)",
+                other => other,
+            };
+            let e = rss.entry(key).or_default();
+            e.0 += kb;
+            e.1 += 1;
+        }
+    }
+    println!("\nsoak: resident memory at the end, by mapping (/proc/{pid}/smaps):");
+    for (key, (kb, maps)) in rss.into_iter().filter(|(_, (kb, _))| *kb > 0) {
+        println!("  {:7.1} MB in {maps:4} maps: {key}", kb as f64 / 1024.0);
+    }
 }
 
 /// Prints the flatness figures; true when both are flat.
