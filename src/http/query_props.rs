@@ -1,8 +1,10 @@
-//! Property tests of the request-target parser (`query.rs`): percent
-//! decoding checked against a reference written from RFC 3986 ("%" and two
-//! hex digits), encode → decode and render → split round trips, and no
-//! panic or allocation beyond the target's own size for any target. Cases
-//! per property: 256, or `PROPTEST_CASES` (docs/RELIABILITY.md).
+//! Property tests of the request-target parser (`query.rs`, and the
+//! percent-decoding of `percent.rs` it uses): decoding checked against a
+//! reference written from RFC 3986 ("%" and two hex digits), encode →
+//! decode and render → split round trips, and no panic or allocation
+//! beyond the target's own size for any target. The reference is kept
+//! apart from the decoder on purpose: it is the oracle. Cases per
+//! property: 256, or `PROPTEST_CASES` (docs/RELIABILITY.md).
 
 use proptest::prelude::*;
 
