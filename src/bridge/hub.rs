@@ -11,12 +11,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 use serde_json::Value;
 
 use super::mailbox;
-use super::push::PushMsg;
 use super::writer::Out;
 use crate::util::{new_id, now_ms, Permit, Permits};
 
@@ -109,14 +108,17 @@ struct State {
     pending: HashMap<String, PendingEntry>,
 }
 
+/// What the hub calls when automation changed: it asks for a state push
+/// and never blocks.
+pub type Bell = Box<dyn Fn() + Send + Sync>;
+
 pub struct Hub {
     state: Mutex<State>,
     /// Open WebSocket connections, counted from accept (before hello).
     connections: Arc<Permits>,
     login_fresh_ms: i64,
-    /// The state pusher's inbox; `bounded(1)` so a burst of changes
-    /// coalesces into one push.
-    push: Sender<PushMsg>,
+    /// Rings the state pusher (`push::Inbox::bell`).
+    push: Bell,
     /// Set by `fail_all_pending`: the daemon is stopping.
     closing: AtomicBool,
 }
@@ -129,8 +131,7 @@ pub struct Registered {
 }
 
 impl Hub {
-    pub fn new(max_connections: usize, login_fresh_ms: i64) -> (Arc<Hub>, Receiver<PushMsg>) {
-        let (push, push_rx) = bounded(1);
+    pub fn new(max_connections: usize, login_fresh_ms: i64, push: Bell) -> Arc<Hub> {
         let hub = Hub {
             state: Mutex::new(State::default()),
             connections: Permits::new(max_connections),
@@ -138,17 +139,12 @@ impl Hub {
             push,
             closing: AtomicBool::new(false),
         };
-        (Arc::new(hub), push_rx)
+        Arc::new(hub)
     }
 
     /// Takes a connection slot, or `None` when `max_ws_clients` are open.
     pub fn try_acquire_slot(&self) -> Option<Slot> {
         self.connections.try_take()
-    }
-
-    /// A sender into the pusher's inbox, for its `Handle` (the stop).
-    pub(super) fn pusher(&self) -> Sender<PushMsg> {
-        self.push.clone()
     }
 
     pub fn connected_count(&self) -> usize {
@@ -157,7 +153,7 @@ impl Hub {
 
     /// Asks the state pusher for a `state_snapshot` to every plugin.
     pub fn notify_automation_changed(&self) {
-        let _ = self.push.try_send(PushMsg::Changed);
+        (self.push)();
     }
 
     /// Registers a client after its `hello`. A connected client with the same

@@ -19,8 +19,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Receiver;
-
 pub use hub::{Answer, Hub, PendingRequest, RequestError};
 
 use crate::auth::{HostPolicy, OriginPolicy};
@@ -50,15 +48,14 @@ pub struct Handle {
 }
 
 /// Creates the hub before anything else, so the HTTP API can hold it.
-pub fn new_hub(config: &Config) -> (Arc<Hub>, Receiver<push::PushMsg>) {
-    Hub::new(config.limits.max_ws_clients, config.bridge.login_fresh_ms as i64)
+/// Also returns the state pusher's inbox, which the hub rings, for `start`.
+pub fn new_hub(config: &Config) -> (Arc<Hub>, push::Inbox) {
+    let pushes = push::Inbox::new();
+    let hub = Hub::new(config.limits.max_ws_clients, config.bridge.login_fresh_ms as i64, pushes.bell());
+    (hub, pushes)
 }
 
-pub fn start(
-    listener: TcpListener,
-    ctx: BridgeCtx,
-    pushes: Receiver<push::PushMsg>,
-) -> std::io::Result<Handle> {
+pub fn start(listener: TcpListener, ctx: BridgeCtx, pushes: push::Inbox) -> std::io::Result<Handle> {
     let addr = listener.local_addr()?;
     let ctx = Arc::new(ctx);
     let stopping = Arc::new(AtomicBool::new(false));

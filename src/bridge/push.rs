@@ -9,7 +9,7 @@ use crate::util::JoinOnDrop;
 use crossbeam_channel::{Receiver, Sender};
 use serde_json::{json, Value};
 
-use super::hub::Hub;
+use super::hub::{Bell, Hub};
 use super::writer::Out;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
@@ -82,9 +82,33 @@ impl Pusher {
     }
 }
 
-/// Starts the pusher on `rx`, the inbox whose sender the hub holds.
-pub fn spawn(hub: Arc<Hub>, store: Store, rx: Receiver<PushMsg>) -> std::io::Result<Handle> {
-    let tx = hub.pusher();
+/// The pusher's inbox, made before the hub (which rings it) and before
+/// the thread (which reads it). `bounded(1)`, so a burst of changes
+/// coalesces into one push.
+pub struct Inbox {
+    tx: Sender<PushMsg>,
+    rx: Receiver<PushMsg>,
+}
+
+impl Inbox {
+    pub fn new() -> Inbox {
+        let (tx, rx) = crossbeam_channel::bounded(1);
+        Inbox { tx, rx }
+    }
+
+    /// For the hub: asks for a push, without waiting (one already queued
+    /// covers this one).
+    pub fn bell(&self) -> Bell {
+        let tx = self.tx.clone();
+        Box::new(move || {
+            let _ = tx.try_send(PushMsg::Changed);
+        })
+    }
+}
+
+/// Starts the pusher on its inbox.
+pub fn spawn(hub: Arc<Hub>, store: Store, inbox: Inbox) -> std::io::Result<Handle> {
+    let Inbox { tx, rx } = inbox;
     let pusher = Pusher { hub, store };
     let join = JoinOnDrop::spawn("bridge-push", move || pusher.run(rx))?;
     Ok(Handle { tx, _join: join })

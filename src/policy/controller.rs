@@ -22,15 +22,11 @@
 use std::collections::BTreeMap;
 
 use super::records::{InFlight, PlatformState, TargetState};
+pub use super::records::{LeaseId, WaiterId};
 
 use super::rules::{backoff_ms, diff, ms, prune, rate_limit_delay_ms, ready_at, sample_jitter_ms};
 use super::{CircuitState, Outcome, Refusal, RefusalCode, Target};
 use crate::config;
-
-/// Identifies a lease within one process (never persisted).
-pub type LeaseId = u64;
-/// Identifies a queued caller within one process.
-pub type WaiterId = u64;
 
 /// The failure code recorded when a half-open trial's lease is swept.
 pub const SWEPT_TRIAL_ERROR: &str = "lease_idle_timeout";

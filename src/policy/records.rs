@@ -7,8 +7,12 @@
 
 use std::collections::VecDeque;
 
-use super::controller::{LeaseId, WaiterId};
 use super::CircuitState;
+
+/// Identifies a lease within one process (never persisted).
+pub type LeaseId = u64;
+/// Identifies a queued caller within one process.
+pub type WaiterId = u64;
 
 #[derive(Debug, Default)]
 pub(super) struct PlatformState {

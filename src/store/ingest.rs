@@ -8,7 +8,7 @@ use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::json;
 
 use super::model::*;
-use super::read::{message_by_id, MESSAGE_COLUMNS};
+use super::read::{find_local_conversation, message_by_id, MESSAGE_COLUMNS};
 use super::StoreError;
 use super::{NewExecution, ReplySettings};
 use crate::util::{fingerprint, new_id, summary};
@@ -160,33 +160,6 @@ fn insert_message(conn: &Connection, m: &NewMessage, summary: &str, now: i64) ->
     Ok(inserted == 1)
 }
 
-/// The local conversation a platform conversation is linked to, if any.
-pub(super) fn find_local_conversation(
-    conn: &Connection,
-    platform: &str,
-    remote_id: &str,
-) -> Result<Option<String>, StoreError> {
-    // The aggregate always yields one row; its id is NULL when no link exists.
-    let id: Option<String> = conn
-        .prepare_cached(LINKED_LOCAL_CONVERSATION)?
-        .query_row(params![platform, remote_id], |row| row.get(0))?;
-    Ok(id)
-}
-
-/// The rule for which local conversation a platform conversation (`?1`
-/// platform, `?2` remote id) belongs to: its active link's, else the most
-/// recently updated link's. `read::projection_target` embeds it too.
-///
-/// Written as `max()` with a bare column (SQLite takes the bare column from
-/// the row holding the maximum) rather than `ORDER BY … LIMIT 1`: without
-/// an index on that order, SQLite sorts in a temporary b-tree it opens and
-/// closes for every run, and this query runs for every ingested message.
-/// `is_active` outweighs any `updated_at` (milliseconds, below 10^14 until
-/// the year 5138).
-pub(super) const LINKED_LOCAL_CONVERSATION: &str =
-    "SELECT local_conversation_id, max(is_active * 100000000000000 + updated_at) FROM conversation_links
-     WHERE platform = ?1 AND remote_conversation_id = ?2";
-
 /// A conversation's active link: its id, client and target id.
 type ActiveLink = (String, Option<String>, Option<String>);
 
@@ -229,7 +202,7 @@ const REFRESH_LINK: &str = "UPDATE conversation_links SET page_url = ?2, page_ti
 pub(super) fn per_message_statements() -> Vec<&'static str> {
     vec![
         insert_message_sql(),
-        LINKED_LOCAL_CONVERSATION,
+        super::read::LINKED_LOCAL_CONVERSATION,
         APPLY_TO_CONVERSATION,
         CONVERSATION_COUNTER,
         ACTIVE_LINK,

@@ -77,6 +77,33 @@ fn link_at(row: &Row<'_>, i: usize) -> rusqlite::Result<Link> {
     })
 }
 
+/// The local conversation a platform conversation is linked to, if any.
+pub(super) fn find_local_conversation(
+    conn: &Connection,
+    platform: &str,
+    remote_id: &str,
+) -> Result<Option<String>, StoreError> {
+    // The aggregate always yields one row; its id is NULL when no link exists.
+    let id: Option<String> = conn
+        .prepare_cached(LINKED_LOCAL_CONVERSATION)?
+        .query_row(params![platform, remote_id], |row| row.get(0))?;
+    Ok(id)
+}
+
+/// The rule for which local conversation a platform conversation (`?1`
+/// platform, `?2` remote id) belongs to: its active link's, else the most
+/// recently updated link's. [`projection_target`] embeds it too.
+///
+/// Written as `max()` with a bare column (SQLite takes the bare column from
+/// the row holding the maximum) rather than `ORDER BY … LIMIT 1`: without
+/// an index on that order, SQLite sorts in a temporary b-tree it opens and
+/// closes for every run, and this query runs for every ingested message.
+/// `is_active` outweighs any `updated_at` (milliseconds, below 10^14 until
+/// the year 5138).
+pub(super) const LINKED_LOCAL_CONVERSATION: &str =
+    "SELECT local_conversation_id, max(is_active * 100000000000000 + updated_at) FROM conversation_links
+     WHERE platform = ?1 AND remote_conversation_id = ?2";
+
 /// What the projector needs of the conversation a message belongs to.
 pub(super) struct ProjectionTarget {
     pub local_conversation_id: String,
@@ -96,13 +123,13 @@ fn projection_target_sql() -> &'static str {
              JOIN local_conversations c ON c.local_conversation_id = f.local_conversation_id
              LEFT JOIN conversation_links l ON l.local_conversation_id = c.local_conversation_id AND l.is_active = 1",
             link_columns.join(", "),
-            super::ingest::LINKED_LOCAL_CONVERSATION
+            LINKED_LOCAL_CONVERSATION
         )
     })
 }
 
 /// The local conversation a platform conversation is linked to (as
-/// `ingest::find_local_conversation` finds it), with its active link, in
+/// [`find_local_conversation`] finds it), with its active link, in
 /// one query: the projector runs this for every message it examines.
 pub(super) fn projection_target(
     conn: &Connection,
