@@ -1,30 +1,36 @@
 //! The dispatcher's delivery itself (docs/RENEWAL.md steps 4, 5 and 8): the
 //! link, tab and text a job is delivered with, and the `proxy_delivery`
-//! round trip through the hub with the plugin's verdict. Split out of
-//! `dispatcher.rs`, which decides when and whether a job goes out.
+//! round trip through the hub with the plugin's verdict. `dispatcher.rs`
+//! decides when and whether a job goes out.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::dispatcher::Dispatcher;
 use super::reasons::Failure;
 use crate::bridge::frames::{delivery_verdict, proxy_delivery, ProxyDelivery};
+use crate::bridge::Hub;
 use crate::store::{route_tab, Conversation, Job, Link, PayloadKind};
 use crate::util::now_ms;
 
-impl Dispatcher {
+/// A job that passed the checks: what its delivery needs.
+pub(super) struct Ready {
+    pub job: Job,
+    pub conv: Conversation,
+    pub link: Link,
+    pub tab_id: i64,
+    pub text: String,
+    pub client: String,
+    /// The renewed message's `{summary}`, for the repeated-renewal counter;
+    /// read while checking, off the delivery path.
+    pub summary: String,
+}
+
+impl Ready {
     /// Step 8: `proxy_delivery` and the plugin's verdict.
-    pub(super) fn send(
-        &self,
-        job: &Job,
-        conv: &Conversation,
-        link: &Link,
-        tab_id: i64,
-        text: &str,
-        client: &str,
-    ) -> Result<(), SendFailure> {
-        let timeout_ms = self.config.renewal.execution_timeout_ms;
+    pub fn send(&self, hub: &Arc<Hub>, timeout_ms: u64) -> Result<(), SendFailure> {
+        let Ready { job, conv, link, tab_id, text, client, .. } = self;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
         let organization = link
             .target_payload
@@ -34,7 +40,7 @@ impl Dispatcher {
             .unwrap_or(Value::Null);
         let delivery = ProxyDelivery {
             platform: &link.platform,
-            tab_id,
+            tab_id: *tab_id,
             conversation_id: &link.remote_conversation_id,
             organization_id: organization,
             page_url: link.page_url.as_deref(),
@@ -45,8 +51,7 @@ impl Dispatcher {
             timeout_ms,
             local_conversation_id: &conv.local_conversation_id,
         };
-        let pending = self
-            .hub
+        let pending = hub
             .request(Some(&link.platform), Some(client), "pd_", |request_id| {
                 proxy_delivery(request_id, &delivery)
             })

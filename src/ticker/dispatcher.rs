@@ -23,18 +23,20 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::delivery::{payload_text, prepare, SendFailure};
+use super::delivery::{payload_text, prepare, Ready, SendFailure};
 use super::job_lines::{log_job, log_outcome, Fate, Tally};
+use super::pipeline::{Pipeline, Steps};
 use super::reasons::{Deferral, Failure};
+use super::retry::retry_delay_ms;
 use super::{RunContext, RunOutcome, RunResult, Runner};
 use crate::bridge::{Hub, RequestError};
 use crate::config::Config;
-use crate::policy::{AdmitOptions, Outcome, Policy, Target};
+use crate::policy::{AdmitOptions, Lease, Outcome, Policy, Target};
 use crossbeam_channel::Receiver;
 
 use crate::store::{
-    AttemptResult, AutomationState, Conversation, ExecutionState, FinishAttempt, FinishOutcome, Job, Link,
-    PauseReason, Store, StoreError,
+    AttemptResult, AutomationState, ExecutionState, FinishAttempt, FinishOutcome, Job, PauseReason, Store,
+    StoreError,
 };
 use crate::util::{nap_until, now_ms, random_unit, summary};
 
@@ -53,33 +55,47 @@ pub struct Dispatcher {
     pub sent_in_run: std::sync::atomic::AtomicBool,
 }
 
-/// A job that passed the checks: what its delivery needs.
-pub(super) struct Ready {
-    job: Job,
-    conv: Conversation,
-    link: Link,
-    tab_id: i64,
-    text: String,
-    client: String,
-    /// The renewed message's `{summary}`, for the repeated-renewal counter;
-    /// read while checking, off the delivery path.
-    summary: String,
-}
-
 /// A delivered job and the outcome to record.
-pub(super) struct Delivered {
+struct Delivered {
     ready: Ready,
     finish: FinishAttempt,
 }
 
 /// A chunk's claims, queued to the writer, with the answers to come.
-pub(super) struct Claiming {
+struct Claiming {
     items: Vec<(Ready, Receiver<Result<bool, StoreError>>)>,
 }
 
 /// A chunk's outcomes, queued to the writer, with the answers to come.
 pub(super) struct Recording {
     items: Vec<(Delivered, Receiver<Result<FinishOutcome, StoreError>>)>,
+}
+
+/// One run of the dispatcher, as the pipeline drives it.
+struct Run<'a> {
+    d: &'a Dispatcher,
+    ctx: &'a RunContext,
+}
+
+impl Steps for Run<'_> {
+    type Claimed = Ready;
+    type Queued = Recording;
+
+    /// Steps 1–7.
+    fn prepare(&self, chunk: &[Job], tally: &mut Tally) -> Vec<Ready> {
+        let claims = self.d.check_and_claim(self.ctx, chunk, tally);
+        self.d.claimed(self.ctx, claims, tally)
+    }
+
+    /// Steps 6, 8 and 9.
+    fn deliver(&self, claimed: Vec<Ready>, tally: &mut Tally) -> Recording {
+        self.d.deliver_all(self.ctx, claimed, tally)
+    }
+
+    /// Steps 10–11.
+    fn confirm(&self, queued: Recording, tally: &mut Tally) {
+        self.d.recorded(self.ctx, queued, tally)
+    }
 }
 
 impl Dispatcher {
@@ -106,9 +122,8 @@ impl Runner for Dispatcher {
                 };
             }
         };
-        let mut tally = Tally::default();
         self.sent_in_run.store(false, std::sync::atomic::Ordering::Relaxed);
-        super::pipeline::run(self, ctx, &jobs, &mut tally);
+        let tally = Pipeline::run(&Run { d: self, ctx }, &jobs);
         let details = json!({
             "due_jobs": jobs.len(), "successful_jobs": tally.succeeded, "retried_jobs": tally.retried,
             "failed_jobs": tally.failed, "skipped_jobs": tally.skipped,
@@ -124,7 +139,7 @@ impl Runner for Dispatcher {
 impl Dispatcher {
     /// Steps 1–5 for each job of a chunk, then step 7's claims for the
     /// ready ones, queued at once so the writer commits them together.
-    pub(super) fn check_and_claim(&self, ctx: &RunContext, chunk: &[Job], tally: &mut Tally) -> Claiming {
+    fn check_and_claim(&self, ctx: &RunContext, chunk: &[Job], tally: &mut Tally) -> Claiming {
         let mut ready = Vec::new();
         for job in chunk {
             // Once the daemon stops, the rest of the scan is left as it is
@@ -168,7 +183,7 @@ impl Dispatcher {
     /// turns that answer into a job the cooldown should have held back.
     /// The answers are confirmed later (`recorded`), so the writer still
     /// commits while the next job is delivered.
-    pub(super) fn deliver_all(&self, ctx: &RunContext, claimed: Vec<Ready>, tally: &mut Tally) -> Recording {
+    fn deliver_all(&self, ctx: &RunContext, claimed: Vec<Ready>, tally: &mut Tally) -> Recording {
         let mut items = Vec::with_capacity(claimed.len());
         for r in claimed {
             match self.deliver(ctx, r) {
@@ -289,7 +304,7 @@ impl Dispatcher {
 
     /// The end of step 7: waits for a chunk's claims to be committed.
     /// Returns the jobs actually claimed.
-    pub(super) fn claimed(&self, ctx: &RunContext, claims: Claiming, tally: &mut Tally) -> Vec<Ready> {
+    fn claimed(&self, ctx: &RunContext, claims: Claiming, tally: &mut Tally) -> Vec<Ready> {
         let mut claimed = Vec::with_capacity(claims.items.len());
         for (r, answer) in claims.items {
             match answer.recv().unwrap_or(Err(StoreError::Closed)) {
@@ -321,27 +336,7 @@ impl Dispatcher {
         }
         // After the pause, which may last seconds (`inter_job_jitter_ms`).
         let r = self.refresh(ctx, r)?;
-        let opts = AdmitOptions {
-            max_wait: MAX_TARGET_WAIT,
-            max_delay_ms: MAX_INLINE_DELAY_MS,
-            one_deadline: false,
-        };
-        let target = Target::new(r.client.clone(), r.link.platform.clone());
-        let lease = match self.policy.admit(target, &r.job.job_id, opts) {
-            Ok(lease) => lease,
-            Err(refusal) => {
-                return Err(self.release(
-                    ctx,
-                    &r.job,
-                    now_ms() + refusal.retry_after_ms as i64,
-                    Deferral::Refused(refusal.code),
-                ))
-            }
-        };
-        if let Err(fate) = self.wait_out(ctx, &r, &lease) {
-            lease.complete(Outcome::Cancelled);
-            return Err(fate);
-        }
+        let lease = self.lease(ctx, &r)?;
         let attempt = r.job.attempt_count + 1;
         log_job(
             ctx,
@@ -352,37 +347,69 @@ impl Dispatcher {
         );
         // The pause goes between two deliveries, not around deferrals.
         self.sent_in_run.store(true, std::sync::atomic::Ordering::Relaxed);
-        let result = self.send(&r.job, &r.conv, &r.link, r.tab_id, &r.text, &r.client);
-        if let Err(SendFailure { reason: Failure::Request(RequestError::ShuttingDown), sent }) = &result {
-            // The daemon is stopping: not the target's failure nor a
-            // counted attempt; the job goes back to pending. A frame
-            // that reached the plugin may have been delivered, so it
-            // is due again only after the recovery delay, as after a
-            // crash (at least once, with that delay as the guard).
+        let sent = r.send(&self.hub, self.config.renewal.execution_timeout_ms);
+        let result = self.settle(ctx, &r, lease, sent, attempt)?;
+        let finish = self.finish(ctx, &r.job, result);
+        Ok(Delivered { ready: r, finish })
+    }
+
+    /// Step 7's lease for a claimed job, its delay waited out; a refusal
+    /// or a stop or pause during the wait puts the claim back.
+    fn lease(&self, ctx: &RunContext, r: &Ready) -> Result<Lease, Fate> {
+        let opts = AdmitOptions {
+            max_wait: MAX_TARGET_WAIT,
+            max_delay_ms: MAX_INLINE_DELAY_MS,
+            one_deadline: false,
+        };
+        let target = Target::new(r.client.clone(), r.link.platform.clone());
+        let lease = self.policy.admit(target, &r.job.job_id, opts).map_err(|refusal| {
+            let at = now_ms() + refusal.retry_after_ms as i64;
+            self.release(ctx, &r.job, at, Deferral::Refused(refusal.code))
+        })?;
+        if let Err(fate) = self.wait_out(ctx, r, &lease) {
             lease.complete(Outcome::Cancelled);
-            let after = if *sent {
-                self.config.renewal.effective_recovery_delay_ms(ctx.interval_ms) as i64
-            } else {
-                0
-            };
-            return Err(self.release(ctx, &r.job, now_ms() + after, Deferral::ShuttingDown));
+            return Err(fate);
         }
-        let result = match result {
+        Ok(lease)
+    }
+
+    /// Steps 9–10: the lease's outcome and the attempt's result.
+    fn settle(
+        &self,
+        ctx: &RunContext,
+        r: &Ready,
+        lease: Lease,
+        sent: Result<(), SendFailure>,
+        attempt: i64,
+    ) -> Result<AttemptResult, Fate> {
+        match sent {
             Ok(()) => {
                 lease.complete(Outcome::Success);
-                AttemptResult::Success { summary: r.summary.clone() }
+                Ok(AttemptResult::Success { summary: r.summary.clone() })
+            }
+            Err(SendFailure { reason: Failure::Request(RequestError::ShuttingDown), sent }) => {
+                // The daemon is stopping: not the target's failure nor a
+                // counted attempt; the job goes back to pending. A frame
+                // that reached the plugin may have been delivered, so it
+                // is due again only after the recovery delay, as after a
+                // crash (at least once, with that delay as the guard).
+                lease.complete(Outcome::Cancelled);
+                let after = if sent {
+                    self.config.renewal.effective_recovery_delay_ms(ctx.interval_ms) as i64
+                } else {
+                    0
+                };
+                Err(self.release(ctx, &r.job, now_ms() + after, Deferral::ShuttingDown))
             }
             Err(SendFailure { reason, .. }) => {
                 lease.complete(Outcome::failure(reason.as_str().to_string()));
-                AttemptResult::Failure {
+                Ok(AttemptResult::Failure {
                     error: reason.as_str().to_string(),
                     terminal: reason.is_terminal(),
                     retry_at: now_ms() + self.retry_delay_ms(attempt),
-                }
+                })
             }
-        };
-        let finish = self.finish(ctx, &r.job, result);
-        Ok(Delivered { ready: r, finish })
+        }
     }
 
     /// The daemon is stopping (the ticker was told, or the bridge is
@@ -399,7 +426,7 @@ impl Dispatcher {
     /// seen. (A link moved during the wait is not followed: the lease is
     /// for the link's client; the next job of the conversation uses the
     /// new link.)
-    fn wait_out(&self, ctx: &RunContext, r: &Ready, lease: &crate::policy::Lease) -> Result<(), Fate> {
+    fn wait_out(&self, ctx: &RunContext, r: &Ready, lease: &Lease) -> Result<(), Fate> {
         let waits = lease.remaining_delay_ms() > 0;
         if nap_until(lease.ready_instant(), || self.stopping(ctx).then_some(())).is_err() {
             return Err(self.release(ctx, &r.job, now_ms(), Deferral::ShuttingDown));
@@ -415,7 +442,7 @@ impl Dispatcher {
     }
 
     /// Steps 10–11 for a chunk: each outcome confirmed and logged.
-    pub(super) fn recorded(&self, ctx: &RunContext, outcomes: Recording, tally: &mut Tally) {
+    fn recorded(&self, ctx: &RunContext, outcomes: Recording, tally: &mut Tally) {
         for (d, answer) in outcomes.items {
             let job = &d.ready.job;
             let fate = match answer.recv().unwrap_or(Err(StoreError::Closed)) {
@@ -476,13 +503,8 @@ impl Dispatcher {
         }
     }
 
-    /// `min(max, base * 2^(attempt-1))`, then ± `retry_jitter_ratio`.
     fn retry_delay_ms(&self, attempt: i64) -> i64 {
-        let r = &self.config.renewal;
-        let failures = u32::try_from(attempt.max(1)).unwrap_or(u32::MAX);
-        let base = crate::policy::backoff_ms(r.retry_base_delay_ms, r.retry_max_delay_ms, failures) as f64;
-        let jitter = 1.0 + r.retry_jitter_ratio * (2.0 * random_unit() - 1.0);
-        (base * jitter).round().max(0.0) as i64
+        retry_delay_ms(&self.config.renewal, attempt, random_unit())
     }
 
     /// The renewed assistant content (its `{summary}`), for the

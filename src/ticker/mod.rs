@@ -15,6 +15,7 @@ mod pipeline;
 pub mod projector;
 pub mod pruner;
 mod reasons;
+mod retry;
 
 use crate::util::JoinOnDrop;
 use std::sync::atomic::{AtomicBool, Ordering};

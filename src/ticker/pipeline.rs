@@ -9,8 +9,11 @@
 //! chunk k+1 is already checked and its claims are queued, and the outcomes
 //! are queued as each delivery ends and confirmed later; the dispatcher
 //! only waits for a commit when it needs its answer. Each job re-reads its
-//! conversation and link just before its delivery (`Dispatcher::refresh`),
-//! so a chunk claimed early still delivers to the link as it is.
+//! conversation and link just before its delivery (the dispatcher's
+//! `refresh`), so a chunk claimed early still delivers to the link as it is.
+//!
+//! The pipeline knows the dispatcher only through [`Steps`]: it decides the
+//! order, the dispatcher does the work.
 //!
 //! The checks and claims of the next chunk, and the confirmation and
 //! logging of the previous chunk's outcomes, run on a short-lived scoped
@@ -19,7 +22,7 @@
 //! and every microsecond between two of them is a microsecond of
 //! throughput lost.
 //!
-//! What stays as before: a job is delivered only after its claim is
+//! What holds throughout: a job is delivered only after its claim is
 //! committed (a crash leaves it `running` for recovery: at-least-once), and
 //! a conversation's job is checked only after every earlier job of that
 //! conversation has its outcome committed — a chunk that shares a
@@ -27,16 +30,33 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::thread::{Scope, ScopedJoinHandle};
 
 use parking_lot::Mutex;
 
-use super::dispatcher::{Dispatcher, Ready, Recording};
 use super::job_lines::Tally;
-use super::RunContext;
 use crate::store::Job;
 
 /// Jobs claimed (and later recorded) per store commit.
 pub const CLAIM_BATCH: usize = 32;
+
+/// The work of a run, in the steps the pipeline orders (the dispatcher's
+/// steps, docs/RENEWAL.md "The dispatcher"). Each adds the fate of every job
+/// it ends to `tally`.
+pub(super) trait Steps: Sync {
+    /// A job claimed and ready to deliver.
+    type Claimed: Send;
+    /// A chunk's outcomes queued to the store, to be confirmed.
+    type Queued: Send;
+    /// Checks a chunk's jobs, claims the ready ones and waits until the
+    /// claims are committed; returns the jobs claimed.
+    fn prepare(&self, chunk: &[Job], tally: &mut Tally) -> Vec<Self::Claimed>;
+    /// Delivers the claimed jobs one after another, queueing each outcome
+    /// as its delivery ends.
+    fn deliver(&self, claimed: Vec<Self::Claimed>, tally: &mut Tally) -> Self::Queued;
+    /// Waits for queued outcomes to be committed, and logs them.
+    fn confirm(&self, queued: Self::Queued, tally: &mut Tally);
+}
 
 /// Splits the due jobs, in order, into chunks of at most `CLAIM_BATCH` in
 /// which no conversation appears twice: a conversation's next job must see
@@ -68,93 +88,115 @@ fn shares(chunk: &[Job], in_flight: &HashSet<&str>) -> bool {
     chunk.iter().any(|j| in_flight.contains(j.local_conversation_id.as_str()))
 }
 
-/// A chunk's jobs claimed and ready to deliver, with the fates counted
-/// while preparing them.
-type Prepared = (Vec<Ready>, Tally);
-
-/// Steps 1–7 for a chunk: checks, claims, and the wait for the claims'
-/// commit. Runs on the preparing thread while the previous chunk is
-/// delivered.
-fn prepare(d: &Dispatcher, ctx: &RunContext, chunk: &[Job]) -> Prepared {
-    let mut tally = Tally::default();
-    let claims = d.check_and_claim(ctx, chunk, &mut tally);
-    let ready = d.claimed(ctx, claims, &mut tally);
-    (ready, tally)
+/// The helper's work for one round: confirm the outcomes of the chunk
+/// before the one being delivered, then prepare the next chunk (if it may
+/// be prepared early). Confirming first is what lets a chunk that shares a
+/// conversation with the one before the current one be prepared here.
+struct HelperWork<'j, S: Steps> {
+    previous: Option<S::Queued>,
+    next: Option<&'j [Job]>,
 }
 
-/// The helper's work for one round: confirm and log the outcomes of the
-/// chunk before the one being delivered, then prepare the next chunk (if it
-/// may be prepared early). Confirming first is what lets a chunk that shares
-/// a conversation with the one before the current one be prepared here.
-type HelperWork<'a> = (Option<Recording>, Option<&'a [Job]>);
+/// What the helper hands back: the next chunk's claimed jobs, if it
+/// prepared them, and the fates it counted.
+type HelperDone<S> = (Option<Vec<<S as Steps>::Claimed>>, Tally);
 
-fn help(d: &Dispatcher, ctx: &RunContext, work: Option<HelperWork<'_>>) -> (Option<Vec<Ready>>, Tally) {
+fn help<S: Steps>(steps: &S, work: Option<HelperWork<'_, S>>) -> HelperDone<S> {
     let mut tally = Tally::default();
-    let Some((previous, next)) = work else { return (None, tally) };
-    if let Some(outcomes) = previous {
-        d.recorded(ctx, outcomes, &mut tally);
+    let Some(HelperWork { previous, next }) = work else { return (None, tally) };
+    if let Some(queued) = previous {
+        steps.confirm(queued, &mut tally);
     }
-    let ready = next.map(|n| {
-        let (ready, more) = prepare(d, ctx, n);
-        tally.add(more);
-        ready
-    });
-    (ready, tally)
+    let claimed = next.map(|chunk| steps.prepare(chunk, &mut tally));
+    (claimed, tally)
 }
 
-/// Runs every chunk through check → claim → deliver → record, overlapped
-/// as the module documentation describes: while this thread delivers chunk
-/// k, a scoped helper thread confirms chunk k-1's outcomes and then checks
-/// and claims chunk k+1. `tally` gets each job's fate.
-pub fn run(d: &Dispatcher, ctx: &RunContext, jobs: &[Job], tally: &mut Tally) {
-    let mut rest = chunks(jobs).into_iter();
-    let Some(first) = rest.next() else { return };
-    let (ready, more) = prepare(d, ctx, first);
-    tally.add(more);
-    let mut current: Option<(&[Job], Vec<Ready>)> = Some((first, ready));
-    let mut recording: Option<Recording> = None;
-    std::thread::scope(|scope| {
-        while let Some((chunk, claimed)) = current.take() {
-            let next = rest.next();
-            // Prepared early unless it shares a conversation with this chunk.
-            let early = next.filter(|n| !shares(n, &conversations(chunk)));
-            let work = Arc::new(Mutex::new(Some((recording.take(), early))));
-            let theirs = Arc::clone(&work);
-            let spawned = std::thread::Builder::new()
-                .name("dispatch-prepare".into())
-                .spawn_scoped(scope, move || help(d, ctx, theirs.lock().take()));
-            let helper = match spawned {
-                Ok(handle) => Ok(handle),
-                // No thread to spare: the same work, here, in line.
-                Err(e) => {
-                    ::log::warn!("dispatcher: cannot start the helper thread ({e}); working in line");
-                    Err(help(d, ctx, work.lock().take()))
-                }
-            };
-            recording = Some(d.deliver_all(ctx, claimed, tally));
-            let (ready, more) = match helper {
-                Ok(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
-                Err(done) => done,
-            };
-            tally.add(more);
-            current = match (ready, next) {
-                (Some(ready), Some(n)) => Some((n, ready)),
-                (None, Some(n)) => {
-                    // It shares a conversation with the chunk just
-                    // delivered: that chunk's outcomes are committed first.
-                    if let Some(outcomes) = recording.take() {
-                        d.recorded(ctx, outcomes, tally);
-                    }
-                    let (ready, more) = prepare(d, ctx, n);
-                    tally.add(more);
-                    Some((n, ready))
-                }
-                _ => None,
-            };
+/// The helper of one round: a scoped `dispatch-prepare` thread, or — with
+/// no thread to spare — the same work already done in line.
+enum Helper<'scope, S: Steps> {
+    Thread(ScopedJoinHandle<'scope, HelperDone<S>>),
+    Done(HelperDone<S>),
+}
+
+impl<'scope, S: Steps> Helper<'scope, S> {
+    fn start<'env: 'scope, 'j: 'scope>(
+        scope: &'scope Scope<'scope, 'env>,
+        steps: &'env S,
+        work: HelperWork<'j, S>,
+    ) -> Self {
+        // Shared so that the work is still here if the thread cannot start.
+        let work = Arc::new(Mutex::new(Some(work)));
+        let theirs = Arc::clone(&work);
+        let spawned = std::thread::Builder::new()
+            .name("dispatch-prepare".into())
+            .spawn_scoped(scope, move || help(steps, theirs.lock().take()));
+        match spawned {
+            Ok(handle) => Helper::Thread(handle),
+            Err(e) => {
+                ::log::warn!("dispatcher: cannot start the helper thread ({e}); working in line");
+                Helper::Done(help(steps, work.lock().take()))
+            }
         }
-    });
-    if let Some(outcomes) = recording.take() {
-        d.recorded(ctx, outcomes, tally);
+    }
+
+    fn finish(self) -> HelperDone<S> {
+        match self {
+            Helper::Thread(handle) => handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)),
+            Helper::Done(done) => done,
+        }
+    }
+}
+
+/// One run's walk through its chunks.
+pub(super) struct Pipeline<'a, S: Steps> {
+    steps: &'a S,
+    tally: Tally,
+    /// The outcomes of the chunk delivered last, not yet confirmed.
+    queued: Option<S::Queued>,
+}
+
+impl<'a, S: Steps> Pipeline<'a, S> {
+    /// Runs every chunk through check → claim → deliver → record, overlapped
+    /// as the module documentation describes: while this thread delivers
+    /// chunk k, a scoped helper thread confirms chunk k-1's outcomes and
+    /// then checks and claims chunk k+1. Returns each job's fate, counted.
+    pub fn run(steps: &'a S, jobs: &[Job]) -> Tally {
+        let mut p = Pipeline { steps, tally: Tally::default(), queued: None };
+        let mut rest = chunks(jobs).into_iter();
+        let Some(first) = rest.next() else { return p.tally };
+        let mut current = Some((first, p.prepare(first)));
+        std::thread::scope(|scope| {
+            while let Some((chunk, claimed)) = current.take() {
+                let next = rest.next();
+                // Prepared early unless it shares a conversation with this chunk.
+                let early = next.filter(|n| !shares(n, &conversations(chunk)));
+                let work = HelperWork { previous: p.queued.take(), next: early };
+                let helper = Helper::start(scope, steps, work);
+                p.queued = Some(steps.deliver(claimed, &mut p.tally));
+                let (prepared, more) = helper.finish();
+                p.tally.add(more);
+                current = next.map(|n| (n, prepared.unwrap_or_else(|| p.prepare_after_current(n))));
+            }
+        });
+        p.confirm();
+        p.tally
+    }
+
+    fn prepare(&mut self, chunk: &[Job]) -> Vec<S::Claimed> {
+        self.steps.prepare(chunk, &mut self.tally)
+    }
+
+    /// A chunk that shares a conversation with the chunk just delivered:
+    /// that chunk's outcomes are committed first.
+    fn prepare_after_current(&mut self, chunk: &[Job]) -> Vec<S::Claimed> {
+        self.confirm();
+        self.prepare(chunk)
+    }
+
+    fn confirm(&mut self) {
+        if let Some(queued) = self.queued.take() {
+            self.steps.confirm(queued, &mut self.tally);
+        }
     }
 }
 
@@ -206,5 +248,67 @@ mod tests {
         let c = [job("e", "4")];
         assert!(shares(&b, &conversations(&a)));
         assert!(!shares(&c, &conversations(&a)));
+    }
+
+    /// Records the order of the steps; each delivered job succeeds.
+    #[derive(Default)]
+    struct Recorder(parking_lot::Mutex<Vec<String>>);
+
+    fn ids(jobs: &[Job]) -> String {
+        jobs.iter().map(|j| j.job_id.as_str()).collect::<Vec<_>>().join(",")
+    }
+
+    impl Steps for Recorder {
+        type Claimed = Job;
+        type Queued = Vec<Job>;
+
+        fn prepare(&self, chunk: &[Job], _: &mut Tally) -> Vec<Job> {
+            self.0.lock().push(format!("prepare {}", ids(chunk)));
+            chunk.to_vec()
+        }
+
+        fn deliver(&self, claimed: Vec<Job>, _: &mut Tally) -> Vec<Job> {
+            self.0.lock().push(format!("deliver {}", ids(&claimed)));
+            claimed
+        }
+
+        fn confirm(&self, queued: Vec<Job>, tally: &mut Tally) {
+            self.0.lock().push(format!("confirm {}", ids(&queued)));
+            for _ in &queued {
+                tally.count(super::super::job_lines::Fate::Succeeded);
+            }
+        }
+    }
+
+    #[test]
+    fn a_chunk_sharing_a_conversation_waits_for_the_outcomes_before_it() {
+        let jobs = [job("a", "1"), job("b", "2"), job("c", "1"), job("d", "3")];
+        let steps = Recorder::default();
+        let tally = Pipeline::run(&steps, &jobs);
+        assert_eq!(tally.succeeded, 4);
+        assert_eq!(
+            *steps.0.lock(),
+            ["prepare a,b", "deliver a,b", "confirm a,b", "prepare c,d", "deliver c,d", "confirm c,d"]
+        );
+    }
+
+    #[test]
+    fn chunks_are_prepared_delivered_and_confirmed_in_order_and_every_job_counted_once() {
+        let jobs: Vec<Job> = (0..70).map(|i| job(&i.to_string(), &i.to_string())).collect();
+        let steps = Recorder::default();
+        let tally = Pipeline::run(&steps, &jobs);
+        assert_eq!(tally, Tally { succeeded: 70, ..Tally::default() });
+        let events = steps.0.lock().clone();
+        let at = |e: &str| events.iter().position(|x| x.starts_with(e)).unwrap_or_else(|| panic!("{e}"));
+        let chunks: Vec<String> = chunks(&jobs).iter().map(|c| ids(c)).collect();
+        for (k, chunk) in chunks.iter().enumerate() {
+            assert!(at(&format!("prepare {chunk}")) < at(&format!("deliver {chunk}")), "{events:?}");
+            assert!(at(&format!("deliver {chunk}")) < at(&format!("confirm {chunk}")), "{events:?}");
+            // Deliveries go strictly in order.
+            if let Some(next) = chunks.get(k + 1) {
+                assert!(at(&format!("deliver {chunk}")) < at(&format!("deliver {next}")), "{events:?}");
+            }
+        }
+        assert_eq!(events.len(), 3 * chunks.len());
     }
 }
