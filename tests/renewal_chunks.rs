@@ -90,6 +90,7 @@ fn a_refused_job_is_not_followed_by_the_inter_job_pause() {
         "firefox-gap",
         &["--platform", "chatgpt", "--platform", "claude", "--login", "claude"],
     );
+    wait_login(&d, "firefox-gap", "claude");
     // The relay takes claude's one slot of the minute.
     let relay =
         d.post_json("/v1/browser/request", &json!({ "platform": "claude", "method": "GET", "path": "/x" }));

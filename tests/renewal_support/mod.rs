@@ -578,6 +578,21 @@ pub fn client_entries(d: &Daemon, client_id: &str) -> Vec<Value> {
     data["clients"].as_array().unwrap().iter().filter(|c| c["client_id"] == client_id).cloned().collect()
 }
 
+/// Waits until the daemon holds `client_id`'s login state for `platform`
+/// (the simulator sends it after its hello, so a relay made right after
+/// `Sim::connect` could still find no credentials: 409).
+pub fn wait_login(d: &Daemon, client_id: &str, platform: &str) {
+    let ok = wait_until(WAIT, || {
+        let data = d.get("/v1/browser").data();
+        data["login_states"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["client_id"] == client_id && l["platform"] == platform)
+    });
+    assert!(ok, "no login state of {client_id} for {platform}");
+}
+
 /// Waits until the daemon no longer lists `client_id` as connected.
 pub fn wait_client_gone(d: &Daemon, client_id: &str) {
     let ok = wait_until(WAIT, || client_entries(d, client_id).iter().all(|c| c["status"] != "connected"));
