@@ -29,8 +29,11 @@ fn each_job_of_a_chunk_sees_its_conversation_and_link_as_they_are_at_its_turn() 
     let sim = Sim::connect(&d, "firefox-fresh", &["--delay-ms", "3000"]);
     three_due_jobs(&d, "firefox-fresh");
     sim.wait_deliveries(1);
-    for id in ["job-b", "job-c"] {
-        assert_eq!(job(&d, id)["status"], "running", "{id} claimed with job-a's chunk");
+    for (id, tab) in [("job-b", "tab:4"), ("job-c", "tab:5")] {
+        let j = job(&d, id);
+        assert_eq!(j["status"], "running", "{id} claimed with job-a's chunk");
+        // The claim shows the link it was made for (RENEWAL.md step 7).
+        assert_eq!(j["target_snapshot"]["target"]["id"], tab, "{j}");
     }
     // Meanwhile: lc-b is paused, and lc-c's page moves to tab 9 (a user
     // message from there, which the projector does not renew).
@@ -45,6 +48,13 @@ fn each_job_of_a_chunk_sees_its_conversation_and_link_as_they_are_at_its_turn() 
     let got: Vec<(Value, Value)> =
         frames.iter().map(|f| (f["message_text"].clone(), f["tab_id"].clone())).collect();
     assert_eq!(got, [(json!("[renewal] job-a"), json!(3)), (json!("[renewal] job-c"), json!(9))]);
+    // Each job shows the link its delivery used (RENEWAL.md step 7): job-c
+    // the one of tab 9, not the one it was claimed with.
+    let c = job(&d, "job-c");
+    assert_eq!(c["target_snapshot"]["target"]["id"], "tab:9", "{c}");
+    let moved = conversation(&d, "lc-c")["active_link"]["link_id"].clone();
+    assert_eq!(c["target_snapshot"]["linkId"], moved, "{c}");
+    assert_eq!(job(&d, "job-a")["target_snapshot"]["target"]["id"], "tab:3");
     // job-b was put back without an attempt, and not sent.
     let b = job(&d, "job-b");
     assert_eq!((b["status"].clone(), b["attempt_count"].clone()), (json!("pending"), json!(0)), "{b}");

@@ -78,7 +78,15 @@ fn sends_due_pending_jobs_through_proxy_delivery_and_marks_them_done() {
     assert_eq!(f["timeout_ms"], 5000, "timeout_ms = execution_timeout_ms");
     assert_eq!(f["shell_page"], false);
     assert!(f["request_id"].as_str().unwrap().starts_with("pd_"), "{f}");
-    assert!(f["plan_id"].as_str().unwrap().starts_with("renewal_msg_dispatch_success_"), "{f}");
+    // BRIDGE_PROTOCOL.md: the message id lower-cased, `_` turned into `-`.
+    let plan = f["plan_id"].as_str().unwrap();
+    let ms = plan.strip_prefix("renewal_msg-dispatch-success_").unwrap_or_else(|| panic!("plan_id {plan}"));
+    assert_between("plan_id time", ms.parse::<i64>().unwrap(), started, finished);
+    // The stale snapshot was rebuilt from the link the delivery used.
+    let snapshot = &job["target_snapshot"];
+    assert_eq!(snapshot["linkId"], "link_dispatch_success", "{job}");
+    assert_eq!(snapshot["clientId"], "firefox-chatgpt", "{job}");
+    assert_eq!(snapshot["target"]["id"], "tab:17", "{job}");
 
     // The conversation lock is back to idle, counters updated.
     let conv = conversation(&d, "lc_dispatch_success");
@@ -346,6 +354,9 @@ fn missing_link_no_route_and_no_client_are_retryable_failures() {
         let next = line["details"]["next_attempt_at"].as_i64().unwrap();
         assert_between(&format!("{id} retry delay"), next - ts(&line), 60_000 - 1000, 60_000);
         assert_eq!(job["next_attempt_at"].as_i64(), Some(next), "{id}");
+        // The attempt is counted, so it is recorded (RENEWAL.md step 7).
+        let at = job["last_attempt_at"].as_i64().unwrap_or_else(|| panic!("{id}: no last_attempt_at: {job}"));
+        assert_between(&format!("{id} last_attempt_at"), ts(&line) - at, 0, 5000);
         let conv = conversation(&d, lc);
         assert_eq!(conv["consecutive_failure_count"], 1, "{lc}: {conv}");
         assert_eq!(conv["last_error"], reason, "{lc}");

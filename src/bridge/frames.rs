@@ -201,6 +201,19 @@ pub struct ProxyDelivery<'a> {
     pub local_conversation_id: &'a str,
 }
 
+/// BRIDGE_PROTOCOL.md `plan_id`: `renewal_` + the message id lower-cased
+/// with every character outside `[a-z0-9-]` turned into `-`, + `_` + the
+/// attempt's time in ms. (A plugin may use it in a DOM id or a file name;
+/// `Msg_Two/Y` must not reach it raw.)
+pub fn plan_id(message_id: &str, at_ms: i64) -> String {
+    let slug: String = message_id
+        .chars()
+        .map(|c| c.to_ascii_lowercase())
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' { c } else { '-' })
+        .collect();
+    format!("renewal_{slug}_{at_ms}")
+}
+
 pub fn proxy_delivery(request_id: &str, d: &ProxyDelivery<'_>) -> String {
     json!({
         "type": "proxy_delivery", "request_id": request_id, "platform": d.platform,
@@ -235,6 +248,13 @@ pub fn delivery_verdict(frame: &Value) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plan_ids_are_normalised() {
+        assert_eq!(plan_id("msg-1", 5), "renewal_msg-1_5");
+        assert_eq!(plan_id("Msg_Two/Y", 17), "renewal_msg-two-y_17");
+        assert_eq!(plan_id("ÄB c", 1), "renewal_-b-c_1");
+    }
 
     #[test]
     fn verdicts() {

@@ -7,7 +7,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use super::api::{failure, render, ApiError, ApiRequest};
 use super::ctx::SharedCtx;
-use super::query::split_target;
+use super::query::{only_known, split_target};
 use super::routes::{resolve, Kind, Resolution};
 use super::server::{BodyError, Handler, Request, Response, TransportError};
 use crate::auth::{bearer, token_ok, OriginPolicy};
@@ -48,6 +48,7 @@ impl App {
             }
             Resolution::NotFound => return Err(ApiError::route_not_found(&path)),
         };
+        only_known(&query, route.query)?;
         if route.kind == Kind::Write && !body.iter().all(u8::is_ascii_whitespace) {
             let content_type = header(&req.headers, "content-type");
             if !is_json(content_type) {

@@ -31,6 +31,25 @@ pub fn split_target(target: &str) -> (String, Vec<(String, String)>) {
     (path.to_string(), pairs)
 }
 
+/// Refuses a query parameter the route does not take (HTTP_API.md
+/// "Pagination and filters"): a misspelt filter (`?platfrom=`) would
+/// otherwise be ignored and the route answer every row, which a script
+/// might then act on. The 400 names the parameter and lists the route's own.
+pub fn only_known(query: &[(String, String)], allowed: &[&str]) -> Result<(), ApiError> {
+    let Some((name, _)) = query.iter().find(|(k, _)| !allowed.contains(&k.as_str())) else {
+        return Ok(());
+    };
+    let shown = crate::util::cut_chars(name, 64);
+    let takes = if allowed.is_empty() {
+        "this route takes none".to_string()
+    } else {
+        format!("this route takes {}", allowed.join(", "))
+    };
+    let mut err = ApiError::invalid(name, format!("Unknown query parameter \"{shown}\"; {takes}."));
+    err.details["allowed"] = serde_json::json!(allowed);
+    Err(err)
+}
+
 impl ApiRequest {
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -130,6 +149,18 @@ mod tests {
             let err = req(&format!("/x?{bad}")).page().unwrap_err();
             assert_eq!(err.details["field"], "offset", "{bad}");
         }
+    }
+
+    #[test]
+    fn unknown_parameters_are_named_with_the_allowed_ones() {
+        assert!(only_known(&req("/x?limit=5&platform=a").query, &["platform", "limit"]).is_ok());
+        let err = only_known(&req("/x?limit=5&platfrom=a").query, &["platform", "limit"]).unwrap_err();
+        assert_eq!(err.status, 400);
+        assert_eq!(err.details["field"], "platfrom");
+        assert_eq!(err.details["allowed"], serde_json::json!(["platform", "limit"]));
+        let err = only_known(&req("/x?a%20b=1").query, &[]).unwrap_err();
+        assert_eq!(err.details["field"], "a b");
+        assert!(err.message.contains("takes none"), "{}", err.message);
     }
 
     #[test]

@@ -40,6 +40,9 @@ pub struct Route {
     pub handler: HandlerFn,
     /// Served without the token (`open` in the table below).
     pub open: bool,
+    /// The query parameters the route takes; any other is a 400
+    /// (docs/API.md "Lists: pagination and filters").
+    pub query: &'static [&'static str],
 }
 
 impl Route {
@@ -59,6 +62,9 @@ macro_rules! route {
         Route { open: true, ..route!($($row)*) }
     };
     ($id:literal, $kind:ident, $method:literal, $path:literal, $summary:literal, $handler:path) => {
+        route!($id, $kind, $method, $path, $summary, $handler, [])
+    };
+    ($id:literal, $kind:ident, $method:literal, $path:literal, $summary:literal, $handler:path, [$($q:literal),*]) => {
         Route {
             id: $id,
             kind: Kind::$kind,
@@ -67,6 +73,7 @@ macro_rules! route {
             summary: $summary,
             handler: $handler,
             open: false,
+            query: &[$($q),*],
         }
     };
 }
@@ -86,22 +93,22 @@ pub static ROUTES: &[Route] = &[
     route!("system.resume", Write, "POST", "/v1/system/resume", "Resume automation.", system::handle_resume),
     route!("system.drain", Write, "POST", "/v1/system/drain", "Stop projecting; finish pending jobs.", system::handle_drain),
     route!("system.backup", Write, "POST", "/v1/system/backup", "Write a verified copy of the database under STATE_DIR/backups/.", system::handle_backup),
-    route!("messages.list", Read, "GET", "/v1/messages", "Messages, newest first; filters platform, conversation_id, role.", messages::handle_list),
+    route!("messages.list", Read, "GET", "/v1/messages", "Messages, newest first; filters platform, conversation_id, role.", messages::handle_list, ["platform", "conversation_id", "role", "limit", "offset"]),
     route!("messages.read", Read, "GET", "/v1/messages/:message_id", "One message with its raw text.", messages::handle_read),
     route!("messages.ingest", Write, "POST", "/v1/messages", "Store a final message (same effects as the bridge frame).", messages::handle_ingest),
-    route!("renewal.conversations.list", Read, "GET", "/v1/renewal/conversations", "Local conversations; filters platform, status.", renewal::handle_conversations_list),
+    route!("renewal.conversations.list", Read, "GET", "/v1/renewal/conversations", "Local conversations; filters platform, status.", renewal::handle_conversations_list, ["platform", "status", "limit", "offset"]),
     route!("renewal.conversations.read", Read, "GET", "/v1/renewal/conversations/:local_conversation_id", "One local conversation with its active link.", renewal::handle_conversations_read),
     route!("renewal.conversations.manual", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/manual", "Switch a conversation to manual.", renewal::handle_conversations_manual),
     route!("renewal.conversations.auto", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/auto", "Switch a conversation to auto renewal.", renewal::handle_conversations_auto),
     route!("renewal.conversations.paused", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/paused", "Pause a conversation (optional reason).", renewal::handle_conversations_paused),
-    route!("renewal.links.list", Read, "GET", "/v1/renewal/links", "Conversation links; filters platform, remote_conversation_id, local_conversation_id, client_id, active.", renewal::handle_links_list),
-    route!("renewal.jobs.list", Read, "GET", "/v1/renewal/jobs", "Renewal jobs, newest first; filters status, local_conversation_id, message_id.", renewal::handle_jobs_list),
+    route!("renewal.links.list", Read, "GET", "/v1/renewal/links", "Conversation links; filters platform, remote_conversation_id, local_conversation_id, client_id, active.", renewal::handle_links_list, ["platform", "remote_conversation_id", "local_conversation_id", "client_id", "active", "limit", "offset"]),
+    route!("renewal.jobs.list", Read, "GET", "/v1/renewal/jobs", "Renewal jobs, newest first; filters status, local_conversation_id, message_id.", renewal::handle_jobs_list, ["status", "local_conversation_id", "message_id", "limit", "offset"]),
     route!("renewal.jobs.read", Read, "GET", "/v1/renewal/jobs/:job_id", "One renewal job.", renewal::handle_jobs_read),
     route!("renewal.jobs.retry", Write, "POST", "/v1/renewal/jobs/:job_id/retry", "Retry a failed job now.", renewal::handle_jobs_retry),
     route!("renewal.jobs.cancel", Write, "POST", "/v1/renewal/jobs/:job_id/cancel", "Cancel a pending job.", renewal::handle_jobs_cancel),
-    route!("executions.list", Read, "GET", "/v1/executions", "Instruction blocks run or refused, newest first; filters message_id, local_conversation_id, status, tool.", executions::handle_list),
+    route!("executions.list", Read, "GET", "/v1/executions", "Instruction blocks run or refused, newest first; filters message_id, local_conversation_id, status, tool.", executions::handle_list, ["message_id", "local_conversation_id", "status", "tool", "limit", "offset"]),
     route!("executions.read", Read, "GET", "/v1/executions/:instruction_id", "One instruction block's execution.", executions::handle_read),
-    route!("browser.read", Read, "GET", "/v1/browser", "Plugin clients, tabs and login states; filters platform, status.", browser::handle_read),
+    route!("browser.read", Read, "GET", "/v1/browser", "Plugin clients, tabs and login states; filters platform, status.", browser::handle_read, ["platform", "status"]),
     route!("browser.actions", Write, "POST", "/v1/browser/actions", "Send an action to a plugin and wait for its result.", browser::handle_actions),
     route!("browser.request", Write, "POST", "/v1/browser/request", "Raw relay: the plugin performs an HTTP request in the page.", relay::handle_request),
     route!("timed_jobs.read", Read, "GET", "/v1/timed-jobs", "Timed-job runners, their last runs and the start-up recovery.", timed::handle_read),

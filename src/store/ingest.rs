@@ -269,7 +269,8 @@ fn upsert_conversation(
 }
 
 /// Makes the link `(conversation, client, tab)` the conversation's single
-/// active link, creating it when new. Returns its id.
+/// active link, creating it when new — except that a message without a tab
+/// leaves a routable active link as it is. Returns the active link's id.
 fn upsert_active_link(
     conn: &Connection,
     local_id: &str,
@@ -284,6 +285,12 @@ fn upsert_active_link(
     // The usual case: the link is already the active one; it is found by
     // the one-active index and refreshed by key (no `RETURNING`, see above).
     if let Some((link_id, client_id, active_target)) = active_link(conn, local_id)? {
+        // A message without a tab (a script's POST, a plugin that lost the
+        // tab) never replaces a link delivery can use with a route-less one:
+        // one typo would silently stop renewal. It is stored; the link stays.
+        if target_id.is_none() && active_target.is_some() {
+            return Ok(link_id);
+        }
         if client_id.as_deref().unwrap_or("") == m.client_id.as_deref().unwrap_or("")
             && active_target.as_deref().unwrap_or("") == target_id.unwrap_or("")
         {

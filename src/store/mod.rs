@@ -40,6 +40,12 @@ pub use schema::SCHEMA_VERSION;
 use writer::StoreMsg;
 pub use writer::{CommitHook, PolicySource};
 
+/// A link as a job's `target_snapshot` (RENEWAL.md), built on the caller's
+/// thread so the writer only runs SQL.
+pub fn target_snapshot(link: &Link) -> String {
+    job_doc::snapshot(link)
+}
+
 /// Why a store operation failed. Cloneable because one failed commit answers
 /// every caller whose write was in that batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -324,30 +330,29 @@ impl Store {
         self.write(move |c| renewal::fail_job(c, &job_id, &error, log_path.as_deref(), now))
     }
 
-    pub fn start_attempt(
-        &self,
-        job_id: &str,
-        local_conversation_id: &str,
-        log_path: Option<String>,
-        now: i64,
-    ) -> Result<bool, StoreError> {
-        self.start_attempt_async(job_id, local_conversation_id, log_path, now)
-            .recv()
-            .unwrap_or(Err(StoreError::Closed))
-    }
-
-    /// Queues a claim and returns at once; several queued back to back
-    /// share one commit.
+    /// Queues a claim — the job `running`, its conversation locked, its
+    /// `target_snapshot` the link the delivery will use (when given) — and
+    /// returns at once; several queued back to back share one commit.
     pub fn start_attempt_async(
         &self,
         job_id: &str,
         local_conversation_id: &str,
         log_path: Option<String>,
+        target_snapshot: Option<String>,
         now: i64,
     ) -> Receiver<Result<bool, StoreError>> {
         let (job_id, local_conversation_id) = (job_id.to_string(), local_conversation_id.to_string());
         self.queue(
-            move |c| renewal::start_attempt(c, &job_id, &local_conversation_id, log_path.as_deref(), now),
+            move |c| {
+                let claim = renewal::Claim {
+                    job_id: &job_id,
+                    local_id: &local_conversation_id,
+                    log_path: log_path.as_deref(),
+                    target_snapshot: target_snapshot.as_deref(),
+                    now,
+                };
+                renewal::start_attempt(c, &claim)
+            },
             None,
         )
     }

@@ -508,6 +508,10 @@ pub struct FinishAttempt {
     pub repeat_pause_threshold: u32,
     /// The day's JSONL file, recorded as the job's `log_path`.
     pub log_path: Option<String>,
+    /// `target_snapshot` of the link the delivery used (RENEWAL.md step
+    /// 7), which may have moved since the claim; `None` keeps the stored
+    /// one.
+    pub target_snapshot: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -261,7 +261,8 @@ const LOCK_CONVERSATION: &str = "UPDATE local_conversations SET execution_state 
  WHERE local_conversation_id = ?1 AND execution_state = 'idle' AND automation_status = 'auto'";
 
 const JOB_RUNNING: &str = "UPDATE renewal_jobs SET status = 'running', started_at = ?2, last_attempt_at = ?2,
-    finished_at = NULL, log_path = COALESCE(?3, log_path), updated_at = MAX(updated_at, ?2)
+    finished_at = NULL, log_path = COALESCE(?3, log_path), target_snapshot = COALESCE(?4, target_snapshot),
+    updated_at = MAX(updated_at, ?2)
  WHERE job_id = ?1";
 
 /// The statements every renewal job runs on its way from projection to
@@ -281,25 +282,30 @@ pub(super) fn per_job_statements() -> Vec<&'static str> {
     ]
 }
 
+/// A job to claim (`start_attempt`).
+pub(super) struct Claim<'a> {
+    pub job_id: &'a str,
+    pub local_id: &'a str,
+    pub log_path: Option<&'a str>,
+    /// The link the delivery will use, as `target_snapshot` (RENEWAL.md
+    /// step 7); `None` keeps the stored one.
+    pub target_snapshot: Option<&'a str>,
+    pub now: i64,
+}
+
 /// Takes the conversation's execution lock and marks the job running, or
 /// changes nothing and answers false when either is no longer as expected.
-pub(super) fn start_attempt(
-    conn: &Connection,
-    job_id: &str,
-    local_id: &str,
-    log_path: Option<&str>,
-    now: i64,
-) -> Result<bool, StoreError> {
+pub(super) fn start_attempt(conn: &Connection, c: &Claim<'_>) -> Result<bool, StoreError> {
     let status: Option<String> =
-        conn.prepare_cached(JOB_STATUS)?.query_row(params![job_id], |r| r.get(0)).optional()?;
+        conn.prepare_cached(JOB_STATUS)?.query_row(params![c.job_id], |r| r.get(0)).optional()?;
     if status.as_deref() != Some("pending") {
         return Ok(false);
     }
-    let locked = conn.prepare_cached(LOCK_CONVERSATION)?.execute(params![local_id, now])?;
+    let locked = conn.prepare_cached(LOCK_CONVERSATION)?.execute(params![c.local_id, c.now])?;
     if locked == 0 {
         return Ok(false);
     }
-    conn.prepare_cached(JOB_RUNNING)?.execute(params![job_id, now, log_path])?;
+    conn.prepare_cached(JOB_RUNNING)?.execute(params![c.job_id, c.now, c.log_path, c.target_snapshot])?;
     Ok(true)
 }
 
@@ -336,9 +342,13 @@ pub(super) fn release_claim(conn: &Connection, r: &Release<'_>) -> Result<(), St
 
 /// Like every outcome below, recorded only on a job that is still pending
 /// (a failure found before the claim) or running: a job cancelled while the
-/// dispatcher was looking at it stays cancelled.
-const JOB_DONE: &str = "UPDATE renewal_jobs SET status = 'done', attempt_count = attempt_count + 1, last_error = NULL,
-    next_attempt_at = NULL, finished_at = ?2, log_path = COALESCE(?3, log_path), updated_at = MAX(updated_at, ?2)
+/// dispatcher was looking at it stays cancelled. A failure found before the
+/// claim still counts an attempt, so it sets `last_attempt_at` too
+/// (RENEWAL.md step 7); a claimed job's was set by its claim.
+const JOB_DONE: &str =
+    "UPDATE renewal_jobs SET status = 'done', attempt_count = attempt_count + 1, last_error = NULL,
+    next_attempt_at = NULL, finished_at = ?2, log_path = COALESCE(?3, log_path),
+    target_snapshot = COALESCE(?4, target_snapshot), updated_at = MAX(updated_at, ?2)
  WHERE job_id = ?1 AND status IN ('pending', 'running')";
 
 const JOB_FAILED_ATTEMPT: &str = "UPDATE renewal_jobs SET attempt_count = attempt_count + 1, last_error = ?2,
@@ -346,7 +356,9 @@ const JOB_FAILED_ATTEMPT: &str = "UPDATE renewal_jobs SET attempt_count = attemp
     next_attempt_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN NULL ELSE ?4 END,
     finished_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN ?5 ELSE NULL END,
     started_at = CASE WHEN ?3 OR attempt_count + 1 >= max_attempts THEN started_at ELSE NULL END,
-    log_path = COALESCE(?6, log_path), updated_at = MAX(updated_at, ?5)
+    last_attempt_at = CASE WHEN status = 'pending' THEN ?5 ELSE last_attempt_at END,
+    log_path = COALESCE(?6, log_path), target_snapshot = COALESCE(?7, target_snapshot),
+    updated_at = MAX(updated_at, ?5)
  WHERE job_id = ?1 AND status IN ('pending', 'running')";
 
 const JOB_STATUS: &str = "SELECT status FROM renewal_jobs WHERE job_id = ?1";
@@ -376,11 +388,11 @@ const CONVERSATION_COUNTERS: &str =
 pub(super) fn finish_attempt(conn: &Connection, f: &FinishAttempt) -> Result<FinishOutcome, StoreError> {
     let changed = match &f.result {
         AttemptResult::Success { .. } => {
-            conn.prepare_cached(JOB_DONE)?.execute(params![f.job_id, f.now, f.log_path])?
+            conn.prepare_cached(JOB_DONE)?.execute(params![f.job_id, f.now, f.log_path, f.target_snapshot])?
         }
         AttemptResult::Failure { error, terminal, retry_at } => conn
             .prepare_cached(JOB_FAILED_ATTEMPT)?
-            .execute(params![f.job_id, error, terminal, retry_at, f.now, f.log_path])?,
+            .execute(params![f.job_id, error, terminal, retry_at, f.now, f.log_path, f.target_snapshot])?,
     };
     let job_status: Option<JobStatus> = match (&f.result, changed) {
         (AttemptResult::Success { .. }, 1) => Some(JobStatus::Done),

@@ -34,6 +34,7 @@ fn no_client(now: i64) -> FinishAttempt {
         failure_pause_threshold: 1,
         repeat_pause_threshold: 3,
         log_path: None,
+        target_snapshot: None,
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::reasons::Failure;
-use crate::bridge::frames::{delivery_verdict, proxy_delivery, ProxyDelivery};
+use crate::bridge::frames::{delivery_verdict, plan_id, proxy_delivery, ProxyDelivery};
 use crate::bridge::Hub;
 use crate::store::{route_tab, Conversation, Job, Link, PayloadKind};
 use crate::util::now_ms;
@@ -45,9 +45,10 @@ impl Ready {
             organization_id: organization,
             page_url: link.page_url.as_deref(),
             page_title: link.page_title.as_deref(),
-            message_text: text,
+            // BRIDGE_PROTOCOL.md: the payload text, trimmed.
+            message_text: text.trim(),
             assistant_message_id: &job.message_id,
-            plan_id: format!("renewal_{}_{}", job.message_id, now_ms()),
+            plan_id: plan_id(&job.message_id, now_ms()),
             timeout_ms,
             local_conversation_id: &conv.local_conversation_id,
         };

@@ -35,8 +35,8 @@ use crate::policy::{AdmitOptions, Lease, Outcome, Policy, Target};
 use crossbeam_channel::Receiver;
 
 use crate::store::{
-    AttemptResult, AutomationState, ExecutionState, FinishAttempt, FinishOutcome, Job, PauseReason, Store,
-    StoreError,
+    target_snapshot, AttemptResult, AutomationState, ExecutionState, FinishAttempt, FinishOutcome, Job,
+    PauseReason, Store, StoreError,
 };
 use crate::util::{nap_until, now_ms, random_unit, summary};
 
@@ -162,6 +162,7 @@ impl Dispatcher {
                     &r.job.job_id,
                     &r.conv.local_conversation_id,
                     self.log_path(ctx),
+                    Some(target_snapshot(&r.link)),
                     now,
                 );
                 (r, answer)
@@ -349,7 +350,10 @@ impl Dispatcher {
         self.sent_in_run.store(true, std::sync::atomic::Ordering::Relaxed);
         let sent = r.send(&self.hub, self.config.renewal.execution_timeout_ms);
         let result = self.settle(ctx, &r, lease, sent, attempt)?;
-        let finish = self.finish(ctx, &r.job, result);
+        let mut finish = self.finish(ctx, &r.job, result);
+        // The link may have moved since the claim (`refresh`): the job shows
+        // where its text actually went.
+        finish.target_snapshot = Some(target_snapshot(&r.link));
         Ok(Delivered { ready: r, finish })
     }
 
@@ -494,6 +498,7 @@ impl Dispatcher {
             failure_pause_threshold: r.failure_pause_threshold,
             repeat_pause_threshold: r.repeat_pause_threshold,
             log_path: Some(log_path),
+            target_snapshot: None,
         }
     }
 

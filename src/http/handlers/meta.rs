@@ -33,10 +33,14 @@ fn openapi_path(pattern: &str) -> (String, Vec<String>) {
 }
 
 fn operation(route: &crate::http::routes::Route, params: &[String]) -> Value {
-    let parameters: Vec<Value> = params
+    let path = params
         .iter()
-        .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }))
-        .collect();
+        .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }));
+    let query = route
+        .query
+        .iter()
+        .map(|q| json!({ "name": q, "in": "query", "required": false, "schema": { "type": "string" } }));
+    let parameters: Vec<Value> = path.chain(query).collect();
     let mut op = json!({
         "operationId": route.id,
         "summary": route.summary(),
