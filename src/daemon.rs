@@ -96,8 +96,9 @@ pub fn start(config: Config) -> Result<Running, Fatal> {
     crate::util::tune_allocator();
     let config = Arc::new(config);
     let state_dir = config.state_dir.clone();
-    prepare_state_dir(&state_dir)?;
+    crate::state_dir::prepare(&state_dir).map_err(Fatal)?;
     let lock = lock_state_dir(&state_dir)?;
+    crate::state_dir::refuse_emptied_database(&state_dir).map_err(Fatal)?;
     // Signals are registered before the ready line so a stop sent right
     // after it is never lost.
     let signals = Signals::new([signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM])
@@ -408,13 +409,6 @@ fn start_policy(config: &Config, store: &Store) -> Result<Arc<Policy>, Fatal> {
         Duration::from_millis(config.policy.persistence_debounce_ms),
     );
     Ok(policy)
-}
-
-fn prepare_state_dir(dir: &Path) -> Result<(), Fatal> {
-    for sub in [dir.to_path_buf(), dir.join("artifacts"), dir.join("logs").join("timed-jobs")] {
-        fs::create_dir_all(&sub).map_err(|e| fatal(format!("cannot create {}: {e}", sub.display())))?;
-    }
-    Ok(())
 }
 
 fn lock_state_dir(dir: &Path) -> Result<File, Fatal> {

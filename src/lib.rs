@@ -13,6 +13,7 @@ pub mod logging;
 pub mod ops;
 pub mod percent;
 pub mod policy;
+pub mod state_dir;
 pub mod store;
 pub mod ticker;
 pub mod util;

@@ -429,8 +429,10 @@ impl Store {
     }
 }
 
-/// Reads the stored system state; a damaged value falls back to `running`
-/// with a log line rather than keeping the daemon from starting.
+/// Reads the stored system state. A damaged value fails closed: the system
+/// counts as `paused`, with a reason that says why, until someone resumes
+/// it (which stores a good value) — never `running`, which would restart
+/// automation a person may have paused.
 pub(super) fn parse_system_state(json: &str, updated_at: i64) -> SystemState {
     let value: serde_json::Value = serde_json::from_str(json).unwrap_or(serde_json::Value::Null);
     let state = value.get("automation_state").and_then(|v| v.as_str()).and_then(AutomationState::parse);
@@ -441,11 +443,22 @@ pub(super) fn parse_system_state(json: &str, updated_at: i64) -> SystemState {
             updated_at: Some(updated_at),
         },
         None => {
-            log::warn!("store: ignoring unreadable system state {json:?}");
-            SystemState::default()
+            log::error!(
+                "store: the stored automation state is unreadable ({:?}); automation stays paused until resumed",
+                crate::util::cut_chars(json, 200)
+            );
+            SystemState {
+                automation_state: AutomationState::Paused,
+                automation_reason: Some(UNREADABLE_STATE_REASON.to_string()),
+                updated_at: Some(updated_at),
+            }
         }
     }
 }
+
+/// The pause reason shown while the stored system state is unreadable.
+pub const UNREADABLE_STATE_REASON: &str =
+    "stored automation state unreadable; paused until resumed (POST /v1/system/resume)";
 
 /// The dispatcher's scan. `status = 'pending'` is spelled out, not bound:
 /// only a literal lets SQLite use the partial index `renewal_jobs_due`.

@@ -97,3 +97,18 @@ fn highest_parameter(sql: &str) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+#[test]
+fn an_unreadable_system_state_fails_closed_as_paused() {
+    let good = parse_system_state(r#"{"automation_state":"draining","automation_reason":"r"}"#, 5);
+    assert_eq!(
+        (good.automation_state, good.automation_reason.as_deref()),
+        (AutomationState::Draining, Some("r"))
+    );
+    for bad in ["", "{", "null", r#"{"automation_state":"RUNNING"}"#, r#"{"automation_state":1}"#, "[]"] {
+        let s = parse_system_state(bad, 7);
+        assert_eq!(s.automation_state, AutomationState::Paused, "{bad:?}");
+        assert_eq!(s.automation_reason.as_deref(), Some(UNREADABLE_STATE_REASON), "{bad:?}");
+        assert_eq!(s.updated_at, Some(7));
+    }
+}
