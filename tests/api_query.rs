@@ -1,4 +1,4 @@
-//! Unknown query parameters are refused (HTTP_API.md "Pagination and
+//! Unknown query parameters are refused (docs/API.md "Pagination and
 //! filters"): a misspelt filter must never answer — or let a script act
 //! on — every row. The 400 names the parameter and lists the route's own.
 

@@ -78,7 +78,7 @@ fn sends_due_pending_jobs_through_proxy_delivery_and_marks_them_done() {
     assert_eq!(f["timeout_ms"], 5000, "timeout_ms = execution_timeout_ms");
     assert_eq!(f["shell_page"], false);
     assert!(f["request_id"].as_str().unwrap().starts_with("pd_"), "{f}");
-    // BRIDGE_PROTOCOL.md: the message id lower-cased, `_` turned into `-`.
+    // docs/BRIDGE.md: the message id lower-cased, `_` turned into `-`.
     let plan = f["plan_id"].as_str().unwrap();
     let ms = plan.strip_prefix("renewal_msg-dispatch-success_").unwrap_or_else(|| panic!("plan_id {plan}"));
     assert_between("plan_id time", ms.parse::<i64>().unwrap(), started, finished);

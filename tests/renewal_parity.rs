@@ -1,7 +1,7 @@
 //! Spec points a parity check against the original system found (issue 16,
 //! "Small correctness items"): a message without a tab never takes a
 //! routable conversation off its link, and the `proxy_delivery` carries the
-//! normalised `plan_id` and the trimmed text (BRIDGE_PROTOCOL.md).
+//! normalised `plan_id` and the trimmed text (docs/BRIDGE.md).
 
 mod renewal_support;
 mod support;

@@ -201,7 +201,7 @@ pub struct ProxyDelivery<'a> {
     pub local_conversation_id: &'a str,
 }
 
-/// BRIDGE_PROTOCOL.md `plan_id`: `renewal_` + the message id lower-cased
+/// docs/BRIDGE.md `plan_id`: `renewal_` + the message id lower-cased
 /// with every character outside `[a-z0-9-]` turned into `-`, + `_` + the
 /// attempt's time in ms. (A plugin may use it in a DOM id or a file name;
 /// `Msg_Two/Y` must not reach it raw.)

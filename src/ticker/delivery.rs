@@ -45,7 +45,7 @@ impl Ready {
             organization_id: organization,
             page_url: link.page_url.as_deref(),
             page_title: link.page_title.as_deref(),
-            // BRIDGE_PROTOCOL.md: the payload text, trimmed.
+            // docs/BRIDGE.md: the payload text, trimmed.
             message_text: text.trim(),
             assistant_message_id: &job.message_id,
             plan_id: plan_id(&job.message_id, now_ms()),
