@@ -32,7 +32,7 @@ pub fn split_target(target: &str) -> (String, Vec<(String, String)>) {
 }
 
 /// Refuses a query parameter the route does not take (docs/API.md
-/// "Pagination and filters"): a misspelt filter (`?platfrom=`) would
+/// "Lists: pagination and filters"): a misspelt filter (`?platfrom=`) would
 /// otherwise be ignored and the route answer every row, which a script
 /// might then act on. The 400 names the parameter and lists the route's own.
 pub fn only_known(query: &[(String, String)], allowed: &[&str]) -> Result<(), ApiError> {
