@@ -89,45 +89,19 @@ fn route(obj: &Map<String, Value>) -> Result<Option<RouteInfo>, FieldError> {
 
 /// Parses the message fields of a frame or request body. `client_id` is
 /// read from the body only when `allow_client_id` (the HTTP route); the bridge
-/// passes the connection's own client id instead.
+/// passes the connection's own client id instead. Fields are checked in
+/// the order below; the first that fails is the one reported.
 pub fn parse_final_message(
     obj: &Map<String, Value>,
     allow_client_id: bool,
     now: i64,
 ) -> Result<NewMessage, FieldError> {
-    let platform = string(obj, "platform", 32, true)?.unwrap_or_default();
-    if !valid_platform(&platform) {
-        return Err(err("platform", "Field \"platform\" must match [a-z0-9_-]{1,32}."));
-    }
+    let platform = platform(obj)?;
     let conversation_id = string(obj, "conversation_id", 512, true)?.unwrap_or_default();
     let message_id = string(obj, "message_id", 512, true)?.unwrap_or_default();
-    let role = string(obj, "role", 32, false)?.unwrap_or_else(|| "assistant".into());
-    if role.is_empty() || !role.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
-        return Err(err("role", "Field \"role\" must match [a-z_]{1,32}, e.g. \"assistant\" or \"user\"."));
-    }
-    let text = match obj.get("text") {
-        Some(Value::String(s)) => s.clone(),
-        None | Some(Value::Null) => return Err(err("text", "Field \"text\" is required.")),
-        Some(_) => return Err(err("text", "Field \"text\" must be a string.")),
-    };
-    // Only an empty text is refused (docs/BRIDGE.md): a text of
-    // whitespace is still what the page showed, and is stored like any other.
-    if text.is_empty() && role == "assistant" {
-        return Err(err("text", "Field \"text\" must not be empty for an assistant message."));
-    }
-    let observed_at = integer(obj, "observed_at")?.unwrap_or(now);
-    if observed_at < 0 {
-        return Err(err("observed_at", "Field \"observed_at\" must be milliseconds since the epoch (>= 0)."));
-    }
-    // A message stamped far ahead would stay its conversation's newest for
-    // good, and every real message after it would be skipped as superseded
-    // (docs/RENEWAL.md), so the conversation would never be renewed again.
-    if observed_at > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
-        return Err(err(
-            "observed_at",
-            "Field \"observed_at\" is more than a day ahead of the daemon's clock (milliseconds since the epoch expected).",
-        ));
-    }
+    let role = role(obj)?;
+    let text = text(obj, &role)?;
+    let observed_at = observed_at(obj, now)?;
     let tab_id = integer(obj, "tab_id")?;
     if matches!(tab_id, Some(t) if t <= 0) {
         return Err(err("tab_id", "Field \"tab_id\" must be a positive integer."));
@@ -137,10 +111,7 @@ pub fn parse_final_message(
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(err("shell_page", "Field \"shell_page\" must be a boolean.")),
     };
-    let client_id = if allow_client_id { string(obj, "client_id", 128, false)? } else { None };
-    if matches!(&client_id, Some(c) if !valid_token_id(c)) {
-        return Err(err("client_id", "Field \"client_id\" must match [A-Za-z0-9._:-]{1,128}."));
-    }
+    let client_id = if allow_client_id { client_id(obj)? } else { None };
     Ok(NewMessage {
         platform,
         conversation_id,
@@ -156,6 +127,62 @@ pub fn parse_final_message(
         shell_page,
         client_id,
     })
+}
+
+fn platform(obj: &Map<String, Value>) -> Result<String, FieldError> {
+    let platform = string(obj, "platform", 32, true)?.unwrap_or_default();
+    if !valid_platform(&platform) {
+        return Err(err("platform", "Field \"platform\" must match [a-z0-9_-]{1,32}."));
+    }
+    Ok(platform)
+}
+
+fn role(obj: &Map<String, Value>) -> Result<String, FieldError> {
+    let role = string(obj, "role", 32, false)?.unwrap_or_else(|| "assistant".into());
+    if role.is_empty() || !role.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
+        return Err(err("role", "Field \"role\" must match [a-z_]{1,32}, e.g. \"assistant\" or \"user\"."));
+    }
+    Ok(role)
+}
+
+fn text(obj: &Map<String, Value>, role: &str) -> Result<String, FieldError> {
+    let text = match obj.get("text") {
+        Some(Value::String(s)) => s.clone(),
+        None | Some(Value::Null) => return Err(err("text", "Field \"text\" is required.")),
+        Some(_) => return Err(err("text", "Field \"text\" must be a string.")),
+    };
+    // Only an empty text is refused (docs/BRIDGE.md): a text of
+    // whitespace is still what the page showed, and is stored like any other.
+    if text.is_empty() && role == "assistant" {
+        return Err(err("text", "Field \"text\" must not be empty for an assistant message."));
+    }
+    Ok(text)
+}
+
+/// `observed_at`, defaulting to `now`.
+fn observed_at(obj: &Map<String, Value>, now: i64) -> Result<i64, FieldError> {
+    let observed_at = integer(obj, "observed_at")?.unwrap_or(now);
+    if observed_at < 0 {
+        return Err(err("observed_at", "Field \"observed_at\" must be milliseconds since the epoch (>= 0)."));
+    }
+    // A message stamped far ahead would stay its conversation's newest for
+    // good, and every real message after it would be skipped as superseded
+    // (docs/RENEWAL.md), so the conversation would never be renewed again.
+    if observed_at > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
+        return Err(err(
+            "observed_at",
+            "Field \"observed_at\" is more than a day ahead of the daemon's clock (milliseconds since the epoch expected).",
+        ));
+    }
+    Ok(observed_at)
+}
+
+fn client_id(obj: &Map<String, Value>) -> Result<Option<String>, FieldError> {
+    let client_id = string(obj, "client_id", 128, false)?;
+    if matches!(&client_id, Some(c) if !valid_token_id(c)) {
+        return Err(err("client_id", "Field \"client_id\" must match [A-Za-z0-9._:-]{1,128}."));
+    }
+    Ok(client_id)
 }
 
 #[cfg(test)]

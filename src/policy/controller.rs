@@ -153,88 +153,109 @@ impl Controller {
         jitter_counts: bool,
         waiter: Option<WaiterId>,
     ) -> Admission {
-        let state = self.targets.entry(target.clone()).or_default();
-
-        // 1. Circuit.
-        let mut trial = false;
-        let mut refusal = match state.circuit_state {
-            CircuitState::Closed => None,
-            CircuitState::Open => match state.circuit_retry_at {
-                Some(at) if now < at => Some(refuse(RefusalCode::CircuitOpen, diff(at, now))),
-                _ => {
-                    trial = true;
-                    None
-                }
-            },
-            CircuitState::HalfOpen => {
-                if state.in_flight.as_ref().is_some_and(|held| held.trial) {
-                    // The trial's outcome decides; suggest the smallest
-                    // wait the policy ever imposes after a failure.
-                    Some(refuse(RefusalCode::CircuitOpen, self.config.backoff.base_ms.max(1)))
-                } else {
-                    // Cannot normally happen (half_open always has its
-                    // trial in flight); recover by making this the trial.
-                    trial = true;
-                    None
-                }
+        let ask = Ask { target, request_id, now, waiter };
+        // 1. Circuit and 2. backoff.
+        let trial = match self.check_circuit_and_backoff(target, now) {
+            Ok(trial) => trial,
+            Err(refusal) => {
+                self.leave_queue(target, waiter);
+                return Admission::Refused(refusal);
             }
         };
-
-        // 2. Backoff.
-        if refusal.is_none() {
-            if let Some(until) = state.backoff_until.filter(|&until| now < until) {
-                refusal = Some(refuse(RefusalCode::BackoffActive, diff(until, now)));
-            }
-        }
-        if let Some(refusal) = refusal {
-            self.leave_queue(target, waiter);
-            return Admission::Refused(refusal);
-        }
-
         // 3. Concurrency: one in flight per target, FIFO behind it.
-        let busy = state.in_flight.is_some() || state.handoff.is_some_and(|h| Some(h) != waiter);
-        if busy {
-            let id = match waiter {
-                Some(id) => id,
-                None => {
-                    let id = self.next_waiter;
-                    self.next_waiter += 1;
-                    id
-                }
-            };
-            if state.handoff != Some(id) && !state.queue.contains(&id) {
-                state.queue.push_back(id);
-            }
+        if let Some(id) = self.queue_if_busy(target, waiter) {
             return Admission::Wait(id);
         }
-
         // 4. Rate limit (not charged yet) and 5. jitter.
-        let window_ms = ms(self.config.rate_limit.window_ms);
-        let limit = self.config.rate_limit.requests_per_minute_per_platform;
-        let platform = self.platforms.entry(target.platform.clone()).or_default();
-        prune(&mut platform.dispatches, now, window_ms, limit);
-        let delay = rate_limit_delay_ms(&platform.dispatches, now, limit, window_ms as u64);
-        let jitter = sample_jitter_ms(&self.config.jitter, &mut *self.random);
+        let (delay, jitter) = self.delay_and_jitter(&target.platform, now);
         let counted = if jitter_counts { delay.saturating_add(jitter) } else { delay };
         if counted > max_delay_ms {
-            if state.is_pristine() {
-                // Never admitted, nothing to remember: keep neither the view
-                // nor the persisted document cluttered by refused strangers.
-                self.targets.remove(target);
-            } else {
-                self.leave_queue(target, waiter);
-            }
-            return Admission::Refused(refuse(RefusalCode::RateLimited, delay));
+            return self.refuse_rate_limited(&ask, delay);
         }
+        Admission::Granted(self.grant(&ask, trial, delay, jitter))
+    }
 
-        // Granted: charge the window, take the target.
+    /// Steps 1 and 2 of an admission: the circuit, then the backoff.
+    /// `Ok(trial)`: whether a grant now is the half-open circuit's trial.
+    fn check_circuit_and_backoff(&mut self, target: &Target, now: i64) -> Result<bool, Refusal> {
+        let base_ms = self.config.backoff.base_ms;
+        let state = self.targets.entry(target.clone()).or_default();
+        let trial = match state.circuit_state {
+            CircuitState::Closed => false,
+            CircuitState::Open => match state.circuit_retry_at {
+                Some(at) if now < at => return Err(refuse(RefusalCode::CircuitOpen, diff(at, now))),
+                _ => true,
+            },
+            // The trial's outcome decides; suggest the smallest wait the
+            // policy ever imposes after a failure.
+            CircuitState::HalfOpen if state.in_flight.as_ref().is_some_and(|held| held.trial) => {
+                return Err(refuse(RefusalCode::CircuitOpen, base_ms.max(1)))
+            }
+            // Cannot normally happen (half_open always has its trial in
+            // flight); recover by making this the trial.
+            CircuitState::HalfOpen => true,
+        };
+        if let Some(until) = state.backoff_until.filter(|&until| now < until) {
+            return Err(refuse(RefusalCode::BackoffActive, diff(until, now)));
+        }
+        Ok(trial)
+    }
+
+    /// Step 3: while the target has a request in flight (or has handed the
+    /// turn to another waiter), the caller joins its FIFO queue and waits
+    /// under the returned id.
+    fn queue_if_busy(&mut self, target: &Target, waiter: Option<WaiterId>) -> Option<WaiterId> {
+        let state = self.targets.get_mut(target)?;
+        let busy = state.in_flight.is_some() || state.handoff.is_some_and(|h| Some(h) != waiter);
+        if !busy {
+            return None;
+        }
+        let id = waiter.unwrap_or_else(|| {
+            let id = self.next_waiter;
+            self.next_waiter += 1;
+            id
+        });
+        if state.handoff != Some(id) && !state.queue.contains(&id) {
+            state.queue.push_back(id);
+        }
+        Some(id)
+    }
+
+    /// Steps 4 and 5: the platform's rate-window delay (not charged yet)
+    /// and the jitter drawn.
+    fn delay_and_jitter(&mut self, platform: &str, now: i64) -> (u64, u64) {
+        let window_ms = ms(self.config.rate_limit.window_ms);
+        let limit = self.config.rate_limit.requests_per_minute_per_platform;
+        let state = self.platforms.entry(platform.to_string()).or_default();
+        prune(&mut state.dispatches, now, window_ms, limit);
+        let delay = rate_limit_delay_ms(&state.dispatches, now, limit, window_ms as u64);
+        let jitter = sample_jitter_ms(&self.config.jitter, &mut *self.random);
+        (delay, jitter)
+    }
+
+    fn refuse_rate_limited(&mut self, ask: &Ask<'_>, delay: u64) -> Admission {
+        if self.targets.get(ask.target).is_some_and(TargetState::is_pristine) {
+            // Never admitted, nothing to remember: keep neither the view
+            // nor the persisted document cluttered by refused strangers.
+            self.targets.remove(ask.target);
+        } else {
+            self.leave_queue(ask.target, ask.waiter);
+        }
+        Admission::Refused(refuse(RefusalCode::RateLimited, delay))
+    }
+
+    /// Granted: charges the platform's window and takes the target.
+    fn grant(&mut self, ask: &Ask<'_>, trial: bool, delay: u64, jitter: u64) -> Grant {
+        let Ask { target, request_id, now, waiter } = *ask;
         let charged = now.saturating_add(ms(delay));
+        let platform = self.platforms.entry(target.platform.clone()).or_default();
         let at = platform.dispatches.partition_point(|&t| t <= charged);
         platform.dispatches.insert(at, charged);
         platform.last_dispatched_at = Some(platform.last_dispatched_at.map_or(charged, |t| t.max(charged)));
 
         let lease_id = self.next_lease;
         self.next_lease += 1;
+        let state = self.targets.entry(target.clone()).or_default();
         if let Some(id) = waiter {
             if state.handoff == Some(id) {
                 state.handoff = None;
@@ -248,23 +269,18 @@ impl Controller {
                 format!("policy: circuit of {target} half-open, request {request_id} is the trial"),
             ));
         }
-        let ready = ready_at(now, delay, jitter);
+        let activity_at = ready_at(now, delay, jitter);
+        let reason = "admitted".to_string();
         state.in_flight = Some(InFlight {
             lease_id,
             request_id: request_id.to_string(),
             trial,
-            activity_at: ready,
-            activity_reason: "admitted".to_string(),
+            activity_at,
+            activity_reason: reason,
         });
         state.record_activity(now, "admitted");
         self.dirty = true;
-        Admission::Granted(Grant {
-            lease_id,
-            admitted_at: now,
-            rate_limit_delay_ms: delay,
-            jitter_ms: jitter,
-            trial,
-        })
+        Grant { lease_id, admitted_at: now, rate_limit_delay_ms: delay, jitter_ms: jitter, trial }
     }
 
     /// A queued caller gives up (its wait ran out). If it had been handed
@@ -442,6 +458,15 @@ fn record_failure(
             ),
         ));
     }
+}
+
+/// One admission attempt's caller.
+#[derive(Clone, Copy)]
+struct Ask<'a> {
+    target: &'a Target,
+    request_id: &'a str,
+    now: i64,
+    waiter: Option<WaiterId>,
 }
 
 fn refuse(code: RefusalCode, retry_after_ms: u64) -> Refusal {

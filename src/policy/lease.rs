@@ -103,53 +103,61 @@ impl Policy {
             let waited = u64::try_from(now.saturating_sub(started)).unwrap_or(0);
             let max_delay_ms =
                 if opts.one_deadline { opts.max_delay_ms.saturating_sub(waited) } else { opts.max_delay_ms };
-            let (admission, receiver) = self.locked(|inner| {
-                let admission = inner.controller.try_admit_with(
-                    &target,
-                    request_id,
-                    now,
-                    max_delay_ms,
-                    opts.one_deadline,
-                    waiter,
-                );
-                let mut receiver = None;
-                match (&admission, waiter) {
-                    (Admission::Wait(id), None) => {
-                        let (tx, rx) = bounded(1);
-                        inner.wakers.insert(*id, tx);
-                        receiver = Some(rx);
-                    }
-                    (Admission::Granted(_) | Admission::Refused(_), Some(id)) => {
-                        inner.wakers.remove(&id);
-                    }
-                    _ => {}
-                }
-                (admission, receiver)
-            });
-            match admission {
+            let (admission, receiver) = self.try_once(&target, request_id, now, max_delay_ms, &opts, waiter);
+            let id = match admission {
                 Admission::Granted(grant) => return Ok(Lease::new(self, target, request_id, grant)),
                 Admission::Refused(refusal) => return Err(refusal),
-                Admission::Wait(id) => {
-                    if let Some(rx) = receiver {
-                        queued = Some((id, rx));
-                    }
-                    let Some((_, rx)) = queued.as_ref() else {
-                        // Unreachable: a first Wait always creates the channel.
-                        return Err(self.give_up(&target, id));
-                    };
-                    let remaining = deadline.map_or(budget, |d| d.saturating_duration_since(Instant::now()));
-                    if remaining.is_zero() {
-                        return Err(self.give_up(&target, id));
-                    }
-                    match rx.recv_timeout(remaining) {
-                        Ok(()) => continue,
-                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
-                            return Err(self.give_up(&target, id));
-                        }
-                    }
-                }
+                Admission::Wait(id) => id,
+            };
+            if let Some(rx) = receiver {
+                queued = Some((id, rx));
+            }
+            let Some((_, rx)) = queued.as_ref() else {
+                // Unreachable: a first Wait always creates the channel.
+                return Err(self.give_up(&target, id));
+            };
+            let remaining = deadline.map_or(budget, |d| d.saturating_duration_since(Instant::now()));
+            if remaining.is_zero() || rx.recv_timeout(remaining).is_err() {
+                return Err(self.give_up(&target, id));
             }
         }
+    }
+
+    /// One admission attempt under the lock. A caller told to wait for the
+    /// first time gets the receiver it will be woken on; a queued caller
+    /// that is granted or refused gives up its waker.
+    fn try_once(
+        &self,
+        target: &Target,
+        request_id: &str,
+        now: i64,
+        max_delay_ms: u64,
+        opts: &AdmitOptions,
+        waiter: Option<WaiterId>,
+    ) -> (Admission, Option<Receiver<()>>) {
+        self.locked(|inner| {
+            let admission = inner.controller.try_admit_with(
+                target,
+                request_id,
+                now,
+                max_delay_ms,
+                opts.one_deadline,
+                waiter,
+            );
+            let mut receiver = None;
+            match (&admission, waiter) {
+                (Admission::Wait(id), None) => {
+                    let (tx, rx) = bounded(1);
+                    inner.wakers.insert(*id, tx);
+                    receiver = Some(rx);
+                }
+                (Admission::Granted(_) | Admission::Refused(_), Some(id)) => {
+                    inner.wakers.remove(&id);
+                }
+                _ => {}
+            }
+            (admission, receiver)
+        })
     }
 
     /// Releases every lease idle for `stale_lease.idle_ms`; returns how

@@ -268,6 +268,27 @@ fn upsert_conversation(
     Ok(Upserted { local_id, paused })
 }
 
+/// What a message says about the link it was seen through.
+struct LinkFields<'a> {
+    m: &'a NewMessage,
+    target_id: Option<&'a str>,
+    target_payload: Option<&'a str>,
+    target_kind: Option<&'static str>,
+    route: RouteInfo,
+}
+
+impl<'a> LinkFields<'a> {
+    fn of(prepared: &'a PreparedMessage) -> LinkFields<'a> {
+        LinkFields {
+            m: &prepared.input,
+            target_id: prepared.target.as_ref().map(|(id, _)| id.as_str()),
+            target_payload: prepared.target.as_ref().map(|(_, payload)| payload.as_str()),
+            target_kind: prepared.target.as_ref().map(|_| "browser.proxy_delivery"),
+            route: prepared.input.route.clone().unwrap_or_default(),
+        }
+    }
+}
+
 /// Makes the link `(conversation, client, tab)` the conversation's single
 /// active link, creating it when new — except that a message without a tab
 /// leaves a routable active link as it is. Returns the active link's id.
@@ -277,64 +298,19 @@ fn upsert_active_link(
     prepared: &PreparedMessage,
     now: i64,
 ) -> Result<String, StoreError> {
-    let m = &prepared.input;
-    let target_id = prepared.target.as_ref().map(|(id, _)| id.as_str());
-    let target_payload = prepared.target.as_ref().map(|(_, payload)| payload.as_str());
-    let target_kind = prepared.target.as_ref().map(|_| "browser.proxy_delivery");
-    let route = m.route.clone().unwrap_or_default();
-    // The usual case: the link is already the active one; it is found by
-    // the one-active index and refreshed by key (no `RETURNING`, see above).
-    if let Some((link_id, client_id, active_target)) = active_link(conn, local_id)? {
-        // A message without a tab (a script's POST, a plugin that lost the
-        // tab) never replaces a link delivery can use with a route-less one:
-        // one typo would silently stop renewal. It is stored; the link stays.
-        if target_id.is_none() && active_target.is_some() {
-            return Ok(link_id);
-        }
-        if client_id.as_deref().unwrap_or("") == m.client_id.as_deref().unwrap_or("")
-            && active_target.as_deref().unwrap_or("") == target_id.unwrap_or("")
-        {
-            conn.prepare_cached(REFRESH_LINK)?.execute(params![
-                link_id,
-                m.page_url,
-                m.page_title,
-                route.path,
-                route.pattern,
-                route.params,
-                target_kind,
-                target_payload,
-                m.observed_at,
-                now
-            ])?;
-            return Ok(link_id);
-        }
+    let link = LinkFields::of(prepared);
+    if let Some(link_id) = refresh_active_link(conn, local_id, &link, now)? {
+        return Ok(link_id);
     }
+    let (m, route) = (link.m, &link.route);
     let existing: Option<String> = conn
-        .prepare_cached(
-            "SELECT link_id FROM conversation_links WHERE local_conversation_id = ?1
-             AND IFNULL(client_id, '') = IFNULL(?2, '') AND IFNULL(target_id, '') = IFNULL(?3, '')",
-        )?
-        .query_row(params![local_id, m.client_id, target_id], |row| row.get(0))
+        .prepare_cached(LINK_OF_TARGET)?
+        .query_row(params![local_id, m.client_id, link.target_id], |row| row.get(0))
         .optional()?;
     // Deactivate the others first: the partial unique index allows one active.
-    conn.prepare_cached(
-        "UPDATE conversation_links SET is_active = 0, updated_at = ?3
-         WHERE local_conversation_id = ?1 AND is_active = 1 AND link_id IS NOT ?2",
-    )?
-    .execute(params![local_id, existing, now])?;
+    conn.prepare_cached(DEACTIVATE_OTHER_LINKS)?.execute(params![local_id, existing, now])?;
     let link_id = existing.unwrap_or_else(|| new_id("link_"));
-    conn.prepare_cached(
-        "INSERT INTO conversation_links (link_id, local_conversation_id, platform, client_id, remote_conversation_id,
-            page_url, page_title, route_path, route_pattern, route_params, target_kind, target_id, target_payload,
-            is_active, observed_at, created_at, updated_at)
-         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,1,?14,?15,?15)
-         ON CONFLICT (link_id) DO UPDATE SET
-            page_url = excluded.page_url, page_title = excluded.page_title, route_path = excluded.route_path,
-            route_pattern = excluded.route_pattern, route_params = excluded.route_params,
-            target_kind = excluded.target_kind, target_payload = excluded.target_payload, is_active = 1,
-            observed_at = MAX(observed_at, excluded.observed_at), updated_at = excluded.updated_at",
-    )?
-    .execute(params![
+    conn.prepare_cached(UPSERT_LINK)?.execute(params![
         link_id,
         local_id,
         m.platform,
@@ -345,11 +321,69 @@ fn upsert_active_link(
         route.path,
         route.pattern,
         route.params,
-        target_kind,
-        target_id,
-        target_payload,
+        link.target_kind,
+        link.target_id,
+        link.target_payload,
         m.observed_at,
         now,
     ])?;
     Ok(link_id)
 }
+
+/// The usual case: the message came through the conversation's active
+/// link (same client and tab), found by the one-active index and refreshed
+/// by key (no `RETURNING`, see above); or it has no tab and the active link
+/// has one, which it keeps. `None` when the active link must change.
+fn refresh_active_link(
+    conn: &Connection,
+    local_id: &str,
+    link: &LinkFields<'_>,
+    now: i64,
+) -> Result<Option<String>, StoreError> {
+    let (m, route) = (link.m, &link.route);
+    let Some((link_id, client_id, active_target)) = active_link(conn, local_id)? else {
+        return Ok(None);
+    };
+    // A message without a tab (a script's POST, a plugin that lost the
+    // tab) never replaces a link delivery can use with a route-less one:
+    // one typo would silently stop renewal. It is stored; the link stays.
+    if link.target_id.is_none() && active_target.is_some() {
+        return Ok(Some(link_id));
+    }
+    if client_id.as_deref().unwrap_or("") != m.client_id.as_deref().unwrap_or("")
+        || active_target.as_deref().unwrap_or("") != link.target_id.unwrap_or("")
+    {
+        return Ok(None);
+    }
+    conn.prepare_cached(REFRESH_LINK)?.execute(params![
+        link_id,
+        m.page_url,
+        m.page_title,
+        route.path,
+        route.pattern,
+        route.params,
+        link.target_kind,
+        link.target_payload,
+        m.observed_at,
+        now
+    ])?;
+    Ok(Some(link_id))
+}
+
+/// The conversation's link for a client and tab, active or not.
+const LINK_OF_TARGET: &str = "SELECT link_id FROM conversation_links WHERE local_conversation_id = ?1
+             AND IFNULL(client_id, '') = IFNULL(?2, '') AND IFNULL(target_id, '') = IFNULL(?3, '')";
+
+const DEACTIVATE_OTHER_LINKS: &str = "UPDATE conversation_links SET is_active = 0, updated_at = ?3
+         WHERE local_conversation_id = ?1 AND is_active = 1 AND link_id IS NOT ?2";
+
+const UPSERT_LINK: &str =
+    "INSERT INTO conversation_links (link_id, local_conversation_id, platform, client_id, remote_conversation_id,
+            page_url, page_title, route_path, route_pattern, route_params, target_kind, target_id, target_payload,
+            is_active, observed_at, created_at, updated_at)
+         VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,1,?14,?15,?15)
+         ON CONFLICT (link_id) DO UPDATE SET
+            page_url = excluded.page_url, page_title = excluded.page_title, route_path = excluded.route_path,
+            route_pattern = excluded.route_pattern, route_params = excluded.route_params,
+            target_kind = excluded.target_kind, target_payload = excluded.target_payload, is_active = 1,
+            observed_at = MAX(observed_at, excluded.observed_at), updated_at = excluded.updated_at";

@@ -10,7 +10,7 @@ use crate::bridge::final_message::{valid_platform, valid_token_id};
 use crate::bridge::hub::Client;
 use crate::bridge::RequestError;
 use crate::http::api::{ApiError, ApiRequest, Reply};
-use crate::http::body::opt_str;
+use crate::http::body::{opt_str, Object};
 use crate::http::ctx::Ctx;
 use crate::http::leased::{admit, policy_outcome, timeout_ms, unsent};
 use crate::policy::Outcome;
@@ -80,17 +80,25 @@ fn valid_action(s: &str) -> bool {
         && bytes.all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'.')
 }
 
-pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
-    let body = req.json_object()?;
-    let action = opt_str(&body, "action", 64)?.filter(|a| valid_action(a));
+/// `POST /v1/browser/actions`' body.
+struct ActionInput {
+    action: String,
+    platform: Option<String>,
+    client_id: Option<String>,
+    tab_id: Option<i64>,
+    payload: Value,
+}
+
+fn parse_action(body: &Object) -> Result<ActionInput, ApiError> {
+    let action = opt_str(body, "action", 64)?.filter(|a| valid_action(a));
     let action = action.ok_or_else(|| {
         ApiError::invalid("action", "Field \"action\" is required and must match [a-z][a-z0-9_.]{0,63}.")
     })?;
-    let platform = opt_str(&body, "platform", 32)?;
+    let platform = opt_str(body, "platform", 32)?;
     if platform.as_deref().is_some_and(|p| !valid_platform(p)) {
         return Err(ApiError::invalid("platform", "Field \"platform\" must match [a-z0-9_-]{1,32}."));
     }
-    let client_id = opt_str(&body, "client_id", 128)?;
+    let client_id = opt_str(body, "client_id", 128)?;
     if client_id.as_deref().is_some_and(|c| !valid_token_id(c)) {
         return Err(ApiError::invalid("client_id", "Field \"client_id\" must match [A-Za-z0-9._:-]{1,128}."));
     }
@@ -106,6 +114,12 @@ pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
         Some(v @ Value::Object(_)) => v.clone(),
         Some(_) => return Err(ApiError::invalid("payload", "Field \"payload\" must be an object.")),
     };
+    Ok(ActionInput { action, platform, client_id, tab_id, payload })
+}
+
+pub fn handle_actions(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
+    let body = req.json_object()?;
+    let ActionInput { action, platform, client_id, tab_id, payload } = parse_action(&body)?;
     let timeout = timeout_ms(&body, ctx.config.renewal.execution_timeout_ms)?;
     let deadline = Instant::now() + Duration::from_millis(timeout);
     // A platform-bound action passes the policy like any other.

@@ -10,7 +10,8 @@ use serde_json::{json, Map, Value};
 use crate::http::api::{ApiError, ApiRequest, Reply};
 use crate::http::ctx::Ctx;
 use crate::http::routes::{Kind, ROUTES};
-use crate::policy::CircuitState;
+use crate::policy::{CircuitState, PolicyView, TargetView};
+use crate::store::{AutomationState, JobStatus};
 use crate::util::now_ms;
 
 /// `/v1/messages/:message_id` → `/v1/messages/{message_id}`, and the
@@ -105,53 +106,63 @@ fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
 }
 
 pub fn handle_metrics(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
+    let mut out = String::with_capacity(4096);
+    let uptime = (now_ms() - ctx.started_at) as f64 / 1000.0;
+    gauge(&mut out, "baa_uptime_seconds", "Seconds since the daemon started.", &[(String::new(), uptime)]);
+    store_metrics(ctx, &mut out)?;
+    let clients = one(ctx.hub.connected_count() as i64);
+    gauge(&mut out, "baa_plugin_clients_connected", "Connected browser plugins.", &clients);
+    policy_metrics(&ctx.policy.view(None), &mut out);
+    let runners = ctx.timed.runners.lock().clone();
+    let _ = writeln!(out, "# HELP baa_timed_job_runs_total Runs started per timed-job runner.\n# TYPE baa_timed_job_runs_total counter");
+    for r in &runners {
+        let _ = writeln!(out, "baa_timed_job_runs_total{{runner=\"{}\"}} {}", r.name, r.runs as f64);
+    }
+    Ok(Reply::text("text/plain; version=0.0.4; charset=utf-8", out.into_bytes()))
+}
+
+/// One unlabelled sample.
+fn one(v: i64) -> Vec<(String, f64)> {
+    vec![(String::new(), v as f64)]
+}
+
+/// What the store counts, and the system automation state.
+fn store_metrics(ctx: &Ctx, out: &mut String) -> Result<(), ApiError> {
     let counts = ctx.store.counts()?;
     let system = ctx.store.system_state()?;
-    let mut out = String::with_capacity(4096);
-    let one = |v: i64| vec![(String::new(), v as f64)];
-    gauge(
-        &mut out,
-        "baa_uptime_seconds",
-        "Seconds since the daemon started.",
-        &[(String::new(), (now_ms() - ctx.started_at) as f64 / 1000.0)],
-    );
-    gauge(&mut out, "baa_messages", "Messages stored.", &one(counts.messages));
-    gauge(&mut out, "baa_conversations", "Local conversations stored.", &one(counts.conversations));
+    gauge(out, "baa_messages", "Messages stored.", &one(counts.messages));
+    gauge(out, "baa_conversations", "Local conversations stored.", &one(counts.conversations));
     let jobs = [
-        ("pending", counts.jobs.pending),
-        ("running", counts.jobs.running),
-        ("done", counts.jobs.done),
-        ("failed", counts.jobs.failed),
+        (JobStatus::Pending, counts.jobs.pending),
+        (JobStatus::Running, counts.jobs.running),
+        (JobStatus::Done, counts.jobs.done),
+        (JobStatus::Failed, counts.jobs.failed),
     ];
     let samples: Vec<(String, f64)> =
         jobs.iter().map(|(s, n)| (format!("{{status=\"{s}\"}}"), *n as f64)).collect();
-    gauge(&mut out, "baa_renewal_jobs", "Renewal jobs by status.", &samples);
+    gauge(out, "baa_renewal_jobs", "Renewal jobs by status.", &samples);
     let samples: Vec<(String, f64)> = ctx
         .store
         .execution_counts()?
         .iter()
         .map(|(tool, status, n)| (format!("{{tool=\"{}\",status=\"{status}\"}}", label(tool)), *n as f64))
         .collect();
-    gauge(
-        &mut out,
-        "baa_executions",
-        "Instruction blocks by tool and status (tool \"\" = unreadable).",
-        &samples,
-    );
-    let states = ["running", "paused", "draining"];
+    let help = "Instruction blocks by tool and status (tool \"\" = unreadable).";
+    gauge(out, "baa_executions", help, &samples);
+    let states = [AutomationState::Running, AutomationState::Paused, AutomationState::Draining];
     let samples: Vec<(String, f64)> = states
         .iter()
-        .map(|s| (format!("{{state=\"{s}\"}}"), f64::from(u8::from(system.automation_state.as_str() == *s))))
+        .map(|s| {
+            (format!("{{state=\"{}\"}}", s.as_str()), f64::from(u8::from(system.automation_state == *s)))
+        })
         .collect();
-    gauge(&mut out, "baa_automation_state", "1 for the current system automation state.", &samples);
-    gauge(
-        &mut out,
-        "baa_plugin_clients_connected",
-        "Connected browser plugins.",
-        &one(ctx.hub.connected_count() as i64),
-    );
-    let view = ctx.policy.view(None);
-    let target_samples = |f: &dyn Fn(&crate::policy::TargetView) -> f64| -> Vec<(String, f64)> {
+    gauge(out, "baa_automation_state", "1 for the current system automation state.", &samples);
+    Ok(())
+}
+
+/// The request policy's targets and platforms.
+fn policy_metrics(view: &PolicyView, out: &mut String) {
+    let target_samples = |f: &dyn Fn(&TargetView) -> f64| -> Vec<(String, f64)> {
         view.targets
             .iter()
             .map(|t| {
@@ -163,19 +174,19 @@ pub fn handle_metrics(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
             .collect()
     };
     gauge(
-        &mut out,
+        out,
         "baa_policy_circuit_open",
         "1 while a target's circuit is open or half-open.",
         &target_samples(&|t| f64::from(u8::from(t.circuit_state != CircuitState::Closed))),
     );
     gauge(
-        &mut out,
+        out,
         "baa_policy_consecutive_failures",
         "Consecutive failures of a target.",
         &target_samples(&|t| f64::from(t.consecutive_failures)),
     );
     gauge(
-        &mut out,
+        out,
         "baa_policy_waiting",
         "Requests waiting for a target.",
         &target_samples(&|t| t.waiting as f64),
@@ -185,15 +196,7 @@ pub fn handle_metrics(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
         .iter()
         .map(|p| (format!("{{platform=\"{}\"}}", label(&p.platform)), p.recent_dispatch_count as f64))
         .collect();
-    gauge(&mut out, "baa_policy_recent_dispatches", "Dispatches in the platform's rate window.", &samples);
-    let runners = ctx.timed.runners.lock().clone();
-    let samples: Vec<(String, f64)> =
-        runners.iter().map(|r| (format!("{{runner=\"{}\"}}", r.name), r.runs as f64)).collect();
-    let _ = writeln!(out, "# HELP baa_timed_job_runs_total Runs started per timed-job runner.\n# TYPE baa_timed_job_runs_total counter");
-    for (labels, value) in samples {
-        let _ = writeln!(out, "baa_timed_job_runs_total{labels} {value}");
-    }
-    Ok(Reply::text("text/plain; version=0.0.4; charset=utf-8", out.into_bytes()))
+    gauge(out, "baa_policy_recent_dispatches", "Dispatches in the platform's rate window.", &samples);
 }
 
 #[cfg(test)]

@@ -105,14 +105,7 @@ pub fn handle_request(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
         .hub
         .chosen_client(Some(&input.platform), input.client_id.as_deref())
         .ok_or(RequestError::NoActiveClient)?;
-    if !ctx.hub.has_login(&client, &input.platform) {
-        return Err(ApiError::new(
-            409,
-            "credentials_missing",
-            format!("Client \"{client}\" has reported no login state for {}.", input.platform),
-            json!({ "client_id": client, "platform": input.platform }),
-        ));
-    }
+    require_login(ctx, &client, &input.platform)?;
     let lease = admit(ctx, &client, &input.platform, &req.request_id, deadline)?;
     let remaining = deadline.saturating_duration_since(Instant::now()).as_millis().max(1) as u64;
     let pending = ctx.hub.request(Some(&input.platform), Some(&client), "ar_", |request_id| {
@@ -154,6 +147,20 @@ pub fn handle_request(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
             ))
         }
     }
+}
+
+/// A relay runs inside the logged-in page: a client that has reported no
+/// login state for the platform is refused (409) before the policy is asked.
+fn require_login(ctx: &Ctx, client: &str, platform: &str) -> Result<(), ApiError> {
+    if ctx.hub.has_login(client, platform) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        409,
+        "credentials_missing",
+        format!("Client \"{client}\" has reported no login state for {platform}."),
+        json!({ "client_id": client, "platform": platform }),
+    ))
 }
 
 /// Upstream 2xx/3xx/4xx other than 429 is a success for the policy.
