@@ -7,6 +7,7 @@
 //! end it. Whatever ends it, the hub is told, which fails every request
 //! still pending on this connection at once.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,6 +41,9 @@ pub fn serve(tcp: TcpStream, slot: Option<Slot>, ctx: Arc<BridgeCtx>) {
     let _ = tcp.set_write_timeout(Some(WRITE_TIMEOUT));
     let Ok(write_half) = tcp.try_clone() else { return };
     let has_slot = slot.is_some();
+    if answer_plain_request(&tcp, &ctx, has_slot) {
+        return;
+    }
     let check = |req: &Request, resp: Response| check_upgrade(&ctx, has_slot, req, resp);
     let stream = ConnStream { tcp, forward: None };
     let mut ws = match tungstenite::accept_hdr_with_config(stream, check, Some(ws_config(&ctx))) {
@@ -120,6 +124,71 @@ fn check_upgrade(
         return Err(refusal(503, "too_many_clients", "Too many plugin connections."));
     }
     Ok(resp)
+}
+
+/// Largest request head a plain (non-upgrade) request may have to be answered.
+const PLAIN_HEAD_MAX: usize = 8 * 1024;
+
+/// A browser shows a refused WebSocket handshake to its script only as a
+/// close (1006), never the status or the reason. So a plain GET of the same
+/// URL, with the same headers, is answered with the verdict the upgrade
+/// would get: the same refusal, or 426 `upgrade_required` when it would be
+/// accepted (the extension's popup shows the reason; docs/BRIDGE.md). Only
+/// a head that has fully arrived at the first read is judged (browsers send
+/// it in one piece); anything else goes to the WebSocket handshake as it
+/// would without this. Returns true when it answered.
+fn answer_plain_request(tcp: &TcpStream, ctx: &BridgeCtx, has_slot: bool) -> bool {
+    let mut buf = [0u8; PLAIN_HEAD_MAX];
+    let Ok(n) = tcp.peek(&mut buf) else { return false };
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut parsed = httparse::Request::new(&mut headers);
+    let Ok(httparse::Status::Complete(head_len)) = parsed.parse(&buf[..n]) else { return false };
+    let is_upgrade = parsed.headers.iter().any(|h| {
+        h.name.eq_ignore_ascii_case("upgrade")
+            && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("websocket")
+    });
+    if is_upgrade {
+        return false;
+    }
+    let mut builder =
+        Request::builder().method(parsed.method.unwrap_or("GET")).uri(parsed.path.unwrap_or("/"));
+    for h in parsed.headers.iter() {
+        builder = builder.header(h.name, h.value);
+    }
+    let (status, body) = match builder.body(()) {
+        Ok(req) => match check_upgrade(ctx, has_slot, &req, Response::default()) {
+            Ok(_) => (
+                426,
+                json!({ "ok": false, "error": { "code": "upgrade_required",
+                    "message": "This is the plugin WebSocket endpoint; connect with a WebSocket client." } })
+                .to_string(),
+            ),
+            Err(resp) => (resp.status().as_u16(), resp.body().clone().unwrap_or_default()),
+        },
+        Err(_) => (
+            400,
+            json!({ "ok": false, "error": { "code": "invalid_request", "message": "Malformed request." } })
+                .to_string(),
+        ),
+    };
+    // Consume the head we answer, so closing does not reset the connection
+    // under the answer.
+    let mut sink = vec![0u8; head_len];
+    let mut reader = tcp;
+    if reader.read_exact(&mut sink).is_err() {
+        return true;
+    }
+    let reason =
+        tungstenite::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    let answer = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\
+         Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let mut writer = tcp;
+    let _ = writer.write_all(answer.as_bytes());
+    let _ = tcp.shutdown(std::net::Shutdown::Write);
+    true
 }
 
 fn refusal(status: u16, code: &str, message: &str) -> ErrorResponse {
