@@ -17,9 +17,12 @@
     return u.protocol === "ws:" || u.protocol === "wss:" ? null : "The URL must start with ws:// or wss://.";
   }
 
+  // `data-ready` once the stored values are shown (tests wait for it, so
+  // what they type is not overwritten by the late read).
   api.storage.local.get([KEYS.url, KEYS.token]).then((got) => {
     $("url").value = got[KEYS.url] || "";
     $("token").value = got[KEYS.token] || "";
+    document.body.dataset.ready = "1";
   });
 
   $("form").addEventListener("submit", async (ev) => {

@@ -41,9 +41,9 @@ function actions() {
   ]);
 }
 
-function turn(role, body) {
+function turn(role, body, id) {
   turns += 1;
-  const msg = el("div", { "data-message-author-role": role, "data-message-id": uuid(), "data-message-model-slug": role === "assistant" ? "gpt-5" : null }, [body]);
+  const msg = el("div", { "data-message-author-role": role, "data-message-id": id || uuid(), "data-message-model-slug": role === "assistant" ? "gpt-5" : null }, [body]);
   const article = el("article", { "data-testid": `conversation-turn-${turns}`, "data-turn": role }, [
     el("h6", { class: "sr-only", text: role === "user" ? "You said:" : "ChatGPT said:" }),
     msg,
@@ -52,10 +52,10 @@ function turn(role, body) {
   return article;
 }
 
-export function renderAssistant(src, final) {
+export function renderAssistant(src, final, id) {
   const md = el("div", { class: final ? "markdown prose" : "markdown prose streaming-animation" });
   renderInto(md, src, code);
-  const article = turn("assistant", md);
+  const article = turn("assistant", md, id);
   if (final) article.append(actions());
   return { article, md };
 }
@@ -95,6 +95,7 @@ const driver = installDriver({
         renderInto(md, src, code);
         md.classList.remove("streaming-animation");
         article.append(actions());
+        return article.querySelector("[data-message-id]").getAttribute("data-message-id");
       },
     };
   },
@@ -109,6 +110,6 @@ const driver = installDriver({
 
 for (const m of window.STANDIN_INITIAL || []) {
   if (m.role === "user") renderUser(m.text);
-  else renderAssistant(m.text, true);
+  else renderAssistant(m.text, true, m.id);
 }
 updateButtons();

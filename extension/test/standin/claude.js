@@ -20,7 +20,7 @@ function code(b) {
   ]);
 }
 
-export function renderAssistant(src, final) {
+export function renderAssistant(src, final) { // Claude shows no message ids
   const md = el("div", { class: "standard-markdown grid-cols-1 grid" });
   renderInto(md, src, code);
   const wrapper = el("div", { "data-is-streaming": final ? "false" : "true", class: "group relative pb-3" }, [

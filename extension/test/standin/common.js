@@ -78,6 +78,15 @@ export function uuid() {
   return crypto.randomUUID();
 }
 
+/** Keeps a turn on the server, so a reload shows the conversation again (as the sites do). */
+export function record(entry) {
+  return fetch(`/standin-api/transcript?path=${encodeURIComponent(location.pathname)}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(entry),
+  });
+}
+
 /**
  * Drives a site: `site` has `addUser(text)`, `startReply()` → handle with
  * `update(srcSoFar)` and `finish(src)`, `setStreaming(bool)`,
@@ -90,6 +99,7 @@ export function installDriver(site) {
     state.replying = true;
     site.setStreaming(true);
     const handle = site.startReply();
+    state.lastReply = src;
     const chunks = opts.chunks || state.chunks;
     const delay = opts.chunkDelayMs ?? state.chunkDelayMs;
     const step = Math.max(1, Math.ceil(src.length / chunks));
@@ -98,7 +108,8 @@ export function installDriver(site) {
       handle.update(src.slice(0, Math.min(at, src.length)));
     }
     await new Promise((r) => setTimeout(r, delay));
-    handle.finish(src);
+    const id = handle.finish(src);
+    await record({ role: "assistant", text: src, id: id || null });
     site.setStreaming(false);
     state.replying = false;
   }
@@ -107,6 +118,7 @@ export function installDriver(site) {
     const text = site.composerText();
     if (!text || state.replying) return false;
     state.sent.push(text);
+    record({ role: "user", text });
     site.addUser(text);
     site.clearComposer();
     const next = state.queue.shift();

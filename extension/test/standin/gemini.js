@@ -44,7 +44,7 @@ function footer() {
   ]);
 }
 
-export function renderTurn(userText, src, final) {
+export function renderTurn(userText, src, final, id) {
   const c = container();
   c.append(el("user-query", {}, [
     el("user-query-content", {}, [
@@ -54,7 +54,7 @@ export function renderTurn(userText, src, final) {
       ]),
     ]),
   ]));
-  const rid = `r_${hexId()}`;
+  const rid = id || `r_${hexId()}`;
   const md = el("div", { id: `model-response-message-content${rid}`, class: "markdown markdown-main-panel", "aria-busy": final ? "false" : "true" });
   const response = el("model-response", {}, [
     el("div", { class: "response-container" }, [
@@ -72,7 +72,7 @@ export function renderTurn(userText, src, final) {
   fill(src);
   if (final) response.append(footer());
   c.append(response);
-  return { response, md, fill };
+  return { response, md, fill, rid };
 }
 
 const quill = new window.Quill(document.getElementById("quill-place"), { modules: { toolbar: false }, placeholder: "Ask Gemini" });
@@ -98,13 +98,14 @@ let pendingUser = "";
 const driver = installDriver({
   addUser: (t) => (pendingUser = t),
   startReply() {
-    const { response, md, fill } = renderTurn(pendingUser, "", false);
+    const { response, md, fill, rid } = renderTurn(pendingUser, "", false);
     return {
       update: (src) => fill(src),
       finish: (src) => {
         fill(src);
         md.setAttribute("aria-busy", "false");
         response.append(footer());
+        return rid;
       },
     };
   },
@@ -117,6 +118,14 @@ const driver = installDriver({
   typeAsPerson: (t) => quill.insertText(quill.getLength() - 1, t, "user"),
 });
 
-const initial = window.STANDIN_INITIAL || [];
-for (let i = 0; i + 1 < initial.length; i += 2) renderTurn(initial[i].text, initial[i + 1].text, true);
+// Turns as the server keeps them: a reply follows its question (a reply
+// started from the test with no question gets an empty one).
+let question = "";
+for (const m of window.STANDIN_INITIAL || []) {
+  if (m.role === "user") question = m.text;
+  else {
+    renderTurn(question, m.text, true, m.id);
+    question = "";
+  }
+}
 updateButtons();

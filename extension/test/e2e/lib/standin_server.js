@@ -76,6 +76,10 @@ function serveFile(res, file) {
   });
 }
 
+// What each stand-in conversation holds, by host and path: kept for the
+// server's life so a reloaded page shows the same turns.
+const transcripts = new Map();
+
 function api(req, res, url, platform) {
   const cookie = (req.headers.cookie || "").split(/;\s*/).some((c) => c.startsWith(`${COOKIE}=`));
   if (url.pathname === "/standin-api/whoami") {
@@ -87,6 +91,17 @@ function api(req, res, url, platform) {
   if (url.pathname === "/api/organizations" && platform === "claude") {
     if (!cookie) return send(res, 401, "application/json", JSON.stringify({ error: "not signed in" }));
     return send(res, 200, "application/json", JSON.stringify([{ uuid: "org-standin-1", name: "Stand-in org" }]));
+  }
+  if (url.pathname === "/standin-api/transcript" && req.method === "POST") {
+    let body = "";
+    req.on("data", (c) => (body += c));
+    req.on("end", () => {
+      const key = `${platform}:${url.searchParams.get("path")}`;
+      if (!transcripts.has(key)) transcripts.set(key, []);
+      transcripts.get(key).push(JSON.parse(body));
+      send(res, 204, "text/plain", "");
+    });
+    return;
   }
   if (url.pathname === "/standin-api/echo") {
     let body = "";
@@ -129,7 +144,8 @@ function handler(req, res) {
   if (url.pathname.startsWith("/standin-api/") || url.pathname.startsWith("/api/")) return api(req, res, url, platform);
   if (url.pathname === "/favicon.ico") return send(res, 404, "text/plain", "");
   const n = Number(url.searchParams.get("standin_messages") || 0);
-  return send(res, 200, "text/html; charset=utf-8", page(platform, history(n)), {
+  const kept = transcripts.get(`${platform}:${url.pathname}`) || [];
+  return send(res, 200, "text/html; charset=utf-8", page(platform, [...history(n), ...kept]), {
     "set-cookie": `${COOKIE}=standin-${platform}; Path=/; Secure; HttpOnly; SameSite=Lax`,
   });
 }

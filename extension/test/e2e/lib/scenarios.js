@@ -1,0 +1,60 @@
+// What the browser tests share: the three stand-in conversations, the
+// reply they stream, and polling helpers over the daemon's HTTP API.
+import crypto from "node:crypto";
+import { until } from "./daemon.js";
+
+export const PLATFORMS = ["chatgpt", "claude", "gemini"];
+
+/** Fresh conversation URLs, one per site (ids in each site's own format). */
+export function conversations() {
+  const uuid = () => crypto.randomUUID();
+  const hex = crypto.randomBytes(8).toString("hex");
+  const ids = { chatgpt: uuid(), claude: uuid(), gemini: hex };
+  return {
+    ids,
+    urls: {
+      chatgpt: `https://chatgpt.com/c/${ids.chatgpt}`,
+      claude: `https://claude.ai/chat/${ids.claude}`,
+      gemini: `https://gemini.google.com/app/${ids.gemini}`,
+    },
+  };
+}
+
+/** A reply with line breaks, a code block and a list; the stored text must equal it. */
+export function reply(platform, n) {
+  return `Reply ${n} from the ${platform} stand-in.\nA second line of it.\n\n\`\`\`python\ndef double(x):\n    return x * 2\n\`\`\`\n\n- first point\n- second point\n\nThe end of reply ${n}.`;
+}
+
+export async function clients(daemon) {
+  return (await daemon.get("/v1/browser")).data.clients;
+}
+
+export async function messages(daemon, platform, conversationId) {
+  const r = await daemon.get(`/v1/messages?platform=${platform}&conversation_id=${encodeURIComponent(conversationId)}&limit=500`);
+  return r.data.messages;
+}
+
+export async function rawText(daemon, messageId) {
+  return (await daemon.get(`/v1/messages/${encodeURIComponent(messageId)}`)).data.raw_text;
+}
+
+/** Waits for exactly `n` messages in the conversation (more is an error at once). */
+export async function waitMessages(daemon, platform, conversationId, n, ms = 20000) {
+  return until(`${n} ${platform} messages`, async () => {
+    const list = await messages(daemon, platform, conversationId);
+    if (list.length > n) throw new Error(`more than ${n} messages: ${JSON.stringify(list.map((m) => m.message_id))}`);
+    return list.length === n ? list : null;
+  }, ms);
+}
+
+/** Server-sent events of a relayed stream, parsed. */
+export function parseSse(text) {
+  return text
+    .split("\n\n")
+    .filter((b) => b.trim())
+    .map((block) => {
+      const event = /^event: (.*)$/m.exec(block)?.[1];
+      const data = /^data: (.*)$/m.exec(block)?.[1];
+      return { event, data: data ? JSON.parse(data) : null };
+    });
+}
