@@ -1,4 +1,4 @@
-// The one WebSocket to the daemon (BRIDGE_PROTOCOL.md): hello with this
+// The one WebSocket to the daemon (docs/BRIDGE.md): hello with this
 // browser's client id, reconnect with capped exponential backoff and jitter
 // after any close, an application `{"type":"ping"}` every 20 s (Chromium
 // stops an idle MV3 service worker after ~30 s and counts JSON messages as

@@ -4,7 +4,7 @@
 // connects to the daemon. Content scripts report pages and final messages
 // here; the popup asks for the status; the options page changes settings.
 
-import "../shared/sites.js";
+import "../lib/sites.js";
 import { Connection } from "./connection.js";
 import { Logins } from "./login.js";
 import { probe } from "./probe.js";

@@ -1,10 +1,10 @@
-// Daemon → plugin requests (BRIDGE_PROTOCOL.md): `proxy_delivery`, `action`
+// Daemon → plugin requests (docs/BRIDGE.md): `proxy_delivery`, `action`
 // and `api_request`. Every one is answered by its `request_id`, also when
 // it fails, with a reason; a delivery is carried out at most once per
 // `request_id` (the record survives a service-worker restart in
 // `storage.session`), and an unknown action is refused, never faked.
 
-import "../shared/sites.js";
+import "../lib/sites.js";
 
 const Sites = globalThis.BaaSites;
 const DELIVERY_KEY = "deliveries";

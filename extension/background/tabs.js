@@ -1,7 +1,7 @@
 // The open tabs of supported sites as the protocol's `tabs` frame wants
 // them, sent whenever they change (debounced) and after every hello_ack.
 
-import "../shared/sites.js";
+import "../lib/sites.js";
 
 const Sites = globalThis.BaaSites;
 const DEBOUNCE_MS = 200;

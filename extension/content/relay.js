@@ -1,4 +1,4 @@
-// Raw relay (BRIDGE_PROTOCOL.md `api_request`): performs the daemon's HTTP
+// Raw relay (docs/BRIDGE.md `api_request`): performs the daemon's HTTP
 // request from this page's own origin, so the person's session applies
 // (`credentials: "include"`), and answers with `api_response`, or with
 // `stream_event` frames (seq 1..n) closed by `stream_end`/`stream_error`.

@@ -1,9 +1,9 @@
-// shared/: which site a URL is and which conversation it shows; the
+// lib/: which site a URL is and which conversation it shows; the
 // message-id hash, pinned so an update can never re-id stored messages.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import "../../shared/sites.js";
-import "../../shared/hash.js";
+import "../../lib/sites.js";
+import "../../lib/hash.js";
 
 const { BaaSites, BaaHash } = globalThis;
 

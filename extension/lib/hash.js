@@ -1,7 +1,7 @@
 // A stable, fast, non-cryptographic 64-bit hash (two 32-bit lanes) for
 // message ids when a page gives its messages none: the same conversation,
 // position and text give the same id on every load, in every browser.
-// Plain script like shared/sites.js: defines `globalThis.BaaHash`.
+// Plain script like lib/sites.js: defines `globalThis.BaaHash`.
 (function (root) {
   "use strict";
 
