@@ -105,7 +105,10 @@ api.storage.onChanged.addListener((changes, area) => {
 });
 
 // Tabs opened before the extension was installed have no content script.
-api.runtime.onInstalled.addListener(async () => {
+// A fresh install also shows the options page: the daemon's address and
+// token are the first thing a person may need to set.
+api.runtime.onInstalled.addListener(async (details) => {
+  if (details && details.reason === "install") api.runtime.openOptionsPage().catch(() => {});
   const open = await api.tabs.query({ url: globalThis.BaaSites.matchPatterns() });
   await Promise.all(open.map((t) => injectInto(api, t.id)));
 });

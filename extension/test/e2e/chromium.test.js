@@ -17,7 +17,7 @@ import { startStandin, HOSTS } from "./lib/standin_server.js";
 import { startDaemon, until } from "./lib/daemon.js";
 import { launchChromium, EXTENSION_ID } from "./lib/chromium.js";
 import { launchRawChromium } from "./lib/cdp.js";
-import { PLATFORMS, conversations, reply, clients, messages, rawText, waitMessages, parseSse } from "./lib/scenarios.js";
+import { PLATFORMS, conversations, reply, clients, rawText, waitMessages, parseSse, renewalRoundTrip } from "./lib/scenarios.js";
 
 const CONFIG = {
   timed_jobs: { interval_ms: 300, settle_delay_ms: 1500 },
@@ -176,21 +176,7 @@ test("actions: tab_focus is carried out, an unknown action is refused", async ()
 });
 
 test("renewal: an auto conversation's next reply is typed and sent in the stand-in, and the job ends done", async () => {
-  const list = (await daemon.get("/v1/renewal/conversations?platform=chatgpt")).data.conversations;
-  const lc = list.find((c) => c.active_link && c.active_link.remote_conversation_id === conv.ids.chatgpt);
-  assert.ok(lc, "the conversation exists");
-  assert.equal((await daemon.post(`/v1/renewal/conversations/${lc.local_conversation_id}/auto`)).data.automation_status, "auto");
-  const src = reply("chatgpt", 4);
-  await pages.chatgpt.evaluate((s) => window.standin.reply(s), src);
-  await waitMessages(daemon, "chatgpt", conv.ids.chatgpt, 4);
-  const job = await until("renewal job done", async () => {
-    const jobs = (await daemon.get(`/v1/renewal/jobs?local_conversation_id=${lc.local_conversation_id}`)).data.jobs;
-    const failed = jobs.find((j) => j.status === "failed");
-    if (failed) throw new Error(`job failed: ${failed.last_error}`);
-    return jobs.find((j) => j.status === "done");
-  }, 30000);
-  // Stop the conversation before the stand-in's answer to the renewal makes another job.
-  await daemon.post(`/v1/renewal/conversations/${lc.local_conversation_id}/manual`);
+  const { job } = await renewalRoundTrip(daemon, "chatgpt", conv.ids.chatgpt, (src) => pages.chatgpt.evaluate((s) => window.standin.reply(s), src), 4);
   const sent = await pages.chatgpt.evaluate(() => window.standin.sent());
   assert.equal(sent.length, 1, JSON.stringify(sent));
   assert.equal(sent[0], job.payload_text.trim());

@@ -117,6 +117,7 @@ test("connection: a request is matched to its ack by id; a close fails it at onc
   assert.equal((await b).id, fb.id);
   await assert.rejects(a, /invalid_frame/);
   const c = conn.request({ type: "tabs", tabs: [] });
+  conn.attempt = 10; // a 30 s retry: it cannot fire while the test looks
   ws.fireClose(1001, "going away");
   await assert.rejects(c, /closed by the daemon/);
   assert.equal(conn.status().state, STATES.RECONNECTING);
@@ -127,6 +128,7 @@ test("connection: a request is matched to its ack by id; a close fails it at onc
 test("connection: a refused handshake shows the daemon's reason and keeps retrying", async () => {
   const { conn } = connection({ probe: async () => ({ status: 401, code: "unauthorized", message: "A valid token is required." }) });
   await conn.connect();
+  conn.attempt = 10; // a 30 s retry: it cannot fire (and reconnect) while the test looks
   FakeSocket.all[0].fireClose(1006);
   await tick();
   await tick();

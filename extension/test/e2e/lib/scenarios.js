@@ -58,3 +58,28 @@ export function parseSse(text) {
       return { event, data: data ? JSON.parse(data) : null };
     });
 }
+
+/**
+ * Renewal end to end for one conversation: switch it to auto, have the
+ * stand-in stream a reply (`replyIn(src)`), wait for the job to end done,
+ * switch it back to manual (before the stand-in's answer to the renewal
+ * makes another job). Returns `{job, lc}`; a failed job throws its error.
+ */
+export async function renewalRoundTrip(daemon, platform, conversationId, replyIn, n) {
+  const list = (await daemon.get(`/v1/renewal/conversations?platform=${platform}`)).data.conversations;
+  const lc = list.find((c) => c.active_link && c.active_link.remote_conversation_id === conversationId);
+  if (!lc) throw new Error(`no local conversation for ${platform} ${conversationId}`);
+  const switched = await daemon.post(`/v1/renewal/conversations/${lc.local_conversation_id}/auto`);
+  if (switched.data.automation_status !== "auto") throw new Error(JSON.stringify(switched));
+  const before = (await messages(daemon, platform, conversationId)).length;
+  await replyIn(reply(platform, n));
+  await waitMessages(daemon, platform, conversationId, before + 1);
+  const job = await until(`${platform} renewal job done`, async () => {
+    const jobs = (await daemon.get(`/v1/renewal/jobs?local_conversation_id=${lc.local_conversation_id}`)).data.jobs;
+    const failed = jobs.find((j) => j.status === "failed");
+    if (failed) throw new Error(`job failed: ${failed.last_error}`);
+    return jobs.find((j) => j.status === "done");
+  }, 30000);
+  await daemon.post(`/v1/renewal/conversations/${lc.local_conversation_id}/manual`);
+  return { job, lc };
+}
