@@ -197,10 +197,17 @@ export class Requests {
         });
         p.onDisconnect.addListener(() => resolve(false));
       });
-    let finished = port ? await (port.postMessage({ request: frame }), listen(port)) : false;
+    const ask = (p) => {
+      if (!p) return false;
+      const answered = listen(p);
+      p.postMessage({ request: frame });
+      return answered;
+    };
+    const finished = await ask(port);
+    // No script in the tab (open since before the install): add it, ask again.
     if (!finished && lastSeq === 0 && !ended && (await injectInto(this.api, tab.tab_id))) {
       port = this.openPort(tab.tab_id);
-      finished = port ? await (port.postMessage({ request: frame }), listen(port)) : false;
+      await ask(port);
     }
     if (!ended) {
       if (frame.stream === true && lastSeq > 0) {

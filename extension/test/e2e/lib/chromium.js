@@ -18,7 +18,8 @@ export function chromiumPath() {
   throw new Error("Chromium not found (apt-get install chromium)");
 }
 
-export function chromiumArgs({ standinPort, spki }) {
+/** `extension: false` gives the same browser without it (the benchmark's baseline). */
+export function chromiumArgs({ standinPort, spki, extension = true }) {
   const map = ["chatgpt.com", "claude.ai", "gemini.google.com"].map((h) => `MAP ${h} 127.0.0.1:${standinPort}`).join(",");
   return [
     "--headless=new",
@@ -27,8 +28,7 @@ export function chromiumArgs({ standinPort, spki }) {
     "--no-default-browser-check",
     "--disable-gpu",
     "--disable-dev-shm-usage",
-    `--disable-extensions-except=${EXTENSION_DIR}`,
-    `--load-extension=${EXTENSION_DIR}`,
+    ...(extension ? [`--disable-extensions-except=${EXTENSION_DIR}`, `--load-extension=${EXTENSION_DIR}`] : ["--disable-extensions"]),
     `--host-resolver-rules=${map},EXCLUDE 127.0.0.1`,
     `--ignore-certificate-errors-spki-list=${spki}`,
   ];
