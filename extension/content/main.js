@@ -20,7 +20,13 @@
   const delivery = { lastTyped: null, handled: new Map() };
   let timer = null;
   let retryMs = RETRY_MIN_MS;
+  const PAGE_EVERY_MS = 10000;
+  const MESSAGE = adapter.selectors.message;
+  let refresh = true; // look the message elements up again on the next scan
   let lastPage = "";
+  let lastHref = "";
+  let lastTitle = "";
+  let lastPageAt = 0;
 
   function schedule(ms) {
     if (timer !== null) return;
@@ -29,7 +35,13 @@
 
   function run() {
     timer = null;
-    reportPage(false);
+    // The page's state is cheap to compare but its login check walks the
+    // document: only when the URL or title changed, or every 10 s.
+    const now = Date.now();
+    if (location.href !== lastHref || document.title !== lastTitle || now - lastPageAt >= PAGE_EVERY_MS) {
+      refresh = true;
+      reportPage(false);
+    }
     scanMessages();
   }
 
@@ -54,6 +66,9 @@
   }
 
   function reportPage(force) {
+    lastHref = location.href;
+    lastTitle = document.title;
+    lastPageAt = Date.now();
     const page = pageState();
     const key = JSON.stringify(page);
     if (!force && key === lastPage) return;
@@ -65,7 +80,8 @@
     const here = root.BaaSites.route(location.href);
     // A new chat has no conversation id until the site gives it a URL.
     if (!here || !here.conversation_id) return;
-    const { ready, waiting } = scanner.scan(document, here.conversation_id);
+    const { ready, waiting } = scanner.scan(document, here.conversation_id, refresh);
+    refresh = false;
     for (const m of ready) report(m, here);
     if (waiting) schedule(scanner.settleMs);
   }
@@ -125,6 +141,7 @@
       return true;
     }
     if (msg.kind === "resync") {
+      refresh = true;
       reportPage(true);
       schedule(0);
       sendResponse({ ok: true, page: pageState() });
@@ -156,12 +173,26 @@
     });
   });
 
-  new MutationObserver(() => schedule(SCAN_DELAY_MS)).observe(document.documentElement, {
+  /** Did these changes add or remove a message element? */
+  function touchesMessages(records) {
+    for (const r of records) {
+      for (const list of [r.addedNodes, r.removedNodes]) {
+        for (const n of list) if (n.nodeType === 1 && (n.matches(MESSAGE) || n.querySelector(MESSAGE))) return true;
+      }
+    }
+    return false;
+  }
+
+  // Structure and the sites' "finished" attributes, not every text change:
+  // a reply's last words are caught by the rescans while it settles.
+  new MutationObserver((records) => {
+    if (!refresh && touchesMessages(records)) refresh = true;
+    schedule(SCAN_DELAY_MS);
+  }).observe(document.documentElement, {
     childList: true,
     subtree: true,
-    characterData: true,
     attributes: true,
-    attributeFilter: ["data-is-streaming", "aria-busy", "class", "disabled", "aria-disabled"],
+    attributeFilter: ["data-is-streaming", "aria-busy", "disabled", "aria-disabled"],
   });
   addEventListener("popstate", () => schedule(0));
   reportPage(true);

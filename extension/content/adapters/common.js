@@ -54,11 +54,18 @@
       this.settleMs = settleMs;
       this.now = now;
       this.seen = new WeakMap();
+      this.els = null; // the page's message elements at the last refresh
     }
 
-    /** `{ready: [{el, index, id, text}], waiting}`; `waiting`: scan again later. */
-    scan(doc, conversationId) {
-      const els = this.adapter.messages(doc);
+    /**
+     * `{ready: [{el, index, id, text}], waiting}`; `waiting`: scan again
+     * later. `refresh` false reuses the message list of the last scan (the
+     * caller knows no message element was added or removed since): looking
+     * the messages up walks the whole document, checking them does not.
+     */
+    scan(doc, conversationId, refresh = true) {
+      if (refresh || !this.els) this.els = this.adapter.messages(doc);
+      const els = this.els;
       const ready = [];
       let waiting = false;
       for (let i = 0; i < els.length; i++) {

@@ -29,9 +29,15 @@ export async function clients(daemon) {
   return (await daemon.get("/v1/browser")).data.clients;
 }
 
+/** Every message of the conversation (the list is paged by 500). */
 export async function messages(daemon, platform, conversationId) {
-  const r = await daemon.get(`/v1/messages?platform=${platform}&conversation_id=${encodeURIComponent(conversationId)}&limit=500`);
-  return r.data.messages;
+  const all = [];
+  for (let offset = 0; offset !== null; ) {
+    const r = await daemon.get(`/v1/messages?platform=${platform}&conversation_id=${encodeURIComponent(conversationId)}&limit=500&offset=${offset}`);
+    all.push(...r.data.messages);
+    offset = r.data.next_offset;
+  }
+  return all;
 }
 
 export async function rawText(daemon, messageId) {
