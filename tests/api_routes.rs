@@ -1087,15 +1087,15 @@ fn unknown_route_is_404_with_path() {
 fn known_path_with_another_method_is_405_with_allow() {
     let d = daemon();
     for (method, path, allow) in [
-        ("DELETE", "/v1/messages", "GET, POST"),
-        ("PUT", "/healthz", "GET"),
-        ("POST", "/healthz", "GET"),
+        ("DELETE", "/v1/messages", "GET, HEAD, POST"),
+        ("PUT", "/healthz", "GET, HEAD"),
+        ("POST", "/healthz", "GET, HEAD"),
         ("GET", "/v1/system/pause", "POST"),
-        ("PATCH", "/v1/system", "GET"),
+        ("PATCH", "/v1/system", "GET, HEAD"),
         ("GET", "/v1/renewal/jobs/j1/retry", "POST"),
-        ("POST", "/v1/renewal/jobs/j1", "GET"),
-        ("DELETE", "/v1/renewal/conversations/lc_1", "GET"),
-        ("POST", "/artifact/msg/m1.txt", "GET"),
+        ("POST", "/v1/renewal/jobs/j1", "GET, HEAD"),
+        ("DELETE", "/v1/renewal/conversations/lc_1", "GET, HEAD"),
+        ("POST", "/artifact/msg/m1.txt", "GET, HEAD"),
     ] {
         let r = d.request(method, path, &[], None);
         assert_json_response(&r);

@@ -468,7 +468,8 @@ fn hostile_requests_get_an_answer_and_the_daemon_stays_up() {
         ("bad escape", b"GET /v1/messages/%zz HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[404]),
         ("bad query escape", b"GET /v1/messages?limit=%ff HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[400]),
         ("long path", long_path.into_bytes(), &[404]),
-        ("absolute form", b"GET http://evil.example/v1/system HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[400, 404]),
+        // The target's authority is the Host (RFC 9112 §3.2.2): a foreign one is refused.
+        ("absolute form", b"GET http://evil.example/v1/system HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[403]),
         ("dot segments", b"GET /v1/../v1/system HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[404]),
         ("artifact traversal", b"GET /artifact/../../../../etc/passwd HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[404]),
         ("artifact encoded traversal", b"GET /artifact/%2e%2e/conductor.db HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(), &[404]),

@@ -123,15 +123,22 @@ pub enum Resolution {
     NotFound,
 }
 
+/// Finds the route for a method and path. `HEAD` is served by every `GET`
+/// route (the transport sends the head without the body), and so `Allow`
+/// lists it beside `GET`.
 pub fn resolve(method: &str, path: &str) -> Resolution {
     let mut allowed = Vec::new();
     for route in ROUTES {
         if let Some(params) = match_path(route.path, path) {
-            if route.method == method {
+            if route.method == method || (method == "HEAD" && route.method == "GET") {
                 return Resolution::Found(route, params);
             }
-            if !allowed.contains(&route.method) {
-                allowed.push(route.method);
+            let methods: &[&'static str] =
+                if route.method == "GET" { &["GET", "HEAD"] } else { &[route.method] };
+            for m in methods {
+                if !allowed.contains(m) {
+                    allowed.push(*m);
+                }
             }
         }
     }
@@ -215,9 +222,15 @@ mod tests {
     fn resolution_distinguishes_404_and_405() {
         assert!(matches!(resolve("GET", "/v1/nope"), Resolution::NotFound));
         match resolve("DELETE", "/v1/messages") {
-            Resolution::MethodNotAllowed(allow) => assert_eq!(allow, vec!["GET", "POST"]),
+            Resolution::MethodNotAllowed(allow) => assert_eq!(allow, vec!["GET", "HEAD", "POST"]),
             _ => panic!("expected 405"),
         }
+        assert!(
+            matches!(resolve("HEAD", "/v1/messages"), Resolution::Found(r, _) if r.id == "messages.list")
+        );
+        assert!(
+            matches!(resolve("HEAD", "/v1/system/pause"), Resolution::MethodNotAllowed(a) if a == ["POST"])
+        );
         assert!(
             matches!(resolve("POST", "/v1/messages"), Resolution::Found(r, _) if r.id == "messages.ingest")
         );

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::http::api::{ApiError, ApiRequest, Reply};
 use crate::http::ctx::Ctx;
+use crate::http::server::Body;
 
 pub fn handle_message(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let id = req.param("message_id");
@@ -24,8 +25,14 @@ pub fn handle_file(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let rel = req.param("path");
     let not_found = || ApiError::resource_not_found("artifact", rel);
     let path = confined(&ctx.artifacts_dir, rel).ok_or_else(not_found)?;
-    let bytes = std::fs::read(&path).map_err(|_| not_found())?;
-    Ok(inert(Reply::text(content_type(&path), bytes)))
+    // Opened, not read: the transport sends it in pieces (a 2 GB file must
+    // not take 2 GB of memory, nor five slow downloads 1 GB each). The
+    // length is the file's at opening; one that shrinks meanwhile ends the
+    // connection short of it.
+    let file = std::fs::File::open(&path).map_err(|_| not_found())?;
+    let len = file.metadata().map_err(|_| not_found())?.len();
+    let headers = vec![("Content-Type".into(), content_type(&path).into())];
+    Ok(inert(Reply::Raw { status: 200, headers, body: Body::File(file, len) }))
 }
 
 /// Artifacts are data, never active content on the daemon's origin: no

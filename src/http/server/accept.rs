@@ -54,11 +54,20 @@ fn dispatch(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr, limiter: 
         log::debug!("http: TCP_NODELAY failed for {peer}: {err}");
     }
     let id = match shared.register(&stream) {
-        Ok(id) => id,
+        Ok(registered) => {
+            if let Some(old) = registered.evicted {
+                limiter.warn(format_args!(
+                    "http: connection cap of {} reached; closed the oldest connection without a request \
+                     in progress ({old}) for {peer}",
+                    shared.config.max_connections
+                ));
+            }
+            registered.id
+        }
         Err(Refusal::Stopping) => return,
         Err(Refusal::Full) => {
             limiter.warn(format_args!(
-                "http: connection cap of {} reached; refusing {peer}",
+                "http: connection cap of {} reached, every connection busy with a request; refusing {peer}",
                 shared.config.max_connections
             ));
             refuse(shared, stream);

@@ -11,9 +11,10 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::pace::Paced;
 use super::parse::{self, Framing, Head, Parsed};
 use super::write::{self, Options};
-use super::{BodyError, Request, Response, Shared, TransportError};
+use super::{BodyError, Phase, Request, Response, Shared, TransportError};
 
 /// Bytes asked of the socket per read when nothing more specific is known.
 const READ_CHUNK: usize = 16 * 1024;
@@ -63,9 +64,20 @@ enum BodyRead {
 pub(super) fn run(shared: Arc<Shared>, id: u64, stream: TcpStream, peer: SocketAddr) {
     // Unregisters even if this thread unwinds.
     let _registration = Registration { shared: &shared, id };
-    let mut conn =
-        Conn { shared: &shared, id, stream, peer, buf: Vec::new(), scratch: Vec::new(), read_timeout: None };
-    if let Err(err) = conn.stream.set_write_timeout(Some(at_least_1ms(shared.config.idle_timeout))) {
+    let send_timeout = at_least_1ms(shared.config.send_timeout);
+    let mut conn = Conn {
+        shared: &shared,
+        id,
+        stream,
+        peer,
+        buf: Vec::new(),
+        scratch: Vec::new(),
+        read_timeout: None,
+        write_timeout: Some(send_timeout),
+        first_by: Some(Instant::now() + shared.config.header_timeout),
+    };
+    // Bounds the few writes outside a response too (`100 Continue`).
+    if let Err(err) = conn.stream.set_write_timeout(Some(send_timeout)) {
         log::debug!("http: cannot set write timeout for {peer}: {err}");
         return;
     }
@@ -121,6 +133,12 @@ struct Conn<'a> {
     scratch: Vec<u8>,
     /// The socket's read timeout as last set (see `fill`).
     read_timeout: Option<Duration>,
+    /// The socket's write timeout as last set (see `pace.rs`).
+    write_timeout: Option<Duration>,
+    /// Until the first request's head is complete: when it must be. A
+    /// connection that sends nothing, or drips its head, is closed
+    /// `header_timeout` after it was accepted, not after the idle timeout.
+    first_by: Option<Instant>,
 }
 
 impl Conn<'_> {
@@ -146,10 +164,10 @@ impl Conn<'_> {
         if !self.shared.mark_idle(self.id) {
             return false;
         }
-        let deadline = Instant::now() + self.shared.config.idle_timeout;
+        let deadline = self.first_by.unwrap_or_else(|| Instant::now() + self.shared.config.idle_timeout);
         match self.fill(deadline, 0) {
             Fill::Data => {
-                self.shared.mark_busy(self.id);
+                self.shared.mark(self.id, Phase::Reading);
                 true
             }
             Fill::Timeout => {
@@ -168,11 +186,12 @@ impl Conn<'_> {
     /// or missed the header deadline (slowloris); just close.
     fn read_head(&mut self) -> Result<Option<Head>, TransportError> {
         let config = &self.shared.config;
-        let deadline = Instant::now() + config.header_timeout;
+        let deadline = self.first_by.unwrap_or_else(|| Instant::now() + config.header_timeout);
         loop {
             match parse::parse_head(&self.buf, config.max_headers, config.max_header_bytes)? {
                 Parsed::Complete(head, used) => {
                     self.buf.drain(..used);
+                    self.first_by = None;
                     return Ok(Some(head));
                 }
                 Parsed::Partial => {}
@@ -197,6 +216,8 @@ impl Conn<'_> {
             BodyRead::Invalid(message) => return Some(self.reject(TransportError::BadRequest(message))),
             BodyRead::Gone => return Some(Ending::Quiet),
         };
+        // Answering now: not a connection to close for a newer one.
+        self.shared.mark(self.id, Phase::Busy);
         // After an unread body the stream position is unknown: close. A
         // panic may have left shared state odd; start the client afresh.
         let body_failed = body.is_err();
@@ -248,7 +269,8 @@ impl Conn<'_> {
         // Checked as late as possible so requests finishing during shutdown
         // tell their client not to reuse the connection.
         options.close |= self.shared.is_stopping();
-        match write::write_response(&mut self.stream, response, options, &self.shared.stop_rx) {
+        let mut out = Paced::new(&self.stream, self.shared.config.send_timeout, &mut self.write_timeout);
+        match write::write_response(&mut out, response, options, &self.shared.stop_rx) {
             Ok(false) => None,
             Ok(true) => Some(Ending::Linger),
             Err(err) => {

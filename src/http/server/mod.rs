@@ -15,12 +15,13 @@
 
 mod accept;
 mod conn;
+mod pace;
 mod parse;
 #[cfg(test)]
 mod props;
 mod write;
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::io;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -47,10 +48,14 @@ pub struct ServerConfig {
     pub max_headers: usize,
     /// Bodies above this are not read; the handler sees `BodyError::TooLarge`.
     pub max_body_bytes: usize,
-    /// Time allowed for a head once its first byte arrived, and for a body.
+    /// Time allowed for a connection's first byte and then its whole head,
+    /// for a later head once its first byte arrived, and for a body.
     pub header_timeout: Duration,
-    /// Time a connection may wait for its next request before it is closed.
+    /// Time a keep-alive connection may wait for its next request.
     pub idle_timeout: Duration,
+    /// Time within which a response must make progress (`pace.rs`): every
+    /// 64 KiB of it, or its rest, and each streamed chunk.
+    pub send_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -62,6 +67,7 @@ impl Default for ServerConfig {
             max_body_bytes: 1_048_576,
             header_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(30),
+            send_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -108,6 +114,9 @@ pub enum Body {
     /// vectored write, never copied together: the read cache's shared page
     /// text goes out between the envelope's prefix and suffix as it is.
     Parts(Vec<Part>),
+    /// The first `len` bytes of an open file, sent with `Content-Length` in
+    /// pieces of 64 KiB: an artifact is never read into memory whole.
+    File(std::fs::File, u64),
 }
 
 /// One part of a `Body::Parts`.
@@ -290,14 +299,27 @@ struct Shared {
 struct State {
     stopping: bool,
     next_id: u64,
-    conns: HashMap<u64, Entry>,
+    /// By id, which is the order of accept: the first entry not `Busy` is
+    /// the one to close when the cap is reached.
+    conns: BTreeMap<u64, Entry>,
 }
 
-/// A registered connection: a clone of its socket so shutdown can close it
-/// from outside, and whether it is waiting for a request.
+/// A registered connection: a clone of its socket so shutdown (or a newer
+/// connection, at the cap) can close it from outside, and where it is.
 struct Entry {
     stream: TcpStream,
-    idle: bool,
+    phase: Phase,
+}
+
+/// Where a connection is in its request cycle.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Waiting for the first byte of a request.
+    Idle,
+    /// Receiving a request's head or body.
+    Reading,
+    /// Its request is being handled or answered.
+    Busy,
 }
 
 /// Why the accept loop could not hand a connection to a thread.
@@ -305,6 +327,12 @@ enum Refusal {
     Full,
     Stopping,
     Clone(io::Error),
+}
+
+/// A registered connection, and the one closed to make room for it.
+struct Registered {
+    id: u64,
+    evicted: Option<SocketAddr>,
 }
 
 impl Shared {
@@ -315,7 +343,7 @@ impl Shared {
             handler,
             stopping: AtomicBool::new(false),
             finished: AtomicBool::new(false),
-            state: Mutex::new(State { stopping: false, next_id: 0, conns: HashMap::new() }),
+            state: Mutex::new(State { stopping: false, next_id: 0, conns: BTreeMap::new() }),
             changed: Condvar::new(),
             stop_rx,
             stop_tx: Mutex::new(Some(stop_tx)),
@@ -326,24 +354,31 @@ impl Shared {
         self.stopping.load(Ordering::Acquire)
     }
 
-    /// Registers a new connection as idle unless the cap is reached or the
-    /// server is stopping.
-    fn register(&self, stream: &TcpStream) -> Result<u64, Refusal> {
+    /// Registers a new connection as idle unless the server is stopping.
+    /// At the cap, the oldest connection that is not answering a request
+    /// (idle, or still sending its head or body) is closed to make room, so
+    /// silent or dripping sockets cannot lock new clients out; only when
+    /// every connection is busy with a request is the new one refused.
+    fn register(&self, stream: &TcpStream) -> Result<Registered, Refusal> {
         // Cloned before the lock: the registry's lock holds no system call
-        // that could wait.
+        // that could wait (`shutdown` does not).
         let clone = stream.try_clone().map_err(Refusal::Clone)?;
         let mut state = self.state.lock();
         if state.stopping {
             return Err(Refusal::Stopping);
         }
+        let mut evicted = None;
         if state.conns.len() >= self.config.max_connections {
-            return Err(Refusal::Full);
+            let oldest = state.conns.iter().find(|(_, e)| e.phase != Phase::Busy).map(|(id, _)| *id);
+            let entry = oldest.and_then(|id| state.conns.remove(&id)).ok_or(Refusal::Full)?;
+            // Its thread sees end-of-stream and ends; it is no longer counted.
+            let _ = entry.stream.shutdown(Shutdown::Both);
+            evicted = entry.stream.peer_addr().ok();
         }
         let id = state.next_id;
         state.next_id += 1;
-        let entry = Entry { stream: clone, idle: true };
-        state.conns.insert(id, entry);
-        Ok(id)
+        state.conns.insert(id, Entry { stream: clone, phase: Phase::Idle });
+        Ok(Registered { id, evicted })
     }
 
     /// Removes a connection and returns its socket clone.
@@ -354,22 +389,26 @@ impl Shared {
     }
 
     /// Marks a connection as waiting for its next request. Returns false when
-    /// the server is stopping, in which case the connection should close now:
-    /// shutdown has already passed over it (or will find it busy).
+    /// the server is stopping, or the connection was closed to make room for
+    /// a newer one, in which case it should close now: shutdown has already
+    /// passed over it (or will find it busy).
     fn mark_idle(&self, id: u64) -> bool {
         let mut state = self.state.lock();
         if state.stopping {
             return false;
         }
-        if let Some(entry) = state.conns.get_mut(&id) {
-            entry.idle = true;
+        match state.conns.get_mut(&id) {
+            Some(entry) => {
+                entry.phase = Phase::Idle;
+                true
+            }
+            None => false,
         }
-        true
     }
 
-    fn mark_busy(&self, id: u64) {
+    fn mark(&self, id: u64, phase: Phase) {
         if let Some(entry) = self.state.lock().conns.get_mut(&id) {
-            entry.idle = false;
+            entry.phase = phase;
         }
     }
 
@@ -379,7 +418,7 @@ impl Shared {
         let mut state = self.state.lock();
         state.stopping = true;
         self.stopping.store(true, Ordering::Release);
-        for entry in state.conns.values().filter(|e| e.idle) {
+        for entry in state.conns.values().filter(|e| e.phase == Phase::Idle) {
             // Errors only mean the peer is already gone.
             let _ = entry.stream.shutdown(Shutdown::Read);
         }

@@ -60,19 +60,46 @@ fn build_head(req: &httparse::Request<'_, '_>) -> Result<Head, TransportError> {
     }
     let tokens = connection_tokens(req.headers);
     let keep_alive = if http10 { tokens.keep_alive && !tokens.close } else { !tokens.close };
+    let mut headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
+        .collect();
+    let target = origin_form(target, &mut headers)?;
     Ok(Head {
         method: method.to_string(),
-        target: target.to_string(),
+        target,
         http10,
-        headers: req
-            .headers
-            .iter()
-            .map(|h| (h.name.to_string(), String::from_utf8_lossy(h.value).into_owned()))
-            .collect(),
+        headers,
         framing: framing(req.headers)?,
         keep_alive,
         expect_continue: !http10 && expects_continue(req.headers),
     })
+}
+
+/// The request target in origin form (`/path?query`). An absolute-form
+/// target (`http://host:port/path`, RFC 9112 §3.2.2) is taken apart: its
+/// authority replaces the `Host` field, which the origin server must then
+/// ignore, so the Host check sees the name the request really names. Any
+/// other form (`*`, `host:port`) is not a request this server serves.
+fn origin_form(target: &str, headers: &mut Vec<(String, String)>) -> Result<String, TransportError> {
+    if target.starts_with('/') {
+        return Ok(target.to_string());
+    }
+    let scheme_end = target.find("://").ok_or_else(|| bad("request target must be a path or an http URI"))?;
+    let scheme = &target[..scheme_end];
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return Err(bad("request target must be a path or an http URI"));
+    }
+    let rest = &target[scheme_end + 3..];
+    let split = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(split);
+    if authority.is_empty() || authority.contains('@') {
+        return Err(bad("the request target's authority must be a host (and port) without user info"));
+    }
+    headers.retain(|(name, _)| !name.eq_ignore_ascii_case("host"));
+    headers.push(("Host".to_string(), authority.to_string()));
+    Ok(if path.starts_with('/') { path.to_string() } else { format!("/{path}") })
 }
 
 /// Derives the body framing. Both `Transfer-Encoding` and `Content-Length`,
@@ -202,6 +229,27 @@ mod tests {
         assert_eq!(reason("GET / HTTP/1.0\r\nHost: a\r\nHost: b\r\n\r\n"), "more than one Host header");
         assert!(head("GET / HTTP/1.0\r\n\r\n").is_ok());
         assert!(head("GET / HTTP/1.1\r\nHost: a\r\n\r\n").is_ok());
+    }
+
+    #[test]
+    fn absolute_form_targets_name_the_host() {
+        let h = head("GET http://127.0.0.1:4317/v1/system?x=1 HTTP/1.1\r\nHost: other\r\n\r\n").unwrap();
+        assert_eq!(h.target, "/v1/system?x=1");
+        let hosts: Vec<_> = h.headers.iter().filter(|(n, _)| n.eq_ignore_ascii_case("host")).collect();
+        assert_eq!(hosts, [&("Host".to_string(), "127.0.0.1:4317".to_string())]);
+        assert_eq!(head("GET HTTP://localhost HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().target, "/");
+        assert_eq!(head("GET http://localhost?q HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().target, "/?q");
+        for raw in [
+            "GET * HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET localhost:80 HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET ftp://h/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http:///x HTTP/1.1\r\nHost: a\r\n\r\n",
+            "GET http://u@h/x HTTP/1.1\r\nHost: a\r\n\r\n",
+            // Still one Host required in HTTP/1.1 (RFC 9112 §3.2).
+            "GET http://h/x HTTP/1.1\r\n\r\n",
+        ] {
+            assert!(matches!(head(raw), Err(TransportError::BadRequest(_))), "{raw}");
+        }
     }
 
     #[test]

@@ -1,13 +1,16 @@
 //! Response serialization: status line, application headers, the framing
 //! headers the transport owns (`Content-Length`, `Transfer-Encoding`,
 //! `Connection`), and the body — in one `write_all` for full bodies because
-//! latency matters, or chunk by chunk with a flush each for streams, which
-//! server-sent events rely on.
+//! latency matters, chunk by chunk with a flush each for streams, which
+//! server-sent events rely on, or a file in pieces, never read whole. Every
+//! write goes to a [`Sink`] whose stall deadline starts afresh per response
+//! and per streamed chunk (`pace.rs`).
 
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice, Read, Write};
 
 use crossbeam_channel::{Receiver, TryRecvError};
 
+use super::pace::{Sink, PROGRESS_BYTES};
 use super::{Body, Response};
 
 /// The terminating chunk of a chunked body (no trailers).
@@ -39,16 +42,26 @@ enum Framing {
 }
 
 /// Writes the response; returns whether the connection must close now.
-pub(super) fn write_response<W: Write>(
+pub(super) fn write_response<W: Sink>(
     out: &mut W,
     response: Response,
     mut options: Options,
     stop: &Receiver<()>,
 ) -> io::Result<bool> {
+    out.fresh_deadline();
     let status = valid_status(response.status);
     options.close |= response.close || asks_close(&response.headers);
     let no_body = !status_has_body(status);
     match response.body {
+        Body::File(file, len) => {
+            let framing = if no_body { Framing::Bodyless } else { Framing::Length(len as usize) };
+            out.write_all(&encode_head(status, &response.headers, &framing, &options))?;
+            if !no_body && !options.head_only {
+                copy_file(out, file, len)?;
+            }
+            out.flush()?;
+            Ok(options.close)
+        }
         Body::Full(bytes) => {
             let framing = if no_body { Framing::Bodyless } else { Framing::Length(bytes.len()) };
             let mut buf = encode_head(status, &response.headers, &framing, &options);
@@ -94,9 +107,29 @@ pub(super) fn write_response<W: Write>(
     }
 }
 
+/// Sends `len` bytes of `file` in pieces, so a large artifact never sits in
+/// memory whole. A file that shrank meanwhile is an error: the body would
+/// fall short of its `Content-Length`, and only closing says so.
+fn copy_file<W: Write>(out: &mut W, mut file: std::fs::File, len: u64) -> io::Result<()> {
+    let mut buf = vec![0u8; PROGRESS_BYTES];
+    let mut left = len;
+    while left > 0 {
+        let want = buf.len().min(usize::try_from(left).unwrap_or(usize::MAX));
+        let got = match file.read(&mut buf[..want]) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the file shrank while sent")),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        out.write_all(&buf[..got])?;
+        left -= got as u64;
+    }
+    Ok(())
+}
+
 /// Relays stream chunks until the sender is dropped (true) or shutdown cut
 /// the stream short (false).
-fn pump<W: Write>(
+fn pump<W: Sink>(
     out: &mut W,
     rx: &Receiver<Vec<u8>>,
     chunked: bool,
@@ -105,7 +138,11 @@ fn pump<W: Write>(
     loop {
         crossbeam_channel::select! {
             recv(rx) -> msg => match msg {
-                Ok(data) => write_chunk(out, &data, chunked)?,
+                Ok(data) => {
+                    // Waiting for the producer is not the client's stall.
+                    out.fresh_deadline();
+                    write_chunk(out, &data, chunked)?
+                }
                 Err(_) => return finish(out, chunked),
             },
             recv(stop) -> _ => return drain(out, rx, chunked),
@@ -116,7 +153,7 @@ fn pump<W: Write>(
 /// After shutdown began: flushes what is already queued and finishes the body
 /// only if the producer is done too; otherwise the stream is abandoned
 /// without a terminating chunk, so the client can tell it was truncated.
-fn drain<W: Write>(out: &mut W, rx: &Receiver<Vec<u8>>, chunked: bool) -> io::Result<bool> {
+fn drain<W: Sink>(out: &mut W, rx: &Receiver<Vec<u8>>, chunked: bool) -> io::Result<bool> {
     for _ in 0..SHUTDOWN_DRAIN_CHUNKS {
         match rx.try_recv() {
             Ok(data) => write_chunk(out, &data, chunked)?,
@@ -206,6 +243,7 @@ pub(super) fn encode_refusal(response: Response) -> Vec<u8> {
         Body::Parts(parts) if status_has_body(status) => {
             parts.iter().flat_map(|p| p.bytes().iter().copied()).collect()
         }
+        // Refusals are built by the handler's `overloaded`, never a file.
         _ => Vec::new(),
     };
     let options = Options { head_only: false, http10: false, close: true };
@@ -370,6 +408,8 @@ mod tests {
 
     /// Accepts at most 7 bytes per call, so every vectored write is partial.
     struct Trickle(Vec<u8>);
+
+    impl Sink for Trickle {}
 
     impl Write for Trickle {
         fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
