@@ -12,6 +12,9 @@
 //!                                   to IDS_FILE, one a line (the wrk script
 //!                                   picks random ones from it)
 //!   bench_fill messages DB N        N messages over 1000 conversations
+//!   bench_fill search DB N          N messages of the search benchmark's
+//!                                   corpus (support/corpus.rs: Zipf words),
+//!                                   indexed for search as the daemon would
 //!
 //! Row shapes follow docs/RENEWAL.md: a job's payload is the projected
 //! `renewal.message` document with the default template's text, its
@@ -39,6 +42,8 @@ use std::time::Instant;
 use rusqlite::{params, Connection};
 use serde_json::json;
 
+#[path = "support/corpus.rs"]
+mod corpus;
 #[path = "support/setup.rs"]
 mod setup;
 
@@ -307,6 +312,49 @@ fn fill_messages(db: &str, n: u64) {
     eprintln!("bench_fill: {n} messages in {:.1} s", started.elapsed().as_secs_f64());
 }
 
+/// The search benchmark's messages, over 1000 conversations of three
+/// platforms, half of them the assistant's. `seq` is set, as the daemon
+/// sets it, so the index triggers of migration 007 index every row as it
+/// is written.
+fn fill_search(db: &str, n: u64) {
+    let started = Instant::now();
+    let mut conn = open(db);
+    let mut rng = corpus::Rng(0x7365_6172);
+    let zipf = corpus::Zipf::new();
+    let now = now_ms();
+    let tx = conn.transaction().unwrap_or_else(|e| die(e));
+    {
+        let mut stmt = tx
+            .prepare(
+                "INSERT INTO messages (id, platform, conversation_id, role, raw_text, summary, observed_at, created_at, seq)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?7, ?8)",
+            )
+            .unwrap_or_else(|e| die(e));
+        for i in 0..n {
+            let text = corpus::message(&mut rng, &zipf);
+            let summary: String = text.chars().take(200).collect();
+            let conversation = rng.next() % CONVERSATIONS;
+            let platform = ["chatgpt", "claude", "gemini"][(conversation % 3) as usize];
+            let role = if i % 2 == 0 { "user" } else { "assistant" };
+            let observed = now - 30 * DAY_MS + (i as i64) * (30 * DAY_MS / n.max(1) as i64);
+            stmt.execute(params![
+                format!("msg_{i:08}"),
+                platform,
+                format!("conv-{conversation}"),
+                role,
+                text,
+                summary,
+                observed,
+                i as i64 + 1
+            ])
+            .unwrap_or_else(|e| die(e));
+        }
+    }
+    tx.commit().unwrap_or_else(|e| die(e));
+    finish(conn);
+    eprintln!("bench_fill: {n} searchable messages in {:.1} s", started.elapsed().as_secs_f64());
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -320,6 +368,7 @@ fn main() {
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
         ["jobs", db, n, ids] => fill_jobs(db, count(n), ids),
         ["messages", db, n] => fill_messages(db, count(n)),
-        _ => die("usage: bench_fill jobs DB N IDS_FILE | bench_fill messages DB N"),
+        ["search", db, n] => fill_search(db, count(n)),
+        _ => die("usage: bench_fill jobs DB N IDS_FILE | bench_fill messages DB N | bench_fill search DB N"),
     }
 }

@@ -231,12 +231,12 @@ fn messages_page_newest_first_and_filter() {
     assert_eq!(ids(&page, "messages", "message_id"), both);
     assert_eq!(
         page["filters"],
-        json!({"platform": "claude", "conversation_id": "c3", "role": "assistant", "limit": 5, "offset": 0})
+        json!({"q": null, "platform": "claude", "conversation_id": "c3", "role": "assistant", "limit": 5, "offset": 0})
     );
     let page = d.get("/v1/messages").data();
     assert_eq!(
         page["filters"],
-        json!({"platform": null, "conversation_id": null, "role": null, "limit": 50, "offset": 0})
+        json!({"q": null, "platform": null, "conversation_id": null, "role": null, "limit": 50, "offset": 0})
     );
     let page = d.get("/v1/messages?platform=nobody").data();
     assert_eq!(page["count"], 0);

@@ -1,4 +1,4 @@
-//! Unknown query parameters are refused (docs/API.md "Pagination and
+//! Unknown query parameters are refused (docs/API.md "Lists: pagination and
 //! filters"): a misspelt filter must never answer — or let a script act
 //! on — every row. The 400 names the parameter and lists the route's own.
 
@@ -24,7 +24,7 @@ fn a_misspelt_filter_is_a_400_naming_it_not_every_row() {
     let r = d.get("/v1/messages?platfrom=chatgpt");
     let err = r.error(400, "invalid_request");
     assert_eq!(err["details"]["field"], "platfrom", "{err}");
-    assert_eq!(allowed(&err), ["platform", "conversation_id", "role", "limit", "offset"]);
+    assert_eq!(allowed(&err), ["q", "platform", "conversation_id", "role", "limit", "offset"]);
     assert!(err["message"].as_str().unwrap().contains("\"platfrom\""), "{err}");
     assert!(!r.text().contains("m-1"), "no row may come with the refusal");
     // The original system's camelCase name is unknown here too.

@@ -77,6 +77,7 @@ fn the_readme_walkthrough_runs_as_written() {
     for want in [
         r#""tab_id":17"#,
         r#"{"message_id":"#,
+        "Here is the «plan» we «discussed».",
         "auto",
         r#"{"status":"done","attempt_count":1,"payload_text":"[renewal] Next step: write the tests."#,
         r#""simulated":true"#,

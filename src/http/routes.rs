@@ -93,7 +93,7 @@ pub static ROUTES: &[Route] = &[
     route!("system.resume", Write, "POST", "/v1/system/resume", "Resume automation.", system::handle_resume),
     route!("system.drain", Write, "POST", "/v1/system/drain", "Stop projecting; finish pending jobs.", system::handle_drain),
     route!("system.backup", Write, "POST", "/v1/system/backup", "Write a verified copy of the database under STATE_DIR/backups/.", system::handle_backup),
-    route!("messages.list", Read, "GET", "/v1/messages", "Messages, newest first; filters platform, conversation_id, role.", messages::handle_list, ["platform", "conversation_id", "role", "limit", "offset"]),
+    route!("messages.list", Read, "GET", "/v1/messages", "Messages, newest first; filters platform, conversation_id, role; q searches their text.", messages::handle_list, ["q", "platform", "conversation_id", "role", "limit", "offset"]),
     route!("messages.read", Read, "GET", "/v1/messages/:message_id", "One message with its raw text.", messages::handle_read),
     route!("messages.ingest", Write, "POST", "/v1/messages", "Store a final message (same effects as the bridge frame).", messages::handle_ingest),
     route!("renewal.conversations.list", Read, "GET", "/v1/renewal/conversations", "Local conversations; filters platform, status.", renewal::handle_conversations_list, ["platform", "status", "limit", "offset"]),

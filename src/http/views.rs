@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::store::{Conversation, Execution, Job, Link, Message, ParamsKind, PayloadKind};
+use crate::store::{Conversation, Execution, Job, Link, Message, ParamsKind, PayloadKind, SearchHit};
 pub use crate::util::artifact_url;
 
 /// Stored JSON text, written as it is when it parses, as a JSON string when
@@ -83,6 +83,40 @@ pub fn message<'a>(m: &'a Message, public_base: &str) -> MessageView<'a> {
         created_at: m.created_at,
         artifact_url: artifact_url(public_base, &m.message_id),
         raw_text: &m.raw_text,
+    }
+}
+
+/// A search result: the message as in a list, and how it matched.
+#[derive(Serialize)]
+pub struct SearchHitView<'a> {
+    #[serde(flatten)]
+    message: MessageView<'a>,
+    search: SearchView,
+}
+
+#[derive(Serialize)]
+struct SearchView {
+    score: f64,
+    /// The matches between `«` and `»`, for reading.
+    snippet: String,
+    /// The same text in parts, for rendering without parsing markers.
+    snippet_parts: Vec<SnippetPart>,
+}
+
+#[derive(Serialize)]
+struct SnippetPart {
+    text: String,
+    #[serde(rename = "match")]
+    is_match: bool,
+}
+
+pub fn search_hit<'a>(m: &'a Message, hit: &SearchHit, public_base: &str) -> SearchHitView<'a> {
+    let snippet = hit.snippet.iter().map(|(t, on)| if *on { format!("«{t}»") } else { t.clone() }).collect();
+    let snippet_parts =
+        hit.snippet.iter().map(|(text, on)| SnippetPart { text: text.clone(), is_match: *on }).collect();
+    SearchHitView {
+        message: message(m, public_base),
+        search: SearchView { score: hit.score, snippet, snippet_parts },
     }
 }
 

@@ -19,6 +19,7 @@ mod pool;
 mod read;
 mod renewal;
 mod schema;
+mod search;
 #[cfg(test)]
 pub(crate) mod test_dir;
 mod walvfs;
@@ -37,6 +38,7 @@ pub use model::*;
 pub use pool::ReadPool;
 pub use renewal::{render_template, route_tab};
 pub use schema::SCHEMA_VERSION;
+pub use search::{fts_query, search_statement, SearchHit};
 use writer::StoreMsg;
 pub use writer::{CommitHook, PolicySource};
 

@@ -12,7 +12,7 @@ use super::{Store, StoreError};
 pub(super) const MESSAGE_COLUMNS: &str = "id, platform, conversation_id, role, raw_text, summary, page_url, \
      page_title, tab_id, client_id, organization_id, observed_at, created_at";
 
-fn message_from_row(row: &Row<'_>, with_text: bool) -> rusqlite::Result<Message> {
+pub(super) fn message_from_row(row: &Row<'_>, with_text: bool) -> rusqlite::Result<Message> {
     Ok(Message {
         message_id: row.get(0)?,
         platform: row.get(1)?,

@@ -11,7 +11,7 @@ use rusqlite::{Connection, OpenFlags};
 use super::StoreError;
 
 /// Every migration, in order; index + 1 is the `user_version` it leads to.
-const MIGRATIONS: &[(&str, &str)] = &[
+pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("001_init.sql", include_str!("../../sql/001_init.sql")),
     ("002_automation_index.sql", include_str!("../../sql/002_automation_index.sql")),
     ("003_pruning_index.sql", include_str!("../../sql/003_pruning_index.sql")),
@@ -19,6 +19,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("005_job_status_indexes.sql", include_str!("../../sql/005_job_status_indexes.sql")),
     ("006_check_without_lists.sql", include_str!("../../sql/006_check_without_lists.sql")),
     ("007_executions.sql", include_str!("../../sql/007_executions.sql")),
+    ("008_message_search.sql", include_str!("../../sql/008_message_search.sql")),
 ];
 
 /// The schema version this build expects.
@@ -97,6 +98,10 @@ pub fn migrate(conn: &mut Connection) -> Result<i64, StoreError> {
     let current = refuse_newer(conn)?;
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = index as i64 + 1;
+        // Said before, not only after: a migration that rebuilds an index
+        // over every message takes minutes on a large database, and the
+        // daemon is not ready meanwhile.
+        log::info!("store: applying migration {name} (schema version {version}); on a large database this can take a while");
         let tx = conn.transaction()?;
         let cookie: i64 = tx.query_row("PRAGMA schema_version", [], |row| row.get(0))?;
         tx.execute_batch(sql).map_err(|e| StoreError::Schema(format!("migration {name} failed: {e}")))?;

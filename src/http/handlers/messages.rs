@@ -9,7 +9,7 @@ use crate::bridge::final_message::parse_final_message;
 use crate::http::api::{encode_text, ApiError, ApiRequest, Reply};
 use crate::http::ctx::Ctx;
 use crate::http::views;
-use crate::store::MessageFilter;
+use crate::store::{fts_query, MessageFilter};
 use crate::util::now_ms;
 
 pub fn handle_list(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
@@ -19,12 +19,24 @@ pub fn handle_list(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
         conversation_id: req.text_filter("conversation_id")?,
         role: req.text_filter("role")?,
     };
+    let q = req.text_filter("q")?;
+    let query = match &q {
+        Some(q) => Some(fts_query(q).ok_or_else(|| {
+            ApiError::invalid("q", "Query parameter \"q\" must contain a word to search for.")
+        })?),
+        None => None,
+    };
     ctx.cached_page(req, || {
-        let (items, next) = ctx.store.messages(&filter, page)?;
         let filters = json!({
-            "platform": filter.platform, "conversation_id": filter.conversation_id, "role": filter.role,
+            "q": q, "platform": filter.platform, "conversation_id": filter.conversation_id, "role": filter.role,
             "limit": page.limit, "offset": page.offset,
         });
+        if let Some(query) = &query {
+            let (hits, next) = ctx.store.search_messages(query, &filter, page)?;
+            let items = hits.iter().map(|(m, hit)| views::search_hit(m, hit, &ctx.public_base)).collect();
+            return encode_text(&views::list("messages", items, filters, next));
+        }
+        let (items, next) = ctx.store.messages(&filter, page)?;
         let items = items.iter().map(|m| views::message(m, &ctx.public_base)).collect();
         encode_text(&views::list("messages", items, filters, next))
     })
