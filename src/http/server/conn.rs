@@ -11,6 +11,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::chunked::{self, BodyRead};
 use super::pace::Paced;
 use super::parse::{self, Framing, Head, Parsed};
 use super::write::{self, Options};
@@ -26,9 +27,6 @@ const TIMEOUT_SLACK: Duration = Duration::from_millis(10);
 
 /// Upper bound of a single read when a larger body is expected.
 const MAX_READ: usize = 1024 * 1024;
-
-/// Longest chunk-size line accepted (extensions included).
-const MAX_CHUNK_LINE: usize = 4096;
 
 /// How long a closing connection keeps reading (and discarding) after its
 /// last response. Closing a socket with unread input makes the kernel send a
@@ -52,12 +50,14 @@ enum Fill {
     Failed(io::Error),
 }
 
-enum BodyRead {
-    Done(Vec<u8>),
-    TooLarge,
-    Invalid(String),
-    /// The peer vanished or was too slow; close without answering.
-    Gone,
+impl chunked::Input for Conn<'_> {
+    fn buffered(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    fn fill(&mut self, deadline: Instant, want: usize) -> bool {
+        matches!(Conn::fill(self, deadline, want), Fill::Data)
+    }
 }
 
 /// Entry point of an `http-conn` thread.
@@ -290,7 +290,11 @@ impl Conn<'_> {
                 Err(_) => BodyRead::Gone,
             },
             Framing::Chunked => match self.send_continue(head) {
-                Ok(()) => self.read_chunked(max),
+                Ok(()) => {
+                    let deadline = Instant::now() + self.shared.config.header_timeout;
+                    let max_trailers = self.shared.config.max_header_bytes;
+                    chunked::read(self, deadline, max, max_trailers)
+                }
                 Err(_) => BodyRead::Gone,
             },
         }
@@ -316,89 +320,6 @@ impl Conn<'_> {
         }
         let rest = self.buf.split_off(len);
         BodyRead::Done(mem::replace(&mut self.buf, rest))
-    }
-
-    /// Decodes a chunked body, stopping as soon as it would exceed `max`.
-    fn read_chunked(&mut self, max: usize) -> BodyRead {
-        let deadline = Instant::now() + self.shared.config.header_timeout;
-        let mut body = Vec::new();
-        loop {
-            let line = match self.take_line(deadline, MAX_CHUNK_LINE) {
-                Ok(line) => line,
-                Err(read) => return read,
-            };
-            let Some(size) = parse::parse_chunk_size(&line) else {
-                return BodyRead::Invalid("invalid chunk size".to_string());
-            };
-            if size == 0 {
-                return match self.skip_trailers(deadline) {
-                    Ok(()) => BodyRead::Done(body),
-                    Err(read) => read,
-                };
-            }
-            let total = usize::try_from(size).ok().and_then(|s| s.checked_add(body.len()));
-            let Some(size) = total.filter(|&t| t <= max).map(|t| t - body.len()) else {
-                return BodyRead::TooLarge;
-            };
-            if let Err(read) = self.take_chunk_data(deadline, size, &mut body) {
-                return read;
-            }
-        }
-    }
-
-    /// Moves `size` data bytes into `body` and consumes the CRLF after them.
-    fn take_chunk_data(
-        &mut self,
-        deadline: Instant,
-        size: usize,
-        body: &mut Vec<u8>,
-    ) -> Result<(), BodyRead> {
-        while self.buf.len() < size {
-            let missing = size - self.buf.len();
-            if !matches!(self.fill(deadline, missing), Fill::Data) {
-                return Err(BodyRead::Gone);
-            }
-        }
-        body.extend_from_slice(&self.buf[..size]);
-        self.buf.drain(..size);
-        let end = self.take_line(deadline, 2)?;
-        if !end.is_empty() {
-            return Err(BodyRead::Invalid("chunk data longer than its size".to_string()));
-        }
-        Ok(())
-    }
-
-    /// Reads and ignores trailer fields up to the empty line.
-    fn skip_trailers(&mut self, deadline: Instant) -> Result<(), BodyRead> {
-        let mut budget = self.shared.config.max_header_bytes;
-        loop {
-            let line = self.take_line(deadline, budget)?;
-            if line.is_empty() {
-                return Ok(());
-            }
-            budget = budget.saturating_sub(line.len() + 2);
-        }
-    }
-
-    /// Takes one line (without its CRLF or bare LF) from the buffer, reading
-    /// more as needed; lines longer than `max` are invalid.
-    fn take_line(&mut self, deadline: Instant, max: usize) -> Result<Vec<u8>, BodyRead> {
-        loop {
-            if let Some(pos) = self.buf.iter().position(|&b| b == b'\n') {
-                let mut line: Vec<u8> = self.buf.drain(..=pos).collect();
-                line.pop();
-                if line.last() == Some(&b'\r') {
-                    line.pop();
-                }
-                return Ok(line);
-            }
-            if self.buf.len() > max {
-                return Err(BodyRead::Invalid("chunked framing line too long".to_string()));
-            }
-            if !matches!(self.fill(deadline, 0), Fill::Data) {
-                return Err(BodyRead::Gone);
-            }
-        }
     }
 
     /// One read into the buffer, waiting at most until `deadline`. `want` is

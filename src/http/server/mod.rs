@@ -14,6 +14,7 @@
 //! survives any error.
 
 mod accept;
+mod chunked;
 mod conn;
 mod pace;
 mod parse;
