@@ -77,10 +77,11 @@ async function side(standin, cert, extension, daemon, url) {
   const page = await b.context.newPage();
   const cdp = await b.context.newCDPSession(page);
   await cdp.send("Performance.enable");
+  const start = await metrics(cdp);
   const t0 = Date.now();
   await page.goto(url);
   await page.waitForFunction((n) => document.querySelectorAll('[data-message-author-role="assistant"]').length === n && window.standin, HISTORY);
-  return { b, page, cdp, loadedIn: Date.now() - t0 };
+  return { b, page, cdp, start, loadedIn: Date.now() - t0 };
 }
 
 async function main() {
@@ -93,7 +94,6 @@ async function main() {
   const ext = await side(standin, cert, true, daemon, url);
   try {
     // The first scan reports every earlier reply; wait until the daemon has them all.
-    const firstScanStart = await metrics(ext.cdp);
     await until(`${HISTORY} messages reported`, async () => (await messages(daemon, "chatgpt", conv.ids.chatgpt)).length === HISTORY, 120000, 250);
     const firstScanEnd = await metrics(ext.cdp);
     const before = { plain: await settled(plain.cdp), ext: await settled(ext.cdp) };
@@ -110,7 +110,8 @@ async function main() {
     const script = (s) => after[s].ScriptDuration - before[s].ScriptDuration;
     const perMessageMs = ((script("ext") - script("plain")) / REPLIES) * 1000;
     const heapMb = (after.ext.JSHeapUsedSize - after.plain.JSHeapUsedSize) / (1024 * 1024);
-    const firstScanMs = (firstScanEnd.ScriptDuration - firstScanStart.ScriptDuration) * 1000;
+    // Load and first scan, with minus without: the one-off cost of reporting the earlier replies.
+    const firstScanMs = (firstScanEnd.ScriptDuration - ext.start.ScriptDuration - (before.plain.ScriptDuration - plain.start.ScriptDuration)) * 1000;
     const version = execFileSync(chromiumPath(), ["--version"]).toString().trim();
     const r = (x, d = 2) => x.toFixed(d);
     console.log(`# bench_extension: ${HISTORY} earlier replies, ${REPLIES} new streamed replies, ${version}`);
@@ -119,7 +120,8 @@ async function main() {
     console.log(`page script time added per new final message (with - without; also counts the engine's work for the page's own DOM changes that the extension observes, and its messaging): ${r(perMessageMs)} ms`);
     console.log(`JS heap after GC: without ${r(after.plain.JSHeapUsedSize / 1048576)} MB, with ${r(after.ext.JSHeapUsedSize / 1048576)} MB; extra ${r(heapMb)} MB (target <= 5 MB)`);
     console.log(`DOM nodes: without ${after.plain.Nodes}, with ${after.ext.Nodes}`);
-    console.log(`first scan reporting the ${HISTORY} earlier replies (page script time, one-off): ${r(firstScanMs, 1)} ms`);
+    console.log(`load + first scan reporting the ${HISTORY} earlier replies, page script time added (one-off): ${r(firstScanMs, 1)} ms`);
+    console.log(`load average during the run: ${(await import("node:os")).loadavg().map((x) => x.toFixed(1)).join(" ")}`);
     const ok = sampledMs / REPLIES <= 5 && heapMb <= 5;
     console.log(ok ? "targets met" : "TARGETS MISSED");
     process.exitCode = ok ? 0 : 1;
