@@ -638,16 +638,26 @@ fn a_configured_max_ws_clients_is_enforced() {
     assert_eq!(refused_status(&d.ws_url(), &bearer), 503);
     // Token before capacity: without a token it is a 401, not a 503.
     assert_eq!(refused_status(&d.ws_url(), &[]), 401);
-    // A connection that has not said hello yet holds a place too.
+    // A place is taken at hello: connections that have not said it yet
+    // hold none (they could otherwise lock every plugin out).
     clients.pop().unwrap().close();
     let mut pending = None;
     assert!(support::wait_until(Duration::from_secs(5), || {
         pending = try_connect(&d.ws_url(), &bearer).ok();
         pending.is_some()
     }));
-    assert_eq!(refused_status(&d.ws_url(), &bearer), 503);
+    let mut second = connect(&d.ws_url(), &bearer);
     for c in clients.iter_mut() {
         c.ping();
     }
-    pending.unwrap().hello("late", &[]);
+    // (Kept in a binding: a dropped client would free its place again.)
+    let mut late = pending.unwrap();
+    late.hello("late", &[]);
+    assert_eq!(refused_status(&d.ws_url(), &bearer), 503);
+    // The upgrade that raced it past the check is refused at its hello:
+    // close 1013 (try again later), and it holds no place.
+    second.send_json(&json!({"type": "hello", "client_id": "later"}));
+    assert_eq!(second.expect_close(FRAME_TIMEOUT).0, 1013);
+    assert_eq!(d.get("/v1/system").data()["clients"], 3);
+    late.ping();
 }

@@ -1,58 +1,46 @@
-//! One plugin connection's reader thread: the bounded handshake (path,
-//! origin, token, capacity), the `hello` phase, then a blocking read loop
-//! that answers every frame. It owns the tungstenite `WebSocket`; all its
-//! outgoing frames go through the connection's writer thread (`writer.rs`).
-//! Bad frames after `hello` get an `error` frame and the connection stays
-//! open; only protocol-level failures (oversize, broken framing, silence)
-//! end it. Whatever ends it, the hub is told, which fails every request
-//! still pending on this connection at once.
+//! One plugin connection's reader thread: the handshake (`upgrade.rs`) and
+//! the `hello`, both within one deadline from accept, then a blocking read
+//! loop that answers every frame. The connection waits in the lobby until
+//! its hello, and takes a plugin slot only then (`hub::register`). It owns
+//! the tungstenite `WebSocket`; all its outgoing frames go through the
+//! connection's writer thread (`writer.rs`). Bad frames after `hello` get
+//! an `error` frame and the connection stays open; only protocol-level
+//! failures (oversize, broken framing, silence) end it. Whatever ends it,
+//! the hub is told, which fails every request still pending on this
+//! connection at once.
 
-use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Sender};
 use serde_json::{json, Map, Value};
-use tungstenite::handshake::server::{ErrorResponse, Request, Response};
-use tungstenite::protocol::WebSocketConfig;
+use tungstenite::protocol::{Role, WebSocketConfig};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
 use super::final_message::parse_final_message;
 use super::frames;
-use super::hub::{Hello, Slot};
+use super::hub::Hello;
+use super::lobby::Ticket;
 use super::writer::{self, ConnStream, Deferred, Out, OUTBOX_CAPACITY};
-use super::{push, BridgeCtx};
-use crate::auth::{bearer, token_ok};
+use super::{push, upgrade, BridgeCtx};
 use crate::util::now_ms;
 
 /// A client that does not read for this long is dropped by the writer.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves one accepted TCP connection until it ends. (The handshake
-/// callback's error type is tungstenite's `ErrorResponse`, large by its
-/// design; it is built once per refused connection.)
-#[allow(clippy::result_large_err)]
-pub fn serve(tcp: TcpStream, slot: Option<Slot>, ctx: Arc<BridgeCtx>) {
+/// Serves one accepted TCP connection until it ends. The handshake and the
+/// hello share one deadline, `hello_timeout_ms` from now (the accept):
+/// every read before the hello is cut at it, however the bytes drip.
+pub fn serve(tcp: TcpStream, ticket: Ticket, ctx: Arc<BridgeCtx>) {
     let bridge = &ctx.config.bridge;
+    let deadline = Instant::now() + Duration::from_millis(bridge.hello_timeout_ms);
     let _ = tcp.set_nodelay(true);
-    // Bounds the handshake and the hello: a silent client cannot hold a thread.
-    let _ = tcp.set_read_timeout(Some(Duration::from_millis(bridge.hello_timeout_ms)));
     let _ = tcp.set_write_timeout(Some(WRITE_TIMEOUT));
+    let Some(leftover) = upgrade::handshake(&tcp, deadline, &ctx) else { return };
     let Ok(write_half) = tcp.try_clone() else { return };
-    let has_slot = slot.is_some();
-    if answer_plain_request(&tcp, &ctx, has_slot) {
-        return;
-    }
-    let check = |req: &Request, resp: Response| check_upgrade(&ctx, has_slot, req, resp);
-    let stream = ConnStream { tcp, forward: None };
-    let mut ws = match tungstenite::accept_hdr_with_config(stream, check, Some(ws_config(&ctx))) {
-        Ok(ws) => ws,
-        Err(e) => {
-            log::debug!("bridge: handshake failed: {e}");
-            return;
-        }
-    };
+    let stream = ConnStream { tcp, forward: None, deadline: Some(deadline) };
+    let mut ws = WebSocket::from_partially_read(stream, leftover, Role::Server, Some(ws_config(&ctx)));
     let (out, out_rx) = bounded(OUTBOX_CAPACITY);
     let writer = match writer::spawn(write_half, out_rx, Duration::from_millis(bridge.heartbeat_ms)) {
         Ok(join) => join,
@@ -62,9 +50,8 @@ pub fn serve(tcp: TcpStream, slot: Option<Slot>, ctx: Arc<BridgeCtx>) {
         }
     };
     ws.get_mut().forward = Some(out.clone());
-    Conn { ws, out, ctx: ctx.clone(), client: None }.run();
+    Conn { ws, out, ctx: ctx.clone(), client: None, ticket: Some(ticket) }.run();
     let _ = writer.join();
-    drop(slot);
 }
 
 fn ws_config(ctx: &BridgeCtx) -> WebSocketConfig {
@@ -77,133 +64,14 @@ fn ws_config(ctx: &BridgeCtx) -> WebSocketConfig {
         .max_frame_size(Some(max))
 }
 
-/// Decides the upgrade: unknown path 404, foreign or missing Host 403/400,
-/// web origin 403, bad token 401,
-/// over `max_ws_clients` 503. Refusals happen before upgrading.
-#[allow(clippy::result_large_err)]
-fn check_upgrade(
-    ctx: &BridgeCtx,
-    has_slot: bool,
-    req: &Request,
-    resp: Response,
-) -> Result<Response, ErrorResponse> {
-    let path = req.uri().path();
-    if path != "/ws/browser" && path != "/ws/firefox" {
-        return Err(refusal(404, "not_found", "Unknown WebSocket path; use /ws/browser."));
-    }
-    let header = |name: &str| req.headers().get(name).and_then(|v| v.to_str().ok());
-    let hosts: Vec<_> = req.headers().get_all("host").iter().collect();
-    match hosts.as_slice() {
-        [host] if host.to_str().is_ok_and(|h| ctx.hosts.allows(h)) => {}
-        [host] => {
-            log::warn!("bridge: refused upgrade for host {:?}", String::from_utf8_lossy(host.as_bytes()));
-            return Err(refusal(
-                403,
-                "forbidden_host",
-                "Host is not this daemon; add it to allowed_hosts if it is.",
-            ));
-        }
-        _ => {
-            return Err(refusal(400, "invalid_request", "A WebSocket upgrade needs exactly one Host header."))
-        }
-    }
-    if !ctx.origins.allows(header("origin")) {
-        log::warn!("bridge: refused upgrade from web origin {:?}", header("origin"));
-        return Err(refusal(403, "forbidden_origin", "Web origins may not connect."));
-    }
-    let query_token = req.uri().query().and_then(|q| {
-        q.split('&')
-            .find_map(|kv| kv.strip_prefix("token="))
-            .and_then(|t| crate::percent::percent_decode(t, true))
-    });
-    let presented = bearer(header("authorization")).map(str::to_string).or(query_token);
-    if !token_ok(ctx.config.token.as_deref(), presented.as_deref()) {
-        return Err(refusal(401, "unauthorized", "A valid token is required."));
-    }
-    if !has_slot {
-        return Err(refusal(503, "too_many_clients", "Too many plugin connections."));
-    }
-    Ok(resp)
-}
-
-/// Largest request head a plain (non-upgrade) request may have to be answered.
-const PLAIN_HEAD_MAX: usize = 8 * 1024;
-
-/// A browser shows a refused WebSocket handshake to its script only as a
-/// close (1006), never the status or the reason. So a plain GET of the same
-/// URL, with the same headers, is answered with the verdict the upgrade
-/// would get: the same refusal, or 426 `upgrade_required` when it would be
-/// accepted (the extension's popup shows the reason; docs/BRIDGE.md). Only
-/// a head that has fully arrived at the first read is judged (browsers send
-/// it in one piece); anything else goes to the WebSocket handshake as it
-/// would without this. Returns true when it answered.
-fn answer_plain_request(tcp: &TcpStream, ctx: &BridgeCtx, has_slot: bool) -> bool {
-    let mut buf = [0u8; PLAIN_HEAD_MAX];
-    let Ok(n) = tcp.peek(&mut buf) else { return false };
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut parsed = httparse::Request::new(&mut headers);
-    let Ok(httparse::Status::Complete(head_len)) = parsed.parse(&buf[..n]) else { return false };
-    let is_upgrade = parsed.headers.iter().any(|h| {
-        h.name.eq_ignore_ascii_case("upgrade")
-            && String::from_utf8_lossy(h.value).eq_ignore_ascii_case("websocket")
-    });
-    if is_upgrade {
-        return false;
-    }
-    let mut builder =
-        Request::builder().method(parsed.method.unwrap_or("GET")).uri(parsed.path.unwrap_or("/"));
-    for h in parsed.headers.iter() {
-        builder = builder.header(h.name, h.value);
-    }
-    let (status, body) = match builder.body(()) {
-        Ok(req) => match check_upgrade(ctx, has_slot, &req, Response::default()) {
-            Ok(_) => (
-                426,
-                json!({ "ok": false, "error": { "code": "upgrade_required",
-                    "message": "This is the plugin WebSocket endpoint; connect with a WebSocket client." } })
-                .to_string(),
-            ),
-            Err(resp) => (resp.status().as_u16(), resp.body().clone().unwrap_or_default()),
-        },
-        Err(_) => (
-            400,
-            json!({ "ok": false, "error": { "code": "invalid_request", "message": "Malformed request." } })
-                .to_string(),
-        ),
-    };
-    // Consume the head we answer, so closing does not reset the connection
-    // under the answer.
-    let mut sink = vec![0u8; head_len];
-    let mut reader = tcp;
-    if reader.read_exact(&mut sink).is_err() {
-        return true;
-    }
-    let reason =
-        tungstenite::http::StatusCode::from_u16(status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
-    let answer = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\n\
-         Cache-Control: no-store\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let mut writer = tcp;
-    let _ = writer.write_all(answer.as_bytes());
-    let _ = tcp.shutdown(std::net::Shutdown::Write);
-    true
-}
-
-fn refusal(status: u16, code: &str, message: &str) -> ErrorResponse {
-    let body = json!({ "ok": false, "error": { "code": code, "message": message } }).to_string();
-    let mut resp = ErrorResponse::new(Some(body));
-    *resp.status_mut() = tungstenite::http::StatusCode::from_u16(status).unwrap_or_default();
-    resp
-}
-
 struct Conn {
     ws: WebSocket<ConnStream>,
     out: Sender<Out>,
     ctx: Arc<BridgeCtx>,
     /// `(client_id, connection_id)` once `hello` registered it.
     client: Option<(String, String)>,
+    /// The place in the lobby, given up at hello.
+    ticket: Option<Ticket>,
 }
 
 /// How a read ended when it did not produce a message.
@@ -215,8 +83,15 @@ enum ReadEnd {
 impl Conn {
     fn run(mut self) {
         let Some(hello) = self.await_hello() else { return };
+        // Out of the lobby: from here on the connection holds a plugin slot.
+        self.ticket = None;
+        self.ws.get_mut().deadline = None;
         let client_id = hello.client_id.clone();
-        let registered = self.ctx.hub.register(hello, self.out.clone());
+        let Ok(registered) = self.ctx.hub.register(hello, self.out.clone()) else {
+            log::warn!("bridge: client {client_id} refused: max_ws_clients plugins are connected");
+            self.close(1013, "too many plugin connections");
+            return;
+        };
         if let Some(old) = registered.replaced {
             let _ = old.try_send(Out::Close { code: 4000, reason: "replaced".into() });
             log::info!("bridge: client {client_id} reconnected; replaced its previous connection");
@@ -253,7 +128,13 @@ impl Conn {
         loop {
             match self.ws.read() {
                 Ok(Message::Ping(_)) | Ok(Message::Pong(_)) | Ok(Message::Frame(_)) => self.touch(),
-                Ok(Message::Close(_)) => return Err(ReadEnd::Closed),
+                Ok(Message::Close(_)) => {
+                    // tungstenite has queued the echo of the client's Close
+                    // (RFC 6455 §5.5.1); it goes out through the writer,
+                    // which then half-closes and drains (writer.rs).
+                    let _ = self.ws.flush();
+                    return Err(ReadEnd::Closed);
+                }
                 Ok(msg) => {
                     self.touch();
                     return Ok(msg);
@@ -288,35 +169,31 @@ impl Conn {
         }
     }
 
-    /// The first data frame must be a valid `hello` within the timeout.
+    /// The first data frame must be a valid `hello`, by the deadline the
+    /// connection's stream enforces (`ConnStream::deadline`). A first frame
+    /// of another kind is answered `not_hello`, echoing its `id`.
     fn await_hello(&mut self) -> Option<Hello> {
-        let deadline = Instant::now() + Duration::from_millis(self.ctx.config.bridge.hello_timeout_ms);
-        let msg = loop {
-            let left = deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
-            let _ = self.ws.get_ref().tcp.set_read_timeout(Some(left));
-            match self.read_message() {
-                Ok(msg) => break msg,
-                Err(ReadEnd::Silent) if Instant::now() < deadline => continue,
-                Err(ReadEnd::Silent) => {
-                    self.send(frames::error(None, "not_hello", "No hello within the hello timeout."));
-                    self.close(1008, "hello timeout");
-                    return None;
-                }
-                Err(ReadEnd::Closed) => return None,
+        let msg = match self.read_message() {
+            Ok(msg) => msg,
+            Err(ReadEnd::Silent) => {
+                self.send(frames::error(None, "not_hello", "No hello within the hello timeout."));
+                self.close(1008, "hello timeout");
+                return None;
             }
+            Err(ReadEnd::Closed) => return None,
         };
         let parsed = match &msg {
             Message::Text(text) => crate::browser_json::from_slice(text.as_bytes()).ok(),
             _ => None,
         };
         let obj = parsed.as_ref().and_then(Value::as_object);
+        let id = obj.and_then(|o| frames::frame_id(o).ok().flatten());
         let is_hello = obj.and_then(|o| o.get("type")).and_then(Value::as_str) == Some("hello");
         let Some(obj) = obj.filter(|_| is_hello) else {
-            self.send(frames::error(None, "not_hello", "The first frame must be hello."));
+            self.send(frames::error(id.as_deref(), "not_hello", "The first frame must be hello."));
             self.close(1008, "expected hello");
             return None;
         };
-        let id = frames::frame_id(obj).ok().flatten();
         match frames::parse_hello(obj) {
             Ok(hello) => Some(hello),
             Err(e) => {

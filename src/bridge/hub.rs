@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use super::mailbox;
 use super::writer::Out;
-use crate::util::{new_id, now_ms, Permit, Permits};
+use crate::util::{new_id, now_ms};
 
 /// Why a request to a plugin did not get its answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,8 +114,8 @@ pub type Bell = Box<dyn Fn() + Send + Sync>;
 
 pub struct Hub {
     state: Mutex<State>,
-    /// Open WebSocket connections, counted from accept (before hello).
-    connections: Arc<Permits>,
+    /// `max_ws_clients`: connected clients (after hello) at most.
+    max_clients: usize,
     login_fresh_ms: i64,
     /// Rings the state pusher (`push::Inbox::bell`).
     push: Bell,
@@ -134,17 +134,12 @@ impl Hub {
     pub fn new(max_connections: usize, login_fresh_ms: i64, push: Bell) -> Arc<Hub> {
         let hub = Hub {
             state: Mutex::new(State::default()),
-            connections: Permits::new(max_connections),
+            max_clients: max_connections,
             login_fresh_ms,
             push,
             closing: AtomicBool::new(false),
         };
         Arc::new(hub)
-    }
-
-    /// Takes a connection slot, or `None` when `max_ws_clients` are open.
-    pub fn try_acquire_slot(&self) -> Option<Slot> {
-        self.connections.try_take()
     }
 
     pub fn connected_count(&self) -> usize {
@@ -156,14 +151,22 @@ impl Hub {
         (self.push)();
     }
 
-    /// Registers a client after its `hello`. A connected client with the same
-    /// id is replaced: its pending requests fail with `client_replaced` now.
-    pub fn register(&self, hello: Hello, outbox: Sender<Out>) -> Registered {
+    /// Registers a client after its `hello`: this is where a plugin takes
+    /// its slot under `max_ws_clients`, so only a plugin that said hello
+    /// holds one (`Err(Full)` when they are all taken). A connected client
+    /// with the same id is replaced, in its slot: its pending requests fail
+    /// with `client_replaced` now.
+    pub fn register(&self, hello: Hello, outbox: Sender<Out>) -> Result<Registered, Full> {
         let now = now_ms();
         let connection_id = new_id("conn_");
         let mut failed = Vec::new();
         let replaced = {
             let mut st = self.state.lock();
+            let others =
+                st.clients.values().filter(|c| c.connected() && c.hello.client_id != hello.client_id);
+            if others.count() >= self.max_clients {
+                return Err(Full);
+            }
             let previous = st.clients.remove(&hello.client_id);
             let replaced = previous.as_ref().and_then(|p| p.outbox.clone());
             if let Some(prev) = &previous {
@@ -185,7 +188,7 @@ impl Hub {
         for tx in failed {
             tx.0.send(Answer::Failed(RequestError::ClientReplaced));
         }
-        Registered { connection_id, replaced }
+        Ok(Registered { connection_id, replaced })
     }
 
     /// Marks the connection's client lost (unless a newer connection took its
@@ -382,8 +385,9 @@ fn take_pending_of(st: &mut State, connection_id: &str) -> Vec<mailbox::Owner<An
     ids.into_iter().filter_map(|id| st.pending.remove(&id)).map(|p| p.tx).collect()
 }
 
-/// One open WebSocket connection's place under `max_ws_clients`.
-pub type Slot = Permit;
+/// Every slot under `max_ws_clients` is taken by a connected plugin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Full;
 
 /// A request sent to a plugin. Dropping it forgets the request, so a late
 /// answer is ignored rather than piling up.

@@ -8,10 +8,12 @@ mod conn;
 pub mod final_message;
 pub mod frames;
 pub mod hub;
+mod lobby;
 mod mailbox;
 #[cfg(test)]
 mod props;
 mod push;
+mod upgrade;
 pub mod writer;
 
 use std::net::{TcpListener, TcpStream};
@@ -60,22 +62,45 @@ pub fn start(listener: TcpListener, ctx: BridgeCtx, pushes: push::Inbox) -> std:
     let ctx = Arc::new(ctx);
     let stopping = Arc::new(AtomicBool::new(false));
     let push = push::spawn(ctx.hub.clone(), ctx.store.clone(), pushes)?;
+    let lobby = lobby::Lobby::new(lobby_cap(&ctx.config));
     let accept = {
         let (ctx, stopping) = (ctx.clone(), stopping.clone());
-        JoinOnDrop::spawn("bridge-accept", move || accept_loop(listener, ctx, stopping))?
+        JoinOnDrop::spawn("bridge-accept", move || accept_loop(listener, ctx, lobby, stopping))?
     };
     Ok(Handle { stopping, addr, hub: ctx.hub.clone(), accept: Some(accept), push: Some(push) })
 }
 
+/// Connections that have not said hello yet, at most: as many as plugins
+/// may be connected, and never fewer than 16 (docs/DECISIONS.md).
+pub fn lobby_cap(config: &Config) -> usize {
+    config.limits.max_ws_clients.max(16)
+}
+
 /// Accepts until stopped. An accept error (out of file descriptors, say)
 /// is logged and waited out; it never ends the loop.
-fn accept_loop(listener: TcpListener, ctx: Arc<BridgeCtx>, stopping: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: TcpListener,
+    ctx: Arc<BridgeCtx>,
+    lobby: Arc<lobby::Lobby>,
+    stopping: Arc<AtomicBool>,
+) {
+    let mut last_eviction_log: Option<Instant> = None;
     for stream in listener.incoming() {
         if stopping.load(Ordering::Acquire) {
             return;
         }
         match stream {
-            Ok(tcp) => spawn_connection(tcp, &ctx),
+            Ok(tcp) => {
+                let Ok((ticket, evicted)) = lobby.enter(&tcp) else { continue };
+                if let Some(old) = evicted {
+                    // At most one line a second: a flood is one line, not thousands.
+                    if last_eviction_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                        log::warn!("bridge: too many connections without hello; closed the oldest ({old})");
+                        last_eviction_log = Some(Instant::now());
+                    }
+                }
+                spawn_connection(tcp, ticket, &ctx)
+            }
             Err(e) => {
                 log::warn!("bridge: accept failed: {e}");
                 std::thread::sleep(Duration::from_millis(50));
@@ -84,13 +109,12 @@ fn accept_loop(listener: TcpListener, ctx: Arc<BridgeCtx>, stopping: Arc<AtomicB
     }
 }
 
-fn spawn_connection(tcp: TcpStream, ctx: &Arc<BridgeCtx>) {
-    let slot = ctx.hub.try_acquire_slot();
+fn spawn_connection(tcp: TcpStream, ticket: lobby::Ticket, ctx: &Arc<BridgeCtx>) {
     let ctx = ctx.clone();
     let spawned = std::thread::Builder::new()
         .name("ws-read".into())
         .stack_size(256 * 1024)
-        .spawn(move || conn::serve(tcp, slot, ctx));
+        .spawn(move || conn::serve(tcp, ticket, ctx));
     if let Err(e) = spawned {
         log::error!("bridge: cannot spawn connection thread: {e}");
     }

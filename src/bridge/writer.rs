@@ -45,6 +45,9 @@ use crate::store::{IngestOutcome, StoreError};
 /// commits).
 const MAX_WAITING: usize = 1024;
 
+/// How long a closing connection waits for the client's side of the close.
+const LINGER: Duration = Duration::from_secs(1);
+
 /// What can be queued to a connection's writer.
 #[derive(Debug)]
 pub enum Out {
@@ -93,12 +96,22 @@ impl std::fmt::Debug for Deferred {
 /// The reader's stream: reads from the socket, forwards writes to the writer.
 pub struct ConnStream {
     pub tcp: TcpStream,
-    /// `None` during the handshake, which writes its HTTP answer directly.
+    /// `None` until the writer runs; writes then go to the socket directly.
     pub forward: Option<Sender<Out>>,
+    /// Until the hello: when it must have arrived. Every read waits at most
+    /// until then, so a frame dripped byte by byte cannot stretch it.
+    pub deadline: Option<Instant>,
 }
 
 impl Read for ConnStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if let Some(deadline) = self.deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+            self.tcp.set_read_timeout(Some(left))?;
+        }
         self.tcp.read(buf)
     }
 }
@@ -171,12 +184,18 @@ impl Writer {
                     // Answers already promised go out before the close.
                     let _ = self.drain(&mut line, &mut buf);
                     let close = CloseFrame { code: CloseCode::from(code), reason: Utf8Bytes::from(reason) };
-                    let _ = self.send(Frame::close(Some(close)), &mut buf);
+                    if self.send(Frame::close(Some(close)), &mut buf).is_ok() {
+                        self.linger();
+                    }
                     break;
                 }
-                // Everyone who could send is gone: the connection is over.
+                // Everyone who could send is gone: the connection is over
+                // (the reader's last act may have been the echo of the
+                // client's Close, queued just before).
                 Event::Inbox(Err(RecvError)) => {
-                    let _ = self.drain(&mut line, &mut buf);
+                    if self.drain(&mut line, &mut buf).is_ok() {
+                        self.linger();
+                    }
                     break;
                 }
             };
@@ -188,6 +207,14 @@ impl Writer {
         // Ends the reader's blocking read too: it sees end-of-stream and
         // cleans the connection up.
         let _ = self.tcp.shutdown(Shutdown::Both);
+    }
+
+    /// After the last frame: half-close, and read what the client still
+    /// sends (its Close, the rest of an oversized frame) for a moment, so
+    /// the close does not become a reset that destroys the close frame —
+    /// the client reads the code instead of a broken pipe.
+    fn linger(&self) {
+        super::upgrade::linger(&self.tcp, LINGER);
     }
 
     /// Sends the ready answers at the head of the line.
