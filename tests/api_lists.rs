@@ -94,13 +94,14 @@ fn limit_and_offset_are_validated_on_every_list() {
             let page = d.get(&format!("{path}?limit={good}")).data();
             assert_eq!(page["filters"]["limit"], good.parse::<u64>().unwrap(), "{path}");
         }
-        for bad in ["0", "501", "-1", "abc", "1.5", "", "4294967297", "1e2", "%20"] {
+        // `%2B5` is `+5`, which Rust's integer parse alone would take.
+        for bad in ["0", "501", "-1", "abc", "1.5", "", "4294967297", "1e2", "%20", "%2B5", "+5", "5%20"] {
             let r = d.get(&format!("{path}?limit={bad}"));
             let e = r.error(400, "invalid_request");
             assert_eq!(e["details"]["field"], "limit", "{path}?limit={bad}");
             assert!(e["message"].as_str().unwrap().contains("limit"), "{e}");
         }
-        for bad in ["-1", "x", "1.5", "", "99999999999999999999", "9223372036854775808"] {
+        for bad in ["-1", "x", "1.5", "", "99999999999999999999", "9223372036854775808", "%2B1", "+1"] {
             let e = d.get(&format!("{path}?offset={bad}")).error(400, "invalid_request");
             assert_eq!(e["details"]["field"], "offset", "{path}?offset={bad}");
         }

@@ -50,6 +50,15 @@ pub fn only_known(query: &[(String, String)], allowed: &[&str]) -> Result<(), Ap
     Err(err)
 }
 
+/// An integer query value: ASCII digits only. `str::parse` alone would also
+/// take a leading `+` (`?limit=%2B5`), which docs/API.md does not allow.
+fn digits<T: std::str::FromStr>(raw: &str) -> Option<T> {
+    if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    raw.parse().ok()
+}
+
 impl ApiRequest {
     pub fn query_param(&self, name: &str) -> Option<&str> {
         self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -59,8 +68,8 @@ impl ApiRequest {
     pub fn page(&self) -> Result<Page, ApiError> {
         let limit = match self.query_param("limit") {
             None => DEFAULT_LIMIT,
-            Some(raw) => match raw.parse::<u32>() {
-                Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+            Some(raw) => match digits::<u32>(raw) {
+                Some(n) if (1..=MAX_LIMIT).contains(&n) => n,
                 _ => {
                     return Err(ApiError::invalid(
                         "limit",
@@ -73,7 +82,7 @@ impl ApiRequest {
         };
         let offset = match self.query_param("offset") {
             None => 0,
-            Some(raw) => raw.parse::<u64>().ok().filter(|n| *n <= i64::MAX as u64).ok_or_else(|| {
+            Some(raw) => digits::<u64>(raw).filter(|n| *n <= i64::MAX as u64).ok_or_else(|| {
                 ApiError::invalid(
                     "offset",
                     format!("Query parameter \"offset\" must be a non-negative integer (got \"{raw}\")."),
@@ -141,11 +150,11 @@ mod tests {
     fn page_defaults_and_bounds() {
         assert_eq!(req("/x").page().unwrap(), Page { limit: 50, offset: 0 });
         assert_eq!(req("/x?limit=500&offset=7").page().unwrap(), Page { limit: 500, offset: 7 });
-        for bad in ["limit=0", "limit=501", "limit=abc", "limit=-1", "limit=1.5"] {
+        for bad in ["limit=0", "limit=501", "limit=abc", "limit=-1", "limit=1.5", "limit=%2B5", "limit=+5"] {
             let err = req(&format!("/x?{bad}")).page().unwrap_err();
             assert_eq!(err.details["field"], "limit", "{bad}");
         }
-        for bad in ["offset=-1", "offset=x", "offset=99999999999999999999"] {
+        for bad in ["offset=-1", "offset=x", "offset=99999999999999999999", "offset=%2B1", "offset=+1"] {
             let err = req(&format!("/x?{bad}")).page().unwrap_err();
             assert_eq!(err.details["field"], "offset", "{bad}");
         }
