@@ -210,3 +210,35 @@ fn a_message_with_blocks_is_not_also_renewed() {
     let frames = sim.expect_deliveries(1);
     assert!(frames[0]["message_text"].as_str().unwrap().starts_with("[baa] exec: ok — done"));
 }
+
+/// The worker kicks the dispatcher when a reply job is committed. A kick
+/// that finds the dispatcher busy delivering (here a slow plugin in another
+/// conversation) is not lost: the dispatcher runs again as soon as it is
+/// free, long before the next tick (a minute away here).
+#[test]
+fn a_reply_made_while_the_dispatcher_delivers_goes_out_right_after() {
+    let b = Baa::start(json!({ "timed_jobs": { "interval_ms": 60000 } }));
+    let slow = renewal_support::Sim::connect(&b.d, "slow", &["--mode", "succeed", "--delay-ms", "3000"]);
+    let fast = b.sim("succeed");
+    renewal_support::auto_conversation(&b.d, "chatgpt", "c-slow", Some("slow"), Some(21));
+    b.conversation("c-fast");
+    let say_slow = renewal_support::message(
+        "chatgpt",
+        "c-slow",
+        "m-slow",
+        "assistant",
+        &block("@conductor.status", ""),
+        Some("slow"),
+        Some(21),
+    );
+    renewal_support::ingest(&b.d, &say_slow);
+    slow.wait_deliveries(1);
+    // The dispatcher now waits for the slow plugin's answer (3 s).
+    b.say("c-fast", "m-fast", &block("@conductor.status", ""));
+    b.wait_final("m-fast", 1);
+    let started = std::time::Instant::now();
+    let frames = fast.wait_deliveries(1);
+    assert_eq!(frames[0]["assistant_message_id"], "m-fast");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "the reply waited for a tick");
+    b.wait_reply("m-slow", "done", |j| j["status"] == "done");
+}

@@ -167,8 +167,7 @@ impl Handle {
 
 /// Starts a runner now, out of turn (the instruction worker does, so a
 /// `[baa]` reply job is delivered at once rather than at the next tick).
-/// A runner still busy is not started again: its next run, at the latest
-/// the next tick, picks the work up.
+/// A runner still busy finishes its run first, then runs again.
 #[derive(Clone)]
 pub struct Kicker {
     tx: Sender<&'static str>,
@@ -193,6 +192,8 @@ impl Drop for Handle {
 struct Slot {
     name: &'static str,
     busy: Arc<AtomicBool>,
+    /// Kicked while busy: the runner kicks itself again when its run ends.
+    again: Arc<AtomicBool>,
     tx: Sender<RunContext>,
     join: JoinOnDrop<()>,
 }
@@ -206,22 +207,27 @@ pub struct TickerSettings {
 
 pub fn spawn(settings: TickerSettings, runners: Vec<Box<dyn Runner>>) -> std::io::Result<Handle> {
     let (stop, stop_rx) = bounded::<()>(0);
+    let (kicks, kick_rx) = bounded::<&'static str>(4);
     let mut slots = Vec::new();
     for runner in runners {
-        slots.push(spawn_runner(runner, settings.status.clone())?);
+        slots.push(spawn_runner(runner, settings.status.clone(), kicks.clone())?);
     }
     let stopping = Arc::new(AtomicBool::new(false));
-    let (kicks, kick_rx) = bounded::<&'static str>(4);
     let ticker = Ticker { settings, slots, stopping: stopping.clone(), _kicks: kicks.clone() };
     let join = JoinOnDrop::spawn("ticker", move || ticker.run(stop_rx, kick_rx))?;
     Ok(Handle { stop: Some(stop), kicks, stopping, _join: join })
 }
 
-fn spawn_runner(mut runner: Box<dyn Runner>, status: Arc<Status>) -> std::io::Result<Slot> {
+fn spawn_runner(
+    mut runner: Box<dyn Runner>,
+    status: Arc<Status>,
+    kicks: Sender<&'static str>,
+) -> std::io::Result<Slot> {
     let name = runner.name();
     let busy = Arc::new(AtomicBool::new(false));
+    let again = Arc::new(AtomicBool::new(false));
     let (tx, rx) = bounded::<RunContext>(1);
-    let flag = busy.clone();
+    let (flag, kicked) = (busy.clone(), again.clone());
     let join = JoinOnDrop::spawn(&format!("runner-{name}"), move || {
         for ctx in rx {
             let outcome = runner.run(&ctx);
@@ -233,9 +239,14 @@ fn spawn_runner(mut runner: Box<dyn Runner>, status: Arc<Status>) -> std::io::Re
             }
             drop(runners);
             flag.store(false, Ordering::Release);
+            // A kick that came during this run may concern work the run had
+            // already passed (a reply job committed after its scan).
+            if kicked.swap(false, Ordering::AcqRel) {
+                let _ = kicks.try_send(name);
+            }
         }
     })?;
-    Ok(Slot { name, busy, tx, join })
+    Ok(Slot { name, busy, again, tx, join })
 }
 
 struct Ticker {
@@ -307,8 +318,8 @@ impl Ticker {
         }
     }
 
-    /// A kicked runner's run, between ticks (`Kicker`); a busy runner is
-    /// left alone, silently: its current run or the next tick will do.
+    /// A kicked runner's run, between ticks (`Kicker`). A busy runner is
+    /// not interrupted: it is marked to be kicked again once its run ends.
     fn start_now(&self, runner: &str) {
         let Some(slot) = self.slots.iter().find(|s| s.name == runner) else { return };
         if self.settings.config.role == Role::Standby || self.stopping.load(Ordering::Acquire) {
@@ -321,7 +332,11 @@ impl Ticker {
                 return;
             }
         };
+        // Marked before the busy flag is tested, so a run ending right now
+        // cannot miss it (at worst one run too many, with nothing to do).
+        slot.again.store(true, Ordering::Release);
         if !slot.busy.swap(true, Ordering::AcqRel) {
+            slot.again.store(false, Ordering::Release);
             self.start(slot, self.context(slot.name, &new_id("tick_"), system));
         }
     }
