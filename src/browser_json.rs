@@ -5,7 +5,8 @@
 //! lose a message over half an emoji, the plugin's frames and the API's
 //! request bodies are read with such escapes turned into U+FFFD, the
 //! replacement character; everything else is kept exactly as sent. Shared
-//! by `bridge/` and `http/` so the two doors accept the same text.
+//! by `bridge/` and `http/` so the two doors accept the same text. Also
+//! shared: what counts as an integer in a body (`integer`).
 
 use serde_json::Value;
 
@@ -63,10 +64,31 @@ fn code_unit(bytes: &[u8], i: usize) -> Option<u16> {
     u16::from_str_radix(std::str::from_utf8(&esc[2..]).ok()?, 16).ok()
 }
 
+/// A JSON number with no fractional part, as an `i64`: `17` and `17.0` are
+/// the same number in JSON (and JSON Schema's `integer` takes both; Python
+/// writes floats that way), so both are accepted; `17.5` is not.
+pub fn integer(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| {
+        let f = v.as_f64()?;
+        // The cast saturates; the bounds keep it exact.
+        (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::from_slice;
+    use super::{from_slice, integer};
     use serde_json::json;
+
+    #[test]
+    fn integers_may_be_written_with_a_zero_fraction() {
+        assert_eq!(integer(&json!(17)), Some(17));
+        assert_eq!(integer(&json!(17.0)), Some(17));
+        assert_eq!(integer(&json!(-3.0)), Some(-3));
+        for not in [json!(17.5), json!("17"), json!(1e300), json!(null), json!(u64::MAX)] {
+            assert_eq!(integer(&not), None, "{not}");
+        }
+    }
 
     #[test]
     fn lone_surrogates_become_the_replacement_character() {

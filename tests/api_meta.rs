@@ -83,3 +83,79 @@ fn status_page_is_self_contained_and_needs_no_token() {
     // A web origin is refused even for the page.
     assert_eq!(d.request("GET", "/", &[("Origin", "https://evil.example")], None).status, 403);
 }
+
+/// Every body and answer is described (issue 18: schemathesis must find a
+/// schema-valid request accepted and an invalid one refused): write routes
+/// have a body schema, required fields make the body required, each 200
+/// names its media type, and query filters carry the daemon's bounds.
+#[test]
+fn openapi_describes_bodies_answers_and_parameters() {
+    let d = Daemon::start(DaemonOpts::new());
+    let doc = d.get("/v1/openapi.json").json();
+    let described = d.get("/v1/describe").data()["routes"].as_array().unwrap().clone();
+    let op = |method: &str, path: &str| doc["paths"][path][method].clone();
+    for r in &described {
+        let path = r["path"].as_str().unwrap().replace(":message_id.txt", "{message_id}.txt");
+        let path = path.split('/').map(|s| match s.strip_prefix([':', '*']) {
+            Some(name) => format!("{{{name}}}"),
+            None => s.to_string(),
+        });
+        let path: Vec<String> = path.collect();
+        let o = op(&r["method"].as_str().unwrap().to_ascii_lowercase(), &path.join("/"));
+        let id = r["id"].as_str().unwrap();
+        assert!(o["responses"]["200"]["content"].as_object().is_some_and(|c| !c.is_empty()), "{id}");
+        assert_eq!(
+            o["requestBody"].is_object(),
+            r["kind"] == "write",
+            "{id} has a body schema iff it writes"
+        );
+    }
+    let ingest = op("post", "/v1/messages")["requestBody"].clone();
+    assert_eq!(ingest["required"], true);
+    let schema = &ingest["content"]["application/json"]["schema"];
+    assert_eq!(schema["required"], json!(["platform", "conversation_id", "message_id", "text"]));
+    assert_eq!(schema["properties"]["platform"]["pattern"], "^[a-z0-9_-]{1,32}$");
+    assert_eq!(op("post", "/v1/system/pause")["requestBody"]["required"], false);
+    assert_eq!(
+        op("post", "/v1/system/backup")["requestBody"]["content"]["application/json"]["schema"]
+            ["maxProperties"],
+        0
+    );
+    let jobs = op("get", "/v1/renewal/jobs")["parameters"].as_array().unwrap().clone();
+    let status = jobs.iter().find(|p| p["name"] == "status").unwrap();
+    assert_eq!(status["schema"]["enum"], json!(["pending", "running", "done", "failed"]));
+    let limit = jobs.iter().find(|p| p["name"] == "limit").unwrap();
+    assert_eq!(
+        (limit["schema"]["minimum"].clone(), limit["schema"]["maximum"].clone()),
+        (json!(1), json!(500))
+    );
+    assert!(op("get", "/metrics")["responses"]["200"]["content"]["text/plain"].is_object());
+    assert!(op("get", "/")["responses"]["200"]["content"]["text/html"].is_object());
+    assert_eq!(doc["components"]["schemas"]["Job"]["properties"]["status"]["enum"], status["schema"]["enum"]);
+}
+
+/// Path parameters carry an example from the daemon's own data, so a tool
+/// reading the document reaches the routes' real answers.
+#[test]
+fn openapi_path_examples_are_live_ids() {
+    let d = Daemon::start(DaemonOpts::new());
+    let example =
+        |doc: &serde_json::Value, path: &str| doc["paths"][path]["get"]["parameters"][0]["example"].clone();
+    let doc = d.get("/v1/openapi.json").json();
+    assert!(example(&doc, "/v1/messages/{message_id}").is_null(), "no data, no example");
+    let body =
+        json!({"platform": "chatgpt", "conversation_id": "c", "message_id": "m-example", "text": "hi"});
+    let ingested = d.post_json("/v1/messages", &body).data();
+    let doc = d.get("/v1/openapi.json").json();
+    assert_eq!(example(&doc, "/v1/messages/{message_id}"), "m-example");
+    assert_eq!(example(&doc, "/artifact/msg/{message_id}.txt"), "m-example");
+    let lc = ingested["local_conversation_id"].clone();
+    assert!(lc.is_string());
+    assert_eq!(example(&doc, "/v1/renewal/conversations/{local_conversation_id}"), lc);
+    let path = format!("/v1/messages/{}", example(&doc, "/v1/messages/{message_id}").as_str().unwrap());
+    assert_eq!(d.get(&path).status, 200, "the example is reached");
+    // A body the document allows with a zero fraction (`17.0` is an integer
+    // in JSON Schema) is accepted.
+    let body = json!({"platform": "chatgpt", "conversation_id": "c", "message_id": "m-2", "text": "hi", "tab_id": 17.0});
+    assert_eq!(d.post_json("/v1/messages", &body).data()["message"]["tab_id"], 17);
+}

@@ -528,9 +528,9 @@ fn ingest_validation_names_the_field() {
         ("observed_at", json!("now")),
         ("observed_at", json!(-1)),
         ("observed_at", json!(1.5)),
-        // More than a day ahead: it would stay the conversation's newest
-        // message for good and stop its renewal.
-        ("observed_at", json!(now_ms() + 25 * 3600 * 1000)),
+        // Past the end of tomorrow (UTC), so at least a day ahead: it would
+        // stay the conversation's newest message for good and stop its renewal.
+        ("observed_at", json!(now_ms() + 49 * 3600 * 1000)),
         ("observed_at", json!(i64::MAX)),
         ("tab_id", json!(0)),
         ("tab_id", json!("17")),

@@ -14,9 +14,16 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// How far ahead of the daemon's clock a message's `observed_at` may be.
-/// A plugin's clock may be off by minutes, not by a day.
-pub const MAX_CLOCK_AHEAD_MS: i64 = 24 * 60 * 60 * 1000;
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The latest `observed_at` accepted at `now`: the end of the next UTC day,
+/// so a day or more ahead of the daemon's clock (a plugin's clock may be
+/// off by minutes, not by a day). A bound that moves once a day rather
+/// than with every millisecond is one the API document can state exactly
+/// (`maximum` in `/v1/openapi.json`), and a client can rely on.
+pub fn latest_observed_at(now: i64) -> i64 {
+    (now.div_euclid(DAY_MS) + 2).saturating_mul(DAY_MS) - 1
+}
 
 fn err(field: &str, message: impl Into<String>) -> FieldError {
     FieldError { field: field.into(), message: message.into() }
@@ -57,9 +64,9 @@ fn string(
 fn integer(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, FieldError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(v) => {
-            v.as_i64().map(Some).ok_or_else(|| err(key, format!("Field \"{key}\" must be an integer.")))
-        }
+        Some(v) => crate::browser_json::integer(v)
+            .map(Some)
+            .ok_or_else(|| err(key, format!("Field \"{key}\" must be an integer."))),
     }
 }
 
@@ -168,10 +175,10 @@ fn observed_at(obj: &Map<String, Value>, now: i64) -> Result<i64, FieldError> {
     // A message stamped far ahead would stay its conversation's newest for
     // good, and every real message after it would be skipped as superseded
     // (docs/RENEWAL.md), so the conversation would never be renewed again.
-    if observed_at > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
+    if observed_at > latest_observed_at(now) {
         return Err(err(
             "observed_at",
-            "Field \"observed_at\" is more than a day ahead of the daemon's clock (milliseconds since the epoch expected).",
+            "Field \"observed_at\" is past the end of tomorrow (UTC) by the daemon's clock (milliseconds since the epoch expected).",
         ));
     }
     Ok(observed_at)
@@ -192,6 +199,20 @@ mod tests {
 
     fn parse(v: Value) -> Result<NewMessage, FieldError> {
         parse_final_message(v.as_object().unwrap(), true, 42)
+    }
+
+    #[test]
+    fn observed_at_may_reach_the_end_of_tomorrow_utc() {
+        const NOW: i64 = 10 * DAY_MS + 1000; // just after midnight UTC
+        let at = |observed_at: Value| {
+            let body = json!({"platform": "p", "conversation_id": "c", "message_id": "m", "text": "t",
+                              "observed_at": observed_at, "tab_id": 17.0});
+            parse_final_message(body.as_object().unwrap(), true, NOW)
+        };
+        assert_eq!(at(json!(NOW + 40 * 3_600_000)).unwrap().observed_at, NOW + 40 * 3_600_000);
+        assert_eq!(at(json!(12 * DAY_MS - 1)).unwrap().tab_id, Some(17));
+        assert_eq!(at(json!(12 * DAY_MS)).unwrap_err().field, "observed_at");
+        assert_eq!(latest_observed_at(12 * DAY_MS - 1), 13 * DAY_MS - 1);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::final_message::{parse_final_message, valid_platform, valid_token_id, MAX_CLOCK_AHEAD_MS};
+use super::final_message::{latest_observed_at, parse_final_message, valid_platform, valid_token_id};
 use super::frames::{
     delivery_verdict, frame_id, parse_hello, parse_login_state, parse_tabs, scrub_credentials,
 };
@@ -261,7 +261,7 @@ proptest! {
             prop_assert!(valid_platform(&m.platform));
             prop_assert!((1..=512).contains(&m.conversation_id.len()) && (1..=512).contains(&m.message_id.len()));
             prop_assert!(!(m.role == "assistant" && m.text.is_empty()));
-            prop_assert!((0..=NOW + MAX_CLOCK_AHEAD_MS).contains(&m.observed_at));
+            prop_assert!((0..=latest_observed_at(NOW)).contains(&m.observed_at));
             prop_assert!(m.tab_id.is_none_or(|t| t > 0));
             prop_assert!(m.client_id.is_none() || (http && valid_token_id(m.client_id.as_deref().unwrap())));
             prop_assert!(m.page_url.as_ref().is_none_or(|u| u.len() <= 8192));
@@ -294,7 +294,7 @@ proptest! {
 
 fn new_message() -> impl Strategy<Value = crate::store::NewMessage> {
     let ids = ("[a-z0-9_-]{1,32}", ".{1,40}", "[A-Za-z0-9/_-]{1,60}", "(assistant|user|system|tool_call)");
-    let text = (".{1,200}", 0..=NOW + MAX_CLOCK_AHEAD_MS);
+    let text = (".{1,200}", 0..=latest_observed_at(NOW));
     let page = (
         proptest::option::of("https://[a-z.]{1,20}/[a-z0-9/]{0,30}"),
         proptest::option::of(".{0,40}"),

@@ -17,18 +17,21 @@ use crate::policy::{AdmitOptions, Lease, Outcome, Refusal, RefusalCode, Target};
 use crate::util::nap_until;
 
 /// Longest a caller may ask an action to wait for the plugin.
-const MAX_ACTION_TIMEOUT_MS: u64 = 300_000;
+pub const MAX_ACTION_TIMEOUT_MS: u64 = 300_000;
 
 /// The optional `timeout_ms` of a request body, bounded.
 pub fn timeout_ms(body: &Object, default: u64) -> Result<u64, ApiError> {
     match body.get("timeout_ms") {
         None | Some(Value::Null) => Ok(default),
-        Some(v) => v.as_u64().filter(|t| (1..=MAX_ACTION_TIMEOUT_MS).contains(t)).ok_or_else(|| {
-            ApiError::invalid(
-                "timeout_ms",
-                format!("Field \"timeout_ms\" must be an integer from 1 to {MAX_ACTION_TIMEOUT_MS}."),
-            )
-        }),
+        Some(v) => crate::browser_json::integer(v)
+            .and_then(|t| u64::try_from(t).ok())
+            .filter(|t| (1..=MAX_ACTION_TIMEOUT_MS).contains(t))
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    "timeout_ms",
+                    format!("Field \"timeout_ms\" must be an integer from 1 to {MAX_ACTION_TIMEOUT_MS}."),
+                )
+            }),
     }
 }
 

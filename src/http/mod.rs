@@ -13,6 +13,7 @@ pub mod query;
 #[cfg(test)]
 mod query_props;
 pub mod routes;
+pub mod schema;
 pub mod server;
 pub mod views;
 

@@ -1,6 +1,7 @@
 //! The route table: one row per route (id, kind, method, path pattern,
-//! summary, handler, and whether it needs the token). It drives dispatch,
-//! the token check, `GET /v1/describe` and the OpenAPI document, so the API
+//! summary, handler, the schemas of what it reads and answers, and whether
+//! it needs the token). It drives dispatch, the token check,
+//! `GET /v1/describe` and the OpenAPI document, so the API
 //! can never describe a route it does not serve. Patterns use `:name` for
 //! one segment (optionally with a literal suffix, `:id.txt`) and `*name` for
 //! the rest of the path.
@@ -8,8 +9,9 @@
 use super::api::{ApiError, ApiRequest, Reply};
 use super::ctx::Ctx;
 use super::handlers::{
-    artifact, browser, executions, messages, meta, probe, relay, renewal, status, system, timed,
+    artifact, browser, executions, messages, meta, openapi, probe, relay, renewal, status, system, timed,
 };
+use super::schema::{self as io, Io};
 use crate::percent::percent_decode;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +45,8 @@ pub struct Route {
     /// The query parameters the route takes; any other is a 400
     /// (docs/API.md "Lists: pagination and filters").
     pub query: &'static [&'static str],
+    /// What the route reads and answers, as JSON Schema (the OpenAPI document).
+    pub io: &'static Io,
 }
 
 impl Route {
@@ -61,10 +65,10 @@ macro_rules! route {
     (open $($row:tt)*) => {
         Route { open: true, ..route!($($row)*) }
     };
-    ($id:literal, $kind:ident, $method:literal, $path:literal, $summary:literal, $handler:path) => {
-        route!($id, $kind, $method, $path, $summary, $handler, [])
+    ($id:literal, $kind:ident, $method:literal, $path:literal, $summary:literal, $handler:path, $io:path) => {
+        route!($id, $kind, $method, $path, $summary, $handler, $io, [])
     };
-    ($id:literal, $kind:ident, $method:literal, $path:literal, $summary:literal, $handler:path, [$($q:literal),*]) => {
+    ($id:literal, $kind:ident, $method:literal, $path:literal, $summary:literal, $handler:path, $io:path, [$($q:literal),*]) => {
         Route {
             id: $id,
             kind: Kind::$kind,
@@ -74,6 +78,7 @@ macro_rules! route {
             handler: $handler,
             open: false,
             query: &[$($q),*],
+            io: &$io,
         }
     };
 }
@@ -83,37 +88,37 @@ macro_rules! route {
 /// status page (static HTML with no data; its script sends the token with
 /// every API call).
 pub static ROUTES: &[Route] = &[
-    route!(open "probe.health", Probe, "GET", "/healthz", "Liveness probe", probe::handle_health),
-    route!("probe.describe", Probe, "GET", "/v1/describe", "This list of routes.", probe::handle_describe),
-    route!("probe.openapi", Probe, "GET", "/v1/openapi.json", "OpenAPI 3.1 document of this API.", meta::handle_openapi),
-    route!("probe.metrics", Probe, "GET", "/metrics", "Prometheus text exposition.", meta::handle_metrics),
-    route!(open "status.page", Read, "GET", "/", "The status page (HTML)", status::handle_page),
-    route!("system.read", Read, "GET", "/v1/system", "Daemon, automation state, counts and clients.", system::handle_read),
-    route!("system.pause", Write, "POST", "/v1/system/pause", "Pause all automation (optional reason).", system::handle_pause),
-    route!("system.resume", Write, "POST", "/v1/system/resume", "Resume automation.", system::handle_resume),
-    route!("system.drain", Write, "POST", "/v1/system/drain", "Stop projecting; finish pending jobs.", system::handle_drain),
-    route!("system.backup", Write, "POST", "/v1/system/backup", "Write a verified copy of the database under STATE_DIR/backups/.", system::handle_backup),
-    route!("messages.list", Read, "GET", "/v1/messages", "Messages, newest first; filters platform, conversation_id, role; q searches their text.", messages::handle_list, ["q", "platform", "conversation_id", "role", "limit", "offset"]),
-    route!("messages.read", Read, "GET", "/v1/messages/:message_id", "One message with its raw text.", messages::handle_read),
-    route!("messages.ingest", Write, "POST", "/v1/messages", "Store a final message (same effects as the bridge frame).", messages::handle_ingest),
-    route!("renewal.conversations.list", Read, "GET", "/v1/renewal/conversations", "Local conversations; filters platform, status.", renewal::handle_conversations_list, ["platform", "status", "limit", "offset"]),
-    route!("renewal.conversations.read", Read, "GET", "/v1/renewal/conversations/:local_conversation_id", "One local conversation with its active link.", renewal::handle_conversations_read),
-    route!("renewal.conversations.manual", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/manual", "Switch a conversation to manual.", renewal::handle_conversations_manual),
-    route!("renewal.conversations.auto", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/auto", "Switch a conversation to auto renewal.", renewal::handle_conversations_auto),
-    route!("renewal.conversations.paused", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/paused", "Pause a conversation (optional reason).", renewal::handle_conversations_paused),
-    route!("renewal.links.list", Read, "GET", "/v1/renewal/links", "Conversation links; filters platform, remote_conversation_id, local_conversation_id, client_id, active.", renewal::handle_links_list, ["platform", "remote_conversation_id", "local_conversation_id", "client_id", "active", "limit", "offset"]),
-    route!("renewal.jobs.list", Read, "GET", "/v1/renewal/jobs", "Renewal jobs, newest first; filters status, local_conversation_id, message_id.", renewal::handle_jobs_list, ["status", "local_conversation_id", "message_id", "limit", "offset"]),
-    route!("renewal.jobs.read", Read, "GET", "/v1/renewal/jobs/:job_id", "One renewal job.", renewal::handle_jobs_read),
-    route!("renewal.jobs.retry", Write, "POST", "/v1/renewal/jobs/:job_id/retry", "Retry a failed job now.", renewal::handle_jobs_retry),
-    route!("renewal.jobs.cancel", Write, "POST", "/v1/renewal/jobs/:job_id/cancel", "Cancel a pending job.", renewal::handle_jobs_cancel),
-    route!("executions.list", Read, "GET", "/v1/executions", "Instruction blocks run or refused, newest first; filters message_id, local_conversation_id, status, tool.", executions::handle_list, ["message_id", "local_conversation_id", "status", "tool", "limit", "offset"]),
-    route!("executions.read", Read, "GET", "/v1/executions/:instruction_id", "One instruction block's execution.", executions::handle_read),
-    route!("browser.read", Read, "GET", "/v1/browser", "Plugin clients, tabs and login states; filters platform, status.", browser::handle_read, ["platform", "status"]),
-    route!("browser.actions", Write, "POST", "/v1/browser/actions", "Send an action to a plugin and wait for its result.", browser::handle_actions),
-    route!("browser.request", Write, "POST", "/v1/browser/request", "Raw relay: the plugin performs an HTTP request in the page.", relay::handle_request),
-    route!("timed_jobs.read", Read, "GET", "/v1/timed-jobs", "Timed-job runners, their last runs and the start-up recovery.", timed::handle_read),
-    route!("artifact.message", Read, "GET", "/artifact/msg/:message_id.txt", "A message's raw text as text/plain.", artifact::handle_message),
-    route!("artifact.file", Read, "GET", "/artifact/*path", "A file under STATE_DIR/artifacts.", artifact::handle_file),
+    route!(open "probe.health", Probe, "GET", "/healthz", "Liveness probe", probe::handle_health, io::HEALTH),
+    route!("probe.describe", Probe, "GET", "/v1/describe", "This list of routes.", probe::handle_describe, io::DESCRIBE),
+    route!("probe.openapi", Probe, "GET", "/v1/openapi.json", "OpenAPI 3.1 document of this API.", openapi::handle_openapi, io::OPENAPI),
+    route!("probe.metrics", Probe, "GET", "/metrics", "Prometheus text exposition.", meta::handle_metrics, io::METRICS),
+    route!(open "status.page", Read, "GET", "/", "The status page (HTML)", status::handle_page, io::PAGE),
+    route!("system.read", Read, "GET", "/v1/system", "Daemon, automation state, counts and clients.", system::handle_read, io::SYSTEM),
+    route!("system.pause", Write, "POST", "/v1/system/pause", "Pause all automation (optional reason).", system::handle_pause, io::SYSTEM_SWITCH),
+    route!("system.resume", Write, "POST", "/v1/system/resume", "Resume automation.", system::handle_resume, io::SYSTEM_SWITCH),
+    route!("system.drain", Write, "POST", "/v1/system/drain", "Stop projecting; finish pending jobs.", system::handle_drain, io::SYSTEM_SWITCH),
+    route!("system.backup", Write, "POST", "/v1/system/backup", "Write a verified copy of the database under STATE_DIR/backups/.", system::handle_backup, io::BACKUP),
+    route!("messages.list", Read, "GET", "/v1/messages", "Messages, newest first; filters platform, conversation_id, role; q searches their text.", messages::handle_list, io::MESSAGES, ["q", "platform", "conversation_id", "role", "limit", "offset"]),
+    route!("messages.read", Read, "GET", "/v1/messages/:message_id", "One message with its raw text.", messages::handle_read, io::MESSAGE),
+    route!("messages.ingest", Write, "POST", "/v1/messages", "Store a final message (same effects as the bridge frame).", messages::handle_ingest, io::INGEST),
+    route!("renewal.conversations.list", Read, "GET", "/v1/renewal/conversations", "Local conversations; filters platform, status.", renewal::handle_conversations_list, io::CONVERSATIONS, ["platform", "status", "limit", "offset"]),
+    route!("renewal.conversations.read", Read, "GET", "/v1/renewal/conversations/:local_conversation_id", "One local conversation with its active link.", renewal::handle_conversations_read, io::CONVERSATION),
+    route!("renewal.conversations.manual", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/manual", "Switch a conversation to manual.", renewal::handle_conversations_manual, io::CONVERSATION_SWITCH),
+    route!("renewal.conversations.auto", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/auto", "Switch a conversation to auto renewal.", renewal::handle_conversations_auto, io::CONVERSATION_SWITCH),
+    route!("renewal.conversations.paused", Write, "POST", "/v1/renewal/conversations/:local_conversation_id/paused", "Pause a conversation (optional reason).", renewal::handle_conversations_paused, io::CONVERSATION_PAUSE),
+    route!("renewal.links.list", Read, "GET", "/v1/renewal/links", "Conversation links; filters platform, remote_conversation_id, local_conversation_id, client_id, active.", renewal::handle_links_list, io::LINKS, ["platform", "remote_conversation_id", "local_conversation_id", "client_id", "active", "limit", "offset"]),
+    route!("renewal.jobs.list", Read, "GET", "/v1/renewal/jobs", "Renewal jobs, newest first; filters status, local_conversation_id, message_id.", renewal::handle_jobs_list, io::JOBS, ["status", "local_conversation_id", "message_id", "limit", "offset"]),
+    route!("renewal.jobs.read", Read, "GET", "/v1/renewal/jobs/:job_id", "One renewal job.", renewal::handle_jobs_read, io::JOB),
+    route!("renewal.jobs.retry", Write, "POST", "/v1/renewal/jobs/:job_id/retry", "Retry a failed job now.", renewal::handle_jobs_retry, io::JOB_CHANGE),
+    route!("renewal.jobs.cancel", Write, "POST", "/v1/renewal/jobs/:job_id/cancel", "Cancel a pending job.", renewal::handle_jobs_cancel, io::JOB_CHANGE),
+    route!("executions.list", Read, "GET", "/v1/executions", "Instruction blocks run or refused, newest first; filters message_id, local_conversation_id, status, tool.", executions::handle_list, io::EXECUTIONS, ["message_id", "local_conversation_id", "status", "tool", "limit", "offset"]),
+    route!("executions.read", Read, "GET", "/v1/executions/:instruction_id", "One instruction block's execution.", executions::handle_read, io::EXECUTION),
+    route!("browser.read", Read, "GET", "/v1/browser", "Plugin clients, tabs and login states; filters platform, status.", browser::handle_read, io::BROWSER, ["platform", "status"]),
+    route!("browser.actions", Write, "POST", "/v1/browser/actions", "Send an action to a plugin and wait for its result.", browser::handle_actions, io::ACTIONS),
+    route!("browser.request", Write, "POST", "/v1/browser/request", "Raw relay: the plugin performs an HTTP request in the page.", relay::handle_request, io::RELAY),
+    route!("timed_jobs.read", Read, "GET", "/v1/timed-jobs", "Timed-job runners, their last runs and the start-up recovery.", timed::handle_read, io::TIMED),
+    route!("artifact.message", Read, "GET", "/artifact/msg/:message_id.txt", "A message's raw text as text/plain.", artifact::handle_message, io::ARTIFACT_MESSAGE),
+    route!("artifact.file", Read, "GET", "/artifact/*path", "A file under STATE_DIR/artifacts.", artifact::handle_file, io::ARTIFACT_FILE),
 ];
 
 /// What the table says about a method and path.

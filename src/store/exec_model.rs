@@ -54,6 +54,8 @@ pub enum ParamsKind {
 }
 
 impl ParamsKind {
+    pub const ALL: [&'static str; 2] = ["json", "text"];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ParamsKind::Json => "json",

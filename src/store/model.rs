@@ -14,6 +14,8 @@ pub enum AutomationState {
 }
 
 impl AutomationState {
+    pub const ALL: [&'static str; 3] = ["running", "paused", "draining"];
+
     pub fn as_str(self) -> &'static str {
         match self {
             AutomationState::Running => "running",
@@ -124,6 +126,8 @@ pub enum ExecutionState {
 }
 
 impl ExecutionState {
+    pub const ALL: [&'static str; 3] = ["idle", "renewal_running", "instruction_running"];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ExecutionState::Idle => "idle",
@@ -151,6 +155,8 @@ pub enum PayloadKind {
 }
 
 impl PayloadKind {
+    pub const ALL: [&'static str; 2] = ["text", "json"];
+
     pub fn as_str(self) -> &'static str {
         match self {
             PayloadKind::Text => "text",

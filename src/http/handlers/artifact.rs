@@ -59,18 +59,27 @@ pub fn confined(root: &Path, rel: &str) -> Option<PathBuf> {
     (full.starts_with(&root) && full.is_file()).then_some(full)
 }
 
+/// File extensions and the media type each is served as; anything else
+/// (HTML and scripts included, on purpose: see the CSP above) is bytes.
+const TYPES: [(&[&str], &str); 7] = [
+    (&["txt", "md", "log", "csv"], "text/plain; charset=utf-8"),
+    (&["json", "jsonl"], "application/json"),
+    (&["png"], "image/png"),
+    (&["jpg", "jpeg"], "image/jpeg"),
+    (&["gif"], "image/gif"),
+    (&["webp"], "image/webp"),
+    (&["pdf"], "application/pdf"),
+];
+const BYTES: &str = "application/octet-stream";
+
+/// Every media type an artifact may be served as (the OpenAPI document).
+pub const MEDIA_TYPES: [&str; 8] =
+    [TYPES[0].1, TYPES[1].1, TYPES[2].1, TYPES[3].1, TYPES[4].1, TYPES[5].1, TYPES[6].1, BYTES];
+
 fn content_type(path: &Path) -> &'static str {
-    match path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()).as_deref() {
-        Some("txt" | "md" | "log" | "csv") => "text/plain; charset=utf-8",
-        Some("json" | "jsonl") => "application/json",
-        Some("png") => "image/png",
-        Some("jpg" | "jpeg") => "image/jpeg",
-        Some("gif") => "image/gif",
-        Some("webp") => "image/webp",
-        Some("pdf") => "application/pdf",
-        // HTML and scripts are served as bytes on purpose: see the CSP above.
-        _ => "application/octet-stream",
-    }
+    let ext = path.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase());
+    let ext = ext.as_deref().unwrap_or("");
+    TYPES.iter().find(|(exts, _)| exts.contains(&ext)).map_or(BYTES, |(_, media)| media)
 }
 
 #[cfg(test)]

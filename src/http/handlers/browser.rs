@@ -16,7 +16,7 @@ use crate::http::leased::{admit, policy_outcome, timeout_ms, unsent};
 use crate::policy::Outcome;
 use crate::util::now_ms;
 
-const LOGIN_STATUSES: [&str; 3] = ["fresh", "stale", "lost"];
+pub const LOGIN_STATUSES: [&str; 3] = ["fresh", "stale", "lost"];
 
 pub fn handle_read(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> {
     let platform = req.text_filter("platform")?;
@@ -105,7 +105,7 @@ fn parse_action(body: &Object) -> Result<ActionInput, ApiError> {
     let tab_id =
         match body.get("tab_id") {
             None | Some(Value::Null) => None,
-            Some(v) => Some(v.as_i64().filter(|t| *t > 0).ok_or_else(|| {
+            Some(v) => Some(crate::browser_json::integer(v).filter(|t| *t > 0).ok_or_else(|| {
                 ApiError::invalid("tab_id", "Field \"tab_id\" must be a positive integer.")
             })?),
         };

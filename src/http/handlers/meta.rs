@@ -1,97 +1,14 @@
-//! The self-describing probes built from the route table and live state:
-//! `/v1/openapi.json` (an OpenAPI 3.1 document of exactly the routes
-//! served) and `/metrics` (Prometheus text exposition). Neither is
-//! enveloped: their consumers expect the bare formats.
+//! `/metrics`: the daemon's live state in the Prometheus text exposition
+//! format (0.0.4), not enveloped: scrapers expect the bare format.
+//! `promtool check metrics` accepts it (`scripts/api_checks`).
 
 use std::fmt::Write as _;
 
-use serde_json::{json, Map, Value};
-
 use crate::http::api::{ApiError, ApiRequest, Reply};
 use crate::http::ctx::Ctx;
-use crate::http::routes::{Kind, ROUTES};
 use crate::policy::{CircuitState, PolicyView, TargetView};
 use crate::store::{AutomationState, JobStatus};
 use crate::util::now_ms;
-
-/// `/v1/messages/:message_id` → `/v1/messages/{message_id}`, and the
-/// parameter names in order.
-fn openapi_path(pattern: &str) -> (String, Vec<String>) {
-    let mut names = Vec::new();
-    let segments: Vec<String> = pattern
-        .split('/')
-        .map(|seg| {
-            let Some(spec) = seg.strip_prefix(':').or_else(|| seg.strip_prefix('*')) else {
-                return seg.to_string();
-            };
-            let (name, suffix) =
-                spec.split_once('.').map_or((spec, String::new()), |(n, s)| (n, format!(".{s}")));
-            names.push(name.to_string());
-            format!("{{{name}}}{suffix}")
-        })
-        .collect();
-    (segments.join("/"), names)
-}
-
-fn operation(route: &crate::http::routes::Route, params: &[String]) -> Value {
-    let path = params
-        .iter()
-        .map(|p| json!({ "name": p, "in": "path", "required": true, "schema": { "type": "string" } }));
-    let query = route
-        .query
-        .iter()
-        .map(|q| json!({ "name": q, "in": "query", "required": false, "schema": { "type": "string" } }));
-    let parameters: Vec<Value> = path.chain(query).collect();
-    let mut op = json!({
-        "operationId": route.id,
-        "summary": route.summary(),
-        "tags": [route.id.split('.').next().unwrap_or("api")],
-        "parameters": parameters,
-        "responses": {
-            "200": { "description": "Success.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Success" } } } },
-            "default": { "description": "Error envelope.", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } },
-        },
-    });
-    if route.kind == Kind::Write {
-        op["requestBody"] = json!({ "required": false, "content": { "application/json": { "schema": { "type": "object" } } } });
-    }
-    if route.open {
-        op["security"] = json!([]);
-    }
-    op
-}
-
-pub fn handle_openapi(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
-    let mut paths = Map::new();
-    for route in ROUTES {
-        let (path, params) = openapi_path(route.path);
-        let entry = paths.entry(path).or_insert_with(|| json!({}));
-        entry[route.method.to_ascii_lowercase()] = operation(route, &params);
-    }
-    let mut doc = json!({
-        "openapi": "3.1.0",
-        "info": { "title": "baa-conductor", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Local HTTP API of baa-conductor (see docs/API.md)." },
-        "servers": [{ "url": ctx.http_base }],
-        "paths": paths,
-        "components": {
-            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
-            "schemas": {
-                "Success": { "type": "object", "required": ["ok", "request_id", "data"],
-                    "properties": { "ok": { "const": true }, "request_id": { "type": "string" }, "data": {} } },
-                "Error": { "type": "object", "required": ["ok", "request_id", "error"],
-                    "properties": { "ok": { "const": false }, "request_id": { "type": "string" },
-                        "error": { "type": "object", "required": ["code", "message", "details"],
-                            "properties": { "code": { "type": "string" }, "message": { "type": "string" }, "details": { "type": "object" } } } } },
-            },
-        },
-    });
-    if ctx.config.token.is_some() {
-        doc["security"] = json!([{ "bearer": [] }]);
-    }
-    let body = serde_json::to_vec_pretty(&doc).unwrap_or_default();
-    Ok(Reply::text("application/json; charset=utf-8", body))
-}
 
 /// Escapes a Prometheus label value.
 fn label(value: &str) -> String {
@@ -204,13 +121,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn paths_become_openapi_templates() {
-        assert_eq!(
-            openapi_path("/v1/messages/:message_id"),
-            ("/v1/messages/{message_id}".into(), vec!["message_id".into()])
-        );
-        assert_eq!(openapi_path("/artifact/msg/:message_id.txt").0, "/artifact/msg/{message_id}.txt");
-        assert_eq!(openapi_path("/artifact/*path").0, "/artifact/{path}");
+    fn label_values_are_escaped() {
         assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }

@@ -7,6 +7,7 @@ pub mod browser;
 pub mod executions;
 pub mod messages;
 pub mod meta;
+pub mod openapi;
 pub mod probe;
 pub mod relay;
 pub mod renewal;
