@@ -79,7 +79,7 @@ fn retry_delays_are_jittered_within_the_ratio() {
     }));
     let _sim = Sim::connect(&d, "firefox-jitter", &["--mode", "fail:tab_closed"]);
     let db = d.db_path();
-    let mut delays = Vec::new();
+    let mut off_centre = 0;
     for i in 0..6 {
         let lc = format!("lc-jitter-{i}");
         seed_route(&db, &lc, "chatgpt", "auto", Some("firefox-jitter"), Some(i + 1));
@@ -95,11 +95,17 @@ fn retry_delays_are_jittered_within_the_ratio() {
         let start = lines.iter().find(|l| l["stage"] == "job_attempt_started").unwrap();
         let at = line["details"]["next_attempt_at"].as_i64().unwrap();
         assert_scheduled(&format!("{id} jittered delay"), at, start, &line, 500, 1500);
-        delays.push(at - ts(start));
+        // The delay was drawn between the attempt's start and its retry
+        // line: it is provably off the 1000 ms centre when that whole span
+        // is on one side of it. Without jitter it never is, however the
+        // machine is loaded; with it, a job misses only when its delay
+        // lands within that span (a few ms) of the centre.
+        let (earliest, latest) = (at - ts(&line), at - ts(start));
+        if latest < 1000 || earliest > 1000 {
+            off_centre += 1;
+        }
     }
-    delays.sort();
-    delays.dedup();
-    assert!(delays.len() > 1, "six jittered delays should not all be equal: {delays:?}");
+    assert!(off_centre > 0, "no retry delay of six was off the unjittered 1000 ms");
 }
 
 #[test]

@@ -314,4 +314,20 @@ mod tests {
         let api = ApiError::from(StoreError::Corrupt);
         assert_eq!((api.status, api.code), (500, "storage_corrupt"));
     }
+
+    /// A full or read-only disk is the storage's condition, not a bug of
+    /// ours (507); a lock held by another process passes (503, try again);
+    /// a stopping writer is the daemon shutting down (503).
+    #[test]
+    fn storage_conditions_have_their_own_statuses() {
+        let mapped = |e: StoreError| {
+            let api = ApiError::from(e);
+            (api.status, api.code)
+        };
+        assert_eq!(mapped(StoreError::Full), (507, "storage_full"));
+        assert_eq!(mapped(StoreError::ReadOnly), (507, "storage_read_only"));
+        assert_eq!(mapped(StoreError::Busy), (503, "storage_busy"));
+        assert_eq!(mapped(StoreError::Closed), (503, "shutting_down"));
+        assert_eq!(mapped(StoreError::Sqlite("x".into())).0, 500);
+    }
 }

@@ -439,6 +439,20 @@ impl Store {
 mod error_tests {
     use super::StoreError;
 
+    /// A role that died must not let shutdown report a clean stop: a panic
+    /// on the writer thread answers its caller `Closed` and is raised again
+    /// by `Handle::shutdown` (the daemon then exits non-zero).
+    #[test]
+    fn a_panic_on_the_writer_thread_is_raised_at_shutdown() {
+        let dir = super::test_dir::TestDir::new("writer-panic");
+        let (handle, store) = super::open(dir.path(), super::StoreOptions::default()).unwrap();
+        let answer = store.write(|_| -> Result<(), StoreError> { panic!("the writer died") });
+        assert_eq!(answer, Err(StoreError::Closed));
+        let shutdown = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || handle.shutdown()));
+        let panic = shutdown.expect_err("shutdown reported a clean stop");
+        assert_eq!(panic.downcast_ref::<&str>(), Some(&"the writer died"));
+    }
+
     #[test]
     fn sqlite_codes_map_to_store_errors() {
         let failure = |code| rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None);

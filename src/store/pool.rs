@@ -182,6 +182,36 @@ mod tests {
         assert_eq!(pool.opened(), 1);
     }
 
+    /// Callers that wait are served in the order they came, whatever order
+    /// their threads happen to run in once a connection is given back.
+    #[test]
+    fn waiters_are_served_first_come_first_served() {
+        let (dir, _writer) = crate::store::test_dir::migrated_writer("pool-fifo");
+        let pool = ReadPool::open(&dir.path().join("test.db"), 1).unwrap();
+        let served = parking_lot::Mutex::new(Vec::new());
+        let (pool, served) = (&pool, &served);
+        std::thread::scope(|s| {
+            pool.with(|_| {
+                for (i, name) in ["first", "second", "third"].into_iter().enumerate() {
+                    s.spawn(move || {
+                        pool.with(|_| {
+                            served.lock().push(name);
+                            Ok(())
+                        })
+                        .unwrap()
+                    });
+                    // The next one comes only once this one is in line.
+                    while pool.state.lock().waiters.len() <= i {
+                        std::thread::yield_now();
+                    }
+                }
+                Ok(())
+            })
+            .unwrap();
+        });
+        assert_eq!(*served.lock(), ["first", "second", "third"]);
+    }
+
     /// The pool opens one connection at start and another only when every open
     /// one is borrowed, never more than its size; a waiter gets one back.
     #[test]

@@ -202,7 +202,8 @@ impl DaemonOpts {
 }
 
 /// A running `baa-conductor serve` on its own temp state dir, listening on
-/// free loopback ports. Dropping it stops it (SIGTERM, then SIGKILL).
+/// free loopback ports. Dropping it stops it (SIGTERM, then SIGKILL) and
+/// checks that it stopped cleanly.
 pub struct Daemon {
     tmp: TempDir,
     state: PathBuf,
@@ -448,13 +449,29 @@ impl Daemon {
     }
 }
 
+/// Stops the daemon at the end of a test. A test that passed must also
+/// have left a daemon that stops cleanly on SIGTERM: a role thread's panic
+/// or a failed shutdown exits non-zero, and fails the test here. (A test
+/// that already failed keeps its own message.)
 impl Drop for Daemon {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            signal(child.id(), "TERM");
-            if wait_with_deadline(&mut child, STOP_TIMEOUT).is_none() {
-                let _ = child.kill();
-                let _ = child.wait();
+        let Some(mut child) = self.child.take() else { return };
+        signal(child.id(), "TERM");
+        let status = wait_with_deadline(&mut child, STOP_TIMEOUT);
+        if status.is_none() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            return;
+        }
+        match status {
+            Some(status) if status.success() => {}
+            Some(status) => {
+                panic!("the daemon exited with {status} on SIGTERM; stderr:\n{}", self.stderr_text())
+            }
+            None => {
+                panic!("the daemon ignored SIGTERM for {STOP_TIMEOUT:?}; stderr:\n{}", self.stderr_text())
             }
         }
     }

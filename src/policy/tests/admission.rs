@@ -34,3 +34,19 @@ fn refusal_codes_have_their_api_names() {
         serde_json::json!({"code": "rate_limited", "retry_after_ms": 5})
     );
 }
+
+/// Every lease has its own id, so a late completion of an old lease can
+/// never complete the one in flight now.
+#[test]
+fn lease_ids_increase_and_an_old_id_completes_nothing() {
+    let mut ctl = Controller::new(cfg());
+    let t = claude();
+    let first = grant(&mut ctl, &t, T0);
+    assert!(ctl.complete(&t, first.lease_id, &Outcome::Success, T0 + 1));
+    let second = grant(&mut ctl, &t, T0 + 2);
+    let elsewhere = grant(&mut ctl, &target("firefox-2", "chatgpt"), T0 + 2);
+    assert!(first.lease_id < second.lease_id && second.lease_id < elsewhere.lease_id);
+    assert!(!ctl.complete(&t, first.lease_id, &Outcome::failure("late"), T0 + 3));
+    assert_eq!(tv(&ctl, &t, T0 + 3).in_flight, 1, "the second lease is still out");
+    assert!(ctl.complete(&t, second.lease_id, &Outcome::Success, T0 + 4));
+}

@@ -150,3 +150,49 @@ fn a_cancelled_trial_reopens_and_the_next_caller_is_the_trial() {
     assert!(next.trial);
     assert_eq!(tv(&ctl, &t, now + 50).circuit_state, CircuitState::HalfOpen);
 }
+
+/// Only a cancelled *trial* of a *half-open* circuit reopens it: a trial
+/// whose circuit was set closed meanwhile (here by a restore) leaves it
+/// closed, and a cancelled ordinary lease changes no circuit.
+#[test]
+fn cancelling_reopens_only_a_half_open_circuits_trial() {
+    let mut ctl = Controller::new(circuit_cfg());
+    let t = claude();
+    let opened = open_circuit(&mut ctl, &t);
+    let now = opened + 60_000;
+    let trial = grant(&mut ctl, &t, now);
+    assert!(trial.trial);
+    let closed =
+        ctl.persisted_json(now).replace("\"open\"", "\"closed\"").replace("\"half_open\"", "\"closed\"");
+    ctl.restore(&closed, now).unwrap();
+    assert_eq!(tv(&ctl, &t, now).circuit_state, CircuitState::Closed);
+    assert!(ctl.complete(&t, trial.lease_id, &Outcome::Cancelled, now + 1));
+    assert_eq!(tv(&ctl, &t, now + 1).circuit_state, CircuitState::Closed, "not half-open: left as it is");
+
+    let other = target("firefox-2", "claude");
+    let lease = grant(&mut ctl, &other, now + 2);
+    assert!(!lease.trial);
+    assert!(ctl.complete(&other, lease.lease_id, &Outcome::Cancelled, now + 3));
+    assert_eq!(tv(&ctl, &other, now + 3).circuit_state, CircuitState::Closed);
+}
+
+/// What the wrapper logs after releasing the lock: the circuit opening,
+/// its trial, and its closing, each once.
+#[test]
+fn circuit_changes_leave_one_note_each() {
+    let mut ctl = Controller::new(circuit_cfg());
+    let t = claude();
+    let opened = open_circuit(&mut ctl, &t);
+    let notes = ctl.take_notes();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].0, log::Level::Warn);
+    assert!(notes[0].1.contains("circuit of") && notes[0].1.contains("opened"), "{notes:?}");
+    assert!(ctl.take_notes().is_empty(), "notes are taken once");
+
+    let g = grant(&mut ctl, &t, opened + 60_000);
+    let notes = ctl.take_notes();
+    assert!(notes.len() == 1 && notes[0].1.contains("half-open"), "{notes:?}");
+    assert!(ctl.complete(&t, g.lease_id, &Outcome::Success, opened + 60_001));
+    let notes = ctl.take_notes();
+    assert!(notes.len() == 1 && notes[0].1.contains("closed"), "{notes:?}");
+}
