@@ -1,8 +1,10 @@
 //! Starting and stopping the whole daemon: state directory, single-instance
 //! lock, store, listeners, the ready file and ready line, then waiting for
 //! SIGINT/SIGTERM and shutting down in order (stop accepting, finish
-//! in-flight requests, flush the writer last). `main.rs` only maps the
-//! outcome to an exit code.
+//! in-flight requests, flush the writer last): [`start`] returns the
+//! [`Running`] daemon, [`Running::shutdown`] stops it, and [`run`] does
+//! both around the wait for a signal. `main.rs` only maps the outcome to an
+//! exit code.
 
 use std::fmt;
 use std::fs::{self, File, OpenOptions};

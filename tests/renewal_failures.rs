@@ -1,5 +1,5 @@
 //! What happens when a delivery does not succeed (docs/RENEWAL.md "The dispatcher"
-//! steps 6, 8, 10, "Loop protection"): plugin failures retried with
+//! steps 6, 9, 10, 12, "Loop protection"): plugin failures retried with
 //! exponential backoff (± jitter) until `max_attempts`, timeouts, a plugin
 //! disconnecting mid-delivery, policy refusals as deferrals, and the pauses
 //! of loop protection (failures, repeated renewals).

@@ -163,10 +163,10 @@ fn every_skip_reason_is_logged_with_the_message_id() {
             now_ms() + 3_600_000
         ),
     );
-    // 4. superseded: an older assistant message of an auto conversation.
+    // 5. superseded: an older assistant message of an auto conversation.
     post("conv-sup", "m-sup-old", "assistant", "older answer", Some(13), 6);
     post("conv-sup", "m-sup-new", "assistant", "newer answer", Some(13), 7);
-    // 5. cooldown.
+    // 6. cooldown.
     post("conv-cool", "m-cool", "assistant", "cool text", Some(14), 8);
     exec_sql(
         &db,
@@ -175,8 +175,8 @@ fn every_skip_reason_is_logged_with_the_message_id() {
             now_ms() + 3_600_000
         ),
     );
-    // 6. route_unavailable: no tab; a shell page; a target that is not a
-    // proxy delivery. Rule 4 (superseded) comes before rule 6.
+    // 7. route_unavailable: no tab; a shell page; a target that is not a
+    // proxy delivery. Rule 5 (superseded) comes before rule 7.
     post("conv-notab", "m-notab-old", "assistant", "notab older", None, 9);
     post("conv-notab", "m-notab", "assistant", "notab newest", None, 10);
     let mut shell = message(
@@ -204,7 +204,7 @@ fn every_skip_reason_is_logged_with_the_message_id() {
             "UPDATE conversation_links SET target_payload = '{{\"shellPage\":false}}' WHERE local_conversation_id = '{lc_tabid}'"
         ),
     );
-    // 7. duplicate: a job for the message exists already.
+    // 8. duplicate: a job for the message exists already.
     post("conv-dup", "m-dup", "assistant", "dup text", Some(18), 14);
     let mut existing = JobSeed::new("job-existing-dup", "pending");
     existing.local_conversation_id = lc_dup.clone();

@@ -1,10 +1,11 @@
 //! The hub: the one registry of plugin clients (connected and recently lost,
 //! with their tabs and login states) and of requests waiting for a plugin's
 //! answer. Any thread can ask it to send `proxy_delivery`, `action` or
-//! `api_request` to a chosen client and then wait on its own channel for
-//! the answer (or a stream of frames). The mutex guards only map updates:
-//! frames are handed to a connection's writer thread through its outbox
-//! after the lock is released, and nobody ever waits while holding it.
+//! `api_request` to a chosen client and then wait in the request's own
+//! mailbox (`bridge/mailbox.rs`) for the answer (or a stream of frames). The
+//! mutex guards only map updates: frames are handed to a connection's
+//! writer thread through its outbox after the lock is released, and nobody
+//! ever waits while holding it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,7 +43,7 @@ impl RequestError {
     }
 }
 
-/// What arrives on a pending request's channel.
+/// What arrives in a pending request's mailbox.
 #[derive(Debug, Clone)]
 pub enum Answer {
     Frame(Value),

@@ -1,7 +1,8 @@
 //! The browser bridge thread role: the plugin WebSocket endpoint on its own
 //! listener (`ws_listen`), one reader and one writer thread per connection,
-//! the hub through which other threads send requests to plugins and wait for
-//! answers, and the state pusher. docs/BRIDGE.md is the contract;
+//! the [`Hub`] through which other threads send requests to plugins and wait
+//! for answers, and the state pusher. [`start`] spawns the accept loop and
+//! returns its [`Handle`]. docs/BRIDGE.md is the contract;
 //! docs/ARCHITECTURE.md explains the threads.
 
 mod conn;

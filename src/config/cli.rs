@@ -127,7 +127,7 @@ fn verb(args: &[String]) -> Result<(Verb, Vec<String>), ConfigError> {
     }
 }
 
-/// Parses the arguments (without argv[0]), reads the config file, applies
+/// Parses the arguments (without `argv[0]`), reads the config file, applies
 /// the environment and validates the result.
 pub fn parse_command(args: &[String], env: Env) -> Result<Command, ConfigError> {
     let (verb, rest) = verb(args)?;

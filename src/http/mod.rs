@@ -1,6 +1,7 @@
-//! The HTTP API thread role: our own small HTTP/1.1 transport (`server`), and
-//! on top of it the transport-independent parts — the route table, the
-//! handlers, the envelope. `start` wires them to a bound listener.
+//! The HTTP API thread role: our own small HTTP/1.1 transport ([`server`]),
+//! and on top of it the transport-independent parts — the route table
+//! ([`routes`]), the [`handlers`], the envelope ([`api`]). [`start`] wires
+//! them to a bound listener.
 
 pub mod api;
 pub mod app;

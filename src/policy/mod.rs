@@ -164,7 +164,7 @@ pub struct AdmitOptions {
     /// time it spent queued comes off `max_delay_ms` and the jitter counts
     /// against it too, so that it is never admitted to go out after that
     /// deadline. The dispatcher's limit is on the rate delay alone
-    /// (docs/RENEWAL.md step 6) and it takes whatever jitter the policy draws
+    /// (docs/RENEWAL.md step 9) and it takes whatever jitter the policy draws
     /// (with the jitter counted, a jitter above its 1 s refused every
     /// delivery with `retry_after_ms` 0, for ever), so it leaves this off.
     pub one_deadline: bool,

@@ -18,7 +18,7 @@
 //!   write transaction begins with every frame copied, and frames keep
 //!   arriving while the background copies. The writer's own checkpoint of a
 //!   few hundred frames is short, and its next transaction rewinds the WAL,
-//!   which therefore stays near `CHECKPOINT_FRAMES` pages as before.
+//!   which therefore stays near `CHECKPOINT_FRAMES` pages.
 //!
 //! The checkpointer's connection never runs a statement that writes rows; it
 //! only moves committed pages from the WAL into the database file, which

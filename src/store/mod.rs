@@ -2,8 +2,10 @@
 //! the only one that touches rusqlite. Writes go to one named thread, the
 //! store writer, which owns the single write connection and commits whatever
 //! is queued in one transaction (group commit); reads go through a small pool
-//! of read-only connections that callers borrow, never the writer's. Callers
-//! see plain Rust types (`model`), never SQL.
+//! of read-only connections ([`ReadPool`]) that callers borrow, never the
+//! writer's. [`open`] starts the writer and returns its [`Handle`] and the
+//! cheap-to-clone [`Store`] every role uses (e.g. [`Store::ingest`]).
+//! Callers see plain Rust types ([`model`]), never SQL.
 
 mod backup;
 mod checkpoint;

@@ -154,7 +154,7 @@ mod tests {
     use super::*;
 
     /// When another connection cannot be opened, a caller waits for a busy
-    /// one instead of failing (the pool used to open them all at start).
+    /// one instead of failing (connections are opened on demand, not all at start).
     #[test]
     fn a_failed_open_waits_for_a_busy_reader() {
         let (dir, _writer) = crate::store::test_dir::migrated_writer("pool-fail");

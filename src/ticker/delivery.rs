@@ -1,4 +1,4 @@
-//! The dispatcher's delivery itself (docs/RENEWAL.md steps 4, 5 and 8): the
+//! The dispatcher's delivery itself (docs/RENEWAL.md steps 4, 5 and 10): the
 //! link, tab and text a job is delivered with, and the `proxy_delivery`
 //! round trip through the hub with the plugin's verdict. `dispatcher.rs`
 //! decides when and whether a job goes out.
@@ -28,7 +28,7 @@ pub(super) struct Ready {
 }
 
 impl Ready {
-    /// Step 8: `proxy_delivery` and the plugin's verdict.
+    /// Step 10: `proxy_delivery` and the plugin's verdict.
     pub fn send(&self, hub: &Arc<Hub>, timeout_ms: u64) -> Result<(), SendFailure> {
         let Ready { job, conv, link, tab_id, text, client, .. } = self;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);

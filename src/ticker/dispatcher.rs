@@ -87,12 +87,12 @@ impl Steps for Run<'_> {
         self.d.claimed(self.ctx, claims, tally)
     }
 
-    /// Steps 6, 8 and 9.
+    /// Steps 8–10 (each outcome queued to the store).
     fn deliver(&self, claimed: Vec<Ready>, tally: &mut Tally) -> Recording {
         self.d.deliver_all(self.ctx, claimed, tally)
     }
 
-    /// Steps 10–11.
+    /// Steps 11–13, confirmed.
     fn confirm(&self, queued: Recording, tally: &mut Tally) {
         self.d.recorded(self.ctx, queued, tally)
     }
@@ -137,7 +137,7 @@ impl Runner for Dispatcher {
 }
 
 impl Dispatcher {
-    /// Steps 1–5 for each job of a chunk, then step 7's claims for the
+    /// Steps 1–6 for each job of a chunk, then step 7's claims for the
     /// ready ones, queued at once so the writer commits them together.
     fn check_and_claim(&self, ctx: &RunContext, chunk: &[Job], tally: &mut Tally) -> Claiming {
         let mut ready = Vec::new();
@@ -177,7 +177,7 @@ impl Dispatcher {
         conv.ok().flatten().as_ref().and_then(Deferral::stopped).unwrap_or(Deferral::ExecutionBusy)
     }
 
-    /// Steps 6, 8 and 9 for each claimed job of a chunk, in order. Each
+    /// Steps 8–10 for each claimed job of a chunk, in order. Each
     /// outcome is queued to the writer as soon as its delivery ends, not
     /// with the chunk's: a conversation's cooldown and counters must be in
     /// the store before its assistant answers the renewal, or the projector
@@ -198,7 +198,7 @@ impl Dispatcher {
         Recording { items }
     }
 
-    /// Steps 3–6 again on a fresh read, right before the delivery: a
+    /// Step 8: steps 2 and 4–6 again on a fresh read, right before the delivery: a
     /// chunk's jobs are checked and claimed together (pipeline.rs), and a
     /// conversation paused, switched to manual or moved to another tab or
     /// client meanwhile must be seen (docs/RENEWAL.md: the conversation and its
@@ -252,7 +252,7 @@ impl Dispatcher {
         now_ms() + self.config.renewal.effective_recheck_delay_ms(ctx.interval_ms) as i64
     }
 
-    /// Steps 1–5 and the client of step 6, on a fresh read of the
+    /// Steps 1–6, on a fresh read of the
     /// conversation and its link: the job is ready, or its turn is over.
     fn check(&self, ctx: &RunContext, job: &Job) -> Result<Ready, Fate> {
         let conv = match self.store.conversation(&job.local_conversation_id) {
@@ -325,7 +325,7 @@ impl Dispatcher {
         claimed
     }
 
-    /// Steps 6 and 8 for one claimed job: the fresh read (`refresh`), the
+    /// Steps 8–10 for one claimed job: the fresh read (`refresh`), the
     /// lease and its delay, the delivery, the lease's outcome. A refusal,
     /// a pause meanwhile or a stop puts the claim back (a deferral).
     fn deliver(&self, ctx: &RunContext, r: Ready) -> Result<Delivered, Fate> {
@@ -357,7 +357,7 @@ impl Dispatcher {
         Ok(Delivered { ready: r, finish })
     }
 
-    /// Step 7's lease for a claimed job, its delay waited out; a refusal
+    /// Step 9's lease for a claimed job, its delay waited out; a refusal
     /// or a stop or pause during the wait puts the claim back.
     fn lease(&self, ctx: &RunContext, r: &Ready) -> Result<Lease, Fate> {
         let opts = AdmitOptions {
@@ -377,7 +377,7 @@ impl Dispatcher {
         Ok(lease)
     }
 
-    /// Steps 9–10: the lease's outcome and the attempt's result.
+    /// Steps 11–12: the attempt's result, and the lease's outcome (step 13).
     fn settle(
         &self,
         ctx: &RunContext,
@@ -445,7 +445,7 @@ impl Dispatcher {
         }
     }
 
-    /// Steps 10–11 for a chunk: each outcome confirmed and logged.
+    /// Steps 11–13 for a chunk: each outcome confirmed and logged.
     fn recorded(&self, ctx: &RunContext, outcomes: Recording, tally: &mut Tally) {
         for (d, answer) in outcomes.items {
             let job = &d.ready.job;
@@ -463,7 +463,7 @@ impl Dispatcher {
         }
     }
 
-    /// Step 10 for a job that failed before any delivery (no route, no
+    /// Step 12 for a job that failed before any delivery (no route, no
     /// client, bad payload): count the attempt; retry with backoff, or fail
     /// for good.
     fn finish_failure(&self, ctx: &RunContext, job: &Job, failure: Failure) -> Fate {

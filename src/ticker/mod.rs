@@ -1,7 +1,8 @@
 //! The timed-job ticker thread role. One named thread wakes every
 //! `timed_jobs.interval_ms` (waiting on its stop channel with a deadline, so
 //! shutdown is immediate and nothing polls) and starts each registered runner
-//! in order: `renewal.projector`, `renewal.dispatcher`, `store.pruner`. Each
+//! in order: `renewal.projector` ([`projector`]), `renewal.dispatcher`
+//! ([`dispatcher`]), `store.pruner` ([`pruner`]), each a [`Runner`]. Each
 //! runner lives on its own named thread, so a long dispatcher run never
 //! delays the projector; a tick that finds a runner still busy logs
 //! `tick_overlap` and skips it, so a runner never overlaps itself. With

@@ -16,7 +16,7 @@ pub enum Deferral {
     AutomationManual,
     /// Step 3: another automation holds the conversation's lock.
     ExecutionBusy,
-    /// Step 7: the request policy refused the target.
+    /// Step 9: the request policy refused the target.
     Refused(RefusalCode),
     /// The daemon is stopping.
     ShuttingDown,
@@ -59,10 +59,10 @@ pub enum Failure {
     MissingPayloadText,
     /// Step 6: no plugin to deliver to.
     NoActiveClient,
-    /// Step 10: the hub gave up on the request (the plugin left, was
+    /// Step 12: the hub gave up on the request (the plugin left, was
     /// replaced, or did not answer in time).
     Request(RequestError),
-    /// Step 10: the plugin's verdict — its own `reason`,
+    /// Step 12: the plugin's verdict — its own `reason`,
     /// `upstream_http_<status>` or `delivery_failed`.
     Verdict(String),
 }
