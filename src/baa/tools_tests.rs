@@ -283,18 +283,29 @@ fn pid_in(path: &Path) -> i32 {
 fn exec_timeout_kills_the_whole_group() {
     let f = fixture("tools-exec-timeout", |_| {});
     let pids = Path::new(&f.root).join("pids");
-    // A grandchild: the subshell's own child, in the background.
-    let cmd = format!(
-        r#"{{"command":"(sleep 60 & echo $! > {p}; wait) & sleep 60","timeout_ms":500}}"#,
-        p = pids.display()
-    );
-    let started = std::time::Instant::now();
-    let r = run(&f, &block("exec", "json", &cmd));
-    assert_eq!((r.status, r.error.as_deref()), (ExecutionStatus::Failed, Some("timeout")), "{r:?}");
-    assert!(started.elapsed() < Duration::from_secs(30), "the sleep was not killed");
-    let result: Value = serde_json::from_str(r.result_json.as_deref().unwrap()).unwrap();
-    assert_eq!(result["exit_code"], Value::Null);
-    assert!(ends_within(pid_in(&pids), Duration::from_secs(10)), "the grandchild outlived the timeout");
+    // On a loaded machine the timeout may fire before the grandchild even
+    // exists (then there is nothing to check): tried again with a longer
+    // timeout until its pid was written, never passed without checking.
+    for timeout_ms in [500, 2_000, 8_000] {
+        let _ = std::fs::remove_file(&pids);
+        // A grandchild: the subshell's own child, in the background.
+        let cmd = format!(
+            r#"{{"command":"(sleep 60 & echo $! > {p}; wait) & sleep 60","timeout_ms":{timeout_ms}}}"#,
+            p = pids.display()
+        );
+        let started = std::time::Instant::now();
+        let r = run(&f, &block("exec", "json", &cmd));
+        assert_eq!((r.status, r.error.as_deref()), (ExecutionStatus::Failed, Some("timeout")), "{r:?}");
+        assert!(started.elapsed() < Duration::from_secs(30), "the sleep was not killed");
+        let result: Value = serde_json::from_str(r.result_json.as_deref().unwrap()).unwrap();
+        assert_eq!(result["exit_code"], Value::Null);
+        let written = std::fs::read_to_string(&pids).ok().and_then(|p| p.trim().parse::<i32>().ok());
+        if let Some(pid) = written {
+            assert!(ends_within(pid, Duration::from_secs(10)), "the grandchild outlived the timeout");
+            return;
+        }
+    }
+    panic!("the grandchild never started within an 8 s timeout");
 }
 
 #[test]
