@@ -121,10 +121,13 @@ impl Tools {
                 let raw = params.path().map_err(invalid)?;
                 Ok(Plan::Read { path: self.inside(&raw)? })
             }
-            _ => {
+            "files.write" => {
                 let (raw, content, append) = params.write().map_err(invalid)?;
                 Ok(Plan::Write { path: self.inside(&raw)?, content, append })
             }
+            // A tool in `SPECS` without its arm here: refused, never run as
+            // another tool (`tools_tests.rs` plans every tool).
+            _ => Err(refuse(Reason::UnknownTool, format!("tool {tool:?} has no plan"))),
         }
     }
 

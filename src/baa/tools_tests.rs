@@ -95,6 +95,12 @@ fn run(f: &Fixture, e: &Execution) -> BlockResult {
 fn the_tool_list_matches_the_config_list() {
     let names: Vec<&str> = SPECS.iter().map(|s| s.name).collect();
     assert_eq!(names, crate::config::BAA_TOOLS);
+    // Every tool has its own plan: none falls through to "no plan".
+    let f = fixture("tools-plans", |_| {});
+    for name in names {
+        let checked = f.tools.check(&block(name, "text", ""));
+        assert!(!matches!(checked, Err(Refusal { reason: Reason::UnknownTool, .. })), "{name}: {checked:?}");
+    }
 }
 
 #[test]
