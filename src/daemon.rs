@@ -96,6 +96,7 @@ pub struct Running {
 /// ready file and prints the ready line.
 pub fn start(config: Config) -> Result<Running, Fatal> {
     crate::util::tune_allocator();
+    crate::fdlimit::raise_for(&config);
     let config = Arc::new(config);
     let state_dir = config.state_dir.clone();
     crate::state_dir::prepare(&state_dir).map_err(Fatal)?;

@@ -8,6 +8,7 @@ pub mod bridge;
 pub mod browser_json;
 pub mod config;
 pub mod daemon;
+pub mod fdlimit;
 pub mod http;
 pub mod logging;
 pub mod ops;

@@ -335,14 +335,7 @@ impl Conn<'_> {
                 return Fill::Failed(err);
             }
             let result = if size == READ_CHUNK {
-                if self.scratch.is_empty() {
-                    self.scratch = vec![0; READ_CHUNK];
-                }
-                let result = self.stream.read(&mut self.scratch);
-                if let Ok(got) = result {
-                    self.buf.extend_from_slice(&self.scratch[..got]);
-                }
-                result
+                self.read_chunk()
             } else {
                 let start = self.buf.len();
                 self.buf.resize(start + size, 0);
@@ -363,6 +356,22 @@ impl Conn<'_> {
                 Err(err) => return Fill::Failed(err),
             }
         }
+    }
+
+    /// One read of up to `READ_CHUNK` bytes through the scratch buffer,
+    /// appended to `buf`. The buffer is made only once a byte has arrived
+    /// (`peek` waits as a read would): a connection that stays silent —
+    /// thousands may, up to the connection cap — holds none of its 16 KiB.
+    fn read_chunk(&mut self) -> io::Result<usize> {
+        if self.scratch.is_empty() {
+            if self.stream.peek(&mut [0u8; 1])? == 0 {
+                return Ok(0);
+            }
+            self.scratch = vec![0; READ_CHUNK];
+        }
+        let got = self.stream.read(&mut self.scratch)?;
+        self.buf.extend_from_slice(&self.scratch[..got]);
+        Ok(got)
     }
 
     /// Makes the next read return within `wait` (give or take
