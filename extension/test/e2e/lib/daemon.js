@@ -17,11 +17,11 @@ export function daemonBinary() {
   return bin;
 }
 
-export async function startDaemon({ config = {}, token = null, stateDir = null, ws = "127.0.0.1:0" } = {}) {
+export async function startDaemon({ config = {}, token = null, stateDir = null, ws = "127.0.0.1:0", listen = "127.0.0.1:0" } = {}) {
   const dir = stateDir || fs.mkdtempSync(path.join(os.tmpdir(), "baa-ext-e2e-"));
   fs.writeFileSync(path.join(dir, "config.json"), JSON.stringify(config));
   fs.rmSync(path.join(dir, "conductor.json"), { force: true });
-  const args = ["--state-dir", dir, "--listen", "127.0.0.1:0", "--ws-listen", ws];
+  const args = ["--state-dir", dir, "--listen", listen, "--ws-listen", ws];
   if (token) args.push("--token", token);
   const child = spawn(daemonBinary(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "warn" } });
   let stderr = "";
