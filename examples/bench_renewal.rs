@@ -49,8 +49,8 @@
 //!       job_id), complete (running → done, by job_id). Prints the rate
 //!       over the three phases.
 //!   bench_renewal scan DB REPS LIMIT
-//!       The dispatcher's due-job query (store/read.rs `due_jobs`, same SQL,
-//!       same columns decoded into owned values) on a read-only connection,
+//!       The dispatcher's due-job scan itself (`store::due_jobs_on`, the
+//!       statement and row decoding `Store::due_jobs` runs) on a read-only connection,
 //!       REPS times with now = the current time. Prints the query plan, rows
 //!       returned and latency percentiles.
 //!   bench_renewal recovery BIN STATE_DIR RUNS
@@ -67,6 +67,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use baa_conductor::store::{due_jobs_on, due_jobs_sql};
 use rusqlite::{params, Connection, OpenFlags};
 use serde_json::{json, Value};
 
@@ -680,32 +681,6 @@ fn raw(template: &str, db: &str, n: u64, batch: usize) {
 
 // ---------------------------------------------------------------- scan
 
-#[allow(dead_code)]
-struct JobRow {
-    job_id: String,
-    local_conversation_id: String,
-    message_id: String,
-    status: String,
-    payload_kind: String,
-    payload: String,
-    target_snapshot: Option<String>,
-    attempt_count: i64,
-    max_attempts: i64,
-    next_attempt_at: Option<i64>,
-    last_attempt_at: Option<i64>,
-    last_error: Option<String>,
-    log_path: Option<String>,
-    started_at: Option<i64>,
-    finished_at: Option<i64>,
-    created_at: i64,
-    updated_at: i64,
-}
-
-const DUE_SQL: &str = "SELECT job_id, local_conversation_id, message_id, status, payload_kind, payload, \
-     target_snapshot, attempt_count, max_attempts, next_attempt_at, last_attempt_at, last_error, log_path, \
-     started_at, finished_at, created_at, updated_at FROM renewal_jobs WHERE status = 'pending' AND next_attempt_at <= ?1
-             ORDER BY next_attempt_at, created_at LIMIT ?2";
-
 fn scan(db: &str, reps: usize, limit: i64) {
     let conn =
         Connection::open_with_flags(db, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)
@@ -717,7 +692,7 @@ fn scan(db: &str, reps: usize, limit: i64) {
         .unwrap_or_else(|e| die(e));
     println!("table={}", counts.iter().map(|(s, c)| format!("{s}:{c}")).collect::<Vec<_>>().join(","));
     let plan: Vec<String> = conn
-        .prepare(&format!("EXPLAIN QUERY PLAN {DUE_SQL}"))
+        .prepare(&format!("EXPLAIN QUERY PLAN {}", due_jobs_sql()))
         .and_then(|mut s| s.query_map(params![now_ms(), limit], |r| r.get::<_, String>(3))?.collect())
         .unwrap_or_else(|e| die(e));
     println!("plan={}", plan.join(" | "));
@@ -725,31 +700,7 @@ fn scan(db: &str, reps: usize, limit: i64) {
     let mut rows = 0usize;
     for _ in 0..reps {
         let t0 = Instant::now();
-        let mut stmt = conn.prepare_cached(DUE_SQL).unwrap_or_else(|e| die(e));
-        let got: Vec<JobRow> = stmt
-            .query_map(params![now_ms(), limit], |r| {
-                Ok(JobRow {
-                    job_id: r.get(0)?,
-                    local_conversation_id: r.get(1)?,
-                    message_id: r.get(2)?,
-                    status: r.get(3)?,
-                    payload_kind: r.get(4)?,
-                    payload: r.get(5)?,
-                    target_snapshot: r.get(6)?,
-                    attempt_count: r.get(7)?,
-                    max_attempts: r.get(8)?,
-                    next_attempt_at: r.get(9)?,
-                    last_attempt_at: r.get(10)?,
-                    last_error: r.get(11)?,
-                    log_path: r.get(12)?,
-                    started_at: r.get(13)?,
-                    finished_at: r.get(14)?,
-                    created_at: r.get(15)?,
-                    updated_at: r.get(16)?,
-                })
-            })
-            .and_then(|it| it.collect())
-            .unwrap_or_else(|e| die(e));
+        let got = due_jobs_on(&conn, now_ms(), limit as usize).unwrap_or_else(|e| die(e));
         lat.push(t0.elapsed().as_nanos() as u64);
         rows = got.len();
         std::hint::black_box(got);

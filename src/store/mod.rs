@@ -38,6 +38,7 @@ pub use backup::{backup, BackupError, BackupReport};
 pub use exec_model::*;
 pub use model::*;
 pub use pool::ReadPool;
+pub use read::{due_jobs_on, due_jobs_sql};
 pub use renewal::{render_template, route_tab};
 pub use schema::SCHEMA_VERSION;
 pub use search::{fts_query, search_statement, SearchHit};

@@ -363,11 +363,7 @@ impl Store {
 
     /// Pending jobs due at `now`, oldest due first (the dispatcher's scan).
     pub fn due_jobs(&self, now: i64, limit: usize) -> Result<Vec<Job>, StoreError> {
-        self.reads.with(|c| {
-            let mut stmt = c.prepare_cached(due_jobs_sql())?;
-            let rows = stmt.query_map(params![now, limit as i64], job_from_row)?;
-            Ok(rows.collect::<Result<Vec<_>, _>>()?)
-        })
+        self.reads.with(|c| due_jobs_on(c, now, limit))
     }
 
     /// The persisted system automation state; `running` when never set.
@@ -460,9 +456,17 @@ pub(super) fn parse_system_state(json: &str, updated_at: i64) -> SystemState {
 pub const UNREADABLE_STATE_REASON: &str =
     "stored automation state unreadable; paused until resumed (POST /v1/system/resume)";
 
+/// [`Store::due_jobs`] on a given connection: `examples/bench_renewal.rs`
+/// times the dispatcher's own statement and row decoding with it.
+pub fn due_jobs_on(c: &Connection, now: i64, limit: usize) -> Result<Vec<Job>, StoreError> {
+    let mut stmt = c.prepare_cached(due_jobs_sql())?;
+    let rows = stmt.query_map(params![now, limit as i64], job_from_row)?;
+    Ok(rows.collect::<Result<Vec<_>, _>>()?)
+}
+
 /// The dispatcher's scan. `status = 'pending'` is spelled out, not bound:
 /// only a literal lets SQLite use the partial index `renewal_jobs_due`.
-fn due_jobs_sql() -> &'static str {
+pub fn due_jobs_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
         format!(
