@@ -2,10 +2,13 @@
 //! raw rusqlite inserts of the same rows.
 //!
 //! Usage:
-//!   bench_ingest post BASE_URL CLIENTS SECS RUN
+//!   bench_ingest post BASE_URL CLIENTS SECS RUN [RATE]
 //!       CLIENTS threads, each with one keep-alive TcpStream, post
 //!       `POST /v1/messages` bodies back to back for SECS seconds (a request
-//!       in flight at the deadline is finished). Prints one JSON line:
+//!       in flight at the deadline is finished); with RATE, at RATE posts
+//!       per second in all instead (each client sends its i-th at start +
+//!       i·CLIENTS/RATE), the steady writes of `scripts/bench` (a)'s list
+//!       benchmark. Prints one JSON line:
 //!       {"ok","errors","secs","rate","p50_ms","p99_ms","max_ms","counts":[per client],"first_error"}
 //!       where `ok` counts 200 answers and `rate` = ok / secs.
 //!   bench_ingest raw TEMPLATE DB COUNTS BATCH RUN MODE
@@ -159,7 +162,16 @@ struct ClientResult {
     first_error: Option<String>,
 }
 
-fn client(addr: &str, run: &str, c: usize, deadline: Instant) -> ClientResult {
+/// When a client sends: its `i`-th request no earlier than `start + i·interval`.
+#[derive(Clone, Copy)]
+struct Schedule {
+    start: Instant,
+    deadline: Instant,
+    interval: Option<Duration>,
+}
+
+fn client(addr: &str, run: &str, c: usize, at: Schedule) -> ClientResult {
+    let deadline = at.deadline;
     let mut res = ClientResult { ok: 0, errors: 0, latencies_us: Vec::new(), first_error: None };
     let mut conn: Option<(TcpStream, BufReader<TcpStream>)> = None;
     let mut i = 0u64;
@@ -172,6 +184,13 @@ fn client(addr: &str, run: &str, c: usize, deadline: Instant) -> ClientResult {
             stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
             let reader = BufReader::new(stream.try_clone().unwrap_or_else(|e| die(e)));
             conn = Some((stream, reader));
+        }
+        if let Some(interval) = at.interval {
+            let due = at.start + interval * i as u32;
+            if due >= deadline {
+                break;
+            }
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
         let (stream, reader) = conn.as_mut().expect("connected above");
         body(&row(run, c, i), &mut payload);
@@ -207,7 +226,8 @@ fn client(addr: &str, run: &str, c: usize, deadline: Instant) -> ClientResult {
     res
 }
 
-fn post(base: &str, clients: usize, secs: f64, run: &str) {
+fn post(base: &str, clients: usize, secs: f64, run: &str, rate: Option<f64>) {
+    let interval = rate.map(|r| Duration::from_secs_f64(clients as f64 / r));
     let addr = host_port(base);
     let barrier = Arc::new(Barrier::new(clients + 1));
     let start_at = Arc::new(std::sync::OnceLock::<Instant>::new());
@@ -217,9 +237,9 @@ fn post(base: &str, clients: usize, secs: f64, run: &str) {
                 (addr.clone(), run.to_string(), barrier.clone(), start_at.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                let deadline = *start_at.get().expect("start time set before the barrier")
-                    + Duration::from_secs_f64(secs);
-                client(&addr, &run, c, deadline)
+                let start = *start_at.get().expect("start time set before the barrier");
+                let at = Schedule { start, deadline: start + Duration::from_secs_f64(secs), interval };
+                client(&addr, &run, c, at)
             })
         })
         .collect();
@@ -371,15 +391,16 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |s: &str| s.parse::<u64>().unwrap_or_else(|_| die(format!("not a number: {s:?}")));
     match args.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-        ["post", base, clients, secs, run] => {
+        ["post", base, clients, secs, run, ref rate @ ..] if rate.len() <= 1 => {
             let secs: f64 = secs.parse().unwrap_or_else(|_| die("SECS must be a number"));
-            post(base, num(clients) as usize, secs, run)
+            let rate = rate.first().map(|r| r.parse::<f64>().ok().filter(|r| *r > 0.0).unwrap_or_else(|| die("RATE must be a positive number")));
+            post(base, num(clients) as usize, secs, run, rate)
         }
         ["raw", template, db, counts, batch, run, mode] => {
             let counts: Vec<u64> = counts.split(',').filter(|s| !s.is_empty()).map(num).collect();
             raw(template, db, &counts, num(batch) as usize, run, mode)
         }
         ["count", db, run] => count(db, run),
-        _ => die("usage: bench_ingest post BASE_URL CLIENTS SECS RUN | raw TEMPLATE DB COUNTS BATCH RUN MODE | count DB RUN"),
+        _ => die("usage: bench_ingest post BASE_URL CLIENTS SECS RUN [RATE] | raw TEMPLATE DB COUNTS BATCH RUN MODE | count DB RUN"),
     }
 }
