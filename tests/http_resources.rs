@@ -18,45 +18,6 @@ use http_support::*;
 // 1. Many idle connections
 // ---------------------------------------------------------------------------
 
-/// Raises this process's soft limit on open files to at least `want`
-/// (the server runs in this process, so both ends of every connection
-/// count); an error says why it cannot.
-#[cfg(target_os = "linux")]
-fn raise_fd_limit(want: u64) -> Result<u64, String> {
-    #[repr(C)]
-    struct Rlimit {
-        cur: u64,
-        max: u64,
-    }
-    extern "C" {
-        fn getrlimit(resource: i32, rlim: *mut Rlimit) -> i32;
-        fn setrlimit(resource: i32, rlim: *const Rlimit) -> i32;
-    }
-    const RLIMIT_NOFILE: i32 = 7;
-    let mut limit = Rlimit { cur: 0, max: 0 };
-    // SAFETY: `limit` is a valid, writable `struct rlimit` (two rlim_t).
-    if unsafe { getrlimit(RLIMIT_NOFILE, &mut limit) } != 0 {
-        return Err(format!("getrlimit: {}", std::io::Error::last_os_error()));
-    }
-    if limit.cur >= want {
-        return Ok(limit.cur);
-    }
-    if limit.max < want {
-        return Err(format!("the hard limit on open files is {}, below {want}", limit.max));
-    }
-    limit.cur = want;
-    // SAFETY: as above; only the soft limit changes, within the hard one.
-    if unsafe { setrlimit(RLIMIT_NOFILE, &limit) } != 0 {
-        return Err(format!("setrlimit: {}", std::io::Error::last_os_error()));
-    }
-    Ok(want)
-}
-
-#[cfg(not(target_os = "linux"))]
-fn raise_fd_limit(want: u64) -> Result<u64, String> {
-    Err(format!("raising the open-file limit to {want} is implemented for Linux only"))
-}
-
 #[test]
 fn thousand_idle_connections_do_not_block_a_new_client() {
     const IDLE: usize = 1000;
@@ -64,8 +25,15 @@ fn thousand_idle_connections_do_not_block_a_new_client() {
     // the server registry's clone of it), plus the test's own. Never skip
     // for a low limit: the test would pass without testing anything.
     const FILES: u64 = 3 * IDLE as u64 + 200;
-    if let Err(why) = raise_fd_limit(FILES) {
-        panic!("this test needs {FILES} open files and cannot have them: {why} (raise `ulimit -n`)");
+    // (The server runs in this process, so both ends of every connection
+    // count against its limit.)
+    match baa_conductor::fdlimit::raise_open_files(FILES) {
+        Ok((_, now)) if now.soft >= FILES => {}
+        Ok((_, now)) => panic!(
+            "this test needs {FILES} open files and the hard limit is {} (raise `ulimit -Hn`)",
+            now.hard
+        ),
+        Err(why) => panic!("this test needs {FILES} open files and cannot have them: {why}"),
     }
     let config = ServerConfig { max_connections: IDLE + 500, ..ServerConfig::default() };
     let (server, _) = start(config);
