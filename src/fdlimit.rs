@@ -25,7 +25,7 @@ const FIXED_OPEN_FILES: u64 = 1024;
 /// What the connection caps can hold open at once: two per HTTP connection
 /// up to the transport's cap, three per plugin connection (its socket, the
 /// writer's clone and, before hello, the lobby's) for the plugins and the
-/// lobby, and [`FIXED_OPEN_FILES`].
+/// lobby, and `FIXED_OPEN_FILES`.
 pub fn needed_for(config: &crate::config::Config) -> u64 {
     let http = crate::http::server::ServerConfig::default().max_connections as u64 * 2;
     let plugins = (config.limits.max_ws_clients + crate::bridge::lobby_cap(config)) as u64 * 3;
