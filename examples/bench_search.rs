@@ -6,12 +6,17 @@
 //! (`store::search_statement`) — the baseline of the same run.
 //!
 //! Usage:
-//!   bench_search http URL N LO HI    N queries, words of ranks LO..HI
+//!   bench_search http URL N LO HI [PID]   N queries, words of ranks LO..HI
 //!   bench_search raw DB N LO HI
 //!
-//! Prints one line: `queries=N p50_ms=… p90_ms=… p99_ms=… max_ms=… hits=…`
-//! (`hits`: mean results per query, at most 20). The queries are the same
-//! for both modes (fixed seed per band).
+//! Prints one line: `queries=N p50_ms=… p90_ms=… p99_ms=… max_ms=… hits=…
+//! cpu_ms=…` (`hits`: mean results per query, at most 20; `cpu_ms`: mean CPU
+//! time per query — the daemon's whole process, given its PID, or this
+//! thread's for `raw`; raw also gives `cpu_p99_ms`, the p99 of each query's
+//! CPU time). CPU time is what the machine's other load does not inflate,
+//! so it compares the two modes even on a busy machine, where wall-clock
+//! percentiles mostly measure the wait for a core. The queries are the
+//! same for both modes (fixed seed per band).
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -25,6 +30,34 @@ mod corpus;
 mod http1;
 
 const LIMIT: u32 = 20;
+
+/// Thread CPU time (`CLOCK_THREAD_CPUTIME_ID`), through the C library std
+/// already links.
+fn thread_cpu() -> Duration {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: a valid clock id and a pointer to a live, writable struct of
+    // the layout the C library expects on 64-bit Linux.
+    unsafe { clock_gettime(3, &mut t) };
+    Duration::new(t.sec as u64, t.nsec as u32)
+}
+
+/// User plus system CPU time of process `pid` (from /proc, in clock ticks
+/// of 10 ms).
+fn process_cpu(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_else(|e| die(e));
+    // Fields after the command name, which is in parentheses.
+    let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, r)| r).split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap_or(0) + fields[12].parse::<u64>().unwrap_or(0);
+    Duration::from_millis(ticks * 10)
+}
 
 /// Runs one query: its duration and its number of results.
 type Runner = Box<dyn FnMut(&str) -> (Duration, usize)>;
@@ -54,8 +87,9 @@ fn over_http(client: &mut http1::Client, q: &str) -> (Duration, usize) {
     (took, v["data"]["count"].as_u64().unwrap_or(0) as usize)
 }
 
-fn raw(conn: &Connection, q: &str) -> (Duration, usize) {
+fn raw(conn: &Connection, q: &str, cpu: &mut Vec<f64>) -> (Duration, usize) {
     let started = Instant::now();
+    let cpu_started = thread_cpu();
     let query = fts_query(q).unwrap_or_else(|| die("empty query"));
     let (sql, values) = search_statement(&query, &MessageFilter::default(), Page { limit: LIMIT, offset: 0 });
     let mut stmt = conn.prepare_cached(&sql).unwrap_or_else(|e| die(e));
@@ -68,6 +102,7 @@ fn raw(conn: &Connection, q: &str) -> (Duration, usize) {
         }
         n += 1;
     }
+    cpu.push((thread_cpu() - cpu_started).as_secs_f64() * 1000.0);
     (started.elapsed(), n.min(LIMIT as usize))
 }
 
@@ -76,13 +111,43 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[i]
 }
 
+/// Prints the result line (see the header).
+fn report(times: &mut [f64], mut cpu: Vec<f64>, daemon: Option<(&str, Duration)>, hits: usize) {
+    let n = times.len();
+    times.sort_by(|a, b| a.total_cmp(b));
+    cpu.sort_by(|a, b| a.total_cmp(b));
+    let cpu_figures = match daemon {
+        Some((pid, before)) => {
+            format!(" cpu_ms={:.3}", (process_cpu(pid) - before).as_secs_f64() * 1000.0 / n as f64)
+        }
+        _ if !cpu.is_empty() => format!(
+            " cpu_ms={:.3} cpu_p99_ms={:.3}",
+            cpu.iter().sum::<f64>() / cpu.len() as f64,
+            percentile(&cpu, 0.99)
+        ),
+        _ => String::new(),
+    };
+    println!(
+        "queries={n} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} hits={:.1}{cpu_figures}",
+        percentile(times, 0.5),
+        percentile(times, 0.9),
+        percentile(times, 0.99),
+        times[times.len() - 1],
+        hits as f64 / n as f64
+    );
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let num = |s: &str| s.parse::<usize>().unwrap_or_else(|_| die(format!("not a number: {s:?}")));
-    let (mode, target, n, lo, hi) = match &args[..] {
-        [mode, target, n, lo, hi] => (mode.as_str(), target.as_str(), num(n), num(lo), num(hi)),
-        _ => die("usage: bench_search http URL N LO HI | bench_search raw DB N LO HI"),
+    let (mode, target, n, lo, hi, pid) = match &args[..] {
+        [mode, target, n, lo, hi] => (mode.as_str(), target.as_str(), num(n), num(lo), num(hi), None),
+        [mode, target, n, lo, hi, pid] if mode == "http" => {
+            (mode.as_str(), target.as_str(), num(n), num(lo), num(hi), Some(pid.as_str()))
+        }
+        _ => die("usage: bench_search http URL N LO HI [PID] | bench_search raw DB N LO HI"),
     };
+    let cpu = std::rc::Rc::new(std::cell::RefCell::new(Vec::with_capacity(n + 50)));
     let queries = corpus::queries(&mut corpus::Rng(0x7175_6572 ^ (lo as u64) << 20 ^ hi as u64), n, lo, hi);
     let mut run: Runner = match mode {
         "http" => {
@@ -96,7 +161,8 @@ fn main() {
         "raw" => {
             let conn = Connection::open_with_flags(target, OpenFlags::SQLITE_OPEN_READ_ONLY)
                 .unwrap_or_else(|e| die(e));
-            Box::new(move |q| raw(&conn, q))
+            let cpu = cpu.clone();
+            Box::new(move |q| raw(&conn, q, &mut cpu.borrow_mut()))
         }
         _ => die("mode must be http or raw"),
     };
@@ -104,6 +170,8 @@ fn main() {
     for q in queries.iter().take(50) {
         run(q);
     }
+    cpu.borrow_mut().clear();
+    let daemon_cpu = pid.map(process_cpu);
     let mut times = Vec::with_capacity(n);
     let mut hits = 0;
     for q in &queries {
@@ -111,13 +179,5 @@ fn main() {
         times.push(took.as_secs_f64() * 1000.0);
         hits += found;
     }
-    times.sort_by(|a, b| a.total_cmp(b));
-    println!(
-        "queries={n} p50_ms={:.3} p90_ms={:.3} p99_ms={:.3} max_ms={:.3} hits={:.1}",
-        percentile(&times, 0.5),
-        percentile(&times, 0.9),
-        percentile(&times, 0.99),
-        times[times.len() - 1],
-        hits as f64 / n as f64
-    );
+    report(&mut times, cpu.borrow().clone(), pid.zip(daemon_cpu), hits);
 }
