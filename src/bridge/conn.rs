@@ -87,7 +87,9 @@ impl Conn {
         self.ticket = None;
         self.ws.get_mut().deadline = None;
         let client_id = hello.client_id.clone();
-        let Ok(registered) = self.ctx.hub.register(hello, self.out.clone()) else {
+        let heartbeat_ms = self.ctx.config.bridge.heartbeat_ms;
+        let greeting = |connection_id: &str| frames::hello_ack(connection_id, heartbeat_ms);
+        let Ok(registered) = self.ctx.hub.register(hello, self.out.clone(), greeting) else {
             log::warn!("bridge: client {client_id} refused: max_ws_clients plugins are connected");
             self.close(1013, "too many plugin connections");
             return;
@@ -98,7 +100,6 @@ impl Conn {
         }
         let connection_id = registered.connection_id;
         log::info!("bridge: client {client_id} connected ({connection_id})");
-        self.send(frames::hello_ack(&connection_id, self.ctx.config.bridge.heartbeat_ms));
         match push::snapshot(&self.ctx.store) {
             Ok(snapshot) => self.send(snapshot),
             Err(e) => log::error!("bridge: cannot build state snapshot: {e}"),

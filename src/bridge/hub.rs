@@ -4,8 +4,9 @@
 //! `api_request` to a chosen client and then wait in the request's own
 //! mailbox (`bridge/mailbox.rs`) for the answer (or a stream of frames). The
 //! mutex guards only map updates: frames are handed to a connection's
-//! writer thread through its outbox after the lock is released, and nobody
-//! ever waits while holding it.
+//! writer thread through its outbox after the lock is released (but for
+//! the `hello_ack`, queued on the fresh outbox before it is visible, see
+//! [`Hub::register`]), and nobody ever waits while holding it.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -157,7 +158,18 @@ impl Hub {
     /// holds one (`Err(Full)` when they are all taken). A connected client
     /// with the same id is replaced, in its slot: its pending requests fail
     /// with `client_replaced` now.
-    pub fn register(&self, hello: Hello, outbox: Sender<Out>) -> Result<Registered, Full> {
+    ///
+    /// `greeting(connection_id)` (the `hello_ack`) is queued on `outbox`
+    /// before the outbox becomes visible to other threads, so it is always
+    /// the connection's first frame: once registered, the pusher and any
+    /// request may write to the outbox at once. (A `try_send` on the fresh
+    /// outbox: it cannot wait, so the lock is not held across a wait.)
+    pub fn register(
+        &self,
+        hello: Hello,
+        outbox: Sender<Out>,
+        greeting: impl FnOnce(&str) -> String,
+    ) -> Result<Registered, Full> {
         let now = now_ms();
         let connection_id = new_id("conn_");
         let mut failed = Vec::new();
@@ -181,8 +193,9 @@ impl Hub {
                 lost_at: None,
                 tabs: previous.as_ref().map(|p| p.tabs.clone()).unwrap_or_default(),
                 login_states: previous.map(|p| p.login_states).unwrap_or_default(),
-                outbox: Some(outbox),
+                outbox: Some(outbox.clone()),
             };
+            let _ = outbox.try_send(Out::Text(greeting(&connection_id)));
             st.clients.insert(hello.client_id.clone(), client);
             replaced
         };
@@ -415,5 +428,30 @@ impl PendingRequest {
 impl Drop for PendingRequest {
     fn drop(&mut self) {
         self.hub.forget(&self.request_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Once registered, the pusher (or a request) may write to the outbox
+    /// at once; the hello_ack is still the connection's first frame.
+    #[test]
+    fn the_greeting_is_queued_before_anyone_else_can_write() {
+        let config = crate::config::Config::with_state_dir(std::path::PathBuf::from("/nonexistent"));
+        let (hub, _) = crate::bridge::new_hub(&config);
+        let (tx, rx) = crossbeam_channel::bounded(8);
+        let hello = Hello { client_id: "ff".into(), browser: None, version: None, platforms: vec![] };
+        let registered = hub.register(hello, tx, |id| format!("ack {id}")).ok().unwrap();
+        for outbox in hub.outboxes() {
+            outbox.try_send(Out::Push("snapshot".into())).unwrap();
+        }
+        let first = match rx.try_recv().unwrap() {
+            Out::Text(text) => text,
+            _ => panic!("the first frame is not the greeting"),
+        };
+        assert_eq!(first, format!("ack {}", registered.connection_id));
+        assert!(matches!(rx.try_recv(), Ok(Out::Push(_))));
     }
 }
