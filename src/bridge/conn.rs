@@ -26,9 +26,6 @@ use super::writer::{self, ConnStream, Deferred, Out, OUTBOX_CAPACITY};
 use super::{push, upgrade, BridgeCtx};
 use crate::util::now_ms;
 
-/// A client that does not read for this long is dropped by the writer.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
-
 /// Serves one accepted TCP connection until it ends. The handshake and the
 /// hello share one deadline, `hello_timeout_ms` from now (the accept):
 /// every read before the hello is cut at it, however the bytes drip.
@@ -36,7 +33,8 @@ pub fn serve(tcp: TcpStream, ticket: Ticket, ctx: Arc<BridgeCtx>) {
     let bridge = &ctx.config.bridge;
     let deadline = Instant::now() + Duration::from_millis(bridge.hello_timeout_ms);
     let _ = tcp.set_nodelay(true);
-    let _ = tcp.set_write_timeout(Some(WRITE_TIMEOUT));
+    // The handshake's writes; the writer thread keeps its own budget.
+    let _ = tcp.set_write_timeout(Some(writer::STALL_BUDGET));
     let Some(leftover) = upgrade::handshake(&tcp, deadline, &ctx) else { return };
     let Ok(write_half) = tcp.try_clone() else { return };
     let stream = ConnStream { tcp, forward: None, deadline: Some(deadline) };
@@ -115,7 +113,8 @@ impl Conn {
     /// Queues one of the reader's own answers. A full outbox blocks the
     /// reader — backpressure on a plugin that sends faster than it reads —
     /// and never for long: a writer stuck on a full socket gives up after
-    /// its write timeout, which disconnects this channel.
+    /// its stall budget (`writer::STALL_BUDGET`), which disconnects this
+    /// channel.
     fn send(&self, frame: String) {
         let _ = self.out.send(Out::Text(frame));
     }
@@ -244,8 +243,10 @@ impl Conn {
             "tabs" => self.on_tabs(id, &obj),
             "login_state" => self.on_login_state(id, &mut obj),
             "browser.final_message" => self.on_final_message(id, &obj),
-            "action_result" | "api_response" | "stream_end" | "stream_error" => self.on_answer(id, obj, true),
-            "stream_event" => self.on_answer(id, obj, false),
+            "action_result" | "api_response" | "stream_end" | "stream_error" => {
+                self.on_answer(id, obj, text.len(), true)
+            }
+            "stream_event" => self.on_answer(id, obj, text.len(), false),
             "ping" => self.send(frames::pong()),
             "hello" => self.send(frames::error(
                 id,
@@ -329,7 +330,7 @@ impl Conn {
         let _ = self.out.send(Out::Deferred(Deferred { answer, render: Box::new(render) }));
     }
 
-    fn on_answer(&self, id: Option<&str>, obj: Map<String, Value>, last: bool) {
+    fn on_answer(&self, id: Option<&str>, obj: Map<String, Value>, size: usize, last: bool) {
         let Some(request_id) = obj.get("request_id").and_then(Value::as_str).map(str::to_string) else {
             return self.send(frames::error(id, "invalid_frame", "Field \"request_id\" is required."));
         };
@@ -338,7 +339,7 @@ impl Conn {
             return self.send(frames::error(id, "invalid_frame", "Field \"seq\" must be an integer >= 1."));
         }
         let connection_id = self.client.as_ref().map(|(_, c)| c.as_str()).unwrap_or_default();
-        self.ctx.hub.answer(connection_id, &request_id, Value::Object(obj), last);
+        self.ctx.hub.answer(connection_id, &request_id, Value::Object(obj), size, last);
     }
 }
 

@@ -29,7 +29,10 @@ pub struct Mailbox<T> {
 }
 
 struct State<T> {
-    items: VecDeque<T>,
+    /// Each item with its size in bytes, as the sender counted it.
+    items: VecDeque<(T, usize)>,
+    /// The sum of the sizes of `items`.
+    bytes: usize,
     closed: bool,
 }
 
@@ -47,32 +50,55 @@ impl<T> Drop for Owner<T> {
 
 pub fn new<T>() -> (Owner<T>, Arc<Mailbox<T>>) {
     let mailbox = Arc::new(Mailbox {
-        state: Mutex::new(State { items: VecDeque::new(), closed: false }),
+        state: Mutex::new(State { items: VecDeque::new(), bytes: 0, closed: false }),
         ready: Condvar::new(),
     });
     (Owner(mailbox.clone()), mailbox)
 }
 
 impl<T> Mailbox<T> {
+    /// Queues an item whatever is queued already (answers that end a
+    /// request, failures: one each at most).
     pub fn send(&self, item: T) {
-        self.state.lock().items.push_back(item);
+        self.state.lock().items.push_back((item, 0));
         self.ready.notify_one();
+    }
+
+    /// Queues an item of `size` bytes unless that would take the queued
+    /// bytes past `limit`; an empty mailbox takes any one item, however
+    /// large. Returns the item back when it is full.
+    pub fn send_within(&self, item: T, size: usize, limit: usize) -> Result<(), T> {
+        let mut state = self.state.lock();
+        if !state.items.is_empty() && state.bytes.saturating_add(size) > limit {
+            return Err(item);
+        }
+        state.bytes += size;
+        state.items.push_back((item, size));
+        drop(state);
+        self.ready.notify_one();
+        Ok(())
     }
 
     /// The next item, waiting until `deadline` at most.
     pub fn recv_deadline(&self, deadline: Instant) -> Result<T, RecvError> {
         let mut state = self.state.lock();
         loop {
-            if let Some(item) = state.items.pop_front() {
+            if let Some(item) = Self::take(&mut state) {
                 return Ok(item);
             }
             if state.closed {
                 return Err(RecvError::Closed);
             }
             if self.ready.wait_until(&mut state, deadline).timed_out() {
-                return state.items.pop_front().ok_or(RecvError::Timeout);
+                return Self::take(&mut state).ok_or(RecvError::Timeout);
             }
         }
+    }
+
+    fn take(state: &mut State<T>) -> Option<T> {
+        let (item, size) = state.items.pop_front()?;
+        state.bytes -= size;
+        Some(item)
     }
 }
 
@@ -91,6 +117,22 @@ mod tests {
         assert_eq!(mailbox.recv_deadline(soon), Ok(1));
         assert_eq!(mailbox.recv_deadline(soon), Ok(2));
         assert_eq!(mailbox.recv_deadline(soon), Err(RecvError::Closed));
+    }
+
+    #[test]
+    fn a_bounded_send_refuses_past_the_limit_but_never_into_an_empty_box() {
+        let (owner, mailbox) = new::<u32>();
+        assert_eq!(owner.0.send_within(1, 100, 10), Ok(()), "an empty box takes one item of any size");
+        assert_eq!(owner.0.send_within(2, 1, 10), Err(2));
+        let soon = Instant::now() + Duration::from_secs(1);
+        assert_eq!(mailbox.recv_deadline(soon), Ok(1));
+        assert_eq!(owner.0.send_within(3, 6, 10), Ok(()));
+        assert_eq!(owner.0.send_within(4, 4, 10), Ok(()));
+        assert_eq!(owner.0.send_within(5, 1, 10), Err(5));
+        owner.0.send(6);
+        for want in [3, 4, 6] {
+            assert_eq!(mailbox.recv_deadline(soon), Ok(want));
+        }
     }
 
     #[test]

@@ -48,6 +48,12 @@ const MAX_WAITING: usize = 1024;
 /// How long a closing connection waits for the client's side of the close.
 const LINGER: Duration = Duration::from_secs(1);
 
+/// How long the writer may spend blocked on the socket while frames wait
+/// in the outbox (the clock starts over whenever the outbox is seen empty).
+/// A plugin that takes longer to catch up is disconnected, and so marked
+/// lost: this is what bounds a full outbox's life (docs/BRIDGE.md).
+pub const STALL_BUDGET: Duration = Duration::from_secs(10);
+
 /// What can be queued to a connection's writer.
 #[derive(Debug)]
 pub enum Out {
@@ -121,7 +127,7 @@ impl Write for ConnStream {
         // What tungstenite writes itself (pongs, the close reply) waits for
         // room like every other frame (backpressure): a burst of pings must
         // not cost a client that reads its answers the connection. A client
-        // that stops reading ends the writer (its write timeout), and then
+        // that stops reading ends the writer (its stall budget), and then
         // this fails at once.
         match &self.forward {
             Some(tx) => tx
@@ -144,12 +150,16 @@ pub fn spawn(tcp: TcpStream, rx: Receiver<Out>, heartbeat: Duration) -> io::Resu
     std::thread::Builder::new()
         .name("ws-write".into())
         .stack_size(64 * 1024)
-        .spawn(move || Writer { tcp, heartbeat }.run(rx))
+        .spawn(move || Writer { tcp, heartbeat, stalled: Duration::ZERO, armed: None }.run(rx))
 }
 
 struct Writer {
     tcp: TcpStream,
     heartbeat: Duration,
+    /// Time spent in socket writes since the outbox was last seen empty.
+    stalled: Duration,
+    /// The socket's write timeout as last set.
+    armed: Option<Duration>,
 }
 
 impl Writer {
@@ -158,7 +168,12 @@ impl Writer {
         let mut buf = Vec::with_capacity(256);
         let mut line: VecDeque<InLine> = VecDeque::new();
         loop {
-            let result = match next_event(&rx, &line, next_ping) {
+            let event = next_event(&rx, &line, next_ping);
+            if rx.is_empty() {
+                // Caught up: whatever the socket took before is forgiven.
+                self.stalled = Duration::ZERO;
+            }
+            let result = match event {
                 Event::Heartbeat => {
                     next_ping = Instant::now() + self.heartbeat;
                     self.send(Frame::ping(Vec::new()), &mut buf)
@@ -179,7 +194,7 @@ impl Writer {
                     Ok(())
                 }
                 Event::Inbox(Ok(Out::Text(text) | Out::Push(text))) => self.send_text(Some(text), &mut buf),
-                Event::Inbox(Ok(Out::Raw(bytes))) => self.tcp.write_all(&bytes),
+                Event::Inbox(Ok(Out::Raw(bytes))) => self.put(&bytes),
                 Event::Inbox(Ok(Out::Close { code, reason })) => {
                     // Answers already promised go out before the close.
                     let _ = self.drain(&mut line, &mut buf);
@@ -248,7 +263,49 @@ impl Writer {
     fn send(&mut self, frame: Frame, buf: &mut Vec<u8>) -> io::Result<()> {
         buf.clear();
         frame.format(buf).map_err(|e| io::Error::other(e.to_string()))?;
-        self.tcp.write_all(buf)
+        let bytes = std::mem::take(buf);
+        let result = self.put(&bytes);
+        *buf = bytes;
+        result
+    }
+
+    /// `write_all` within what is left of `STALL_BUDGET`: the time blocked
+    /// in the socket counts, whatever progress each call makes (a plugin
+    /// reading a trickle would defeat a timeout per call).
+    fn put(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            let left = STALL_BUDGET.saturating_sub(self.stalled);
+            if left.is_zero() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "the plugin stopped taking frames"));
+            }
+            self.arm(left)?;
+            let started = Instant::now();
+            let written = self.tcp.write(bytes);
+            self.stalled += started.elapsed();
+            match written {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => bytes = &bytes[n..],
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "the plugin stopped taking frames"))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes the next write return within `left` (a little later at most):
+    /// the timeout already set is kept when it is close, so a plugin that
+    /// keeps up costs no system call per frame.
+    fn arm(&mut self, left: Duration) -> io::Result<()> {
+        let slack = Duration::from_millis(10);
+        if self.armed.is_some_and(|set| set <= left + slack && set * 2 >= left) {
+            return Ok(());
+        }
+        self.tcp.set_write_timeout(Some(left))?;
+        self.armed = Some(left);
+        Ok(())
     }
 }
 

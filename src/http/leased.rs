@@ -97,7 +97,9 @@ pub fn policy_code(err: RequestError) -> &'static str {
 /// except the daemon's own stop, which says nothing about the target.
 pub fn policy_outcome(err: RequestError) -> Outcome {
     match err {
-        RequestError::ShuttingDown => Outcome::Cancelled,
+        // Neither the daemon's stop nor a slow HTTP caller says anything
+        // about the target.
+        RequestError::ShuttingDown | RequestError::CallerTooSlow => Outcome::Cancelled,
         other => Outcome::failure(policy_code(other)),
     }
 }
@@ -110,6 +112,7 @@ impl From<RequestError> for ApiError {
             RequestError::ClientReplaced => (502, "The plugin connection was replaced before answering."),
             RequestError::Timeout => (504, "The plugin did not answer in time."),
             RequestError::ShuttingDown => (503, "The daemon is shutting down."),
+            RequestError::CallerTooSlow => (502, "The answer was not read fast enough."),
         };
         ApiError::new(status, err.code(), message, json!({}))
     }

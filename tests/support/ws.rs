@@ -941,6 +941,12 @@ impl Sse {
         out
     }
 
+    /// The socket, for a test that reads what is left itself (bytes
+    /// already taken from it stay behind).
+    pub fn into_tcp(self) -> TcpStream {
+        self.tcp
+    }
+
     /// The whole body of a non-stream answer, as JSON.
     pub fn json(&mut self, timeout: Duration) -> Value {
         self.head(timeout);

@@ -195,7 +195,9 @@ fn stream_answer(
     idle_ms: u64,
     slot: Permit,
 ) -> Result<Reply, ApiError> {
-    let (tx, rx) = bounded::<Vec<u8>>(64);
+    // Few events between the pump and the connection: the hub's per-request
+    // byte bound (`MAX_BUFFERED_ANSWER_BYTES`) is where a stream waits.
+    let (tx, rx) = bounded::<Vec<u8>>(STREAM_CHUNKS);
     let pump = Pump { tx, seq: 0, received: 0, idle: Duration::from_millis(idle_ms) };
     std::thread::Builder::new()
         .name("relay-stream".into())
@@ -216,6 +218,9 @@ fn stream_answer(
         body: Body::Stream(rx),
     })
 }
+
+/// Rendered events queued between the pump and the HTTP connection.
+const STREAM_CHUNKS: usize = 16;
 
 /// Turns plugin stream frames into server-sent events, checking `seq`.
 struct Pump {
@@ -240,6 +245,13 @@ impl Pump {
             }
             match pending.next(Instant::now() + self.idle) {
                 Ok(next) => frame = next,
+                Err(RequestError::CallerTooSlow) => {
+                    self.error(
+                        "caller_too_slow",
+                        "The stream was not read fast enough; its events piled up.",
+                    );
+                    break policy_outcome(RequestError::CallerTooSlow);
+                }
                 Err(e) => {
                     self.error(e.code(), "The plugin stopped answering the stream.");
                     break policy_outcome(e);
