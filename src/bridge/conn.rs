@@ -20,7 +20,7 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 
 use super::final_message::parse_final_message;
 use super::frames;
-use super::hub::Hello;
+use super::hub::{Hello, MAX_LOGIN_STATES};
 use super::lobby::Ticket;
 use super::writer::{self, ConnStream, Deferred, Out, OUTBOX_CAPACITY};
 use super::{push, upgrade, BridgeCtx};
@@ -48,7 +48,7 @@ pub fn serve(tcp: TcpStream, ticket: Ticket, ctx: Arc<BridgeCtx>) {
         }
     };
     ws.get_mut().forward = Some(out.clone());
-    Conn { ws, out, ctx: ctx.clone(), client: None, ticket: Some(ticket) }.run();
+    Conn { ws, out, ctx: ctx.clone(), client: None, ticket: Some(ticket), told_tabs_dropped: false }.run();
     let _ = writer.join();
 }
 
@@ -70,6 +70,8 @@ struct Conn {
     client: Option<(String, String)>,
     /// The place in the lobby, given up at hello.
     ticket: Option<Ticket>,
+    /// Whether the log has said that this connection's tabs were cut.
+    told_tabs_dropped: bool,
 }
 
 /// How a read ended when it did not produce a message.
@@ -222,7 +224,7 @@ impl Conn {
         }
     }
 
-    fn handle_text(&self, text: &str) {
+    fn handle_text(&mut self, text: &str) {
         let Ok(Value::Object(mut obj)) = crate::browser_json::from_slice(text.as_bytes()) else {
             return self.send(frames::error(
                 None,
@@ -266,11 +268,25 @@ impl Conn {
         self.client.as_ref().map(|(c, _)| c.as_str()).unwrap_or_default()
     }
 
-    fn on_tabs(&self, id: Option<&str>, obj: &Map<String, Value>) {
+    /// Keeps the first tabs within the bounds; the `ack` says how many were
+    /// left out, and the log says it once per connection (a plugin re-sends
+    /// its list at every tab change).
+    fn on_tabs(&mut self, id: Option<&str>, obj: &Map<String, Value>) {
         match frames::parse_tabs(obj) {
-            Ok(tabs) => {
-                self.ctx.hub.set_tabs(self.client_id(), tabs);
-                self.send(frames::ack(id, json!({})));
+            Ok(list) => {
+                let kept = list.tabs.len();
+                self.ctx.hub.set_tabs(self.client_id(), list.tabs);
+                if list.dropped == 0 {
+                    return self.send(frames::ack(id, json!({})));
+                }
+                if !std::mem::replace(&mut self.told_tabs_dropped, true) {
+                    log::warn!(
+                        "bridge: client {} sent more tabs than kept: {kept} kept, {} left out",
+                        self.client_id(),
+                        list.dropped
+                    );
+                }
+                self.send(frames::ack(id, json!({ "tabs_kept": kept, "tabs_dropped": list.dropped })));
             }
             Err(e) => self.send(frames::error(id, "invalid_frame", &e.message)),
         }
@@ -286,7 +302,11 @@ impl Conn {
         }
         match frames::parse_login_state(frame.as_object().expect("still an object")) {
             Ok(login) => {
-                self.ctx.hub.set_login_state(self.client_id(), login);
+                if !self.ctx.hub.set_login_state(self.client_id(), login) {
+                    let message =
+                        format!("A client may report login states for at most {MAX_LOGIN_STATES} platforms.");
+                    return self.send(frames::error(id, "invalid_frame", &message));
+                }
                 self.send(frames::ack(id, json!({ "dropped": dropped })));
             }
             Err(e) => self.send(frames::error(id, "invalid_frame", &e.message)),

@@ -70,6 +70,11 @@ fn integer(obj: &Map<String, Value>, key: &str) -> Result<Option<i64>, FieldErro
     }
 }
 
+/// `route.params` as JSON text, at most: stored with the link and shown in
+/// every list of links, it is bounded like `route.path` (whose parameters
+/// it names, so a real route is far below this).
+pub const MAX_ROUTE_PARAMS_BYTES: usize = 4096;
+
 fn route(obj: &Map<String, Value>) -> Result<Option<RouteInfo>, FieldError> {
     let route = match obj.get("route") {
         None | Some(Value::Null) => return Ok(None),
@@ -81,6 +86,11 @@ fn route(obj: &Map<String, Value>) -> Result<Option<RouteInfo>, FieldError> {
         Some(p @ Value::Object(_)) => Some(p.to_string()),
         Some(_) => return Err(err("route.params", "Field \"route.params\" must be an object.")),
     };
+    if params.as_ref().is_some_and(|p| p.len() > MAX_ROUTE_PARAMS_BYTES) {
+        let message =
+            format!("Field \"route.params\" must be at most {MAX_ROUTE_PARAMS_BYTES} bytes as JSON.");
+        return Err(err("route.params", message));
+    }
     // Named in full in the message too: over the WebSocket the message is
     // the only place the field is named.
     let nested = |name: &str, e: FieldError| {
@@ -249,6 +259,11 @@ mod tests {
         }
         let mut obj = base.clone();
         obj["route"] = json!({"params": []});
+        assert_eq!(parse(obj.clone()).unwrap_err().field, "route.params");
+        // `{"k":"…"}` is 8 bytes around the value.
+        obj["route"] = json!({"params": {"k": "v".repeat(MAX_ROUTE_PARAMS_BYTES - 8)}});
+        assert!(parse(obj.clone()).is_ok());
+        obj["route"] = json!({"params": {"k": "v".repeat(MAX_ROUTE_PARAMS_BYTES - 7)}});
         assert_eq!(parse(obj).unwrap_err().field, "route.params");
     }
 

@@ -11,6 +11,24 @@ use crate::util::now_ms;
 
 pub const PROTOCOL_VERSION: i64 = 1;
 
+/// Tabs kept per client: the first ones of a `tabs` frame, as many as fit
+/// in both bounds (docs/BRIDGE.md "Bounds"). Every client's tabs are in
+/// `GET /v1/browser`, so these bound that answer's size with the number of
+/// clients kept.
+pub const MAX_TABS: usize = 200;
+/// What the kept tabs may take when shown, at most (`shown_bytes`).
+pub const MAX_TABS_BYTES: usize = 128 * 1024;
+/// A login state's `account`, as JSON text, at most.
+pub const MAX_ACCOUNT_BYTES: usize = 1024;
+
+/// A `tabs` frame's list as kept: its first tabs, within `MAX_TABS` and
+/// `MAX_TABS_BYTES`, and how many of the rest were left out (not read).
+#[derive(Debug)]
+pub struct TabList {
+    pub tabs: Vec<Tab>,
+    pub dropped: usize,
+}
+
 fn err(field: &str, message: impl Into<String>) -> FieldError {
     FieldError { field: field.into(), message: message.into() }
 }
@@ -65,14 +83,30 @@ pub fn parse_hello(obj: &Map<String, Value>) -> Result<Hello, FieldError> {
     })
 }
 
-pub fn parse_tabs(obj: &Map<String, Value>) -> Result<Vec<Tab>, FieldError> {
+/// The tabs of a `tabs` frame, the first ones that fit the bounds; a bad
+/// tab among those refuses the frame, the ones left out are not read.
+pub fn parse_tabs(obj: &Map<String, Value>) -> Result<TabList, FieldError> {
     let Some(Value::Array(items)) = obj.get("tabs") else {
         return Err(err("tabs", "Field \"tabs\" must be an array."));
     };
-    if items.len() > 1000 {
-        return Err(err("tabs", "Field \"tabs\" may list at most 1000 tabs."));
+    let (mut tabs, mut bytes) = (Vec::new(), 0);
+    for (i, item) in items.iter().enumerate().take(MAX_TABS) {
+        let tab = parse_tab(i, item)?;
+        bytes += shown_bytes(&tab);
+        if bytes > MAX_TABS_BYTES {
+            break;
+        }
+        tabs.push(tab);
     }
-    items.iter().enumerate().map(|(i, item)| parse_tab(i, item)).collect()
+    Ok(TabList { dropped: items.len() - tabs.len(), tabs })
+}
+
+/// What a tab takes in `GET /v1/browser` at most: its strings as JSON
+/// (escapes included) and room for the keys, the id and the punctuation.
+fn shown_bytes(tab: &Tab) -> usize {
+    let text =
+        |s: &Option<String>| s.as_deref().map_or(4, |s| serde_json::to_string(s).map_or(0, |j| j.len()));
+    96 + tab.platform.len() + text(&tab.url) + text(&tab.title) + text(&tab.conversation_id)
 }
 
 fn parse_tab(i: usize, item: &Value) -> Result<Tab, FieldError> {
@@ -150,7 +184,11 @@ pub fn parse_login_state(obj: &Map<String, Value>) -> Result<LoginState, FieldEr
     };
     let account = match obj.get("account") {
         None | Some(Value::Null) => Value::Null,
-        Some(v @ Value::Object(_)) => v.clone(),
+        Some(v @ Value::Object(_)) if v.to_string().len() <= MAX_ACCOUNT_BYTES => v.clone(),
+        Some(Value::Object(_)) => {
+            let message = format!("Field \"account\" must be at most {MAX_ACCOUNT_BYTES} bytes as JSON.");
+            return Err(err("account", message));
+        }
         Some(_) => return Err(err("account", "Field \"account\" must be an object.")),
     };
     Ok(LoginState {
@@ -295,7 +333,7 @@ mod tests {
     #[test]
     fn tabs_name_the_bad_field() {
         let ok = parse_tabs(&obj(json!({"tabs":[{"tab_id":1,"platform":"claude","url":"u"}]}))).unwrap();
-        assert_eq!(ok[0].tab_id, 1);
+        assert_eq!((ok.tabs[0].tab_id, ok.dropped), (1, 0));
         assert_eq!(parse_tabs(&obj(json!({"tabs":{}}))).unwrap_err().field, "tabs");
         assert_eq!(
             parse_tabs(&obj(json!({"tabs":[{"tab_id":0,"platform":"x"}]}))).unwrap_err().field,
@@ -305,6 +343,35 @@ mod tests {
             parse_tabs(&obj(json!({"tabs":[{"tab_id":1,"platform":"x","title":5}]}))).unwrap_err().field,
             "tabs[0].title"
         );
+    }
+
+    #[test]
+    fn a_tab_list_keeps_its_first_tabs_within_both_bounds() {
+        let tab = |i: usize, url: &str| json!({"tab_id": i + 1, "platform": "claude", "url": url});
+        let many: Vec<Value> = (0..MAX_TABS + 50).map(|i| tab(i, "u")).collect();
+        let kept = parse_tabs(&obj(json!({ "tabs": many }))).unwrap();
+        assert_eq!((kept.tabs.len(), kept.dropped), (MAX_TABS, 50));
+        assert_eq!(kept.tabs.last().unwrap().tab_id, MAX_TABS as i64, "the first ones are kept");
+        // 8 KiB URLs: the byte bound comes first; a bad tab past it is not read.
+        let url = "u".repeat(8 * 1024);
+        let mut big: Vec<Value> = (0..40).map(|i| tab(i, &url)).collect();
+        big.push(json!({"tab_id": 0}));
+        let kept = parse_tabs(&obj(json!({ "tabs": big }))).unwrap();
+        // Each: 96 + "claude" + the URL's 8 KiB and quotes + two nulls.
+        assert_eq!(kept.tabs.len(), MAX_TABS_BYTES / (96 + 6 + 8 * 1024 + 2 + 8));
+        assert_eq!(kept.tabs.len() + kept.dropped, 41);
+        assert!(kept.tabs.iter().map(shown_bytes).sum::<usize>() <= MAX_TABS_BYTES);
+        // Escapes count as shown: a title of control characters is 6 times its size.
+        let odd = parse_tabs(&obj(json!({"tabs": [{"tab_id": 1, "platform": "p", "title": "\u{1}"}]})));
+        assert_eq!(shown_bytes(&odd.unwrap().tabs[0]), 96 + 1 + 4 + "\"\\u0001\"".len() + 4);
+    }
+
+    #[test]
+    fn an_account_is_bounded() {
+        let login =
+            |account: Value| parse_login_state(&obj(json!({"platform": "claude", "account": account})));
+        assert!(login(json!({"email_hint": "a".repeat(MAX_ACCOUNT_BYTES - 20)})).is_ok());
+        assert_eq!(login(json!({"email_hint": "a".repeat(MAX_ACCOUNT_BYTES)})).unwrap_err().field, "account");
     }
 
     #[test]

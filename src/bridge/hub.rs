@@ -56,6 +56,14 @@ impl RequestError {
 /// once the socket buffers towards the caller are full too.
 pub const MAX_BUFFERED_ANSWER_BYTES: usize = 1 << 20;
 
+/// Disconnected clients kept (for `login_fresh_ms` each) at most; past it
+/// the longest lost is forgotten first (docs/BRIDGE.md "Bounds").
+pub const MAX_LOST_CLIENTS: usize = 32;
+
+/// Platforms a client may report login states for, at most (as many as a
+/// `hello` may list).
+pub const MAX_LOGIN_STATES: usize = 64;
+
 /// What arrives in a pending request's mailbox.
 #[derive(Debug, Clone)]
 pub enum Answer {
@@ -228,6 +236,7 @@ impl Hub {
                     c.lost_at = Some(now_ms());
                 }
             }
+            forget_oldest_lost(&mut st.clients);
             take_pending_of(&mut st, connection_id)
         };
         for tx in failed {
@@ -274,10 +283,17 @@ impl Hub {
         }
     }
 
-    pub fn set_login_state(&self, client_id: &str, login: LoginState) {
-        if let Some(c) = self.state.lock().clients.get_mut(client_id) {
-            c.login_states.insert(login.platform.clone(), login);
+    /// Keeps a client's login state for its platform; false (nothing kept)
+    /// for a platform past the client's `MAX_LOGIN_STATES`.
+    pub fn set_login_state(&self, client_id: &str, login: LoginState) -> bool {
+        let mut st = self.state.lock();
+        let Some(c) = st.clients.get_mut(client_id) else { return true };
+        let states = &mut c.login_states;
+        if states.len() >= MAX_LOGIN_STATES && !states.contains_key(&login.platform) {
+            return false;
         }
+        states.insert(login.platform.clone(), login);
+        true
     }
 
     /// Routes a plugin's answer (`size` bytes on the wire) to whoever waits
@@ -432,6 +448,21 @@ fn ignored_answer(request_id: &str) {
     }
     let more = SUPPRESSED.swap(0, Ordering::Relaxed);
     log::info!("bridge: ignoring answer for unknown or expired request {request_id} (and {more} more since)");
+}
+
+/// Forgets the clients lost longest ago while more than `MAX_LOST_CLIENTS`
+/// are lost (ties: the smaller id first, never map order).
+fn forget_oldest_lost(clients: &mut HashMap<String, Client>) {
+    let mut lost: Vec<(i64, String)> =
+        clients.values().filter_map(|c| Some((c.lost_at?, c.hello.client_id.clone()))).collect();
+    if lost.len() <= MAX_LOST_CLIENTS {
+        return;
+    }
+    lost.sort();
+    for (_, id) in lost.drain(..lost.len() - MAX_LOST_CLIENTS) {
+        log::info!("bridge: forgetting lost client {id}: more than {MAX_LOST_CLIENTS} are lost");
+        clients.remove(&id);
+    }
 }
 
 fn take_pending_of(st: &mut State, connection_id: &str) -> Vec<mailbox::Owner<Answer>> {

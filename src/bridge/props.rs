@@ -10,9 +10,11 @@
 use proptest::prelude::*;
 use serde_json::{json, Map, Value};
 
-use super::final_message::{latest_observed_at, parse_final_message, valid_platform, valid_token_id};
+use super::final_message::{
+    latest_observed_at, parse_final_message, valid_platform, valid_token_id, MAX_ROUTE_PARAMS_BYTES,
+};
 use super::frames::{
-    delivery_verdict, frame_id, parse_hello, parse_login_state, parse_tabs, scrub_credentials,
+    delivery_verdict, frame_id, parse_hello, parse_login_state, parse_tabs, scrub_credentials, MAX_TABS,
 };
 use crate::browser_json;
 use crate::store::RouteInfo;
@@ -184,9 +186,9 @@ proptest! {
             prop_assert!(hello.browser.as_ref().is_none_or(|b| b.len() <= 64));
             prop_assert!(hello.version.as_ref().is_none_or(|v| v.len() <= 64));
         }
-        if let Ok(tabs) = parse_tabs(&obj) {
-            prop_assert!(tabs.len() <= 1000);
-            prop_assert!(tabs.iter().all(|t| t.tab_id > 0 && valid_platform(&t.platform)));
+        if let Ok(list) = parse_tabs(&obj) {
+            prop_assert!(list.tabs.len() <= MAX_TABS);
+            prop_assert!(list.tabs.iter().all(|t| t.tab_id > 0 && valid_platform(&t.platform)));
         }
         if let Ok(login) = parse_login_state(&obj) {
             prop_assert!(valid_platform(&login.platform) && login.captured_at >= 0);
@@ -251,7 +253,8 @@ proptest! {
             json!({"tab_id": id, "platform": p, "url": url, "title": title, "conversation_id": conv})
         }).collect::<Vec<_>>()});
         let parsed = parse_tabs(&reparse(&frame)).unwrap();
-        let back: Vec<_> = parsed.into_iter().map(|t| (t.tab_id, t.platform, t.url, t.title, t.conversation_id)).collect();
+        prop_assert_eq!(parsed.dropped, 0);
+        let back: Vec<_> = parsed.tabs.into_iter().map(|t| (t.tab_id, t.platform, t.url, t.title, t.conversation_id)).collect();
         prop_assert_eq!(back, tabs);
     }
 
@@ -269,6 +272,7 @@ proptest! {
             if let Some(route) = &m.route {
                 prop_assert!(route.path.as_ref().is_none_or(|p| p.len() <= 2048));
                 prop_assert!(route.params.as_ref().is_none_or(|p| p.starts_with('{')), "params {:?}", route.params);
+                prop_assert!(route.params.as_ref().is_none_or(|p| p.len() <= MAX_ROUTE_PARAMS_BYTES));
             }
         }
     }
