@@ -1,8 +1,8 @@
 //! Peers that read slower than the daemon sends (docs/BRIDGE.md, "How
 //! frames reach the socket" and "Streams"): a relay's HTTP caller that stops
 //! keeping up costs the daemon a bounded buffer, then the relay fails with
-//! `caller_too_slow` (a caller that reads nothing at all is cut at the send
-//! timeout); a plugin that takes its frames only in a trickle is
+//! `caller_too_slow` (a caller that reads nothing at all frees the relay
+//! within the send timeout); a plugin that takes its frames only in a trickle is
 //! disconnected and shown lost within the documented 10 s. Neither slows
 //! any other client down.
 
@@ -124,7 +124,7 @@ fn a_relay_whose_caller_falls_behind_is_bounded_in_memory_then_fails_with_caller
 }
 
 #[test]
-fn a_relay_caller_that_never_reads_is_cut_at_the_send_timeout() {
+fn a_relay_caller_that_never_reads_frees_its_target_within_the_send_timeout() {
     let d = start();
     let mut plugin = streamer(&d, "unread");
     let (mut sse, request_id) = open_stream(&d, &mut plugin, "unread");
@@ -149,14 +149,24 @@ fn a_relay_caller_that_never_reads_is_cut_at_the_send_timeout() {
         plugin.send_text(&answer.to_string());
     }
     assert_eq!(next.join().unwrap().0.status, 200);
-    // What the caller finds when it looks at last: a stream cut short, with
-    // neither `stream_end` nor the terminating chunk.
+    // What the caller finds when it looks at last: never a finished
+    // stream. Either it was cut short (no terminating chunk): the daemon's
+    // writes stalled for the send timeout; or, when the relay's thread was
+    // slower to take the events than the plugin to send them (a loaded
+    // machine), the relay failed first and its end fit in the socket
+    // buffers: then it ends with `caller_too_slow`.
     let mut tcp: TcpStream = sse.into_tcp();
     tcp.set_read_timeout(Some(T)).unwrap();
     let mut rest = Vec::new();
     let _ = tcp.read_to_end(&mut rest);
     let text = String::from_utf8_lossy(&rest);
-    assert!(!text.contains("stream_end") && !text.ends_with("0\r\n\r\n"), "the stream was finished");
+    assert!(!text.contains("stream_end"), "the stream was finished");
+    let cut = !text.ends_with("0\r\n\r\n");
+    assert!(
+        cut || text.contains("\"caller_too_slow\""),
+        "the stream ended otherwise: {}",
+        String::from_utf8_lossy(&rest[rest.len().saturating_sub(300)..])
+    );
 }
 
 /// Whether `client_id` shows as lost in `GET /v1/browser`.
