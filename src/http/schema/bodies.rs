@@ -7,7 +7,7 @@
 use serde_json::{json, Value};
 
 use super::{nullable, obj, platform, token_id};
-use crate::bridge::final_message::latest_observed_at;
+use crate::bridge::final_message::{latest_observed_at, MAX_ROUTE_PARAMS_BYTES};
 use crate::http::leased::MAX_ACTION_TIMEOUT_MS;
 use crate::util::now_ms;
 
@@ -75,7 +75,8 @@ pub fn final_message() -> Value {
             "organization_id": opt_bytes(512),
             "route": { "type": ["object", "null"], "properties": {
                 "path": opt_bytes(2048), "pattern": opt_bytes(2048),
-                "params": { "type": ["object", "null"] } } },
+                "params": { "type": ["object", "null"],
+                            "description": format!("At most {MAX_ROUTE_PARAMS_BYTES} bytes as JSON.") } } },
         },
         // An assistant's text (the default role) is never empty.
         "if": { "anyOf": [
