@@ -8,7 +8,7 @@
 //! the `hello_ack`, queued on the fresh outbox before it is visible, see
 //! [`Hub::register`]), and nobody ever waits while holding it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +17,8 @@ use crossbeam_channel::{Sender, TrySendError};
 use parking_lot::Mutex;
 use serde_json::Value;
 
+use super::clients::forget_oldest_lost;
+pub use super::clients::{Client, Hello, LoginState, Tab, MAX_LOGIN_STATES, MAX_LOST_CLIENTS};
 use super::mailbox;
 use super::writer::Out;
 use crate::util::{new_id, now_ms};
@@ -56,66 +58,11 @@ impl RequestError {
 /// once the socket buffers towards the caller are full too.
 pub const MAX_BUFFERED_ANSWER_BYTES: usize = 1 << 20;
 
-/// Disconnected clients kept (for `login_fresh_ms` each) at most; past it
-/// the longest lost is forgotten first (docs/BRIDGE.md "Bounds").
-pub const MAX_LOST_CLIENTS: usize = 32;
-
-/// Platforms a client may report login states for, at most (as many as a
-/// `hello` may list).
-pub const MAX_LOGIN_STATES: usize = 64;
-
 /// What arrives in a pending request's mailbox.
 #[derive(Debug, Clone)]
 pub enum Answer {
     Frame(Value),
     Failed(RequestError),
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct Tab {
-    pub tab_id: i64,
-    pub platform: String,
-    pub url: Option<String>,
-    pub title: Option<String>,
-    pub conversation_id: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoginState {
-    pub platform: String,
-    pub captured_at: i64,
-    pub fingerprint: Option<String>,
-    /// Metadata only: credential keys were dropped before it got here.
-    pub account: Value,
-}
-
-/// What `hello` told us about a client.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Hello {
-    pub client_id: String,
-    pub browser: Option<String>,
-    pub version: Option<String>,
-    pub platforms: Vec<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Client {
-    pub hello: Hello,
-    pub connection_id: String,
-    pub connected_at: i64,
-    pub last_seen_at: i64,
-    /// Set when the connection ended; the entry is forgotten after
-    /// `login_fresh_ms`.
-    pub lost_at: Option<i64>,
-    pub tabs: Vec<Tab>,
-    pub login_states: BTreeMap<String, LoginState>,
-    outbox: Option<Sender<Out>>,
-}
-
-impl Client {
-    pub fn connected(&self) -> bool {
-        self.outbox.is_some()
-    }
 }
 
 struct PendingEntry {
@@ -448,21 +395,6 @@ fn ignored_answer(request_id: &str) {
     }
     let more = SUPPRESSED.swap(0, Ordering::Relaxed);
     log::info!("bridge: ignoring answer for unknown or expired request {request_id} (and {more} more since)");
-}
-
-/// Forgets the clients lost longest ago while more than `MAX_LOST_CLIENTS`
-/// are lost (ties: the smaller id first, never map order).
-fn forget_oldest_lost(clients: &mut HashMap<String, Client>) {
-    let mut lost: Vec<(i64, String)> =
-        clients.values().filter_map(|c| Some((c.lost_at?, c.hello.client_id.clone()))).collect();
-    if lost.len() <= MAX_LOST_CLIENTS {
-        return;
-    }
-    lost.sort();
-    for (_, id) in lost.drain(..lost.len() - MAX_LOST_CLIENTS) {
-        log::info!("bridge: forgetting lost client {id}: more than {MAX_LOST_CLIENTS} are lost");
-        clients.remove(&id);
-    }
 }
 
 fn take_pending_of(st: &mut State, connection_id: &str) -> Vec<mailbox::Owner<Answer>> {

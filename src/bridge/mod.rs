@@ -5,6 +5,7 @@
 //! returns its [`Handle`]. docs/BRIDGE.md is the contract;
 //! docs/ARCHITECTURE.md explains the threads.
 
+mod clients;
 mod conn;
 pub mod final_message;
 pub mod frames;
