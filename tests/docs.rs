@@ -190,3 +190,38 @@ fn every_setting_flag_and_variable_is_in_the_config_page() {
         assert!(doc.contains(word), "docs/CONFIG.md mentions {word}");
     }
 }
+
+/// docs/SECURITY.md names settings and their defaults: each named setting
+/// exists, and the defaults it quotes are the daemon's.
+#[test]
+fn the_security_page_names_real_settings_and_their_defaults() {
+    let doc = read("docs/SECURITY.md");
+    let tmp = TempDir::new("docs-security");
+    let state = tmp.path().display().to_string();
+    let o = run_to_exit(command(&["check-config", "--state-dir", &state]), Duration::from_secs(10));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut keys = Vec::new();
+    flatten("", &config, &mut keys);
+    let sections: Vec<&str> = keys.iter().filter_map(|k| k.split_once('.').map(|(s, _)| s)).collect();
+    let setting = |span: &str| {
+        let plain = span.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.');
+        plain && span.split_once('.').is_some_and(|(s, rest)| sections.contains(&s) && !rest.is_empty())
+    };
+    let spans: Vec<&str> = doc.split('`').skip(1).step_by(2).collect();
+    let named: Vec<&&str> = spans.iter().filter(|s| setting(s)).collect();
+    assert!(named.len() >= 6, "{named:?}");
+    for span in named.into_iter().chain(&["token", "allowed_hosts", "allowed_origins", "public_base_url"]) {
+        assert!(keys.iter().any(|k| k == span), "docs/SECURITY.md names `{span}`, not a setting");
+    }
+    let defaults = [
+        ("limits.max_ws_frame_bytes", 8 << 20, "(8 MiB)"),
+        ("limits.max_body_bytes", 1 << 20, "(1 MiB)"),
+        ("bridge.hello_timeout_ms", 10_000, "(10 s)"),
+    ];
+    for (key, value, quoted) in defaults {
+        let pointer = format!("/{}", key.replace('.', "/"));
+        assert_eq!(config.pointer(&pointer), Some(&Value::from(value)), "{key}");
+        assert!(doc.contains(&format!("`{key}` {quoted}")), "docs/SECURITY.md quotes {key} as {quoted}");
+    }
+}
