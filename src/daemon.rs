@@ -95,7 +95,7 @@ pub struct Running {
 /// recovery, policy, listeners, bridge, HTTP, timed jobs; then writes the
 /// ready file and prints the ready line.
 pub fn start(config: Config) -> Result<Running, Fatal> {
-    crate::util::tune_allocator();
+    crate::alloc::tune();
     crate::fdlimit::raise_for(&config);
     let config = Arc::new(config);
     let state_dir = config.state_dir.clone();

@@ -47,7 +47,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(Command::Serve(config)) => {
+            // Returns only when it did not re-execute (src/alloc.rs).
+            let reexec = baa_conductor::alloc::exec_without_tcache();
             baa_conductor::logging::init();
+            if let Err(err) = reexec {
+                log::warn!("cannot restart with glibc's tcache off ({err}); memory may grow under load");
+            }
             match daemon::run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {

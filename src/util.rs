@@ -155,27 +155,6 @@ impl Drop for Permit {
     }
 }
 
-/// Keeps glibc from returning freed heap memory to the kernel after every
-/// large free. SQLite's statement and savepoint journals allocate and free
-/// tens of kilobytes per write; with the default 128 KiB trim threshold each
-/// store transaction ended in `madvise` calls (16% of the writer thread's
-/// time under ingest load, docs/BENCHMARKS.md). 8 MiB of free heap may stay
-/// mapped instead. Not needed (and not available) on other C libraries.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        extern "C" {
-            fn mallopt(param: std::os::raw::c_int, value: std::os::raw::c_int) -> std::os::raw::c_int;
-        }
-        const M_TRIM_THRESHOLD: std::os::raw::c_int = -1;
-        // SAFETY: mallopt only adjusts a malloc tunable; it is thread-safe
-        // and called once at start, before the daemon's threads exist.
-        unsafe {
-            mallopt(M_TRIM_THRESHOLD, 8 << 20);
-        }
-    }
-}
-
 /// How often `nap_until` asks whether to stop waiting.
 const NAP: std::time::Duration = std::time::Duration::from_millis(50);
 
