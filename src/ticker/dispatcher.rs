@@ -226,6 +226,9 @@ impl Dispatcher {
             let client =
                 link.client_id.clone().or_else(|| self.hub.chosen_client(Some(&link.platform), None));
             let Some(client) = client else {
+                if self.stopping(ctx) {
+                    return Err(self.release(ctx, &r.job, now_ms(), Deferral::ShuttingDown));
+                }
                 return Err(self.finish_failure(ctx, &r.job, Failure::NoActiveClient));
             };
             r.client = client;
@@ -279,6 +282,11 @@ impl Dispatcher {
         };
         let client = link.client_id.clone().or_else(|| self.hub.chosen_client(Some(&link.platform), None));
         let Some(client) = client else {
+            // The stop may have begun since the scan looked (the plugins
+            // leave as it proceeds): the job is left as it is, not failed.
+            if self.stopping(ctx) {
+                return Err(Fate::Skipped);
+            }
             return Err(self.finish_failure(ctx, job, Failure::NoActiveClient));
         };
         let summary = self.renewed_summary(job);
