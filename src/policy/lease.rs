@@ -95,15 +95,8 @@ impl Policy {
         let mut queued: Option<(WaiterId, Receiver<()>)> = None;
         let started = self.clock.now_ms();
         loop {
-            let now = self.clock.now_ms();
             let waiter = queued.as_ref().map(|(id, _)| *id);
-            // With `one_deadline`, the allowance for a rate delay shrinks by
-            // the time already spent queued: a request admitted after its
-            // caller's deadline is refused (`rate_limited`), not sent late.
-            let waited = u64::try_from(now.saturating_sub(started)).unwrap_or(0);
-            let max_delay_ms =
-                if opts.one_deadline { opts.max_delay_ms.saturating_sub(waited) } else { opts.max_delay_ms };
-            let (admission, receiver) = self.try_once(&target, request_id, now, max_delay_ms, &opts, waiter);
+            let (admission, receiver) = self.try_once(&target, request_id, started, &opts, waiter);
             let id = match admission {
                 Admission::Granted(grant) => return Ok(Lease::new(self, target, request_id, grant)),
                 Admission::Refused(refusal) => return Err(refusal),
@@ -123,19 +116,25 @@ impl Policy {
         }
     }
 
-    /// One admission attempt under the lock. A caller told to wait for the
-    /// first time gets the receiver it will be woken on; a queued caller
-    /// that is granted or refused gives up its waker.
+    /// One admission attempt under the lock, for a caller that asked at
+    /// `started`. A caller told to wait for the first time gets the
+    /// receiver it will be woken on; a queued caller that is granted or
+    /// refused gives up its waker.
     fn try_once(
         &self,
         target: &Target,
         request_id: &str,
-        now: i64,
-        max_delay_ms: u64,
+        started: i64,
         opts: &AdmitOptions,
         waiter: Option<WaiterId>,
     ) -> (Admission, Option<Receiver<()>>) {
-        self.locked(|inner| {
+        self.locked(|inner, now| {
+            // With `one_deadline`, the allowance for a rate delay shrinks by
+            // the time already spent queued: a request admitted after its
+            // caller's deadline is refused (`rate_limited`), not sent late.
+            let waited = u64::try_from(now.saturating_sub(started)).unwrap_or(0);
+            let max_delay_ms =
+                if opts.one_deadline { opts.max_delay_ms.saturating_sub(waited) } else { opts.max_delay_ms };
             let admission = inner.controller.try_admit_with(
                 target,
                 request_id,
@@ -164,8 +163,7 @@ impl Policy {
     /// many. The `policy-sweeper` thread (`spawn_sweeper`) calls it on its
     /// timer.
     pub fn sweep(&self) -> usize {
-        let now = self.clock.now_ms();
-        self.locked(|inner| inner.controller.sweep(now)).len()
+        self.locked(|inner, now| inner.controller.sweep(now)).len()
     }
 
     /// Starts the `policy-sweeper` thread: a sweep every
@@ -180,16 +178,14 @@ impl Policy {
 
     /// The persisted state document (`{"version":1,"platforms":…,"targets":…}`).
     pub fn persisted_json(&self) -> String {
-        let now = self.clock.now_ms();
-        let doc = self.locked(|inner| inner.controller.snapshot(now));
+        let doc = self.locked(|inner, now| inner.controller.snapshot(now));
         to_json(&doc)
     }
 
     /// Loads the persisted document at start. A broken document or an
     /// unknown version is logged and ignored: the policy starts clean.
     pub fn restore(&self, json: &str) {
-        let now = self.clock.now_ms();
-        match self.locked(|inner| inner.controller.restore(json, now)) {
+        match self.locked(|inner, now| inner.controller.restore(json, now)) {
             Ok(0) => log::info!("policy: state restored"),
             Ok(skipped) => {
                 log::warn!("policy: state restored, {skipped} malformed entries skipped")
@@ -200,12 +196,11 @@ impl Policy {
 
     /// The `policy` part of `GET /v1/browser`, optionally for one platform.
     pub fn view(&self, platform: Option<&str>) -> PolicyView {
-        let now = self.clock.now_ms();
-        self.locked(|inner| inner.controller.view(platform, now))
+        self.locked(|inner, now| inner.controller.view(platform, now))
     }
 
     fn give_up(&self, target: &Target, waiter: WaiterId) -> Refusal {
-        self.locked(|inner| {
+        self.locked(|inner, _| {
             inner.controller.cancel_waiter(target, waiter);
             inner.wakers.remove(&waiter);
         });
@@ -213,22 +208,26 @@ impl Policy {
     }
 
     fn complete(&self, target: &Target, lease_id: LeaseId, outcome: &Outcome) -> bool {
-        let now = self.clock.now_ms();
-        self.locked(|inner| inner.controller.complete(target, lease_id, outcome, now))
+        self.locked(|inner, now| inner.controller.complete(target, lease_id, outcome, now))
     }
 
     fn touch(&self, target: &Target, lease_id: LeaseId, reason: &str) -> bool {
-        let now = self.clock.now_ms();
-        self.locked(|inner| inner.controller.touch(target, lease_id, reason, now))
+        self.locked(|inner, now| inner.controller.touch(target, lease_id, reason, now))
     }
 
-    /// Runs `f` under the lock, then — after releasing it — wakes the
-    /// waiters handed the turn, writes the log lines and calls `on_change`
-    /// if persisted state changed.
-    fn locked<R>(&self, f: impl FnOnce(&mut Inner) -> R) -> R {
+    /// Runs `f` under the lock with the time read under it, then — after
+    /// releasing it — wakes the waiters handed the turn, writes the log
+    /// lines and calls `on_change` if persisted state changed. The time is
+    /// read under the lock so that the controller sees it in lock order: a
+    /// time read before waiting for the lock can be older than one another
+    /// caller already used, and the rate window, pruned with the later
+    /// time, would no longer hold a dispatch the older time still counts:
+    /// an admission at the older time would be charged inside the window.
+    fn locked<R>(&self, f: impl FnOnce(&mut Inner, i64) -> R) -> R {
         let (result, wake, notes, dirty) = {
             let mut inner = self.inner.lock();
-            let result = f(&mut inner);
+            let now = self.clock.now_ms();
+            let result = f(&mut inner, now);
             let ids = inner.controller.take_wakes();
             let wake: Vec<Sender<()>> = ids.iter().filter_map(|id| inner.wakers.get(id).cloned()).collect();
             let notes: Vec<Note> = inner.controller.take_notes();

@@ -353,3 +353,80 @@ fn deterministic_jitter_through_the_policy() {
         lease.complete(Outcome::Success);
     }
 }
+
+/// A clock whose `stall_at`-th read from now returns the time it loaded
+/// only after `release` (or 2 s): the caller holds a time that the clock
+/// has meanwhile moved past.
+struct StallingClock {
+    inner: ManualClock,
+    stall_at: AtomicUsize,
+    stalled: std::sync::atomic::AtomicBool,
+    release: (crossbeam_channel::Sender<()>, crossbeam_channel::Receiver<()>),
+}
+
+impl Clock for StallingClock {
+    fn now_ms(&self) -> i64 {
+        let now = self.inner.now_ms();
+        if self.stall_at.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) == Ok(1) {
+            self.stalled.store(true, Ordering::SeqCst);
+            let _ = self.release.1.recv_timeout(Duration::from_secs(2));
+        }
+        now
+    }
+}
+
+/// An admission whose time was read before another caller (here the
+/// persistence snapshot) pruned the window with a later time must still
+/// count the dispatch that time holds in the window: the time is read
+/// under the lock, so the admission and the prune see it in lock order.
+#[test]
+fn an_admission_is_never_charged_inside_the_window_by_a_later_prune() {
+    let clock = Arc::new(StallingClock {
+        inner: ManualClock::new(T0),
+        stall_at: 0.into(),
+        stalled: false.into(),
+        release: crossbeam_channel::bounded(1),
+    });
+    let policy = Policy::new(rate_cfg(1, 1000), clock.clone(), noop());
+    let t = target("firefox-1", "chatgpt");
+    policy.admit(t.clone(), "first", AdmitOptions::default()).unwrap().complete(Outcome::Success);
+    clock.inner.set(T0 + 999);
+    // `admit` reads the clock when asked, then for its attempt: the second
+    // read is the admission's time.
+    clock.stall_at.store(2, Ordering::SeqCst);
+    let admitting = {
+        let (policy, t) = (policy.clone(), t.clone());
+        std::thread::spawn(move || policy.admit(t, "second", AdmitOptions::default()).unwrap())
+    };
+    assert!(wait_for(|| clock.stalled.load(Ordering::SeqCst)));
+    // The snapshot prunes with T0 + 1000, where the first dispatch has
+    // left the window; it runs while the admission holds T0 + 999, unless
+    // that admission holds the lock (then it runs after it).
+    clock.inner.set(T0 + 1000);
+    let snapshot = {
+        let policy = policy.clone();
+        std::thread::spawn(move || policy.persisted_json())
+    };
+    let _ = wait_for_at_most(Duration::from_millis(500), || snapshot.is_finished());
+    clock.release.0.send(()).unwrap();
+    let second = admitting.join().unwrap();
+    snapshot.join().unwrap();
+    let charged = second.admitted_at + second.rate_limit_delay_ms as i64;
+    assert!(charged >= T0 + 1000, "charged at T0 + {}, inside the first dispatch's window", charged - T0);
+    second.complete(Outcome::Success);
+}
+
+fn wait_for(cond: impl FnMut() -> bool) -> bool {
+    wait_for_at_most(Duration::from_secs(10), cond)
+}
+
+fn wait_for_at_most(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    while !cond() {
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    true
+}
