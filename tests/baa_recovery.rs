@@ -83,7 +83,10 @@ fn kill_9_during_a_long_exec_leaves_it_interrupted_and_never_rerun() {
     let sim = b.sim("succeed");
     let execs = b.wait_final("m1", 2);
     assert_eq!(outcomes(&execs), [outcome("failed", "interrupted"), ok()]);
-    assert_eq!(renewal_support::conversation(&b.d, &lc)["execution_state"], "idle");
+    // Recovery released `instruction_running`. The reply's delivery may
+    // hold `renewal_running` for a moment, so poll: a state never released
+    // stays `instruction_running` and fails this.
+    renewal_support::wait_conversation(&b.d, &lc, "idle", |c| c["execution_state"] == "idle");
     b.wait_reply("m1", "done", |j| j["status"] == "done");
     let sent = sim.wait_deliveries(1)[0]["message_text"].as_str().unwrap().to_string();
     assert!(sent.starts_with("[baa] exec: error — interrupted: the daemon stopped"), "{sent}");
