@@ -155,6 +155,19 @@ fn every_error_code_is_in_the_api_page() {
     }
 }
 
+/// The daemon's effective configuration with every default
+/// (`check-config` on an empty state dir) and its keys, flattened with dots.
+fn default_config() -> (Value, Vec<String>) {
+    let tmp = TempDir::new("docs-config");
+    let state = tmp.path().display().to_string();
+    let o = run_to_exit(command(&["check-config", "--state-dir", &state]), Duration::from_secs(10));
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let config: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let mut keys = Vec::new();
+    flatten("", &config, &mut keys);
+    (config, keys)
+}
+
 fn flatten(prefix: &str, v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(obj) => {
@@ -170,13 +183,7 @@ fn flatten(prefix: &str, v: &Value, out: &mut Vec<String>) {
 #[test]
 fn every_setting_flag_and_variable_is_in_the_config_page() {
     let doc = read("docs/CONFIG.md");
-    let tmp = TempDir::new("docs-config");
-    let state = tmp.path().display().to_string();
-    let o = run_to_exit(command(&["check-config", "--state-dir", &state]), Duration::from_secs(10));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let config: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mut keys = Vec::new();
-    flatten("", &config, &mut keys);
+    let (_, mut keys) = default_config();
     keys.retain(|k| k != "state_dir" && k != "config_path");
     assert!(keys.len() > 50, "{keys:?}");
     for key in keys {
@@ -196,13 +203,7 @@ fn every_setting_flag_and_variable_is_in_the_config_page() {
 #[test]
 fn the_security_page_names_real_settings_and_their_defaults() {
     let doc = read("docs/SECURITY.md");
-    let tmp = TempDir::new("docs-security");
-    let state = tmp.path().display().to_string();
-    let o = run_to_exit(command(&["check-config", "--state-dir", &state]), Duration::from_secs(10));
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let config: Value = serde_json::from_slice(&o.stdout).unwrap();
-    let mut keys = Vec::new();
-    flatten("", &config, &mut keys);
+    let (config, keys) = default_config();
     let sections: Vec<&str> = keys.iter().filter_map(|k| k.split_once('.').map(|(s, _)| s)).collect();
     let setting = |span: &str| {
         let plain = span.bytes().all(|b| b.is_ascii_lowercase() || b == b'_' || b == b'.');
