@@ -2,6 +2,7 @@
 //! person's scripts. `main.rs` parses the command line and calls [`daemon`];
 //! everything else is one module per thread role (see docs/ARCHITECTURE.md).
 
+pub mod accept_errors;
 pub mod alloc;
 pub mod auth;
 pub mod baa;

@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 pub use hub::{Answer, Hub, PendingRequest, RequestError};
 
+use crate::accept_errors::{AcceptFailures, LogLimiter};
 use crate::auth::{HostPolicy, OriginPolicy};
 use crate::config::Config;
 use crate::store::{IngestSettings, Store};
@@ -86,27 +87,25 @@ fn accept_loop(
     lobby: Arc<lobby::Lobby>,
     stopping: Arc<AtomicBool>,
 ) {
-    let mut last_eviction_log: Option<Instant> = None;
+    let mut evictions = LogLimiter::default();
+    let mut failures = AcceptFailures::new("bridge");
     for stream in listener.incoming() {
         if stopping.load(Ordering::Acquire) {
             return;
         }
         match stream {
             Ok(tcp) => {
+                failures.recovered();
                 let Ok((ticket, evicted)) = lobby.enter(&tcp) else { continue };
                 if let Some(old) = evicted {
                     // At most one line a second: a flood is one line, not thousands.
-                    if last_eviction_log.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                        log::warn!("bridge: too many connections without hello; closed the oldest ({old})");
-                        last_eviction_log = Some(Instant::now());
-                    }
+                    evictions.warn(format_args!(
+                        "bridge: too many connections without hello; closed the oldest ({old})"
+                    ));
                 }
                 spawn_connection(tcp, ticket, &ctx)
             }
-            Err(e) => {
-                log::warn!("bridge: accept failed: {e}");
-                std::thread::sleep(Duration::from_millis(50));
-            }
+            Err(e) => failures.back_off(&e),
         }
     }
 }

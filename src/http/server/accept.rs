@@ -2,26 +2,18 @@
 //! connections past the cap with a prompt response, and survives every
 //! accept error (tiny_http's loop ended for good on the first EMFILE).
 
-use std::io::{self, Read, Write};
+use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use super::{conn, write, Refusal, Shared};
+use crate::accept_errors::{AcceptFailures, LogLimiter};
 
 /// Stack size of connection threads. It is virtual memory, touched only as
 /// used, so thousands of connections stay cheap; 512 KiB leaves room for
 /// SQLite and serde_json (whose recursion is capped at 128 levels) inside
 /// the handlers.
 const CONN_STACK_BYTES: usize = 512 * 1024;
-
-/// Pause after an accept error caused by resource exhaustion. Retrying at
-/// once would spin; a long pause would keep clients waiting after fds return.
-const EXHAUSTED_BACKOFF: Duration = Duration::from_millis(50);
-
-/// Pause after an unexpected accept error, so an unknown persistent error
-/// cannot turn the loop into a busy loop.
-const OTHER_BACKOFF: Duration = Duration::from_millis(20);
 
 /// Most bytes discarded from a refused connection before closing it; reading
 /// what already arrived avoids a reset that could destroy the 503.
@@ -30,7 +22,7 @@ const REFUSE_DRAIN_BYTES: usize = 64 * 1024;
 /// Runs until the server stops. Never returns early on an error.
 pub(super) fn run(listener: TcpListener, shared: Arc<Shared>) {
     let mut refusals = LogLimiter::default();
-    let mut failures = AcceptFailures::default();
+    let mut failures = AcceptFailures::new("http");
     loop {
         let accepted = listener.accept();
         if shared.is_stopping() {
@@ -113,84 +105,5 @@ fn refuse(shared: &Shared, mut stream: TcpStream) {
             Ok(n) if n > 0 => drained += n,
             _ => break,
         }
-    }
-}
-
-/// Tracks a run of accept errors: logs them (rate-limited), pauses when
-/// retrying at once would spin, and reports when accepting works again.
-#[derive(Default)]
-struct AcceptFailures {
-    limiter: LogLimiter,
-    count: u64,
-    since: Option<Instant>,
-}
-
-impl AcceptFailures {
-    fn back_off(&mut self, err: &io::Error) {
-        match err.kind() {
-            // The peer gave up before we accepted; nothing is wrong with us.
-            io::ErrorKind::Interrupted
-            | io::ErrorKind::ConnectionAborted
-            | io::ErrorKind::ConnectionReset
-            | io::ErrorKind::WouldBlock => return,
-            _ => {}
-        }
-        self.count += 1;
-        self.since.get_or_insert_with(Instant::now);
-        self.limiter.warn(format_args!("http: accept failed: {err}; retrying"));
-        let pause = if is_exhaustion(err) { EXHAUSTED_BACKOFF } else { OTHER_BACKOFF };
-        std::thread::sleep(pause);
-    }
-
-    fn recovered(&mut self) {
-        if let Some(since) = self.since.take() {
-            log::warn!(
-                "http: accepting again after {} failed accept(s) over {:?}",
-                self.count,
-                since.elapsed()
-            );
-            self.count = 0;
-        }
-    }
-}
-
-/// EMFILE, ENFILE, ENOBUFS or ENOMEM: the process or system ran out of
-/// descriptors or buffers, which heals by itself once connections close.
-fn is_exhaustion(err: &io::Error) -> bool {
-    if err.kind() == io::ErrorKind::OutOfMemory {
-        return true;
-    }
-    const EMFILE: i32 = 24;
-    const ENFILE: i32 = 23;
-    const ENOMEM: i32 = 12;
-    #[cfg(target_os = "linux")]
-    const ENOBUFS: i32 = 105;
-    #[cfg(not(target_os = "linux"))]
-    const ENOBUFS: i32 = 55;
-    matches!(err.raw_os_error(), Some(EMFILE | ENFILE | ENOMEM | ENOBUFS))
-}
-
-/// Lets through at most one warning per second and reports how many were
-/// swallowed, so an error storm cannot flood the log.
-#[derive(Default)]
-struct LogLimiter {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    fn warn(&mut self, message: std::fmt::Arguments<'_>) {
-        let now = Instant::now();
-        if self.last.is_some_and(|last| now.duration_since(last) < Duration::from_secs(1)) {
-            self.suppressed += 1;
-            return;
-        }
-        if self.suppressed > 0 {
-            log::warn!("{message} ({} similar message(s) suppressed)", self.suppressed);
-        } else {
-            log::warn!("{message}");
-        }
-        self.last = Some(now);
-        self.suppressed = 0;
     }
 }
