@@ -31,22 +31,9 @@ mod http1;
 
 const LIMIT: u32 = 20;
 
-/// Thread CPU time (`CLOCK_THREAD_CPUTIME_ID`), through the C library std
-/// already links.
+/// Thread CPU time (`CLOCK_THREAD_CPUTIME_ID`).
 fn thread_cpu() -> Duration {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: a valid clock id and a pointer to a live, writable struct of
-    // the layout the C library expects on 64-bit Linux.
-    unsafe { clock_gettime(3, &mut t) };
-    Duration::new(t.sec as u64, t.nsec as u32)
+    baa_conductor::util::thread_cpu_time()
 }
 
 /// User plus system CPU time of process `pid` (from /proc, in clock ticks

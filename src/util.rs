@@ -220,6 +220,32 @@ impl<T> Drop for JoinOnDrop<T> {
     }
 }
 
+/// The CPU time the calling thread has used (`CLOCK_THREAD_CPUTIME_ID`,
+/// through the C library std already links). Unlike the wall clock it does
+/// not count time the thread waited for a core, so measurements on a
+/// loaded machine (the parser's linear-cost test, `bench_search`) are not
+/// inflated by other work.
+pub fn thread_cpu_time() -> std::time::Duration {
+    #[repr(C)]
+    struct Timespec {
+        sec: i64,
+        nsec: i64,
+    }
+    extern "C" {
+        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
+    }
+    #[cfg(target_os = "macos")]
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 16;
+    #[cfg(not(target_os = "macos"))]
+    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
+    let mut t = Timespec { sec: 0, nsec: 0 };
+    // SAFETY: clock_gettime writes one timespec (two 64-bit fields on the
+    // 64-bit targets we build for) into `t`, which outlives the call.
+    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    assert_eq!(rc, 0, "clock_gettime");
+    std::time::Duration::new(t.sec as u64, t.nsec as u32)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

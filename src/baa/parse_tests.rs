@@ -262,29 +262,11 @@ mod properties {
     }
 }
 
-/// The CPU time this thread has used, in nanoseconds: unlike the wall
-/// clock it does not count the time the thread waited for a core, so a
-/// loaded machine (the tests share two cores with other work) does not
-/// inflate the longer runs.
+/// The CPU time this thread has used, in nanoseconds
+/// ([`crate::util::thread_cpu_time`]: a loaded machine does not inflate the
+/// longer runs).
 fn thread_cpu_ns() -> f64 {
-    #[repr(C)]
-    struct Timespec {
-        sec: i64,
-        nsec: i64,
-    }
-    extern "C" {
-        fn clock_gettime(clock: i32, tp: *mut Timespec) -> i32;
-    }
-    #[cfg(target_os = "macos")]
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 16;
-    #[cfg(not(target_os = "macos"))]
-    const CLOCK_THREAD_CPUTIME_ID: i32 = 3;
-    let mut t = Timespec { sec: 0, nsec: 0 };
-    // SAFETY: clock_gettime writes one timespec (two 64-bit fields on the
-    // 64-bit targets we build for) into `t`, which outlives the call.
-    let rc = unsafe { clock_gettime(CLOCK_THREAD_CPUTIME_ID, &mut t) };
-    assert_eq!(rc, 0, "clock_gettime");
-    t.sec as f64 * 1e9 + t.nsec as f64
+    crate::util::thread_cpu_time().as_nanos() as f64
 }
 
 /// Linear time, as the CPU time of this thread: per byte, parsing 256 × 256
