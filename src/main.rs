@@ -46,26 +46,29 @@ fn main() -> ExitCode {
             println!("{}", serde_json::to_string_pretty(&config).unwrap_or_default());
             ExitCode::SUCCESS
         }
-        Ok(Command::Serve(config)) => {
-            // Returns only when it did not re-execute (src/alloc.rs).
-            let reexec = baa_conductor::alloc::exec_without_tcache();
-            baa_conductor::logging::init();
-            if let Err(err) = reexec {
-                log::warn!("cannot restart with glibc's tcache off ({err}); memory may grow under load");
-            }
-            match daemon::run(config) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    // One line on stderr (the journal under a service
-                    // manager), not a log line and a copy of it.
-                    eprintln!("baa-conductor: {err}");
-                    ExitCode::from(1)
-                }
-            }
-        }
+        Ok(Command::Serve(config)) => serve(config),
         Err(err) => {
             eprintln!("{err}");
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs the daemon until it stops.
+fn serve(config: config::Config) -> ExitCode {
+    // Returns only when it did not re-execute (src/alloc.rs).
+    let reexec = baa_conductor::alloc::exec_without_tcache();
+    baa_conductor::logging::init();
+    if let Err(err) = reexec {
+        log::warn!("cannot restart with glibc's tcache off ({err}); memory may grow under load");
+    }
+    match daemon::run(config) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line on stderr (the journal under a service
+            // manager), not a log line and a copy of it.
+            eprintln!("baa-conductor: {err}");
+            ExitCode::from(1)
         }
     }
 }

@@ -115,11 +115,7 @@ fn install(req: &ServiceRequest, m: &Manager, uid: &str) -> Result<u8, String> {
     let exe = std::env::current_exe()
         .and_then(|p| p.canonicalize())
         .map_err(|e| format!("cannot find this program's path: {e}"))?;
-    let mut args =
-        vec!["serve".to_string(), "--state-dir".to_string(), config.state_dir.to_string_lossy().into()];
-    for (flag, value) in &req.overrides {
-        args.extend([flag.to_string(), value.clone()]);
-    }
+    let args = serve_args(req);
     let env_path = config.state_dir.join("service.env");
     let token = req.token_outside_file.then(|| config.token.clone()).flatten();
     fs::create_dir_all(&config.state_dir)
@@ -154,6 +150,28 @@ fn install(req: &ServiceRequest, m: &Manager, uid: &str) -> Result<u8, String> {
         write_file(&m.file, &text)?
     };
     println!("wrote {}", m.file.display());
+    activate(m, uid)?;
+    let scope = if req.user { " --user" } else { "" };
+    println!(
+        "installed: it starts now and at every {}; `baa-conductor service status{scope}` shows it",
+        if req.user { "login" } else { "boot" }
+    );
+    Ok(0)
+}
+
+/// The daemon's command line in the service file: `serve`, the state
+/// directory, and the settings given on the `service install` line.
+fn serve_args(req: &ServiceRequest) -> Vec<String> {
+    let mut args =
+        vec!["serve".to_string(), "--state-dir".to_string(), req.config.state_dir.to_string_lossy().into()];
+    for (flag, value) in &req.overrides {
+        args.extend([flag.to_string(), value.clone()]);
+    }
+    args
+}
+
+/// Runs the service manager's commands that load and start the written file.
+fn activate(m: &Manager, uid: &str) -> Result<(), String> {
     for cmd in m.commands(ServiceAction::Install, uid) {
         let code = m.run(&cmd)?;
         if code != 0 {
@@ -164,12 +182,7 @@ fn install(req: &ServiceRequest, m: &Manager, uid: &str) -> Result<u8, String> {
             ));
         }
     }
-    let scope = if req.user { " --user" } else { "" };
-    println!(
-        "installed: it starts now and at every {}; `baa-conductor service status{scope}` shows it",
-        if req.user { "login" } else { "boot" }
-    );
-    Ok(0)
+    Ok(())
 }
 
 fn uninstall(req: &ServiceRequest, m: &Manager, uid: &str) -> Result<u8, String> {

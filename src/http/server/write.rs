@@ -51,60 +51,77 @@ pub(super) fn write_response<W: Sink>(
     out.fresh_deadline();
     let status = valid_status(response.status);
     options.close |= response.close || asks_close(&response.headers);
-    let no_body = !status_has_body(status);
+    let body = if status_has_body(status) && !options.head_only { BodyMode::Sent } else { BodyMode::Omitted };
+    let bodyless = !status_has_body(status);
     match response.body {
         Body::File(file, len) => {
-            let framing = if no_body { Framing::Bodyless } else { Framing::Length(len as usize) };
+            let framing = if bodyless { Framing::Bodyless } else { Framing::Length(len as usize) };
             out.write_all(&encode_head(status, &response.headers, &framing, &options))?;
-            if !no_body && !options.head_only {
+            if body == BodyMode::Sent {
                 copy_file(out, file, len)?;
             }
-            out.flush()?;
-            Ok(options.close)
         }
         Body::Full(bytes) => {
-            let framing = if no_body { Framing::Bodyless } else { Framing::Length(bytes.len()) };
+            let framing = if bodyless { Framing::Bodyless } else { Framing::Length(bytes.len()) };
             let mut buf = encode_head(status, &response.headers, &framing, &options);
-            if !no_body && !options.head_only {
+            if body == BodyMode::Sent {
                 buf.extend_from_slice(&bytes);
             }
             out.write_all(&buf)?;
-            out.flush()?;
-            Ok(options.close)
         }
         Body::Parts(parts) => {
             let len = parts.iter().map(|p| p.bytes().len()).sum();
-            let framing = if no_body { Framing::Bodyless } else { Framing::Length(len) };
+            let framing = if bodyless { Framing::Bodyless } else { Framing::Length(len) };
             let head = encode_head(status, &response.headers, &framing, &options);
             let mut slices = vec![IoSlice::new(&head)];
-            if !no_body && !options.head_only {
+            if body == BodyMode::Sent {
                 slices.extend(parts.iter().map(|p| IoSlice::new(p.bytes())));
             }
             write_all_vectored(out, &mut slices)?;
-            out.flush()?;
-            Ok(options.close)
         }
-        Body::Stream(rx) => {
-            let framing = match () {
-                _ if no_body => Framing::Bodyless,
-                _ if options.http10 => Framing::UntilClose,
-                _ => Framing::Chunked,
-            };
-            if matches!(framing, Framing::UntilClose) {
-                options.close = true;
-            }
-            let head = encode_head(status, &response.headers, &framing, &options);
-            out.write_all(&head)?;
-            out.flush()?;
-            if no_body || options.head_only {
-                return Ok(options.close);
-            }
-            let chunked = matches!(framing, Framing::Chunked);
-            let finished = pump(out, &rx, chunked, stop)?;
-            // An unfinished chunked body can only be signalled by closing.
-            Ok(options.close || !finished)
-        }
+        Body::Stream(rx) => return write_stream(out, status, &response.headers, &rx, options, stop),
     }
+    out.flush()?;
+    Ok(options.close)
+}
+
+/// Whether a response's body bytes go on the wire: not for HEAD, nor for
+/// statuses that never carry one.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyMode {
+    Sent,
+    Omitted,
+}
+
+/// A streamed body: chunked, or until close for HTTP/1.0; returns whether
+/// the connection must close now (always, if the stream did not finish).
+fn write_stream<W: Sink>(
+    out: &mut W,
+    status: u16,
+    headers: &[(String, String)],
+    rx: &Receiver<Vec<u8>>,
+    mut options: Options,
+    stop: &Receiver<()>,
+) -> io::Result<bool> {
+    let no_body = !status_has_body(status);
+    let framing = match () {
+        _ if no_body => Framing::Bodyless,
+        _ if options.http10 => Framing::UntilClose,
+        _ => Framing::Chunked,
+    };
+    if matches!(framing, Framing::UntilClose) {
+        options.close = true;
+    }
+    let head = encode_head(status, headers, &framing, &options);
+    out.write_all(&head)?;
+    out.flush()?;
+    if no_body || options.head_only {
+        return Ok(options.close);
+    }
+    let chunked = matches!(framing, Framing::Chunked);
+    let finished = pump(out, rx, chunked, stop)?;
+    // An unfinished chunked body can only be signalled by closing.
+    Ok(options.close || !finished)
 }
 
 /// Sends `len` bytes of `file` in pieces, so a large artifact never sits in
