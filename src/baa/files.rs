@@ -8,9 +8,12 @@ use std::path::Path;
 use serde_json::json;
 
 use super::paths::resolve_inside;
-use super::tools::{failed, succeeded, MAX_READ_BYTES};
+use super::result::{failed, succeeded};
 use super::Reason;
 use crate::store::BlockResult;
+
+/// `files.read` refuses files larger than this (docs/BAA.md).
+pub const MAX_READ_BYTES: u64 = 1 << 20;
 
 pub(super) fn read_file(path: &Path) -> BlockResult {
     use std::io::Read;

@@ -14,6 +14,7 @@ mod reason;
 
 pub use reason::Reason;
 pub mod reply;
+mod result;
 pub mod tools;
 pub mod worker;
 

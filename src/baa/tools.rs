@@ -7,19 +7,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::exec;
+#[cfg(test)]
+use super::files::MAX_READ_BYTES;
 use super::files::{read_file, write_file};
 use super::params::Params;
 use super::paths::{resolve_inside, PathError};
 use super::reply::excerpt;
+use super::result::{failed, succeeded};
 use super::Reason;
 use crate::http::Ctx;
-use crate::store::{BlockResult, ConversationStatus, Execution, ExecutionStatus, Transition};
+use crate::store::{BlockResult, ConversationStatus, Execution, Transition};
 
-/// `files.read` refuses files larger than this (docs/BAA.md).
-pub const MAX_READ_BYTES: u64 = 1 << 20;
 const DEFAULT_TIMEOUT_MS: u64 = 30_000;
 const MAX_TIMEOUT_MS: u64 = 600_000;
 
@@ -260,31 +261,6 @@ impl Checked {
             Checked::Invalid(m) => refuse(Reason::InvalidParams, format!("{tool}: {m}")),
             Checked::Refused(r) => r,
         }
-    }
-}
-
-pub(super) fn succeeded(summary: String, result: Value, artifact_path: Option<String>) -> BlockResult {
-    BlockResult {
-        status: ExecutionStatus::Succeeded,
-        summary: Some(excerpt(&summary).to_string()),
-        result_json: Some(result.to_string()),
-        error: None,
-        artifact_path,
-    }
-}
-
-pub(super) fn failed(
-    reason: Reason,
-    summary: String,
-    result: Option<Value>,
-    artifact_path: Option<String>,
-) -> BlockResult {
-    BlockResult {
-        status: reason.status(),
-        summary: Some(excerpt(&summary).to_string()),
-        result_json: result.map(|r| r.to_string()),
-        error: Some(reason.code().into_owned()),
-        artifact_path,
     }
 }
 

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::*;
 use crate::config::Config;
 use crate::store::test_dir::TestDir;
+use crate::store::ExecutionStatus;
 
 struct Fixture {
     tools: Tools,

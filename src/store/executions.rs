@@ -13,10 +13,10 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde_json::json;
 
 use super::exec_model::*;
+use super::job_doc::INSERT_JOB;
 use super::model::*;
 use super::ops::SYSTEM_STATE_KEY;
 use super::read::{active_link, message_by_id, parse_system_state};
-use super::renewal::INSERT_JOB;
 use super::StoreError;
 use crate::baa::Reason;
 use crate::util::new_id;

@@ -1,6 +1,8 @@
-//! The two JSON documents the projector writes into every renewal job
-//! (docs/RENEWAL.md "The projector"): the payload with the follow-up text, and the
-//! snapshot of the link the job was made for.
+//! What creating a renewal job writes (docs/RENEWAL.md "The projector"):
+//! the insert statement, shared by the projector (renewal.rs) and the
+//! `[baa]` reply (executions.rs), and the two JSON documents every job
+//! holds: the payload with the follow-up text, and the snapshot of the link
+//! the job was made for.
 //!
 //! They are serialised from borrowed structs rather than built as
 //! `serde_json::Value` trees, and the link's own stored JSON (route params,
@@ -15,6 +17,12 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 
 use super::model::Link;
+
+/// Inserts a pending job; a message already holding one keeps it.
+pub(super) const INSERT_JOB: &str = "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload,
+    payload_kind, target_snapshot, attempt_count, max_attempts, next_attempt_at, log_path, created_at, updated_at)
+ VALUES (?1, ?2, ?3, 'pending', ?4, 'json', ?5, 0, ?6, ?7, ?8, ?7, ?7)
+ ON CONFLICT (message_id) DO NOTHING";
 
 /// What the payload says about the message it renews.
 pub(super) struct Source<'a> {

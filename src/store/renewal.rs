@@ -8,7 +8,7 @@
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
 
-use super::job_doc;
+use super::job_doc::{self, INSERT_JOB};
 use super::model::*;
 use super::read::projection_target;
 use super::StoreError;
@@ -250,11 +250,6 @@ pub(super) fn fail_job(
     .execute(params![job_id, error, now, log_path])?;
     Ok(())
 }
-
-pub(super) const INSERT_JOB: &str = "INSERT INTO renewal_jobs (job_id, local_conversation_id, message_id, status, payload,
-    payload_kind, target_snapshot, attempt_count, max_attempts, next_attempt_at, log_path, created_at, updated_at)
- VALUES (?1, ?2, ?3, 'pending', ?4, 'json', ?5, 0, ?6, ?7, ?8, ?7, ?7)
- ON CONFLICT (message_id) DO NOTHING";
 
 const LOCK_CONVERSATION: &str = "UPDATE local_conversations SET execution_state = 'renewal_running',
     updated_at = MAX(updated_at, ?2)
