@@ -22,6 +22,7 @@ mod read;
 mod renewal;
 mod schema;
 mod search;
+mod states;
 #[cfg(test)]
 pub(crate) mod test_dir;
 mod walvfs;
