@@ -196,6 +196,7 @@ fn system_read_describes_the_daemon() {
             "ws_url",
             "counts",
             "clients",
+            "instruction_blocks",
         ],
     );
     assert_eq!(data["node_id"], "local");
@@ -213,6 +214,11 @@ fn system_read_describes_the_daemon() {
     assert!(started <= before && started > before - 60_000, "started_at {started}");
     assert!(data["uptime_ms"].as_i64().unwrap() >= 0);
     assert_eq!(data["clients"], 0);
+    // The configuration's defaults (docs/CONFIG.md): off, and the read-only tools.
+    assert_eq!(
+        data["instruction_blocks"],
+        json!({"enabled": false, "allowed_tools": ["describe", "status", "files.read"]})
+    );
     assert_eq!(
         data["counts"],
         json!({"messages": 0, "conversations": 0, "jobs": {"pending": 0, "running": 0, "done": 0, "failed": 0}})

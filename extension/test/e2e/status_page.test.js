@@ -148,6 +148,20 @@ test("selecting a conversation shows its messages, full text, jobs and execution
   await until("switched to manual", async () => (await daemon.get(`/v1/renewal/conversations/${lc}`)).data.automation_status === "manual");
   await until("the page shows it", () => has("#detail-meta", "automation manual"));
 
+  // Instruction blocks are on: auto asks first, naming the tools an assistant could run.
+  const status = async () => (await daemon.get(`/v1/renewal/conversations/${lc}`)).data.automation_status;
+  await page.click('#detail button[data-switch="auto"]');
+  await until("the auto confirmation", () => page.isVisible("#auto-confirm"));
+  assert.ok(await has("#auto-confirm-text", "Instruction blocks are on", "describe, status, files.read"));
+  assert.equal(await status(), "manual", "asking changes nothing");
+  await page.click("#auto-confirm-no");
+  assert.ok(await page.isHidden("#auto-confirm"));
+  assert.equal(await status(), "manual", "cancel changes nothing");
+  await page.click('#detail button[data-switch="auto"]');
+  await page.click("#auto-confirm-yes");
+  await until("switched to auto", async () => (await status()) === "auto");
+  await until("the page shows it, the question gone", async () => (await has("#detail-meta", "automation auto")) && page.isHidden("#auto-confirm"));
+
   // A message's conversation link selects that conversation; reloading keeps it.
   await page.click(`#messages button[data-conversation="${other}"]`);
   await until("the other conversation", () => has("#detail-messages", "A claude answer."));

@@ -49,6 +49,12 @@ pub fn summary(ctx: &Ctx) -> Result<serde_json::Value, ApiError> {
             },
         },
         "clients": ctx.hub.connected_count(),
+        // What an assistant may do here once its conversation is `auto`:
+        // the status page asks before that switch when this is on.
+        "instruction_blocks": {
+            "enabled": ctx.config.baa.enabled,
+            "allowed_tools": ctx.config.baa.allowed_tools,
+        },
     }))
 }
 

@@ -164,6 +164,8 @@ fn system() -> Value {
         "counts": obj(json!({ "messages": { "type": "integer" }, "conversations": { "type": "integer" },
             "jobs": jobs })),
         "clients": { "type": "integer", "minimum": 0 },
+        "instruction_blocks": obj(json!({ "enabled": { "type": "boolean" },
+            "allowed_tools": { "type": "array", "items": { "type": "string" } } })),
     }))
 }
 

@@ -154,6 +154,7 @@ function setControls() {
   $("drain-open").disabled = !live || s !== "running";
   $("resume").disabled = !live || s === "running";
   $("confirm-yes").disabled = !live;
+  $("auto-confirm-yes").disabled = !live;
   for (const b of document.querySelectorAll("#detail button[data-switch]")) b.disabled = !live || b.dataset.current === "1";
 }
 
@@ -233,6 +234,7 @@ function select(lc) {
     tr.classList.toggle("selected", !!b && b.dataset.conversation === lc);
   }
   $("detail").hidden = !lc;
+  $("auto-confirm").hidden = true; // it was asked about the conversation shown before
   if (lc) refreshDetail().then(() => $("detail").scrollIntoView({ block: "nearest" }), problem);
 }
 
@@ -288,9 +290,23 @@ async function toggleText(id) {
   }
 }
 
-async function switchConversation(target) {
+/**
+ * Switches the selected conversation. With instruction blocks on, `auto`
+ * lets the assistant run the allowed tools on this machine, so that switch
+ * asks first and names them.
+ */
+async function switchConversation(target, confirmed = false) {
   const lc = state.selected;
   if (!lc) return;
+  const blocks = state.system && state.system.instruction_blocks;
+  if (target === "auto" && blocks && blocks.enabled && !confirmed) {
+    $("auto-confirm-text").textContent = "Switch to auto? Instruction blocks are on: the assistant in this " +
+      "conversation can then run " + (blocks.allowed_tools.join(", ") || "no tool") +
+      " on this machine, and each reply is sent back into the chat without asking.";
+    $("auto-confirm").hidden = false;
+    return;
+  }
+  $("auto-confirm").hidden = true;
   await act(() => api("/v1/renewal/conversations/" + enc(lc) + "/" + target, "POST"));
 }
 
@@ -410,6 +426,8 @@ $("confirm-no").addEventListener("click", closeConfirm);
 $("resume").addEventListener("click", () => act(() => api("/v1/system/resume", "POST")));
 for (const b of document.querySelectorAll("#detail button[data-switch]")) b.addEventListener("click", () => switchConversation(b.dataset.switch));
 $("detail-close").addEventListener("click", () => select(null));
+$("auto-confirm-yes").addEventListener("click", () => switchConversation("auto", true));
+$("auto-confirm-no").addEventListener("click", () => { $("auto-confirm").hidden = true; });
 
 state.selected = hash.get("c");
 showTokenState();
