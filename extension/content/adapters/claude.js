@@ -53,11 +53,6 @@
       if (doc.querySelector(S.userMenu) || A.first(doc, S.composer)) return { logged_in: true, account: {} };
       return { logged_in: null, account: {} };
     },
-
-    composer: (doc) => A.first(doc, S.composer),
-    sendButton: (doc) => A.first(doc, S.send),
-    sendEnabled: (btn) => A.enabled(btn),
-    userMessageCount: (doc) => doc.querySelectorAll(S.userMessage).length,
   };
 
   A.register(adapter);

@@ -112,7 +112,22 @@
     }
   }
 
+  /**
+   * What the composer (composer.js) asks of an adapter, made from its
+   * `selectors` (`composer`, `send`: lists tried in order; `userMessage`)
+   * unless the adapter defines its own.
+   */
+  const FROM_SELECTORS = {
+    composer: (a) => (doc) => first(doc, a.selectors.composer),
+    sendButton: (a) => (doc) => first(doc, a.selectors.send),
+    sendEnabled: () => enabled,
+    userMessageCount: (a) => (doc) => doc.querySelectorAll(a.selectors.userMessage).length,
+  };
+
   function register(adapter) {
+    for (const [name, make] of Object.entries(FROM_SELECTORS)) {
+      if (!adapter[name]) adapter[name] = make(adapter);
+    }
     registry[adapter.platform] = adapter;
   }
 

@@ -78,11 +78,6 @@
       if (doc.querySelector(S.signIn)) return { logged_in: false, account: {} };
       return { logged_in: null, account: {} };
     },
-
-    composer: (doc) => A.first(doc, S.composer),
-    sendButton: (doc) => A.first(doc, S.send),
-    sendEnabled: (btn) => A.enabled(btn),
-    userMessageCount: (doc) => doc.querySelectorAll(S.userMessage).length,
   };
 
   A.register(adapter);
