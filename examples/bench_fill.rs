@@ -44,28 +44,15 @@ use serde_json::json;
 
 #[path = "support/corpus.rs"]
 mod corpus;
+#[path = "support/rng.rs"]
+mod rng;
 #[path = "support/setup.rs"]
 mod setup;
 
+use rng::Rng;
+
 const CONVERSATIONS: u64 = 1000;
 const DAY_MS: i64 = 86_400_000;
-
-struct Rng(u64);
-
-impl Rng {
-    /// splitmix64
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn id(&mut self, prefix: &str) -> String {
-        format!("{prefix}{:016x}", self.next())
-    }
-}
 
 const WORDS: &[&str] = &[
     "the",

@@ -28,6 +28,8 @@ use rusqlite::{params_from_iter, Connection, OpenFlags};
 mod corpus;
 #[path = "support/http1.rs"]
 mod http1;
+#[path = "support/rng.rs"]
+mod rng;
 
 const LIMIT: u32 = 20;
 

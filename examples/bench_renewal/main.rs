@@ -68,8 +68,12 @@ use serde_json::{json, Value};
 
 #[path = "../support/http1.rs"]
 mod http1;
+#[path = "../support/rng.rs"]
+mod rng;
 #[path = "../support/setup.rs"]
 mod setup;
+
+use rng::Rng;
 
 mod e2e;
 mod fill;
@@ -89,8 +93,6 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
 }
 
-struct Rng(u64);
-
 /// The counter part of `ordered_id`, shared like the daemon's.
 static ORDERED: AtomicU64 = AtomicU64::new(0);
 
@@ -102,22 +104,6 @@ static ORDERED: AtomicU64 = AtomicU64::new(0);
 fn ordered_id(prefix: &str, ms: i64) -> String {
     let n = ORDERED.fetch_add(1, Ordering::Relaxed);
     format!("{prefix}{:011x}{:05x}", ms.max(0) as u64 & 0xfff_ffff_ffff, n & 0xf_ffff)
-}
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    fn id(&mut self, prefix: &str) -> String {
-        format!("{prefix}{:016x}", self.next())
-    }
-    fn range(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo).max(1) as u64) as i64
-    }
 }
 
 fn open_setup(db: &str) -> Connection {

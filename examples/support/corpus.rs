@@ -4,26 +4,12 @@
 //! most common word is about k times rarer than the first, as in natural
 //! language), messages of 10 to 120 words, and two-word queries drawn from
 //! a band of ranks. Included with `#[path]` by `bench_fill` (which writes the
-//! messages) and `bench_search` (which reads the queries).
+//! messages) and `bench_search` (which reads the queries), each of which also
+//! includes `support/rng.rs`.
 
 pub const VOCABULARY: usize = 20_000;
 
-/// splitmix64, seeded: the same corpus on every run.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn unit(&mut self) -> f64 {
-        (self.next() >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
+pub use crate::rng::Rng;
 
 const SYLLABLES: [&str; 24] = [
     "ka", "lo", "mi", "ne", "su", "ta", "ri", "po", "ve", "du", "ga", "be", "zo", "fi", "hu", "ja", "ko",
