@@ -309,7 +309,7 @@ fn a_live_stream_is_not_swept_as_a_stale_lease() {
     let p = Plugin::start(&d.ws_url(), "ff-live", &["claude"], &["claude"], None);
     let mut body = relay_body("/stream", 30_000);
     body["stream"] = json!(true);
-    let mut sse = support::ws::Sse::send(d.addr, "/v1/browser/request", &[], &body);
+    let mut sse = support::sse::Sse::send(d.addr, "/v1/browser/request", &[], &body);
     let req = p.next_request(T);
     let rid = req["request_id"].clone();
     // Events 100 ms apart, each only after the previous one reached the

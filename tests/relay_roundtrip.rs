@@ -10,7 +10,8 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use support::ws::{Plugin, Sse, SseEvent};
+use support::sse::{Sse, SseEvent};
+use support::ws::Plugin;
 use support::{now_ms, Daemon, DaemonOpts, Resp};
 
 const T: Duration = Duration::from_secs(5);

@@ -14,9 +14,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use baa_conductor::bridge::plugin_answers;
 use serde_json::{json, Value};
 use support::bridge::{client_view, hello, post_in_thread};
-use support::ws::{answer_ok, Plugin, Sse, SseEvent, WsClient};
+use support::sse::{Sse, SseEvent};
+use support::ws::{answer_ok, Plugin, WsClient};
 use support::{wait_until, Daemon, DaemonOpts};
 
 const T: Duration = Duration::from_secs(10);
@@ -49,7 +51,7 @@ fn open_stream(d: &Daemon, plugin: &mut WsClient, client_id: &str) -> (Sse, Stri
 }
 
 fn stream_event(request_id: &str, seq: u64, data: &str) -> String {
-    json!({"type": "stream_event", "request_id": request_id, "seq": seq, "data": data}).to_string()
+    plugin_answers::stream_event(request_id, seq, json!(data)).to_string()
 }
 
 /// Sends events `from..=to` of `data` each, as fast as the socket takes
@@ -105,8 +107,7 @@ fn a_relay_whose_caller_falls_behind_is_bounded_in_memory_then_fails_with_caller
     assert!(took < Duration::from_secs(5), "another plugin's relay took {took:?}");
     assert_eq!(d.get("/healthz").status, 200);
     // The caller then reads on: what was kept, then the failure.
-    let end = json!({"type": "stream_end", "request_id": request_id, "seq": last + 1, "status": 200});
-    plugin.send_text(&end.to_string());
+    plugin.send_text(&plugin_answers::stream_end(&request_id, last + 1, 200).to_string());
     fast.store(true, Ordering::SeqCst);
     let events = reader.join().unwrap();
     let (end, kept) = events.split_last().expect("events after the first");

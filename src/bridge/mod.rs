@@ -12,6 +12,7 @@ pub mod frames;
 pub mod hub;
 mod lobby;
 mod mailbox;
+pub mod plugin_answers;
 #[cfg(test)]
 mod props;
 mod push;

@@ -919,4 +919,5 @@ pub fn read_json(path: &Path) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 pub mod bridge;
+pub mod sse;
 pub mod ws;

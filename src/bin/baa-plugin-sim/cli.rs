@@ -61,15 +61,9 @@ EXIT STATUS:
     2  bad command line
 ";
 
-/// How daemon requests are answered (`--mode`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mode {
-    Succeed,
-    Fail(String),
-    Silent,
-    Stream(u32),
-    Http(u16),
-}
+/// How daemon requests are answered (`--mode`): the answers are built by
+/// the library's `bridge::plugin_answers`, which the tests use too.
+pub use baa_conductor::bridge::plugin_answers::Mode;
 
 /// One `--tab ID:PLATFORM[:CONVERSATION]`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,11 +6,13 @@
 //! drive it: it says hello, reports tabs and login states, can post one
 //! final message, and answers the daemon's `proxy_delivery`, `action` and
 //! `api_request` frames in a chosen way (succeed, fail, stay silent, stream,
-//! report an upstream HTTP status), optionally after a delay. It is written
-//! from the protocol text alone and shares no code with the daemon, so it
-//! checks the daemon rather than mirroring it. `--help` lists the options.
+//! report an upstream HTTP status), optionally after a delay. Its answers
+//! come from the library's `bridge::plugin_answers`, the plugin's side of
+//! the protocol, which the daemon never runs and the integration tests
+//! share; everything else is written from the protocol text alone and
+//! shares no code with the daemon, so it checks the daemon rather than
+//! mirroring it. `--help` lists the options.
 
-mod answer;
 mod cli;
 mod connect;
 mod feed;

@@ -16,12 +16,12 @@
 //! Every way out of the loop is an `End`, carried through `Err` so `?`
 //! unwinds from wherever the session decides to stop.
 
-use crate::answer::Responder;
 use crate::cli::Options;
 use crate::feed::Feed;
 use crate::frames::{self, FINAL_MESSAGE_ID};
 use crate::output::Output;
 use crate::signal;
+use baa_conductor::bridge::plugin_answers::Answerer;
 use serde_json::Value;
 use std::collections::VecDeque;
 use std::io::ErrorKind;
@@ -235,9 +235,9 @@ impl<'a> Session<'a> {
 
     fn on_request(&mut self, request: &Value) -> Step {
         self.count_request(request);
-        let responder = Responder {
-            client_id: &self.opts.client_id,
-            default_platform: self.opts.first_platform(),
+        let responder = Answerer {
+            client_id: Some(&self.opts.client_id),
+            default_platform: Some(self.opts.first_platform()),
             mode: &self.opts.mode,
         };
         let texts: Vec<String> = match responder.answer(request) {

@@ -1,27 +1,53 @@
-//! Answers to daemon requests (`proxy_delivery`, `action`, `api_request`)
-//! as chosen by `--mode`. Pure: request in, frames out; the session decides
-//! when to send them.
+//! The plugin's answers to the daemon's requests (docs/BRIDGE.md
+//! "Plugin → daemon": `action_result` to a `proxy_delivery` or an
+//! `action`; `api_response`, or `stream_event`s closed by `stream_end` or
+//! `stream_error`, to an `api_request`), built from the request the way a
+//! plugin answers it, succeeding or failing as [`Mode`] says. The daemon
+//! never sends these frames, it reads them (`conn.rs`, `delivery_verdict`,
+//! the relay); they live here, beside the frames the daemon sends, because
+//! only `bridge/` knows the plugin's wire shapes. The plugin simulator
+//! (`baa-plugin-sim`) and the integration tests build every answer with
+//! them, so the two cannot drift apart, and this file's tests hold them to
+//! the daemon's own reading of a delivery's outcome.
 
-use crate::cli::Mode;
-use crate::frames::now_ms;
 use serde_json::{json, Value};
 
-/// Who is answering: fills `action_result.target`.
-pub struct Responder<'a> {
-    pub client_id: &'a str,
-    /// Used when a request names no platform.
-    pub default_platform: &'a str,
-    pub mode: &'a Mode,
+use crate::util::now_ms;
+
+/// How requests are answered (the simulator's `--mode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    /// `action_result` completed, `api_response` 200, streams of 3 events.
+    Succeed,
+    /// `action_result` failed with the reason, `api_response` 500, streams
+    /// of 2 events then `stream_error` with the reason as its code.
+    Fail(String),
+    /// No answer at all (the daemon's timeouts are what is left).
+    Silent,
+    /// Like `Succeed`, with streams of N events.
+    Stream(u32),
+    /// `action_result` not failed but with this `http_status`;
+    /// `api_response` and `stream_end` with this status.
+    Http(u16),
 }
 
-/// Events in a stream when the mode does not say (`stream:N` does).
+/// Events in a stream when the mode does not say (`Stream(n)` does).
 const DEFAULT_STREAM_EVENTS: u32 = 3;
 /// Events before the `stream_error` in fail mode.
 const FAIL_STREAM_EVENTS: u32 = 2;
 
-impl Responder<'_> {
-    /// The frames answering `request` (empty in silent mode), or why it
-    /// cannot be answered at all.
+/// Who answers, and how.
+pub struct Answerer<'a> {
+    /// Fills `action_result.target.client_id` (null when not given).
+    pub client_id: Option<&'a str>,
+    /// `target.platform` when a request names no platform (else null).
+    pub default_platform: Option<&'a str>,
+    pub mode: &'a Mode,
+}
+
+impl Answerer<'_> {
+    /// The frames answering `request`, in the order they are sent (empty
+    /// when silent), or why it cannot be answered at all.
     pub fn answer(&self, request: &Value) -> Result<Vec<Value>, String> {
         let kind = request["type"].as_str().unwrap_or_default();
         let Some(request_id) = request["request_id"].as_str() else {
@@ -100,27 +126,34 @@ impl Responder<'_> {
             Mode::Fail(_) => FAIL_STREAM_EVENTS,
             _ => DEFAULT_STREAM_EVENTS,
         };
-        let mut frames: Vec<Value> = (1..=events).map(|seq| stream_event(request_id, seq)).collect();
-        let seq = events + 1;
+        let mut frames: Vec<Value> = (1..=events)
+            .map(|seq| stream_event(request_id, seq.into(), json!(format!("chunk-{seq}"))))
+            .collect();
+        let seq = u64::from(events) + 1;
         frames.push(match self.mode {
-            Mode::Fail(code) => json!({
-                "type": "stream_error", "request_id": request_id, "seq": seq,
-                "code": code, "message": "simulated failure",
-            }),
-            mode => json!({
-                "type": "stream_end", "request_id": request_id, "seq": seq,
-                "status": ok_status(mode),
-            }),
+            Mode::Fail(code) => stream_error(request_id, seq, code, "simulated failure"),
+            mode => stream_end(request_id, seq, ok_status(mode)),
         });
         frames
     }
 }
 
-fn stream_event(request_id: &str, seq: u32) -> Value {
-    json!({"type": "stream_event", "request_id": request_id, "seq": seq, "data": format!("chunk-{seq}")})
+/// One event of a streamed answer; `seq` counts from 1.
+pub fn stream_event(request_id: &str, seq: u64, data: Value) -> Value {
+    json!({"type": "stream_event", "request_id": request_id, "seq": seq, "data": data})
 }
 
-/// The upstream status reported when not failing: `http:STATUS` or 200.
+/// The end of a streamed answer, with the upstream status.
+pub fn stream_end(request_id: &str, seq: u64, status: u16) -> Value {
+    json!({"type": "stream_end", "request_id": request_id, "seq": seq, "status": status})
+}
+
+/// A streamed answer that failed upstream.
+pub fn stream_error(request_id: &str, seq: u64, code: &str, message: &str) -> Value {
+    json!({"type": "stream_error", "request_id": request_id, "seq": seq, "code": code, "message": message})
+}
+
+/// The upstream status reported when not failing: `Http(status)` or 200.
 fn ok_status(mode: &Mode) -> u16 {
     match mode {
         Mode::Http(status) => *status,
@@ -131,9 +164,10 @@ fn ok_status(mode: &Mode) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bridge::frames::delivery_verdict;
 
     fn answer(mode: Mode, request: Value) -> Vec<Value> {
-        let r = Responder { client_id: "sim-1", default_platform: "chatgpt", mode: &mode };
+        let r = Answerer { client_id: Some("sim-1"), default_platform: Some("chatgpt"), mode: &mode };
         r.answer(&request).unwrap()
     }
 
@@ -165,6 +199,23 @@ mod tests {
         assert_eq!((h["failed"].clone(), h["http_status"].clone()), (json!(false), json!(503)));
     }
 
+    /// The daemon reads each mode's `action_result` as the mode means it.
+    #[test]
+    fn the_daemon_reads_each_outcome_as_meant() {
+        let verdict = |mode| delivery_verdict(&answer(mode, delivery())[0]);
+        assert_eq!(verdict(Mode::Succeed), Ok(()));
+        assert_eq!(verdict(Mode::Http(204)), Ok(()));
+        assert_eq!(verdict(Mode::Fail("tab_closed".into())), Err("tab_closed".into()));
+        assert_eq!(verdict(Mode::Http(429)), Err("upstream_http_429".into()));
+    }
+
+    #[test]
+    fn a_target_without_names_is_null() {
+        let r = Answerer { client_id: None, default_platform: None, mode: &Mode::Succeed };
+        let a = &r.answer(&json!({"type":"action","request_id":"act_2","action":"tab_focus"})).unwrap()[0];
+        assert_eq!(a["target"], json!({"client_id":null,"platform":null,"tab_id":null}));
+    }
+
     #[test]
     fn api_response_modes() {
         let ok = &answer(Mode::Succeed, api(false))[0];
@@ -192,7 +243,8 @@ mod tests {
     #[test]
     fn silent_and_invalid() {
         assert!(answer(Mode::Silent, delivery()).is_empty());
-        let r = Responder { client_id: "c", default_platform: "p", mode: &Mode::Succeed };
+        let r = Answerer { client_id: Some("c"), default_platform: Some("p"), mode: &Mode::Succeed };
         assert!(r.answer(&json!({"type":"action"})).is_err());
+        assert!(r.answer(&json!({"type":"ping","request_id":"x"})).is_err());
     }
 }
