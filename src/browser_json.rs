@@ -6,7 +6,8 @@
 //! request bodies are read with such escapes turned into U+FFFD, the
 //! replacement character; everything else is kept exactly as sent. Shared
 //! by `bridge/` and `http/` so the two doors accept the same text. Also
-//! shared: what counts as an integer in a body (`integer`).
+//! shared: what counts as an integer in a body (`integer`), and what a
+//! parsed document holds in memory (`held_bytes`).
 
 use serde_json::Value;
 
@@ -75,10 +76,27 @@ pub fn integer(v: &Value) -> Option<i64> {
     })
 }
 
+/// About how many bytes `value` holds in memory once parsed: each node's
+/// own size, the text of its strings and keys, and a map entry's key
+/// header. A bound on what waits in memory must count this rather than the
+/// JSON text: `[0,0,…]` is 2 bytes of text per element and 32 bytes parsed,
+/// 16 times as much. (Allocator slack and spare capacity are left out; it
+/// is an estimate from below.)
+pub fn held_bytes(value: &Value) -> usize {
+    const NODE: usize = std::mem::size_of::<Value>();
+    const KEY: usize = std::mem::size_of::<String>();
+    NODE + match value {
+        Value::String(s) => s.len(),
+        Value::Array(items) => items.iter().map(held_bytes).sum(),
+        Value::Object(map) => map.iter().map(|(k, v)| KEY + k.len() + held_bytes(v)).sum(),
+        Value::Null | Value::Bool(_) | Value::Number(_) => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{from_slice, integer};
-    use serde_json::json;
+    use super::{from_slice, held_bytes, integer};
+    use serde_json::{json, Value};
 
     #[test]
     fn integers_may_be_written_with_a_zero_fraction() {
@@ -110,5 +128,20 @@ mod tests {
         assert!(from_slice(br#"{"a": "\ud83d"#).is_err());
         assert!(from_slice(br#"{"a": "\uzzzz"}"#).is_err());
         assert!(from_slice(b"\\ud83d").is_err());
+    }
+
+    #[test]
+    fn held_bytes_counts_what_parsing_makes_not_the_text() {
+        let node = std::mem::size_of::<Value>();
+        assert_eq!(held_bytes(&json!(null)), node);
+        assert_eq!(held_bytes(&json!("abcd")), node + 4);
+        // 20,001 bytes of text, 10,000 nodes in memory.
+        let zeros = format!("[{}]", vec!["0"; 10_000].join(","));
+        let parsed: Value = serde_json::from_str(&zeros).unwrap();
+        assert_eq!(held_bytes(&parsed), node * 10_001);
+        assert!(held_bytes(&parsed) >= 10 * zeros.len());
+        // Keys count with their headers; nesting is summed.
+        let obj = json!({"ab": [1, "xyz"]});
+        assert_eq!(held_bytes(&obj), node + std::mem::size_of::<String>() + 2 + node + node + node + 3);
     }
 }

@@ -50,7 +50,8 @@ impl RequestError {
     }
 }
 
-/// How many bytes (as sent by the plugin) of a request's answers may wait
+/// How many bytes of a request's answers may wait (each counted as the
+/// larger of its text and what it holds parsed, `browser_json::held_bytes`)
 /// for their reader. A streamed relay whose HTTP caller falls behind stops
 /// here, failed with `caller_too_slow`, instead of growing without bound
 /// (an audit took the daemon from 79 MB to 850 MB with 90k unread 8 KB
@@ -243,13 +244,13 @@ impl Hub {
         true
     }
 
-    /// Routes a plugin's answer (`size` bytes on the wire) to whoever waits
+    /// Routes a plugin's answer (`text_len` bytes of JSON) to whoever waits
     /// for it. Answers for unknown or expired ids, or from another
     /// connection, are dropped (logged). A request whose answers pile up
     /// past `MAX_BUFFERED_ANSWER_BYTES` fails with `caller_too_slow`: its
     /// waiter gets what was buffered, then the failure; later answers are
     /// dropped like any for an expired id.
-    pub fn answer(&self, connection_id: &str, request_id: &str, frame: Value, size: usize, last: bool) {
+    pub fn answer(&self, connection_id: &str, request_id: &str, frame: Value, text_len: usize, last: bool) {
         let (tx, removed) = {
             let mut st = self.state.lock();
             match st.pending.get(request_id) {
@@ -265,6 +266,9 @@ impl Hub {
         match tx {
             Some(tx) if last => tx.send(Answer::Frame(frame)),
             Some(tx) => {
+                // What waits is the parsed frame, which can be many times
+                // its text (small numbers): the bound counts the larger.
+                let size = text_len.max(crate::browser_json::held_bytes(&frame));
                 if tx.send_within(Answer::Frame(frame), size, MAX_BUFFERED_ANSWER_BYTES).is_err() {
                     self.fail_too_slow(request_id);
                 }
@@ -461,5 +465,36 @@ mod tests {
         };
         assert_eq!(first, format!("ack {}", registered.connection_id));
         assert!(matches!(rx.try_recv(), Ok(Out::Push(_))));
+    }
+
+    /// The bound on a stream's unread answers counts what they hold
+    /// parsed: events of small numbers (16 KiB of text, 256 KiB parsed
+    /// each) stop after about 1 MiB of the latter, not 64 of them.
+    #[test]
+    fn unread_answers_are_bounded_by_what_they_hold_parsed() {
+        let config = crate::config::Config::with_state_dir(std::path::PathBuf::from("/nonexistent"));
+        let (hub, _) = crate::bridge::new_hub(&config);
+        let (tx, _outbox) = crossbeam_channel::bounded(8);
+        let hello = Hello { client_id: "ff".into(), browser: None, version: None, platforms: vec![] };
+        let registered = hub.register(hello, tx, |id| format!("ack {id}")).ok().unwrap();
+        let pending = hub.request(None, Some("ff"), "req_", |id| id.to_string()).unwrap();
+        let text = format!("[{}]", vec!["0"; 8 * 1024].join(","));
+        let data: Value = serde_json::from_str(&text).unwrap();
+        for seq in 1..=64 {
+            let frame = serde_json::json!({"type": "stream_event", "seq": seq, "data": data.clone()});
+            hub.answer(&registered.connection_id, &pending.request_id, frame, text.len() + 64, false);
+        }
+        let deadline = Instant::now() + std::time::Duration::from_secs(5);
+        let mut kept = 0;
+        let failure = loop {
+            match pending.next(deadline) {
+                Ok(_) => kept += 1,
+                Err(e) => break e,
+            }
+        };
+        assert_eq!(failure, RequestError::CallerTooSlow);
+        let held = crate::browser_json::held_bytes(&data);
+        assert!(held > 200 * 1024, "{held}");
+        assert!(kept <= MAX_BUFFERED_ANSWER_BYTES / held + 1, "{kept} events of {held} bytes were kept");
     }
 }
