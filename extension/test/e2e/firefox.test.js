@@ -5,8 +5,9 @@
 // state; a streamed reply becomes exactly one message with its full text,
 // per site; a renewal typed into each site's editor (ProseMirror, Quill)
 // and sent, the job done; the relay through the page (Firefox needs the
-// page's own `content.fetch` for the session to apply); and the event page
-// still connected, on the same connection, after 40 s.
+// page's own `content.fetch` for the session to apply); the event page
+// still connected, on the same connection, after 40 s; and, the daemon
+// restarted, reconnected as the same client.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { makeCert } from "./lib/cert.js";
@@ -124,4 +125,16 @@ test("firefox: after 40 s the event page is still connected on the same connecti
   const now = (await clients(daemon)).find((c) => c.client_id === first.client.client_id);
   assert.equal(now.status, "connected");
   assert.equal(now.connection_id, first.client.connection_id);
+});
+
+test("firefox: the daemon restarts: the event page reconnects as the same client and reports tabs and login state again", async () => {
+  const before = await until("connected", ourClient);
+  const wsPort = new URL(daemon.ws).port;
+  await daemon.stop();
+  daemon = await startDaemon({ config: CONFIG, stateDir: daemon.dir, ws: `127.0.0.1:${wsPort}` });
+  const after = await until("reconnected with tabs", ourClient, 30000);
+  assert.equal(after.client_id, before.client_id);
+  assert.notEqual(after.connection_id, before.connection_id);
+  await until("login states again", async () =>
+    (await daemon.get("/v1/browser")).data.login_states.filter((l) => l.client_id === after.client_id && l.status === "fresh").length === 3);
 });
