@@ -31,6 +31,10 @@ use crate::config;
 /// The failure code recorded when a half-open trial's lease is swept.
 pub const SWEPT_TRIAL_ERROR: &str = "lease_idle_timeout";
 
+/// A target quiet this long (30 days) with a closed circuit is forgotten
+/// by the sweep (docs/POLICY.md, "Stale leases").
+pub const FORGET_AFTER_MS: i64 = 30 * 86_400_000;
+
 /// The answer to one admission attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Admission {
@@ -390,7 +394,20 @@ impl Controller {
         if !swept.is_empty() {
             self.dirty = true;
         }
+        self.forget_quiet_targets(now);
         swept
+    }
+
+    /// Drops the targets quiet for `FORGET_AFTER_MS` (`is_forgettable`), so
+    /// the persisted document and `/v1/browser` do not keep every client id
+    /// a browser ever used. A forgotten target that comes back starts as a
+    /// new one would: its circuit closed, no failures counted.
+    fn forget_quiet_targets(&mut self, now: i64) {
+        let before = self.targets.len();
+        self.targets.retain(|_, state| !state.is_forgettable(now, FORGET_AFTER_MS));
+        if self.targets.len() < before {
+            self.dirty = true;
+        }
     }
 
     /// Waiters handed the turn since the last call; the wrapper signals

@@ -60,6 +60,18 @@ impl TargetState {
             && self.stale_sweep_count == 0
     }
 
+    /// Nothing in flight or waiting, the circuit closed, no backoff still
+    /// to come, and no activity for `quiet_ms`: what it records no longer
+    /// changes a decision, so the target can be forgotten.
+    pub(super) fn is_forgettable(&self, now: i64, quiet_ms: i64) -> bool {
+        self.in_flight.is_none()
+            && self.queue.is_empty()
+            && self.handoff.is_none()
+            && self.circuit_state == CircuitState::Closed
+            && self.backoff_until.is_none_or(|until| until <= now)
+            && self.last_activity_at.is_none_or(|at| now.saturating_sub(at) >= quiet_ms)
+    }
+
     pub(super) fn waiting(&self) -> usize {
         self.queue.len() + usize::from(self.handoff.is_some())
     }

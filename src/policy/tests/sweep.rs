@@ -2,6 +2,7 @@
 //! stale-lease sweep.
 
 use super::*;
+use crate::policy::controller::FORGET_AFTER_MS;
 
 #[test]
 fn completing_twice_or_a_foreign_lease_changes_nothing() {
@@ -72,4 +73,32 @@ fn stale_sweep_releases_idle_leases_with_diagnostics() {
     assert_eq!(v.last_stale_sweep_reason.as_deref(), Some("stream_event:lease_idle_timeout"));
     assert_eq!(v.last_stale_sweep_request_id.as_deref(), Some("delayed"));
     assert!(!ctl.touch(&t, g.lease_id, "late", ready + 2_000));
+}
+
+#[test]
+fn the_sweep_forgets_targets_quiet_for_thirty_days_unless_their_circuit_is_open() {
+    let mut ctl = Controller::new(circuit_cfg());
+    let quiet = claude();
+    let g = grant(&mut ctl, &quiet, T0);
+    assert!(ctl.complete(&quiet, g.lease_id, &Outcome::Success, T0));
+    let broken = target("broken", "claude");
+    let opened = open_circuit(&mut ctl, &broken);
+    let clients = |ctl: &Controller, now| -> Vec<String> {
+        ctl.view(Some("claude"), now).targets.into_iter().map(|v| v.client_id).collect()
+    };
+    ctl.take_dirty();
+    ctl.sweep(T0 + FORGET_AFTER_MS - 1);
+    assert_eq!(clients(&ctl, T0 + FORGET_AFTER_MS - 1), ["broken", "firefox-1"]);
+    assert!(!ctl.take_dirty(), "nothing forgotten, nothing to save");
+    ctl.sweep(T0 + FORGET_AFTER_MS);
+    assert_eq!(clients(&ctl, T0 + FORGET_AFTER_MS), ["broken"], "the open circuit is kept");
+    assert!(ctl.take_dirty(), "the forgetting is saved");
+    ctl.sweep(opened + 10 * FORGET_AFTER_MS);
+    assert_eq!(clients(&ctl, opened + 10 * FORGET_AFTER_MS), ["broken"]);
+    // A forgotten target that comes back starts afresh.
+    let later = T0 + FORGET_AFTER_MS + 1;
+    let g = grant(&mut ctl, &quiet, later);
+    assert!(ctl.complete(&quiet, g.lease_id, &Outcome::Success, later));
+    let v = tv(&ctl, &quiet, later);
+    assert_eq!((v.circuit_state, v.consecutive_failures), (CircuitState::Closed, 0));
 }
