@@ -30,6 +30,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
+use baa_conductor::bridge::plugin_answers::{Answerer, Mode};
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
@@ -200,9 +201,10 @@ fn latency(url: &str, base: &str, n: usize) {
             let Some(v) = next(&mut ws) else { continue };
             if v["type"] == "proxy_delivery" && v["assistant_message_id"] == id.as_str() {
                 let delivered = Instant::now();
-                let answer = json!({"type": "action_result", "request_id": v["request_id"], "action": "proxy_delivery",
-                                    "accepted": true, "completed": true, "failed": false, "reason": null});
-                ws.send(Message::text(answer.to_string())).unwrap_or_else(|e| die(e));
+                let answerer = Answerer { client_id: None, default_platform: None, mode: &Mode::Succeed };
+                for answer in answerer.answer(&v).unwrap_or_else(|e| die(e)) {
+                    ws.send(Message::text(answer.to_string())).unwrap_or_else(|e| die(e));
+                }
                 lat.push((delivered - acked).as_secs_f64() * 1e3);
                 rtt.push((acked - sent).as_secs_f64() * 1e3);
                 break;

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use baa_conductor::bridge::plugin_answers::{Answerer, Mode};
 use serde_json::{json, Value};
 use tungstenite::{Message, WebSocket};
 
@@ -253,23 +254,32 @@ impl Plugin {
                     let message = frame["assistant_message_id"].as_str().unwrap_or_default().to_string();
                     *ledger.deliveries.lock().unwrap().entry(message).or_default() += 1;
                 }
-                let failed = self.rng.chance(self.config.fail_percent);
-                let answer = json!({
-                    "type": "action_result", "request_id": frame["request_id"], "action": "proxy_delivery",
-                    "accepted": true, "completed": !failed, "failed": failed,
-                    "reason": if failed { json!("tab_closed") } else { Value::Null },
-                    "http_status": if failed { Value::Null } else { json!(200) }, "received_at": now_ms(),
-                });
-                self.answered(ledger);
-                send(ws, &answer)?;
+                let mode = match self.rng.chance(self.config.fail_percent) {
+                    true => Mode::Fail("tab_closed".into()),
+                    false => Mode::Succeed,
+                };
+                self.answer(ws, ledger, frame, &mode)?;
             }
-            "api_request" => {
-                let answer = json!({"type": "api_response", "request_id": frame["request_id"], "status": 200,
-                                    "headers": {"content-type": "application/json"}, "body": {"ok": true}});
-                self.answered(ledger);
-                send(ws, &answer)?;
-            }
+            "api_request" => self.answer(ws, ledger, frame, &Mode::Succeed)?,
             _ => {}
+        }
+        Ok(())
+    }
+
+    /// Answers a request the way the plugin simulator does (one place for
+    /// the plugin's answers: `bridge::plugin_answers`).
+    fn answer(
+        &self,
+        ws: &mut WebSocket<TcpStream>,
+        ledger: &Ledger,
+        request: &Value,
+        mode: &Mode,
+    ) -> Result<(), String> {
+        let answerer = Answerer { client_id: Some(&self.client), default_platform: Some(PLATFORM), mode };
+        let frames = answerer.answer(request)?;
+        self.answered(ledger);
+        for frame in &frames {
+            send(ws, frame)?;
         }
         Ok(())
     }
