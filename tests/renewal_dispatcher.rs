@@ -300,6 +300,8 @@ fn missing_conversation_fails_the_job_for_good() {
     assert_eq!(job["last_error"], "missing_local_conversation");
     assert_eq!(job["next_attempt_at"], Value::Null);
     assert!(job["finished_at"].is_i64());
+    // The job points at the log file its failure is written to.
+    assert_eq!(job["log_path"], today_log(&d).as_str());
     let line = wait_log(&d, "job_failed for job-orphan", |l| is_job_line(l, "job-orphan", "job_failed"));
     assert_eq!(line["result"], "missing_local_conversation");
     assert_eq!(line["details"]["terminal"], true);

@@ -27,7 +27,7 @@ use super::delivery::{payload_text, prepare, Ready, SendFailure};
 use super::job_lines::{log_job, log_outcome, Fate, Tally};
 use super::pipeline::{Pipeline, Steps};
 use super::reasons::{Deferral, Failure};
-use super::retry::retry_delay_ms;
+use super::retry::{inter_job_pause_ms, retry_delay_ms};
 use super::{RunContext, RunOutcome, RunResult, Runner};
 use crate::bridge::{Hub, RequestError};
 use crate::config::Config;
@@ -240,8 +240,7 @@ impl Dispatcher {
     /// The random pause between two deliveries, in naps that end it when
     /// the daemon begins to stop (it may last seconds).
     fn inter_job_pause(&self, ctx: &RunContext) {
-        let [low, high] = self.config.renewal.inter_job_jitter_ms;
-        let ms = low + ((high - low) as f64 * random_unit()) as u64;
+        let ms = inter_job_pause_ms(&self.config.renewal, random_unit());
         let until = std::time::Instant::now() + Duration::from_millis(ms);
         // Stopped early: the caller looks at `stopping` next.
         let _ = nap_until(until, || self.stopping(ctx).then_some(()));

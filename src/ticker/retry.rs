@@ -1,7 +1,10 @@
-//! When a failed attempt is tried again (docs/RENEWAL.md "Retries, backoff
-//! and jitter"): exponential backoff from `retry_base_delay_ms`, capped at
-//! `retry_max_delay_ms`, spread by ± `retry_jitter_ratio` so that jobs that
-//! failed together do not come back together.
+//! The dispatcher's random delays. When a failed attempt is tried again
+//! (docs/RENEWAL.md "Retries, backoff and jitter"): exponential backoff from
+//! `retry_base_delay_ms`, capped at `retry_max_delay_ms`, spread by ±
+//! `retry_jitter_ratio` so that jobs that failed together do not come back
+//! together. And the pause between two deliveries, anywhere in
+//! `inter_job_jitter_ms`. Pure functions of a uniform draw, so the tests
+//! pin each end of each band.
 
 use crate::config::Renewal;
 
@@ -12,6 +15,13 @@ pub(super) fn retry_delay_ms(r: &Renewal, attempt: i64, unit: f64) -> i64 {
     let base = crate::policy::backoff_ms(r.retry_base_delay_ms, r.retry_max_delay_ms, failures) as f64;
     let jitter = 1.0 + r.retry_jitter_ratio * (2.0 * unit - 1.0);
     (base * jitter).round().max(0.0) as i64
+}
+
+/// The pause between two deliveries: `unit` (uniform in [0, 1)) picks its
+/// point in `inter_job_jitter_ms` = `[low, high]`, 0 the low end.
+pub(super) fn inter_job_pause_ms(r: &Renewal, unit: f64) -> u64 {
+    let [low, high] = r.inter_job_jitter_ms;
+    low + ((high - low) as f64 * unit) as u64
 }
 
 #[cfg(test)]
@@ -42,5 +52,16 @@ mod tests {
         assert_eq!(retry_delay_ms(&r, 1, 0.5), 1_000);
         assert_eq!(retry_delay_ms(&r, 1, 0.75), 1_250);
         assert!((1_499..=1_500).contains(&retry_delay_ms(&r, 1, 0.999_999)));
+    }
+
+    #[test]
+    fn the_inter_job_pause_spreads_over_its_whole_range() {
+        let r = Renewal { inter_job_jitter_ms: [200, 1_000], ..Default::default() };
+        assert_eq!(inter_job_pause_ms(&r, 0.0), 200);
+        assert_eq!(inter_job_pause_ms(&r, 0.25), 400);
+        assert_eq!(inter_job_pause_ms(&r, 0.5), 600);
+        assert!((999..=1_000).contains(&inter_job_pause_ms(&r, 0.999_999)));
+        let fixed = Renewal { inter_job_jitter_ms: [250, 250], ..Default::default() };
+        assert_eq!(inter_job_pause_ms(&fixed, 0.7), 250);
     }
 }
