@@ -367,6 +367,28 @@ fn missing_link_no_route_and_no_client_are_retryable_failures() {
     }
 }
 
+/// A failure found before any delivery (here the conversation has no
+/// link) backs off by the job's attempt number, as a failed delivery does
+/// (docs/RENEWAL.md "Retries, backoff and jitter"): the third attempt waits
+/// four times the base delay.
+#[test]
+fn a_failure_before_delivery_backs_off_by_the_attempt_number() {
+    let d = start(json!({ "renewal": { "retry_base_delay_ms": 60000 } }));
+    let db = d.db_path();
+    seed_conversation(&db, "lc-third", "chatgpt", "auto", "idle");
+    let mut j = due_job("job-third", "lc-third", "[renewal] text");
+    (j.attempt_count, j.max_attempts) = (2, 5);
+    seed_job(&db, &j);
+    let job = wait_job(&d, "job-third", "attempted", |j| j["attempt_count"] == 3);
+    assert_eq!(
+        (job["status"].clone(), job["last_error"].clone()),
+        (json!("pending"), json!("missing_active_link"))
+    );
+    let line = wait_job_line(&d, "job-third", "job_retry_scheduled");
+    let next = line["details"]["next_attempt_at"].as_i64().unwrap();
+    assert_between("third retry delay", next - ts(&line), 240_000 - 1000, 240_000);
+}
+
 #[test]
 fn unusable_payloads_fail_terminally_and_are_never_sent() {
     let d = start(json!({ "renewal": { "failure_pause_threshold": 100 } }));

@@ -384,3 +384,34 @@ fn the_same_summary_renewed_repeatedly_pauses_with_repeated_renewal() {
     assert_eq!(conv["repeated_renewal_count"], 1);
     assert!(wait_until(WAIT, || sim.deliveries().len() == 3));
 }
+
+/// A conversation paused while the dispatcher waits out the policy's delay
+/// (a 3 s jitter, its lease held): the delivery does not happen, and the
+/// claim is put back `automation_paused` without an attempt (docs/RENEWAL.md
+/// step 9: after a wait, the conversation's status is read again).
+#[test]
+fn a_pause_during_the_policy_wait_puts_the_claim_back() {
+    let d = start(json!({
+        "policy": { "jitter": { "min_ms": 3000, "max_ms": 3000, "mu_ms": 3000, "sigma_ms": 0 } }
+    }));
+    let sim = Sim::connect(&d, "firefox-pausewait", &[]);
+    let db = d.db_path();
+    seed_route(&db, "lc-pausewait", "chatgpt", "auto", Some("firefox-pausewait"), Some(8));
+    seed_job(&db, &due_job("job-pausewait", "lc-pausewait", "[renewal] wait"));
+    // The lease is held from the admission through the wait: the job's
+    // fresh read (step 8) is behind it, so only the re-read can see a pause.
+    let leased = wait_until(WAIT, || {
+        let browser = d.get("/v1/browser").data();
+        let targets = browser["policy"]["targets"].as_array().cloned().unwrap_or_default();
+        targets.iter().any(|t| t["client_id"] == "firefox-pausewait" && t["in_flight"] == 1)
+    });
+    assert!(leased, "no lease held for the job: {}", job(&d, "job-pausewait"));
+    set_status(&d, "lc-pausewait", "paused");
+
+    let line = wait_job_line(&d, "job-pausewait", "job_deferred");
+    assert_eq!(line["result"], "automation_paused", "{line}");
+    let j = job(&d, "job-pausewait");
+    assert_eq!((j["status"].clone(), j["attempt_count"].clone()), (json!("pending"), json!(0)), "{j}");
+    assert!(log_find(&d, |l| is_job_line(l, "job-pausewait", "job_attempt_started")).is_empty());
+    assert!(sim.deliveries().is_empty(), "{:?}", sim.transcript());
+}
