@@ -300,6 +300,19 @@ fn consecutive_failures_pause_the_conversation_with_execution_failure() {
     assert_eq!(conv["last_error"], "tab_closed");
     assert!(conv["paused_at"].is_i64(), "{conv}");
     assert_eq!(conv["execution_state"], "idle");
+    // The plugins hear of the pause (docs/BRIDGE.md `state_snapshot`).
+    let told = |f: &Value| {
+        let convs = f["automation_conversations"].as_array().cloned().unwrap_or_default();
+        f["type"] == "state_snapshot"
+            && convs
+                .iter()
+                .any(|c| c["local_conversation_id"] == "lc-pause" && c["pause_reason"] == "execution_failure")
+    };
+    assert!(
+        wait_until(WAIT, || sim.received().iter().any(told)),
+        "no snapshot of the pause: {:?}",
+        sim.transcript()
+    );
     let listed = d.get("/v1/renewal/conversations?status=paused").data();
     assert!(
         listed["conversations"].as_array().unwrap().iter().any(|c| c["local_conversation_id"] == "lc-pause"),
