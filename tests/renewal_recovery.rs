@@ -353,3 +353,44 @@ fn clean_stop_in_a_long_scan_charges_no_job() {
     let left = count_rows(&db, "SELECT count(*) FROM renewal_jobs WHERE status = 'pending'");
     assert_eq!(left, 100);
 }
+
+/// A stop while an HTTP request is still open (a relay to a plugin that
+/// never answers): the server's grace keeps the plugins connected for
+/// seconds, and the delivery in flight may be answered meanwhile, but the
+/// run starts no new delivery — the ticker was told to stop, whether or not
+/// the bridge is closing yet.
+#[test]
+fn clean_stop_with_a_request_open_starts_no_new_delivery() {
+    let mut d = start(json!({}));
+    let holder =
+        Sim::connect(&d, "firefox-hold", &["--mode", "silent", "--platform", "claude", "--login", "claude"]);
+    wait_login(&d, "firefox-hold", "claude");
+    let addr = d.addr;
+    let relay = std::thread::spawn(move || {
+        let body = json!({ "platform": "claude", "method": "GET", "path": "/x" }).to_string();
+        let headers = [("Content-Type", "application/json")];
+        support::request(addr, "POST", "/v1/browser/request", &headers, Some(body.as_bytes())).status
+    });
+    let held = support::wait_until(WAIT, || {
+        let browser = d.get("/v1/browser").data();
+        let targets = browser["policy"]["targets"].as_array().cloned().unwrap_or_default();
+        targets.iter().any(|t| t["client_id"] == "firefox-hold" && t["in_flight"] == 1)
+    });
+    assert!(held, "the relay is not in flight: {:?}", holder.transcript());
+    let sim = Sim::connect(&d, "firefox-grace", &["--delay-ms", "1500"]);
+    let db = d.db_path();
+    for (lc, tab) in [("lc-grace-1", 3), ("lc-grace-2", 4)] {
+        seed_route(&db, lc, "chatgpt", "auto", Some("firefox-grace"), Some(tab));
+    }
+    seed_due_in_order(&db, &[("job-grace-1", "lc-grace-1"), ("job-grace-2", "lc-grace-2")]);
+    sim.wait_deliveries(1);
+
+    let status = d.stop();
+    assert!(status.success(), "clean exit: {status}");
+    // The open request held the grace until its give-up.
+    assert_eq!(relay.join().unwrap(), 503);
+    assert_eq!(sim.deliveries().len(), 1, "a delivery started after the stop: {:?}", sim.transcript());
+    let line = wait_job_line(&d, "job-grace-2", "job_deferred");
+    assert_eq!(line["result"], "shutting_down", "{line}");
+    assert_eq!(job_column_i64(&db, "job-grace-2", "attempt_count"), Some(0));
+}
