@@ -57,6 +57,17 @@ fn metrics_reflect_live_state() {
     assert!(text.contains("baa_automation_state{state=\"paused\"} 1"), "{text}");
     assert!(text.contains("baa_automation_state{state=\"running\"} 0"), "{text}");
     assert!(text.contains("baa_plugin_clients_connected 0"), "{text}");
+    // A list page twice with no commit between: rendered once, then cached.
+    let cache = |text: &str, served: &str| -> u64 {
+        let name = format!("baa_read_cache_requests_total{{served=\"{served}\"}} ");
+        let line = text.lines().find(|l| l.starts_with(&name)).unwrap_or_else(|| panic!("{name}: {text}"));
+        line[name.len()..].parse().unwrap()
+    };
+    let (cached, rendered) = (cache(&text, "cached"), cache(&text, "rendered"));
+    assert_eq!(d.get("/v1/renewal/jobs?limit=7").status, 200);
+    assert_eq!(d.get("/v1/renewal/jobs?limit=7").status, 200);
+    let text = d.get("/metrics").text();
+    assert_eq!((cache(&text, "cached"), cache(&text, "rendered")), (cached + 1, rendered + 1), "{text}");
     // Every sample line is `name{labels} value` with a numeric value.
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let value = line.rsplit(' ').next().unwrap();

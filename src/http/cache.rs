@@ -181,7 +181,7 @@ impl ReadCache {
     }
 
     /// (served from an entry, served by waiting on another caller's
-    /// rendering, renderings) since start.
+    /// rendering, renderings) since start, for `/metrics`.
     pub fn counts(&self) -> (u64, u64, u64) {
         let state = self.state.lock();
         (state.hits, state.shared, state.renders)

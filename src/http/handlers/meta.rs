@@ -35,6 +35,16 @@ pub fn handle_metrics(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
     for r in &runners {
         let _ = writeln!(out, "baa_timed_job_runs_total{{runner=\"{}\"}} {}", r.name, r.runs as f64);
     }
+    let (hits, shared, renders) = ctx.cache.counts();
+    let _ = writeln!(
+        out,
+        "# HELP baa_read_cache_requests_total List pages by how they were served: from the read cache, \
+         by waiting for another request's rendering of the same page, or rendered.\n\
+         # TYPE baa_read_cache_requests_total counter\n\
+         baa_read_cache_requests_total{{served=\"cached\"}} {hits}\n\
+         baa_read_cache_requests_total{{served=\"shared\"}} {shared}\n\
+         baa_read_cache_requests_total{{served=\"rendered\"}} {renders}"
+    );
     Ok(Reply::text("text/plain; version=0.0.4; charset=utf-8", out.into_bytes()))
 }
 
