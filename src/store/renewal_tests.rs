@@ -97,7 +97,7 @@ fn recovery_gives_the_connection_back_as_it_was() {
     let (_dir, conn) = crate::store::test_dir::migrated_writer("recover");
     let pragma = |name: &str| conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get::<_, i64>(0)).unwrap();
     recover(&conn, 1_000, 0).unwrap();
-    assert_eq!(pragma("cache_size"), -2000);
+    assert_eq!(pragma("cache_size"), crate::store::schema::WRITER_CACHE_KIB);
     assert_eq!(pragma("wal_autocheckpoint"), 0);
     conn.pragma_update(None, "cache_size", -4096).unwrap();
     recover(&conn, 1_000, 0).unwrap();
