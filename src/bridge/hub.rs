@@ -447,15 +447,21 @@ impl Drop for PendingRequest {
 mod tests {
     use super::*;
 
-    /// Once registered, the pusher (or a request) may write to the outbox
-    /// at once; the hello_ack is still the connection's first frame.
-    #[test]
-    fn the_greeting_is_queued_before_anyone_else_can_write() {
+    /// A hub with client `ff` registered, its outbox, and its registration.
+    fn hub_with_client() -> (Arc<Hub>, crossbeam_channel::Receiver<Out>, Registered) {
         let config = crate::config::Config::with_state_dir(std::path::PathBuf::from("/nonexistent"));
         let (hub, _) = crate::bridge::new_hub(&config);
         let (tx, rx) = crossbeam_channel::bounded(8);
         let hello = Hello { client_id: "ff".into(), browser: None, version: None, platforms: vec![] };
         let registered = hub.register(hello, tx, |id| format!("ack {id}")).ok().unwrap();
+        (hub, rx, registered)
+    }
+
+    /// Once registered, the pusher (or a request) may write to the outbox
+    /// at once; the hello_ack is still the connection's first frame.
+    #[test]
+    fn the_greeting_is_queued_before_anyone_else_can_write() {
+        let (hub, rx, registered) = hub_with_client();
         for outbox in hub.outboxes() {
             outbox.try_send(Out::Push("snapshot".into())).unwrap();
         }
@@ -472,11 +478,7 @@ mod tests {
     /// each) stop after about 1 MiB of the latter, not 64 of them.
     #[test]
     fn unread_answers_are_bounded_by_what_they_hold_parsed() {
-        let config = crate::config::Config::with_state_dir(std::path::PathBuf::from("/nonexistent"));
-        let (hub, _) = crate::bridge::new_hub(&config);
-        let (tx, _outbox) = crossbeam_channel::bounded(8);
-        let hello = Hello { client_id: "ff".into(), browser: None, version: None, platforms: vec![] };
-        let registered = hub.register(hello, tx, |id| format!("ack {id}")).ok().unwrap();
+        let (hub, _outbox, registered) = hub_with_client();
         let pending = hub.request(None, Some("ff"), "req_", |id| id.to_string()).unwrap();
         let text = format!("[{}]", vec!["0"; 8 * 1024].join(","));
         let data: Value = serde_json::from_str(&text).unwrap();

@@ -16,7 +16,16 @@ fn label(value: &str) -> String {
 }
 
 fn gauge(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+    family(out, name, "gauge", help, samples);
+}
+
+fn counter(out: &mut String, name: &str, help: &str, samples: &[(String, f64)]) {
+    family(out, name, "counter", help, samples);
+}
+
+/// One metric family: its HELP and TYPE lines, then a line per sample.
+fn family(out: &mut String, name: &str, kind: &str, help: &str, samples: &[(String, f64)]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     for (labels, value) in samples {
         let _ = writeln!(out, "{name}{labels} {value}");
     }
@@ -31,20 +40,16 @@ pub fn handle_metrics(ctx: &Ctx, _req: &ApiRequest) -> Result<Reply, ApiError> {
     gauge(&mut out, "baa_plugin_clients_connected", "Connected browser plugins.", &clients);
     policy_metrics(&ctx.policy.view(None), &mut out);
     let runners = ctx.timed.runners.lock().clone();
-    let _ = writeln!(out, "# HELP baa_timed_job_runs_total Runs started per timed-job runner.\n# TYPE baa_timed_job_runs_total counter");
-    for r in &runners {
-        let _ = writeln!(out, "baa_timed_job_runs_total{{runner=\"{}\"}} {}", r.name, r.runs as f64);
-    }
+    let runs: Vec<(String, f64)> =
+        runners.iter().map(|r| (format!("{{runner=\"{}\"}}", r.name), r.runs as f64)).collect();
+    counter(&mut out, "baa_timed_job_runs_total", "Runs started per timed-job runner.", &runs);
     let (hits, shared, renders) = ctx.cache.counts();
-    let _ = writeln!(
-        out,
-        "# HELP baa_read_cache_requests_total List pages by how they were served: from the read cache, \
-         by waiting for another request's rendering of the same page, or rendered.\n\
-         # TYPE baa_read_cache_requests_total counter\n\
-         baa_read_cache_requests_total{{served=\"cached\"}} {hits}\n\
-         baa_read_cache_requests_total{{served=\"shared\"}} {shared}\n\
-         baa_read_cache_requests_total{{served=\"rendered\"}} {renders}"
-    );
+    let served = [("cached", hits), ("shared", shared), ("rendered", renders)];
+    let served: Vec<(String, f64)> =
+        served.iter().map(|(how, n)| (format!("{{served=\"{how}\"}}"), *n as f64)).collect();
+    let help = "List pages by how they were served: from the read cache, by waiting for another \
+                request's rendering of the same page, or rendered.";
+    counter(&mut out, "baa_read_cache_requests_total", help, &served);
     Ok(Reply::text("text/plain; version=0.0.4; charset=utf-8", out.into_bytes()))
 }
 

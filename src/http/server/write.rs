@@ -51,20 +51,21 @@ pub(super) fn write_response<W: Sink>(
     out.fresh_deadline();
     let status = valid_status(response.status);
     options.close |= response.close || asks_close(&response.headers);
-    let body = if status_has_body(status) && !options.head_only { BodyMode::Sent } else { BodyMode::Omitted };
+    // HEAD and the statuses that never carry a body send none.
+    let send_body = status_has_body(status) && !options.head_only;
     let bodyless = !status_has_body(status);
     match response.body {
         Body::File(file, len) => {
             let framing = if bodyless { Framing::Bodyless } else { Framing::Length(len as usize) };
             out.write_all(&encode_head(status, &response.headers, &framing, &options))?;
-            if body == BodyMode::Sent {
+            if send_body {
                 copy_file(out, file, len)?;
             }
         }
         Body::Full(bytes) => {
             let framing = if bodyless { Framing::Bodyless } else { Framing::Length(bytes.len()) };
             let mut buf = encode_head(status, &response.headers, &framing, &options);
-            if body == BodyMode::Sent {
+            if send_body {
                 buf.extend_from_slice(&bytes);
             }
             out.write_all(&buf)?;
@@ -74,7 +75,7 @@ pub(super) fn write_response<W: Sink>(
             let framing = if bodyless { Framing::Bodyless } else { Framing::Length(len) };
             let head = encode_head(status, &response.headers, &framing, &options);
             let mut slices = vec![IoSlice::new(&head)];
-            if body == BodyMode::Sent {
+            if send_body {
                 slices.extend(parts.iter().map(|p| IoSlice::new(p.bytes())));
             }
             write_all_vectored(out, &mut slices)?;
@@ -83,14 +84,6 @@ pub(super) fn write_response<W: Sink>(
     }
     out.flush()?;
     Ok(options.close)
-}
-
-/// Whether a response's body bytes go on the wire: not for HEAD, nor for
-/// statuses that never carry one.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum BodyMode {
-    Sent,
-    Omitted,
 }
 
 /// A streamed body: chunked, or until close for HTTP/1.0; returns whether
