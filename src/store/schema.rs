@@ -32,6 +32,9 @@ pub(super) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// The writer's page cache: 8 MiB (a negative `cache_size` is KiB).
 pub(super) const WRITER_CACHE_KIB: i64 = -8192;
 
+/// Prepared statements the writer keeps.
+pub(super) const WRITER_STATEMENTS: usize = 128;
+
 /// Opens the one write connection: WAL, and `synchronous = NORMAL`, which in
 /// WAL mode makes every commit durable against a killed process (the commit
 /// is in the OS before the writer answers) while an fsync happens only at
@@ -61,6 +64,9 @@ pub fn open_writer(path: &Path, max_page_count: Option<u64>) -> Result<Connectio
     // segments): past it every write re-read its pages from the OS, and the
     // writer spent 2.4 times the CPU (docs/DECISIONS.md, "Writer page cache").
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+    // More than rusqlite's default 16 (docs/DECISIONS.md, "Writer
+    // statement cache").
+    conn.set_prepared_statement_cache_capacity(WRITER_STATEMENTS);
     if let Some(pages) = max_page_count {
         // Used by tests to make the database "full" the way a full disk does.
         conn.pragma_update(None, "max_page_count", pages as i64)?;
