@@ -362,6 +362,8 @@ fn raw(template: &str, db: &str, counts: &[u64], batch: usize, run: &str, mode: 
                 }
             }
         }
+        // The search index, as the daemon's writer does before each commit.
+        baa_conductor::store::index_queued(&tx).unwrap_or_else(|e| die(e));
         tx.commit().unwrap_or_else(|e| die(e));
     }
     let secs = started.elapsed().as_secs_f64();

@@ -348,6 +348,8 @@ fn raw(template: &str, db: &str, conns: usize, n: u64, run: &str, batch: usize, 
                 effects_state.apply(&tx, &m, now).unwrap_or_else(|e| die(e));
             }
         }
+        // The search index, as the daemon's writer does before each commit.
+        baa_conductor::store::index_queued(&tx).unwrap_or_else(|e| die(e));
         tx.commit().unwrap_or_else(|e| die(e));
     }
     let secs = start.elapsed().as_secs_f64();

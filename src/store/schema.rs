@@ -20,6 +20,7 @@ pub(super) const MIGRATIONS: &[(&str, &str)] = &[
     ("006_check_without_lists.sql", include_str!("../../sql/006_check_without_lists.sql")),
     ("007_executions.sql", include_str!("../../sql/007_executions.sql")),
     ("008_message_search.sql", include_str!("../../sql/008_message_search.sql")),
+    ("009_search_index_queue.sql", include_str!("../../sql/009_search_index_queue.sql")),
 ];
 
 /// The schema version this build expects.

@@ -1,7 +1,9 @@
 //! Full-text search over message text: the FTS5 index of migration 008
-//! (`messages_fts`, kept by triggers in the transaction of every message
-//! write), queried with the list filters and pagination of
-//! `GET /v1/messages`, ranked by BM25, with a snippet around the matches.
+//! (`messages_fts`), queried with the list filters and pagination of
+//! `GET /v1/messages`, ranked by BM25, with a snippet around the matches;
+//! and [`index_queued`], which the writer runs at the end of every
+//! transaction so the index changes in the same commit as the messages
+//! (migration 009 explains the queue the triggers fill).
 //!
 //! The caller's words never reach FTS5's query language as syntax: each
 //! word becomes a quoted string (a trailing `*` makes it a prefix), and the
@@ -32,6 +34,27 @@ pub struct SearchHit {
     pub score: f64,
     /// The text around the matches: `(text, is_match)` in order.
     pub snippet: Vec<(String, bool)>,
+}
+
+/// Indexes the messages queued by the triggers of migration 009 and
+/// empties the queue: one FTS5 write for the whole transaction. Runs at the
+/// end of each of the writer's transactions, just before it commits, and
+/// once when the store opens (rows other tools wrote meanwhile). Public for
+/// the benchmarks' raw baselines and fills, which write rows the way the
+/// writer does.
+pub fn index_queued(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    let queued: bool = conn
+        .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages_fts_queue)")?
+        .query_row([], |r| r.get(0))?;
+    if queued {
+        conn.prepare_cached(
+            "INSERT INTO messages_fts (rowid, raw_text)
+             SELECT m.seq, m.raw_text FROM messages_fts_queue q JOIN messages m ON m.seq = q.seq",
+        )?
+        .execute([])?;
+        conn.prepare_cached("DELETE FROM messages_fts_queue")?.execute([])?;
+    }
+    Ok(())
 }
 
 /// The FTS5 query for a search: every word quoted and required, a word
@@ -167,24 +190,118 @@ mod tests {
         conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')", []).unwrap();
     }
 
+    /// What the writer does at the end of each transaction.
+    fn index(conn: &Connection) {
+        index_queued(conn).unwrap();
+    }
+
+    fn queued(conn: &Connection) -> i64 {
+        conn.query_row("SELECT count(*) FROM messages_fts_queue", [], |r| r.get(0)).unwrap()
+    }
+
     #[test]
     fn the_index_follows_every_insert_change_and_delete() {
         let (_dir, conn) = migrated_writer("fts-triggers");
         insert(&conn, "a", Some(1), "the renewal plan");
         // Written by another tool without seq: 004's trigger numbers it,
-        // and the index follows.
+        // and it is queued like the daemon's own.
         insert(&conn, "b", None, "another plan entirely");
+        assert!(found(&conn, "plan").is_empty(), "queued, not indexed yet");
+        assert_eq!(queued(&conn), 2);
+        index(&conn);
         assert_eq!(found(&conn, "plan"), ["a", "b"]);
+        assert_eq!(queued(&conn), 0);
         conn.execute("UPDATE messages SET raw_text = 'nothing here' WHERE id = 'a'", []).unwrap();
-        assert_eq!(found(&conn, "plan"), ["b"]);
+        assert_eq!(found(&conn, "plan"), ["b"], "the old words leave at once");
+        index(&conn);
         assert_eq!(found(&conn, "nothing"), ["a"]);
         conn.execute("DELETE FROM messages WHERE id = 'b'", []).unwrap();
         assert!(found(&conn, "plan").is_empty());
         index_matches_content(&conn);
-        // A rolled-back message leaves no trace in the index either.
+        // A rolled-back message leaves no trace in the index or the queue.
         conn.execute_batch("BEGIN; INSERT INTO messages (id, platform, conversation_id, role, raw_text, observed_at, created_at, seq) VALUES ('c', 'x', 'c', 'assistant', 'ghost words', 1, 1, 9); ROLLBACK;").unwrap();
+        index(&conn);
         assert!(found(&conn, "ghost").is_empty());
+        assert_eq!(queued(&conn), 0);
         index_matches_content(&conn);
+    }
+
+    /// Within one transaction a message can be written, changed, renumbered
+    /// and deleted before the writer indexes the queue: the index must end
+    /// up holding exactly the surviving rows' words (FTS5's 'delete' of a
+    /// row it never indexed would corrupt it).
+    #[test]
+    fn changes_before_indexing_leave_the_index_exact() {
+        let (_dir, conn) = migrated_writer("fts-queue");
+        insert(&conn, "kept", Some(1), "first draft");
+        insert(&conn, "gone", Some(2), "doomed words");
+        insert(&conn, "moved", Some(3), "moving words");
+        conn.execute("UPDATE messages SET raw_text = 'final text' WHERE id = 'kept'", []).unwrap();
+        conn.execute("DELETE FROM messages WHERE id = 'gone'", []).unwrap();
+        conn.execute("UPDATE messages SET seq = 30 WHERE id = 'moved'", []).unwrap();
+        index(&conn);
+        assert_eq!(found(&conn, "final"), ["kept"]);
+        assert!(found(&conn, "draft").is_empty());
+        assert!(found(&conn, "doomed").is_empty());
+        assert_eq!(found(&conn, "moving"), ["moved"]);
+        assert_eq!(queued(&conn), 0);
+        index_matches_content(&conn);
+        // And an indexed row renumbered afterwards is found under its new seq.
+        conn.execute("UPDATE messages SET seq = 31 WHERE id = 'moved'", []).unwrap();
+        index(&conn);
+        assert_eq!(found(&conn, "moving"), ["moved"]);
+        index_matches_content(&conn);
+    }
+
+    /// One transaction of many messages is one write to the index (one new
+    /// segment), not one per message: what migration 009 is for.
+    #[test]
+    fn a_transaction_of_messages_makes_one_index_segment() {
+        let (_dir, mut conn) = migrated_writer("fts-segments");
+        // FTS5 keeps each segment's pages in `_data` under ids from
+        // 1 << 37 up, the segment's id in the bits above 37.
+        let segments = |conn: &Connection| -> i64 {
+            conn.query_row(
+                "SELECT count(DISTINCT id >> 37) FROM messages_fts_data WHERE id >= 137438953472",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap()
+        };
+        let before = segments(&conn);
+        let tx = conn.transaction().unwrap();
+        for i in 0..20 {
+            insert(&tx, &format!("m{i}"), Some(i + 1), &format!("word{i} shared"));
+            // A statement that takes a statement journal, as the writer's do.
+            tx.execute("UPDATE messages SET summary = 's' WHERE id = ?1", [format!("m{i}")]).unwrap();
+        }
+        index(&tx);
+        tx.commit().unwrap();
+        assert_eq!(found(&conn, "shared").len(), 20);
+        assert_eq!(segments(&conn) - before, 1, "one segment for the whole transaction");
+        index_matches_content(&conn);
+    }
+
+    /// A message another tool wrote while the daemon was stopped is queued
+    /// by the triggers; the store indexes it when it opens, before any
+    /// write of its own.
+    #[test]
+    fn the_store_indexes_what_other_tools_queued_when_it_opens() {
+        let dir = crate::store::test_dir::TestDir::new("fts-open");
+        let (handle, _store) = crate::store::open(dir.path(), Default::default()).unwrap();
+        handle.shutdown();
+        {
+            let conn = Connection::open(crate::store::db_path(dir.path())).unwrap();
+            insert(&conn, "imported", None, "an imported needle");
+            assert_eq!(queued(&conn), 1);
+        }
+        let (handle, store) = crate::store::open(dir.path(), Default::default()).unwrap();
+        let q = fts_query("needle").unwrap();
+        let (hits, _) = store
+            .search_messages(&q, &MessageFilter::default(), crate::store::Page { limit: 10, offset: 0 })
+            .unwrap();
+        assert_eq!(hits.iter().map(|(m, _)| m.message_id.as_str()).collect::<Vec<_>>(), ["imported"]);
+        handle.shutdown();
     }
 
     /// A database from before the index (schema 7) gets every existing

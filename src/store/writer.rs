@@ -271,7 +271,7 @@ impl Writer {
                 return None;
             }
         }
-        Some(tx.commit().map_err(StoreError::from))
+        Some(finish(tx))
     }
 
     /// Answers the callers of one attempted commit.
@@ -331,10 +331,18 @@ impl Writer {
                 // The rest of the batch gets a fresh transaction.
                 continue;
             }
-            let outcome = tx.commit().map_err(StoreError::from);
+            let outcome = finish(tx);
             self.answer(responders, outcome);
         }
     }
+}
+
+/// Ends a transaction of writes: the messages they queued for the search
+/// index are indexed ([`super::search::index_queued`]), then it commits. An
+/// error in either leaves nothing of the transaction behind.
+fn finish(tx: rusqlite::Transaction<'_>) -> Result<(), StoreError> {
+    super::search::index_queued(&tx)?;
+    tx.commit().map_err(StoreError::from)
 }
 
 /// Runs one write inside a savepoint so that its failure rolls back only its
