@@ -36,6 +36,12 @@ pub struct SearchHit {
     pub snippet: Vec<(String, bool)>,
 }
 
+/// Indexes the queued messages. `CROSS JOIN` keeps the queue (a few rows)
+/// the outer loop: left to itself the planner may walk every message and
+/// look each one up in the queue, once per commit.
+const INDEX_QUEUED_SQL: &str = "INSERT INTO messages_fts (rowid, raw_text)
+     SELECT m.seq, m.raw_text FROM messages_fts_queue q CROSS JOIN messages m ON m.seq = q.seq";
+
 /// Indexes the messages queued by the triggers of migration 009 and
 /// empties the queue: one FTS5 write for the whole transaction. Runs at the
 /// end of each of the writer's transactions, just before it commits, and
@@ -47,11 +53,7 @@ pub fn index_queued(conn: &rusqlite::Connection) -> Result<(), StoreError> {
         .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages_fts_queue)")?
         .query_row([], |r| r.get(0))?;
     if queued {
-        conn.prepare_cached(
-            "INSERT INTO messages_fts (rowid, raw_text)
-             SELECT m.seq, m.raw_text FROM messages_fts_queue q JOIN messages m ON m.seq = q.seq",
-        )?
-        .execute([])?;
+        conn.prepare_cached(INDEX_QUEUED_SQL)?.execute([])?;
         conn.prepare_cached("DELETE FROM messages_fts_queue")?.execute([])?;
     }
     Ok(())
@@ -280,6 +282,24 @@ mod tests {
         assert_eq!(found(&conn, "shared").len(), 20);
         assert_eq!(segments(&conn) - before, 1, "one segment for the whole transaction");
         index_matches_content(&conn);
+    }
+
+    /// Indexing walks the queue and looks each message up by `seq`, never
+    /// the other way round (which costs a scan of every message per
+    /// commit).
+    #[test]
+    fn indexing_walks_the_queue_not_the_messages() {
+        let (_dir, conn) = migrated_writer("fts-plan");
+        let plan: Vec<String> = conn
+            .prepare(&format!("EXPLAIN QUERY PLAN {INDEX_QUEUED_SQL}"))
+            .unwrap()
+            .query_map([], |r| r.get(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(plan.len(), 2, "{plan:?}");
+        assert!(plan[0].starts_with("SCAN q"), "{plan:?}");
+        assert!(plan[1].starts_with("SEARCH m USING INDEX messages_seq (seq=?)"), "{plan:?}");
     }
 
     /// A message another tool wrote while the daemon was stopped is queued
