@@ -1,15 +1,18 @@
 //! The timed-jobs JSONL log: one line per stage in
 //! `logs/timed-jobs/YYYY-MM-DD.jsonl` (UTC). Runners hand lines to a channel
-//! and never wait for the disk; a named thread appends them, switches files
-//! at midnight UTC, and deletes files older than `log_retention_days`.
+//! and never wait for the disk; a named thread appends them (a busy
+//! daemon's lines in bursts, one write each, at most 10 ms late), switches
+//! files at midnight UTC, and deletes files older than `log_retention_days`.
 
 use crate::util::JoinOnDrop;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crossbeam_channel::{unbounded, Receiver, Sender};
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 
 /// One stage of one run.
 #[derive(Debug, Clone)]
@@ -94,34 +97,82 @@ struct LogWriter {
     file: Option<File>,
 }
 
+/// Longest nap between two appends while lines keep coming.
+const BURST_NAP: Duration = Duration::from_millis(10);
+
+/// Lines appended with one write at most.
+const MAX_BATCH: usize = 1024;
+
+/// One line as written: the fields in the order they always had (sorted).
+#[derive(Serialize)]
+struct LineOut<'a> {
+    batch_id: &'a str,
+    details: &'a Value,
+    result: &'a str,
+    runner: &'a str,
+    stage: &'a str,
+    ts: i64,
+}
+
 impl LogWriter {
+    /// Appends what is queued with one write per day file, then, if that
+    /// was more than one line (a busy daemon: three lines per renewal job),
+    /// naps briefly: lines sent meanwhile wait in the channel instead of
+    /// waking this thread one by one, and the next write takes them all.
+    /// An idle daemon's single lines are written at once.
     fn run(mut self, rx: Receiver<LogLine>) {
-        for line in rx {
-            self.write(&line);
+        let mut batch = Vec::new();
+        while let Ok(first) = rx.recv() {
+            batch.push(first);
+            batch.extend(rx.try_iter().take(MAX_BATCH - 1));
+            self.write(&batch);
+            let busy = batch.len() > 1;
+            batch.clear();
+            if busy {
+                std::thread::sleep(BURST_NAP);
+            }
         }
         if let Some(file) = &mut self.file {
             let _ = file.flush();
         }
     }
 
-    fn write(&mut self, line: &LogLine) {
-        let day = utc_date(line.ts);
-        if day != self.day || self.file.is_none() {
-            self.day = day;
-            self.file = self.open();
-            self.prune();
+    /// Appends `lines` in order, each to the file of its day.
+    fn write(&mut self, lines: &[LogLine]) {
+        let mut text = Vec::new();
+        for line in lines {
+            let day = utc_date(line.ts);
+            if day != self.day || self.file.is_none() {
+                self.append(&text);
+                text.clear();
+                self.day = day;
+                self.file = self.open();
+                self.prune();
+            }
+            let out = LineOut {
+                batch_id: &line.batch_id,
+                details: &line.details,
+                result: &line.result,
+                runner: line.runner,
+                stage: line.stage,
+                ts: line.ts,
+            };
+            if serde_json::to_writer(&mut text, &out).is_ok() {
+                text.push(b'\n');
+            }
         }
-        let mut text = json!({
-            "ts": line.ts, "runner": line.runner, "batch_id": line.batch_id, "stage": line.stage,
-            "result": line.result, "details": line.details,
-        })
-        .to_string();
-        // One write for the line and its newline (`writeln!` makes two): a
-        // crash between them would leave a line without its end, and the
-        // next start would append to it, making both unreadable.
-        text.push('\n');
+        self.append(&text);
+    }
+
+    /// One write for whole lines with their newlines (`writeln!` makes two
+    /// per line): a crash can cut at most the last line, which the next
+    /// start ends (`end_last_line`) so the lines after it stay readable.
+    fn append(&mut self, text: &[u8]) {
+        if text.is_empty() {
+            return;
+        }
         if let Some(file) = &mut self.file {
-            if let Err(e) = file.write_all(text.as_bytes()) {
+            if let Err(e) = file.write_all(text) {
                 log::warn!("timed-jobs log: cannot append: {e}");
             }
         }
@@ -189,7 +240,48 @@ pub fn utc_date(ms: i64) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::utc_date;
+    use super::*;
+
+    fn line(ts: i64, n: u64) -> LogLine {
+        LogLine {
+            ts,
+            runner: "renewal.dispatcher",
+            batch_id: format!("b{n}"),
+            stage: "job_completed",
+            result: "ok".into(),
+            details: serde_json::json!({ "n": n, "text": "a \"quoted\"\nline" }),
+        }
+    }
+
+    /// A burst of lines is written whole, in order, each line to its own
+    /// day's file (a burst can straddle midnight), as the JSON object the
+    /// log has always had.
+    #[test]
+    fn a_burst_goes_line_by_line_to_each_days_file() {
+        let dir = crate::store::test_dir::TestDir::new("timed-log");
+        let day = 1_795_298_636_426; // 2026-11-21
+        let next = day + 86_400_000;
+        let log = spawn(dir.path().to_path_buf(), 10_000).unwrap();
+        for (i, ts) in [day, day + 1, next, day + 2, next + 1].into_iter().enumerate() {
+            log.sink.log(line(ts, i as u64));
+        }
+        log.join();
+        let read = |date: &str| std::fs::read_to_string(dir.path().join(format!("{date}.jsonl"))).unwrap();
+        let first = read("2026-11-21");
+        let ns = |text: &str| -> Vec<u64> {
+            text.lines()
+                .map(|l| serde_json::from_str::<Value>(l).unwrap()["details"]["n"].as_u64().unwrap())
+                .collect()
+        };
+        assert_eq!(ns(&first), [0, 1, 3]);
+        assert_eq!(ns(&read("2026-11-22")), [2, 4]);
+        let expected = serde_json::json!({
+            "ts": day, "runner": "renewal.dispatcher", "batch_id": "b0", "stage": "job_completed",
+            "result": "ok", "details": { "n": 0, "text": "a \"quoted\"\nline" },
+        })
+        .to_string();
+        assert_eq!(first.lines().next().unwrap(), expected);
+    }
 
     #[test]
     fn dates() {
