@@ -186,7 +186,8 @@ pub fn open(state_dir: &Path, options: StoreOptions) -> Result<(Handle, Store), 
     let path = db_path(state_dir);
     let mut conn = schema::open_writer(&path, options.max_page_count)?;
     schema::migrate(&mut conn)?;
-    index_what_others_queued(&mut conn)?;
+    // Rows other tools wrote while the daemon was stopped.
+    search::index_all_queued(&mut conn)?;
     let reads = Arc::new(ReadPool::open(&path, options.readers.max(1))?);
     let (tx, rx) = unbounded();
     let generation = Arc::new(AtomicU64::new(0));
@@ -198,15 +199,6 @@ pub fn open(state_dir: &Path, options: StoreOptions) -> Result<(Handle, Store), 
         Handle { tx: tx.clone(), _join: join },
         Store { tx, reads, path, generation, policy_dirty_sent, blocks_bell: Default::default() },
     ))
-}
-
-/// Indexes for search the messages other tools wrote while the daemon was
-/// stopped (the writer indexes its own in each of its transactions).
-fn index_what_others_queued(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
-    let tx = conn.transaction()?;
-    search::index_queued(&tx)?;
-    tx.commit()?;
-    Ok(())
 }
 
 impl Store {

@@ -1,9 +1,9 @@
 //! Full-text search over message text: the FTS5 index of migration 008
 //! (`messages_fts`), queried with the list filters and pagination of
 //! `GET /v1/messages`, ranked by BM25, with a snippet around the matches;
-//! and [`index_queued`], which the writer runs at the end of every
-//! transaction so the index changes in the same commit as the messages
-//! (migration 009 explains the queue the triggers fill).
+//! and the indexing of the messages the triggers of migration 009 queue:
+//! in batches of [`INDEX_BATCH`] by the writer, and whatever is queued
+//! before a search, so a search never misses an acknowledged message.
 //!
 //! The caller's words never reach FTS5's query language as syntax: each
 //! word becomes a quoted string (a trailing `*` makes it a prefix), and the
@@ -42,21 +42,46 @@ pub struct SearchHit {
 const INDEX_QUEUED_SQL: &str = "INSERT INTO messages_fts (rowid, raw_text)
      SELECT m.seq, m.raw_text FROM messages_fts_queue q CROSS JOIN messages m ON m.seq = q.seq";
 
+/// Messages queued before the writer indexes them at the end of a
+/// transaction: one index segment per this many messages rather than one
+/// per commit (under load a commit carries one or two messages). A search
+/// indexes whatever is queued first ([`Store::search_messages`]).
+pub(super) const INDEX_BATCH: i64 = 64;
+
 /// Indexes the messages queued by the triggers of migration 009 and
-/// empties the queue: one FTS5 write for the whole transaction. Runs at the
-/// end of each of the writer's transactions, just before it commits, and
-/// once when the store opens (rows other tools wrote meanwhile). Public for
-/// the benchmarks' raw baselines and fills, which write rows the way the
-/// writer does.
+/// empties the queue: one FTS5 write for all of them. Runs when the store
+/// opens (rows other tools wrote meanwhile), before a search, at the end of
+/// a writer transaction that leaves [`INDEX_BATCH`] queued, and at
+/// shutdown. Public for the benchmarks' raw baselines and fills, which
+/// write rows the way the writer does.
 pub fn index_queued(conn: &rusqlite::Connection) -> Result<(), StoreError> {
-    let queued: bool = conn
-        .prepare_cached("SELECT EXISTS (SELECT 1 FROM messages_fts_queue)")?
-        .query_row([], |r| r.get(0))?;
-    if queued {
+    if queued(conn)? > 0 {
         conn.prepare_cached(INDEX_QUEUED_SQL)?.execute([])?;
         conn.prepare_cached("DELETE FROM messages_fts_queue")?.execute([])?;
     }
     Ok(())
+}
+
+/// Indexes the whole queue in a transaction of its own: when the store
+/// opens (rows other tools wrote while it was stopped) and when it stops.
+pub(super) fn index_all_queued(conn: &mut rusqlite::Connection) -> Result<(), StoreError> {
+    let tx = conn.transaction()?;
+    index_queued(&tx)?;
+    Ok(tx.commit()?)
+}
+
+/// Indexes the queue once it holds [`INDEX_BATCH`] messages: what the
+/// writer runs before each commit.
+pub(super) fn index_if_due(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    if queued(conn)? >= INDEX_BATCH {
+        index_queued(conn)?;
+    }
+    Ok(())
+}
+
+/// Messages waiting to be indexed (a few dozen at most: one page).
+fn queued(conn: &rusqlite::Connection) -> Result<i64, StoreError> {
+    Ok(conn.prepare_cached("SELECT count(*) FROM messages_fts_queue")?.query_row([], |r| r.get(0))?)
 }
 
 /// The FTS5 query for a search: every word quoted and required, a word
@@ -149,6 +174,17 @@ impl Store {
         f: &MessageFilter,
         page: Page,
     ) -> Result<SearchPage, StoreError> {
+        // Every message acknowledged before this search is committed, so
+        // it is in the index or in the queue: indexing what the queue
+        // holds first means a search never misses one. If that write fails
+        // (a full disk), the search still runs, without those messages.
+        if self.reads().with(queued)? > 0 {
+            if let Err(e) = self.write(index_queued) {
+                log::warn!(
+                    "store: cannot index the newest messages before a search ({e}); searching without them"
+                );
+            }
+        }
         let (sql, values) = search_statement(query, f, page);
         self.reads().with(|c| {
             let mut stmt = c.prepare_cached(&sql)?;
@@ -165,219 +201,5 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::test_dir::migrated_writer;
-    use rusqlite::Connection;
-
-    fn insert(conn: &Connection, id: &str, seq: Option<i64>, text: &str) {
-        conn.execute(
-            "INSERT INTO messages (id, platform, conversation_id, role, raw_text, observed_at, created_at, seq)
-             VALUES (?1, 'claude', 'c', 'assistant', ?2, 1, 1, ?3)",
-            rusqlite::params![id, text, seq],
-        )
-        .unwrap();
-    }
-
-    fn found(conn: &Connection, words: &str) -> Vec<String> {
-        let sql = "SELECT m.id FROM messages_fts JOIN messages m ON m.seq = messages_fts.rowid
-                   WHERE messages_fts MATCH ?1 ORDER BY m.id";
-        let mut stmt = conn.prepare(sql).unwrap();
-        let q = fts_query(words).unwrap();
-        stmt.query_map([q], |r| r.get(0)).unwrap().collect::<Result<_, _>>().unwrap()
-    }
-
-    /// FTS5's own check that the index holds exactly the content's words.
-    fn index_matches_content(conn: &Connection) {
-        conn.execute("INSERT INTO messages_fts (messages_fts) VALUES ('integrity-check')", []).unwrap();
-    }
-
-    /// What the writer does at the end of each transaction.
-    fn index(conn: &Connection) {
-        index_queued(conn).unwrap();
-    }
-
-    fn queued(conn: &Connection) -> i64 {
-        conn.query_row("SELECT count(*) FROM messages_fts_queue", [], |r| r.get(0)).unwrap()
-    }
-
-    #[test]
-    fn the_index_follows_every_insert_change_and_delete() {
-        let (_dir, conn) = migrated_writer("fts-triggers");
-        insert(&conn, "a", Some(1), "the renewal plan");
-        // Written by another tool without seq: 004's trigger numbers it,
-        // and it is queued like the daemon's own.
-        insert(&conn, "b", None, "another plan entirely");
-        assert!(found(&conn, "plan").is_empty(), "queued, not indexed yet");
-        assert_eq!(queued(&conn), 2);
-        index(&conn);
-        assert_eq!(found(&conn, "plan"), ["a", "b"]);
-        assert_eq!(queued(&conn), 0);
-        conn.execute("UPDATE messages SET raw_text = 'nothing here' WHERE id = 'a'", []).unwrap();
-        assert_eq!(found(&conn, "plan"), ["b"], "the old words leave at once");
-        index(&conn);
-        assert_eq!(found(&conn, "nothing"), ["a"]);
-        conn.execute("DELETE FROM messages WHERE id = 'b'", []).unwrap();
-        assert!(found(&conn, "plan").is_empty());
-        index_matches_content(&conn);
-        // A rolled-back message leaves no trace in the index or the queue.
-        conn.execute_batch("BEGIN; INSERT INTO messages (id, platform, conversation_id, role, raw_text, observed_at, created_at, seq) VALUES ('c', 'x', 'c', 'assistant', 'ghost words', 1, 1, 9); ROLLBACK;").unwrap();
-        index(&conn);
-        assert!(found(&conn, "ghost").is_empty());
-        assert_eq!(queued(&conn), 0);
-        index_matches_content(&conn);
-    }
-
-    /// Within one transaction a message can be written, changed, renumbered
-    /// and deleted before the writer indexes the queue: the index must end
-    /// up holding exactly the surviving rows' words (FTS5's 'delete' of a
-    /// row it never indexed would corrupt it).
-    #[test]
-    fn changes_before_indexing_leave_the_index_exact() {
-        let (_dir, conn) = migrated_writer("fts-queue");
-        insert(&conn, "kept", Some(1), "first draft");
-        insert(&conn, "gone", Some(2), "doomed words");
-        insert(&conn, "moved", Some(3), "moving words");
-        conn.execute("UPDATE messages SET raw_text = 'final text' WHERE id = 'kept'", []).unwrap();
-        conn.execute("DELETE FROM messages WHERE id = 'gone'", []).unwrap();
-        conn.execute("UPDATE messages SET seq = 30 WHERE id = 'moved'", []).unwrap();
-        index(&conn);
-        assert_eq!(found(&conn, "final"), ["kept"]);
-        assert!(found(&conn, "draft").is_empty());
-        assert!(found(&conn, "doomed").is_empty());
-        assert_eq!(found(&conn, "moving"), ["moved"]);
-        assert_eq!(queued(&conn), 0);
-        index_matches_content(&conn);
-        // And an indexed row renumbered afterwards is found under its new seq.
-        conn.execute("UPDATE messages SET seq = 31 WHERE id = 'moved'", []).unwrap();
-        index(&conn);
-        assert_eq!(found(&conn, "moving"), ["moved"]);
-        index_matches_content(&conn);
-    }
-
-    /// One transaction of many messages is one write to the index (one new
-    /// segment), not one per message: what migration 009 is for.
-    #[test]
-    fn a_transaction_of_messages_makes_one_index_segment() {
-        let (_dir, mut conn) = migrated_writer("fts-segments");
-        // FTS5 keeps each segment's pages in `_data` under ids from
-        // 1 << 37 up, the segment's id in the bits above 37.
-        let segments = |conn: &Connection| -> i64 {
-            conn.query_row(
-                "SELECT count(DISTINCT id >> 37) FROM messages_fts_data WHERE id >= 137438953472",
-                [],
-                |r| r.get(0),
-            )
-            .unwrap()
-        };
-        let before = segments(&conn);
-        let tx = conn.transaction().unwrap();
-        for i in 0..20 {
-            insert(&tx, &format!("m{i}"), Some(i + 1), &format!("word{i} shared"));
-            // A statement that takes a statement journal, as the writer's do.
-            tx.execute("UPDATE messages SET summary = 's' WHERE id = ?1", [format!("m{i}")]).unwrap();
-        }
-        index(&tx);
-        tx.commit().unwrap();
-        assert_eq!(found(&conn, "shared").len(), 20);
-        assert_eq!(segments(&conn) - before, 1, "one segment for the whole transaction");
-        index_matches_content(&conn);
-    }
-
-    /// Indexing walks the queue and looks each message up by `seq`, never
-    /// the other way round (which costs a scan of every message per
-    /// commit).
-    #[test]
-    fn indexing_walks_the_queue_not_the_messages() {
-        let (_dir, conn) = migrated_writer("fts-plan");
-        let plan: Vec<String> = conn
-            .prepare(&format!("EXPLAIN QUERY PLAN {INDEX_QUEUED_SQL}"))
-            .unwrap()
-            .query_map([], |r| r.get(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
-        assert_eq!(plan.len(), 2, "{plan:?}");
-        assert!(plan[0].starts_with("SCAN q"), "{plan:?}");
-        assert!(plan[1].starts_with("SEARCH m USING INDEX messages_seq (seq=?)"), "{plan:?}");
-    }
-
-    /// A message another tool wrote while the daemon was stopped is queued
-    /// by the triggers; the store indexes it when it opens, before any
-    /// write of its own.
-    #[test]
-    fn the_store_indexes_what_other_tools_queued_when_it_opens() {
-        let dir = crate::store::test_dir::TestDir::new("fts-open");
-        let (handle, _store) = crate::store::open(dir.path(), Default::default()).unwrap();
-        handle.shutdown();
-        {
-            let conn = Connection::open(crate::store::db_path(dir.path())).unwrap();
-            insert(&conn, "imported", None, "an imported needle");
-            assert_eq!(queued(&conn), 1);
-        }
-        let (handle, store) = crate::store::open(dir.path(), Default::default()).unwrap();
-        let q = fts_query("needle").unwrap();
-        let (hits, _) = store
-            .search_messages(&q, &MessageFilter::default(), crate::store::Page { limit: 10, offset: 0 })
-            .unwrap();
-        assert_eq!(hits.iter().map(|(m, _)| m.message_id.as_str()).collect::<Vec<_>>(), ["imported"]);
-        handle.shutdown();
-    }
-
-    /// A database from before the index (schema 7) gets every existing
-    /// message indexed by the migration.
-    #[test]
-    fn the_migration_indexes_existing_messages() {
-        let dir = crate::store::test_dir::TestDir::new("fts-upgrade");
-        let path = dir.path().join("old.db");
-        {
-            let conn = super::super::schema::open_writer(&path, None).unwrap();
-            for (_, sql) in &super::super::schema::MIGRATIONS[..7] {
-                conn.execute_batch(sql).unwrap();
-            }
-            conn.pragma_update(None, "user_version", 7).unwrap();
-            for i in 0..100 {
-                insert(
-                    &conn,
-                    &format!("m{i:03}"),
-                    Some(i + 1),
-                    if i % 10 == 0 { "rare needle" } else { "hay" },
-                );
-            }
-        }
-        let mut conn = super::super::schema::open_writer(&path, None).unwrap();
-        super::super::schema::migrate(&mut conn).unwrap();
-        assert_eq!(
-            found(&conn, "needle"),
-            (0..100).step_by(10).map(|i| format!("m{i:03}")).collect::<Vec<_>>()
-        );
-        index_matches_content(&conn);
-    }
-
-    #[test]
-    fn words_become_quoted_required_terms() {
-        assert_eq!(fts_query("renewal plan").as_deref(), Some("\"renewal\" \"plan\""));
-        assert_eq!(fts_query("  plan*  ").as_deref(), Some("\"plan\"*"));
-        assert_eq!(
-            fts_query("say \"hi\" NEAR(a b) -x col:y").as_deref(),
-            Some("\"say\" \"\"\"hi\"\"\" \"NEAR(a\" \"b)\" \"-x\" \"col:y\"")
-        );
-        assert_eq!(fts_query("   "), None);
-        assert_eq!(fts_query("* **"), None);
-    }
-
-    #[test]
-    fn snippets_split_into_matches_and_context() {
-        let marked = format!("…the {OPEN}plan{CLOSE} we {OPEN}discussed{CLOSE}");
-        assert_eq!(
-            parts(&marked),
-            vec![
-                ("…the ".to_string(), false),
-                ("plan".to_string(), true),
-                (" we ".to_string(), false),
-                ("discussed".to_string(), true)
-            ]
-        );
-        assert_eq!(parts(""), vec![]);
-    }
-}
+#[path = "search_tests.rs"]
+mod tests;

@@ -194,6 +194,10 @@ impl Writer {
         // The policy's state is saved: its source (which holds the policy,
         // whose dirty callback holds a `Store` and so the read pool) can go.
         self.policy.source = None;
+        // The queue is left empty at rest (the next open would index it).
+        if let Err(e) = super::search::index_all_queued(&mut self.conn) {
+            log::warn!("store: cannot index the last queued messages for search: {e}");
+        }
         self.checkpoints.stop();
         if let Err(e) = self.conn.execute_batch("PRAGMA optimize") {
             log::debug!("store: optimize at shutdown failed: {e}");
@@ -337,11 +341,11 @@ impl Writer {
     }
 }
 
-/// Ends a transaction of writes: the messages they queued for the search
-/// index are indexed ([`super::search::index_queued`]), then it commits. An
-/// error in either leaves nothing of the transaction behind.
+/// Ends a transaction of writes: the messages queued for the search index
+/// are indexed if a batch is due ([`super::search::index_if_due`]), then it
+/// commits. An error in either leaves nothing of the transaction behind.
 fn finish(tx: rusqlite::Transaction<'_>) -> Result<(), StoreError> {
-    super::search::index_queued(&tx)?;
+    super::search::index_if_due(&tx)?;
     tx.commit().map_err(StoreError::from)
 }
 
