@@ -51,7 +51,7 @@ pub(super) const INDEX_BATCH: i64 = 64;
 /// Indexes the messages queued by the triggers of migration 009 and
 /// empties the queue: one FTS5 write for all of them. Runs when the store
 /// opens (rows other tools wrote meanwhile), before a search, at the end of
-/// a writer transaction that leaves [`INDEX_BATCH`] queued, and at
+/// a writer transaction that leaves `INDEX_BATCH` (64) queued, and at
 /// shutdown. Public for the benchmarks' raw baselines and fills, which
 /// write rows the way the writer does.
 pub fn index_queued(conn: &rusqlite::Connection) -> Result<(), StoreError> {
