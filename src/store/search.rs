@@ -38,7 +38,7 @@ pub struct SearchHit {
 
 /// Indexes the queued messages. `CROSS JOIN` keeps the queue (a few rows)
 /// the outer loop: left to itself the planner may walk every message and
-/// look each one up in the queue, once per commit.
+/// look each one up in the queue, each time it runs.
 const INDEX_QUEUED_SQL: &str = "INSERT INTO messages_fts (rowid, raw_text)
      SELECT m.seq, m.raw_text FROM messages_fts_queue q CROSS JOIN messages m ON m.seq = q.seq";
 
@@ -56,8 +56,7 @@ pub(super) const INDEX_BATCH: i64 = 64;
 /// write rows the way the writer does.
 pub fn index_queued(conn: &rusqlite::Connection) -> Result<(), StoreError> {
     if queued(conn)? > 0 {
-        conn.prepare_cached(INDEX_QUEUED_SQL)?.execute([])?;
-        conn.prepare_cached("DELETE FROM messages_fts_queue")?.execute([])?;
+        index(conn)?;
     }
     Ok(())
 }
@@ -74,8 +73,15 @@ pub(super) fn index_all_queued(conn: &mut rusqlite::Connection) -> Result<(), St
 /// writer runs before each commit.
 pub(super) fn index_if_due(conn: &rusqlite::Connection) -> Result<(), StoreError> {
     if queued(conn)? >= INDEX_BATCH {
-        index_queued(conn)?;
+        index(conn)?;
     }
+    Ok(())
+}
+
+/// Indexes what the queue holds and empties it.
+fn index(conn: &rusqlite::Connection) -> Result<(), StoreError> {
+    conn.prepare_cached(INDEX_QUEUED_SQL)?.execute([])?;
+    conn.prepare_cached("DELETE FROM messages_fts_queue")?.execute([])?;
     Ok(())
 }
 
