@@ -38,6 +38,10 @@ pub struct Route {
     pub kind: Kind,
     pub method: &'static str,
     pub path: &'static str,
+    /// The part of `path` before its first parameter: a path that does not
+    /// start with it cannot match, which `resolve` checks first because it
+    /// costs one comparison instead of splitting both into segments.
+    literal: &'static str,
     summary: &'static str,
     pub handler: HandlerFn,
     /// Served without the token (`open` in the table below).
@@ -74,6 +78,7 @@ macro_rules! route {
             kind: Kind::$kind,
             method: $method,
             path: $path,
+            literal: literal_prefix($path),
             summary: $summary,
             handler: $handler,
             open: false,
@@ -133,7 +138,7 @@ pub enum Resolution {
 /// lists it beside `GET`.
 pub fn resolve(method: &str, path: &str) -> Resolution {
     let mut allowed = Vec::new();
-    for route in ROUTES {
+    for route in ROUTES.iter().filter(|r| path.starts_with(r.literal)) {
         if let Some(params) = match_path(route.path, path) {
             if route.method == method || (method == "HEAD" && route.method == "GET") {
                 return Resolution::Found(route, params);
@@ -152,6 +157,16 @@ pub fn resolve(method: &str, path: &str) -> Resolution {
     } else {
         Resolution::MethodNotAllowed(allowed)
     }
+}
+
+/// `pattern` up to its first `:name` or `*name` segment, or all of it.
+const fn literal_prefix(pattern: &'static str) -> &'static str {
+    let bytes = pattern.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() && bytes[i] != b':' && bytes[i] != b'*' {
+        i += 1;
+    }
+    pattern.split_at(i).0
 }
 
 /// Matches a path against a pattern, returning decoded parameters.
@@ -246,6 +261,36 @@ mod tests {
         let open: Vec<_> = ROUTES.iter().filter(|r| r.open).map(|r| (r.method, r.path)).collect();
         assert_eq!(open, [("GET", "/healthz"), ("GET", "/")]);
         assert_eq!(ROUTES[0].summary(), "Liveness probe; needs no token.");
+    }
+
+    /// A path `pattern` matches: each `:name` is `x1`, `*name` is `a/b.txt`.
+    fn filled(pattern: &str) -> String {
+        let seg = |s: &str| match s.as_bytes().first() {
+            Some(b':') => format!("x1{}", s.find('.').map_or("", |dot| &s[dot..])),
+            Some(b'*') => "a/b.txt".into(),
+            _ => s.into(),
+        };
+        pattern.split('/').map(seg).collect::<Vec<_>>().join("/")
+    }
+
+    /// `resolve` skips routes whose literal part the path does not start
+    /// with; that is only right if no such route could match.
+    #[test]
+    fn a_route_only_matches_paths_that_start_with_its_literal_part() {
+        assert_eq!(literal_prefix("/v1/renewal/jobs/:job_id/retry"), "/v1/renewal/jobs/");
+        assert_eq!(literal_prefix("/artifact/*path"), "/artifact/");
+        assert_eq!(literal_prefix("/v1/messages"), "/v1/messages");
+        let mut paths = vec!["/".to_string(), "/v1/".into(), "/artifact/".into()];
+        for route in ROUTES {
+            let path = filled(route.path);
+            assert!(match_path(route.path, &path).is_some(), "{path}");
+            paths.extend([format!("{path}/"), format!("{path}/x1"), path]);
+        }
+        for route in ROUTES {
+            for path in paths.iter().filter(|p| match_path(route.path, p).is_some()) {
+                assert!(path.starts_with(route.literal), "{} matches {path}", route.path);
+            }
+        }
     }
 
     #[test]
