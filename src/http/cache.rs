@@ -25,9 +25,9 @@
 //! bounded by the callers rendering them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 /// Most pages kept at once.
 const MAX_ENTRIES: usize = 32;
@@ -60,12 +60,14 @@ struct Entry {
 /// One rendering in flight, which callers at a generation it covers wait on.
 struct Flight {
     generation: u64,
-    outcome: Mutex<FlightOutcome>,
-    done: Condvar,
+    /// Set once, when the flight lands. Waiting on a `OnceLock` wakes every
+    /// waiter at once; a condition variable hands its mutex from one woken
+    /// waiter to the next, so on busy CPUs the last of a dozen waiters woke
+    /// a scheduling delay per waiter later.
+    outcome: OnceLock<FlightOutcome>,
 }
 
 enum FlightOutcome {
-    Rendering,
     Rendered(Arc<str>),
     /// The rendering returned an error or panicked: render for yourself.
     Failed,
@@ -132,11 +134,7 @@ impl ReadCache {
             return Role::Wait(flight);
         }
         state.renders += 1;
-        let flight = Arc::new(Flight {
-            generation,
-            outcome: Mutex::new(FlightOutcome::Rendering),
-            done: Condvar::new(),
-        });
+        let flight = Arc::new(Flight { generation, outcome: OnceLock::new() });
         state.flights.insert(key.to_owned(), flight.clone());
         Role::Render(flight)
     }
@@ -191,13 +189,9 @@ impl ReadCache {
 impl Flight {
     /// The flight's text once it lands, or `None` if it failed.
     fn wait(&self) -> Option<Arc<str>> {
-        let mut outcome = self.outcome.lock();
-        while matches!(*outcome, FlightOutcome::Rendering) {
-            self.done.wait(&mut outcome);
-        }
-        match &*outcome {
+        match self.outcome.wait() {
             FlightOutcome::Rendered(text) => Some(text.clone()),
-            _ => None,
+            FlightOutcome::Failed => None,
         }
     }
 }
@@ -211,8 +205,8 @@ impl Drop for Landing<'_> {
             }
         }
         let outcome = std::mem::replace(&mut self.outcome, FlightOutcome::Failed);
-        *self.flight.outcome.lock() = outcome;
-        self.flight.done.notify_all();
+        // Only the leader's landing sets it, so it is never set already.
+        let _ = self.flight.outcome.set(outcome);
     }
 }
 
