@@ -9,8 +9,9 @@ use crate::bridge::Hub;
 use crate::config::Config;
 use crate::http::api::{ApiError, ApiRequest, Reply};
 use crate::http::cache::ReadCache;
+use crate::http::row_texts::RowTexts;
 use crate::policy::Policy;
-use crate::store::{IngestSettings, Store};
+use crate::store::{IngestSettings, Job, Store};
 
 /// Relays open at once (waiting or streaming; see `handlers::relay`).
 pub const MAX_RELAYS: usize = 64;
@@ -37,6 +38,8 @@ pub struct Ctx {
     pub timed: Arc<crate::ticker::Status>,
     /// Rendered list pages, reused until the next commit.
     pub cache: ReadCache,
+    /// Rendered jobs of list pages, reused while their row is unchanged.
+    pub job_texts: RowTexts<Job>,
     /// The `Host` values this daemon answers to (loopback only until the
     /// daemon sets the bound addresses and `allowed_hosts`).
     pub hosts: crate::auth::HostPolicy,
@@ -70,6 +73,7 @@ impl Ctx {
             relays: crate::util::Permits::new(MAX_RELAYS),
             timed,
             cache: ReadCache::default(),
+            job_texts: RowTexts::default(),
             hosts: crate::auth::HostPolicy::default(),
             backup: parking_lot::Mutex::new(()),
         }

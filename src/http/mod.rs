@@ -14,6 +14,7 @@ pub mod query;
 #[cfg(test)]
 mod query_props;
 pub mod routes;
+pub mod row_texts;
 pub mod schema;
 pub mod server;
 pub mod views;

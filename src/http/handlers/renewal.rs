@@ -2,6 +2,7 @@
 //! and renewal jobs with their manual retry and cancel.
 
 use serde_json::json;
+use serde_json::value::to_raw_value;
 
 use crate::http::api::{encode_text, ApiError, ApiRequest, Reply};
 use crate::http::body::opt_reason;
@@ -108,7 +109,11 @@ pub fn handle_jobs_list(ctx: &Ctx, req: &ApiRequest) -> Result<Reply, ApiError> 
             "status": filter.status.map(|s| s.as_str()), "local_conversation_id": filter.local_conversation_id,
             "message_id": filter.message_id, "limit": page.limit, "offset": page.offset,
         });
-        encode_text(&views::list("jobs", items.iter().map(views::job).collect(), filters, next))
+        let texts = ctx.job_texts.texts(&items, |j| &j.job_id, |j| to_raw_value(&views::job(j))).map_err(|e| {
+            log::error!("cannot serialise a job: {e}");
+            ApiError::internal()
+        })?;
+        encode_text(&views::list("jobs", texts, filters, next))
     })
 }
 
