@@ -12,7 +12,8 @@
 //! exactly what rendering every row would give.
 //!
 //! Bounded in bytes (each entry counts its text twice, for the copy of the
-//! row kept beside it); when full, entries are dropped before new ones go in.
+//! row kept beside it); when full, everything is dropped, which costs one
+//! rendering of each row still listed and never a search for what to drop.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,7 +93,10 @@ impl<R: Clone + PartialEq> RowTexts<R> {
             if let Some((_, old)) = state.rows.remove(key(row)) {
                 state.bytes -= 2 * old.get().len();
             }
-            state.make_room(cost);
+            if state.bytes + cost > MAX_BYTES {
+                state.rows.clear();
+                state.bytes = 0;
+            }
             state.bytes += cost;
             state.rows.insert(key(row).to_owned(), (row.clone(), text));
         }
@@ -102,16 +106,6 @@ impl<R: Clone + PartialEq> RowTexts<R> {
 impl<R: PartialEq> State<R> {
     fn unchanged(&self, key: &str, row: &R) -> Option<Arc<RawValue>> {
         self.rows.get(key).filter(|(kept, _)| kept == row).map(|(_, text)| text.clone())
-    }
-
-    /// Drops entries (in no particular order) until `cost` more bytes fit.
-    fn make_room(&mut self, cost: usize) {
-        while self.bytes + cost > MAX_BYTES {
-            let Some(key) = self.rows.keys().next().cloned() else { break };
-            if let Some((_, text)) = self.rows.remove(&key) {
-                self.bytes -= 2 * text.get().len();
-            }
-        }
     }
 }
 
