@@ -113,16 +113,20 @@ pub(super) struct ProjectionTarget {
     pub active_link: Option<Link>,
 }
 
+/// `columns` (a comma-separated list) each prefixed with `table.`.
+fn qualified(table: &str, columns: &str) -> String {
+    columns.split(',').map(|c| format!("{table}.{}", c.trim())).collect::<Vec<_>>().join(", ")
+}
+
 fn projection_target_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
-        let link_columns: Vec<String> = LINK_COLUMNS.split(',').map(|c| format!("l.{}", c.trim())).collect();
         format!(
             "SELECT c.local_conversation_id, c.automation_status, c.last_message_id, c.cooldown_until, {}
              FROM ({}) f
              JOIN local_conversations c ON c.local_conversation_id = f.local_conversation_id
              LEFT JOIN conversation_links l ON l.local_conversation_id = c.local_conversation_id AND l.is_active = 1",
-            link_columns.join(", "),
+            qualified("l", LINK_COLUMNS),
             LINKED_LOCAL_CONVERSATION
         )
     })
@@ -163,6 +167,8 @@ const CONVERSATION_COLUMNS: &str = "local_conversation_id, platform, automation_
      last_non_paused_automation_status, pause_reason, last_error, execution_state, consecutive_failure_count, \
      repeated_message_count, repeated_renewal_count, last_message_fingerprint, last_renewal_fingerprint, title, \
      summary, last_message_id, last_message_at, cooldown_until, paused_at, created_at, updated_at";
+/// How many columns `CONVERSATION_COLUMNS` names.
+const CONVERSATION_FIELDS: usize = 20;
 
 fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
     Ok(Conversation {
@@ -190,16 +196,34 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
     })
 }
 
+/// A conversation and its active link in one statement (at most one link
+/// is active, a unique index says so): the dispatcher reads this right
+/// before every delivery, and each statement after a commit starts from an
+/// empty page cache.
+fn conversation_by_id_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "SELECT {}, {} FROM local_conversations c
+             LEFT JOIN conversation_links l ON l.local_conversation_id = c.local_conversation_id AND l.is_active = 1
+             WHERE c.local_conversation_id = ?1",
+            qualified("c", CONVERSATION_COLUMNS),
+            qualified("l", LINK_COLUMNS)
+        )
+    })
+}
+
 pub(super) fn conversation_by_id(conn: &Connection, id: &str) -> Result<Option<Conversation>, StoreError> {
-    let sql =
-        format!("SELECT {CONVERSATION_COLUMNS} FROM local_conversations WHERE local_conversation_id = ?1");
-    let Some(mut conv) =
-        conn.prepare_cached(&sql)?.query_row(params![id], conversation_from_row).optional()?
-    else {
-        return Ok(None);
-    };
-    conv.active_link = active_link(conn, id)?;
-    Ok(Some(conv))
+    let mut stmt = conn.prepare_cached(conversation_by_id_sql())?;
+    let conv = stmt
+        .query_row(params![id], |row| {
+            let mut conv = conversation_from_row(row)?;
+            let link_id: Option<String> = row.get(CONVERSATION_FIELDS)?;
+            conv.active_link = link_id.map(|_| link_at(row, CONVERSATION_FIELDS)).transpose()?;
+            Ok(conv)
+        })
+        .optional()?;
+    Ok(conv)
 }
 
 const JOB_COLUMNS: &str = "job_id, local_conversation_id, message_id, status, payload_kind, payload, \

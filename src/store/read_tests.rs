@@ -70,6 +70,17 @@ fn the_projection_target_query_scans_no_table() {
     assert!(got.iter().any(|step| step.contains("conversation_links_remote")), "{got:?}");
 }
 
+/// The dispatcher's read before every delivery searches by key and by the
+/// one-active-link index, and its link columns start where the
+/// conversation's end.
+#[test]
+fn the_conversation_by_id_query_searches_and_splits_its_columns_right() {
+    let got = plans(&[(conversation_by_id_sql(), 1)]).remove(0);
+    assert!(got.iter().all(|step| step.starts_with("SEARCH")), "{got:?}");
+    assert!(got.iter().any(|step| step.contains("conversation_links_one_active")), "{got:?}");
+    assert_eq!(CONVERSATION_COLUMNS.split(',').count(), CONVERSATION_FIELDS);
+}
+
 /// The statements run for every message and every renewal job never open
 /// a temporary b-tree: `ORDER BY … LIMIT`, `RETURNING`, a materialised
 /// subquery and a CHECK with an `IN` list of three or more values each open
@@ -83,6 +94,7 @@ fn per_message_statements_open_no_temporary_btree() {
         .map(|sql| (sql, highest_parameter(sql)))
         .collect();
     statements.push((projection_target_sql(), 2));
+    statements.push((conversation_by_id_sql(), 1));
     for (sql, ops) in statements.iter().zip(opcodes(&statements)) {
         assert!(!ops.is_empty());
         assert!(!ops.iter().any(|op| op == "OpenEphemeral" || op == "SorterOpen"), "{}: {ops:?}", sql.0);
