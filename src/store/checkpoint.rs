@@ -94,18 +94,40 @@ fn plan(log: i64, copied: i64, own_after: i64) -> Plan {
     Plan { ring: behind, own: (!behind || runaway) && log >= own_after }
 }
 
-/// Reads the WAL's state only (shared memory, no lock, no copying).
-const NOOP: &str = "PRAGMA wal_checkpoint(NOOP)";
 /// Copies what no reader still needs, without waiting for anyone.
 const PASSIVE: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 /// Copies every frame and empties the WAL (waits for readers, busy timeout).
 const TRUNCATE: &str = "PRAGMA wal_checkpoint(TRUNCATE)";
 
-/// Runs `NOOP` or `PASSIVE`, which return (busy, frames in the WAL, frames
-/// copied). The SQL is a constant so that the call after every commit
-/// formats nothing.
+/// Runs `PASSIVE` or `TRUNCATE`, which return (busy, frames in the WAL,
+/// frames copied).
 fn wal_checkpoint(conn: &Connection, sql: &str) -> rusqlite::Result<(bool, i64, i64)> {
     conn.prepare_cached(sql)?.query_row([], |r| Ok((r.get::<_, i64>(0)? != 0, r.get(1)?, r.get(2)?)))
+}
+
+/// The WAL's length and how much of it is copied, in frames: a `NOOP`
+/// checkpoint, which reads shared memory only (no lock, no copying).
+/// Called through the C API because the writer asks after every commit and
+/// SQLite prepares a `PRAGMA wal_checkpoint` statement again on each run.
+fn wal_state(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    use rusqlite::ffi;
+    let (mut log, mut copied) = (0, 0);
+    // SAFETY: the handle is this connection's, used by the thread that owns
+    // it; the schema name is a NUL-terminated constant and the two
+    // out-pointers outlive the call.
+    let rc = unsafe {
+        ffi::sqlite3_wal_checkpoint_v2(
+            conn.handle(),
+            c"main".as_ptr(),
+            ffi::SQLITE_CHECKPOINT_NOOP,
+            &mut log,
+            &mut copied,
+        )
+    };
+    if rc != ffi::SQLITE_OK {
+        return Err(rusqlite::Error::SqliteFailure(ffi::Error::new(rc), None));
+    }
+    Ok((i64::from(log), i64::from(copied)))
 }
 
 impl Checkpoints {
@@ -127,8 +149,8 @@ impl Checkpoints {
 
     /// Called by the writer after each commit, once its callers are answered.
     pub(super) fn after_commit(&mut self, conn: &Connection) {
-        let (log, copied) = match wal_checkpoint(conn, NOOP) {
-            Ok((_, log, copied)) => (log, copied),
+        let (log, copied) = match wal_state(conn) {
+            Ok(state) => state,
             Err(e) => {
                 log::warn!("store: cannot read the WAL's state: {e}");
                 return;
@@ -213,8 +235,8 @@ impl Checkpointer {
             // Checked before each round, not only after: a ring may have
             // waited while the previous round ran, and the rest may now be
             // the writer's share.
-            let rest = match wal_checkpoint(&self.conn, NOOP) {
-                Ok((_, log, copied)) => log - copied,
+            let rest = match wal_state(&self.conn) {
+                Ok((log, copied)) => log - copied,
                 Err(e) => {
                     log::error!("store: cannot read the WAL's state: {e}");
                     return;

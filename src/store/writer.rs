@@ -233,11 +233,13 @@ impl Writer {
         if json.is_empty() {
             return;
         }
-        let saved = self.conn.execute(
-            "INSERT INTO browser_request_policy_state (state_key, value_json, updated_at) VALUES ('global', ?1, ?2)
-             ON CONFLICT (state_key) DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
-            rusqlite::params![json, crate::util::now_ms()],
-        );
+        let saved = self
+            .conn
+            .prepare_cached(
+                "INSERT INTO browser_request_policy_state (state_key, value_json, updated_at) VALUES ('global', ?1, ?2)
+                 ON CONFLICT (state_key) DO UPDATE SET value_json = excluded.value_json, updated_at = excluded.updated_at",
+            )
+            .and_then(|mut stmt| stmt.execute(rusqlite::params![json, crate::util::now_ms()]));
         if let Err(e) = saved {
             // Kept dirty: the next change or shutdown tries again.
             log::error!("store: cannot save the policy state: {e}");
