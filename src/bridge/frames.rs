@@ -3,6 +3,7 @@
 //! builders of the frames the daemon sends. Kept apart from the connection
 //! loop so every rule is unit-tested on plain JSON.
 
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use super::final_message::{valid_platform, valid_token_id, FieldError};
@@ -252,16 +253,46 @@ pub fn plan_id(message_id: &str, at_ms: i64) -> String {
     format!("renewal_{slug}_{at_ms}")
 }
 
+/// The `proxy_delivery` frame, written straight from the borrowed fields
+/// (one per renewal delivery, on the dispatcher's path: no `Value` tree).
+/// Fields in the order a `json!` map keeps them, sorted, as every other frame.
+#[derive(Serialize)]
+struct ProxyDeliveryFrame<'a> {
+    assistant_message_id: &'a str,
+    conversation_id: &'a str,
+    local_conversation_id: &'a str,
+    message_text: &'a str,
+    organization_id: &'a Value,
+    page_title: Option<&'a str>,
+    page_url: Option<&'a str>,
+    plan_id: &'a str,
+    platform: &'a str,
+    request_id: &'a str,
+    shell_page: bool,
+    tab_id: i64,
+    timeout_ms: u64,
+    #[serde(rename = "type")]
+    kind: &'static str,
+}
+
 pub fn proxy_delivery(request_id: &str, d: &ProxyDelivery<'_>) -> String {
-    json!({
-        "type": "proxy_delivery", "request_id": request_id, "platform": d.platform,
-        "tab_id": d.tab_id, "conversation_id": d.conversation_id,
-        "organization_id": d.organization_id, "page_url": d.page_url, "page_title": d.page_title,
-        "message_text": d.message_text, "assistant_message_id": d.assistant_message_id,
-        "plan_id": d.plan_id, "timeout_ms": d.timeout_ms, "shell_page": false,
-        "local_conversation_id": d.local_conversation_id,
-    })
-    .to_string()
+    let frame = ProxyDeliveryFrame {
+        assistant_message_id: d.assistant_message_id,
+        conversation_id: d.conversation_id,
+        local_conversation_id: d.local_conversation_id,
+        message_text: d.message_text,
+        organization_id: &d.organization_id,
+        page_title: d.page_title,
+        page_url: d.page_url,
+        plan_id: &d.plan_id,
+        platform: d.platform,
+        request_id,
+        shell_page: false,
+        tab_id: d.tab_id,
+        timeout_ms: d.timeout_ms,
+        kind: "proxy_delivery",
+    };
+    serde_json::to_string(&frame).expect("strings, numbers and a JSON value always serialise")
 }
 
 /// docs/BRIDGE.md `action_result`: success iff accepted, not failed,
@@ -286,6 +317,34 @@ pub fn delivery_verdict(frame: &Value) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The frame written from a struct is the one a `json!` map gives,
+    /// byte for byte.
+    #[test]
+    fn a_proxy_delivery_frame_is_the_json_map_of_its_fields() {
+        let d = ProxyDelivery {
+            platform: "claude",
+            tab_id: 7,
+            conversation_id: "c-1",
+            organization_id: json!("org \"x\""),
+            page_url: Some("https://claude.ai/chat/c-1"),
+            page_title: None,
+            message_text: "line one\nline \u{1F600}",
+            assistant_message_id: "m-1",
+            plan_id: "renewal_m-1_5".into(),
+            timeout_ms: 30000,
+            local_conversation_id: "lc_1",
+        };
+        let expected = json!({
+            "type": "proxy_delivery", "request_id": "pd_1", "platform": d.platform,
+            "tab_id": d.tab_id, "conversation_id": d.conversation_id,
+            "organization_id": d.organization_id, "page_url": d.page_url, "page_title": d.page_title,
+            "message_text": d.message_text, "assistant_message_id": d.assistant_message_id,
+            "plan_id": d.plan_id, "timeout_ms": d.timeout_ms, "shell_page": false,
+            "local_conversation_id": d.local_conversation_id,
+        });
+        assert_eq!(proxy_delivery("pd_1", &d), expected.to_string());
+    }
 
     #[test]
     fn plan_ids_are_normalised() {

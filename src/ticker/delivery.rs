@@ -73,10 +73,16 @@ pub(super) struct SendFailure {
 
 /// Steps 4–5: the link, its tab and the text, or the failure.
 pub(super) fn prepare(job: &Job, conv: &Conversation) -> Result<(Link, i64, String), Failure> {
-    let link = conv.active_link.clone().ok_or(Failure::MissingActiveLink)?;
-    let tab_id = route_tab(&link).ok_or(Failure::RouteUnavailable)?;
+    let (link, tab_id) = route(conv)?;
     let text = payload_text(job)?;
     Ok((link, tab_id, text))
+}
+
+/// Step 4: the conversation's active link and its tab, or the failure.
+pub(super) fn route(conv: &Conversation) -> Result<(Link, i64), Failure> {
+    let link = conv.active_link.clone().ok_or(Failure::MissingActiveLink)?;
+    let tab_id = route_tab(&link).ok_or(Failure::RouteUnavailable)?;
+    Ok((link, tab_id))
 }
 
 /// Step 5: the text to deliver, or a terminal failure.

@@ -23,7 +23,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::delivery::{payload_text, prepare, Ready, SendFailure};
+use super::delivery::{payload_text, prepare, route, Ready, SendFailure};
 use super::job_lines::{log_job, log_outcome, Fate, Tally};
 use super::pipeline::{Pipeline, Steps};
 use super::reasons::{Deferral, Failure};
@@ -198,7 +198,7 @@ impl Dispatcher {
         Recording { items }
     }
 
-    /// Step 8: steps 2 and 4–6 again on a fresh read, right before the delivery: a
+    /// Step 8: steps 2, 4 and 6 again on a fresh read, right before the delivery: a
     /// chunk's jobs are checked and claimed together (pipeline.rs), and a
     /// conversation paused, switched to manual or moved to another tab or
     /// client meanwhile must be seen (docs/RENEWAL.md: the conversation and its
@@ -218,7 +218,9 @@ impl Dispatcher {
         if let Some(reason) = Deferral::stopped(&conv) {
             return Err(self.release(ctx, &r.job, self.recheck_at(ctx), reason));
         }
-        let (link, tab_id, _) = match prepare(&r.job, &conv) {
+        // Step 5 depends on the job alone, which is not read again: its
+        // text stands as checked.
+        let (link, tab_id) = match route(&conv) {
             Ok(plan) => plan,
             Err(failure) => return Err(self.finish_failure(ctx, &r.job, failure)),
         };
