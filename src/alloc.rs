@@ -18,9 +18,17 @@
 //! variable, read by the dynamic loader), so `serve` re-executes itself
 //! once with it set ([`exec_without_tcache`]): same pid, name, arguments
 //! and open files. A person's own `glibc.malloc.tcache_count` is kept.
+//! The setting is the daemon's alone: the commands it runs (instruction
+//! blocks' `exec`) get the `GLIBC_TUNABLES` the person started it with
+//! ([`restore_tunables`]), which the re-execution carries in
+//! [`STARTED_WITH`].
 
 /// The tunable that switches the tcache off.
 const TCACHE_OFF: &str = "glibc.malloc.tcache_count=0";
+
+/// Set by the re-execution to the `GLIBC_TUNABLES` the daemon was started
+/// with (empty when it had none), for [`restore_tunables`].
+pub const STARTED_WITH: &str = "BAA_CONDUCTOR_GLIBC_TUNABLES";
 
 /// Arenas at most: one per core on the 2-core machines the daemon is
 /// measured on; its threads mostly wait, so contention is rare.
@@ -83,8 +91,41 @@ pub fn exec_without_tcache() -> std::io::Result<()> {
     Err(std::process::Command::new(own_program())
         .arg0(arg0)
         .args(args)
+        .env(STARTED_WITH, std::env::var_os("GLIBC_TUNABLES").unwrap_or_default())
         .env("GLIBC_TUNABLES", tunables)
         .exec())
+}
+
+/// Gives a child process the `GLIBC_TUNABLES` the daemon was started with
+/// instead of the daemon's own (the tcache off), and not [`STARTED_WITH`].
+/// A daemon that did not re-execute passes its environment on unchanged.
+pub fn restore_tunables(cmd: &mut std::process::Command) {
+    match child_tunables(std::env::var_os(STARTED_WITH)) {
+        ChildTunables::Inherit => {}
+        ChildTunables::Unset => {
+            cmd.env_remove("GLIBC_TUNABLES").env_remove(STARTED_WITH);
+        }
+        ChildTunables::Set(value) => {
+            cmd.env("GLIBC_TUNABLES", value).env_remove(STARTED_WITH);
+        }
+    }
+}
+
+/// What a child's `GLIBC_TUNABLES` is, from [`STARTED_WITH`].
+#[derive(Debug, PartialEq)]
+enum ChildTunables {
+    /// The daemon did not re-execute: its environment is the person's.
+    Inherit,
+    Unset,
+    Set(std::ffi::OsString),
+}
+
+fn child_tunables(started_with: Option<std::ffi::OsString>) -> ChildTunables {
+    match started_with {
+        None => ChildTunables::Inherit,
+        Some(value) if value.is_empty() => ChildTunables::Unset,
+        Some(value) => ChildTunables::Set(value),
+    }
 }
 
 /// The path to execute: this program's file by name, so the process keeps
@@ -123,5 +164,15 @@ mod tests {
         assert_eq!(tunables_without_tcache(Some(OsStr::new(TCACHE_OFF))), None);
         assert_eq!(tunables_without_tcache(Some(OsStr::new("glibc.malloc.tcache_count=3"))), None);
         assert_eq!(tunables_without_tcache(Some(OsStr::new("a=1:glibc.malloc.tcache_count=7"))), None);
+    }
+
+    #[test]
+    fn a_child_gets_the_tunables_the_daemon_was_started_with() {
+        assert_eq!(child_tunables(None), ChildTunables::Inherit);
+        assert_eq!(child_tunables(Some("".into())), ChildTunables::Unset);
+        assert_eq!(
+            child_tunables(Some("glibc.malloc.perturb=0".into())),
+            ChildTunables::Set("glibc.malloc.perturb=0".into())
+        );
     }
 }

@@ -87,6 +87,21 @@ fn exec_runs_in_the_root_and_leaves_an_artifact() {
 }
 
 #[test]
+fn exec_gets_the_environment_the_daemon_was_started_with() {
+    // The daemon runs with glibc's tcache off (src/alloc.rs); the command
+    // gets the person's own GLIBC_TUNABLES (here: this test's), not that.
+    let b = Baa::start(json!({}));
+    let _sim = b.sim("succeed");
+    b.conversation("c1");
+    let show = r#"printf '%s|%s' "${GLIBC_TUNABLES-unset}" "${BAA_CONDUCTOR_GLIBC_TUNABLES-unset}""#;
+    b.say("c1", "m-env", &block("@conductor.exec", show));
+    let execs = b.wait_final("m-env", 1);
+    assert_eq!(outcomes(&execs), [ok()]);
+    let own = std::env::var("GLIBC_TUNABLES").unwrap_or_else(|_| "unset".into());
+    assert_eq!(execs[0]["result"]["stdout"], format!("{own}|unset"));
+}
+
+#[test]
 fn files_write_creates_parents_and_appends() {
     let b = Baa::start(json!({}));
     let _sim = b.sim("succeed");

@@ -9,7 +9,9 @@
 //! artifact file gets all that is kept, the result the first
 //! `RESULT_BYTES` of each stream. The child gets no stdin and no
 //! `BAA_TOKEN` (the daemon's own API token, which an assistant must not
-//! be able to print), and `BAA_INSTRUCTION_ID` names its instruction.
+//! be able to print) and not the daemon's allocator setting (it gets the
+//! `GLIBC_TUNABLES` the daemon was started with, `crate::alloc`), and
+//! `BAA_INSTRUCTION_ID` names its instruction.
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -82,7 +84,9 @@ pub fn run<M>(
     is_stop: fn(&M) -> bool,
 ) -> std::io::Result<Outcome> {
     let started = Instant::now();
-    let mut child = Command::new("sh")
+    let mut command = Command::new("sh");
+    crate::alloc::restore_tunables(&mut command);
+    let mut child = command
         .arg("-c")
         .arg(req.command)
         .current_dir(req.cwd)
