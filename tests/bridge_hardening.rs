@@ -54,7 +54,9 @@ fn closed_within(s: &mut TcpStream, limit: Duration) -> bool {
 
 #[test]
 fn silent_and_dripping_sockets_never_lock_a_plugin_out_nor_grow_the_threads() {
-    let d = start(json!({}));
+    // A hello deadline far beyond the test's waits: only the lobby's cap
+    // can close these sockets here.
+    let d = start(json!({ "bridge": { "hello_timeout_ms": 120_000 } }));
     let addr = ws_addr(&d);
     let base = threads(d.pid());
     // Far more silent sockets than max_ws_clients (64) and the lobby (64).
@@ -72,12 +74,15 @@ fn silent_and_dripping_sockets_never_lock_a_plugin_out_nor_grow_the_threads() {
     plugin.hello("real-plugin", &["chatgpt"]);
     plugin.ping();
     assert_eq!(d.get("/v1/system").data()["clients"], 1);
-    // The oldest sockets were closed to make room; the threads stayed
-    // within the lobby's cap (one per waiting connection) and the plugin's
-    // two, far below one per socket.
+    // The oldest sockets were closed to make room; the threads come down
+    // to the lobby's cap (one per waiting connection) and the plugin's
+    // two, far below one per socket. (Each evicted connection's thread
+    // ends after its socket is closed: on a busy machine some are still
+    // ending when the plugin is in, so the count is polled.)
     assert!(closed_within(&mut silent[0], Duration::from_secs(5)), "the oldest silent socket is closed");
-    let now = threads(d.pid());
-    assert!(now <= base + 64 + 2 + 8, "threads {base} -> {now} with 320 idle sockets");
+    let bound = base + 64 + 2 + 8;
+    let settled = wait_until(Duration::from_secs(10), || threads(d.pid()) <= bound);
+    assert!(settled, "threads {base} -> {} with 320 idle sockets", threads(d.pid()));
     assert!(d.stderr_text().contains("too many connections without hello"), "{}", d.stderr_text());
 }
 
