@@ -8,7 +8,7 @@ use rusqlite::types::Value;
 use super::exec_model::*;
 use super::executions::{self, COLUMNS};
 use super::model::*;
-use super::read::{page_query, text, Where};
+use super::paging::{page_query, text, Where};
 use super::{Store, StoreError};
 use crate::util::now_ms;
 

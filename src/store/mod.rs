@@ -17,7 +17,9 @@ mod ingest;
 mod job_doc;
 pub mod model;
 mod ops;
+mod paging;
 mod pool;
+mod projection;
 mod read;
 mod renewal;
 mod schema;
@@ -39,8 +41,8 @@ pub use backup::{backup, BackupError, BackupReport};
 pub use exec_model::*;
 pub use model::*;
 pub use pool::ReadPool;
+pub use projection::{render_template, route_tab};
 pub use read::{due_jobs_on, due_jobs_sql};
-pub use renewal::{render_template, route_tab};
 pub use schema::SCHEMA_VERSION;
 pub use search::{fts_query, index_queued, search_statement, SearchHit};
 use writer::StoreMsg;
@@ -318,7 +320,7 @@ impl Store {
         settings: ProjectSettings,
         on_commit: CommitHook<ProjectionReport>,
     ) -> Result<ProjectionReport, StoreError> {
-        self.queue(move |c| renewal::project(c, &settings), Some(on_commit))
+        self.queue(move |c| projection::project(c, &settings), Some(on_commit))
             .recv()
             .unwrap_or(Err(StoreError::Closed))
     }

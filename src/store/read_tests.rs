@@ -3,6 +3,7 @@
 //! database is right on every database.
 
 use super::*;
+use rusqlite::params_from_iter;
 
 /// The plan of each query, on a fresh database with the full schema.
 fn plans(queries: &[(&str, usize)]) -> Vec<Vec<String>> {

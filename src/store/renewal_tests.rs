@@ -1,14 +1,15 @@
-//! Unit tests of `renewal.rs` (split out to keep that file short): the
-//! outcome of an attempt against a concurrent cancel, templates, recovery's
-//! connection settings, and the pruner's batch bound.
+//! Unit tests of `renewal.rs`: the outcome of an attempt against a
+//! concurrent cancel, recovery's connection settings, the pruner's batch
+//! bound, and the dispatcher's transitions.
 
-use super::{defer_job, fail_job, finish_attempt, project, project_one, prune, recover, release_claim};
-use super::{render_template, route_tab, start_attempt, Candidate, Claim, Release};
+use super::{
+    defer_job, fail_job, finish_attempt, prune, recover, release_claim, start_attempt, Claim, Release,
+};
 use crate::store::model::PruneBatch;
+use crate::store::model::RecoveryReport;
 use crate::store::model::{AttemptResult, FinishAttempt, JobStatus, PauseReason};
-use crate::store::model::{Link, ProjectSettings, Projection, ProjectionReport, RecoveryReport, SkipReason};
 use crate::store::ops::cancel_job;
-use rusqlite::{params, Connection};
+use rusqlite::Connection;
 
 /// One `auto` conversation with one pending job, due now.
 fn conversation_with_job(conn: &Connection) {
@@ -80,15 +81,6 @@ fn a_failure_before_the_claim_is_counted_on_a_pending_job() {
     );
 }
 
-#[test]
-fn template_is_one_pass() {
-    let out = render_template(
-        "[renewal] {summary}\n{link} {unknown} {",
-        &[("summary", "a {link} b"), ("link", "L")],
-    );
-    assert_eq!(out, "[renewal] a {link} b\nL {unknown} {");
-}
-
 /// Recovery enlarges the page cache for its one statement; afterwards
 /// the connection must be as it was, and the writer's connection must
 /// still never checkpoint by itself (checkpoint.rs).
@@ -132,191 +124,6 @@ fn a_prune_batch_deletes_at_most_its_size_in_all() {
     // The rest, less the newest message (the ingest sequence goes on from it).
     let second = prune(&conn, &batch).unwrap();
     assert_eq!((second.jobs, second.messages), (0, 2));
-}
-
-// ---------------------------------------------------------------------------
-// Projection: the settle rule, the cursor, the skip rules, the job
-// ---------------------------------------------------------------------------
-
-fn settings(now: i64) -> ProjectSettings {
-    ProjectSettings {
-        now,
-        settle_delay_ms: 500,
-        max_messages: 10,
-        template: "[renewal] {summary} {link}".into(),
-        summary_limit: 100,
-        max_attempts: 3,
-        link_base: "http://127.0.0.1/artifact/msg/".into(),
-        log_path: None,
-    }
-}
-
-/// A message of chatgpt conversation `c1`, with its ingest sequence number.
-fn message(conn: &Connection, seq: i64, id: &str, role: &str, observed_at: i64, created_at: i64) {
-    conn.execute(
-        "INSERT INTO messages (seq, id, platform, conversation_id, role, raw_text, observed_at, created_at)
-             VALUES (?1, ?2, 'chatgpt', 'c1', ?3, 'the answer', ?4, ?5)",
-        params![seq, id, role, observed_at, created_at],
-    )
-    .unwrap();
-}
-
-/// The ids of the messages a projection run examined, in order.
-fn examined(report: &ProjectionReport) -> Vec<String> {
-    let id = |p: &Projection| match p {
-        Projection::Skipped { message_id, .. } | Projection::Projected { message_id, .. } => {
-            message_id.clone()
-        }
-    };
-    report.outcomes.iter().map(id).collect()
-}
-
-/// docs/RENEWAL.md "The projector": a message is settled once the earlier
-/// of its `observed_at` and its arrival is `settle_delay_ms` old (exactly
-/// that old counts); the scan stops at the first unsettled message, and
-/// the stored cursor makes the next scan start after the last one examined.
-#[test]
-fn projection_settles_in_arrival_order_and_resumes_after_its_cursor() {
-    let (_dir, conn) = crate::store::test_dir::migrated_writer("project-cursor");
-    // Settled before 9_500 at now = 10_000.
-    message(&conn, 1, "m1", "user", 9_000, 9_000);
-    message(&conn, 2, "m2", "user", 9_500, 20_000);
-    // Stamped in the future, but it arrived long enough ago.
-    message(&conn, 3, "m3", "user", 20_000, 9_400);
-    message(&conn, 4, "m4", "user", 9_501, 9_501);
-    // Settled, but behind an unsettled one: it waits its turn.
-    message(&conn, 5, "m5", "user", 1, 1);
-
-    let first = project(&conn, &settings(10_000)).unwrap();
-    assert_eq!(examined(&first), ["m1", "m2", "m3"]);
-    assert_eq!(first.cursor, Some((3, "m3".into())));
-
-    let again = project(&conn, &settings(10_000)).unwrap();
-    assert_eq!((examined(&again), again.cursor), (vec![], None));
-
-    let later = project(&conn, &settings(20_000)).unwrap();
-    assert_eq!(examined(&later), ["m4", "m5"]);
-    assert_eq!(later.cursor, Some((5, "m5".into())));
-}
-
-/// Conversation `lc_p`, linked to chatgpt `c1` by an active link to tab 7,
-/// its last message `m1`.
-fn linked_conversation(conn: &Connection, status: &str) {
-    conn.execute_batch(&format!(
-        "INSERT INTO local_conversations (local_conversation_id, platform, automation_status, last_message_id,
-             created_at, updated_at) VALUES ('lc_p', 'chatgpt', '{status}', 'm1', 1, 1);
-         INSERT INTO conversation_links (link_id, local_conversation_id, platform, client_id,
-             remote_conversation_id, target_kind, target_id, target_payload, is_active, observed_at,
-             created_at, updated_at)
-             VALUES ('l1', 'lc_p', 'chatgpt', 'client_1', 'c1', 'browser.proxy_delivery', 'tab:7',
-                 '{{\"tabId\":7}}', 1, 1, 1, 1);"
-    ))
-    .unwrap();
-}
-
-fn candidate(id: &str, role: &str, conversation_id: &str) -> Candidate {
-    Candidate {
-        seq: 1,
-        id: id.into(),
-        platform: "chatgpt".into(),
-        conversation_id: conversation_id.into(),
-        role: role.into(),
-        text: "the answer".into(),
-        observed_at: 1,
-    }
-}
-
-fn skip_reason(conn: &Connection, m: &Candidate, now: i64) -> Option<SkipReason> {
-    match project_one(conn, m, &settings(now)).unwrap() {
-        Projection::Skipped { reason, .. } => Some(reason),
-        Projection::Projected { .. } => None,
-    }
-}
-
-/// docs/RENEWAL.md "The projector": the ordered skip rules.
-#[test]
-fn each_skip_rule_holds_a_message_back() {
-    let (_dir, conn) = crate::store::test_dir::migrated_writer("project-skips");
-    linked_conversation(&conn, "manual");
-    let m1 = candidate("m1", "assistant", "c1");
-    let set = |sql: &str| conn.execute_batch(sql).unwrap();
-    assert_eq!(skip_reason(&conn, &candidate("m1", "user", "c1"), 100), Some(SkipReason::NonAssistant));
-    let unknown = candidate("m1", "assistant", "c2");
-    assert_eq!(skip_reason(&conn, &unknown, 100), Some(SkipReason::MissingLocalConversation));
-    assert_eq!(skip_reason(&conn, &m1, 100), Some(SkipReason::AutomationManual));
-    set("UPDATE local_conversations SET automation_status = 'paused'");
-    assert_eq!(skip_reason(&conn, &m1, 100), Some(SkipReason::AutomationPaused));
-    set("UPDATE local_conversations SET automation_status = 'auto', last_message_id = 'm2'");
-    assert_eq!(skip_reason(&conn, &m1, 100), Some(SkipReason::Superseded));
-    set("UPDATE local_conversations SET last_message_id = 'm1', cooldown_until = 101");
-    assert_eq!(skip_reason(&conn, &m1, 100), Some(SkipReason::Cooldown));
-    set("UPDATE conversation_links SET target_payload = '{\"tabId\":7,\"shellPage\":true}'");
-    // A cooldown that ends now no longer holds the message back.
-    assert_eq!(skip_reason(&conn, &m1, 101), Some(SkipReason::RouteUnavailable));
-}
-
-/// A message that passes every rule becomes one pending job, due now,
-/// under the id the projection reports; the same message again is a
-/// duplicate.
-#[test]
-fn a_message_that_passes_every_rule_becomes_one_pending_job() {
-    let (_dir, conn) = crate::store::test_dir::migrated_writer("project-job");
-    linked_conversation(&conn, "auto");
-    let m1 = candidate("m1", "assistant", "c1");
-    let Projection::Projected { message_id, job_id, local_conversation_id } =
-        project_one(&conn, &m1, &settings(100)).unwrap()
-    else {
-        panic!("not projected");
-    };
-    assert_eq!((message_id.as_str(), local_conversation_id.as_str()), ("m1", "lc_p"));
-    let (stored_id, status, next, payload): (String, String, i64, String) = conn
-        .query_row(
-            "SELECT job_id, status, next_attempt_at, payload FROM renewal_jobs WHERE message_id = 'm1'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap();
-    assert!(job_id.starts_with("job_"), "{job_id}");
-    assert_eq!((stored_id, status.as_str(), next), (job_id, "pending", 100));
-    assert!(payload.contains("[renewal] the answer http://127.0.0.1/artifact/msg/m1.txt"), "{payload}");
-    assert_eq!(skip_reason(&conn, &m1, 100), Some(SkipReason::Duplicate));
-}
-
-fn link(kind: Option<&str>, target_id: Option<&str>, payload: Option<&str>) -> Link {
-    Link {
-        link_id: "l1".into(),
-        local_conversation_id: "lc_p".into(),
-        platform: "chatgpt".into(),
-        client_id: None,
-        remote_conversation_id: "c1".into(),
-        page_url: None,
-        page_title: None,
-        route_path: None,
-        route_pattern: None,
-        route_params: None,
-        target_kind: kind.map(Into::into),
-        target_id: target_id.map(Into::into),
-        target_payload: payload.map(Into::into),
-        is_active: true,
-        observed_at: 1,
-        created_at: 1,
-        updated_at: 1,
-    }
-}
-
-/// The tab a link delivers to (docs/RENEWAL.md "Routes").
-#[test]
-fn route_tab_takes_a_positive_tab_of_a_proxy_delivery_link() {
-    let kind = Some("browser.proxy_delivery");
-    assert_eq!(route_tab(&link(kind, Some("tab:9"), Some(r#"{"tabId":7}"#))), Some(7));
-    assert_eq!(route_tab(&link(kind, Some("tab:9"), None)), Some(9));
-    assert_eq!(route_tab(&link(kind, Some("tab:9"), Some(r#"{"shellPage":false}"#))), Some(9));
-    assert_eq!(route_tab(&link(kind, Some("tab:9"), Some(r#"{"shellPage":true}"#))), None);
-    assert_eq!(route_tab(&link(Some("browser.shell"), Some("tab:9"), None)), None);
-    assert_eq!(route_tab(&link(None, Some("tab:9"), None)), None);
-    assert_eq!(route_tab(&link(kind, Some("tab:0"), None)), None);
-    assert_eq!(route_tab(&link(kind, None, Some(r#"{"tabId":-3}"#))), None);
-    assert_eq!(route_tab(&link(kind, None, None)), None);
 }
 
 // ---------------------------------------------------------------------------
