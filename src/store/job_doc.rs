@@ -1,5 +1,5 @@
 //! What creating a renewal job writes (docs/RENEWAL.md "The projector"):
-//! the insert statement, shared by the projector (renewal.rs) and the
+//! the insert statement, shared by the projector (projection.rs) and the
 //! `[baa]` reply (executions.rs), and the two JSON documents every job
 //! holds: the payload with the follow-up text, and the snapshot of the link
 //! the job was made for.

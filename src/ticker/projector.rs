@@ -1,6 +1,6 @@
 //! `renewal.projector`: turns settled assistant messages of `auto`
 //! conversations into renewal jobs. All rules run inside one store-writer
-//! transaction (`store::renewal::project`); this runner supplies the
+//! transaction (`store::projection::project`); this runner supplies the
 //! settings, honours the system state and logs every examined message.
 
 use std::sync::Arc;
