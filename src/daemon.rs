@@ -433,7 +433,7 @@ fn lock_state_dir(dir: &Path) -> Result<File, Fatal> {
 }
 
 fn bind(addr: &str, key: &str) -> Result<TcpListener, Fatal> {
-    TcpListener::bind(addr).map_err(|e| fatal(format!("cannot bind {key} {addr}: {e}")))
+    crate::listen::bind(addr).map_err(|e| fatal(format!("cannot bind {key} {addr}: {e}")))
 }
 
 fn local_addr(listener: &TcpListener) -> Result<SocketAddr, Fatal> {

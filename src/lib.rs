@@ -12,6 +12,7 @@ pub mod config;
 pub mod daemon;
 pub mod fdlimit;
 pub mod http;
+pub mod listen;
 pub mod logging;
 pub mod ops;
 pub mod percent;
