@@ -94,6 +94,22 @@ fn conversations_list_shows_active_links() {
     assert_keys(conv, CONVERSATION_KEYS);
     assert_eq!(conv["local_conversation_id"], a["local_conversation_id"]);
     assert_eq!(conv["active_link"]["link_id"], a["link_id"]);
+    // Two conversations: each row carries its own link, exactly as the
+    // conversation's own route shows it.
+    let mut other = full_message("m2", 2000);
+    other["conversation_id"] = json!("def");
+    other["page_url"] = json!("https://chatgpt.com/c/def");
+    let b = ingest(&d, &other);
+    assert_ne!(a["link_id"], b["link_id"]);
+    let data = d.get("/v1/renewal/conversations").data();
+    assert_eq!(data["count"], 2);
+    for conv in data["conversations"].as_array().unwrap() {
+        let id = conv["local_conversation_id"].as_str().unwrap();
+        assert_eq!(conv, &conversation(&d, id), "{id}");
+    }
+    let links: Vec<&Value> =
+        data["conversations"].as_array().unwrap().iter().map(|c| &c["active_link"]["link_id"]).collect();
+    assert_eq!(links, [&b["link_id"], &a["link_id"]]);
 }
 
 #[test]

@@ -197,33 +197,39 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
     })
 }
 
-/// A conversation and its active link in one statement (at most one link
-/// is active, a unique index says so): the dispatcher reads this right
-/// before every delivery, and each statement after a commit starts from an
-/// empty page cache.
-fn conversation_by_id_sql() -> &'static str {
+/// Conversations, each with its active link, in one statement (at most one
+/// link is active, a unique index says so); a `WHERE` and `ORDER BY` after
+/// it name the conversation's columns `c.`. The dispatcher reads one
+/// conversation this way right before every delivery (each statement after
+/// a commit starts from an empty page cache), the conversations list a page.
+fn conversations_with_links_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
         format!(
             "SELECT {}, {} FROM local_conversations c
-             LEFT JOIN conversation_links l ON l.local_conversation_id = c.local_conversation_id AND l.is_active = 1
-             WHERE c.local_conversation_id = ?1",
+             LEFT JOIN conversation_links l ON l.local_conversation_id = c.local_conversation_id AND l.is_active = 1",
             qualified("c", CONVERSATION_COLUMNS),
             qualified("l", LINK_COLUMNS)
         )
     })
 }
 
+fn conversation_by_id_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| format!("{} WHERE c.local_conversation_id = ?1", conversations_with_links_sql()))
+}
+
 pub(super) fn conversation_by_id(conn: &Connection, id: &str) -> Result<Option<Conversation>, StoreError> {
     let mut stmt = conn.prepare_cached(conversation_by_id_sql())?;
-    let conv = stmt
-        .query_row(params![id], |row| {
-            let mut conv = conversation_from_row(row)?;
-            let link_id: Option<String> = row.get(CONVERSATION_FIELDS)?;
-            conv.active_link = link_id.map(|_| link_at(row, CONVERSATION_FIELDS)).transpose()?;
-            Ok(conv)
-        })
-        .optional()?;
+    Ok(stmt.query_row(params![id], conversation_with_link).optional()?)
+}
+
+/// A row of [`conversations_with_links_sql`]: the
+/// conversation's columns, then its active link's (all NULL without one).
+fn conversation_with_link(row: &Row<'_>) -> rusqlite::Result<Conversation> {
+    let mut conv = conversation_from_row(row)?;
+    let link_id: Option<String> = row.get(CONVERSATION_FIELDS)?;
+    conv.active_link = link_id.map(|_| link_at(row, CONVERSATION_FIELDS)).transpose()?;
     Ok(conv)
 }
 
@@ -287,16 +293,11 @@ impl Store {
         page: Page,
     ) -> Result<(Vec<Conversation>, Option<u64>), StoreError> {
         let mut w = Where::default();
-        w.eq("platform", text(&f.platform))
-            .eq("automation_status", f.status.map(|s| Value::Text(s.as_str().into())));
+        w.eq("c.platform", text(&f.platform))
+            .eq("c.automation_status", f.status.map(|s| Value::Text(s.as_str().into())));
         self.reads.with(|c| {
-            let base = format!("SELECT {CONVERSATION_COLUMNS} FROM local_conversations");
-            let order = "updated_at DESC, local_conversation_id DESC";
-            let (mut items, next) = page_query(c, &base, &w, order, page, conversation_from_row)?;
-            for conv in &mut items {
-                conv.active_link = active_link(c, &conv.local_conversation_id)?;
-            }
-            Ok((items, next))
+            let order = "c.updated_at DESC, c.local_conversation_id DESC";
+            page_query(c, conversations_with_links_sql(), &w, order, page, conversation_with_link)
         })
     }
 

@@ -125,3 +125,21 @@ fn an_unreadable_system_state_fails_closed_as_paused() {
         assert_eq!(s.updated_at, Some(7));
     }
 }
+
+/// The conversations list walks the conversations in its order by index
+/// (no sort, whatever the filters) and finds each one's active link by the
+/// one-active-link index: one statement per page.
+#[test]
+fn the_conversations_list_joins_each_active_link_by_index() {
+    let order = "ORDER BY c.updated_at DESC, c.local_conversation_id DESC LIMIT 51 OFFSET 0";
+    let filters = ["", "WHERE c.platform = ?1", "WHERE c.platform = ?1 AND c.automation_status = ?2"];
+    for (i, filter) in filters.iter().enumerate() {
+        let sql = format!("{} {filter} {order}", conversations_with_links_sql());
+        let got = plans(&[(&sql, i)]).remove(0);
+        let want = [
+            "SCAN c USING INDEX local_conversations_updated",
+            "SEARCH l USING INDEX conversation_links_one_active (local_conversation_id=?) LEFT-JOIN",
+        ];
+        assert_eq!(got, want, "{filter}");
+    }
+}
