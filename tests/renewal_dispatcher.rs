@@ -46,6 +46,12 @@ fn sends_due_pending_jobs_through_proxy_delivery_and_marks_them_done() {
         "conv_dispatch_success",
         Some(17),
     );
+    // The page's organization, which the frame carries (docs/BRIDGE.md).
+    exec_sql(
+        &db,
+        "UPDATE conversation_links SET target_payload = json_set(target_payload, '$.organizationId', 'org-42')
+         WHERE link_id = 'link_dispatch_success'",
+    );
     let mut seed = due_job("job_dispatch_success", "lc_dispatch_success", "[renewal] keepalive");
     seed.message_id = "msg_dispatch_success".into();
     // A stale snapshot: delivery follows the live link, read afresh.
@@ -73,6 +79,7 @@ fn sends_due_pending_jobs_through_proxy_delivery_and_marks_them_done() {
     assert_eq!(f["platform"], "chatgpt");
     assert_eq!(f["conversation_id"], "conv_dispatch_success");
     assert_eq!(f["page_url"], "https://chatgpt.example/c/conv_dispatch_success");
+    assert_eq!(f["organization_id"], "org-42");
     assert_eq!(f["assistant_message_id"], "msg_dispatch_success");
     assert_eq!(f["local_conversation_id"], "lc_dispatch_success");
     assert_eq!(f["timeout_ms"], 5000, "timeout_ms = execution_timeout_ms");

@@ -132,22 +132,51 @@ fn project_one(conn: &Connection, m: &Candidate, s: &ProjectSettings) -> Result<
     }
 }
 
-/// The tab a link can deliver to: `target_kind` must be
+/// Where a link delivers: its tab, and the page's `organizationId` as the
+/// plugin reported it (`proxy_delivery` carries it; `null` when absent).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRoute {
+    pub tab_id: i64,
+    pub organization_id: Value,
+}
+
+/// The fields of a link's `target_payload` that routing reads. Each is a
+/// `Value`, so one of an unexpected type reads as absent instead of
+/// failing the rest; the other fields are skipped, not built.
+#[derive(Default, serde::Deserialize)]
+struct TargetFields {
+    #[serde(rename = "tabId")]
+    tab_id: Option<Value>,
+    #[serde(rename = "shellPage")]
+    shell_page: Option<Value>,
+    #[serde(rename = "organizationId")]
+    organization_id: Option<Value>,
+}
+
+/// The route of a link that can deliver: `target_kind` must be
 /// `browser.proxy_delivery`, not a shell page, with a positive tab id from
-/// `target_payload.tabId`, else parsed from `target_id` `tab:<n>`.
-pub fn route_tab(link: &Link) -> Option<i64> {
+/// `target_payload.tabId`, else parsed from `target_id` `tab:<n>`. The
+/// payload is read once, for the tab and the organization both (the
+/// dispatcher routes every job right before its delivery).
+pub fn link_route(link: &Link) -> Option<LinkRoute> {
     if link.target_kind.as_deref() != Some("browser.proxy_delivery") {
         return None;
     }
-    let payload: Value =
-        link.target_payload.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or(Value::Null);
-    if payload.get("shellPage").and_then(Value::as_bool) == Some(true) {
+    let fields: TargetFields =
+        link.target_payload.as_deref().and_then(|p| serde_json::from_str(p).ok()).unwrap_or_default();
+    if fields.shell_page.as_ref().and_then(Value::as_bool) == Some(true) {
         return None;
     }
-    let from_payload = payload.get("tabId").and_then(Value::as_i64);
+    let from_payload = fields.tab_id.as_ref().and_then(Value::as_i64);
     let from_id =
         link.target_id.as_deref().and_then(|t| t.strip_prefix("tab:")).and_then(|n| n.parse::<i64>().ok());
-    from_payload.or(from_id).filter(|t| *t > 0)
+    let tab_id = from_payload.or(from_id).filter(|t| *t > 0)?;
+    Some(LinkRoute { tab_id, organization_id: fields.organization_id.unwrap_or(Value::Null) })
+}
+
+/// The tab of [`link_route`].
+pub fn route_tab(link: &Link) -> Option<i64> {
+    link_route(link).map(|r| r.tab_id)
 }
 
 /// Inserts the message's job; `None` when the message already has one.
@@ -401,6 +430,23 @@ mod tests {
         assert_eq!(route_tab(&link(kind, Some("tab:0"), None)), None);
         assert_eq!(route_tab(&link(kind, None, Some(r#"{"tabId":-3}"#))), None);
         assert_eq!(route_tab(&link(kind, None, None)), None);
+    }
+
+    /// The tab and the organization come from one read of the payload; a
+    /// field of an unexpected type reads as absent, the others still count.
+    #[test]
+    fn link_route_reads_the_tab_and_the_organization() {
+        let kind = Some("browser.proxy_delivery");
+        let route = |id: Option<&str>, payload: &str| link_route(&link(kind, id, Some(payload)));
+        let org = |tab_id: i64, org: Value| Some(LinkRoute { tab_id, organization_id: org });
+        assert_eq!(route(None, r#"{"tabId":7,"organizationId":"o-1","x":[1,{}]}"#), org(7, json!("o-1")));
+        assert_eq!(route(None, r#"{"tabId":7,"organizationId":null}"#), org(7, Value::Null));
+        assert_eq!(route(None, r#"{"tabId":7}"#), org(7, Value::Null));
+        assert_eq!(route(Some("tab:9"), r#"{"tabId":"7","organizationId":"o-2"}"#), org(9, json!("o-2")));
+        assert_eq!(route(Some("tab:9"), r#"{"tabId":7.5,"shellPage":"yes"}"#), org(9, Value::Null));
+        assert_eq!(route(Some("tab:9"), r#"[7]"#), org(9, Value::Null));
+        assert_eq!(route(Some("tab:9"), "not json"), org(9, Value::Null));
+        assert_eq!(route(Some("tab:9"), r#"{"tabId":7,"shellPage":true,"organizationId":"o-3"}"#), None);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::reasons::Failure;
 use crate::bridge::frames::{delivery_verdict, plan_id, proxy_delivery, ProxyDelivery};
 use crate::bridge::Hub;
-use crate::store::{route_tab, Conversation, Job, Link, PayloadKind};
+use crate::store::{link_route, Conversation, Job, Link, LinkRoute, PayloadKind};
 use crate::util::now_ms;
 
 /// A job that passed the checks: what its delivery needs.
@@ -19,7 +19,8 @@ pub(super) struct Ready {
     pub job: Job,
     pub conv: Conversation,
     pub link: Link,
-    pub tab_id: i64,
+    /// The link's tab and organization, read from it once.
+    pub route: LinkRoute,
     pub text: String,
     pub client: String,
     /// The renewed message's `{summary}`, for the repeated-renewal counter;
@@ -30,19 +31,13 @@ pub(super) struct Ready {
 impl Ready {
     /// Step 10: `proxy_delivery` and the plugin's verdict.
     pub fn send(&self, hub: &Arc<Hub>, timeout_ms: u64) -> Result<(), SendFailure> {
-        let Ready { job, conv, link, tab_id, text, client, .. } = self;
+        let Ready { job, conv, link, route, text, client, .. } = self;
         let deadline = Instant::now() + Duration::from_millis(timeout_ms);
-        let organization = link
-            .target_payload
-            .as_deref()
-            .and_then(|p| serde_json::from_str::<Value>(p).ok())
-            .and_then(|p| p.get("organizationId").cloned())
-            .unwrap_or(Value::Null);
         let delivery = ProxyDelivery {
             platform: &link.platform,
-            tab_id: *tab_id,
+            tab_id: route.tab_id,
             conversation_id: &link.remote_conversation_id,
-            organization_id: organization,
+            organization_id: &route.organization_id,
             page_url: link.page_url.as_deref(),
             page_title: link.page_title.as_deref(),
             // docs/BRIDGE.md: the payload text, trimmed.
@@ -71,18 +66,18 @@ pub(super) struct SendFailure {
     pub sent: bool,
 }
 
-/// Steps 4–5: the link, its tab and the text, or the failure.
-pub(super) fn prepare(job: &Job, conv: &Conversation) -> Result<(Link, i64, String), Failure> {
-    let (link, tab_id) = route(conv)?;
+/// Steps 4–5: the link, its route and the text, or the failure.
+pub(super) fn prepare(job: &Job, conv: &Conversation) -> Result<(Link, LinkRoute, String), Failure> {
+    let (link, route) = route(conv)?;
     let text = payload_text(job)?;
-    Ok((link, tab_id, text))
+    Ok((link, route, text))
 }
 
-/// Step 4: the conversation's active link and its tab, or the failure.
-pub(super) fn route(conv: &Conversation) -> Result<(Link, i64), Failure> {
+/// Step 4: the conversation's active link and its route, or the failure.
+pub(super) fn route(conv: &Conversation) -> Result<(Link, LinkRoute), Failure> {
     let link = conv.active_link.clone().ok_or(Failure::MissingActiveLink)?;
-    let tab_id = route_tab(&link).ok_or(Failure::RouteUnavailable)?;
-    Ok((link, tab_id))
+    let route = link_route(&link).ok_or(Failure::RouteUnavailable)?;
+    Ok((link, route))
 }
 
 /// Step 5: the text to deliver, or a terminal failure.

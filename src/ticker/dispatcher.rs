@@ -220,7 +220,7 @@ impl Dispatcher {
         }
         // Step 5 depends on the job alone, which is not read again: its
         // text stands as checked.
-        let (link, tab_id) = match route(&conv) {
+        let (link, route) = match route(&conv) {
             Ok(plan) => plan,
             Err(failure) => return Err(self.finish_failure(ctx, &r.job, failure)),
         };
@@ -235,7 +235,7 @@ impl Dispatcher {
             };
             r.client = client;
         }
-        (r.conv, r.link, r.tab_id) = (conv, link, tab_id);
+        (r.conv, r.link, r.route) = (conv, link, route);
         Ok(r)
     }
 
@@ -277,7 +277,7 @@ impl Dispatcher {
         if let Some(reason) = deferred {
             return Err(self.defer(ctx, job, self.recheck_at(ctx), reason));
         }
-        let (link, tab_id, text) = match prepare(job, &conv) {
+        let (link, route, text) = match prepare(job, &conv) {
             Ok(plan) => plan,
             Err(failure) => return Err(self.finish_failure(ctx, job, failure)),
         };
@@ -291,7 +291,7 @@ impl Dispatcher {
             return Err(self.finish_failure(ctx, job, Failure::NoActiveClient));
         };
         let summary = self.renewed_summary(job);
-        Ok(Ready { job: job.clone(), conv, link, tab_id, text, client, summary })
+        Ok(Ready { job: job.clone(), conv, link, route, text, client, summary })
     }
 
     /// Like `defer`, for a job already claimed (its conversation locked):
@@ -353,7 +353,7 @@ impl Dispatcher {
             &r.job,
             "job_attempt_started",
             "attempt_started",
-            json!({ "attempt": attempt, "client_id": r.client, "tab_id": r.tab_id }),
+            json!({ "attempt": attempt, "client_id": r.client, "tab_id": r.route.tab_id }),
         );
         // The pause goes between two deliveries, not around deferrals.
         self.sent_in_run.store(true, std::sync::atomic::Ordering::Relaxed);
