@@ -1,9 +1,9 @@
 //! The projector's write: settled assistant messages of `auto`
 //! conversations become renewal jobs, in one writer transaction with the
 //! cursor, so a message is projected at most once even across restarts;
-//! and the two rules it shares with the dispatcher: which tab a link routes
-//! to ([`route_tab`]) and how a follow-up template is filled
-//! ([`render_template`]). docs/RENEWAL.md "The projector" is the contract.
+//! and the two rules it shares with the dispatcher: where a link delivers
+//! ([`link_route`]: its tab, and the organization the frame carries) and
+//! how a follow-up template is filled ([`render_template`]). docs/RENEWAL.md "The projector" is the contract.
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
