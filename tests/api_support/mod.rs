@@ -1,6 +1,7 @@
 //! Helpers shared by the HTTP API route tests (`tests/api_routes.rs`,
-//! `tests/api_messages.rs`, `tests/api_renewal.rs`): a daemon with quiet
-//! timed jobs, the documented field lists of the API objects (docs/API.md),
+//! `tests/api_messages.rs`, `tests/api_renewal.rs`, `tests/api_security.rs`,
+//! `tests/api_hostile_input.rs`): a daemon with quiet timed jobs or a small
+//! body limit, the documented field lists of the API objects (docs/API.md),
 //! and the checks every JSON answer passes. Built on `tests/support`; a
 //! test file declares both modules:
 //! ```ignore
@@ -20,6 +21,23 @@ pub const JSON_TYPE: &str = "application/json; charset=utf-8";
 
 pub fn daemon() -> Daemon {
     Daemon::start(DaemonOpts::new().config(quiet_timed_jobs()))
+}
+
+/// The body limit of [`small_limit_daemon`].
+pub const LIMIT: usize = 1024;
+
+/// A daemon that takes request bodies of at most [`LIMIT`] bytes.
+pub fn small_limit_daemon() -> Daemon {
+    Daemon::start(DaemonOpts::new().config(json!({"limits": {"max_body_bytes": LIMIT}})))
+}
+
+/// How many messages the daemon has stored.
+pub fn message_count(d: &Daemon) -> i64 {
+    d.get("/v1/system").data()["counts"]["messages"].as_i64().unwrap()
+}
+
+pub fn json_headers() -> Vec<(&'static str, &'static str)> {
+    vec![("Content-Type", "application/json")]
 }
 
 pub fn keys(v: &Value) -> BTreeSet<String> {
