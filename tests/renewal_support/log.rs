@@ -13,6 +13,11 @@ pub fn log_dir(d: &Daemon) -> PathBuf {
     d.state_dir().join("logs").join("timed-jobs")
 }
 
+/// The path of today's (UTC) log file, as a job's `log_path` names it.
+pub fn today_log(d: &Daemon) -> String {
+    log_dir(d).join(format!("{}.jsonl", utc_date(crate::support::now_ms()))).display().to_string()
+}
+
 /// `YYYY-MM-DD` (UTC) of a millisecond timestamp, computed independently of
 /// the daemon (days since the epoch → civil date).
 pub fn utc_date(ms: i64) -> String {
