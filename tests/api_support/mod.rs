@@ -1,5 +1,6 @@
 //! Helpers shared by the HTTP API route tests (`tests/api_routes.rs`,
-//! `tests/api_messages.rs`, `tests/api_renewal.rs`, `tests/api_security.rs`,
+//! `tests/api_messages.rs`, `tests/api_ingest_effects.rs`,
+//! `tests/api_renewal.rs`, `tests/api_security.rs`,
 //! `tests/api_hostile_input.rs`): a daemon with quiet timed jobs or a small
 //! body limit, the documented field lists of the API objects (docs/API.md),
 //! and the checks every JSON answer passes. Built on `tests/support`; a
