@@ -224,8 +224,8 @@ pub(super) fn conversation_by_id(conn: &Connection, id: &str) -> Result<Option<C
     Ok(stmt.query_row(params![id], conversation_with_link).optional()?)
 }
 
-/// A row of [`conversations_with_links_sql`]: the
-/// conversation's columns, then its active link's (all NULL without one).
+/// A row of [`conversations_with_links_sql`]: the conversation's columns,
+/// then its active link's (all NULL without one).
 fn conversation_with_link(row: &Row<'_>) -> rusqlite::Result<Conversation> {
     let mut conv = conversation_from_row(row)?;
     let link_id: Option<String> = row.get(CONVERSATION_FIELDS)?;
