@@ -41,7 +41,7 @@ pub use backup::{backup, BackupError, BackupReport};
 pub use exec_model::*;
 pub use model::*;
 pub use pool::ReadPool;
-pub use projection::{link_route, render_template, route_tab, LinkRoute};
+pub use projection::{link_route, render_template, LinkRoute};
 pub use read::{due_jobs_on, due_jobs_sql};
 pub use schema::SCHEMA_VERSION;
 pub use search::{fts_query, index_queued, search_statement, SearchHit};

@@ -119,7 +119,7 @@ fn project_one(conn: &Connection, m: &Candidate, s: &ProjectSettings) -> Result<
     if target.cooldown_until.is_some_and(|until| until > s.now) {
         return skip(SkipReason::Cooldown);
     }
-    let Some(link) = target.active_link.as_ref().filter(|l| route_tab(l).is_some()) else {
+    let Some(link) = target.active_link.as_ref().filter(|l| link_route(l).is_some()) else {
         return skip(SkipReason::RouteUnavailable);
     };
     let local_id = target.local_conversation_id;
@@ -172,11 +172,6 @@ pub fn link_route(link: &Link) -> Option<LinkRoute> {
         link.target_id.as_deref().and_then(|t| t.strip_prefix("tab:")).and_then(|n| n.parse::<i64>().ok());
     let tab_id = from_payload.or(from_id).filter(|t| *t > 0)?;
     Some(LinkRoute { tab_id, organization_id: fields.organization_id.unwrap_or(Value::Null) })
-}
-
-/// The tab of [`link_route`].
-pub fn route_tab(link: &Link) -> Option<i64> {
-    link_route(link).map(|r| r.tab_id)
 }
 
 /// Inserts the message's job; `None` when the message already has one.
@@ -250,6 +245,11 @@ pub fn render_template(template: &str, values: &[(&str, &str)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The tab of [`link_route`].
+    fn route_tab(link: &Link) -> Option<i64> {
+        link_route(link).map(|r| r.tab_id)
+    }
 
     fn settings(now: i64) -> ProjectSettings {
         ProjectSettings {

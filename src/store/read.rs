@@ -114,6 +114,11 @@ pub(super) struct ProjectionTarget {
     pub active_link: Option<Link>,
 }
 
+/// Joins conversation `c` to its active link `l`, or to NULLs without one
+/// (at most one link is active, a unique index says so).
+const ACTIVE_LINK_OF_C: &str =
+    "LEFT JOIN conversation_links l ON l.local_conversation_id = c.local_conversation_id AND l.is_active = 1";
+
 /// `columns` (a comma-separated list) each prefixed with `table.`.
 fn qualified(table: &str, columns: &str) -> String {
     columns.split(',').map(|c| format!("{table}.{}", c.trim())).collect::<Vec<_>>().join(", ")
@@ -126,7 +131,7 @@ fn projection_target_sql() -> &'static str {
             "SELECT c.local_conversation_id, c.automation_status, c.last_message_id, c.cooldown_until, {}
              FROM ({}) f
              JOIN local_conversations c ON c.local_conversation_id = f.local_conversation_id
-             LEFT JOIN conversation_links l ON l.local_conversation_id = c.local_conversation_id AND l.is_active = 1",
+             {ACTIVE_LINK_OF_C}",
             qualified("l", LINK_COLUMNS),
             LINKED_LOCAL_CONVERSATION
         )
@@ -197,17 +202,16 @@ fn conversation_from_row(row: &Row<'_>) -> rusqlite::Result<Conversation> {
     })
 }
 
-/// Conversations, each with its active link, in one statement (at most one
-/// link is active, a unique index says so); a `WHERE` and `ORDER BY` after
-/// it name the conversation's columns `c.`. The dispatcher reads one
-/// conversation this way right before every delivery (each statement after
-/// a commit starts from an empty page cache), the conversations list a page.
+/// Conversations, each with its active link, in one statement; a `WHERE`
+/// and `ORDER BY` after it name the conversation's columns `c.`. The
+/// dispatcher reads one conversation this way right before every delivery
+/// (each statement after a commit starts from an empty page cache), the
+/// conversations list a page.
 fn conversations_with_links_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
         format!(
-            "SELECT {}, {} FROM local_conversations c
-             LEFT JOIN conversation_links l ON l.local_conversation_id = c.local_conversation_id AND l.is_active = 1",
+            "SELECT {}, {} FROM local_conversations c {ACTIVE_LINK_OF_C}",
             qualified("c", CONVERSATION_COLUMNS),
             qualified("l", LINK_COLUMNS)
         )
