@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use relay_support::*;
 use serde_json::{json, Value};
+use support::bridge::post_in_thread;
 use support::wait_until;
 use support::ws::{answer_ok, Plugin};
 
@@ -83,27 +84,15 @@ fn a_platform_action_goes_to_the_client_the_policy_admitted() {
         a.ping();
         last_seen("ff-a") > last_seen("ff-b")
     }));
-    let addr = d.addr;
-    let action = move || {
-        std::thread::spawn(move || {
-            let body =
-                json!({"action": "tab_focus", "platform": "chatgpt", "timeout_ms": 10_000}).to_string();
-            support::try_request(
-                addr,
-                "POST",
-                "/v1/browser/actions",
-                &[("Content-Type", "application/json")],
-                Some(body.as_bytes()),
-                Duration::from_secs(30),
-            )
-            .expect("POST")
-        })
+    let action = || {
+        let body = json!({"action": "tab_focus", "platform": "chatgpt", "timeout_ms": 10_000});
+        post_in_thread(&d, "/v1/browser/actions", body, Duration::from_secs(30))
     };
     // The first action uses the platform's whole budget, on A.
     let first = action();
     let req = a.recv_type("action", T);
     a.send_json(&answer_ok(&req)[0]);
-    assert_eq!(first.join().unwrap().data()["client_id"], "ff-a");
+    assert_eq!(first.join().unwrap().0.data()["client_id"], "ff-a");
     let dispatched = |view: &Value| view["policy"]["platforms"][0]["last_dispatched_at"].as_i64();
     let first_at = dispatched(&d.get("/v1/browser?platform=chatgpt").data()).unwrap();
     a.ping();
@@ -153,7 +142,7 @@ fn a_platform_action_goes_to_the_client_the_policy_admitted() {
             }
         }
     }
-    let resp = second.join().unwrap();
+    let (resp, _) = second.join().unwrap();
     assert_eq!(
         got,
         Some("ff-a"),

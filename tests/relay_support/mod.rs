@@ -10,10 +10,11 @@
 
 #![allow(dead_code)]
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::{json, Value};
 
+use crate::support::bridge::post_in_thread;
 use crate::support::ws::Plugin;
 use crate::support::{Daemon, DaemonOpts, Resp};
 
@@ -31,31 +32,25 @@ pub fn relay_body(path: &str, timeout_ms: u64) -> Value {
     json!({"platform": "claude", "method": "GET", "path": path, "timeout_ms": timeout_ms})
 }
 
-pub fn relay(d: &Daemon, path: &str, timeout_ms: u64) -> Resp {
-    relay_at(d.addr, path, timeout_ms)
-}
+/// How long a relay's caller waits for the answer (far above any relay's
+/// own `timeout_ms`, so a loaded machine cannot fail the wait first).
+const RELAY_WAIT: Duration = Duration::from_secs(120);
 
-pub fn relay_at(addr: std::net::SocketAddr, path: &str, timeout_ms: u64) -> Resp {
+pub fn relay(d: &Daemon, path: &str, timeout_ms: u64) -> Resp {
     let body = relay_body(path, timeout_ms).to_string();
     crate::support::try_request(
-        addr,
+        d.addr,
         "POST",
         "/v1/browser/request",
         &[("Content-Type", "application/json")],
         Some(body.as_bytes()),
-        Duration::from_secs(120),
+        RELAY_WAIT,
     )
     .expect("relay POST")
 }
 
 pub fn relay_in_thread(d: &Daemon, path: &str, timeout_ms: u64) -> std::thread::JoinHandle<(Resp, Duration)> {
-    let addr = d.addr;
-    let path = path.to_string();
-    std::thread::spawn(move || {
-        let started = Instant::now();
-        let resp = relay_at(addr, &path, timeout_ms);
-        (resp, started.elapsed())
-    })
+    post_in_thread(d, "/v1/browser/request", relay_body(path, timeout_ms), RELAY_WAIT)
 }
 
 pub fn target(d: &Daemon) -> Value {
